@@ -1,0 +1,348 @@
+//! Errors, one enum per failure domain, and the stable numeric codes that cross the wire.
+
+use std::io;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::codec::Codec;
+
+/// A stable error code as carried by ERROR and GOODBYE frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    /// Orderly close (GOODBYE only).
+    Normal,
+    UnknownService,
+    UnknownMethod,
+    BadArgument,
+    DeadlineExceeded,
+    Cancelled,
+    ShuttingDown,
+    Internal,
+    FrameTooLarge,
+    ProtocolError,
+    UnsupportedVersion,
+    PermissionDenied,
+    UnsupportedCodec,
+    Overloaded,
+    /// A code chosen by a service, 1000 or above.
+    Application(u32),
+    /// A code this version does not know (14..=999); kept so it can be shown.
+    Unknown(u32),
+}
+
+/// Lowest code a service may use for its own errors.
+pub const FIRST_APPLICATION_CODE: u32 = 1000;
+
+impl ErrorCode {
+    pub fn as_u32(self) -> u32 {
+        match self {
+            ErrorCode::Normal => 0,
+            ErrorCode::UnknownService => 1,
+            ErrorCode::UnknownMethod => 2,
+            ErrorCode::BadArgument => 3,
+            ErrorCode::DeadlineExceeded => 4,
+            ErrorCode::Cancelled => 5,
+            ErrorCode::ShuttingDown => 6,
+            ErrorCode::Internal => 7,
+            ErrorCode::FrameTooLarge => 8,
+            ErrorCode::ProtocolError => 9,
+            ErrorCode::UnsupportedVersion => 10,
+            ErrorCode::PermissionDenied => 11,
+            ErrorCode::UnsupportedCodec => 12,
+            ErrorCode::Overloaded => 13,
+            ErrorCode::Application(code) | ErrorCode::Unknown(code) => code,
+        }
+    }
+
+    pub fn from_u32(code: u32) -> ErrorCode {
+        match code {
+            0 => ErrorCode::Normal,
+            1 => ErrorCode::UnknownService,
+            2 => ErrorCode::UnknownMethod,
+            3 => ErrorCode::BadArgument,
+            4 => ErrorCode::DeadlineExceeded,
+            5 => ErrorCode::Cancelled,
+            6 => ErrorCode::ShuttingDown,
+            7 => ErrorCode::Internal,
+            8 => ErrorCode::FrameTooLarge,
+            9 => ErrorCode::ProtocolError,
+            10 => ErrorCode::UnsupportedVersion,
+            11 => ErrorCode::PermissionDenied,
+            12 => ErrorCode::UnsupportedCodec,
+            13 => ErrorCode::Overloaded,
+            code if code >= FIRST_APPLICATION_CODE => ErrorCode::Application(code),
+            code => ErrorCode::Unknown(code),
+        }
+    }
+
+    /// The name used in logs and in `docs/PROTOCOL.md`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorCode::Normal => "NORMAL",
+            ErrorCode::UnknownService => "UNKNOWN_SERVICE",
+            ErrorCode::UnknownMethod => "UNKNOWN_METHOD",
+            ErrorCode::BadArgument => "BAD_ARGUMENT",
+            ErrorCode::DeadlineExceeded => "DEADLINE_EXCEEDED",
+            ErrorCode::Cancelled => "CANCELLED",
+            ErrorCode::ShuttingDown => "SHUTTING_DOWN",
+            ErrorCode::Internal => "INTERNAL",
+            ErrorCode::FrameTooLarge => "FRAME_TOO_LARGE",
+            ErrorCode::ProtocolError => "PROTOCOL_ERROR",
+            ErrorCode::UnsupportedVersion => "UNSUPPORTED_VERSION",
+            ErrorCode::PermissionDenied => "PERMISSION_DENIED",
+            ErrorCode::UnsupportedCodec => "UNSUPPORTED_CODEC",
+            ErrorCode::Overloaded => "OVERLOADED",
+            ErrorCode::Application(_) => "APPLICATION",
+            ErrorCode::Unknown(_) => "UNKNOWN_CODE",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.name(), self.as_u32())
+    }
+}
+
+/// Malformed or unacceptable bytes on a connection. Each one ends that connection only.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    #[error("i/o error: {0}")]
+    Io(#[source] io::Error),
+    #[error("frame too large: {size} bytes announced, limit is {limit}")]
+    TooLarge { size: u64, limit: u32 },
+    #[error("unknown frame kind 0x{kind:02x}")]
+    UnknownKind { kind: u8 },
+    #[error("truncated {what}")]
+    Truncated { what: &'static str },
+    #[error("method name is {len} bytes, the limit is 255")]
+    MethodTooLong { len: usize },
+    #[error("method name is not UTF-8")]
+    MethodNotUtf8,
+    #[error("bad magic {found:02x?}: {looks_like}")]
+    BadMagic { found: Vec<u8>, looks_like: &'static str },
+    #[error("unsupported protocol version {theirs} (this side speaks {ours})")]
+    UnsupportedVersion { ours: u8, theirs: u8 },
+    #[error("unexpected {kind:?} frame {when}")]
+    Unexpected { kind: crate::frame::Kind, when: &'static str },
+    #[error("no common payload codec (offered {offered:?})")]
+    NoCommonCodec { offered: Vec<u8> },
+    #[error("no hello within {0:?}")]
+    HelloTimeout(Duration),
+}
+
+impl FrameError {
+    /// The code sent to the peer in the GOODBYE that closes the connection.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            FrameError::TooLarge { .. } => ErrorCode::FrameTooLarge,
+            FrameError::UnsupportedVersion { .. } => ErrorCode::UnsupportedVersion,
+            FrameError::NoCommonCodec { .. } => ErrorCode::UnsupportedCodec,
+            _ => ErrorCode::ProtocolError,
+        }
+    }
+}
+
+/// Why a client's connection is gone; every call in flight fails with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LostReason {
+    /// The peer closed the stream without a goodbye (it crashed, or was killed).
+    ClosedByPeer,
+    /// The peer said goodbye because it was shutting down, then closed.
+    PeerShutDown,
+    /// The peer said goodbye with an error code.
+    Goodbye { code: ErrorCode, reason: String },
+    /// The peer sent bytes that are not valid protocol.
+    Protocol(String),
+    /// Reading or writing the stream failed.
+    Io(String),
+    /// This side closed the client.
+    ClosedLocally,
+}
+
+impl std::fmt::Display for LostReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LostReason::ClosedByPeer => f.write_str("connection closed by peer"),
+            LostReason::PeerShutDown => f.write_str("peer shut down"),
+            LostReason::Goodbye { code, reason } => write!(f, "peer closed with {code}: {reason}"),
+            LostReason::Protocol(detail) => write!(f, "protocol error: {detail}"),
+            LostReason::Io(detail) => write!(f, "i/o error: {detail}"),
+            LostReason::ClosedLocally => f.write_str("client closed"),
+        }
+    }
+}
+
+/// Why a call failed. Every variant names the method; those about the connection name the
+/// endpoint too.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CallError {
+    #[error("{method}: unknown service on {endpoint}: {message}")]
+    UnknownService { method: String, endpoint: String, message: String },
+    #[error("{method}: unknown method on {endpoint}: {message}")]
+    UnknownMethod { method: String, endpoint: String, message: String },
+    #[error("{method}: bad argument: {message}")]
+    BadArgument { method: String, message: String },
+    #[error("{method}: error {code}: {message}")]
+    Application { method: String, code: u32, message: String, data: Option<ErrorData> },
+    #[error("{method}: {endpoint} is shutting down: {message}")]
+    ShuttingDown { method: String, endpoint: String, message: String },
+    #[error("{method}: deadline of {timeout:?} exceeded")]
+    DeadlineExceeded { method: String, timeout: Duration },
+    #[error("{method}: cancelled: {message}")]
+    Cancelled { method: String, message: String },
+    #[error("{method}: connection to {endpoint} lost: {reason}")]
+    ConnectionLost { method: String, endpoint: String, reason: LostReason },
+    #[error("{method}: frame too large: {message}")]
+    FrameTooLarge { method: String, message: String },
+    #[error("{method}: server is overloaded: {message}")]
+    Overloaded { method: String, message: String },
+    #[error("{method}: internal server error: {message}")]
+    Internal { method: String, message: String },
+    #[error("{method}: could not encode the argument: {message}")]
+    Encode { method: String, message: String },
+    #[error("{method}: could not decode the reply: {message}")]
+    BadReply { method: String, message: String },
+    #[error("{method}: server answered with {code}: {message}")]
+    Other { method: String, code: ErrorCode, message: String },
+}
+
+impl CallError {
+    /// The wire code this error corresponds to, for callers that dispatch on codes.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            CallError::UnknownService { .. } => ErrorCode::UnknownService,
+            CallError::UnknownMethod { .. } => ErrorCode::UnknownMethod,
+            CallError::BadArgument { .. } | CallError::Encode { .. } => ErrorCode::BadArgument,
+            CallError::Application { code, .. } => ErrorCode::from_u32(*code),
+            CallError::ShuttingDown { .. } => ErrorCode::ShuttingDown,
+            CallError::DeadlineExceeded { .. } => ErrorCode::DeadlineExceeded,
+            CallError::Cancelled { .. } => ErrorCode::Cancelled,
+            CallError::ConnectionLost { .. } => ErrorCode::Normal,
+            CallError::FrameTooLarge { .. } => ErrorCode::FrameTooLarge,
+            CallError::Overloaded { .. } => ErrorCode::Overloaded,
+            CallError::Internal { .. } | CallError::BadReply { .. } => ErrorCode::Internal,
+            CallError::Other { code, .. } => *code,
+        }
+    }
+}
+
+/// Optional structured detail attached to an application error, still in its wire encoding so
+/// the caller decodes it into whatever type it expects.
+#[derive(Debug, Clone)]
+pub struct ErrorData {
+    pub(crate) codec: Codec,
+    pub(crate) bytes: bytes::Bytes,
+}
+
+impl ErrorData {
+    pub fn decode<T: serde::de::DeserializeOwned>(&self) -> Result<T, crate::codec::CodecError> {
+        self.codec.decode(&self.bytes)
+    }
+}
+
+/// The error a handler returns: a code, a message, and optional structured data.
+#[derive(Debug, Clone)]
+pub struct HandlerError {
+    pub(crate) code: ErrorCode,
+    pub(crate) message: String,
+    pub(crate) data: Option<serde_json::Value>,
+}
+
+impl HandlerError {
+    /// An application error; `code` should be 1000 or above (lower ones are reserved and are
+    /// reported as INTERNAL so they cannot impersonate protocol errors).
+    pub fn new(code: u32, message: impl Into<String>) -> Self {
+        let code = if code >= FIRST_APPLICATION_CODE { ErrorCode::Application(code) } else { ErrorCode::Internal };
+        HandlerError { code, message: message.into(), data: None }
+    }
+
+    /// The argument was acceptable to the decoder but not to the method.
+    pub fn bad_argument(message: impl Into<String>) -> Self {
+        HandlerError { code: ErrorCode::BadArgument, message: message.into(), data: None }
+    }
+
+    /// Something went wrong inside the service that the caller cannot fix.
+    pub fn internal(message: impl std::fmt::Display) -> Self {
+        HandlerError { code: ErrorCode::Internal, message: message.to_string(), data: None }
+    }
+
+    /// Attaches structured data; it is encoded with the connection's codec.
+    pub fn with_data(mut self, data: impl serde::Serialize) -> Self {
+        self.data = serde_json::to_value(data).ok();
+        self
+    }
+
+    pub fn code(&self) -> ErrorCode {
+        self.code
+    }
+
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl std::fmt::Display for HandlerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+impl std::error::Error for HandlerError {}
+
+/// Why an endpoint string could not be understood.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("bad endpoint {input:?}: {why} (expected unix:/path.sock, /path.sock, tcp:host:port or stdio:)")]
+pub struct EndpointError {
+    pub input: String,
+    pub why: String,
+}
+
+/// Why a server could not start listening.
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    #[error(
+        "socket path {path} is {len} bytes; the OS limit for a Unix socket path is {limit} bytes \
+         (use a shorter directory, e.g. $XDG_RUNTIME_DIR or /tmp)"
+    )]
+    PathTooLong { path: PathBuf, len: usize, limit: usize },
+    #[error("socket {path} is in use: another server is accepting connections on it")]
+    InUse { path: PathBuf },
+    #[error("{path} exists and is not a socket; refusing to replace it")]
+    NotASocket { path: PathBuf },
+    #[error("cannot listen on {endpoint}: {source}")]
+    Io {
+        endpoint: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{endpoint} cannot be listened on; use Server::serve_io for a single stream")]
+    NotListenable { endpoint: String },
+}
+
+/// Why a client could not connect.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error(transparent)]
+    Endpoint(#[from] EndpointError),
+    #[error("cannot connect to {endpoint}: {source}")]
+    Io {
+        endpoint: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{endpoint} refused the connection with {code}: {reason}")]
+    Refused { endpoint: String, code: ErrorCode, reason: String },
+    #[error("handshake with {endpoint} failed: {source}")]
+    Handshake {
+        endpoint: String,
+        #[source]
+        source: FrameError,
+    },
+    #[error("{endpoint} did not complete the handshake within {timeout:?}")]
+    Timeout { endpoint: String, timeout: Duration },
+    #[error("socket path {path} is {len} bytes; the OS limit for a Unix socket path is {limit} bytes")]
+    PathTooLong { path: PathBuf, len: usize, limit: usize },
+    #[error("{endpoint} cannot be connected to by address; use Client::over with the stream")]
+    NotConnectable { endpoint: String },
+}

@@ -1,0 +1,276 @@
+//! Frames: the unit everything on a warren connection travels in.
+//!
+//! A frame is a 10-byte header (`body_len u32 | kind u8 | flags u8 | id u32`, big-endian) and a
+//! body. The reader checks `body_len` against its limit *before* reserving any memory, so a
+//! hostile or broken peer cannot make us allocate what it announces. See `docs/PROTOCOL.md`.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+use crate::error::{ErrorCode, FrameError};
+
+/// Length of the fixed frame header.
+pub const HEADER_LEN: usize = 10;
+
+/// Default largest frame body a peer accepts (16 MiB).
+pub const DEFAULT_MAX_FRAME: u32 = 16 * 1024 * 1024;
+
+/// Longest `Service.Method` name: its length travels in one byte.
+pub const MAX_METHOD_LEN: usize = u8::MAX as usize;
+
+/// What a frame is; the numbers are part of the wire format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Kind {
+    Hello = 0x01,
+    Welcome = 0x02,
+    Request = 0x10,
+    Response = 0x11,
+    Error = 0x12,
+    Cancel = 0x13,
+    Notify = 0x20,
+    Ping = 0x30,
+    Pong = 0x31,
+    Goodbye = 0x40,
+}
+
+impl Kind {
+    pub fn from_u8(byte: u8) -> Option<Kind> {
+        Some(match byte {
+            0x01 => Kind::Hello,
+            0x02 => Kind::Welcome,
+            0x10 => Kind::Request,
+            0x11 => Kind::Response,
+            0x12 => Kind::Error,
+            0x13 => Kind::Cancel,
+            0x20 => Kind::Notify,
+            0x30 => Kind::Ping,
+            0x31 => Kind::Pong,
+            0x40 => Kind::Goodbye,
+            _ => return None,
+        })
+    }
+}
+
+/// One decoded frame. The body is a view into the read buffer, not a copy.
+#[derive(Debug, Clone)]
+pub struct Frame {
+    pub kind: Kind,
+    pub id: u32,
+    pub body: Bytes,
+}
+
+/// Starts a frame in `buf` and returns the offset of its length field, to be patched by
+/// [`finish`] once the body is written. Writing the body in place (rather than into a separate
+/// vector) saves a copy of every payload.
+pub fn begin(buf: &mut BytesMut, kind: Kind, id: u32) -> usize {
+    let start = buf.len();
+    buf.put_u32(0);
+    buf.put_u8(kind as u8);
+    buf.put_u8(0);
+    buf.put_u32(id);
+    start
+}
+
+/// Patches the length field of the frame begun at `start`; returns the body length.
+pub fn finish(buf: &mut BytesMut, start: usize) -> usize {
+    let body_len = buf.len() - start - HEADER_LEN;
+    // A body over 4 GiB cannot be produced: callers check sizes against the peer's limit, which
+    // is itself a u32, before sending.
+    let len = u32::try_from(body_len).unwrap_or(u32::MAX);
+    buf[start..start + 4].copy_from_slice(&len.to_be_bytes());
+    body_len
+}
+
+/// Encodes a frame with an already-built body.
+pub fn encode(kind: Kind, id: u32, body: &[u8]) -> Bytes {
+    let mut buf = BytesMut::with_capacity(HEADER_LEN + body.len());
+    let start = begin(&mut buf, kind, id);
+    buf.extend_from_slice(body);
+    finish(&mut buf, start);
+    buf.freeze()
+}
+
+/// Writes a `method_len u8 | method` field.
+pub fn put_method(buf: &mut BytesMut, method: &str) -> Result<(), FrameError> {
+    let len = u8::try_from(method.len()).map_err(|_| FrameError::MethodTooLong { len: method.len() })?;
+    buf.put_u8(len);
+    buf.extend_from_slice(method.as_bytes());
+    Ok(())
+}
+
+/// Reads a `method_len u8 | method` field from the front of `body`.
+pub fn take_method(body: &mut Bytes) -> Result<String, FrameError> {
+    if body.is_empty() {
+        return Err(FrameError::Truncated { what: "method name length" });
+    }
+    let len = body.get_u8() as usize;
+    if body.len() < len {
+        return Err(FrameError::Truncated { what: "method name" });
+    }
+    let name = body.split_to(len);
+    String::from_utf8(name.to_vec()).map_err(|_| FrameError::MethodNotUtf8)
+}
+
+/// Reads a big-endian u32 from the front of `body`.
+pub fn take_u32(body: &mut Bytes, what: &'static str) -> Result<u32, FrameError> {
+    if body.len() < 4 {
+        return Err(FrameError::Truncated { what });
+    }
+    Ok(body.get_u32())
+}
+
+/// Reads a big-endian u64 from the front of `body`.
+pub fn take_u64(body: &mut Bytes, what: &'static str) -> Result<u64, FrameError> {
+    if body.len() < 8 {
+        return Err(FrameError::Truncated { what });
+    }
+    Ok(body.get_u64())
+}
+
+/// Encodes a GOODBYE frame: `code u32 | reason`.
+pub fn goodbye(code: ErrorCode, reason: &str) -> Bytes {
+    let mut body = Vec::with_capacity(4 + reason.len());
+    body.extend_from_slice(&code.as_u32().to_be_bytes());
+    body.extend_from_slice(reason.as_bytes());
+    encode(Kind::Goodbye, 0, &body)
+}
+
+/// Decodes a GOODBYE body into its code and reason; a malformed one is itself a protocol error.
+pub fn parse_goodbye(mut body: Bytes) -> Result<(ErrorCode, String), FrameError> {
+    let code = ErrorCode::from_u32(take_u32(&mut body, "goodbye code")?);
+    Ok((code, String::from_utf8_lossy(&body).into_owned()))
+}
+
+/// Buffered frame reader over any byte stream.
+///
+/// Reads as much as the stream offers into one buffer and hands out frames as zero-copy slices
+/// of it, so a burst of small frames costs one `read` syscall, not one per frame.
+#[derive(Debug)]
+pub struct FrameReader<R> {
+    io: R,
+    buf: BytesMut,
+    max_frame: u32,
+}
+
+const READ_CHUNK: usize = 64 * 1024;
+
+impl<R: AsyncRead + Unpin> FrameReader<R> {
+    pub fn new(io: R, max_frame: u32) -> Self {
+        FrameReader { io, buf: BytesMut::with_capacity(READ_CHUNK), max_frame }
+    }
+
+    /// Wraps a stream whose first bytes were already read (e.g. while sniffing the preface).
+    pub fn with_buffered(io: R, max_frame: u32, already_read: BytesMut) -> Self {
+        FrameReader { io, buf: already_read, max_frame }
+    }
+
+    pub fn set_max_frame(&mut self, max_frame: u32) {
+        self.max_frame = max_frame;
+    }
+
+    /// Reads exactly `n` raw bytes (used for the preface, which is not a frame).
+    pub async fn read_raw(&mut self, n: usize) -> Result<Option<Bytes>, FrameError> {
+        while self.buf.len() < n {
+            if !self.fill().await? {
+                return if self.buf.is_empty() { Ok(None) } else { Err(FrameError::Truncated { what: "preface" }) };
+            }
+        }
+        Ok(Some(self.buf.split_to(n).freeze()))
+    }
+
+    /// Bytes read from the stream but not yet consumed.
+    pub fn buffered(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// Returns the next frame, `Ok(None)` on a clean end of stream between frames.
+    pub async fn read_frame(&mut self) -> Result<Option<Frame>, FrameError> {
+        loop {
+            if let Some(frame) = self.try_decode()? {
+                return Ok(Some(frame));
+            }
+            if !self.fill().await? {
+                return if self.buf.is_empty() { Ok(None) } else { Err(FrameError::Truncated { what: "frame" }) };
+            }
+        }
+    }
+
+    /// Decodes one frame from the buffer if a whole one is there.
+    fn try_decode(&mut self) -> Result<Option<Frame>, FrameError> {
+        if self.buf.len() < HEADER_LEN {
+            return Ok(None);
+        }
+        let header = &self.buf[..HEADER_LEN];
+        let body_len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]);
+        if body_len > self.max_frame {
+            return Err(FrameError::TooLarge { size: u64::from(body_len), limit: self.max_frame });
+        }
+        let kind_byte = header[4];
+        let kind = Kind::from_u8(kind_byte).ok_or(FrameError::UnknownKind { kind: kind_byte })?;
+        let id = u32::from_be_bytes([header[6], header[7], header[8], header[9]]);
+        let total = HEADER_LEN + body_len as usize;
+        if self.buf.len() < total {
+            // Reserve only now that the length is known to be within the limit.
+            self.buf.reserve(total - self.buf.len());
+            return Ok(None);
+        }
+        self.buf.advance(HEADER_LEN);
+        let body = self.buf.split_to(body_len as usize).freeze();
+        Ok(Some(Frame { kind, id, body }))
+    }
+
+    /// Reads more bytes; false at end of stream.
+    async fn fill(&mut self) -> Result<bool, FrameError> {
+        if self.buf.capacity() - self.buf.len() < 4096 {
+            self.buf.reserve(READ_CHUNK);
+        }
+        let n = self.io.read_buf(&mut self.buf).await.map_err(FrameError::Io)?;
+        Ok(n > 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn decode_all(bytes: &[u8], max: u32) -> Result<Vec<Frame>, FrameError> {
+        let mut reader = FrameReader::new(bytes, max);
+        let mut frames = Vec::new();
+        while let Some(frame) = reader.read_frame().await? {
+            frames.push(frame);
+        }
+        Ok(frames)
+    }
+
+    #[tokio::test]
+    async fn frames_round_trip_back_to_back() {
+        let mut wire = Vec::new();
+        wire.extend_from_slice(&encode(Kind::Request, 7, b"abc"));
+        wire.extend_from_slice(&encode(Kind::Cancel, 7, b""));
+        let frames = decode_all(&wire, 1024).await.expect("valid frames");
+        assert_eq!(frames.len(), 2);
+        assert_eq!((frames[0].kind, frames[0].id, &frames[0].body[..]), (Kind::Request, 7, &b"abc"[..]));
+        assert_eq!((frames[1].kind, frames[1].id, frames[1].body.len()), (Kind::Cancel, 7, 0));
+    }
+
+    #[tokio::test]
+    async fn oversized_frame_is_rejected_from_its_header_alone() {
+        // Only the header is present: the reader must refuse before waiting for (or allocating)
+        // the announced 4 GiB body.
+        let header = [0xff, 0xff, 0xff, 0xff, 0x10, 0, 0, 0, 0, 1];
+        let err = decode_all(&header, 1024).await.expect_err("must refuse");
+        assert!(matches!(err, FrameError::TooLarge { size: 0xffff_ffff, limit: 1024 }), "{err}");
+    }
+
+    #[tokio::test]
+    async fn truncated_and_unknown_frames_are_errors() {
+        let full = encode(Kind::Response, 1, b"hello");
+        let err = decode_all(&full[..full.len() - 1], 1024).await.expect_err("truncated");
+        assert!(matches!(err, FrameError::Truncated { .. }), "{err}");
+        let mut unknown = full.to_vec();
+        unknown[4] = 0x99;
+        let err = decode_all(&unknown, 1024).await.expect_err("unknown kind");
+        assert!(matches!(err, FrameError::UnknownKind { kind: 0x99 }), "{err}");
+    }
+}

@@ -1,0 +1,241 @@
+//! The connection preface and the HELLO/WELCOME exchange: version, codec and feature
+//! negotiation, and a clear answer to peers that speak something else.
+
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+
+use crate::codec::Codec;
+use crate::error::{ErrorCode, FrameError};
+use crate::frame::{self, FrameReader, Kind};
+
+/// First four bytes of every binary warren connection. 0xF7 never starts valid UTF-8, so the
+/// binary protocol cannot be mistaken for JSON, HTTP or a stray log line.
+pub const MAGIC: [u8; 4] = [0xF7, b'W', b'R', b'P'];
+
+/// The protocol version this implementation speaks.
+pub const VERSION: u8 = 1;
+
+/// Magic plus version.
+pub const PREFACE_LEN: usize = 5;
+
+/// Feature bits announced in HELLO and WELCOME.
+pub mod features {
+    pub const DEADLINES: u32 = 0x1;
+    pub const CANCEL: u32 = 0x2;
+    pub const NOTIFY: u32 = 0x4;
+    pub const PING: u32 = 0x8;
+    pub const ALL: u32 = DEADLINES | CANCEL | NOTIFY | PING;
+}
+
+/// What both sides agreed on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Negotiated {
+    pub codec: Codec,
+    /// Largest frame body the *peer* accepts: never send more.
+    pub peer_max_frame: u32,
+    pub features: u32,
+}
+
+pub fn preface() -> [u8; PREFACE_LEN] {
+    [MAGIC[0], MAGIC[1], MAGIC[2], MAGIC[3], VERSION]
+}
+
+/// Preface followed by a HELLO offering `codecs` in order of preference.
+pub fn client_hello(codecs: &[Codec], max_frame: u32) -> Bytes {
+    let mut buf = BytesMut::with_capacity(32);
+    buf.extend_from_slice(&preface());
+    let start = frame::begin(&mut buf, Kind::Hello, 0);
+    buf.put_u32(max_frame);
+    buf.put_u32(features::ALL);
+    // More than 255 codecs cannot exist: ids are one byte.
+    buf.put_u8(codecs.len().min(255) as u8);
+    for codec in codecs.iter().take(255) {
+        buf.put_u8(codec.id());
+    }
+    frame::finish(&mut buf, start);
+    buf.freeze()
+}
+
+/// Names what the first bytes of a connection look like when they are not our magic.
+pub fn describe_foreign(bytes: &[u8]) -> &'static str {
+    const HTTP_METHODS: [&[u8]; 9] = [b"GET ", b"POST", b"PUT ", b"HEAD", b"DELE", b"OPTI", b"PATC", b"CONN", b"PRI "];
+    if HTTP_METHODS.iter().any(|m| bytes.starts_with(m)) {
+        "an HTTP request was sent to a warren RPC socket"
+    } else if bytes.first() == Some(&b'{') || bytes.first() == Some(&b'[') {
+        "JSON was sent to a warren RPC socket that expects the binary protocol"
+    } else {
+        "not the warren RPC protocol"
+    }
+}
+
+fn looks_like_http(bytes: &[u8]) -> bool {
+    describe_foreign(bytes).starts_with("an HTTP")
+}
+
+/// Server side of the handshake. On failure the peer has already been told why, in a form it
+/// can read (a GOODBYE frame, or an HTTP 400 for an HTTP client), and the caller only logs.
+pub async fn accept<R, W>(
+    reader: &mut FrameReader<R>,
+    writer: &mut W,
+    supported: &[Codec],
+    max_frame: u32,
+    timeout: Duration,
+) -> Result<Negotiated, FrameError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let outcome = tokio::time::timeout(timeout, read_hello(reader, supported))
+        .await
+        .unwrap_or(Err(FrameError::HelloTimeout(timeout)));
+    let reply = match &outcome {
+        Ok(negotiated) => {
+            let mut buf = BytesMut::with_capacity(PREFACE_LEN + 19);
+            buf.extend_from_slice(&preface());
+            let start = frame::begin(&mut buf, Kind::Welcome, 0);
+            buf.put_u32(max_frame);
+            buf.put_u32(negotiated.features);
+            buf.put_u8(negotiated.codec.id());
+            frame::finish(&mut buf, start);
+            buf.freeze()
+        }
+        Err(FrameError::BadMagic { found, .. }) if looks_like_http(found) => Bytes::from_static(
+            b"HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n\
+              this is a warren RPC socket (binary protocol), not an HTTP server\n",
+        ),
+        Err(error) => refusal(error.code(), &error.to_string()),
+    };
+    // The peer may already be gone; the outcome is what matters to the caller.
+    let _ = writer.write_all(&reply).await;
+    let _ = writer.flush().await;
+    outcome
+}
+
+/// Preface plus GOODBYE: how a server turns a peer away before any call.
+pub fn refusal(code: ErrorCode, reason: &str) -> Bytes {
+    let mut buf = BytesMut::new();
+    buf.extend_from_slice(&preface());
+    buf.extend_from_slice(&frame::goodbye(code, reason));
+    buf.freeze()
+}
+
+async fn read_preface<R: AsyncRead + Unpin>(reader: &mut FrameReader<R>) -> Result<(), FrameError> {
+    let Some(preface) = reader.read_raw(PREFACE_LEN).await? else {
+        return Err(FrameError::Truncated { what: "preface (peer closed before sending one)" });
+    };
+    if preface[..4] != MAGIC {
+        // Include whatever else arrived with it so the log shows the start of the request.
+        let mut found = preface.to_vec();
+        found.extend_from_slice(&reader.buffered()[..reader.buffered().len().min(11)]);
+        let looks_like = describe_foreign(&found);
+        return Err(FrameError::BadMagic { found, looks_like });
+    }
+    if preface[4] != VERSION {
+        return Err(FrameError::UnsupportedVersion { ours: VERSION, theirs: preface[4] });
+    }
+    Ok(())
+}
+
+async fn read_hello<R: AsyncRead + Unpin>(
+    reader: &mut FrameReader<R>,
+    supported: &[Codec],
+) -> Result<Negotiated, FrameError> {
+    read_preface(reader).await?;
+    let frame = reader.read_frame().await?.ok_or(FrameError::Truncated { what: "hello" })?;
+    if frame.kind != Kind::Hello {
+        return Err(FrameError::Unexpected { kind: frame.kind, when: "instead of HELLO" });
+    }
+    let mut body = frame.body;
+    let peer_max_frame = frame::take_u32(&mut body, "hello max_frame")?;
+    let peer_features = frame::take_u32(&mut body, "hello features")?;
+    let count = *body.first().ok_or(FrameError::Truncated { what: "hello codec count" })? as usize;
+    let offered = body.get(1..1 + count).ok_or(FrameError::Truncated { what: "hello codec list" })?;
+    let codec = offered
+        .iter()
+        .filter_map(|&id| Codec::from_id(id))
+        .find(|codec| supported.contains(codec))
+        .ok_or_else(|| FrameError::NoCommonCodec { offered: offered.to_vec() })?;
+    Ok(Negotiated { codec, peer_max_frame, features: peer_features & features::ALL })
+}
+
+/// What a client learns from the server's answer to its hello.
+#[derive(Debug)]
+pub enum Answer {
+    Welcome(Negotiated),
+    Refused { code: ErrorCode, reason: String },
+}
+
+/// Client side: reads the server's preface and its WELCOME or GOODBYE.
+pub async fn read_answer<R: AsyncRead + Unpin>(reader: &mut FrameReader<R>) -> Result<Answer, FrameError> {
+    read_preface(reader).await?;
+    let frame = reader.read_frame().await?.ok_or(FrameError::Truncated { what: "welcome" })?;
+    let mut body = frame.body;
+    match frame.kind {
+        Kind::Welcome => {
+            let peer_max_frame = frame::take_u32(&mut body, "welcome max_frame")?;
+            let features = frame::take_u32(&mut body, "welcome features")?;
+            let id = *body.first().ok_or(FrameError::Truncated { what: "welcome codec" })?;
+            let codec = Codec::from_id(id).ok_or(FrameError::NoCommonCodec { offered: vec![id] })?;
+            Ok(Answer::Welcome(Negotiated { codec, peer_max_frame, features }))
+        }
+        Kind::Goodbye => {
+            let (code, reason) = frame::parse_goodbye(body)?;
+            Ok(Answer::Refused { code, reason })
+        }
+        kind => Err(FrameError::Unexpected { kind, when: "instead of WELCOME" }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn server_sees(bytes: &[u8]) -> (Result<Negotiated, FrameError>, Vec<u8>) {
+        let mut reader = FrameReader::new(bytes, 1024);
+        let mut reply = Vec::new();
+        let outcome =
+            accept(&mut reader, &mut reply, &[Codec::MessagePack, Codec::Json], 4096, Duration::from_secs(1)).await;
+        (outcome, reply)
+    }
+
+    #[tokio::test]
+    async fn negotiates_the_first_codec_both_sides_know() {
+        let hello = client_hello(&[Codec::Json, Codec::MessagePack], 2048);
+        let (outcome, reply) = server_sees(&hello).await;
+        let negotiated = outcome.expect("handshake succeeds");
+        assert_eq!(negotiated, Negotiated { codec: Codec::Json, peer_max_frame: 2048, features: features::ALL });
+        let mut reader = FrameReader::new(&reply[..], 1024);
+        let Answer::Welcome(seen) = read_answer(&mut reader).await.expect("welcome") else { panic!("refused") };
+        assert_eq!(seen, Negotiated { codec: Codec::Json, peer_max_frame: 4096, features: features::ALL });
+    }
+
+    #[tokio::test]
+    async fn http_gets_an_http_answer() {
+        let (outcome, reply) = server_sees(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        assert!(matches!(outcome, Err(FrameError::BadMagic { .. })));
+        assert!(reply.starts_with(b"HTTP/1.0 400 Bad Request"), "{}", String::from_utf8_lossy(&reply));
+    }
+
+    #[tokio::test]
+    async fn wrong_version_and_unknown_codec_are_refused_with_a_reason() {
+        let mut hello = client_hello(&[Codec::Json], 2048).to_vec();
+        hello[4] = 9;
+        let (outcome, reply) = server_sees(&hello).await;
+        assert!(matches!(outcome, Err(FrameError::UnsupportedVersion { theirs: 9, .. })));
+        let Answer::Refused { code, reason } =
+            read_answer(&mut FrameReader::new(&reply[..], 1024)).await.expect("goodbye")
+        else {
+            panic!("welcomed")
+        };
+        assert_eq!(code, ErrorCode::UnsupportedVersion);
+        assert!(reason.contains("version 9"), "{reason}");
+
+        let mut hello = client_hello(&[Codec::Json], 2048).to_vec();
+        let last = hello.len() - 1;
+        hello[last] = 77;
+        let (outcome, _) = server_sees(&hello).await;
+        assert!(matches!(outcome, Err(FrameError::NoCommonCodec { .. })));
+    }
+}

@@ -1,0 +1,59 @@
+//! # warren-rpc
+//!
+//! Go net/rpc-style services between processes, over Unix sockets, TCP or a child's stdio
+//! pipes: methods named `"Service.Method"`, typed with serde, many calls in flight on one
+//! connection, deadlines and cancellation that reach the handler, typed errors, notifications
+//! in both directions, and a graceful drain on shutdown.
+//!
+//! ```no_run
+//! use serde::{Deserialize, Serialize};
+//! use warren_rpc::{Client, Endpoint, Server};
+//!
+//! #[derive(Serialize, Deserialize)]
+//! struct Todo { id: String }
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! // In the child:
+//! let server = Server::new().service("Task", |s| s.method("Get", |_ctx, id: String| async move { Ok(Todo { id }) }));
+//! let running = server.bind(&Endpoint::parse("unix:/run/user/1000/task.sock")?).await?;
+//!
+//! // In the host:
+//! let client = Client::connect("unix:/run/user/1000/task.sock").await?;
+//! let todo: Todo = client.call("Task.Get", "new_id").await?;
+//! # running.shutdown(std::time::Duration::from_secs(1)).await;
+//! # Ok(()) }
+//! ```
+//!
+//! ## How it works
+//! Each connection starts with a preface and a HELLO/WELCOME exchange that fixes the protocol
+//! version, the payload codec (MessagePack or JSON) and both sides' frame limits. Then frames
+//! flow both ways: REQUEST/RESPONSE/ERROR matched by call id, CANCEL, NOTIFY, PING/PONG and
+//! GOODBYE. One task per connection writes, coalescing queued frames into one syscall; one
+//! reads. The byte-level specification is `docs/PROTOCOL.md`.
+//!
+//! ## Caveats
+//! A handler is dropped (not awaited) when its call is cancelled or its deadline passes; its
+//! [`Cancellation`] fires first, so code that must clean up can watch it or use drop guards.
+
+mod bytes;
+mod client;
+mod codec;
+mod endpoint;
+mod error;
+pub mod frame;
+pub mod hello;
+pub mod message;
+mod server;
+mod writer;
+
+pub use crate::bytes::Bytes;
+pub use client::{CallOptions, Client, ClientBuilder, Notification, Subscription};
+pub use codec::{Codec, CodecError};
+pub use endpoint::{Endpoint, MAX_UNIX_PATH, ToEndpoint};
+pub use error::{
+    BindError, CallError, ConnectError, EndpointError, ErrorCode, ErrorData, FrameError, HandlerError, LostReason,
+};
+pub use server::{
+    Cancellation, Context, Notifier, NotifyError, PeerInfo, PeerPolicy, Running, Server, ServerHandle, ServiceBuilder,
+    ShutdownReport,
+};

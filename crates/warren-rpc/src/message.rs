@@ -1,0 +1,172 @@
+//! Bodies of the call-level frames (REQUEST, RESPONSE, ERROR, NOTIFY), shared by client and
+//! server. Encoders write the payload straight into the frame buffer: one allocation and no
+//! copy of the payload per message.
+
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use serde::Serialize;
+
+use crate::codec::{Codec, CodecError};
+use crate::error::{ErrorCode, FrameError};
+use crate::frame::{self, Kind};
+
+/// Why a message could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum EncodeError {
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    #[error("frame of {size} bytes exceeds the peer's limit of {limit} bytes")]
+    TooLarge { size: u64, limit: u32 },
+}
+
+fn checked(buf: BytesMut, start: usize, limit: u32) -> Result<Bytes, EncodeError> {
+    let mut buf = buf;
+    let body_len = frame::finish(&mut buf, start);
+    if body_len > limit as usize {
+        return Err(EncodeError::TooLarge { size: body_len as u64, limit });
+    }
+    Ok(buf.freeze())
+}
+
+/// REQUEST: `method_len u8 | method | timeout_us u64 | payload`.
+pub fn request<T: Serialize + ?Sized>(
+    id: u32,
+    method: &str,
+    timeout: Option<Duration>,
+    codec: Codec,
+    arg: &T,
+    limit: u32,
+) -> Result<Bytes, EncodeError> {
+    let mut buf = BytesMut::with_capacity(64 + method.len());
+    let start = frame::begin(&mut buf, Kind::Request, id);
+    frame::put_method(&mut buf, method)?;
+    // Zero means "no deadline", so a real deadline is at least one microsecond.
+    let micros = timeout.map_or(0, |t| u64::try_from(t.as_micros()).unwrap_or(u64::MAX).max(1));
+    buf.put_u64(micros);
+    codec.encode_into(&mut buf, arg)?;
+    checked(buf, start, limit)
+}
+
+/// A parsed REQUEST or NOTIFY body.
+#[derive(Debug)]
+pub struct Incoming {
+    pub method: String,
+    pub timeout: Option<Duration>,
+    pub payload: Bytes,
+}
+
+pub fn parse_request(mut body: Bytes) -> Result<Incoming, FrameError> {
+    let method = frame::take_method(&mut body)?;
+    let micros = frame::take_u64(&mut body, "request timeout")?;
+    let timeout = (micros != 0).then(|| Duration::from_micros(micros));
+    Ok(Incoming { method, timeout, payload: body })
+}
+
+/// RESPONSE: the encoded reply value.
+pub fn response<T: Serialize + ?Sized>(id: u32, codec: Codec, value: &T, limit: u32) -> Result<Bytes, EncodeError> {
+    let mut buf = BytesMut::with_capacity(64);
+    let start = frame::begin(&mut buf, Kind::Response, id);
+    codec.encode_into(&mut buf, value)?;
+    checked(buf, start, limit)
+}
+
+/// ERROR: `code u32 | message_len u32 | message | data?`.
+pub fn error(id: u32, code: ErrorCode, message: &str, data: Option<(&serde_json::Value, Codec)>) -> Bytes {
+    let mut buf = BytesMut::with_capacity(32 + message.len());
+    let start = frame::begin(&mut buf, Kind::Error, id);
+    buf.put_u32(code.as_u32());
+    // Error messages are ours or a handler's; clip absurd ones rather than fail to report.
+    let message = clip(message, 64 * 1024);
+    buf.put_u32(message.len() as u32);
+    buf.extend_from_slice(message.as_bytes());
+    if let Some((value, codec)) = data {
+        let before = buf.len();
+        if codec.encode_into(&mut buf, value).is_err() {
+            buf.truncate(before);
+        }
+    }
+    frame::finish(&mut buf, start);
+    buf.freeze()
+}
+
+fn clip(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// A parsed ERROR body.
+#[derive(Debug)]
+pub struct ErrorBody {
+    pub code: ErrorCode,
+    pub message: String,
+    pub data: Option<Bytes>,
+}
+
+pub fn parse_error(mut body: Bytes) -> Result<ErrorBody, FrameError> {
+    let code = ErrorCode::from_u32(frame::take_u32(&mut body, "error code")?);
+    let len = frame::take_u32(&mut body, "error message length")? as usize;
+    if body.len() < len {
+        return Err(FrameError::Truncated { what: "error message" });
+    }
+    let message = String::from_utf8_lossy(&body.split_to(len)).into_owned();
+    let data = (!body.is_empty()).then_some(body);
+    Ok(ErrorBody { code, message, data })
+}
+
+/// NOTIFY: `method_len u8 | method | payload`.
+pub fn notify<T: Serialize + ?Sized>(method: &str, codec: Codec, value: &T, limit: u32) -> Result<Bytes, EncodeError> {
+    let mut buf = BytesMut::with_capacity(64 + method.len());
+    let start = frame::begin(&mut buf, Kind::Notify, 0);
+    frame::put_method(&mut buf, method)?;
+    codec.encode_into(&mut buf, value)?;
+    checked(buf, start, limit)
+}
+
+pub fn parse_notify(mut body: Bytes) -> Result<Incoming, FrameError> {
+    let method = frame::take_method(&mut body)?;
+    Ok(Incoming { method, timeout: None, payload: body })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_layout_matches_the_protocol_document() {
+        let frame = request(1, "Task.Get", Some(Duration::from_secs(1)), Codec::Json, "new_id", 1024).expect("fits");
+        let mut expected = vec![0, 0, 0, 25, 0x10, 0, 0, 0, 0, 1, 8];
+        expected.extend_from_slice(b"Task.Get");
+        expected.extend_from_slice(&1_000_000u64.to_be_bytes());
+        expected.extend_from_slice(br#""new_id""#);
+        assert_eq!(&frame[..], &expected[..]);
+        let parsed = parse_request(frame.slice(frame::HEADER_LEN..)).expect("parses");
+        assert_eq!((parsed.method.as_str(), parsed.timeout), ("Task.Get", Some(Duration::from_secs(1))));
+        assert_eq!(&parsed.payload[..], br#""new_id""#);
+    }
+
+    #[test]
+    fn oversized_messages_are_refused_before_sending() {
+        let big = crate::Bytes::from(vec![7u8; 2000]);
+        let err = response(3, Codec::MessagePack, &big, 1024).expect_err("too big");
+        assert!(matches!(err, EncodeError::TooLarge { limit: 1024, .. }), "{err}");
+    }
+
+    #[test]
+    fn error_round_trips_with_data() {
+        let data = serde_json::json!({"retry_after": 3});
+        let frame = error(9, ErrorCode::Application(1001), "no such todo", Some((&data, Codec::MessagePack)));
+        let body = parse_error(frame.slice(frame::HEADER_LEN..)).expect("parses");
+        assert_eq!((body.code, body.message.as_str()), (ErrorCode::Application(1001), "no such todo"));
+        let back: serde_json::Value = Codec::MessagePack.decode(&body.data.expect("data")).expect("decodes");
+        assert_eq!(back, data);
+    }
+}

@@ -1,0 +1,306 @@
+//! One server connection: handshake, then a read loop that starts a task per call, answers
+//! pings and cancels, and drains on shutdown.
+
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use futures_util::FutureExt;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, warn};
+
+use super::Core;
+use super::context::{Cancellation, Context, Notifier, PeerInfo};
+use super::registry::{CallFrame, ErasedMethod, Missing};
+use crate::codec::Codec;
+use crate::error::{ErrorCode, FrameError};
+use crate::frame::{self, Frame, FrameReader, Kind};
+use crate::hello;
+use crate::message::{self, Incoming};
+use crate::writer::{self, FrameSender};
+
+/// Serves one connection until the peer leaves, it misbehaves, or the server has drained.
+pub(crate) async fn serve<R, W>(core: Arc<Core>, read: R, mut write: W, peer: PeerInfo)
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let options = &core.options;
+    let mut reader = FrameReader::new(read, options.max_frame);
+    let negotiated =
+        match hello::accept(&mut reader, &mut write, &options.codecs, options.max_frame, options.hello_timeout).await {
+            Ok(negotiated) => negotiated,
+            Err(err) => {
+                warn!(peer = %peer.address, connection = peer.connection, "refused connection: {err}");
+                return;
+            }
+        };
+    debug!(peer = %peer.address, connection = peer.connection, codec = ?negotiated.codec, "client connected");
+    let (tx, queue) = mpsc::unbounded_channel();
+    let closed = CancellationToken::new();
+    let writer = tokio::spawn(writer::run(write, queue, closed.clone()));
+    let connection = Connection {
+        calls_token: core.control.drain_expired.child_token(),
+        core: Arc::clone(&core),
+        tx,
+        codec: negotiated.codec,
+        reply_limit: negotiated.peer_max_frame,
+        peer: Arc::new(peer),
+        in_flight: Arc::new(Mutex::new(HashMap::new())),
+        calls: TaskTracker::new(),
+        closed,
+    };
+    connection.run(reader).await;
+    match writer.await {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => debug!(peer = %connection.peer.address, "writing to the client failed: {err}"),
+        Err(err) => warn!(peer = %connection.peer.address, "connection writer panicked: {err}"),
+    }
+    debug!(peer = %connection.peer.address, connection = connection.peer.connection, "connection closed");
+}
+
+struct Connection {
+    core: Arc<Core>,
+    tx: FrameSender,
+    codec: Codec,
+    reply_limit: u32,
+    peer: Arc<PeerInfo>,
+    /// Cancellation tokens of the calls still running, by call id, for CANCEL frames.
+    in_flight: Arc<Mutex<HashMap<u32, CancellationToken>>>,
+    calls: TaskTracker,
+    /// Parent of every call's token: fires when the connection ends or the drain deadline passes.
+    calls_token: CancellationToken,
+    /// Fires when the connection is done, to stop the writer and tell notifiers.
+    closed: CancellationToken,
+}
+
+enum Stopped {
+    Finished(std::thread::Result<super::registry::Outcome>),
+    Deadline(Duration),
+    Cancelled,
+}
+
+impl Connection {
+    async fn run<R: AsyncRead + Unpin>(&self, mut reader: FrameReader<R>) {
+        let shutting_down = self.core.control.shutting_down.clone();
+        let mut draining = false;
+        loop {
+            tokio::select! {
+                read = reader.read_frame() => match read {
+                    Ok(Some(frame)) => {
+                        if let Err(err) = self.on_frame(frame, draining) {
+                            self.fail(&err);
+                            break;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(err) => {
+                        self.fail(&err);
+                        break;
+                    }
+                },
+                () = shutting_down.cancelled(), if !draining => {
+                    draining = true;
+                    self.send(frame::goodbye(ErrorCode::ShuttingDown, "server shutting down"));
+                    self.calls.close();
+                }
+                () = self.calls.wait(), if draining => break,
+            }
+        }
+        // Whatever still runs has nobody to answer to (peer gone) or is past the drain deadline.
+        self.calls_token.cancel();
+        self.calls.close();
+        self.calls.wait().await;
+        self.closed.cancel();
+    }
+
+    fn fail(&self, err: &FrameError) {
+        if let FrameError::Io(io) = err {
+            debug!(peer = %self.peer.address, "connection ended: {io}");
+            return;
+        }
+        warn!(peer = %self.peer.address, connection = self.peer.connection, "closing connection: {err}");
+        self.send(frame::goodbye(err.code(), &err.to_string()));
+    }
+
+    fn send(&self, frame: bytes::Bytes) {
+        // Fails only once the writer has stopped, when there is nobody left to tell.
+        let _ = self.tx.send(frame);
+    }
+
+    fn on_frame(&self, frame: Frame, draining: bool) -> Result<(), FrameError> {
+        match frame.kind {
+            Kind::Request => {
+                if frame.id == 0 {
+                    return Err(FrameError::Unexpected { kind: Kind::Request, when: "with call id 0 (reserved)" });
+                }
+                self.start_call(Some(frame.id), message::parse_request(frame.body)?, draining);
+            }
+            Kind::Notify => self.start_call(None, message::parse_notify(frame.body)?, draining),
+            Kind::Cancel => {
+                let map = self.in_flight.lock().unwrap_or_else(PoisonError::into_inner);
+                if let Some(token) = map.get(&frame.id) {
+                    token.cancel();
+                }
+            }
+            Kind::Ping => self.send(frame::encode(Kind::Pong, frame.id, &frame.body)),
+            Kind::Pong => {}
+            Kind::Goodbye => {
+                let (code, reason) = frame::parse_goodbye(frame.body)?;
+                debug!(peer = %self.peer.address, "client said goodbye: {code}: {reason}");
+            }
+            kind => return Err(FrameError::Unexpected { kind, when: "from a client" }),
+        }
+        Ok(())
+    }
+
+    fn start_call(&self, id: Option<u32>, incoming: Incoming, draining: bool) {
+        let reply_error = |code: ErrorCode, message: String| {
+            if let Some(id) = id {
+                self.send(message::error(id, code, &message, None));
+            } else {
+                debug!(peer = %self.peer.address, "dropped notification {}: {message}", incoming.method);
+            }
+        };
+        if draining {
+            return reply_error(
+                ErrorCode::ShuttingDown,
+                format!("server is shutting down; {} refused", incoming.method),
+            );
+        }
+        let method = match self.core.registry.lookup(&incoming.method) {
+            Ok(method) => Arc::clone(method),
+            Err(missing) => {
+                let (code, what) = match missing {
+                    Missing::Service => (ErrorCode::UnknownService, "service"),
+                    Missing::Method => (ErrorCode::UnknownMethod, "method"),
+                };
+                let known = self.core.registry.method_names().join(", ");
+                return reply_error(code, format!("no {what} for {:?}; this server has: {known}", incoming.method));
+            }
+        };
+        let token = self.calls_token.child_token();
+        if let Some(id) = id {
+            let mut map = self.in_flight.lock().unwrap_or_else(PoisonError::into_inner);
+            if map.len() >= self.core.options.max_in_flight {
+                drop(map);
+                let limit = self.core.options.max_in_flight;
+                return reply_error(
+                    ErrorCode::Overloaded,
+                    format!("{limit} calls already in flight on this connection"),
+                );
+            }
+            if map.contains_key(&id) {
+                drop(map);
+                return reply_error(ErrorCode::ProtocolError, format!("call id {id} is already in flight"));
+            }
+            map.insert(id, token.clone());
+        }
+        let ctx = Context {
+            peer: Arc::clone(&self.peer),
+            cancel: Cancellation(token.clone()),
+            notifier: Notifier {
+                tx: self.tx.clone(),
+                codec: self.codec,
+                limit: self.reply_limit,
+                closed: self.closed.clone(),
+            },
+            deadline: incoming.timeout.map(|timeout| Instant::now() + timeout),
+        };
+        let call = CallFrame {
+            id: id.unwrap_or(0),
+            codec: self.codec,
+            payload: incoming.payload,
+            reply_limit: self.reply_limit,
+        };
+        let finish = Finish {
+            id,
+            name: incoming.method,
+            tx: self.tx.clone(),
+            in_flight: Arc::clone(&self.in_flight),
+            drain_expired: self.core.control.drain_expired.clone(),
+            codec: self.codec,
+            peer: Arc::clone(&self.peer),
+        };
+        self.calls.spawn(run_call(method, ctx, call, incoming.timeout, token, finish));
+    }
+}
+
+/// What a call task needs once its handler is done.
+struct Finish {
+    id: Option<u32>,
+    name: String,
+    tx: FrameSender,
+    in_flight: Arc<Mutex<HashMap<u32, CancellationToken>>>,
+    drain_expired: CancellationToken,
+    codec: Codec,
+    peer: Arc<PeerInfo>,
+}
+
+async fn run_call(
+    method: Arc<dyn ErasedMethod>,
+    ctx: Context,
+    call: CallFrame,
+    timeout: Option<Duration>,
+    token: CancellationToken,
+    finish: Finish,
+) {
+    let handler = AssertUnwindSafe(method.call(ctx, call)).catch_unwind();
+    let deadline = async {
+        match timeout {
+            Some(timeout) => tokio::time::sleep(timeout).await,
+            None => std::future::pending().await,
+        }
+    };
+    let stopped = tokio::select! {
+        biased;
+        () = token.cancelled() => Stopped::Cancelled,
+        result = handler => Stopped::Finished(result),
+        () = deadline => Stopped::Deadline(timeout.unwrap_or_default()),
+    };
+    // Fire the token in every case: observers of a call past its deadline must see it, and a
+    // fired child token is unlinked from its parent.
+    token.cancel();
+    let Some(id) = finish.id else {
+        if let Stopped::Finished(Ok(Err(err))) = &stopped {
+            debug!(peer = %finish.peer.address, "notification {} failed: {err}", finish.name);
+        }
+        return;
+    };
+    finish.in_flight.lock().unwrap_or_else(PoisonError::into_inner).remove(&id);
+    let name = &finish.name;
+    let reply = match stopped {
+        Stopped::Finished(Ok(Ok(frame))) => frame,
+        Stopped::Finished(Ok(Err(err))) => {
+            let data = err.data.as_ref().map(|data| (data, finish.codec));
+            message::error(id, err.code, &err.message, data)
+        }
+        Stopped::Finished(Err(panic)) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".to_owned());
+            warn!(peer = %finish.peer.address, "handler {name} panicked: {what}");
+            message::error(id, ErrorCode::Internal, &format!("handler {name} panicked: {what}"), None)
+        }
+        Stopped::Deadline(after) => message::error(
+            id,
+            ErrorCode::DeadlineExceeded,
+            &format!("deadline of {after:?} exceeded on the server"),
+            None,
+        ),
+        Stopped::Cancelled if finish.drain_expired.is_cancelled() => message::error(
+            id,
+            ErrorCode::ShuttingDown,
+            "server shut down before the call finished (drain deadline passed)",
+            None,
+        ),
+        Stopped::Cancelled => message::error(id, ErrorCode::Cancelled, "cancelled by the caller", None),
+    };
+    let _ = finish.tx.send(reply);
+}

@@ -1,0 +1,202 @@
+//! Listening sockets: binding with Unix socket hygiene (length limit, stale files replaced,
+//! live ones never stolen, 0600 file in a 0700 directory, removal on shutdown), the accept loop
+//! and the peer-credential check.
+
+use std::io::ErrorKind;
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, UnixListener, UnixStream};
+use tracing::{debug, warn};
+
+use super::{Core, PeerPolicy, connection};
+use crate::endpoint::{Endpoint, MAX_UNIX_PATH};
+use crate::error::{BindError, ErrorCode};
+use crate::hello;
+use crate::server::context::PeerInfo;
+
+pub(crate) enum Listener {
+    Unix { listener: UnixListener, path: PathBuf },
+    Tcp(TcpListener),
+}
+
+/// The socket file this server created, identified by inode so that shutdown never removes a
+/// file another server has since put at the same path.
+#[derive(Debug)]
+pub(crate) struct SocketFile {
+    path: PathBuf,
+    dev: u64,
+    ino: u64,
+}
+
+impl SocketFile {
+    pub fn remove_if_ours(&self) {
+        match std::fs::symlink_metadata(&self.path) {
+            Ok(meta) if meta.dev() == self.dev && meta.ino() == self.ino => {
+                if let Err(err) = std::fs::remove_file(&self.path) {
+                    warn!("cannot remove socket file {}: {err}", self.path.display());
+                } else {
+                    debug!("removed socket file {}", self.path.display());
+                }
+            }
+            Ok(_) => debug!("socket file {} was replaced by another; left in place", self.path.display()),
+            Err(_) => {}
+        }
+    }
+}
+
+pub(crate) async fn bind(endpoint: &Endpoint, socket_mode: u32) -> Result<(Listener, Option<SocketFile>), BindError> {
+    match endpoint {
+        Endpoint::Unix(path) => {
+            let (listener, file) = bind_unix(path, socket_mode)?;
+            Ok((Listener::Unix { listener, path: path.clone() }, Some(file)))
+        }
+        Endpoint::Tcp(addr) => {
+            let listener = TcpListener::bind(addr.as_str())
+                .await
+                .map_err(|source| BindError::Io { endpoint: endpoint.to_string(), source })?;
+            Ok((Listener::Tcp(listener), None))
+        }
+        Endpoint::Stdio => Err(BindError::NotListenable { endpoint: endpoint.to_string() }),
+    }
+}
+
+/// Fails with a message naming the limit when `path` cannot be a Unix socket address.
+pub(crate) fn check_path_length(path: &Path) -> Result<(), (usize, usize)> {
+    let len = path.as_os_str().len();
+    if len > MAX_UNIX_PATH { Err((len, MAX_UNIX_PATH)) } else { Ok(()) }
+}
+
+fn bind_unix(path: &Path, socket_mode: u32) -> Result<(UnixListener, SocketFile), BindError> {
+    let io_error = |source| BindError::Io { endpoint: format!("unix:{}", path.display()), source };
+    check_path_length(path).map_err(|(len, limit)| BindError::PathTooLong { path: path.to_owned(), len, limit })?;
+    if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty() && !dir.exists()) {
+        // Created private from the start (mode applied by mkdir itself), so there is no window in
+        // which another user could plant or open anything inside.
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(io_error)?;
+    }
+    replace_if_stale(path)?;
+    let listener = match UnixListener::bind(path) {
+        Ok(listener) => listener,
+        // Another server bound the path between our check and our bind.
+        Err(err) if err.kind() == ErrorKind::AddrInUse => return Err(BindError::InUse { path: path.to_owned() }),
+        Err(err) => return Err(io_error(err)),
+    };
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(socket_mode)).map_err(io_error)?;
+    let meta = std::fs::symlink_metadata(path).map_err(io_error)?;
+    Ok((listener, SocketFile { path: path.to_owned(), dev: meta.dev(), ino: meta.ino() }))
+}
+
+/// A socket file nobody accepts on is left by a crashed server: remove it. One that accepts
+/// belongs to a live server: refuse, naming the path.
+fn replace_if_stale(path: &Path) -> Result<(), BindError> {
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(err) if err.kind() == ErrorKind::NotFound => return Ok(()),
+        Err(source) => return Err(BindError::Io { endpoint: format!("unix:{}", path.display()), source }),
+    };
+    if !meta.file_type().is_socket() {
+        return Err(BindError::NotASocket { path: path.to_owned() });
+    }
+    match std::os::unix::net::UnixStream::connect(path) {
+        Ok(_) => Err(BindError::InUse { path: path.to_owned() }),
+        Err(err) if err.kind() == ErrorKind::ConnectionRefused => {
+            debug!("replacing stale socket file {}", path.display());
+            std::fs::remove_file(path)
+                .map_err(|source| BindError::Io { endpoint: format!("unix:{}", path.display()), source })
+        }
+        Err(source) => Err(BindError::Io { endpoint: format!("unix:{}", path.display()), source }),
+    }
+}
+
+/// Accepts until the server starts shutting down; each connection runs in its own task.
+pub(crate) async fn accept_loop(core: Arc<Core>, listener: Listener) {
+    let shutting_down = core.control.shutting_down.clone();
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            () = shutting_down.cancelled() => break,
+            accepted = accept(&listener) => accepted,
+        };
+        match accepted {
+            Ok(Accepted::Unix(stream)) => {
+                let peer = unix_peer(&core, &listener, &stream);
+                if let Err(refusal) = admit(&core.options.peer_policy, &peer) {
+                    warn!(peer = %peer.address, uid = ?peer.uid, pid = ?peer.pid, "refused connection: {refusal}");
+                    core.control.connections.spawn(refuse(stream, refusal));
+                    continue;
+                }
+                let (read, write) = stream.into_split();
+                core.control.connections.spawn(connection::serve(Arc::clone(&core), read, write, peer));
+            }
+            Ok(Accepted::Tcp(stream, addr)) => {
+                let _ = stream.set_nodelay(true);
+                let peer = PeerInfo {
+                    address: format!("tcp:{addr}"),
+                    uid: None,
+                    gid: None,
+                    pid: None,
+                    connection: core.next_connection.fetch_add(1, Ordering::Relaxed),
+                };
+                let (read, write) = stream.into_split();
+                core.control.connections.spawn(connection::serve(Arc::clone(&core), read, write, peer));
+            }
+            Err(err) => {
+                // Out of fds or memory: keep the listener, give existing connections a moment to
+                // free resources instead of spinning.
+                warn!("accept failed: {err}");
+                tokio::select! {
+                    () = shutting_down.cancelled() => break,
+                    () = tokio::time::sleep(std::time::Duration::from_millis(50)) => {}
+                }
+            }
+        }
+    }
+}
+
+enum Accepted {
+    Unix(UnixStream),
+    Tcp(tokio::net::TcpStream, std::net::SocketAddr),
+}
+
+async fn accept(listener: &Listener) -> std::io::Result<Accepted> {
+    match listener {
+        Listener::Unix { listener, .. } => listener.accept().await.map(|(stream, _)| Accepted::Unix(stream)),
+        Listener::Tcp(listener) => listener.accept().await.map(|(stream, addr)| Accepted::Tcp(stream, addr)),
+    }
+}
+
+fn unix_peer(core: &Core, listener: &Listener, stream: &UnixStream) -> PeerInfo {
+    let cred = stream.peer_cred().ok();
+    let address = match listener {
+        Listener::Unix { path, .. } => format!("unix:{}", path.display()),
+        Listener::Tcp(_) => "unix:".to_owned(),
+    };
+    PeerInfo {
+        address,
+        uid: cred.map(|c| c.uid()),
+        gid: cred.map(|c| c.gid()),
+        pid: cred.and_then(|c| c.pid()),
+        connection: core.next_connection.fetch_add(1, Ordering::Relaxed),
+    }
+}
+
+fn admit(policy: &PeerPolicy, peer: &PeerInfo) -> Result<(), String> {
+    let allowed = match policy {
+        PeerPolicy::AnyUser => return Ok(()),
+        PeerPolicy::Users(uids) => uids,
+    };
+    match peer.uid {
+        Some(uid) if allowed.contains(&uid) => Ok(()),
+        Some(uid) => Err(format!("peer uid {uid} is not allowed on this socket (allowed: {allowed:?})")),
+        None => Err("peer credentials unavailable; refusing".to_owned()),
+    }
+}
+
+async fn refuse(mut stream: UnixStream, reason: String) {
+    let _ = stream.write_all(&hello::refusal(ErrorCode::PermissionDenied, &reason)).await;
+    let _ = stream.shutdown().await;
+}

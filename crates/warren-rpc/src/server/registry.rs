@@ -1,0 +1,141 @@
+//! Services and their methods, registered once and looked up per call by full name.
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::context::Context;
+use crate::codec::Codec;
+use crate::error::{ErrorCode, HandlerError};
+use crate::message::{self, EncodeError};
+
+/// A handler's answer, already framed: the RESPONSE frame, or the error to send instead.
+pub(crate) type Outcome = Result<Bytes, HandlerError>;
+type BoxFuture = Pin<Box<dyn Future<Output = Outcome> + Send>>;
+
+/// A method with its argument and reply types erased, so one map holds every method.
+pub(crate) trait ErasedMethod: Send + Sync {
+    fn call(&self, ctx: Context, call: CallFrame) -> BoxFuture;
+}
+
+/// What a method needs from the request frame to run and frame its reply.
+pub(crate) struct CallFrame {
+    pub id: u32,
+    pub codec: Codec,
+    pub payload: Bytes,
+    pub reply_limit: u32,
+}
+
+struct TypedMethod<F, A, R, Fut> {
+    name: Arc<str>,
+    handler: F,
+    // `fn() -> ..` keeps the method Send + Sync whatever A, R and Fut are.
+    types: PhantomData<fn() -> (A, R, Fut)>,
+}
+
+impl<F, A, R, Fut> ErasedMethod for TypedMethod<F, A, R, Fut>
+where
+    F: Fn(Context, A) -> Fut + Send + Sync + 'static,
+    A: DeserializeOwned + Send + 'static,
+    R: Serialize + Send + 'static,
+    Fut: Future<Output = Result<R, HandlerError>> + Send + 'static,
+{
+    fn call(&self, ctx: Context, call: CallFrame) -> BoxFuture {
+        let arg = match call.codec.decode::<A>(&call.payload) {
+            Ok(arg) => arg,
+            Err(err) => {
+                let message = format!("{}: cannot decode the argument: {}", self.name, err.message);
+                return Box::pin(std::future::ready(Err(HandlerError::bad_argument(message))));
+            }
+        };
+        let reply = (self.handler)(ctx, arg);
+        let name = Arc::clone(&self.name);
+        Box::pin(async move {
+            let value = reply.await?;
+            message::response(call.id, call.codec, &value, call.reply_limit).map_err(|err| match err {
+                EncodeError::TooLarge { size, limit } => HandlerError {
+                    code: ErrorCode::FrameTooLarge,
+                    message: format!("{name}: reply of {size} bytes exceeds the caller's limit of {limit} bytes"),
+                    data: None,
+                },
+                other => HandlerError::internal(format!("{name}: cannot encode the reply: {other}")),
+            })
+        })
+    }
+}
+
+/// Collects the methods of one service; see [`Server::service`](super::Server::service).
+#[must_use]
+pub struct ServiceBuilder {
+    service: String,
+    methods: Vec<(String, Arc<dyn ErasedMethod>)>,
+}
+
+impl std::fmt::Debug for ServiceBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.methods.iter().map(|(name, _)| name.as_str()).collect();
+        f.debug_struct("ServiceBuilder").field("service", &self.service).field("methods", &names).finish()
+    }
+}
+
+impl ServiceBuilder {
+    pub(crate) fn new(service: &str) -> Self {
+        ServiceBuilder { service: service.to_owned(), methods: Vec::new() }
+    }
+
+    /// Registers `Service.name`. The handler takes the call's [`Context`] and the decoded
+    /// argument and returns the reply or a [`HandlerError`]. Clients may also send it
+    /// notifications, in which case the reply is dropped.
+    pub fn method<F, A, R, Fut>(mut self, name: &str, handler: F) -> Self
+    where
+        F: Fn(Context, A) -> Fut + Send + Sync + 'static,
+        A: DeserializeOwned + Send + 'static,
+        R: Serialize + Send + 'static,
+        Fut: Future<Output = Result<R, HandlerError>> + Send + 'static,
+    {
+        let full = format!("{}.{}", self.service, name);
+        let method = TypedMethod { name: Arc::from(full.as_str()), handler, types: PhantomData };
+        self.methods.push((full, Arc::new(method)));
+        self
+    }
+}
+
+/// Every method of every service, by full name.
+#[derive(Default)]
+pub(crate) struct Registry {
+    methods: HashMap<String, Arc<dyn ErasedMethod>>,
+    services: HashSet<String>,
+}
+
+/// Why a name did not resolve; the two cases are distinct errors on the wire.
+pub(crate) enum Missing {
+    Service,
+    Method,
+}
+
+impl Registry {
+    pub fn add(&mut self, builder: ServiceBuilder) {
+        self.services.insert(builder.service);
+        self.methods.extend(builder.methods);
+    }
+
+    pub fn lookup(&self, method: &str) -> Result<&Arc<dyn ErasedMethod>, Missing> {
+        if let Some(found) = self.methods.get(method) {
+            return Ok(found);
+        }
+        let service = method.split_once('.').map_or(method, |(service, _)| service);
+        Err(if self.services.contains(service) { Missing::Method } else { Missing::Service })
+    }
+
+    pub fn method_names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.methods.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        names
+    }
+}
