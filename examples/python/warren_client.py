@@ -28,12 +28,12 @@ class RpcError(Exception):
 
     def __init__(self, code: int | None, message: str, data: Any = None) -> None:
         name = NAMES.get(code, "APPLICATION" if (code or 0) >= 1000 else "RESERVED")
-        super().__init__(f"connection lost: {message}" if code is None else f"{self.what} {code} {name}: {message}")
+        super().__init__(f"connection error: {message}" if code is None else f"{self.what} {code} {name}: {message}")
         self.code, self.message, self.data = code, message, data
 
 
 class ConnectionClosed(RpcError):
-    """The peer sent GOODBYE (code set) or the connection was lost (code None)."""
+    """A GOODBYE was received or sent (code set), or the connection failed (code None)."""
     what = "goodbye"
 
 
@@ -83,7 +83,7 @@ def connect(path: str, hello_timeout: float = 10.0) -> Conn:
     preface, conn.buf = conn.buf[:5], conn.buf[5:]
     if preface != MAGIC + bytes([VERSION]):
         conn.sock.close()
-        raise ConnectionClosed(9 if preface[:4] != MAGIC else 10, f"bad server preface {preface.hex()}")
+        raise ConnectionClosed(None, f"bad server preface {preface.hex()} (bad magic or unsupported version)")
     kind, _, body = conn.read_frame()
     if kind == GOODBYE:
         conn.sock.close()
@@ -146,8 +146,10 @@ def main(argv: list[str]) -> int:
         return 2
     try:
         conn = connect(argv[1])
-        print(json.dumps(call(conn, argv[2], json.loads(argv[3]), float(argv[4]) if len(argv) == 5 else None)))
-        close(conn)
+        try:
+            print(json.dumps(call(conn, argv[2], json.loads(argv[3]), float(argv[4]) if len(argv) == 5 else None)))
+        finally:
+            close(conn)
         return 0
     except RpcError as e:  # ERROR frame or local call failure -> 3; GOODBYE / connection lost -> 1
         print(e, file=sys.stderr)

@@ -1,0 +1,108 @@
+//! A test service and fixtures shared by the integration tests.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use warren_rpc::{Bytes, Endpoint, HandlerError, Running, Server};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Todo {
+    pub id: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Delayed {
+    pub value: u64,
+    pub delay_us: u64,
+}
+
+/// Outer bound for anything a test waits on.
+pub const BOUND: Duration = Duration::from_secs(20);
+
+/// Events a handler reports to the test: which call saw its cancellation token fire.
+pub type Observed = mpsc::UnboundedSender<String>;
+
+/// The test service: `Task.Get`, `Task.Echo`, `Task.Delay`, `Task.Fail`, `Task.Panic`,
+/// `Task.Hang` (never returns, reports its cancellation), `Events.Subscribe`, `Log.Write`.
+pub fn test_server(observed: Observed) -> Server {
+    let on_cancel = observed.clone();
+    let logged = observed;
+    Server::new()
+        .service("Task", move |s| {
+            s.method("Get", |_ctx, id: String| async move { Ok(Todo { id }) })
+                .method("Echo", |_ctx, data: Bytes| async move { Ok(data) })
+                .method("Delay", |_ctx, d: Delayed| async move {
+                    tokio::time::sleep(Duration::from_micros(d.delay_us)).await;
+                    Ok(d.value)
+                })
+                .method("Fail", |_ctx, code: u32| async move {
+                    Err::<(), _>(
+                        HandlerError::new(code, format!("failed with {code}")).with_data(Todo { id: "detail".into() }),
+                    )
+                })
+                .method("Panic", |_ctx, (): ()| async move {
+                    if true {
+                        panic!("handler blew up");
+                    }
+                    Ok(())
+                })
+                .method("Hang", move |ctx, tag: String| {
+                    let on_cancel = on_cancel.clone();
+                    async move {
+                        let token = ctx.cancellation();
+                        tokio::spawn(async move {
+                            token.cancelled().await;
+                            let _ = on_cancel.send(format!("cancelled:{tag}"));
+                        });
+                        std::future::pending::<()>().await;
+                        Ok(())
+                    }
+                })
+        })
+        .service("Events", |s| {
+            s.method("Subscribe", |ctx, (topic, count): (String, u32)| async move {
+                let notifier = ctx.notifier();
+                tokio::spawn(async move {
+                    for n in 0..count {
+                        if notifier.notify(&topic, &n).is_err() {
+                            break;
+                        }
+                    }
+                });
+                Ok(())
+            })
+        })
+        .service("Log", move |s| {
+            s.method("Write", move |_ctx, line: String| {
+                let logged = logged.clone();
+                async move {
+                    let _ = logged.send(format!("log:{line}"));
+                    Ok(())
+                }
+            })
+        })
+}
+
+/// A private directory with a short path for sockets; removed on drop.
+pub fn socket_dir() -> tempfile::TempDir {
+    tempfile::Builder::new().prefix("wrpc").tempdir_in("/tmp").expect("temp dir")
+}
+
+pub fn socket_in(dir: &tempfile::TempDir, name: &str) -> PathBuf {
+    dir.path().join(name)
+}
+
+/// Serves the test service on a fresh Unix socket.
+pub async fn serve_unix() -> (Running, tempfile::TempDir, mpsc::UnboundedReceiver<String>) {
+    let dir = socket_dir();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let running = test_server(tx).bind(&Endpoint::unix(socket_in(&dir, "t.sock"))).await.expect("bind");
+    (running, dir, rx)
+}
+
+pub async fn within<T>(what: &str, fut: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(BOUND, fut).await.unwrap_or_else(|_| panic!("{what} did not finish within {BOUND:?}"))
+}
