@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -43,8 +44,14 @@ where
     let (tx, queue) = mpsc::unbounded_channel();
     let closed = CancellationToken::new();
     let writer = tokio::spawn(writer::run(write, queue, closed.clone()));
+    let calls_token = core.control.drain_expired.child_token();
+    let ending = Arc::new(AtomicBool::new(false));
+    // If this future is dropped (its task aborted, or a caller's select! chose another branch),
+    // the calls it started and its writer must not live on holding the stream open.
+    let _teardown = Teardown { ending: Arc::clone(&ending), calls: calls_token.clone(), closed: closed.clone() };
     let connection = Connection {
-        calls_token: core.control.drain_expired.child_token(),
+        calls_token,
+        ending,
         core: Arc::clone(&core),
         tx,
         codec: negotiated.codec,
@@ -76,6 +83,23 @@ struct Connection {
     calls_token: CancellationToken,
     /// Fires when the connection is done, to stop the writer and tell notifiers.
     closed: CancellationToken,
+    /// Set once the connection is being torn down: calls cancelled from then on have nobody to
+    /// answer to, and the peer learns why from the GOODBYE or the end of the stream.
+    ending: Arc<AtomicBool>,
+}
+
+struct Teardown {
+    ending: Arc<AtomicBool>,
+    calls: CancellationToken,
+    closed: CancellationToken,
+}
+
+impl Drop for Teardown {
+    fn drop(&mut self) {
+        self.ending.store(true, Ordering::SeqCst);
+        self.calls.cancel();
+        self.closed.cancel();
+    }
 }
 
 enum Stopped {
@@ -112,6 +136,7 @@ impl Connection {
             }
         }
         // Whatever still runs has nobody to answer to (peer gone) or is past the drain deadline.
+        self.ending.store(true, Ordering::SeqCst);
         self.calls_token.cancel();
         self.calls.close();
         self.calls.wait().await;
@@ -223,6 +248,7 @@ impl Connection {
             tx: self.tx.clone(),
             in_flight: Arc::clone(&self.in_flight),
             drain_expired: self.core.control.drain_expired.clone(),
+            ending: Arc::clone(&self.ending),
             codec: self.codec,
             peer: Arc::clone(&self.peer),
         };
@@ -237,6 +263,7 @@ struct Finish {
     tx: FrameSender,
     in_flight: Arc<Mutex<HashMap<u32, CancellationToken>>>,
     drain_expired: CancellationToken,
+    ending: Arc<AtomicBool>,
     codec: Codec,
     peer: Arc<PeerInfo>,
 }
@@ -300,6 +327,7 @@ async fn run_call(
             "server shut down before the call finished (drain deadline passed)",
             None,
         ),
+        Stopped::Cancelled if finish.ending.load(Ordering::SeqCst) => return,
         Stopped::Cancelled => message::error(id, ErrorCode::Cancelled, "cancelled by the caller", None),
     };
     let _ = finish.tx.send(reply);

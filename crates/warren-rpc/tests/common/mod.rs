@@ -53,6 +53,7 @@ pub fn test_server(observed: Observed) -> Server {
                     let on_cancel = on_cancel.clone();
                     async move {
                         let token = ctx.cancellation();
+                        let _ = on_cancel.send(format!("started:{tag}"));
                         tokio::spawn(async move {
                             token.cancelled().await;
                             let _ = on_cancel.send(format!("cancelled:{tag}"));
@@ -105,4 +106,18 @@ pub async fn serve_unix() -> (Running, tempfile::TempDir, mpsc::UnboundedReceive
 
 pub async fn within<T>(what: &str, fut: impl std::future::Future<Output = T>) -> T {
     tokio::time::timeout(BOUND, fut).await.unwrap_or_else(|_| panic!("{what} did not finish within {BOUND:?}"))
+}
+
+/// Waits for `event`, skipping others (e.g. "started:" events of the same calls).
+pub async fn expect_event(events: &mut mpsc::UnboundedReceiver<String>, event: &str) {
+    within(event, async {
+        loop {
+            match events.recv().await {
+                Some(seen) if seen == event => return,
+                Some(_) => continue,
+                None => panic!("event channel closed before {event}"),
+            }
+        }
+    })
+    .await
 }
