@@ -13,6 +13,8 @@ from __future__ import annotations
 import contextlib, json, math, socket, struct, sys, time
 from typing import Any
 
+__all__ = ["connect", "call", "close", "Conn", "RpcError", "ConnectionClosed"]
+
 MAGIC, VERSION, MAX_FRAME, FEATURES, JSON_CODEC = b"\xf7WRP", 1, 16 * 1024 * 1024, 0xF, 2
 HELLO, WELCOME, REQUEST, RESPONSE, ERROR, CANCEL = 0x01, 0x02, 0x10, 0x11, 0x12, 0x13
 NOTIFY, PING, PONG, GOODBYE = 0x20, 0x30, 0x31, 0x40
@@ -39,7 +41,7 @@ class ConnectionClosed(RpcError):
 
 class Conn:
     def __init__(self, sock: socket.socket) -> None:
-        self.sock, self.buf, self.next_id, self.shutting_down = sock, b"", 1, False
+        self.sock, self.buf, self.next_id, self.shutting_down = sock, bytearray(), 1, False
         self.max_frame = self.features = 0
 
     def send(self, kind: int, fid: int, body: bytes = b"") -> None:
@@ -57,7 +59,8 @@ class Conn:
         if body_len > MAX_FRAME:  # checked before reading the body
             self.abort(8, f"frame too large ({body_len} > {MAX_FRAME})")
         self.fill(HEADER.size + body_len)
-        body, self.buf = self.buf[HEADER.size:HEADER.size + body_len], self.buf[HEADER.size + body_len:]
+        body = bytes(self.buf[HEADER.size:HEADER.size + body_len])
+        del self.buf[:HEADER.size + body_len]
         return kind, fid, body
 
     def abort(self, code: int, reason: str) -> None:
@@ -80,10 +83,12 @@ def connect(path: str, hello_timeout: float = 10.0) -> Conn:
     with contextlib.suppress(OSError):  # a refusing server may close early; its GOODBYE is still readable
         conn.sock.sendall(MAGIC + bytes([VERSION]) + HEADER.pack(len(hello), HELLO, 0, 0) + hello)
     conn.fill(5)
-    preface, conn.buf = conn.buf[:5], conn.buf[5:]
+    preface = bytes(conn.buf[:5])
+    del conn.buf[:5]
     if preface != MAGIC + bytes([VERSION]):
         conn.sock.close()
-        raise ConnectionClosed(None, f"bad server preface {preface.hex()} (bad magic or unsupported version)")
+        bad = "bad magic" if preface[:4] != MAGIC else f"unsupported server protocol version {preface[4]}"
+        raise ConnectionClosed(None, bad)
     kind, _, body = conn.read_frame()
     if kind == GOODBYE:
         conn.sock.close()
@@ -91,6 +96,8 @@ def connect(path: str, hello_timeout: float = 10.0) -> Conn:
     if kind != WELCOME or len(body) < 9 or body[8] != JSON_CODEC:
         conn.abort(9, "expected WELCOME choosing JSON")
     conn.max_frame, conn.features = struct.unpack_from(">II", body)
+    if conn.features & ~FEATURES:
+        conn.abort(9, "WELCOME features are not a subset of ours")
     return conn
 
 
@@ -101,8 +108,12 @@ def call(conn: Conn, method: str, arg: Any, timeout: float | None = None) -> Any
     fid, conn.next_id = conn.next_id, conn.next_id % 0xFFFFFFFF + 1
     deadline = None if timeout is None else time.monotonic() + timeout
     timeout_us = max(1, math.ceil(timeout * 1e6)) if timeout is not None and conn.features & 0x1 else 0
-    name = method.encode()
-    body = bytes([len(name)]) + name + struct.pack(">Q", timeout_us) + json.dumps(arg, separators=(",", ":")).encode()
+    name, payload = method.encode(), json.dumps(arg, separators=(",", ":")).encode()
+    if len(name) > 255:
+        raise ValueError("method name longer than 255 bytes")
+    if timeout is not None and timeout <= 0:
+        raise RpcError(4, "deadline exceeded")  # already past: nothing is sent
+    body = bytes([len(name)]) + name + struct.pack(">Q", timeout_us) + payload
     if len(body) > conn.max_frame:
         raise RpcError(8, f"frame too large ({len(body)} > {conn.max_frame})")
     conn.send(REQUEST, fid, body)

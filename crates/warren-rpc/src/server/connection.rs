@@ -163,9 +163,9 @@ impl Connection {
                 if frame.id == 0 {
                     return Err(FrameError::Unexpected { kind: Kind::Request, when: "with call id 0 (reserved)" });
                 }
-                self.start_call(Some(frame.id), message::parse_request(frame.body)?, draining);
+                self.start_call(Some(frame.id), message::parse_request(frame.body)?, draining)?;
             }
-            Kind::Notify => self.start_call(None, message::parse_notify(frame.body)?, draining),
+            Kind::Notify => self.start_call(None, message::parse_notify(frame.body)?, draining)?,
             Kind::Cancel => {
                 let map = self.in_flight.lock().unwrap_or_else(PoisonError::into_inner);
                 if let Some(token) = map.get(&frame.id) {
@@ -183,7 +183,7 @@ impl Connection {
         Ok(())
     }
 
-    fn start_call(&self, id: Option<u32>, incoming: Incoming, draining: bool) {
+    fn start_call(&self, id: Option<u32>, incoming: Incoming, draining: bool) -> Result<(), FrameError> {
         let reply_error = |code: ErrorCode, message: String| {
             if let Some(id) = id {
                 self.send(message::error(id, code, &message, None));
@@ -192,10 +192,8 @@ impl Connection {
             }
         };
         if draining {
-            return reply_error(
-                ErrorCode::ShuttingDown,
-                format!("server is shutting down; {} refused", incoming.method),
-            );
+            reply_error(ErrorCode::ShuttingDown, format!("server is shutting down; {} refused", incoming.method));
+            return Ok(());
         }
         let method = match self.core.registry.lookup(&incoming.method) {
             Ok(method) => Arc::clone(method),
@@ -205,7 +203,8 @@ impl Connection {
                     Missing::Method => (ErrorCode::UnknownMethod, "method"),
                 };
                 let known = self.core.registry.method_names().join(", ");
-                return reply_error(code, format!("no {what} for {:?}; this server has: {known}", incoming.method));
+                reply_error(code, format!("no {what} for {:?}; this server has: {known}", incoming.method));
+                return Ok(());
             }
         };
         let token = self.calls_token.child_token();
@@ -214,14 +213,13 @@ impl Connection {
             if map.len() >= self.core.options.max_in_flight {
                 drop(map);
                 let limit = self.core.options.max_in_flight;
-                return reply_error(
-                    ErrorCode::Overloaded,
-                    format!("{limit} calls already in flight on this connection"),
-                );
+                reply_error(ErrorCode::Overloaded, format!("{limit} calls already in flight on this connection"));
+                return Ok(());
             }
             if map.contains_key(&id) {
-                drop(map);
-                return reply_error(ErrorCode::ProtocolError, format!("call id {id} is already in flight"));
+                // Answering would be matched to the first call with that id: the peer is
+                // broken, so end the connection instead.
+                return Err(FrameError::Unexpected { kind: Kind::Request, when: "with a call id already in flight" });
             }
             map.insert(id, token.clone());
         }
@@ -253,6 +251,7 @@ impl Connection {
             peer: Arc::clone(&self.peer),
         };
         self.calls.spawn(run_call(method, ctx, call, incoming.timeout, token, finish));
+        Ok(())
     }
 }
 
