@@ -102,8 +102,8 @@ where
             buf.freeze()
         }
         Err(FrameError::BadMagic { found, .. }) if looks_like_http(found) => Bytes::from_static(
-            b"HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n\
-              this is a warren RPC socket (binary protocol), not an HTTP server\n",
+            b"HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: 56\r\nConnection: close\r\n\r\n\
+              this is a warren RPC socket (binary protocol), not HTTP\n",
         ),
         Err(error) => refusal(error.code(), &error.to_string()),
     };
