@@ -1,0 +1,338 @@
+//! A running child: its pipes, its RPC client, its exit status, and the handle to stop it.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use tokio::io::AsyncWriteExt;
+use tokio::process::ChildStdin;
+use tokio::sync::watch;
+use tokio::task::AbortHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info};
+use warren_rpc::{Client, Endpoint};
+
+use crate::error::SpawnError;
+use crate::host::HostShared;
+use crate::log::Stream;
+use crate::notify::NotifyListener;
+use crate::pump::{self, Tail};
+use crate::spec::{Readiness, Spec};
+use crate::stop::{self, Exit, StopReport};
+use crate::sys::{self, StopSignal};
+
+/// A child program owned by a [`Host`](crate::Host); clones share it.
+#[derive(Debug, Clone)]
+pub struct Child {
+    pub(crate) inner: Arc<ChildInner>,
+}
+
+pub(crate) struct ChildInner {
+    pub name: Arc<str>,
+    pub program: PathBuf,
+    pub pid: u32,
+    pub client: Option<Client>,
+    pub endpoint: Option<Endpoint>,
+    pub stop_signal: StopSignal,
+    pub host: Arc<HostShared>,
+    socket_path: Option<PathBuf>,
+    stdin: tokio::sync::Mutex<Option<ChildStdin>>,
+    exit: watch::Receiver<Option<Exit>>,
+    pipes_closed: CancellationToken,
+    pumps: Mutex<Vec<AbortHandle>>,
+    stopping: tokio::sync::Mutex<Option<StopReport>>,
+    started: Instant,
+    _notify: Option<NotifyListener>,
+}
+
+impl std::fmt::Debug for ChildInner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Child").field("name", &self.name).field("pid", &self.pid).finish()
+    }
+}
+
+impl ChildInner {
+    pub fn exit_now(&self) -> Option<Exit> {
+        *self.exit.borrow()
+    }
+
+    /// Waits for the exit until `deadline`; true if it exited.
+    pub async fn wait_exit_until(&self, deadline: Instant) -> bool {
+        let mut exit = self.exit.clone();
+        let wait = exit.wait_for(Option::is_some);
+        tokio::time::timeout_at(deadline.into(), wait).await.is_ok_and(|r| r.is_ok())
+    }
+
+    pub async fn wait_pipes_closed(&self, bound: Duration) -> bool {
+        tokio::time::timeout(bound, self.pipes_closed.cancelled()).await.is_ok()
+    }
+
+    pub fn abort_pumps(&self) {
+        for pump in self.pumps.lock().unwrap_or_else(PoisonError::into_inner).drain(..) {
+            pump.abort();
+        }
+    }
+
+    /// Removes the child's socket file if it left it; true if it had to.
+    pub fn remove_socket_file(&self) -> bool {
+        match &self.socket_path {
+            Some(path) if path.exists() => std::fs::remove_file(path).is_ok(),
+            _ => false,
+        }
+    }
+}
+
+impl Child {
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.inner.pid
+    }
+
+    pub fn program(&self) -> &Path {
+        &self.inner.program
+    }
+
+    /// The RPC client connected to the child.
+    ///
+    /// # Panics
+    /// If the child was started with `Spec::rpc(false)`; use [`try_client`](Self::try_client)
+    /// when that is decided at run time.
+    pub fn client(&self) -> &Client {
+        self.try_client().unwrap_or_else(|| panic!("child {} was started without RPC (Spec::rpc(false))", self.name()))
+    }
+
+    pub fn try_client(&self) -> Option<&Client> {
+        self.inner.client.as_ref()
+    }
+
+    /// Where the child serves RPC.
+    pub fn endpoint(&self) -> Option<&Endpoint> {
+        self.inner.endpoint.as_ref()
+    }
+
+    pub fn uptime(&self) -> Duration {
+        self.inner.started.elapsed()
+    }
+
+    /// How the child ended, if it has.
+    pub fn exit(&self) -> Option<Exit> {
+        self.inner.exit_now()
+    }
+
+    /// Waits until the child exits (by itself or because it was stopped).
+    pub async fn wait(&self) -> Exit {
+        let mut exit = self.inner.exit.clone();
+        match exit.wait_for(Option::is_some).await {
+            Ok(exit) => exit.unwrap_or(Exit::Code(-1)),
+            // The waiter task is gone only if the runtime is shutting down.
+            Err(_) => self.inner.exit_now().unwrap_or(Exit::Code(-1)),
+        }
+    }
+
+    /// Writes to the child's stdin.
+    pub async fn write_stdin(&self, bytes: &[u8]) -> std::io::Result<()> {
+        let mut stdin = self.inner.stdin.lock().await;
+        let pipe = stdin.as_mut().ok_or_else(|| std::io::Error::other("stdin already closed"))?;
+        pipe.write_all(bytes).await?;
+        pipe.flush().await
+    }
+
+    /// Closes the child's stdin so it reads end-of-file.
+    pub async fn close_stdin(&self) {
+        self.inner.stdin.lock().await.take();
+    }
+
+    /// Stops the child: a Shutdown call (or the stop signal for children without RPC), then the
+    /// stop signal to its whole process group half way through `grace`, then SIGKILL to the
+    /// group at `grace`; returns as soon as it is gone. Idempotent: a second call returns the
+    /// same report.
+    pub async fn stop(&self, grace: Duration) -> StopReport {
+        let mut slot = self.inner.stopping.lock().await;
+        if let Some(report) = &*slot {
+            return report.clone();
+        }
+        let report = stop::run(&self.inner, grace).await;
+        info!(child = %self.inner.name, "{report}");
+        self.inner.host.forget(self);
+        *slot = Some(report.clone());
+        report
+    }
+
+    /// SIGKILLs the child's whole process group now (a stop in progress then ends at once).
+    pub fn kill(&self) {
+        let _ = sys::kill_group(self.inner.pid, StopSignal::Kill);
+    }
+}
+
+/// Starts `spec` and returns once it is ready (and its RPC client connected).
+pub(crate) async fn spawn(host: &Arc<HostShared>, spec: Spec) -> Result<Child, SpawnError> {
+    let name: Arc<str> = Arc::from(spec.name.as_str());
+    let spec_name = spec.name.clone();
+    let setup = |what: &'static str| move |source| SpawnError::Setup { name: spec_name, what, source };
+    let socket_path = spec.rpc.then(|| host.runtime_dir.file_for(&spec.name, ".sock"));
+    if let Some(path) = &socket_path {
+        // A previous instance that crashed may have left its socket here.
+        let _ = std::fs::remove_file(path);
+    }
+    let notify = match spec.readiness {
+        Readiness::Notify => Some(
+            NotifyListener::bind(&host.runtime_dir.file_for(&spec.name, ".notify")).map_err(setup("notify socket"))?,
+        ),
+        Readiness::Started => None,
+    };
+    let mut command = tokio::process::Command::new(&spec.program);
+    command.args(&spec.args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    if spec.clear_env {
+        command.env_clear();
+    }
+    command.envs(spec.env.iter().map(|(k, v)| (k, v)));
+    command.env("WARREN_PROTOCOL", warren_rpc::hello::VERSION.to_string()).env("WARREN_NAME", &spec.name);
+    command.env("WARREN_HOST_PID", sys::current_pid().to_string());
+    if let Some(path) = &socket_path {
+        command.env("WARREN_ENDPOINT", Endpoint::unix(path).to_string());
+    }
+    match &notify {
+        Some(listener) => command.env("NOTIFY_SOCKET", listener.path()),
+        None => command.env_remove("NOTIFY_SOCKET"),
+    };
+    if let Some(dir) = &spec.cwd {
+        command.current_dir(dir);
+    }
+    // Its own process group, so that stopping reaches grandchildren, and a terminal's Ctrl-C
+    // reaches only the host, which then stops children in order.
+    command.process_group(0);
+    sys::die_with_parent(&mut command, sys::current_pid());
+    let mut process = host.spawner.spawn(command).await.map_err(|source| {
+        if source.kind() == std::io::ErrorKind::NotFound {
+            SpawnError::NotFound { name: spec.name.clone(), program: spec.program.clone() }
+        } else {
+            SpawnError::Spawn { name: spec.name.clone(), program: spec.program.clone(), source }
+        }
+    })?;
+    let pid = process.id().unwrap_or(0);
+    host.watch(pid);
+    debug!(child = %name, pid, program = %spec.program.display(), "started");
+
+    let tail = Arc::new(Tail::default());
+    let pipes_closed = CancellationToken::new();
+    let mut pumps = Vec::new();
+    let mut pump_tasks = Vec::new();
+    if let Some(stdout) = process.stdout.take() {
+        let task = tokio::spawn(pump::pump(
+            stdout,
+            Arc::clone(&name),
+            Stream::Stdout,
+            spec.max_line,
+            Arc::clone(&host.sink),
+            None,
+        ));
+        pumps.push(task.abort_handle());
+        pump_tasks.push(task);
+    }
+    if let Some(stderr) = process.stderr.take() {
+        let task = tokio::spawn(pump::pump(
+            stderr,
+            Arc::clone(&name),
+            Stream::Stderr,
+            spec.max_line,
+            Arc::clone(&host.sink),
+            Some(Arc::clone(&tail)),
+        ));
+        pumps.push(task.abort_handle());
+        pump_tasks.push(task);
+    }
+    {
+        let pipes_closed = pipes_closed.clone();
+        tokio::spawn(async move {
+            for task in pump_tasks {
+                let _ = task.await;
+            }
+            pipes_closed.cancel();
+        });
+    }
+    let stdin = process.stdin.take();
+    let (exit_tx, exit) = watch::channel(None);
+    tokio::spawn(async move {
+        let status = process.wait().await;
+        let _ = exit_tx.send(Some(status.map_or(Exit::Code(-1), Exit::from_status)));
+    });
+
+    let inner = ChildInner {
+        name: Arc::clone(&name),
+        program: spec.program.clone(),
+        pid,
+        client: None,
+        endpoint: socket_path.as_ref().map(Endpoint::unix),
+        stop_signal: spec.stop_signal,
+        host: Arc::clone(host),
+        socket_path,
+        stdin: tokio::sync::Mutex::new(stdin),
+        exit,
+        pipes_closed,
+        pumps: Mutex::new(pumps),
+        stopping: tokio::sync::Mutex::new(None),
+        started: Instant::now(),
+        _notify: None,
+    };
+    let mut inner = inner;
+    if let Err(err) = wait_ready(&inner, notify.as_ref(), spec.ready_timeout, &tail).await {
+        return Err(err);
+    }
+    inner._notify = notify;
+    if let Some(endpoint) = inner.endpoint.clone() {
+        match Client::connect(&endpoint).await {
+            Ok(client) => inner.client = Some(client),
+            Err(source) => {
+                let child = Child { inner: Arc::new(inner) };
+                child.stop(Duration::from_secs(1)).await;
+                return Err(SpawnError::Connect { name: name.to_string(), endpoint: endpoint.to_string(), source });
+            }
+        }
+    }
+    Ok(Child { inner: Arc::new(inner) })
+}
+
+/// Waits for READY=1 while watching for an early exit, without ever sleeping.
+async fn wait_ready(
+    child: &ChildInner,
+    notify: Option<&NotifyListener>,
+    timeout: Duration,
+    tail: &Tail,
+) -> Result<(), SpawnError> {
+    let Some(listener) = notify else { return Ok(()) };
+    let deadline = Instant::now() + timeout;
+    let mut exit = child.exit.clone();
+    loop {
+        tokio::select! {
+            notice = listener.next() => match notice {
+                Ok(notice) if notice.ready => return Ok(()),
+                Ok(notice) => {
+                    if let Some(status) = notice.status {
+                        debug!(child = %child.name, "status: {status}");
+                    }
+                }
+                Err(err) => debug!(child = %child.name, "notify socket: {err}"),
+            },
+            _ = exit.wait_for(Option::is_some) => {
+                // Let the pumps deliver what it printed before it died, to show in the error.
+                let _ = child.wait_pipes_closed(Duration::from_millis(500)).await;
+                let exit = child.exit_now().unwrap_or(Exit::Code(-1));
+                child.host.unwatch(child.pid);
+                let _ = child.remove_socket_file();
+                return Err(SpawnError::ExitedBeforeReady { name: child.name.to_string(), exit, stderr_tail: tail.snapshot() });
+            }
+            () = tokio::time::sleep_until(deadline.into()) => {
+                let _ = sys::kill_group(child.pid, StopSignal::Kill);
+                let _ = child.wait_exit_until(Instant::now() + Duration::from_secs(5)).await;
+                let _ = child.wait_pipes_closed(Duration::from_millis(500)).await;
+                child.host.unwatch(child.pid);
+                let _ = child.remove_socket_file();
+                return Err(SpawnError::ReadyTimeout { name: child.name.to_string(), timeout, stderr_tail: tail.snapshot() });
+            }
+        }
+    }
+}

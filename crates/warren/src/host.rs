@@ -1,0 +1,188 @@
+//! The host: owns a private runtime directory, a spawner thread, a watchdog, and its children.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tracing::info;
+
+use crate::child::{self, Child};
+use crate::error::{HostError, SpawnError};
+use crate::log::{LogSink, TracingSink};
+use crate::runtime_dir::RuntimeDir;
+use crate::spawner::Spawner;
+use crate::spec::Spec;
+use crate::stop::StopReport;
+use crate::sys::{self, StopSignal, Watchdog};
+
+pub(crate) struct HostShared {
+    pub runtime_dir: RuntimeDir,
+    pub spawner: Spawner,
+    pub sink: Arc<dyn LogSink>,
+    watchdog: Option<Watchdog>,
+    children: Mutex<Vec<Child>>,
+}
+
+impl HostShared {
+    pub fn watch(&self, pgid: u32) {
+        if let Some(watchdog) = &self.watchdog {
+            watchdog.watch(pgid);
+        }
+    }
+
+    pub fn unwatch(&self, pgid: u32) {
+        if let Some(watchdog) = &self.watchdog {
+            watchdog.unwatch(pgid);
+        }
+    }
+
+    pub fn forget(&self, child: &Child) {
+        self.children.lock().unwrap_or_else(PoisonError::into_inner).retain(|c| !Arc::ptr_eq(&c.inner, &child.inner));
+    }
+}
+
+/// Starts child programs and owns them completely; see the crate docs.
+#[derive(Clone)]
+pub struct Host {
+    shared: Arc<HostShared>,
+}
+
+impl std::fmt::Debug for Host {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Host").field("runtime_dir", &self.shared.runtime_dir.path()).finish()
+    }
+}
+
+/// Options for a [`Host`].
+#[must_use]
+pub struct HostBuilder {
+    sink: Arc<dyn LogSink>,
+    watchdog: bool,
+}
+
+impl std::fmt::Debug for HostBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostBuilder").field("watchdog", &self.watchdog).finish()
+    }
+}
+
+impl HostBuilder {
+    /// Where children's lines go (default: `tracing`, see [`TracingSink`]).
+    pub fn log_sink(mut self, sink: Arc<dyn LogSink>) -> Self {
+        self.sink = sink;
+        self
+    }
+
+    /// Whether to fork the watchdog that kills every child's process group if the host is
+    /// killed (default on).
+    pub fn watchdog(mut self, enabled: bool) -> Self {
+        self.watchdog = enabled;
+        self
+    }
+
+    pub fn build(self) -> Result<Host, HostError> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| HostError::NoRuntime)?;
+        let runtime_dir = RuntimeDir::create().map_err(HostError::RuntimeDir)?;
+        let watchdog = if self.watchdog { Some(Watchdog::start().map_err(HostError::Watchdog)?) } else { None };
+        let spawner = Spawner::start(runtime).map_err(HostError::Spawner)?;
+        Ok(Host {
+            shared: Arc::new(HostShared {
+                runtime_dir,
+                spawner,
+                sink: self.sink,
+                watchdog,
+                children: Mutex::new(Vec::new()),
+            }),
+        })
+    }
+}
+
+impl Host {
+    /// A host with a private runtime directory, the watchdog, and lines logged via `tracing`.
+    pub fn new() -> Result<Host, HostError> {
+        Host::builder().build()
+    }
+
+    pub fn builder() -> HostBuilder {
+        HostBuilder { sink: Arc::new(TracingSink), watchdog: true }
+    }
+
+    /// Starts a child and returns once it is ready and, for RPC children, connected.
+    pub async fn spawn(&self, spec: Spec) -> Result<Child, SpawnError> {
+        if self.children().iter().any(|c| c.name() == spec.name) {
+            return Err(SpawnError::DuplicateName { name: spec.name });
+        }
+        let child = child::spawn(&self.shared, spec).await?;
+        self.shared.children.lock().unwrap_or_else(PoisonError::into_inner).push(child.clone());
+        Ok(child)
+    }
+
+    /// The children started and not yet stopped.
+    pub fn children(&self) -> Vec<Child> {
+        self.shared.children.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// The pid of the watchdog process, if it runs.
+    pub fn watchdog_pid(&self) -> Option<u32> {
+        self.shared.watchdog.as_ref().map(Watchdog::pid)
+    }
+
+    pub fn runtime_dir(&self) -> &std::path::Path {
+        self.shared.runtime_dir.path()
+    }
+
+    /// Stops every child in parallel, each with `grace`; returns their reports.
+    pub async fn stop_all(&self, grace: Duration) -> Vec<StopReport> {
+        let mut stops = tokio::task::JoinSet::new();
+        for child in self.children() {
+            stops.spawn(async move { child.stop(grace).await });
+        }
+        let mut reports = Vec::new();
+        while let Some(report) = stops.join_next().await {
+            if let Ok(report) = report {
+                reports.push(report);
+            }
+        }
+        reports.sort_by(|a, b| a.name.cmp(&b.name));
+        reports
+    }
+
+    /// SIGKILLs every child's process group at once.
+    pub fn kill_all(&self) {
+        for child in self.children() {
+            child.kill();
+        }
+    }
+
+    /// Waits for SIGINT or SIGTERM, then stops every child gracefully within `grace`. A second
+    /// signal SIGKILLs every group at once; a third exits the process immediately (code 130).
+    pub async fn stop_on_signal(&self, grace: Duration) -> std::io::Result<Vec<StopReport>> {
+        let mut signals = crate::signals::Signals::install()?;
+        let first = signals.next().await;
+        info!("received {first}: stopping {} children (grace {grace:?}); again to kill them", self.children().len());
+        let stopping = self.stop_all(grace);
+        tokio::pin!(stopping);
+        let mut count = 1;
+        loop {
+            tokio::select! {
+                reports = &mut stopping => return Ok(reports),
+                signal = signals.next() => {
+                    count += 1;
+                    if count == 2 {
+                        info!("received {signal} again: killing every child's process group now; once more to exit at once");
+                        self.kill_all();
+                    } else {
+                        info!("received {signal} a third time: exiting now");
+                        std::process::exit(130);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends `signal` to every child's process group.
+    pub fn signal_all(&self, signal: StopSignal) {
+        for child in self.children() {
+            let _ = sys::kill_group(child.pid(), signal);
+        }
+    }
+}

@@ -1,0 +1,49 @@
+//! # warren
+//!
+//! Start child programs with their stdin, stdout and stderr on pipes, wait until they say they
+//! are ready, call them over RPC, and stop them gracefully — with no orphan, zombie or stale
+//! socket left behind, even when the host is killed. And the child side of that contract.
+//!
+//! ```no_run
+//! # use std::time::Duration;
+//! # #[derive(serde::Deserialize)] struct Todo { id: String }
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use warren::{Host, Spec};
+//! let host = Host::new()?;
+//! let child = host.spawn(Spec::new("task-rpc").name("task-rpc")).await?; // returns once READY
+//! let todo: Todo = child.client().call("Task.Get", "new_id").await?;
+//! let report = child.stop(Duration::from_secs(5)).await; // how it ended, and how long it took
+//! # Ok(()) }
+//! ```
+//!
+//! ## How it works
+//! Each child runs in its own process group with the parent-death signal set (from one
+//! long-lived spawner thread, because the signal follows the forking thread). A forked watchdog
+//! kills every group if the host dies. stdout and stderr are pumped line by line into a
+//! [`LogSink`] from spawn to end-of-file. Readiness is systemd's notify protocol on a datagram
+//! socket in a private 0700 runtime directory. See `docs/SHUTDOWN.md` for the races each step
+//! prevents.
+
+mod child;
+mod error;
+mod host;
+mod log;
+mod notify;
+pub mod plugin;
+mod pump;
+mod runtime_dir;
+mod signals;
+mod spawner;
+mod spec;
+mod stop;
+mod sys;
+
+pub use child::Child;
+pub use error::{HostError, PluginError, SpawnError};
+pub use host::{Host, HostBuilder};
+pub use log::{LogLine, LogSink, SPLIT_MARKER, Stream, TracingSink};
+pub use notify::{Notice, send as sd_notify};
+pub use signals::{Received, Signals};
+pub use spec::{Readiness, Spec};
+pub use stop::{Exit, Leak, Outcome, Step, StopReport};
+pub use sys::StopSignal;

@@ -1,0 +1,93 @@
+//! Readiness over systemd's notify protocol: the host binds a datagram socket and passes its
+//! path in `NOTIFY_SOCKET`; the child sends `READY=1` (and `STATUS=…`, `STOPPING=1`) there.
+//!
+//! A separate channel, not a line on stdout, so nothing a child prints can fake or break its
+//! handshake (go-plugin#164), and programs written for systemd `Type=notify` work unmodified.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use tokio::net::UnixDatagram;
+
+/// What one notification said.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Notice {
+    pub ready: bool,
+    pub stopping: bool,
+    pub status: Option<String>,
+}
+
+impl Notice {
+    pub fn parse(datagram: &[u8]) -> Notice {
+        let mut notice = Notice::default();
+        for line in String::from_utf8_lossy(datagram).lines() {
+            match line.split_once('=') {
+                Some(("READY", "1")) => notice.ready = true,
+                Some(("STOPPING", "1")) => notice.stopping = true,
+                Some(("STATUS", status)) => notice.status = Some(status.to_owned()),
+                _ => {}
+            }
+        }
+        notice
+    }
+}
+
+/// The host's end: one per child, in the private runtime directory.
+#[derive(Debug)]
+pub struct NotifyListener {
+    socket: UnixDatagram,
+    path: PathBuf,
+}
+
+impl NotifyListener {
+    pub fn bind(path: &Path) -> io::Result<NotifyListener> {
+        let _ = std::fs::remove_file(path);
+        let socket = UnixDatagram::bind(path)?;
+        Ok(NotifyListener { socket, path: path.to_owned() })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub async fn next(&self) -> io::Result<Notice> {
+        let mut buf = vec![0u8; 4096];
+        let n = self.socket.recv(&mut buf).await?;
+        Ok(Notice::parse(&buf[..n]))
+    }
+}
+
+impl Drop for NotifyListener {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// The child's end: sends `message` to `$NOTIFY_SOCKET` if it is set (a path, or `@name` for
+/// an abstract socket as systemd uses). Returns whether a notify socket was there.
+pub fn send(message: &str) -> Result<bool, (String, io::Error)> {
+    let Some(target) = std::env::var_os("NOTIFY_SOCKET") else { return Ok(false) };
+    let target = target.to_string_lossy().into_owned();
+    let socket = std::os::unix::net::UnixDatagram::unbound().map_err(|e| (target.clone(), e))?;
+    let sent = if let Some(name) = target.strip_prefix('@') {
+        use std::os::linux::net::SocketAddrExt;
+        std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())
+            .and_then(|addr| socket.send_to_addr(message.as_bytes(), &addr))
+    } else {
+        socket.send_to(message.as_bytes(), &target)
+    };
+    sent.map(|_| true).map_err(|e| (target, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_systemd_keys() {
+        let notice = Notice::parse(b"READY=1\nSTATUS=listening on 7000\nMAINPID=42\n");
+        assert_eq!(notice, Notice { ready: true, stopping: false, status: Some("listening on 7000".into()) });
+        assert!(Notice::parse(b"STOPPING=1").stopping);
+        assert!(!Notice::parse(b"READY=0").ready);
+    }
+}

@@ -1,0 +1,96 @@
+//! The child side: what a program started by a warren host does to be a good child.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), warren::PluginError> {
+//! #[derive(serde::Serialize)]
+//! struct Todo { id: String }
+//! let server = warren_rpc::Server::new()
+//!     .service("Task", |s| s.method("Get", |_ctx, id: String| async move { Ok(Todo { id }) }));
+//! warren::plugin::serve(server).await
+//! # }
+//! ```
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+use warren_rpc::{Endpoint, Server};
+
+use crate::error::PluginError;
+use crate::notify;
+use crate::signals::Signals;
+use crate::sys;
+
+/// How long in-flight calls may run once a stop is requested (the host's grace period is
+/// usually longer, so a plugin normally finishes on its own terms).
+pub const DEFAULT_DRAIN: Duration = Duration::from_secs(3);
+
+/// Binds the endpoint the host chose (`WARREN_ENDPOINT`), tells the host it is ready
+/// (`READY=1` on `NOTIFY_SOCKET`), and serves until SIGTERM, SIGINT, a `warren.Shutdown` call
+/// or the host's death; then stops accepting, finishes in-flight calls (for at most
+/// [`DEFAULT_DRAIN`]), deletes its socket file and returns, so `main` can exit 0.
+pub async fn serve(server: Server) -> Result<(), PluginError> {
+    serve_with_drain(server, DEFAULT_DRAIN).await
+}
+
+pub async fn serve_with_drain(server: Server, drain: Duration) -> Result<(), PluginError> {
+    let endpoint = std::env::var("WARREN_ENDPOINT").map_err(|_| PluginError::NotUnderHost)?;
+    let endpoint = Endpoint::parse(&endpoint)?;
+    let mut signals = Signals::install().map_err(PluginError::Signals)?;
+    let host_gone = watch_host();
+    let shutdown_requested = CancellationToken::new();
+    let server = {
+        let requested = shutdown_requested.clone();
+        server.service("warren", move |s| {
+            s.method("Shutdown", move |_ctx, (): ()| {
+                let requested = requested.clone();
+                async move {
+                    requested.cancel();
+                    Ok(())
+                }
+            })
+        })
+    };
+    let running = server.bind(&endpoint).await?;
+    let where_ = match &endpoint {
+        Endpoint::Unix(path) => format!("unix {}", path.display()),
+        other => other.to_string(),
+    };
+    info!(target: "warren::plugin", "Serving RPC server on {where_}");
+    notify::send(&format!("READY=1\nMAINPID={}", sys::current_pid()))
+        .map_err(|(path, source)| PluginError::Notify { path, source })?;
+    let why = tokio::select! {
+        signal = signals.next() => format!("received {signal}"),
+        () = shutdown_requested.cancelled() => "Shutdown requested by the host".to_owned(),
+        () = host_gone.cancelled() => "the host is gone".to_owned(),
+    };
+    info!(target: "warren::plugin", "stop the server ({why})");
+    let _ = notify::send("STOPPING=1");
+    let report = running.shutdown(drain).await;
+    if report.drain_deadline_hit {
+        warn!(target: "warren::plugin", "calls still running after {drain:?} were cancelled");
+    }
+    if let Endpoint::Unix(path) = &endpoint
+        && !path.exists()
+    {
+        info!(target: "warren::plugin", "deleted socket file: {}", path.display());
+    }
+    Ok(())
+}
+
+/// Fires if the host dies. The kernel's parent-death signal is re-armed as SIGTERM (the host
+/// set SIGKILL before exec) so that a plugin whose host dies still shuts down cleanly and
+/// removes its socket; the host's watchdog follows up with SIGKILL if it does not.
+fn watch_host() -> CancellationToken {
+    let gone = CancellationToken::new();
+    let _ = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::TERM));
+    let host = std::env::var("WARREN_HOST_PID").ok().and_then(|pid| pid.parse::<u32>().ok());
+    // The host may have died before the signal was re-armed.
+    if let Some(host) = host
+        && sys::parent_pid() != Some(host)
+        && !sys::process_exists(host)
+    {
+        gone.cancel();
+    }
+    gone
+}

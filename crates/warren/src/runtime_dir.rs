@@ -1,0 +1,95 @@
+//! The host's private runtime directory: where children's sockets live.
+//!
+//! Short (a Unix socket path is limited to 107 bytes), private (0700, created that way by
+//! mkdir so there is no window), unique per host, removed when the host ends, and swept on the
+//! next start if a killed host could not remove it.
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use tracing::debug;
+
+use crate::sys;
+
+const PREFIX: &str = "warren-";
+
+#[derive(Debug)]
+pub struct RuntimeDir {
+    path: PathBuf,
+}
+
+impl RuntimeDir {
+    /// Creates `$XDG_RUNTIME_DIR/warren-<pid>-<random>` (or under `/tmp`).
+    pub fn create() -> io::Result<RuntimeDir> {
+        let base = std::env::var_os("XDG_RUNTIME_DIR")
+            .map(PathBuf::from)
+            .filter(|dir| dir.is_absolute() && dir.is_dir() && dir.as_os_str().len() < 60)
+            .unwrap_or_else(|| PathBuf::from("/tmp"));
+        RuntimeDir::create_in(&base)
+    }
+
+    pub fn create_in(base: &Path) -> io::Result<RuntimeDir> {
+        sweep_stale(base);
+        let pid = sys::current_pid();
+        for _ in 0..16 {
+            let path = base.join(format!("{PREFIX}{pid}-{:06x}", random() & 0xff_ffff));
+            match std::fs::DirBuilder::new().mode(0o700).create(&path) {
+                Ok(()) => return Ok(RuntimeDir { path }),
+                Err(err) if err.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(err) => return Err(err),
+            }
+        }
+        Err(io::Error::new(io::ErrorKind::AlreadyExists, "could not pick a unique runtime directory name"))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A path for `name` with `suffix` that fits the Unix socket limit, even for long names.
+    pub fn file_for(&self, name: &str, suffix: &str) -> PathBuf {
+        let clean: String =
+            name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
+        let candidate = self.path.join(format!("{clean}{suffix}"));
+        if candidate.as_os_str().len() <= warren_rpc::MAX_UNIX_PATH && !clean.is_empty() {
+            return candidate;
+        }
+        let mut hasher = RandomState::new().build_hasher();
+        hasher.write(name.as_bytes());
+        self.path.join(format!("c{:08x}{suffix}", hasher.finish() as u32))
+    }
+}
+
+impl Drop for RuntimeDir {
+    fn drop(&mut self) {
+        if let Err(err) = std::fs::remove_dir_all(&self.path) {
+            debug!("cannot remove runtime dir {}: {err}", self.path.display());
+        }
+    }
+}
+
+fn random() -> u64 {
+    let mut hasher = RandomState::new().build_hasher();
+    hasher.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+    hasher.finish()
+}
+
+/// Removes runtime directories of hosts that no longer exist (killed before they could clean
+/// up), so sockets do not pile up as they do under go-plugin.
+fn sweep_stale(base: &Path) {
+    let Ok(entries) = std::fs::read_dir(base) else { return };
+    let uid = sys::effective_uid();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(PREFIX)) else { continue };
+        let Some(pid) = rest.split('-').next().and_then(|pid| pid.parse::<u32>().ok()) else { continue };
+        let ours = entry.metadata().is_ok_and(|meta| meta.is_dir() && meta.uid() == uid);
+        if ours && pid != sys::current_pid() && !sys::process_exists(pid) {
+            debug!("removing stale runtime dir {}", entry.path().display());
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}

@@ -1,0 +1,130 @@
+//! What to start, and how to treat it.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::sys::StopSignal;
+
+/// How the host learns that a child is ready.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Readiness {
+    /// The child sends `READY=1` to `$NOTIFY_SOCKET` (what `warren::plugin::serve` does, and
+    /// what programs written for systemd `Type=notify` do).
+    Notify,
+    /// Ready as soon as it is started (for programs that say nothing).
+    Started,
+}
+
+/// A child program to start.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct Spec {
+    pub(crate) program: PathBuf,
+    pub(crate) args: Vec<OsString>,
+    pub(crate) name: String,
+    pub(crate) env: Vec<(OsString, OsString)>,
+    pub(crate) clear_env: bool,
+    pub(crate) cwd: Option<PathBuf>,
+    pub(crate) readiness: Readiness,
+    pub(crate) rpc: bool,
+    pub(crate) ready_timeout: Duration,
+    pub(crate) stop_signal: StopSignal,
+    pub(crate) max_line: usize,
+}
+
+impl Spec {
+    /// A child running `program`, named after the program's file name. By default it is a warren
+    /// plugin: it serves RPC on the endpoint the host picks and says `READY=1`.
+    pub fn new(program: impl Into<PathBuf>) -> Spec {
+        let program = program.into();
+        let name =
+            program.file_name().map_or_else(|| program.display().to_string(), |n| n.to_string_lossy().into_owned());
+        Spec {
+            program,
+            args: Vec::new(),
+            name,
+            env: Vec::new(),
+            clear_env: false,
+            cwd: None,
+            readiness: Readiness::Notify,
+            rpc: true,
+            ready_timeout: Duration::from_secs(10),
+            stop_signal: StopSignal::Term,
+            max_line: 64 * 1024,
+        }
+    }
+
+    /// The name used in the host's log and in errors.
+    pub fn name(mut self, name: impl Into<String>) -> Spec {
+        self.name = name.into();
+        self
+    }
+
+    pub fn arg(mut self, arg: impl Into<OsString>) -> Spec {
+        self.args.push(arg.into());
+        self
+    }
+
+    pub fn args<I: IntoIterator<Item = S>, S: Into<OsString>>(mut self, args: I) -> Spec {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// Adds an environment variable (computed for the child; the host's own environment is
+    /// never modified).
+    pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Spec {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Starts the child with only the variables given by [`env`](Self::env) plus warren's own.
+    pub fn clear_env(mut self) -> Spec {
+        self.clear_env = true;
+        self
+    }
+
+    pub fn cwd(mut self, dir: impl Into<PathBuf>) -> Spec {
+        self.cwd = Some(dir.into());
+        self
+    }
+
+    pub fn readiness(mut self, readiness: Readiness) -> Spec {
+        self.readiness = readiness;
+        self
+    }
+
+    /// Whether the child serves warren RPC on the endpoint passed in `WARREN_ENDPOINT`
+    /// (default true). Without it there is no client and stopping starts with the stop signal.
+    pub fn rpc(mut self, rpc: bool) -> Spec {
+        self.rpc = rpc;
+        self
+    }
+
+    /// How long to wait for readiness before giving up (default 10 s).
+    pub fn ready_timeout(mut self, timeout: Duration) -> Spec {
+        self.ready_timeout = timeout;
+        self
+    }
+
+    /// The polite signal for children without RPC, and the second step for those with it
+    /// (default SIGTERM).
+    pub fn stop_signal(mut self, signal: StopSignal) -> Spec {
+        self.stop_signal = signal;
+        self
+    }
+
+    /// Longest line kept whole in the log; longer ones are split and marked (default 64 KiB).
+    pub fn max_line(mut self, bytes: usize) -> Spec {
+        self.max_line = bytes;
+        self
+    }
+
+    pub fn program(&self) -> &std::path::Path {
+        &self.program
+    }
+
+    pub fn get_name(&self) -> &str {
+        &self.name
+    }
+}

@@ -1,0 +1,199 @@
+//! The one stop procedure: ask politely, wait up to the grace period (returning as soon as the
+//! child is gone), escalate to the whole process group, reap, drain the pipes without hanging
+//! on a grandchild that holds them, clean up, and report what happened.
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use tracing::{debug, warn};
+
+use crate::child::ChildInner;
+use crate::sys::{self, StopSignal};
+
+/// How a process ended, as the kernel reported it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Code(i32),
+    Signal(i32),
+}
+
+impl Exit {
+    pub fn from_status(status: std::process::ExitStatus) -> Exit {
+        use std::os::unix::process::ExitStatusExt;
+        match (status.code(), status.signal()) {
+            (Some(code), _) => Exit::Code(code),
+            (None, Some(signal)) => Exit::Signal(signal),
+            (None, None) => Exit::Code(-1),
+        }
+    }
+
+    pub fn success(self) -> bool {
+        self == Exit::Code(0)
+    }
+}
+
+impl fmt::Display for Exit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Exit::Code(code) => write!(f, "exited with code {code}"),
+            Exit::Signal(signal) => write!(f, "killed by {}", sys::signal_name(*signal)),
+        }
+    }
+}
+
+/// How a stop ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The child exited by itself (after being asked, or before).
+    Exited { code: i32 },
+    /// The child died of a signal: the stop signal it did not handle, or another.
+    Signalled { signal: String },
+    /// The child did not stop within the grace period (or a forced stop was requested) and was
+    /// killed with SIGKILL, with its whole process group.
+    Killed { after: Duration },
+}
+
+impl Outcome {
+    /// Whether the child stopped cleanly on its own: exit code 0.
+    pub fn is_clean(&self) -> bool {
+        *self == Outcome::Exited { code: 0 }
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Outcome::Exited { code } => write!(f, "exited with code {code}"),
+            Outcome::Signalled { signal } => write!(f, "killed by {signal}"),
+            Outcome::Killed { after } => write!(f, "killed with SIGKILL after {after:?}"),
+        }
+    }
+}
+
+/// Something the child left behind that warren had to clean up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Leak {
+    /// Processes of the child's group (grandchildren) outlived it; they were killed.
+    GroupMembers,
+    /// Something outside the group kept the child's stdout/stderr open; warren stopped reading.
+    PipesHeldOpen,
+}
+
+/// The report of one stop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StopReport {
+    pub name: String,
+    pub pid: u32,
+    pub outcome: Outcome,
+    /// From the stop request until the child was gone.
+    pub took: Duration,
+    /// The steps taken, in order, with when each happened.
+    pub steps: Vec<(Duration, Step)>,
+    pub leaks: Vec<Leak>,
+    /// The child had not removed its socket file; warren did.
+    pub removed_socket: bool,
+}
+
+/// One action of the stop procedure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    AlreadyExited,
+    ShutdownCall,
+    Signal(String),
+    KilledGroup,
+}
+
+impl fmt::Display for StopReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (pid {}) {} in {:?}", self.name, self.pid, self.outcome, self.took)?;
+        for leak in &self.leaks {
+            match leak {
+                Leak::GroupMembers => f.write_str("; leftover processes in its group were killed")?,
+                Leak::PipesHeldOpen => f.write_str("; a process outside its group kept its pipes open")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How long to wait for pipe EOF once the child and its group are gone. Output already in the
+/// pipe buffer (at most 64 KiB per pipe) drains in far less.
+const PIPE_DRAIN: Duration = Duration::from_secs(2);
+/// How long SIGKILL may take to be reported: only a process stuck in the kernel takes longer.
+const KILL_WAIT: Duration = Duration::from_secs(5);
+
+pub(crate) async fn run(child: &ChildInner, grace: Duration) -> StopReport {
+    let start = Instant::now();
+    let mut steps = Vec::new();
+    let pgid = child.pid;
+    let mut killed = false;
+    let step = |steps: &mut Vec<(Duration, Step)>, what: Step| {
+        debug!(child = %child.name, "stop: {what:?}");
+        steps.push((start.elapsed(), what));
+    };
+    if child.exit_now().is_some() {
+        step(&mut steps, Step::AlreadyExited);
+    } else {
+        let deadline = start + grace;
+        let mut signal_at = None;
+        match &child.client {
+            Some(client) if client.notify("warren.Shutdown", &()).is_ok() => {
+                step(&mut steps, Step::ShutdownCall);
+                // A child that takes the call but does not act on it gets the stop signal half
+                // way through the grace period.
+                signal_at = Some(start + grace / 2);
+            }
+            _ => {
+                signal_group(child, child.stop_signal);
+                step(&mut steps, Step::Signal(child.stop_signal.name().to_owned()));
+            }
+        }
+        if let Some(at) = signal_at
+            && !child.wait_exit_until(at).await
+        {
+            signal_group(child, child.stop_signal);
+            step(&mut steps, Step::Signal(child.stop_signal.name().to_owned()));
+        }
+        if !child.wait_exit_until(deadline).await {
+            let _ = sys::kill_group(pgid, StopSignal::Kill);
+            killed = true;
+            step(&mut steps, Step::KilledGroup);
+            if !child.wait_exit_until(Instant::now() + KILL_WAIT).await {
+                warn!(child = %child.name, pid = child.pid, "still not reaped {KILL_WAIT:?} after SIGKILL");
+            }
+        }
+    }
+    let took = start.elapsed();
+    let exit = child.exit_now();
+    let mut leaks = Vec::new();
+    // The leader is gone; a group that still has members means grandchildren outlived it. The
+    // group id cannot have been reused while they exist, so this kills only our processes.
+    if sys::group_has_members(pgid) {
+        let _ = sys::kill_group(pgid, StopSignal::Kill);
+        warn!(child = %child.name, pgid, "processes of the child's group outlived it; killed them");
+        leaks.push(Leak::GroupMembers);
+    }
+    if !child.wait_pipes_closed(PIPE_DRAIN).await {
+        warn!(child = %child.name, "a process outside the child's group holds its pipes open; no longer reading them");
+        child.abort_pumps();
+        leaks.push(Leak::PipesHeldOpen);
+    }
+    child.host.unwatch(pgid);
+    let removed_socket = child.remove_socket_file();
+    let outcome = if killed {
+        Outcome::Killed { after: took }
+    } else {
+        match exit {
+            Some(Exit::Code(code)) => Outcome::Exited { code },
+            Some(Exit::Signal(signal)) => Outcome::Signalled { signal: sys::signal_name(signal) },
+            None => Outcome::Killed { after: took },
+        }
+    };
+    StopReport { name: child.name.to_string(), pid: child.pid, outcome, took, steps, leaks, removed_socket }
+}
+
+fn signal_group(child: &ChildInner, signal: StopSignal) {
+    if let Err(err) = sys::kill_group(child.pid, signal) {
+        debug!(child = %child.name, "cannot send {signal}: {err}");
+    }
+}
