@@ -84,37 +84,6 @@ impl fmt::Display for Endpoint {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_every_form() {
-        assert_eq!(Endpoint::parse("unix:/run/a.sock").ok(), Some(Endpoint::unix("/run/a.sock")));
-        assert_eq!(Endpoint::parse("unix:///run/a.sock").ok(), Some(Endpoint::unix("/run/a.sock")));
-        assert_eq!(Endpoint::parse("/tmp/b.sock").ok(), Some(Endpoint::unix("/tmp/b.sock")));
-        assert_eq!(Endpoint::parse("rpc.sock").ok(), Some(Endpoint::unix("rpc.sock")));
-        assert_eq!(Endpoint::parse("tcp:127.0.0.1:7000").ok(), Some(Endpoint::Tcp("127.0.0.1:7000".into())));
-        assert_eq!(Endpoint::parse("stdio:").ok(), Some(Endpoint::Stdio));
-        assert_eq!(Endpoint::parse("tcp:[::1]:80").ok(), Some(Endpoint::Tcp("[::1]:80".into())));
-    }
-
-    #[test]
-    fn rejects_with_the_input_named() {
-        for input in ["http://x", "tcp:localhost", "tcp::80", "unix:", "tcp:h:99999"] {
-            let err = Endpoint::parse(input).expect_err(input);
-            assert!(err.to_string().contains(input), "{err}");
-        }
-    }
-
-    #[test]
-    fn displays_as_parsed() {
-        for input in ["unix:/run/a.sock", "tcp:127.0.0.1:7000", "stdio:"] {
-            assert_eq!(Endpoint::parse(input).expect(input).to_string(), input);
-        }
-    }
-}
-
 /// Anything a client can be pointed at: an [`Endpoint`], or a string or path to parse as one.
 pub trait ToEndpoint {
     fn to_endpoint(&self) -> Result<Endpoint, EndpointError>;
@@ -153,5 +122,36 @@ impl ToEndpoint for PathBuf {
 impl<T: ToEndpoint + ?Sized> ToEndpoint for &T {
     fn to_endpoint(&self) -> Result<Endpoint, EndpointError> {
         (**self).to_endpoint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_form() {
+        assert_eq!(Endpoint::parse("unix:/run/a.sock").ok(), Some(Endpoint::unix("/run/a.sock")));
+        assert_eq!(Endpoint::parse("unix:///run/a.sock").ok(), Some(Endpoint::unix("/run/a.sock")));
+        assert_eq!(Endpoint::parse("/tmp/b.sock").ok(), Some(Endpoint::unix("/tmp/b.sock")));
+        assert_eq!(Endpoint::parse("rpc.sock").ok(), Some(Endpoint::unix("rpc.sock")));
+        assert_eq!(Endpoint::parse("tcp:127.0.0.1:7000").ok(), Some(Endpoint::Tcp("127.0.0.1:7000".into())));
+        assert_eq!(Endpoint::parse("stdio:").ok(), Some(Endpoint::Stdio));
+        assert_eq!(Endpoint::parse("tcp:[::1]:80").ok(), Some(Endpoint::Tcp("[::1]:80".into())));
+    }
+
+    #[test]
+    fn rejects_with_the_input_named() {
+        for input in ["http://x", "tcp:localhost", "tcp::80", "unix:", "tcp:h:99999"] {
+            let err = Endpoint::parse(input).expect_err(input);
+            assert!(err.to_string().contains(input), "{err}");
+        }
+    }
+
+    #[test]
+    fn displays_as_parsed() {
+        for input in ["unix:/run/a.sock", "tcp:127.0.0.1:7000", "stdio:"] {
+            assert_eq!(Endpoint::parse(input).expect(input).to_string(), input);
+        }
     }
 }

@@ -33,7 +33,7 @@ async fn the_server_enforces_the_deadline_even_if_the_client_does_not_cancel() {
     let (running, dir, mut observed) = serve_unix().await;
     let path = dir.path().join("t.sock");
     let mut stream = tokio::net::UnixStream::connect(&path).await.expect("connect");
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     stream.write_all(&warren_rpc::hello::client_hello(&[warren_rpc::Codec::Json], 1 << 20)).await.expect("hello");
     let request = warren_rpc::message::request(
         5,

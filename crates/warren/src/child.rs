@@ -279,9 +279,7 @@ pub(crate) async fn spawn(host: &Arc<HostShared>, spec: Spec) -> Result<Child, S
         _notify: None,
     };
     let mut inner = inner;
-    if let Err(err) = wait_ready(&inner, notify.as_ref(), spec.ready_timeout, &tail).await {
-        return Err(err);
-    }
+    wait_ready(&inner, notify.as_ref(), spec.ready_timeout, &tail).await?;
     inner._notify = notify;
     if let Some(endpoint) = inner.endpoint.clone() {
         match Client::connect(&endpoint).await {

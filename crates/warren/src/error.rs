@@ -61,6 +61,8 @@ pub enum HostError {
     RuntimeDir(#[source] std::io::Error),
     #[error("cannot start the watchdog process: {0}")]
     Watchdog(#[source] std::io::Error),
+    #[error("cannot become the reaper of orphaned grandchildren: {0}")]
+    Subreaper(#[source] std::io::Error),
     #[error("cannot start the spawner thread: {0}")]
     Spawner(#[source] std::io::Error),
     #[error("warren::Host must be created inside a tokio runtime")]

@@ -82,6 +82,7 @@ impl HostBuilder {
     pub fn build(self) -> Result<Host, HostError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| HostError::NoRuntime)?;
         let runtime_dir = RuntimeDir::create().map_err(HostError::RuntimeDir)?;
+        sys::become_subreaper().map_err(HostError::Subreaper)?;
         let watchdog = if self.watchdog { Some(Watchdog::start().map_err(HostError::Watchdog)?) } else { None };
         let spawner = Spawner::start(runtime).map_err(HostError::Spawner)?;
         Ok(Host {

@@ -60,20 +60,15 @@ pub async fn pump<R: AsyncRead + Unpin>(
             let end = scanned + offset;
             let line = &buf[start..end];
             let line = line.strip_suffix(b"\r").unwrap_or(line);
-            emit(line, false, false);
+            let rest = emit_long_prefix(line, max_line, &mut emit);
+            emit(rest, false, false);
             start = end + 1;
             scanned = start;
         }
-        // A line longer than the bound is cut into bound-sized pieces marked as continuing.
-        while buf.len() - start >= max_line {
-            let mut cut = start + max_line;
-            // Do not cut a UTF-8 sequence in half: back up to a character boundary.
-            while cut > start + 1 && (buf[cut] & 0b1100_0000) == 0b1000_0000 {
-                cut -= 1;
-            }
-            emit(&buf[start..cut], true, false);
-            start = cut;
-        }
+        // No newline in what is left: cut off bound-sized pieces now rather than buffer a line
+        // without limit.
+        let rest_len = emit_long_prefix(&buf[start..], max_line, &mut emit).len();
+        start = buf.len() - rest_len;
         buf.drain(..start);
         scanned = buf.len();
         if buf.capacity() - buf.len() < 4096 {
@@ -89,6 +84,20 @@ pub async fn pump<R: AsyncRead + Unpin>(
     }
     sink.closed(&child, stream);
     seq
+}
+
+/// Emits bound-sized pieces of `text` marked as continuing, as long as more than `max_line`
+/// bytes remain; returns the remainder (at most `max_line` bytes). Never cuts a UTF-8 sequence.
+fn emit_long_prefix<'a>(mut text: &'a [u8], max_line: usize, emit: &mut impl FnMut(&[u8], bool, bool)) -> &'a [u8] {
+    while text.len() > max_line {
+        let mut cut = max_line;
+        while cut > 1 && (text[cut] & 0b1100_0000) == 0b1000_0000 {
+            cut -= 1;
+        }
+        emit(&text[..cut], true, false);
+        text = &text[cut..];
+    }
+    text
 }
 
 fn memchr(needle: u8, haystack: &[u8]) -> Option<usize> {
@@ -111,8 +120,7 @@ mod tests {
     async fn lines_of(input: &[u8], max_line: usize) -> Vec<LogLine> {
         let sink = Arc::new(Collect::default());
         pump(input, Arc::from("c"), Stream::Stdout, max_line, sink.clone(), None).await;
-        let lines = sink.0.lock().unwrap_or_else(PoisonError::into_inner).clone();
-        lines
+        sink.0.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     #[tokio::test]

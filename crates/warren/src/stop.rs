@@ -172,6 +172,7 @@ pub(crate) async fn run(child: &ChildInner, grace: Duration) -> StopReport {
         let _ = sys::kill_group(pgid, StopSignal::Kill);
         warn!(child = %child.name, pgid, "processes of the child's group outlived it; killed them");
         leaks.push(Leak::GroupMembers);
+        reap_leftovers(pgid).await;
     }
     if !child.wait_pipes_closed(PIPE_DRAIN).await {
         warn!(child = %child.name, "a process outside the child's group holds its pipes open; no longer reading them");
@@ -195,5 +196,20 @@ pub(crate) async fn run(child: &ChildInner, grace: Duration) -> StopReport {
 fn signal_group(child: &ChildInner, signal: StopSignal) {
     if let Err(err) = sys::kill_group(child.pid, signal) {
         debug!(child = %child.name, "cannot send {signal}: {err}");
+    }
+}
+
+/// Waits (bounded) until the killed members of a group are dead and, being reparented to the
+/// host (a subreaper), reaped by it: no zombie is left for an init that may never reap.
+pub(crate) async fn reap_leftovers(pgid: u32) {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        sys::reap_group(pgid);
+        if !sys::group_has_members(pgid) || Instant::now() >= deadline {
+            return;
+        }
+        // SIGKILL takes effect asynchronously and no event announces a grandchild's death to a
+        // process that is not yet its parent: poll briefly.
+        tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }

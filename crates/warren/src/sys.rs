@@ -103,6 +103,26 @@ pub fn group_has_members(pgid: u32) -> bool {
     pid(pgid).is_ok_and(|pgid| rustix::process::test_kill_process_group(pgid).is_ok())
 }
 
+/// Makes this process the reaper of its orphaned descendants, so that a grandchild whose parent
+/// exited is reparented here (not to PID 1, which in containers may never reap it) and can be
+/// reaped by [`reap_group`]. Process-wide, and harmless to set twice.
+pub fn become_subreaper() -> io::Result<()> {
+    rustix::process::set_child_subreaper(Some(rustix::process::getpid())).map_err(io::Error::from)
+}
+
+/// Reaps every exited member of a group that was reparented to us. Only ever called for a
+/// group whose leader (the one child tokio waits for) is already reaped, so it cannot steal an
+/// exit status tokio expects.
+pub fn reap_group(pgid: u32) -> usize {
+    let Ok(pgid) = pid(pgid) else { return 0 };
+    let options = rustix::process::WaitIdOptions::EXITED | rustix::process::WaitIdOptions::NOHANG;
+    let mut reaped = 0;
+    while let Ok(Some(_)) = rustix::process::waitid(rustix::process::WaitId::Pgid(Some(pgid)), options) {
+        reaped += 1;
+    }
+    reaped
+}
+
 /// Whether a process exists (zombies included).
 pub fn process_exists(raw_pid: u32) -> bool {
     pid(raw_pid).is_ok_and(|pid| rustix::process::test_kill_process(pid).is_ok())
@@ -281,7 +301,7 @@ unsafe fn close_all_but(keep: i32) {
     // affects only this process.
     unsafe {
         let keep = keep.unsigned_abs();
-        let below = keep > 3 && libc::syscall(libc::SYS_close_range, 3u32, keep - 1, 0u32) == 0 || keep <= 3;
+        let below = keep <= 3 || libc::syscall(libc::SYS_close_range, 3u32, keep - 1, 0u32) == 0;
         let above = libc::syscall(libc::SYS_close_range, keep + 1, u32::MAX, 0u32) == 0;
         if !(below && above) {
             // Kernels before 5.9: close one by one up to a generous bound.

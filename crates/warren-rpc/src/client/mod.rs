@@ -161,15 +161,33 @@ impl ClientBuilder {
         W: AsyncWrite + Unpin + Send + 'static,
     {
         let io_error = |source| ConnectError::Io { endpoint: label.to_owned(), source };
-        write.write_all(&hello::client_hello(&self.codecs, self.max_frame)).await.map_err(io_error)?;
-        write.flush().await.map_err(io_error)?;
+        let sent = async {
+            write.write_all(&hello::client_hello(&self.codecs, self.max_frame)).await?;
+            write.flush().await
+        }
+        .await;
+        // A server that refuses us may write its preface and GOODBYE and close before our hello
+        // arrives; our write then fails (EPIPE, ECONNRESET) but the refusal is still readable,
+        // and it is the error that says why.
+        let sent = match sent {
+            Err(err) if !matches!(err.kind(), std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset) => {
+                return Err(io_error(err));
+            }
+            sent => sent,
+        };
         let mut reader = FrameReader::new(read, self.max_frame);
         let negotiated = match hello::read_answer(&mut reader).await {
-            Ok(HelloAnswer::Welcome(negotiated)) => negotiated,
             Ok(HelloAnswer::Refused { code, reason }) => {
                 return Err(ConnectError::Refused { endpoint: label.to_owned(), code, reason });
             }
-            Err(source) => return Err(ConnectError::Handshake { endpoint: label.to_owned(), source }),
+            Ok(HelloAnswer::Welcome(negotiated)) => {
+                sent.map_err(io_error)?;
+                negotiated
+            }
+            Err(source) => {
+                sent.map_err(io_error)?;
+                return Err(ConnectError::Handshake { endpoint: label.to_owned(), source });
+            }
         };
         let (tx, queue) = mpsc::unbounded_channel();
         let close = CancellationToken::new();

@@ -32,11 +32,14 @@ pub(crate) struct CallFrame {
     pub reply_limit: u32,
 }
 
+/// The argument, reply and future types of a method, kept only for type inference.
+type Signature<A, R, Fut> = PhantomData<fn() -> (A, R, Fut)>;
+
 struct TypedMethod<F, A, R, Fut> {
     name: Arc<str>,
     handler: F,
     // `fn() -> ..` keeps the method Send + Sync whatever A, R and Fut are.
-    types: PhantomData<fn() -> (A, R, Fut)>,
+    types: Signature<A, R, Fut>,
 }
 
 impl<F, A, R, Fut> ErasedMethod for TypedMethod<F, A, R, Fut>

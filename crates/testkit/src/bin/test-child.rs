@@ -1,0 +1,189 @@
+//! A child that misbehaves on purpose, one way per mode, for the host's real-process tests.
+//!
+//!     test-child flood N          N numbered lines on stdout as fast as possible, then exit 0
+//!     test-child odd-output       a long line, invalid UTF-8, and a last line without newline
+//!     test-child echo-stdin       echo stdin lines to stdout upper-cased; exit 0 at EOF
+//!     test-child crash-before-ready   complain on stderr and exit 3
+//!     test-child never-ready      print, then wait forever without saying READY=1
+//!     test-child ignore-term      say READY=1, then ignore SIGTERM (and SIGINT) forever
+//!     test-child plugin [--grandchild] [--ignore-shutdown]
+//!                                 a warren plugin serving Task.Get, Task.Pids and Task.Hang
+//!     test-child grandchild-holder    say READY=1, start a grandchild that holds the pipes and
+//!                                 ignores SIGTERM, exit 0 on SIGTERM leaving it behind
+//!     test-child sleeper [--ignore-term]  wait forever (a grandchild)
+
+use std::io::{BufRead, Write};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::signal::unix::{SignalKind, signal};
+use warren_rpc::Server;
+
+#[derive(Serialize, Deserialize)]
+struct Todo {
+    id: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Pids {
+    pid: u32,
+    grandchild: Option<u32>,
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mode = args.first().map(String::as_str).unwrap_or("");
+    let flag = |name: &str| args.iter().any(|a| a == name);
+    match mode {
+        "flood" => flood(args.get(1).and_then(|n| n.parse().ok()).unwrap_or(1000)),
+        "odd-output" => odd_output(),
+        "echo-stdin" => echo_stdin(),
+        "crash-before-ready" => {
+            eprintln!("starting up");
+            eprintln!("fatal: config file /nonexistent/app.toml not found");
+            ExitCode::from(3)
+        }
+        _ => {
+            runtime().block_on(async_main(mode, flag("--grandchild"), flag("--ignore-shutdown"), flag("--ignore-term")))
+        }
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime")
+}
+
+async fn async_main(mode: &str, grandchild: bool, ignore_shutdown: bool, ignore_term: bool) -> ExitCode {
+    match mode {
+        "never-ready" => {
+            eprintln!("warming up forever");
+            std::future::pending::<()>().await;
+            ExitCode::SUCCESS
+        }
+        "ignore-term" => {
+            let mut term = signal(SignalKind::terminate()).expect("handler");
+            let mut int = signal(SignalKind::interrupt()).expect("handler");
+            ready();
+            loop {
+                tokio::select! {
+                    _ = term.recv() => eprintln!("ignoring SIGTERM"),
+                    _ = int.recv() => eprintln!("ignoring SIGINT"),
+                }
+            }
+        }
+        "grandchild-holder" => {
+            let mut term = signal(SignalKind::terminate()).expect("handler");
+            let grandchild = spawn_sleeper(true);
+            println!("grandchild {grandchild}");
+            ready();
+            term.recv().await;
+            eprintln!("exiting, leaving grandchild {grandchild} behind");
+            ExitCode::SUCCESS
+        }
+        "sleeper" => {
+            let mut term = signal(SignalKind::terminate()).expect("handler");
+            loop {
+                term.recv().await;
+                if !ignore_term {
+                    return ExitCode::SUCCESS;
+                }
+            }
+        }
+        "plugin" => plugin(grandchild, ignore_shutdown).await,
+        other => {
+            eprintln!("test-child: unknown mode {other:?}");
+            ExitCode::from(64)
+        }
+    }
+}
+
+fn ready() {
+    if let Err((path, err)) = warren::sd_notify("READY=1") {
+        eprintln!("cannot notify {path}: {err}");
+    }
+}
+
+/// Starts a grandchild and deliberately never waits for it: leaving it behind is the point.
+fn spawn_sleeper(ignore_term: bool) -> u32 {
+    let exe = std::env::current_exe().expect("own path");
+    let mut command = std::process::Command::new(exe);
+    command.arg("sleeper");
+    if ignore_term {
+        command.arg("--ignore-term");
+    }
+    // stdout and stderr are inherited: the grandchild holds the host's pipes open.
+    #[expect(clippy::zombie_processes, reason = "the grandchild is meant to outlive this process")]
+    let child = command.spawn().expect("spawn grandchild");
+    child.id()
+}
+
+async fn plugin(grandchild: bool, ignore_shutdown: bool) -> ExitCode {
+    tracing_subscriber::fmt().with_writer(std::io::stderr).with_ansi(false).without_time().init();
+    let grandchild_pid = grandchild.then(|| spawn_sleeper(false));
+    let server = Server::new().service("Task", move |s| {
+        s.method("Get", |_ctx, id: String| async move { Ok(Todo { id }) })
+            .method("Pids", move |_ctx, (): ()| async move {
+                Ok(Pids { pid: std::process::id(), grandchild: grandchild_pid })
+            })
+            .method("Hang", |ctx, (): ()| async move {
+                ctx.cancelled().await;
+                Ok(())
+            })
+    });
+    if ignore_shutdown {
+        // Serve, say ready, and then ignore every polite request.
+        let endpoint = std::env::var("WARREN_ENDPOINT").expect("WARREN_ENDPOINT");
+        let endpoint = warren_rpc::Endpoint::parse(&endpoint).expect("endpoint");
+        let mut term = signal(SignalKind::terminate()).expect("handler");
+        let server = server.service("warren", |s| s.method("Shutdown", |_ctx, (): ()| async move { Ok(()) }));
+        let _running = server.bind(&endpoint).await.expect("bind");
+        ready();
+        loop {
+            term.recv().await;
+            eprintln!("ignoring SIGTERM");
+        }
+    }
+    match warren::plugin::serve_with_drain(server, Duration::from_secs(1)).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("test-child: {err}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn flood(lines: u64) -> ExitCode {
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::with_capacity(64 * 1024, stdout.lock());
+    for i in 0..lines {
+        if writeln!(out, "line {i:08} of the flood, padded to be about a hundred bytes long ..........................")
+            .is_err()
+        {
+            return ExitCode::FAILURE;
+        }
+    }
+    if out.flush().is_err() { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+}
+
+fn odd_output() -> ExitCode {
+    let mut out = std::io::stdout().lock();
+    let long = "x".repeat(100_000);
+    let _ = writeln!(out, "{long}");
+    let _ = out.write_all(b"bad \xff\xfe utf8\n");
+    let _ = out.write_all(b"last line without newline");
+    let _ = out.flush();
+    ExitCode::SUCCESS
+}
+
+fn echo_stdin() -> ExitCode {
+    let stdin = std::io::stdin();
+    let mut out = std::io::stdout().lock();
+    for line in stdin.lock().lines() {
+        let Ok(line) = line else { return ExitCode::FAILURE };
+        if writeln!(out, "{}", line.to_uppercase()).and_then(|()| out.flush()).is_err() {
+            return ExitCode::FAILURE;
+        }
+    }
+    ExitCode::SUCCESS
+}
