@@ -315,7 +315,7 @@ async fn wait_ready(
                 }
                 Err(err) => debug!(child = %child.name, "notify socket: {err}"),
             },
-            _ = exit.wait_for(Option::is_some) => {
+            _ = async { exit.wait_for(Option::is_some).await.is_ok() } => {
                 // Let the pumps deliver what it printed before it died, to show in the error.
                 let _ = child.wait_pipes_closed(Duration::from_millis(500)).await;
                 let exit = child.exit_now().unwrap_or(Exit::Code(-1));
@@ -332,5 +332,24 @@ async fn wait_ready(
                 return Err(SpawnError::ReadyTimeout { name: child.name.to_string(), timeout, stderr_tail: tail.snapshot() });
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send<T: Send>(_: &T) {}
+
+    /// Host::spawn and Child::stop must be usable from spawned tasks.
+    #[test]
+    fn futures_are_send() {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        runtime.block_on(async {
+            let host = crate::Host::builder().watchdog(false).build().expect("host");
+            let spawn = host.spawn(Spec::new("/nonexistent"));
+            assert_send(&spawn);
+            drop(spawn);
+        });
     }
 }

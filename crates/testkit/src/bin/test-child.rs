@@ -10,6 +10,8 @@
 //!                                 a warren plugin serving Task.Get, Task.Pids and Task.Hang
 //!     test-child grandchild-holder    say READY=1, start a grandchild that holds the pipes and
 //!                                 ignores SIGTERM, exit 0 on SIGTERM leaving it behind
+//!     test-child escapee          say READY=1, start a grandchild in a process group of its own
+//!                                 (out of the host's reach) that holds the pipes
 //!     test-child sleeper [--ignore-term]  wait forever (a grandchild)
 
 use std::io::{BufRead, Write};
@@ -81,6 +83,14 @@ async fn async_main(mode: &str, grandchild: bool, ignore_shutdown: bool, ignore_
             eprintln!("exiting, leaving grandchild {grandchild} behind");
             ExitCode::SUCCESS
         }
+        "escapee" => {
+            let mut term = signal(SignalKind::terminate()).expect("handler");
+            let grandchild = spawn_detached_sleeper();
+            println!("grandchild {grandchild}");
+            ready();
+            term.recv().await;
+            ExitCode::SUCCESS
+        }
         "sleeper" => {
             let mut term = signal(SignalKind::terminate()).expect("handler");
             loop {
@@ -114,6 +124,17 @@ fn spawn_sleeper(ignore_term: bool) -> u32 {
     }
     // stdout and stderr are inherited: the grandchild holds the host's pipes open.
     #[expect(clippy::zombie_processes, reason = "the grandchild is meant to outlive this process")]
+    let child = command.spawn().expect("spawn grandchild");
+    child.id()
+}
+
+/// A grandchild in its own process group: signals to the child's group do not reach it.
+fn spawn_detached_sleeper() -> u32 {
+    use std::os::unix::process::CommandExt;
+    let exe = std::env::current_exe().expect("own path");
+    let mut command = std::process::Command::new(exe);
+    command.arg("sleeper").process_group(0);
+    #[expect(clippy::zombie_processes, reason = "the grandchild is meant to escape")]
     let child = command.spawn().expect("spawn grandchild");
     child.id()
 }

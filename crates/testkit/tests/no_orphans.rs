@@ -1,0 +1,70 @@
+//! Kill the host with SIGKILL: within one second every child and grandchild is gone.
+//!
+//! This test makes its own process the subreaper of the tree, so that orphans are reparented
+//! here rather than to PID 1 and can be checked — and reaped — without depending on how the
+//! machine's init behaves. It is alone in its file so that nothing else in this process is
+//! affected by that.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rustix::process::{Pid, Signal, WaitId, WaitIdOptions, kill_process, waitid};
+
+const HOST: &str = env!("CARGO_BIN_EXE_many-host");
+
+fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok()
+}
+
+fn reap_orphans() {
+    while let Ok(Some(_)) = waitid(WaitId::All, WaitIdOptions::EXITED | WaitIdOptions::NOHANG) {}
+}
+
+#[test]
+fn a_sigkilled_host_leaves_no_process_of_its_tree_behind() {
+    rustix::process::set_child_subreaper(Some(rustix::process::getpid())).expect("subreaper");
+    let mut host = Command::new(HOST)
+        .args(["20", "plugin-grandchild", "5000"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start many-host");
+    let mut pids = Vec::new();
+    let lines = BufReader::new(host.stdout.take().expect("stdout")).lines();
+    for line in lines.map_while(Result::ok) {
+        if line == "READY" {
+            break;
+        }
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        match fields.as_slice() {
+            ["host", _, "watchdog", watchdog] => pids.push(watchdog.parse::<u32>().expect("pid")),
+            ["child", _, child, "grandchild", grandchild] => {
+                pids.push(child.parse().expect("pid"));
+                pids.push(grandchild.parse().expect("pid"));
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(pids.len(), 41, "watchdog + 20 children + 20 grandchildren: {pids:?}");
+    assert!(pids.iter().all(|&pid| pid != 0 && running(pid)));
+
+    let killed_at = Instant::now();
+    kill_process(Pid::from_raw(host.id() as i32).expect("pid"), Signal::KILL).expect("kill -9 the host");
+    let _ = host.wait();
+    let mut left: Vec<u32> = pids.clone();
+    while !left.is_empty() && killed_at.elapsed() < Duration::from_secs(1) {
+        reap_orphans();
+        left.retain(|&pid| running(pid));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let took = killed_at.elapsed();
+    // Clean up whatever a failure left, before asserting.
+    for &pid in &left {
+        if let Some(pid) = Pid::from_raw(pid as i32) {
+            let _ = kill_process(pid, Signal::KILL);
+        }
+    }
+    reap_orphans();
+    assert!(left.is_empty(), "still running {took:?} after the host was killed: {left:?}");
+}
