@@ -247,3 +247,48 @@ async fn stop_all_stops_children_in_parallel() {
     assert!(start.elapsed() < Duration::from_millis(1500), "in parallel, not 5 × grace: {:?}", start.elapsed());
     assert!(reports.iter().all(|r| matches!(r.outcome, Outcome::Killed { .. })));
 }
+
+#[tokio::test]
+async fn a_plugin_finishes_in_flight_calls_when_asked_to_stop() {
+    let (host, _sink) = host_with_sink();
+    let child = host.spawn(Spec::new(CHILD).name("busy").arg("plugin")).await.expect("spawn");
+    let client = child.client().clone();
+    // Task.Hang returns only when cancelled; a drain of 1 s (the plugin's) must cancel it, not
+    // the host's SIGKILL at 5 s.
+    let hung = tokio::spawn(async move { client.call::<_, ()>("Task.Hang", &()).await });
+    let todo: Todo = child.client().call("Task.Get", "sync").await.expect("call");
+    assert_eq!(todo.id, "sync");
+    let report = within("stop", child.stop(Duration::from_secs(5))).await;
+    assert_eq!(report.outcome, Outcome::Exited { code: 0 }, "{report}");
+    assert!(report.took >= Duration::from_secs(1) && report.took < Duration::from_secs(3), "{report}");
+    let err = within("hung call", hung).await.expect("join").expect_err("cancelled at the drain deadline");
+    assert!(err.to_string().contains("drain deadline") || err.to_string().contains("shut"), "{err}");
+}
+
+#[tokio::test]
+async fn a_plugin_exits_0_and_removes_its_socket_on_sigterm_and_on_sigint() {
+    for signal in [rustix::process::Signal::TERM, rustix::process::Signal::INT] {
+        let (host, _sink) = host_with_sink();
+        let child = host.spawn(Spec::new(CHILD).name("signalled").arg("plugin")).await.expect("spawn");
+        let socket = child.endpoint().and_then(|e| e.unix_path()).expect("socket").to_path_buf();
+        let pid = rustix::process::Pid::from_raw(child.pid() as i32).expect("pid");
+        rustix::process::kill_process(pid, signal).expect("signal");
+        assert_eq!(within("exit", child.wait()).await, Exit::Code(0), "{signal:?}");
+        assert!(!socket.exists(), "the plugin removed its socket on {signal:?}");
+        let report = within("stop", child.stop(Duration::from_secs(1))).await;
+        assert!(!report.removed_socket);
+    }
+}
+
+#[test]
+fn a_plugin_started_by_hand_refuses_with_a_clear_message() {
+    let output = std::process::Command::new(CHILD)
+        .arg("plugin")
+        .env_remove("WARREN_ENDPOINT")
+        .env_remove("NOTIFY_SOCKET")
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("must be started by a warren host") && stderr.contains("WARREN_ENDPOINT"), "{stderr}");
+}
