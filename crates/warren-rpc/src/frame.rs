@@ -184,6 +184,22 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         &self.buf
     }
 
+    /// Reads and drops whatever the peer still sends, until it closes or `limit` passes. Closing
+    /// a Unix socket with unread input makes the peer's read fail with ECONNRESET, which could
+    /// hide the GOODBYE explaining why we closed; draining first lets it see the goodbye and
+    /// then a clean end of stream.
+    pub async fn discard_until_eof(&mut self, limit: std::time::Duration) {
+        let _ = tokio::time::timeout(limit, async {
+            loop {
+                self.buf.clear();
+                if !matches!(self.fill().await, Ok(true)) {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
+
     /// Returns the next frame, `Ok(None)` on a clean end of stream between frames.
     pub async fn read_frame(&mut self) -> Result<Option<Frame>, FrameError> {
         loop {

@@ -60,7 +60,8 @@ pub fn client_hello(codecs: &[Codec], max_frame: u32) -> Bytes {
 
 /// Names what the first bytes of a connection look like when they are not our magic.
 pub fn describe_foreign(bytes: &[u8]) -> &'static str {
-    const HTTP_METHODS: [&[u8]; 9] = [b"GET ", b"POST", b"PUT ", b"HEAD", b"DELE", b"OPTI", b"PATC", b"CONN", b"PRI "];
+    const HTTP_METHODS: [&[u8]; 10] =
+        [b"GET ", b"POST", b"PUT ", b"HEAD", b"DELE", b"OPTI", b"PATC", b"CONN", b"TRAC", b"PRI "];
     if HTTP_METHODS.iter().any(|m| bytes.starts_with(m)) {
         "an HTTP request was sent to a warren RPC socket"
     } else if bytes.first() == Some(&b'{') || bytes.first() == Some(&b'[') {

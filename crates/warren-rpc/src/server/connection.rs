@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -24,6 +24,10 @@ use crate::hello;
 use crate::message::{self, Incoming};
 use crate::writer::{self, FrameSender};
 
+/// How long a connection closed for bad input keeps reading (and dropping) what the peer still
+/// sends, so that the peer reads our GOODBYE rather than a reset.
+const LINGER: Duration = Duration::from_secs(1);
+
 /// Serves one connection until the peer leaves, it misbehaves, or the server has drained.
 pub(crate) async fn serve<R, W>(core: Arc<Core>, read: R, mut write: W, peer: PeerInfo)
 where
@@ -37,6 +41,8 @@ where
             Ok(negotiated) => negotiated,
             Err(err) => {
                 warn!(peer = %peer.address, connection = peer.connection, "refused connection: {err}");
+                let _ = write.shutdown().await;
+                reader.discard_until_eof(LINGER).await;
                 return;
             }
         };
@@ -61,11 +67,14 @@ where
         calls: TaskTracker::new(),
         closed,
     };
-    connection.run(reader).await;
+    let failed = connection.run(&mut reader).await;
     match writer.await {
         Ok(Ok(())) => {}
         Ok(Err(err)) => debug!(peer = %connection.peer.address, "writing to the client failed: {err}"),
         Err(err) => warn!(peer = %connection.peer.address, "connection writer panicked: {err}"),
+    }
+    if failed {
+        reader.discard_until_eof(LINGER).await;
     }
     debug!(peer = %connection.peer.address, connection = connection.peer.connection, "connection closed");
 }
@@ -109,21 +118,23 @@ enum Stopped {
 }
 
 impl Connection {
-    async fn run<R: AsyncRead + Unpin>(&self, mut reader: FrameReader<R>) {
+    /// Returns whether the connection ended because the peer broke the protocol.
+    async fn run<R: AsyncRead + Unpin>(&self, reader: &mut FrameReader<R>) -> bool {
         let shutting_down = self.core.control.shutting_down.clone();
         let mut draining = false;
+        let mut failed = false;
         loop {
             tokio::select! {
                 read = reader.read_frame() => match read {
                     Ok(Some(frame)) => {
                         if let Err(err) = self.on_frame(frame, draining) {
-                            self.fail(&err);
+                            failed = self.fail(&err);
                             break;
                         }
                     }
                     Ok(None) => break,
                     Err(err) => {
-                        self.fail(&err);
+                        failed = self.fail(&err);
                         break;
                     }
                 },
@@ -141,15 +152,18 @@ impl Connection {
         self.calls.close();
         self.calls.wait().await;
         self.closed.cancel();
+        failed
     }
 
-    fn fail(&self, err: &FrameError) {
+    /// Tells the peer why the connection ends; false when there is nobody to tell (i/o error).
+    fn fail(&self, err: &FrameError) -> bool {
         if let FrameError::Io(io) = err {
             debug!(peer = %self.peer.address, "connection ended: {io}");
-            return;
+            return false;
         }
         warn!(peer = %self.peer.address, connection = self.peer.connection, "closing connection: {err}");
         self.send(frame::goodbye(err.code(), &err.to_string()));
+        true
     }
 
     fn send(&self, frame: bytes::Bytes) {
