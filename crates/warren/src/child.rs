@@ -2,7 +2,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use tokio::io::AsyncWriteExt;
@@ -10,7 +11,7 @@ use tokio::process::ChildStdin;
 use tokio::sync::watch;
 use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 use warren_rpc::{Client, Endpoint};
 
 use crate::error::SpawnError;
@@ -19,7 +20,7 @@ use crate::log::Stream;
 use crate::notify::NotifyListener;
 use crate::pump::{self, Tail};
 use crate::spec::{Readiness, Spec};
-use crate::stop::{self, Exit, StopReport};
+use crate::stop::{self, Exit, Leak, StopReport};
 use crate::sys::{self, StopSignal};
 
 /// A child program owned by a [`Host`](crate::Host); clones share it.
@@ -35,7 +36,9 @@ pub(crate) struct ChildInner {
     pub client: Option<Client>,
     pub endpoint: Option<Endpoint>,
     pub stop_signal: StopSignal,
-    pub host: Arc<HostShared>,
+    /// Weak, so that dropping the [`Host`](crate::Host) releases everything (see its docs).
+    pub host: Weak<HostShared>,
+    pub group: Arc<Group>,
     socket_path: Option<PathBuf>,
     stdin: tokio::sync::Mutex<Option<ChildStdin>>,
     exit: watch::Receiver<Option<Exit>>,
@@ -43,7 +46,27 @@ pub(crate) struct ChildInner {
     pumps: Mutex<Vec<AbortHandle>>,
     stopping: tokio::sync::Mutex<Option<StopReport>>,
     started: Instant,
-    _notify: Option<NotifyListener>,
+}
+
+/// The child's process group, as far as warren may still signal it.
+#[derive(Debug, Default)]
+pub(crate) struct Group {
+    /// Set once the leader is reaped and the group emptied: from then on its id may be reused
+    /// by an unrelated group, so warren never signals it again.
+    released: AtomicBool,
+    /// What the group left behind when its leader exited.
+    pub leaks: Mutex<Vec<Leak>>,
+}
+
+impl Group {
+    /// Signals the group unless it has been released.
+    pub fn signal(&self, pgid: u32, signal: StopSignal) {
+        if !self.released.load(Ordering::SeqCst)
+            && let Err(err) = sys::kill_group(pgid, signal)
+        {
+            debug!(pgid, "cannot send {signal}: {err}");
+        }
+    }
 }
 
 impl std::fmt::Debug for ChildInner {
@@ -157,14 +180,16 @@ impl Child {
         }
         let report = stop::run(&self.inner, grace).await;
         info!(child = %self.inner.name, "{report}");
-        self.inner.host.forget(self);
+        if let Some(host) = self.inner.host.upgrade() {
+            host.forget(self);
+        }
         *slot = Some(report.clone());
         report
     }
 
     /// SIGKILLs the child's whole process group now (a stop in progress then ends at once).
     pub fn kill(&self) {
-        let _ = sys::kill_group(self.inner.pid, StopSignal::Kill);
+        self.inner.group.signal(self.inner.pid, StopSignal::Kill);
     }
 }
 
@@ -256,10 +281,8 @@ pub(crate) async fn spawn(host: &Arc<HostShared>, spec: Spec) -> Result<Child, S
     }
     let stdin = process.stdin.take();
     let (exit_tx, exit) = watch::channel(None);
-    tokio::spawn(async move {
-        let status = process.wait().await;
-        let _ = exit_tx.send(Some(status.map_or(Exit::Code(-1), Exit::from_status)));
-    });
+    let group = Arc::new(Group::default());
+    tokio::spawn(reap(process, pid, Arc::clone(&group), Arc::downgrade(host), Arc::clone(&name), exit_tx));
 
     let inner = ChildInner {
         name: Arc::clone(&name),
@@ -268,7 +291,8 @@ pub(crate) async fn spawn(host: &Arc<HostShared>, spec: Spec) -> Result<Child, S
         client: None,
         endpoint: socket_path.as_ref().map(Endpoint::unix),
         stop_signal: spec.stop_signal,
-        host: Arc::clone(host),
+        host: Arc::downgrade(host),
+        group,
         socket_path,
         stdin: tokio::sync::Mutex::new(stdin),
         exit,
@@ -276,13 +300,15 @@ pub(crate) async fn spawn(host: &Arc<HostShared>, spec: Spec) -> Result<Child, S
         pumps: Mutex::new(pumps),
         stopping: tokio::sync::Mutex::new(None),
         started: Instant::now(),
-        _notify: None,
     };
     let mut inner = inner;
+    let deadline = Instant::now() + spec.ready_timeout;
     wait_ready(&inner, notify.as_ref(), spec.ready_timeout, &tail).await?;
-    inner._notify = notify;
+    if let Some(listener) = notify {
+        tokio::spawn(follow_notices(listener, Arc::clone(&name), inner.exit.clone()));
+    }
     if let Some(endpoint) = inner.endpoint.clone() {
-        match Client::connect(&endpoint).await {
+        match connect(&inner, &endpoint, spec.readiness, deadline).await {
             Ok(client) => inner.client = Some(client),
             Err(source) => {
                 let child = Child { inner: Arc::new(inner) };
@@ -292,6 +318,83 @@ pub(crate) async fn spawn(host: &Arc<HostShared>, spec: Spec) -> Result<Child, S
         }
     }
     Ok(Child { inner: Arc::new(inner) })
+}
+
+/// Connects the RPC client. A child that said READY=1 has bound its socket, so one attempt is
+/// right; one that is ready when started may not have bound yet, so that case retries (with
+/// backoff, until the ready deadline or its exit) while the socket is absent or refusing.
+async fn connect(
+    child: &ChildInner,
+    endpoint: &Endpoint,
+    readiness: Readiness,
+    deadline: Instant,
+) -> Result<Client, warren_rpc::ConnectError> {
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match Client::connect(endpoint).await {
+            Ok(client) => return Ok(client),
+            Err(warren_rpc::ConnectError::Io { source, .. })
+                if readiness == Readiness::Started
+                    && matches!(
+                        source.kind(),
+                        std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+                    )
+                    && Instant::now() + pause < deadline
+                    && child.exit_now().is_none() =>
+            {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            Err(err) => return Err(err),
+        }
+    }
+}
+
+/// Reaps the leader, then settles its group: members that outlived it are grandchildren that
+/// would otherwise run on unowned; they are killed and reaped (the host is their subreaper), and
+/// the group is released before anyone can see the exit, so no later signal can reach a
+/// reused group id.
+async fn reap(
+    mut process: tokio::process::Child,
+    pgid: u32,
+    group: Arc<Group>,
+    host: Weak<HostShared>,
+    name: Arc<str>,
+    exit_tx: watch::Sender<Option<Exit>>,
+) {
+    let status = process.wait().await;
+    if sys::group_has_members(pgid) {
+        let _ = sys::kill_group(pgid, StopSignal::Kill);
+        warn!(child = %name, pgid, "processes of the child's group outlived it; killed them");
+        group.leaks.lock().unwrap_or_else(PoisonError::into_inner).push(Leak::GroupMembers);
+        stop::reap_leftovers(pgid).await;
+    }
+    group.released.store(true, Ordering::SeqCst);
+    if let Some(host) = host.upgrade() {
+        host.unwatch(pgid);
+    }
+    let _ = exit_tx.send(Some(status.map_or(Exit::Code(-1), Exit::from_status)));
+}
+
+/// Keeps reading the child's notifications after READY=1 (STATUS=, STOPPING=1, WATCHDOG=1) so
+/// that a child sending them never blocks on a full socket queue.
+async fn follow_notices(listener: NotifyListener, name: Arc<str>, mut exit: watch::Receiver<Option<Exit>>) {
+    loop {
+        tokio::select! {
+            notice = listener.next() => match notice {
+                Ok(notice) => {
+                    if let Some(status) = notice.status {
+                        debug!(child = %name, "status: {status}");
+                    }
+                    if notice.stopping {
+                        debug!(child = %name, "stopping");
+                    }
+                }
+                Err(_) => return,
+            },
+            _ = async { exit.wait_for(Option::is_some).await.is_ok() } => return,
+        }
+    }
 }
 
 /// Waits for READY=1 while watching for an early exit, without ever sleeping.
@@ -319,15 +422,13 @@ async fn wait_ready(
                 // Let the pumps deliver what it printed before it died, to show in the error.
                 let _ = child.wait_pipes_closed(Duration::from_millis(500)).await;
                 let exit = child.exit_now().unwrap_or(Exit::Code(-1));
-                child.host.unwatch(child.pid);
                 let _ = child.remove_socket_file();
                 return Err(SpawnError::ExitedBeforeReady { name: child.name.to_string(), exit, stderr_tail: tail.snapshot() });
             }
             () = tokio::time::sleep_until(deadline.into()) => {
-                let _ = sys::kill_group(child.pid, StopSignal::Kill);
+                child.group.signal(child.pid, StopSignal::Kill);
                 let _ = child.wait_exit_until(Instant::now() + Duration::from_secs(5)).await;
                 let _ = child.wait_pipes_closed(Duration::from_millis(500)).await;
-                child.host.unwatch(child.pid);
                 let _ = child.remove_socket_file();
                 return Err(SpawnError::ReadyTimeout { name: child.name.to_string(), timeout, stderr_tail: tail.snapshot() });
             }

@@ -65,6 +65,8 @@ pub enum HostError {
     Subreaper(#[source] std::io::Error),
     #[error("cannot start the spawner thread: {0}")]
     Spawner(#[source] std::io::Error),
+    #[error("cannot install handlers for SIGINT and SIGTERM: {0}")]
+    Signals(#[source] std::io::Error),
     #[error("warren::Host must be created inside a tokio runtime")]
     NoRuntime,
 }

@@ -20,6 +20,7 @@ pub(crate) struct HostShared {
     pub sink: Arc<dyn LogSink>,
     watchdog: Option<Watchdog>,
     children: Mutex<Vec<Child>>,
+    signals: Mutex<Option<crate::signals::Signals>>,
 }
 
 impl HostShared {
@@ -41,6 +42,11 @@ impl HostShared {
 }
 
 /// Starts child programs and owns them completely; see the crate docs.
+///
+/// Keep the host alive while its children are in use: dropping the last handle to it tears
+/// everything down as a last line of defence — children are killed through their parent-death
+/// signal (plugins get SIGTERM and clean up), the watchdog kills their groups, and the runtime
+/// directory is removed. Call [`stop_all`](Self::stop_all) first for an orderly end.
 #[derive(Clone)]
 pub struct Host {
     shared: Arc<HostShared>,
@@ -57,6 +63,7 @@ impl std::fmt::Debug for Host {
 pub struct HostBuilder {
     sink: Arc<dyn LogSink>,
     watchdog: bool,
+    catch_signals: bool,
 }
 
 impl std::fmt::Debug for HostBuilder {
@@ -79,7 +86,20 @@ impl HostBuilder {
         self
     }
 
+    /// Catches SIGINT and SIGTERM from now on, so that one arriving before
+    /// [`Host::stop_on_signal`] is called is kept for it instead of killing the process
+    /// (default off: a library should not take over the process's signals unasked).
+    pub fn catch_signals(mut self) -> Self {
+        self.catch_signals = true;
+        self
+    }
+
     pub fn build(self) -> Result<Host, HostError> {
+        let signals = if self.catch_signals {
+            Some(crate::signals::Signals::install().map_err(HostError::Signals)?)
+        } else {
+            None
+        };
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| HostError::NoRuntime)?;
         let runtime_dir = RuntimeDir::create().map_err(HostError::RuntimeDir)?;
         sys::become_subreaper().map_err(HostError::Subreaper)?;
@@ -92,6 +112,7 @@ impl HostBuilder {
                 sink: self.sink,
                 watchdog,
                 children: Mutex::new(Vec::new()),
+                signals: Mutex::new(signals),
             }),
         })
     }
@@ -104,7 +125,7 @@ impl Host {
     }
 
     pub fn builder() -> HostBuilder {
-        HostBuilder { sink: Arc::new(TracingSink), watchdog: true }
+        HostBuilder { sink: Arc::new(TracingSink), watchdog: true, catch_signals: false }
     }
 
     /// Starts a child and returns once it is ready and, for RPC children, connected.
@@ -157,7 +178,11 @@ impl Host {
     /// Waits for SIGINT or SIGTERM, then stops every child gracefully within `grace`. A second
     /// signal SIGKILLs every group at once; a third exits the process immediately (code 130).
     pub async fn stop_on_signal(&self, grace: Duration) -> std::io::Result<Vec<StopReport>> {
-        let mut signals = crate::signals::Signals::install()?;
+        let caught = self.shared.signals.lock().unwrap_or_else(PoisonError::into_inner).take();
+        let mut signals = match caught {
+            Some(signals) => signals,
+            None => crate::signals::Signals::install()?,
+        };
         let first = signals.next().await;
         info!("received {first}: stopping {} children (grace {grace:?}); again to kill them", self.children().len());
         let stopping = self.stop_all(grace);
@@ -173,7 +198,7 @@ impl Host {
                         self.kill_all();
                     } else {
                         info!("received {signal} a third time: exiting now");
-                        std::process::exit(130);
+                        std::process::exit(signal.exit_code());
                     }
                 }
             }
@@ -183,7 +208,7 @@ impl Host {
     /// Sends `signal` to every child's process group.
     pub fn signal_all(&self, signal: StopSignal) {
         for child in self.children() {
-            let _ = sys::kill_group(child.pid(), signal);
+            child.inner.group.signal(child.pid(), signal);
         }
     }
 }

@@ -22,6 +22,16 @@ impl fmt::Display for Received {
     }
 }
 
+impl Received {
+    /// The conventional exit code of a process ended by this signal (128 + its number).
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Received::Interrupt => 130,
+            Received::Terminate => 143,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Signals {
     interrupt: Signal,

@@ -155,7 +155,7 @@ pub(crate) async fn run(child: &ChildInner, grace: Duration) -> StopReport {
             step(&mut steps, Step::Signal(child.stop_signal.name().to_owned()));
         }
         if !child.wait_exit_until(deadline).await {
-            let _ = sys::kill_group(pgid, StopSignal::Kill);
+            child.group.signal(pgid, StopSignal::Kill);
             killed = true;
             step(&mut steps, Step::KilledGroup);
             if !child.wait_exit_until(Instant::now() + KILL_WAIT).await {
@@ -165,21 +165,13 @@ pub(crate) async fn run(child: &ChildInner, grace: Duration) -> StopReport {
     }
     let took = start.elapsed();
     let exit = child.exit_now();
-    let mut leaks = Vec::new();
-    // The leader is gone; a group that still has members means grandchildren outlived it. The
-    // group id cannot have been reused while they exist, so this kills only our processes.
-    if sys::group_has_members(pgid) {
-        let _ = sys::kill_group(pgid, StopSignal::Kill);
-        warn!(child = %child.name, pgid, "processes of the child's group outlived it; killed them");
-        leaks.push(Leak::GroupMembers);
-        reap_leftovers(pgid).await;
-    }
+    // Grandchildren that outlived the leader were killed when it was reaped.
+    let mut leaks = child.group.leaks.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
     if !child.wait_pipes_closed(PIPE_DRAIN).await {
         warn!(child = %child.name, "a process outside the child's group holds its pipes open; no longer reading them");
         child.abort_pumps();
         leaks.push(Leak::PipesHeldOpen);
     }
-    child.host.unwatch(pgid);
     let removed_socket = child.remove_socket_file();
     let outcome = if killed {
         Outcome::Killed { after: took }
@@ -194,9 +186,7 @@ pub(crate) async fn run(child: &ChildInner, grace: Duration) -> StopReport {
 }
 
 fn signal_group(child: &ChildInner, signal: StopSignal) {
-    if let Err(err) = sys::kill_group(child.pid, signal) {
-        debug!(child = %child.name, "cannot send {signal}: {err}");
-    }
+    child.group.signal(child.pid, signal);
 }
 
 /// Waits (bounded) until the killed members of a group are dead and, being reparented to the

@@ -147,6 +147,9 @@ pub fn die_with_parent(command: &mut tokio::process::Command, parent: u32) {
     let hook = move || {
         // Only async-signal-safe syscalls here: no allocation, no locks.
         rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
+        // A child starts with a clean signal state whatever the host's threads had: no blocked
+        // signals (it would never see SIGTERM) and SIGPIPE at its default (Rust ignores it).
+        reset_signals();
         // The parent may have died between fork and prctl, in which case the death signal
         // will never come: check by hand.
         let parent_now = rustix::process::getppid().map_or(0, |pid| pid.as_raw_nonzero().get());
@@ -159,6 +162,20 @@ pub fn die_with_parent(command: &mut tokio::process::Command, parent: u32) {
     // memory shared with other threads, which is what `pre_exec` requires after fork.
     unsafe {
         command.pre_exec(hook);
+    }
+}
+
+/// Unblocks every signal and restores SIGPIPE's default action. Runs between fork and exec.
+fn reset_signals() {
+    // SAFETY: sigemptyset, sigprocmask and sigaction are async-signal-safe and act only on this
+    // (forked, single-threaded) process; the structures are zeroed locals.
+    unsafe {
+        let mut none: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut none);
+        libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+        let mut default: libc::sigaction = std::mem::zeroed();
+        default.sa_sigaction = libc::SIG_DFL;
+        libc::sigaction(libc::SIGPIPE, &default, std::ptr::null_mut());
     }
 }
 

@@ -26,7 +26,7 @@ async fn main() -> ExitCode {
     let grace = Duration::from_millis(args.get(2).and_then(|n| n.parse().ok()).unwrap_or(5000));
     let child_exe = std::env::current_exe().expect("own path").with_file_name("test-child");
 
-    let host = Host::new().expect("host");
+    let host = Host::builder().catch_signals().build().expect("host");
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "host {} watchdog {}", std::process::id(), host.watchdog_pid().unwrap_or(0));
     let mut starts = tokio::task::JoinSet::new();

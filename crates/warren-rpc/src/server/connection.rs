@@ -28,6 +28,9 @@ use crate::writer::{self, FrameSender};
 /// sends, so that the peer reads our GOODBYE rather than a reset.
 const LINGER: Duration = Duration::from_secs(1);
 
+/// How long a connection's last frames may take to flush once the drain deadline has passed.
+const FLUSH_AFTER_DEADLINE: Duration = Duration::from_millis(200);
+
 /// Serves one connection until the peer leaves, it misbehaves, or the server has drained.
 pub(crate) async fn serve<R, W>(core: Arc<Core>, read: R, mut write: W, peer: PeerInfo)
 where
@@ -36,16 +39,23 @@ where
 {
     let options = &core.options;
     let mut reader = FrameReader::new(read, options.max_frame);
-    let negotiated =
-        match hello::accept(&mut reader, &mut write, &options.codecs, options.max_frame, options.hello_timeout).await {
-            Ok(negotiated) => negotiated,
-            Err(err) => {
-                warn!(peer = %peer.address, connection = peer.connection, "refused connection: {err}");
-                let _ = write.shutdown().await;
-                reader.discard_until_eof(LINGER).await;
-                return;
-            }
-        };
+    // A server that starts shutting down does not wait for connections still saying hello.
+    let handshake = async {
+        tokio::select! {
+            outcome = hello::accept(&mut reader, &mut write, &options.codecs, options.max_frame, options.hello_timeout) => Some(outcome),
+            () = core.control.shutting_down.cancelled() => None,
+        }
+    };
+    let Some(handshake) = handshake.await else { return };
+    let negotiated = match handshake {
+        Ok(negotiated) => negotiated,
+        Err(err) => {
+            warn!(peer = %peer.address, connection = peer.connection, "refused connection: {err}");
+            let _ = write.shutdown().await;
+            reader.discard_until_eof(LINGER).await;
+            return;
+        }
+    };
     debug!(peer = %peer.address, connection = peer.connection, codec = ?negotiated.codec, "client connected");
     let (tx, queue) = mpsc::unbounded_channel();
     let closed = CancellationToken::new();
@@ -68,6 +78,23 @@ where
         closed,
     };
     let failed = connection.run(&mut reader).await;
+    // A client that stopped reading can block the writer forever; past the drain deadline the
+    // server gives it a moment to flush the last answers, then stops waiting for it.
+    let mut writer = writer;
+    let writer = async {
+        tokio::select! {
+            result = &mut writer => result,
+            () = core.control.drain_expired.cancelled() => {
+                match tokio::time::timeout(FLUSH_AFTER_DEADLINE, &mut writer).await {
+                    Ok(result) => result,
+                    Err(_) => {
+                        writer.abort();
+                        Ok(Ok(()))
+                    }
+                }
+            }
+        }
+    };
     match writer.await {
         Ok(Ok(())) => {}
         Ok(Err(err)) => debug!(peer = %connection.peer.address, "writing to the client failed: {err}"),
