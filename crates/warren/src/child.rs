@@ -244,32 +244,18 @@ pub(crate) async fn spawn(host: &Arc<HostShared>, spec: Spec) -> Result<Child, S
 
     let tail = Arc::new(Tail::default());
     let pipes_closed = CancellationToken::new();
-    let mut pumps = Vec::new();
+    let start_pump = |pipe: Box<dyn tokio::io::AsyncRead + Send + Unpin>, stream: Stream, tail: Option<Arc<Tail>>| {
+        tokio::spawn(pump::pump(pipe, Arc::clone(&name), stream, spec.max_line, Arc::clone(&host.sink), tail))
+    };
     let mut pump_tasks = Vec::new();
     if let Some(stdout) = process.stdout.take() {
-        let task = tokio::spawn(pump::pump(
-            stdout,
-            Arc::clone(&name),
-            Stream::Stdout,
-            spec.max_line,
-            Arc::clone(&host.sink),
-            None,
-        ));
-        pumps.push(task.abort_handle());
-        pump_tasks.push(task);
+        pump_tasks.push(start_pump(Box::new(stdout), Stream::Stdout, None));
     }
     if let Some(stderr) = process.stderr.take() {
-        let task = tokio::spawn(pump::pump(
-            stderr,
-            Arc::clone(&name),
-            Stream::Stderr,
-            spec.max_line,
-            Arc::clone(&host.sink),
-            Some(Arc::clone(&tail)),
-        ));
-        pumps.push(task.abort_handle());
-        pump_tasks.push(task);
+        // stderr's last lines are kept to explain a child that fails before it is ready.
+        pump_tasks.push(start_pump(Box::new(stderr), Stream::Stderr, Some(Arc::clone(&tail))));
     }
+    let pumps: Vec<AbortHandle> = pump_tasks.iter().map(tokio::task::JoinHandle::abort_handle).collect();
     {
         let pipes_closed = pipes_closed.clone();
         tokio::spawn(async move {

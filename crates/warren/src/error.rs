@@ -38,8 +38,6 @@ pub enum SpawnError {
     },
     #[error("a child named {name} is already running")]
     DuplicateName { name: String },
-    #[error("the host is stopping; {name} was not started")]
-    HostStopping { name: String },
 }
 
 fn tail_text(lines: &[String]) -> String {
