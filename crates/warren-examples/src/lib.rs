@@ -32,3 +32,35 @@ pub struct Todo {
     #[serde(rename = "ID")]
     pub id: String,
 }
+
+/// The argument of the shim's `Shim.Run`: run the `runtime` program once, like containerd
+/// asking a shim to run a container with runc.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct RunRequest {
+    /// Names the run; the runtime process is started as `runtime-<id>`.
+    pub id: String,
+    /// Arguments for the runtime after the id: `exit=N`, `hang`, `cat`, or anything to echo.
+    pub args: Vec<String>,
+    /// Lines written to the runtime's stdin before it is closed.
+    #[serde(default)]
+    pub stdin: Vec<String>,
+}
+
+/// The reply of `Shim.Run`: what the runtime printed and how it ended.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct RunResult {
+    pub id: String,
+    /// The runtime's pid (gone by the time this is returned).
+    pub pid: u32,
+    /// The exit code, or 128 + the signal number if a signal ended it (as a shell reports).
+    pub exit_code: i32,
+    /// How it ended, in words: "exited with code 3", "killed by SIGKILL".
+    pub exit: String,
+    pub stdout: Vec<String>,
+    pub stderr: Vec<String>,
+}
+
+/// The code of the `Shim.Run` error for a run refused because the shim is stopping.
+pub const ERR_SHIM_STOPPING: u32 = 1000;
+/// The code of the `Shim.Run` error for a runtime that could not be started.
+pub const ERR_RUNTIME_START: u32 = 1001;
