@@ -185,6 +185,7 @@ pub enum CallError {
     BadArgument { method: String, message: String },
     #[error("{method}: error {code}: {message}")]
     Application { method: String, code: u32, message: String, data: Option<ErrorData> },
+    /// The call was not run because the server is shutting down: safe to retry elsewhere.
     #[error("{method}: {endpoint} is shutting down: {message}")]
     ShuttingDown { method: String, endpoint: String, message: String },
     #[error("{method}: deadline of {timeout:?} exceeded")]

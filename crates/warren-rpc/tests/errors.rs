@@ -98,9 +98,9 @@ async fn a_vanished_server_fails_every_call_in_flight_with_the_reason() {
         assert!(
             matches!(
                 &err,
-                CallError::ShuttingDown { .. } | CallError::ConnectionLost { reason: LostReason::PeerShutDown, .. }
+                CallError::Cancelled { .. } | CallError::ConnectionLost { reason: LostReason::PeerShutDown, .. }
             ),
-            "{err}"
+            "calls that had started are cancelled, never reported as not run: {err}"
         );
     }
     let err = client.call::<_, Todo>("Task.Get", "after").await.expect_err("server gone");

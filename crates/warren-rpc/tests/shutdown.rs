@@ -55,7 +55,7 @@ async fn calls_past_the_drain_deadline_are_cancelled_with_a_reason() {
     expect_event(&mut events, "cancelled:stuck").await;
     let err = within("hung call", hung).await.expect("join").expect_err("cancelled");
     assert!(
-        matches!(&err, CallError::ShuttingDown { message, .. } if message.contains("drain deadline"))
+        matches!(&err, CallError::Cancelled { message, .. } if message.contains("drain deadline"))
             || matches!(&err, CallError::ConnectionLost { reason: LostReason::PeerShutDown, .. }),
         "{err}"
     );

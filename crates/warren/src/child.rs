@@ -40,6 +40,7 @@ pub(crate) struct ChildInner {
     pub host: Weak<HostShared>,
     pub group: Arc<Group>,
     socket_path: Option<PathBuf>,
+    notify: Option<Arc<NotifyListener>>,
     stdin: tokio::sync::Mutex<Option<ChildStdin>>,
     exit: watch::Receiver<Option<Exit>>,
     pipes_closed: CancellationToken,
@@ -94,6 +95,13 @@ impl ChildInner {
     pub fn abort_pumps(&self) {
         for pump in self.pumps.lock().unwrap_or_else(PoisonError::into_inner).drain(..) {
             pump.abort();
+        }
+    }
+
+    /// Removes the notify socket now, so that nothing of the child is left once a stop returns.
+    pub fn remove_notify_file(&self) {
+        if let Some(listener) = &self.notify {
+            listener.remove_file();
         }
     }
 
@@ -204,9 +212,9 @@ pub(crate) async fn spawn(host: &Arc<HostShared>, spec: Spec) -> Result<Child, S
         let _ = std::fs::remove_file(path);
     }
     let notify = match spec.readiness {
-        Readiness::Notify => Some(
+        Readiness::Notify => Some(Arc::new(
             NotifyListener::bind(&host.runtime_dir.file_for(&spec.name, ".notify")).map_err(setup("notify socket"))?,
-        ),
+        )),
         Readiness::Started => None,
     };
     let mut command = tokio::process::Command::new(&spec.program);
@@ -280,6 +288,7 @@ pub(crate) async fn spawn(host: &Arc<HostShared>, spec: Spec) -> Result<Child, S
         host: Arc::downgrade(host),
         group,
         socket_path,
+        notify: notify.clone(),
         stdin: tokio::sync::Mutex::new(stdin),
         exit,
         pipes_closed,
@@ -289,7 +298,7 @@ pub(crate) async fn spawn(host: &Arc<HostShared>, spec: Spec) -> Result<Child, S
     };
     let mut inner = inner;
     let deadline = Instant::now() + spec.ready_timeout;
-    wait_ready(&inner, notify.as_ref(), spec.ready_timeout, &tail).await?;
+    wait_ready(&inner, notify.as_deref(), spec.ready_timeout, &tail).await?;
     if let Some(listener) = notify {
         tokio::spawn(follow_notices(listener, Arc::clone(&name), inner.exit.clone()));
     }
@@ -364,7 +373,7 @@ async fn reap(
 
 /// Keeps reading the child's notifications after READY=1 (STATUS=, STOPPING=1, WATCHDOG=1) so
 /// that a child sending them never blocks on a full socket queue.
-async fn follow_notices(listener: NotifyListener, name: Arc<str>, mut exit: watch::Receiver<Option<Exit>>) {
+async fn follow_notices(listener: Arc<NotifyListener>, name: Arc<str>, mut exit: watch::Receiver<Option<Exit>>) {
     loop {
         tokio::select! {
             notice = listener.next() => match notice {
@@ -437,6 +446,13 @@ mod tests {
             let spawn = host.spawn(Spec::new("/nonexistent"));
             assert_send(&spawn);
             drop(spawn);
+            let child = host.spawn(Spec::new("true").rpc(false).readiness(Readiness::Started)).await.expect("spawn");
+            let wait = child.wait();
+            assert_send(&wait);
+            drop(wait);
+            let stop = child.stop(Duration::from_secs(1));
+            assert_send(&stop);
+            stop.await;
         });
     }
 }

@@ -5,6 +5,7 @@
 //! handshake (go-plugin#164), and programs written for systemd `Type=notify` work unmodified.
 
 use std::io;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use tokio::net::UnixDatagram;
@@ -37,13 +38,17 @@ impl Notice {
 pub struct NotifyListener {
     socket: UnixDatagram,
     path: PathBuf,
+    /// Identity of the socket file we created: a restarted child of the same name gets a new
+    /// file at the same path, which removing ours must not touch.
+    inode: (u64, u64),
 }
 
 impl NotifyListener {
     pub fn bind(path: &Path) -> io::Result<NotifyListener> {
         let _ = std::fs::remove_file(path);
         let socket = UnixDatagram::bind(path)?;
-        Ok(NotifyListener { socket, path: path.to_owned() })
+        let meta = std::fs::symlink_metadata(path)?;
+        Ok(NotifyListener { socket, path: path.to_owned(), inode: (meta.dev(), meta.ino()) })
     }
 
     pub fn path(&self) -> &Path {
@@ -57,9 +62,18 @@ impl NotifyListener {
     }
 }
 
+impl NotifyListener {
+    /// Removes the socket file if it is still the one this listener created.
+    pub fn remove_file(&self) {
+        if std::fs::symlink_metadata(&self.path).is_ok_and(|meta| (meta.dev(), meta.ino()) == self.inode) {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
 impl Drop for NotifyListener {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+        self.remove_file();
     }
 }
 

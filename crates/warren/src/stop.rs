@@ -173,6 +173,7 @@ pub(crate) async fn run(child: &ChildInner, grace: Duration) -> StopReport {
         leaks.push(Leak::PipesHeldOpen);
     }
     let removed_socket = child.remove_socket_file();
+    child.remove_notify_file();
     let outcome = if killed {
         Outcome::Killed { after: took }
     } else {

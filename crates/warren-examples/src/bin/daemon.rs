@@ -99,7 +99,8 @@ struct Runs {
 }
 
 async fn run(options: Options) -> Result<bool, BoxError> {
-    let host = Host::new()?;
+    // Signals are caught from the start: a Ctrl-C while the shim starts is kept, not fatal.
+    let host = Host::builder().catch_signals().build()?;
     info!(
         "daemon pid={} runtime_dir={} watchdog_pid={}",
         std::process::id(),
@@ -107,7 +108,7 @@ async fn run(options: Options) -> Result<bool, BoxError> {
         host.watchdog_pid().unwrap_or(0)
     );
     let exit_after_runs = options.exit_after_runs;
-    // Polled from the start, so that Ctrl-C is handled (not fatal) while the runs go on too.
+    // Polled from the start, so that Ctrl-C is acted on while the runs go on too.
     let stop = host.stop_on_signal(GRACE);
     tokio::pin!(stop);
     // The runs go on in a task of their own, so that a stop never drops a call half way: the

@@ -91,7 +91,7 @@ async fn run() -> Result<usize, Box<dyn std::error::Error>> {
 /// Waits until the server starts shutting down (or `stopping` fires), then stops every runtime.
 async fn stop_runtimes_when_stopping(host: Host, server: ServerHandle, stopping: CancellationToken) {
     tokio::select! {
-        () = shutdown_started(&server) => {}
+        () = server.shutting_down() => {}
         () = stopping.cancelled() => {}
     }
     stopping.cancel();
@@ -103,19 +103,6 @@ async fn stop_runtimes_when_stopping(host: Host, server: ServerHandle, stopping:
     info!("shim stopping: stopping {} runtime(s) first", running.len());
     for report in host.stop_all(RUNTIME_GRACE).await {
         info!("stopped runtime: {report}");
-    }
-}
-
-/// Resolves once the server has begun to shut down.
-///
-/// warren-rpc offers no future for that moment (only `ServerHandle::is_shutting_down()` and
-/// `stopped()`, which fires after the drain) and `warren::plugin::serve` no hook, so this polls
-/// the flag. Without it the shim would learn of the stop only when `serve` returns, i.e. after
-/// the drain period, with runs in flight cancelled instead of answered.
-async fn shutdown_started(server: &ServerHandle) {
-    let mut tick = tokio::time::interval(Duration::from_millis(10));
-    while !server.is_shutting_down() {
-        tick.tick().await;
     }
 }
 

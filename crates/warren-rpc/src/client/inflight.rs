@@ -14,8 +14,14 @@ use crate::error::{ErrorCode, LostReason};
 #[derive(Debug)]
 pub(crate) enum Answer {
     Reply(Bytes),
-    Error { code: ErrorCode, message: String, data: Option<Bytes> },
+    Error {
+        code: ErrorCode,
+        message: String,
+        data: Option<Bytes>,
+    },
     Lost(LostReason),
+    /// The server shut down without ever reading this call.
+    NotRun,
 }
 
 /// Why a new call may not start.
@@ -87,8 +93,10 @@ impl InFlight {
         }
     }
 
-    /// Fails every waiting call at once and ends every subscription.
-    pub fn lose(&self, reason: LostReason) {
+    /// Fails every waiting call at once and ends every subscription. Calls numbered after
+    /// `last_read` (the server's final word) were never read by the server: they fail as
+    /// "shutting down" — never run, safe to retry — rather than as lost.
+    pub fn lose(&self, reason: LostReason, last_read: Option<u32>) {
         let (waiting, subscribers) = {
             let mut state = self.lock();
             if matches!(state.closed, Some(Closed::Lost(_))) {
@@ -98,8 +106,11 @@ impl InFlight {
             (std::mem::take(&mut state.waiting), std::mem::take(&mut state.subscribers))
         };
         drop(subscribers);
-        for (_, waiter) in waiting {
-            let _ = waiter.send(Answer::Lost(reason.clone()));
+        for (id, waiter) in waiting {
+            // Ids increase and wrap: "after" is a positive distance in wrapping arithmetic.
+            let never_read = last_read.is_some_and(|last| (id.wrapping_sub(last) as i32) > 0);
+            let answer = if never_read { Answer::NotRun } else { Answer::Lost(reason.clone()) };
+            let _ = waiter.send(answer);
         }
     }
 
@@ -122,5 +133,33 @@ impl InFlight {
 
     pub fn waiting(&self) -> usize {
         self.lock().waiting.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calls_after_the_servers_last_read_id_fail_as_not_run() {
+        let in_flight = InFlight::default();
+        let mut receivers: Vec<_> = (0..3).map(|_| in_flight.register().expect("open")).collect();
+        let (last_read, _) = receivers[1];
+        in_flight.lose(LostReason::PeerShutDown, Some(last_read));
+        let answers: Vec<bool> =
+            receivers.iter_mut().map(|(_, rx)| matches!(rx.try_recv(), Ok(Answer::NotRun))).collect();
+        assert_eq!(answers, [false, false, true], "only the call after the last read one never ran");
+    }
+
+    #[test]
+    fn the_comparison_survives_id_wrap_around() {
+        let in_flight = InFlight::default();
+        in_flight.lock().next_id = u32::MAX - 1;
+        let (before, mut rx_before) = in_flight.register().expect("open");
+        let (after, mut rx_after) = in_flight.register().expect("open");
+        assert_eq!((before, after), (u32::MAX, 1), "0 is skipped");
+        in_flight.lose(LostReason::PeerShutDown, Some(before));
+        assert!(matches!(rx_before.try_recv(), Ok(Answer::Lost(_))));
+        assert!(matches!(rx_after.try_recv(), Ok(Answer::NotRun)));
     }
 }

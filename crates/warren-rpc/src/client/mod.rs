@@ -201,7 +201,7 @@ impl ClientBuilder {
             tokio::spawn(async move {
                 tokio::select! {
                     () = reader::run(reader, Arc::clone(&in_flight), weak, negotiated.codec, endpoint) => {}
-                    () = close.cancelled() => in_flight.lose(LostReason::ClosedLocally),
+                    () = close.cancelled() => in_flight.lose(LostReason::ClosedLocally, None),
                 }
                 done.cancel();
             });
@@ -330,7 +330,16 @@ impl Client {
                 .map_err(|err| CallError::BadReply { method: method.to_owned(), message: err.message }),
             Ok(Answer::Error { code, message, data }) => Err(self.remote_error(method, code, message, data, timeout)),
             Ok(Answer::Lost(reason)) => Err(self.lost(method, reason)),
+            Ok(Answer::NotRun) => Err(self.not_run(method)),
             Err(_) => Err(self.lost(method, LostReason::ClosedLocally)),
+        }
+    }
+
+    fn not_run(&self, method: &str) -> CallError {
+        CallError::ShuttingDown {
+            method: method.to_owned(),
+            endpoint: self.inner.endpoint.to_string(),
+            message: "the server shut down without reading this call; it never ran".to_owned(),
         }
     }
 
@@ -370,6 +379,7 @@ impl Client {
         match answer {
             Ok(Answer::Reply(_)) => Ok(start.elapsed()),
             Ok(Answer::Lost(reason)) => Err(self.lost(METHOD, reason)),
+            Ok(Answer::NotRun) => Err(self.not_run(METHOD)),
             Ok(Answer::Error { code, message, data }) => Err(self.remote_error(METHOD, code, message, data, None)),
             Err(_) => Err(self.lost(METHOD, LostReason::ClosedLocally)),
         }
@@ -377,7 +387,7 @@ impl Client {
 
     /// Fails calls still in flight, flushes what is queued and closes the connection.
     pub async fn close(&self) {
-        self.inner.in_flight.lose(LostReason::ClosedLocally);
+        self.inner.in_flight.lose(LostReason::ClosedLocally, None);
         self.inner.close.cancel();
         let writer = self.inner.writer.lock().unwrap_or_else(PoisonError::into_inner).take();
         if let Some(writer) = writer {

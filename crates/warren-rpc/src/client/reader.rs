@@ -22,6 +22,7 @@ pub(crate) async fn run<R: AsyncRead + Unpin>(
     endpoint: Arc<str>,
 ) {
     let mut goodbye: Option<LostReason> = None;
+    let mut last_read: Option<u32> = None;
     let reason = loop {
         let frame = match reader.read_frame().await {
             Ok(Some(frame)) => frame,
@@ -54,6 +55,10 @@ pub(crate) async fn run<R: AsyncRead + Unpin>(
                     in_flight.peer_shutting_down(reason);
                     goodbye = Some(LostReason::PeerShutDown);
                 }
+                Ok((ErrorCode::Normal, _)) => {
+                    last_read = Some(frame.id);
+                    goodbye = Some(LostReason::PeerShutDown);
+                }
                 Ok((code, reason)) => {
                     warn!(%endpoint, "server closed the connection with {code}: {reason}");
                     goodbye = Some(LostReason::Goodbye { code, reason });
@@ -64,7 +69,7 @@ pub(crate) async fn run<R: AsyncRead + Unpin>(
         }
     };
     debug!(%endpoint, calls = in_flight.waiting(), "connection lost: {reason}");
-    in_flight.lose(reason);
+    in_flight.lose(reason, last_read);
 }
 
 fn deliver(in_flight: &InFlight, notification: Notification) {

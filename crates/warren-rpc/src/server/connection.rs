@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -74,6 +74,7 @@ where
         reply_limit: negotiated.peer_max_frame,
         peer: Arc::new(peer),
         in_flight: Arc::new(Mutex::new(HashMap::new())),
+        last_request: AtomicU32::new(0),
         calls: TaskTracker::new(),
         closed,
     };
@@ -119,6 +120,9 @@ struct Connection {
     calls_token: CancellationToken,
     /// Fires when the connection is done, to stop the writer and tell notifiers.
     closed: CancellationToken,
+    /// The id of the last REQUEST read. Clients number calls in increasing order, so every call
+    /// with a later id was never read, hence never run: the final GOODBYE tells the client so.
+    last_request: AtomicU32,
     /// Set once the connection is being torn down: calls cancelled from then on have nobody to
     /// answer to, and the peer learns why from the GOODBYE or the end of the stream.
     ending: Arc<AtomicBool>,
@@ -178,6 +182,13 @@ impl Connection {
         self.calls_token.cancel();
         self.calls.close();
         self.calls.wait().await;
+        if draining && !failed {
+            // The last word of a drained connection: calls after this id were never read.
+            let last = self.last_request.load(Ordering::SeqCst);
+            let mut goodbye = frame::goodbye(ErrorCode::Normal, "server shut down").to_vec();
+            goodbye[6..10].copy_from_slice(&last.to_be_bytes());
+            self.send(bytes::Bytes::from(goodbye));
+        }
         self.closed.cancel();
         failed
     }
@@ -204,6 +215,7 @@ impl Connection {
                 if frame.id == 0 {
                     return Err(FrameError::Unexpected { kind: Kind::Request, when: "with call id 0 (reserved)" });
                 }
+                self.last_request.store(frame.id, Ordering::SeqCst);
                 self.start_call(Some(frame.id), message::parse_request(frame.body)?, draining)?;
             }
             Kind::Notify => self.start_call(None, message::parse_notify(frame.body)?, draining)?,
@@ -361,9 +373,11 @@ async fn run_call(
             &format!("deadline of {after:?} exceeded on the server"),
             None,
         ),
+        // CANCELLED, not SHUTTING_DOWN: the call ran (in part), so it is not safe to retry blindly;
+        // SHUTTING_DOWN always means "never started".
         Stopped::Cancelled if finish.drain_expired.is_cancelled() => message::error(
             id,
-            ErrorCode::ShuttingDown,
+            ErrorCode::Cancelled,
             "server shut down before the call finished (drain deadline passed)",
             None,
         ),

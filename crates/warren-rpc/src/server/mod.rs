@@ -295,6 +295,12 @@ impl ServerHandle {
         self.control.shutting_down.is_cancelled()
     }
 
+    /// Resolves when shutdown starts (before the drain), so a service can stop taking new work
+    /// of its own, e.g. stop the processes it manages before its callers are cut off.
+    pub async fn shutting_down(&self) {
+        self.control.shutting_down.cancelled().await;
+    }
+
     /// Resolves once the server has fully stopped.
     pub async fn stopped(&self) {
         self.control.stopped.cancelled().await;
