@@ -31,6 +31,7 @@ fn a_sigkilled_host_leaves_no_process_of_its_tree_behind() {
         .spawn()
         .expect("start many-host");
     let mut pids = Vec::new();
+    let mut runtime_dir = None;
     let lines = BufReader::new(host.stdout.take().expect("stdout")).lines();
     for line in lines.map_while(Result::ok) {
         if line == "READY" {
@@ -39,6 +40,7 @@ fn a_sigkilled_host_leaves_no_process_of_its_tree_behind() {
         let fields: Vec<&str> = line.split_whitespace().collect();
         match fields.as_slice() {
             ["host", _, "watchdog", watchdog] => pids.push(watchdog.parse::<u32>().expect("pid")),
+            ["runtime", dir] => runtime_dir = Some(std::path::PathBuf::from(dir)),
             ["child", _, child, "grandchild", grandchild] => {
                 pids.push(child.parse().expect("pid"));
                 pids.push(grandchild.parse().expect("pid"));
@@ -67,4 +69,15 @@ fn a_sigkilled_host_leaves_no_process_of_its_tree_behind() {
     }
     reap_orphans();
     assert!(left.is_empty(), "still running {took:?} after the host was killed: {left:?}");
+    // The plugins saw their host die (parent-death signal re-armed as SIGTERM, then the
+    // watchdog's SIGTERM) and removed their own sockets on the way out.
+    let runtime_dir = runtime_dir.expect("runtime dir reported");
+    let sockets: Vec<_> = std::fs::read_dir(&runtime_dir)
+        .map(|entries| {
+            entries.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "sock")).collect()
+        })
+        .unwrap_or_default();
+    // What a killed host cannot remove itself, the next host's start sweeps.
+    let _ = std::fs::remove_dir_all(&runtime_dir);
+    assert!(sockets.is_empty(), "socket files left by plugins whose host died: {sockets:?}");
 }

@@ -29,6 +29,7 @@ async fn main() -> ExitCode {
     let host = Host::builder().catch_signals().build().expect("host");
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "host {} watchdog {}", std::process::id(), host.watchdog_pid().unwrap_or(0));
+    let _ = writeln!(out, "runtime {}", host.runtime_dir().display());
     let mut starts = tokio::task::JoinSet::new();
     for i in 0..count {
         let spec = match mode.as_str() {
