@@ -1,7 +1,9 @@
 //! The RPC half of the original sketch in one process: serve `Task.Get` on a Unix socket, call
 //! it, shut the server down and show that the socket file is gone.
 //!
-//!     cargo run -p warren-rpc --example rpc_demo
+//! ```text
+//! cargo run -p warren-rpc --example rpc_demo
+//! ```
 
 use std::time::Duration;
 

@@ -2,8 +2,10 @@
 //! their pids (and their grandchildren's), then stops them on SIGINT/SIGTERM — a second signal
 //! kills every group, a third exits at once.
 //!
-//!     many-host <children> <mode> <grace-ms>
-//!     mode: plugin | plugin-grandchild | ignore-term | escapee
+//! ```text
+//! many-host <children> <mode> <grace-ms>
+//! mode: plugin | plugin-grandchild | ignore-term | escapee
+//! ```
 
 use std::io::Write;
 use std::process::ExitCode;

@@ -1,18 +1,20 @@
 //! A child that misbehaves on purpose, one way per mode, for the host's real-process tests.
 //!
-//!     test-child flood N          N numbered lines on stdout as fast as possible, then exit 0
-//!     test-child odd-output       a long line, invalid UTF-8, and a last line without newline
-//!     test-child echo-stdin       echo stdin lines to stdout upper-cased; exit 0 at EOF
-//!     test-child crash-before-ready   complain on stderr and exit 3
-//!     test-child never-ready      print, then wait forever without saying READY=1
-//!     test-child ignore-term      say READY=1, then ignore SIGTERM (and SIGINT) forever
-//!     test-child plugin [--grandchild] [--ignore-shutdown]
-//!                                 a warren plugin serving Task.Get, Task.Pids and Task.Hang
-//!     test-child grandchild-holder    say READY=1, start a grandchild that holds the pipes and
-//!                                 ignores SIGTERM, exit 0 on SIGTERM leaving it behind
-//!     test-child escapee          say READY=1, start a grandchild in a process group of its own
-//!                                 (out of the host's reach) that holds the pipes
-//!     test-child sleeper [--ignore-term]  wait forever (a grandchild)
+//! ```text
+//! test-child flood N          N numbered lines on stdout as fast as possible, then exit 0
+//! test-child odd-output       a long line, invalid UTF-8, and a last line without newline
+//! test-child echo-stdin       echo stdin lines to stdout upper-cased; exit 0 at EOF
+//! test-child crash-before-ready   complain on stderr and exit 3
+//! test-child never-ready      print, then wait forever without saying READY=1
+//! test-child ignore-term      say READY=1, then ignore SIGTERM (and SIGINT) forever
+//! test-child plugin [--grandchild] [--ignore-shutdown]
+//!                             a warren plugin serving Task.Get, Task.Pids and Task.Hang
+//! test-child grandchild-holder    say READY=1, start a grandchild that holds the pipes and
+//!                             ignores SIGTERM, exit 0 on SIGTERM leaving it behind
+//! test-child escapee          say READY=1, start a grandchild in a process group of its own
+//!                             (out of the host's reach) that holds the pipes
+//! test-child sleeper [--ignore-term]  wait forever (a grandchild)
+//! ```
 
 use std::io::{BufRead, Write};
 use std::process::ExitCode;
