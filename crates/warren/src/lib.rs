@@ -36,6 +36,7 @@ mod signals;
 mod spawner;
 mod spec;
 mod stop;
+pub mod supervise;
 mod sys;
 
 pub use child::Child;

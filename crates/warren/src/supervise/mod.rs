@@ -1,0 +1,12 @@
+//! Supervision: keep a set of programs running according to a [`plan::Plan`] — restarts with
+//! backoff, crash-loop limits, dependencies, health — as a pure state machine
+//! ([`machine::Machine`]) driven by a runner that owns the processes.
+
+mod backoff;
+pub mod machine;
+pub mod plan;
+
+#[cfg(test)]
+mod tests;
+
+pub use backoff::{Jitter, delay};

@@ -1,0 +1,302 @@
+//! The supervisor's decisions, with tokio's paused clock and no processes.
+
+use std::time::Duration;
+
+use tokio::time::{Instant, advance};
+
+use super::machine::{Action, Event, Machine, State};
+use super::plan::{
+    Backoff, Command, Condition, CrashLoop, Dependency, Health, HealthCheck, Plan, Program, Readiness, Restart,
+};
+use crate::stop::Exit;
+
+fn program(name: &str) -> Program {
+    let mut program = Program::new(name, Command::Shell("true".into()));
+    program.backoff =
+        Backoff { initial: Duration::from_secs(1), factor: 2.0, max: Duration::from_secs(8), jitter: 0.0 };
+    program
+}
+
+fn depends(mut program: Program, on: &str, condition: Condition) -> Program {
+    program.depends_on.push(Dependency { name: on.into(), condition });
+    program
+}
+
+fn spawned(actions: &[Action]) -> Vec<&str> {
+    actions.iter().filter_map(|a| if let Action::Spawn { name } = a { Some(name.as_str()) } else { None }).collect()
+}
+
+fn stopped(actions: &[Action]) -> Vec<&str> {
+    actions.iter().filter_map(|a| if let Action::Stop { name } = a { Some(name.as_str()) } else { None }).collect()
+}
+
+fn timer(actions: &[Action]) -> Option<(Duration, u64)> {
+    actions.iter().find_map(|a| {
+        if let Action::SetTimer { after, generation, .. } = a { Some((*after, *generation)) } else { None }
+    })
+}
+
+/// Feeds events at the paused clock's current time.
+struct Harness {
+    machine: Machine,
+}
+
+impl Harness {
+    fn new(programs: Vec<Program>) -> (Harness, Vec<Action>) {
+        let mut machine = Machine::new(&Plan { programs }, Instant::now(), 1);
+        let actions = machine.begin(Instant::now());
+        (Harness { machine }, actions)
+    }
+
+    fn on(&mut self, event: Event) -> Vec<Action> {
+        self.machine.handle(Instant::now(), event)
+    }
+
+    fn up(&mut self, name: &str) -> Vec<Action> {
+        let mut actions = self.on(Event::Started { name: name.into() });
+        actions.extend(self.on(Event::Ready { name: name.into() }));
+        actions
+    }
+
+    fn crash(&mut self, name: &str) -> Vec<Action> {
+        self.on(Event::Exited { name: name.into(), exit: Exit::Code(1) })
+    }
+
+    fn state(&self, name: &str) -> State {
+        self.machine.state(name).cloned().expect("known program")
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn backoff_grows_exponentially_up_to_its_cap() {
+    let mut p = program("api");
+    p.restart = Restart::Always;
+    p.crash_loop = CrashLoop { max_starts: 100, window: Duration::from_secs(1) };
+    let (mut h, actions) = Harness::new(vec![p]);
+    assert_eq!(spawned(&actions), ["api"]);
+    let mut delays = Vec::new();
+    for _ in 0..6 {
+        h.up("api");
+        let actions = h.crash("api");
+        let (after, generation) = timer(&actions).expect("restart scheduled");
+        assert_eq!(h.state("api"), State::Backoff { delay: after });
+        delays.push(after.as_secs());
+        advance(after).await;
+        let actions = h.on(Event::Timer { name: "api".into(), generation });
+        assert_eq!(spawned(&actions), ["api"], "restarted when the timer fired");
+    }
+    assert_eq!(delays, [1, 2, 4, 8, 8, 8]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_crash_loop_marks_the_program_failed_and_leaves_it_alone() {
+    let mut p = program("api");
+    p.restart = Restart::Always;
+    p.crash_loop = CrashLoop { max_starts: 3, window: Duration::from_secs(60) };
+    let (mut h, _) = Harness::new(vec![p]);
+    for start in 1..=3 {
+        h.on(Event::Started { name: "api".into() });
+        let actions = h.crash("api");
+        if start < 3 {
+            let (after, generation) = timer(&actions).expect("restart");
+            advance(after).await;
+            h.on(Event::Timer { name: "api".into(), generation });
+        } else {
+            assert!(timer(&actions).is_none(), "no more restarts");
+        }
+    }
+    assert!(
+        matches!(h.state("api"), State::Failed { reason } if reason.contains("crash loop: 3 starts")),
+        "{:?}",
+        h.state("api")
+    );
+    advance(Duration::from_secs(3600)).await;
+    let actions = h.on(Event::Timer { name: "api".into(), generation: 99 });
+    assert!(spawned(&actions).is_empty(), "a failed program is left alone");
+    // An explicit start gives it a fresh chance.
+    let actions = h.on(Event::Start { name: "api".into() });
+    assert_eq!(spawned(&actions), ["api"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn starts_spread_beyond_the_window_are_not_a_crash_loop() {
+    let mut p = program("api");
+    p.restart = Restart::OnFailure;
+    p.backoff.initial = Duration::from_secs(30);
+    p.backoff.max = Duration::from_secs(30);
+    p.crash_loop = CrashLoop { max_starts: 2, window: Duration::from_secs(20) };
+    let (mut h, _) = Harness::new(vec![p]);
+    for _ in 0..5 {
+        h.on(Event::Started { name: "api".into() });
+        let (after, generation) = timer(&h.crash("api")).expect("restart");
+        advance(after).await;
+        assert_eq!(spawned(&h.on(Event::Timer { name: "api".into(), generation })), ["api"]);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn on_failure_does_not_restart_a_clean_exit_and_never_never_restarts() {
+    let mut once = program("once");
+    once.restart = Restart::OnFailure;
+    let never = program("never");
+    let (mut h, _) = Harness::new(vec![once, never]);
+    h.up("once");
+    h.up("never");
+    let actions = h.on(Event::Exited { name: "once".into(), exit: Exit::Code(0) });
+    assert!(timer(&actions).is_none());
+    assert_eq!(h.state("once"), State::Exited { exit: Exit::Code(0) });
+    let actions = h.crash("never");
+    assert!(timer(&actions).is_none());
+    assert_eq!(h.state("never"), State::Exited { exit: Exit::Code(1) });
+    assert!(h.machine.any_failed());
+}
+
+#[tokio::test(start_paused = true)]
+async fn dependents_start_only_when_their_condition_holds() {
+    let db = program("db");
+    let migrate = depends(program("migrate"), "db", Condition::Ready);
+    let api = depends(depends(program("api"), "migrate", Condition::ExitedOk), "db", Condition::Ready);
+    let (mut h, actions) = Harness::new(vec![db, migrate, api]);
+    assert_eq!(spawned(&actions), ["db"], "only the program without dependencies starts");
+    let actions = h.on(Event::Started { name: "db".into() });
+    assert!(spawned(&actions).is_empty(), "started is not ready");
+    let actions = h.on(Event::Ready { name: "db".into() });
+    assert_eq!(spawned(&actions), ["migrate"]);
+    h.up("migrate");
+    assert_eq!(h.state("api"), State::Waiting);
+    let actions = h.on(Event::Exited { name: "migrate".into(), exit: Exit::Code(0) });
+    assert_eq!(spawned(&actions), ["api"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dependency_that_fails_fails_its_dependents() {
+    let setup = program("setup");
+    let api = depends(program("api"), "setup", Condition::ExitedOk);
+    let (mut h, _) = Harness::new(vec![setup, api]);
+    h.up("setup");
+    h.on(Event::Exited { name: "setup".into(), exit: Exit::Code(2) });
+    assert!(matches!(h.state("api"), State::Failed { reason } if reason.contains("setup")), "{:?}", h.state("api"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn healthy_gating_and_restart_after_failed_health_checks() {
+    let mut db = program("db");
+    db.health = Some(Health {
+        check: HealthCheck::RpcPing,
+        interval: Duration::from_secs(1),
+        timeout: Duration::from_secs(1),
+        failures: 2,
+    });
+    db.restart = Restart::OnFailure;
+    let api = depends(program("api"), "db", Condition::Healthy);
+    let (mut h, _) = Harness::new(vec![db, api]);
+    h.up("db");
+    assert_eq!(h.state("api"), State::Waiting, "ready is not yet healthy");
+    let actions = h.on(Event::HealthPassed { name: "db".into() });
+    assert_eq!(spawned(&actions), ["api"]);
+    assert!(stopped(&h.on(Event::HealthFailed { name: "db".into() })).is_empty(), "one failure is tolerated");
+    let actions = h.on(Event::HealthFailed { name: "db".into() });
+    assert_eq!(stopped(&actions), ["db"], "two consecutive failures restart it");
+    let actions = h.on(Event::Exited { name: "db".into(), exit: Exit::Signal(15) });
+    assert!(timer(&actions).is_some(), "restarted after the stop, with backoff");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_backoff_resets_after_a_healthy_period() {
+    let mut p = program("api");
+    p.restart = Restart::Always;
+    p.reset_after = Duration::from_secs(60);
+    p.crash_loop = CrashLoop { max_starts: 3, window: Duration::from_secs(600) };
+    let (mut h, _) = Harness::new(vec![p]);
+    let mut delays = Vec::new();
+    for uptime in [0, 0, 120, 0] {
+        h.up("api");
+        advance(Duration::from_secs(uptime)).await;
+        let (after, generation) = timer(&h.crash("api")).expect("restart, not a crash loop: the count was reset");
+        delays.push(after.as_secs());
+        advance(after).await;
+        h.on(Event::Timer { name: "api".into(), generation });
+    }
+    assert_eq!(delays, [1, 2, 1, 2], "120 s of uptime reset the backoff");
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_stops_dependents_before_their_dependencies() {
+    let db = program("db");
+    let cache = program("cache");
+    let api = depends(depends(program("api"), "db", Condition::Ready), "cache", Condition::Started);
+    let web = depends(program("web"), "api", Condition::Ready);
+    let (mut h, _) = Harness::new(vec![db, cache, api, web]);
+    for name in ["db", "cache", "api", "web"] {
+        h.up(name);
+    }
+    let actions = h.on(Event::Shutdown);
+    assert_eq!(stopped(&actions), ["web"], "only what nothing depends on stops first");
+    let actions = h.on(Event::Exited { name: "web".into(), exit: Exit::Code(0) });
+    assert_eq!(stopped(&actions), ["api"]);
+    let actions = h.on(Event::Exited { name: "api".into(), exit: Exit::Code(0) });
+    assert_eq!(stopped(&actions), ["db", "cache"], "independent ones in parallel");
+    h.on(Event::Exited { name: "db".into(), exit: Exit::Code(0) });
+    let actions = h.on(Event::Exited { name: "cache".into(), exit: Exit::Code(0) });
+    assert!(actions.contains(&Action::AllStopped));
+    assert!(!h.machine.any_failed(), "stopped on request is not a failure");
+    assert_eq!(h.state("db"), State::Stopped);
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_restart_during_shutdown_and_pending_restarts_are_cancelled() {
+    let mut a = program("a");
+    a.restart = Restart::Always;
+    let mut b = program("b");
+    b.restart = Restart::Always;
+    let (mut h, _) = Harness::new(vec![a, b]);
+    h.up("a");
+    h.up("b");
+    let (_, generation) = timer(&h.crash("b")).expect("b restarting");
+    let actions = h.on(Event::Shutdown);
+    assert_eq!(stopped(&actions), ["a"]);
+    assert_eq!(h.state("b"), State::Stopped, "its pending restart is cancelled");
+    assert!(spawned(&h.on(Event::Timer { name: "b".into(), generation })).is_empty());
+    let actions = h.on(Event::Exited { name: "a".into(), exit: Exit::Signal(15) });
+    assert!(timer(&actions).is_none());
+    assert!(actions.contains(&Action::AllStopped));
+}
+
+#[tokio::test(start_paused = true)]
+async fn stop_start_and_restart_requests() {
+    let mut p = program("api");
+    p.restart = Restart::Always;
+    let (mut h, _) = Harness::new(vec![p]);
+    h.up("api");
+    assert_eq!(stopped(&h.on(Event::Stop { name: "api".into() })), ["api"]);
+    let actions = h.on(Event::Exited { name: "api".into(), exit: Exit::Signal(15) });
+    assert!(timer(&actions).is_none(), "a requested stop is not restarted, even with restart = always");
+    assert_eq!(h.state("api"), State::Stopped);
+    assert_eq!(spawned(&h.on(Event::Start { name: "api".into() })), ["api"]);
+    h.up("api");
+    assert_eq!(stopped(&h.on(Event::Restart { name: "api".into() })), ["api"]);
+    let actions = h.on(Event::Exited { name: "api".into(), exit: Exit::Signal(15) });
+    let (after, generation) = timer(&actions).expect("restart follows the stop");
+    advance(after).await;
+    assert_eq!(spawned(&h.on(Event::Timer { name: "api".into(), generation })), ["api"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stop_requested_while_starting_happens_once_started() {
+    let (mut h, _) = Harness::new(vec![program("slow")]);
+    assert!(stopped(&h.on(Event::Shutdown)).is_empty(), "cannot stop what has no pid yet");
+    let actions = h.on(Event::Started { name: "slow".into() });
+    assert_eq!(stopped(&actions), ["slow"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn all_ready_is_announced_once() {
+    let mut worker = program("worker");
+    worker.readiness = Readiness::Notify;
+    let (mut h, _) = Harness::new(vec![program("setup"), worker]);
+    h.up("setup");
+    let actions = h.up("worker");
+    assert_eq!(actions.iter().filter(|a| **a == Action::AllReady).count(), 1);
+    let actions = h.on(Event::HealthPassed { name: "worker".into() });
+    assert!(!actions.contains(&Action::AllReady));
+}
