@@ -1,0 +1,7 @@
+//! The `warren` command.
+
+mod config;
+
+fn main() -> std::process::ExitCode {
+    std::process::ExitCode::SUCCESS
+}
