@@ -292,3 +292,19 @@ fn a_plugin_started_by_hand_refuses_with_a_clear_message() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("must be started by a warren host") && stderr.contains("WARREN_ENDPOINT"), "{stderr}");
 }
+
+#[tokio::test]
+async fn a_log_line_can_be_the_readiness_signal() {
+    let (host, _sink) = host_with_sink();
+    let spec = Spec::new(CHILD)
+        .name("chatty")
+        .arg("never-ready")
+        .rpc(false)
+        .readiness(Readiness::LogLine("warming up".into()));
+    let child = within("ready on its line", host.spawn(spec)).await.expect("ready when the line appeared");
+    assert!(child.exit().is_none());
+    within("stop", child.stop(Duration::from_secs(1))).await;
+    let bad = Spec::new(CHILD).name("bad").arg("never-ready").readiness(Readiness::LogLine("(".into()));
+    let err = host.spawn(bad).await.expect_err("invalid pattern");
+    assert!(matches!(err, SpawnError::BadPattern { .. }), "{err}");
+}

@@ -16,7 +16,7 @@ use warren_rpc::{Client, Endpoint};
 
 use crate::error::SpawnError;
 use crate::host::HostShared;
-use crate::log::Stream;
+use crate::log::{LogSink, Stream};
 use crate::notify::NotifyListener;
 use crate::pump::{self, Tail};
 use crate::spec::{Readiness, Spec};
@@ -215,8 +215,22 @@ pub(crate) async fn spawn(host: &Arc<HostShared>, spec: Spec) -> Result<Child, S
         Readiness::Notify => Some(Arc::new(
             NotifyListener::bind(&host.runtime_dir.file_for(&spec.name, ".notify")).map_err(setup("notify socket"))?,
         )),
-        Readiness::Started => None,
+        Readiness::Started | Readiness::LogLine(_) => None,
     };
+    // The watch is in place before the child starts, so even its very first line counts.
+    let (line_seen, ready_line) = tokio::sync::oneshot::channel();
+    let sink: Arc<dyn LogSink> = match &spec.readiness {
+        Readiness::LogLine(pattern) => {
+            let regex = regex::Regex::new(pattern).map_err(|err| SpawnError::BadPattern {
+                name: spec.name.clone(),
+                pattern: pattern.clone(),
+                reason: err.to_string(),
+            })?;
+            Arc::new(LineWatch { inner: Arc::clone(&host.sink), regex, seen: Mutex::new(Some(line_seen)) })
+        }
+        _ => Arc::clone(&host.sink),
+    };
+    let ready_line = matches!(spec.readiness, Readiness::LogLine(_)).then_some(ready_line);
     let mut command = tokio::process::Command::new(&spec.program);
     command.args(&spec.args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
     if spec.clear_env {
@@ -253,7 +267,7 @@ pub(crate) async fn spawn(host: &Arc<HostShared>, spec: Spec) -> Result<Child, S
     let tail = Arc::new(Tail::default());
     let pipes_closed = CancellationToken::new();
     let start_pump = |pipe: Box<dyn tokio::io::AsyncRead + Send + Unpin>, stream: Stream, tail: Option<Arc<Tail>>| {
-        tokio::spawn(pump::pump(pipe, Arc::clone(&name), stream, spec.max_line, Arc::clone(&host.sink), tail))
+        tokio::spawn(pump::pump(pipe, Arc::clone(&name), stream, spec.max_line, Arc::clone(&sink), tail))
     };
     let mut pump_tasks = Vec::new();
     if let Some(stdout) = process.stdout.take() {
@@ -298,12 +312,12 @@ pub(crate) async fn spawn(host: &Arc<HostShared>, spec: Spec) -> Result<Child, S
     };
     let mut inner = inner;
     let deadline = Instant::now() + spec.ready_timeout;
-    wait_ready(&inner, notify.as_deref(), spec.ready_timeout, &tail).await?;
+    wait_ready(&inner, notify.as_deref(), ready_line, spec.ready_timeout, &tail).await?;
     if let Some(listener) = notify {
         tokio::spawn(follow_notices(listener, Arc::clone(&name), inner.exit.clone()));
     }
     if let Some(endpoint) = inner.endpoint.clone() {
-        match connect(&inner, &endpoint, spec.readiness, deadline).await {
+        match connect(&inner, &endpoint, &spec.readiness, deadline).await {
             Ok(client) => inner.client = Some(client),
             Err(source) => {
                 let child = Child { inner: Arc::new(inner) };
@@ -321,7 +335,7 @@ pub(crate) async fn spawn(host: &Arc<HostShared>, spec: Spec) -> Result<Child, S
 async fn connect(
     child: &ChildInner,
     endpoint: &Endpoint,
-    readiness: Readiness,
+    readiness: &Readiness,
     deadline: Instant,
 ) -> Result<Client, warren_rpc::ConnectError> {
     let mut pause = Duration::from_millis(1);
@@ -329,7 +343,7 @@ async fn connect(
         match Client::connect(endpoint).await {
             Ok(client) => return Ok(client),
             Err(warren_rpc::ConnectError::Io { source, .. })
-                if readiness == Readiness::Started
+                if *readiness != Readiness::Notify
                     && matches!(
                         source.kind(),
                         std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
@@ -371,6 +385,31 @@ async fn reap(
     let _ = exit_tx.send(Some(status.map_or(Exit::Code(-1), Exit::from_status)));
 }
 
+/// Passes lines on and signals the first that matches the readiness pattern.
+struct LineWatch {
+    inner: Arc<dyn LogSink>,
+    regex: regex::Regex,
+    seen: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+}
+
+impl LogSink for LineWatch {
+    fn line(&self, line: crate::log::LogLine) {
+        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        if seen.is_some()
+            && self.regex.is_match(&line.text)
+            && let Some(tx) = seen.take()
+        {
+            let _ = tx.send(());
+        }
+        drop(seen);
+        self.inner.line(line);
+    }
+
+    fn closed(&self, child: &str, stream: Stream) {
+        self.inner.closed(child, stream);
+    }
+}
+
 /// Keeps reading the child's notifications after READY=1 (STATUS=, STOPPING=1, WATCHDOG=1) so
 /// that a child sending them never blocks on a full socket queue.
 async fn follow_notices(listener: Arc<NotifyListener>, name: Arc<str>, mut exit: watch::Receiver<Option<Exit>>) {
@@ -396,15 +435,31 @@ async fn follow_notices(listener: Arc<NotifyListener>, name: Arc<str>, mut exit:
 async fn wait_ready(
     child: &ChildInner,
     notify: Option<&NotifyListener>,
+    mut ready_line: Option<tokio::sync::oneshot::Receiver<()>>,
     timeout: Duration,
     tail: &Tail,
 ) -> Result<(), SpawnError> {
-    let Some(listener) = notify else { return Ok(()) };
+    if notify.is_none() && ready_line.is_none() {
+        return Ok(());
+    }
     let deadline = Instant::now() + timeout;
     let mut exit = child.exit.clone();
     loop {
+        let notice = async {
+            match notify {
+                Some(listener) => listener.next().await,
+                None => std::future::pending().await,
+            }
+        };
+        let line = async {
+            match ready_line.as_mut() {
+                Some(seen) => seen.await.is_ok(),
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
-            notice = listener.next() => match notice {
+            true = line => return Ok(()),
+            notice = notice => match notice {
                 Ok(notice) if notice.ready => return Ok(()),
                 Ok(notice) => {
                     if let Some(status) = notice.status {

@@ -36,6 +36,8 @@ pub enum SpawnError {
         #[source]
         source: warren_rpc::ConnectError,
     },
+    #[error("{name}: invalid readiness pattern {pattern:?}: {reason}")]
+    BadPattern { name: String, pattern: String, reason: String },
     #[error("a child named {name} is already running")]
     DuplicateName { name: String },
 }

@@ -7,13 +7,15 @@ use std::time::Duration;
 use crate::sys::StopSignal;
 
 /// How the host learns that a child is ready.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Readiness {
     /// The child sends `READY=1` to `$NOTIFY_SOCKET` (what `warren::plugin::serve` does, and
     /// what programs written for systemd `Type=notify` do).
     Notify,
     /// Ready as soon as it is started (for programs that say nothing).
     Started,
+    /// Ready once a line of its stdout or stderr matches this regular expression.
+    LogLine(String),
 }
 
 /// A child program to start.

@@ -5,8 +5,10 @@
 mod backoff;
 pub mod machine;
 pub mod plan;
+mod runner;
 
 #[cfg(test)]
 mod tests;
 
 pub use backoff::{Jitter, delay};
+pub use runner::{Notice, ProgramStatus, Supervisor, UnknownProgram};
