@@ -71,6 +71,13 @@ impl Drop for RuntimeDir {
     }
 }
 
+/// The pid in a runtime dir name `warren-<pid>-<6 hex digits>`; anything else is not ours.
+fn owner_pid(name: &str) -> Option<u32> {
+    let (pid, suffix) = name.strip_prefix(PREFIX)?.split_once('-')?;
+    let well_formed = suffix.len() == 6 && suffix.bytes().all(|b| b.is_ascii_hexdigit());
+    pid.parse::<u32>().ok().filter(|&pid| pid > 0 && well_formed)
+}
+
 fn random() -> u64 {
     let mut hasher = RandomState::new().build_hasher();
     hasher.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
@@ -84,12 +91,24 @@ fn sweep_stale(base: &Path) {
     let uid = sys::effective_uid();
     for entry in entries.flatten() {
         let name = entry.file_name();
-        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(PREFIX)) else { continue };
-        let Some(pid) = rest.split('-').next().and_then(|pid| pid.parse::<u32>().ok()) else { continue };
+        let Some(pid) = name.to_str().and_then(owner_pid) else { continue };
         let ours = entry.metadata().is_ok_and(|meta| meta.is_dir() && meta.uid() == uid);
         if ours && pid != sys::current_pid() && !sys::process_exists(pid) {
             debug!("removing stale runtime dir {}", entry.path().display());
             let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_well_formed_names_are_swept() {
+        assert_eq!(owner_pid("warren-4242-0a1b2c"), Some(4242));
+        for other in ["warren-0", "warren-0-0a1b2c", "warren-12", "warren-12-xyz", "warren-ctl", "warren-12-0a1b2c3"] {
+            assert_eq!(owner_pid(other), None, "{other}");
         }
     }
 }

@@ -1,1 +1,389 @@
+//! Phase one: what the file said, checked only for TOML syntax, key names and value types.
+//!
+//! The structs mirror the file key for key; every value keeps its byte span so that later
+//! errors can name its line. Nothing is interpreted here: durations, policies and signals stay
+//! strings until [`super::plan`] parses them.
+//!
+//! The top level (`[defaults]`, `[programs.NAME]`) is walked by hand and each program is
+//! deserialized on its own, so that one program's unknown key does not hide the next one's, and
+//! so that programs keep the order of the file (toml's own tables sort their keys).
 
+use std::collections::BTreeMap;
+use std::fmt;
+use std::marker::PhantomData;
+use std::ops::Range;
+
+use serde::Deserialize;
+use serde::de::{self, MapAccess, Visitor};
+use toml::Spanned;
+use toml::de::{DeTable, DeValue, ValueDeserializer};
+
+use super::error::{Collector, ErrorKind, Section, closest};
+
+/// A key that may be absent, with the span of its value when present.
+pub(crate) type Field<T> = Option<Spanned<T>>;
+
+/// The whole file.
+#[derive(Debug, Default)]
+pub(crate) struct RawFile {
+    pub(crate) defaults: Option<RawSection>,
+    /// In the order of the file.
+    pub(crate) programs: Vec<RawSection>,
+}
+
+/// `[defaults]` or one `[programs.NAME]` table.
+#[derive(Debug)]
+pub(crate) struct RawSection {
+    /// The program's name (`defaults` for `[defaults]`), spanning its key in the header.
+    pub(crate) name: Spanned<String>,
+    /// `None` when the table has an unknown key or a value of the wrong type (already reported).
+    pub(crate) body: Option<RawProgram>,
+}
+
+/// One program's keys, exactly as written. `[defaults]` takes the same keys.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawProgram {
+    pub(crate) command: Field<String>,
+    pub(crate) shell: Field<String>,
+    pub(crate) args: Field<Vec<String>>,
+    pub(crate) env: Field<BTreeMap<String, String>>,
+    pub(crate) cwd: Field<String>,
+    pub(crate) rpc: Field<bool>,
+    pub(crate) ready: Field<StringOr<RawReady>>,
+    pub(crate) ready_timeout: Field<DurationText>,
+    pub(crate) restart: Field<String>,
+    pub(crate) backoff: Field<RawBackoff>,
+    pub(crate) crash_loop: Field<RawCrashLoop>,
+    pub(crate) stop_signal: Field<String>,
+    pub(crate) grace: Field<DurationText>,
+    pub(crate) depends_on: Field<Vec<Spanned<StringOr<RawDependency>>>>,
+    pub(crate) health: Field<StringOr<RawHealth>>,
+    pub(crate) reset_after: Field<DurationText>,
+}
+
+/// The table form of `ready`: one of `log`, `exec`, `shell`, `connect`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawReady {
+    pub(crate) log: Field<String>,
+    pub(crate) exec: Field<Vec<String>>,
+    pub(crate) shell: Field<String>,
+    pub(crate) connect: Field<String>,
+    pub(crate) interval: Field<DurationText>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawBackoff {
+    pub(crate) initial: Field<DurationText>,
+    pub(crate) factor: Field<f64>,
+    pub(crate) max: Field<DurationText>,
+    pub(crate) jitter: Field<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCrashLoop {
+    pub(crate) max_starts: Field<u32>,
+    pub(crate) window: Field<DurationText>,
+}
+
+/// The table form of a `depends_on` entry (the string form is a name with condition `ready`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDependency {
+    pub(crate) name: Spanned<String>,
+    pub(crate) condition: Field<String>,
+}
+
+/// The table form of `health`: one of `rpc_ping`, `exec`, `shell`, `connect`, and the timing.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHealth {
+    pub(crate) rpc_ping: Field<bool>,
+    pub(crate) exec: Field<Vec<String>>,
+    pub(crate) shell: Field<String>,
+    pub(crate) connect: Field<String>,
+    pub(crate) interval: Field<DurationText>,
+    pub(crate) timeout: Field<DurationText>,
+    pub(crate) failures: Field<u32>,
+}
+
+/// A duration as written (`"500ms"`, `"1m 30s"`); only a string is accepted, so that a bare
+/// number (seconds? milliseconds?) is an error rather than a guess.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct DurationText(pub(crate) String);
+
+impl<'de> Deserialize<'de> for DurationText {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Text;
+        impl Visitor<'_> for Text {
+            type Value = DurationText;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a duration such as \"500ms\" or \"1m 30s\"")
+            }
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<DurationText, E> {
+                Ok(DurationText(text.to_owned()))
+            }
+        }
+        deserializer.deserialize_str(Text)
+    }
+}
+
+/// A key that takes either a word (`ready = "notify"`) or a table (`ready = { log = "..." }`).
+#[derive(Debug)]
+pub(crate) enum StringOr<T> {
+    String(String),
+    Table(T),
+}
+
+/// What a [`StringOr`] says it expected, in a type error.
+pub(crate) trait Expecting {
+    const EXPECTING: &'static str;
+}
+
+impl Expecting for RawReady {
+    const EXPECTING: &'static str = "\"none\", \"notify\", \"warren\" or a table such as { log = \"regex\" }";
+}
+impl Expecting for RawHealth {
+    const EXPECTING: &'static str = "\"none\" or a table such as { rpc_ping = true }";
+}
+impl Expecting for RawDependency {
+    const EXPECTING: &'static str = "a program name or a table such as { name = \"db\", condition = \"ready\" }";
+}
+
+// Written out rather than `#[serde(untagged)]`, whose only error is "data did not match any
+// variant": this way a bad key inside the table is reported as such.
+impl<'de, T: Deserialize<'de> + Expecting> Deserialize<'de> for StringOr<T> {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Either<T>(PhantomData<T>);
+        impl<'de, T: Deserialize<'de> + Expecting> Visitor<'de> for Either<T> {
+            type Value = StringOr<T>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(T::EXPECTING)
+            }
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<StringOr<T>, E> {
+                Ok(StringOr::String(text.to_owned()))
+            }
+            fn visit_map<M: MapAccess<'de>>(self, map: M) -> Result<StringOr<T>, M::Error> {
+                T::deserialize(de::value::MapAccessDeserializer::new(map)).map(StringOr::Table)
+            }
+        }
+        deserializer.deserialize_any(Either(PhantomData))
+    }
+}
+
+/// Reads the file's structure, reporting syntax errors, unknown keys and wrong types. `None`
+/// after a syntax error (nothing else can be trusted then).
+pub(crate) fn read(text: &str, errors: &mut Collector<'_>) -> Option<RawFile> {
+    let document = match DeTable::parse(text) {
+        Ok(document) => document,
+        Err(err) => {
+            errors.push(err.span(), &Section::File, None, ErrorKind::Syntax(err.message().to_owned()));
+            return None;
+        }
+    };
+    let mut file = RawFile::default();
+    for (key, value) in in_file_order(document.get_ref()) {
+        match key.get_ref().as_ref() {
+            "defaults" => file.defaults = Some(section(key, value, Section::Defaults, errors)),
+            "programs" => match value.get_ref().as_table() {
+                Some(programs) => {
+                    for (name, body) in in_file_order(programs) {
+                        let at = Section::Program(name.get_ref().to_string());
+                        file.programs.push(section(name, body, at, errors));
+                    }
+                }
+                None => errors.push(Some(value.span()), &Section::File, Some("programs"), ErrorKind::NotATable),
+            },
+            other => errors.push(
+                Some(key.span()),
+                &Section::File,
+                None,
+                ErrorKind::UnknownKey {
+                    key: other.to_owned(),
+                    suggestion: closest(other, ["defaults", "programs"]),
+                    expected: vec!["defaults".into(), "programs".into()],
+                },
+            ),
+        }
+    }
+    Some(file)
+}
+
+type Entry<'t, 'i> = (&'t Spanned<toml::de::DeString<'i>>, &'t Spanned<DeValue<'i>>);
+
+fn in_file_order<'t, 'i>(table: &'t DeTable<'i>) -> Vec<Entry<'t, 'i>> {
+    let mut entries: Vec<_> = table.iter().collect();
+    entries.sort_by_key(|(key, _)| key.span().start);
+    entries
+}
+
+/// Deserializes one `[defaults]` or `[programs.NAME]` table, reporting what serde rejects at
+/// the line and key it is about.
+fn section(
+    key: &Spanned<toml::de::DeString<'_>>,
+    value: &Spanned<DeValue<'_>>,
+    at: Section,
+    errors: &mut Collector<'_>,
+) -> RawSection {
+    let name = Spanned::new(key.span(), key.get_ref().to_string());
+    let Some(table) = value.get_ref().as_table() else {
+        errors.push(Some(value.span()), &at, None, ErrorKind::NotATable);
+        return RawSection { name, body: None };
+    };
+    match RawProgram::deserialize(ValueDeserializer::from(value.clone())) {
+        Ok(body) => RawSection { name, body: Some(body) },
+        Err(err) => {
+            let span = err.span().unwrap_or_else(|| key.span());
+            let mut path = key_path(table, &span);
+            let kind = match unknown_field(err.message()) {
+                Some((key, expected)) => {
+                    // The span is the unknown key itself: the field is the table around it.
+                    path.pop();
+                    let suggestion = closest(&key, expected.iter().map(String::as_str));
+                    ErrorKind::UnknownKey { key, suggestion, expected }
+                }
+                None => ErrorKind::Schema(err.message().to_owned()),
+            };
+            let field = (!path.is_empty()).then(|| path.join("."));
+            errors.push(Some(span), &at, field.as_deref(), kind);
+            RawSection { name, body: None }
+        }
+    }
+}
+
+/// The dotted key path (`backoff.initial`) whose key or value holds `span`.
+fn key_path(table: &DeTable<'_>, span: &Range<usize>) -> Vec<String> {
+    for (key, value) in table {
+        let within = |s: Range<usize>| s.start <= span.start && span.end <= s.end;
+        let mut path = vec![key.get_ref().to_string()];
+        if within(key.span()) {
+            return path;
+        }
+        let nested = match value.get_ref() {
+            DeValue::Table(inner) => key_path(inner, span),
+            DeValue::Array(items) => items
+                .iter()
+                .filter_map(|item| item.get_ref().as_table())
+                .map(|inner| key_path(inner, span))
+                .find(|p| !p.is_empty())
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        if !nested.is_empty() {
+            path.extend(nested);
+            return path;
+        }
+        if within(value.span()) {
+            return path;
+        }
+    }
+    Vec::new()
+}
+
+/// Picks serde's "unknown field `x`, expected one of `a`, `b`" apart, so that the message can
+/// suggest the closest key instead of listing them all.
+fn unknown_field(message: &str) -> Option<(String, Vec<String>)> {
+    let rest = message.strip_prefix("unknown field `")?;
+    let (key, rest) = rest.split_once('`')?;
+    let expected = rest.split('`').skip(1).step_by(2).map(str::to_owned).collect();
+    Some((key.to_owned(), expected))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn read_ok(text: &str) -> RawFile {
+        let mut errors = Collector::new(Path::new("w.toml"), text);
+        let file = read(text, &mut errors).expect("valid TOML");
+        assert!(errors.finish().is_none(), "unexpected errors in {text}");
+        file
+    }
+
+    fn read_err(text: &str) -> String {
+        let mut errors = Collector::new(Path::new("w.toml"), text);
+        read(text, &mut errors);
+        errors.finish().expect("errors").to_string()
+    }
+
+    #[test]
+    fn programs_keep_the_order_of_the_file() {
+        let file = read_ok("[programs.zeta]\ncommand = 'z'\n[programs.alpha]\ncommand = 'a'\n");
+        let names: Vec<_> = file.programs.iter().map(|p| p.name.get_ref().as_str()).collect();
+        assert_eq!(names, ["zeta", "alpha"]);
+    }
+
+    #[test]
+    fn word_or_table_keys_take_both_forms() {
+        let file = read_ok(
+            "[programs.a]\ncommand = 'a'\nready = 'notify'\nhealth = { rpc_ping = true }\n\
+             depends_on = ['b', { name = 'c', condition = 'started' }]\n",
+        );
+        let body = file.programs[0].body.as_ref().expect("body");
+        assert!(matches!(body.ready.as_ref().map(Spanned::get_ref), Some(StringOr::String(s)) if s == "notify"));
+        assert!(matches!(body.health.as_ref().map(Spanned::get_ref), Some(StringOr::Table(_))));
+        assert_eq!(body.depends_on.as_ref().map(|d| d.get_ref().len()), Some(2));
+    }
+
+    #[test]
+    fn unknown_keys_name_their_table_and_suggest() {
+        assert_eq!(
+            read_err("[programs.a]\ncommand = 'a'\nrestrat = 'always'\n"),
+            "w.toml:3: program \"a\": unknown key \"restrat\" (did you mean \"restart\"?)"
+        );
+        assert_eq!(
+            read_err("[programs.a]\ncommand = 'a'\nbackoff = { inital = '1s' }\n"),
+            "w.toml:3: program \"a\", field \"backoff\": unknown key \"inital\" (did you mean \"initial\"?)"
+        );
+        assert_eq!(
+            read_err("[defaults]\nzzz = 1\n"),
+            "w.toml:2: [defaults]: unknown key \"zzz\" (expected one of command, shell, args, env, cwd, rpc, \
+             ready, ready_timeout, restart, backoff, crash_loop, stop_signal, grace, depends_on, health, reset_after)"
+        );
+        assert_eq!(read_err("[program.a]\n"), "w.toml:1: unknown key \"program\" (did you mean \"programs\"?)");
+    }
+
+    #[test]
+    fn wrong_types_name_the_dotted_field() {
+        assert_eq!(
+            read_err("[programs.a]\ncommand = 'a'\n\n[programs.a.backoff]\ninitial = 5\n"),
+            "w.toml:5: program \"a\", field \"backoff.initial\": invalid type: integer `5`, expected a duration \
+             such as \"500ms\" or \"1m 30s\""
+        );
+        assert_eq!(
+            read_err("[programs.a]\ncommand = 'a'\nready = 3\n"),
+            "w.toml:3: program \"a\", field \"ready\": invalid type: integer `3`, expected \"none\", \"notify\", \
+             \"warren\" or a table such as { log = \"regex\" }"
+        );
+        assert_eq!(
+            read_err("[programs.a]\ncommand = 'a'\ncrash_loop = { max_starts = -1 }\n"),
+            "w.toml:3: program \"a\", field \"crash_loop.max_starts\": invalid value: integer `-1`, expected u32"
+        );
+    }
+
+    #[test]
+    fn every_bad_program_is_reported() {
+        assert_eq!(
+            read_err("[programs.a]\nfoo = 1\n[programs.b]\nrpc = 'yes'\n"),
+            "w.toml:2: program \"a\": unknown key \"foo\" (expected one of command, shell, args, env, cwd, rpc, \
+             ready, ready_timeout, restart, backoff, crash_loop, stop_signal, grace, depends_on, health, \
+             reset_after)\n\
+             w.toml:4: program \"b\", field \"rpc\": invalid type: string \"yes\", expected a boolean"
+        );
+    }
+
+    #[test]
+    fn syntax_errors_have_a_line() {
+        assert_eq!(
+            read_err("[programs.a]\ncommand = 'a\n"),
+            "w.toml:2: invalid TOML: invalid literal string, expected `'`"
+        );
+        assert_eq!(read_err("[programs.a]\n[programs.a]\n"), "w.toml:2: invalid TOML: duplicate key");
+        assert_eq!(read_err("programs = 3\n"), "w.toml:1: key \"programs\": expected a table");
+    }
+}

@@ -173,11 +173,19 @@ struct Slot {
     ready_at: Option<Instant>,
     healthy: bool,
     health_failures: u32,
-    /// Restart as soon as the current stop completes (health failure, restart request).
-    restart_after_stop: bool,
+    /// Restart once the current stop completes: after a backoff (health failure), or at once
+    /// (a restart request).
+    restart_after_stop: Option<Relaunch>,
     /// The stop was requested while the start was still in progress.
     stop_when_started: bool,
     timer_generation: u64,
+}
+
+/// How a program stopped on purpose comes back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Relaunch {
+    Now,
+    WithBackoff,
 }
 
 /// The supervisor's state: every program's, and whether a shutdown is in progress.
@@ -213,7 +221,7 @@ impl Machine {
                 ready_at: None,
                 healthy: false,
                 health_failures: 0,
-                restart_after_stop: false,
+                restart_after_stop: None,
                 stop_when_started: false,
                 timer_generation: 0,
             })
@@ -266,7 +274,7 @@ impl Machine {
         match event {
             Event::Shutdown => self.shutdown(now, &mut actions),
             Event::Start { name } => self.with(&name, |m, i| m.request_start(now, i, &mut actions)),
-            Event::Stop { name } => self.with(&name, |m, i| m.request_stop(now, i, false, &mut actions)),
+            Event::Stop { name } => self.with(&name, |m, i| m.request_stop(now, i, None, &mut actions)),
             Event::Restart { name } => self.with(&name, |m, i| m.request_restart(now, i, &mut actions)),
             Event::Started { name } => self.with(&name, |m, i| m.started(now, i, &mut actions)),
             Event::Ready { name } => self.with(&name, |m, i| m.ready(now, i, &mut actions)),
@@ -368,7 +376,7 @@ impl Machine {
         slot.healthy = false;
         let limit = slot.program.health.as_ref().map_or(1, |h| h.failures);
         if slot.health_failures >= limit && !self.shutting_down {
-            self.slots[i].restart_after_stop = true;
+            self.slots[i].restart_after_stop = Some(Relaunch::WithBackoff);
             self.issue_stop(now, i, actions);
         }
     }
@@ -384,11 +392,17 @@ impl Machine {
         }
         slot.stop_when_started = false;
         let was_stopping = slot.state == State::Stopping;
-        let restart_now = std::mem::take(&mut slot.restart_after_stop);
-        if self.shutting_down || (was_stopping && !restart_now) {
+        let relaunch = slot.restart_after_stop.take();
+        if self.shutting_down || (was_stopping && relaunch.is_none()) {
             self.set_state(now, i, State::Stopped, actions);
             return;
         }
+        if relaunch == Some(Relaunch::Now) {
+            slot.restarts = slot.restarts.saturating_add(1);
+            self.set_state(now, i, State::Waiting, actions);
+            return;
+        }
+        let restart_now = relaunch.is_some();
         let program = &slot.program;
         let failed = !exit.is_some_and(Exit::success);
         let restart = match program.restart {
@@ -441,9 +455,9 @@ impl Machine {
         }
     }
 
-    fn request_stop(&mut self, now: Instant, i: usize, restart: bool, actions: &mut Vec<Action>) {
+    fn request_stop(&mut self, now: Instant, i: usize, relaunch: Option<Relaunch>, actions: &mut Vec<Action>) {
         let slot = &mut self.slots[i];
-        slot.restart_after_stop = restart;
+        slot.restart_after_stop = relaunch;
         match slot.state {
             State::Starting => slot.stop_when_started = true,
             State::Running | State::Ready => self.issue_stop(now, i, actions),
@@ -463,7 +477,7 @@ impl Machine {
         slot.attempt = 0;
         slot.starts.clear();
         if slot.state.is_active() {
-            self.request_stop(now, i, true, actions);
+            self.request_stop(now, i, Some(Relaunch::Now), actions);
         } else {
             slot.timer_generation += 1;
             self.set_state(now, i, State::Waiting, actions);
@@ -532,7 +546,6 @@ impl Machine {
         self.slots.iter().all(|s| match &s.state {
             State::Ready => true,
             State::Exited { exit } => exit.success(),
-            State::Running => s.program.readiness == super::plan::Readiness::None,
             _ => false,
         })
     }

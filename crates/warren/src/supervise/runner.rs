@@ -75,6 +75,7 @@ pub struct Supervisor {
     notices: broadcast::Sender<Notice>,
     finished: watch::Receiver<Option<bool>>,
     names: Arc<Vec<String>>,
+    dependencies: Arc<HashMap<String, Vec<String>>>,
     host: Host,
 }
 
@@ -92,6 +93,12 @@ impl Supervisor {
         let shared = Arc::new(Mutex::new(Shared::default()));
         let (finished_tx, finished) = watch::channel(None);
         let names = Arc::new(plan.programs.iter().map(|p| p.name.clone()).collect());
+        let dependencies = Arc::new(
+            plan.programs
+                .iter()
+                .map(|p| (p.name.clone(), p.depends_on.iter().map(|d| d.name.clone()).collect()))
+                .collect(),
+        );
         let seed = u64::from(std::process::id()) ^ 0x5eed;
         let machine = Machine::new(&plan, Instant::now(), seed);
         let runner = Runner {
@@ -104,7 +111,7 @@ impl Supervisor {
             next_instance: 1,
         };
         tokio::spawn(runner.run(queue, finished_tx));
-        Supervisor { inputs, shared, notices, finished, names, host }
+        Supervisor { inputs, shared, notices, finished, names, dependencies, host }
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Notice> {
@@ -144,6 +151,11 @@ impl Supervisor {
     /// Stops everything, dependents first.
     pub fn shutdown(&self) {
         self.control(Event::Shutdown);
+    }
+
+    /// Whether the program waits for others before it starts.
+    pub fn has_dependencies(&self, name: &str) -> bool {
+        self.dependencies.get(name).is_some_and(|deps| !deps.is_empty())
     }
 
     /// SIGKILLs every process group now (a second Ctrl-C).

@@ -1,0 +1,27 @@
+//! The plan `warren up` runs without a configuration file: the original example, supervised.
+//! `task-rpc` serves `Task.Get`; `task`, once `task-rpc` is ready, runs the original story (it
+//! starts and stops its own `task-rpc` child) and exits 0, leaving the supervised `task-rpc`
+//! for `warren call task-rpc Task.Get '"new_id"'`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use warren::supervise::plan::{Command, Condition, Dependency, Plan, Program, Readiness, Restart};
+
+/// The example binaries are built next to `warren` (`cargo build` builds them all).
+fn sibling(name: &str) -> PathBuf {
+    let dir = std::env::current_exe().ok().and_then(|exe| exe.parent().map(PathBuf::from)).unwrap_or_default();
+    dir.join(name)
+}
+
+pub fn plan() -> Plan {
+    let mut server = Program::new("task-rpc", Command::Exec { program: sibling("task-rpc"), args: Vec::new() });
+    server.rpc = true;
+    server.readiness = Readiness::Notify;
+    server.restart = Restart::OnFailure;
+    server.grace = Duration::from_secs(5);
+    let mut client = Program::new("task", Command::Exec { program: sibling("task"), args: Vec::new() });
+    client.depends_on.push(Dependency { name: "task-rpc".into(), condition: Condition::Ready });
+    client.env.push(("NO_COLOR".into(), "1".into()));
+    Plan { programs: vec![server, client] }
+}

@@ -1,0 +1,295 @@
+//! What can be wrong with a configuration file, and where.
+//!
+//! Every error names the file and, where it has one, the line, the section (`[defaults]` or a
+//! program) and the field, so that a message reads like
+//! `warren.toml:14: program "api", field "restart": unknown policy "sometimes" (expected never,
+//! on-failure, always)`. Validation goes on after the first error, so a file with several
+//! mistakes is fixed in one round: [`ConfigErrors`] holds them all, one per line.
+
+use std::fmt;
+use std::io;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+/// The part of the file an error is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Section {
+    /// The file as a whole, or its top level.
+    File,
+    /// The `[defaults]` table.
+    Defaults,
+    /// `[programs.NAME]`.
+    Program(String),
+}
+
+/// One mistake in a configuration file.
+#[derive(Debug)]
+pub(crate) struct ConfigError {
+    pub(crate) file: PathBuf,
+    /// 1-based; `None` when the error is about the file as a whole.
+    pub(crate) line: Option<usize>,
+    pub(crate) section: Section,
+    /// The key, dotted for nested ones (`backoff.max`).
+    pub(crate) field: Option<String>,
+    pub(crate) kind: ErrorKind,
+}
+
+/// What is wrong. Messages carry their cause inline (a list of errors is printed one per line,
+/// with no chain of sources to walk), so only the I/O error is kept as a value.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ErrorKind {
+    #[error("cannot read the file: {0}")]
+    Read(io::Error),
+    #[error("cannot find the directory of the file: {0}")]
+    BaseDir(io::Error),
+    /// TOML syntax, in the parser's words.
+    #[error("invalid TOML: {0}")]
+    Syntax(String),
+    #[error("unknown key {key:?}{}", suggest(suggestion.as_deref(), expected))]
+    UnknownKey { key: String, suggestion: Option<String>, expected: Vec<String> },
+    /// A value of the wrong type or a missing key, in the deserializer's words.
+    #[error("{0}")]
+    Schema(String),
+    #[error("expected a table")]
+    NotATable,
+    #[error("no programs (add a [programs.NAME] table)")]
+    NoPrograms,
+    #[error("invalid program name {0:?}: use only letters, digits, '_', '.' and '-'")]
+    BadName(String),
+    #[error("cannot be set in [defaults] (set it on each program)")]
+    NotInDefaults,
+    #[error("missing command (set command, or shell for a shell command line)")]
+    MissingCommand,
+    #[error("command and shell cannot both be set")]
+    CommandAndShell,
+    #[error("args cannot be used with shell (write them in the command line)")]
+    ArgsWithShell,
+    #[error("empty command")]
+    EmptyCommand,
+    #[error("invalid environment variable name {0:?}")]
+    BadEnvName(String),
+    #[error("environment variable {0:?} contains a NUL byte")]
+    NulInEnv(String),
+    #[error("invalid duration {text:?}: {reason}")]
+    BadDuration { text: String, reason: String },
+    #[error("must be greater than zero")]
+    Zero,
+    #[error("unknown policy {0:?} (expected never, on-failure, always)")]
+    UnknownRestart(String),
+    #[error("unknown signal {0:?} (expected SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGKILL, SIGUSR1 or SIGUSR2)")]
+    UnknownSignal(String),
+    #[error(
+        "unknown readiness {0:?} (expected \"none\", \"notify\", \"warren\" or a table with log, exec, shell or connect)"
+    )]
+    UnknownReadiness(String),
+    #[error("unknown health check {0:?} (expected \"none\" or a table with rpc_ping, exec, shell or connect)")]
+    UnknownHealth(String),
+    #[error("set exactly one of {0}")]
+    ProbeChoice(&'static str),
+    #[error("interval applies only to exec, shell and connect")]
+    IntervalWithLog,
+    #[error("invalid regular expression {pattern:?}: {reason}")]
+    BadRegex { pattern: String, reason: String },
+    #[error("invalid endpoint {0:?} (expected tcp:HOST:PORT or unix:PATH)")]
+    BadEndpoint(String),
+    #[error("rpc = false contradicts ready = \"warren\" (which means notify + rpc)")]
+    RpcContradiction,
+    #[error("rpc_ping needs a program that serves RPC (rpc = true or ready = \"warren\")")]
+    PingWithoutRpc,
+    #[error("must be at least 1 (got {0})")]
+    FactorBelowOne(f64),
+    #[error("must be between 0 and 1 (got {0})")]
+    JitterOutOfRange(f64),
+    #[error("max ({}) is less than initial ({})", humantime::format_duration(*max), humantime::format_duration(*initial))]
+    MaxBelowInitial { max: std::time::Duration, initial: std::time::Duration },
+    #[error("must be at least 1")]
+    ZeroCount,
+    #[error("unknown condition {0:?} (expected started, ready, healthy, exited_ok)")]
+    UnknownCondition(String),
+    #[error("unknown program {name:?}{}", suggest(suggestion.as_deref(), &[]))]
+    UnknownDependency { name: String, suggestion: Option<String> },
+    #[error("a program cannot depend on itself")]
+    SelfDependency,
+    #[error("{0:?} is listed twice")]
+    DuplicateDependency(String),
+    #[error("dependency cycle: {}", .0.join(" -> "))]
+    Cycle(Vec<String>),
+    #[error("condition \"healthy\" on {0:?}, which has no health check")]
+    NoHealthCheck(String),
+    #[error("condition \"exited_ok\" on {0:?}, which has restart = \"always\" and so never finishes")]
+    ExitedOkWithAlways(String),
+}
+
+fn suggest(suggestion: Option<&str>, expected: &[String]) -> String {
+    match suggestion {
+        Some(s) => format!(" (did you mean {s:?}?)"),
+        None if expected.is_empty() => String::new(),
+        None => format!(" (expected one of {})", expected.join(", ")),
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        f.write_str(": ")?;
+        match (&self.section, &self.field) {
+            (Section::File, None) => {}
+            (Section::File, Some(field)) => write!(f, "key {field:?}: ")?,
+            (Section::Defaults, None) => f.write_str("[defaults]: ")?,
+            (Section::Defaults, Some(field)) => write!(f, "[defaults], field {field:?}: ")?,
+            (Section::Program(name), None) => write!(f, "program {name:?}: ")?,
+            (Section::Program(name), Some(field)) => write!(f, "program {name:?}, field {field:?}: ")?,
+        }
+        write!(f, "{}", self.kind)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Every mistake found in one file, in the order of their lines.
+#[derive(Debug)]
+pub(crate) struct ConfigErrors(Vec<ConfigError>);
+
+impl ConfigErrors {
+    #[cfg_attr(not(test), expect(dead_code, reason = "the CLI only prints the errors for now"))]
+    pub(crate) fn errors(&self) -> &[ConfigError] {
+        &self.0
+    }
+}
+
+impl From<ConfigError> for ConfigErrors {
+    fn from(error: ConfigError) -> Self {
+        ConfigErrors(vec![error])
+    }
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, error) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{error}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// Gathers errors while a file is checked, turning byte offsets into line numbers.
+#[derive(Debug)]
+pub(crate) struct Collector<'a> {
+    file: &'a Path,
+    text: &'a str,
+    errors: Vec<ConfigError>,
+}
+
+impl<'a> Collector<'a> {
+    pub(crate) fn new(file: &'a Path, text: &'a str) -> Self {
+        Collector { file, text, errors: Vec::new() }
+    }
+
+    /// Records an error at the line holding byte `span.start` (no line when `span` is `None`).
+    pub(crate) fn push(&mut self, span: Option<Range<usize>>, section: &Section, field: Option<&str>, kind: ErrorKind) {
+        let line = span.map(|span| line_of(self.text, span.start));
+        self.errors.push(ConfigError {
+            file: self.file.to_path_buf(),
+            line,
+            section: section.clone(),
+            field: field.map(str::to_owned),
+            kind,
+        });
+    }
+
+    /// How many errors so far: compare before and after a step to learn whether it failed.
+    pub(crate) fn count(&self) -> usize {
+        self.errors.len()
+    }
+
+    /// The errors, by line (stable, so errors on one line keep the order they were found in).
+    pub(crate) fn finish(mut self) -> Option<ConfigErrors> {
+        if self.errors.is_empty() {
+            return None;
+        }
+        self.errors.sort_by_key(|e| e.line);
+        Some(ConfigErrors(self.errors))
+    }
+}
+
+/// The 1-based line of a byte offset (counting bytes, so any offset is safe).
+fn line_of(text: &str, offset: usize) -> usize {
+    let end = offset.min(text.len());
+    text.as_bytes()[..end].iter().filter(|&&b| b == b'\n').count() + 1
+}
+
+/// The candidate closest to `word` by edit distance, if it is close enough to be a typo.
+pub(crate) fn closest<'c>(word: &str, candidates: impl IntoIterator<Item = &'c str>) -> Option<String> {
+    let limit = (word.chars().count() / 3).max(2);
+    candidates
+        .into_iter()
+        .map(|c| (edit_distance(word, c), c))
+        .filter(|&(d, _)| d <= limit)
+        .min_by_key(|&(d, _)| d)
+        .map(|(_, c)| c.to_owned())
+}
+
+/// Levenshtein distance, counting characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let substitute = diagonal + usize::from(ca != cb);
+            diagonal = row[j + 1];
+            row[j + 1] = substitute.min(row[j] + 1).min(diagonal + 1);
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_count_from_one() {
+        let text = "a\nb\nc";
+        assert_eq!(line_of(text, 0), 1);
+        assert_eq!(line_of(text, 2), 2);
+        assert_eq!(line_of(text, 4), 3);
+        assert_eq!(line_of(text, 99), 3);
+    }
+
+    #[test]
+    fn typos_find_their_word() {
+        assert_eq!(edit_distance("restrat", "restart"), 2);
+        assert_eq!(closest("restrat", ["restart", "ready", "rpc"]).as_deref(), Some("restart"));
+        assert_eq!(closest("inital", ["initial", "max"]).as_deref(), Some("initial"));
+        assert_eq!(closest("zzz", ["restart", "ready"]), None);
+    }
+
+    #[test]
+    fn display_names_file_line_program_and_field() {
+        let text = "x\ny\n";
+        let mut c = Collector::new(Path::new("warren.toml"), text);
+        c.push(
+            Some(2..3),
+            &Section::Program("api".into()),
+            Some("restart"),
+            ErrorKind::UnknownRestart("sometimes".into()),
+        );
+        c.push(None, &Section::File, None, ErrorKind::NoPrograms);
+        let errors = c.finish().expect("two errors");
+        assert_eq!(
+            errors.to_string(),
+            "warren.toml: no programs (add a [programs.NAME] table)\n\
+             warren.toml:2: program \"api\", field \"restart\": unknown policy \"sometimes\" (expected never, on-failure, always)"
+        );
+    }
+}

@@ -1,0 +1,468 @@
+//! Phase two, per program: from what the file said to a [`Program`], every value parsed and
+//! checked and every default resolved.
+//!
+//! A key's value is taken from the program's own table, else from `[defaults]`, else from
+//! [`Program::new`]. `backoff`, `crash_loop` and `env` merge key by key; `ready` and `health`
+//! are replaced whole. A value is checked where it is written: a bad `[defaults]` value is
+//! reported once, against `[defaults]`, not once per program.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use toml::Spanned;
+use warren::StopSignal;
+use warren::supervise::plan::{
+    Backoff, Command, Condition, Dependency, Health, HealthCheck, Program, Readiness, Restart,
+};
+
+use super::error::{Collector, ErrorKind, Section};
+use super::raw::{DurationText, Field, RawFile, RawProgram, RawSection, StringOr};
+
+/// A program built from its section, with what the dependency check needs to know.
+#[derive(Debug)]
+pub(crate) struct Built {
+    pub(crate) program: Program,
+    /// False when its section had errors: the program holds placeholders, and checks that
+    /// depend on its values (such as `exited_ok` against its restart policy) are skipped.
+    pub(crate) ok: bool,
+    /// The span of each entry of `program.depends_on`.
+    pub(crate) dependency_spans: Vec<Range<usize>>,
+}
+
+/// Builds every program of the file (also the broken ones, marked as such), reporting errors.
+pub(crate) fn build(file: &RawFile, base: &Path, errors: &mut Collector<'_>) -> Vec<Built> {
+    let before = errors.count();
+    let defaults = match &file.defaults {
+        Some(RawSection { body: Some(body), .. }) => {
+            let mut check = Checker { base, at: Section::Defaults, errors };
+            for (field, set) in [
+                ("command", span(&body.command)),
+                ("shell", span(&body.shell)),
+                ("args", span(&body.args)),
+                ("depends_on", span(&body.depends_on)),
+            ] {
+                if let Some(span) = set {
+                    check.report(span, field, ErrorKind::NotInDefaults);
+                }
+            }
+            let settings = check.settings(body);
+            check.consistent(&settings);
+            settings
+        }
+        _ => Settings::default(),
+    };
+    // A `[defaults]` table that did not deserialize was reported already; what it would have
+    // given every program is unknown, so checks that depend on it are skipped.
+    let defaults_ok = errors.count() == before && file.defaults.as_ref().is_none_or(|d| d.body.is_some());
+    file.programs.iter().map(|section| program(section, &defaults, defaults_ok, base, errors)).collect()
+}
+
+fn program(
+    section: &RawSection,
+    defaults: &Settings,
+    defaults_ok: bool,
+    base: &Path,
+    errors: &mut Collector<'_>,
+) -> Built {
+    let before = errors.count();
+    let name = section.name.get_ref().clone();
+    let name_span = section.name.span();
+    let mut check = Checker { base, at: Section::Program(name.clone()), errors };
+    if !valid_name(&name) {
+        check.errors.push(Some(name_span.clone()), &check.at, None, ErrorKind::BadName(name.clone()));
+    }
+    let placeholder = Command::Shell(String::new());
+    let Some(body) = &section.body else {
+        return Built { program: Program::new(name, placeholder), ok: false, dependency_spans: Vec::new() };
+    };
+    let command = check.command(body, &name_span);
+    let (depends_on, dependency_spans) = check.dependencies(&body.depends_on).into_iter().unzip();
+    let settings = check.settings(body).over(defaults);
+    if check.errors.count() == before && defaults_ok {
+        check.consistent(&settings);
+        check.ping_needs_rpc(&settings);
+    }
+    let ok = check.errors.count() == before && defaults_ok;
+    let mut program = settings.into_program(name, command.unwrap_or(placeholder));
+    program.depends_on = depends_on;
+    Built { program, ok, dependency_spans }
+}
+
+/// Program names become file names and log prefixes.
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name != "."
+        && name != ".."
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
+fn span<T>(field: &Field<T>) -> Option<Range<usize>> {
+    field.as_ref().map(Spanned::span)
+}
+
+/// A value and where it was written.
+#[derive(Debug, Clone)]
+pub(super) struct Set<T> {
+    pub(super) value: T,
+    span: Range<usize>,
+    /// Taken from `[defaults]` rather than the program's own table.
+    inherited: bool,
+}
+
+impl<T> Set<T> {
+    fn new<R>(raw: &Spanned<R>, value: T) -> Set<T> {
+        Set { value, span: raw.span(), inherited: false }
+    }
+
+    fn own(&self) -> bool {
+        !self.inherited
+    }
+}
+
+/// `ready` before it is split into readiness and `rpc`.
+#[derive(Debug, Clone)]
+pub(super) enum Ready {
+    Plain(Readiness),
+    /// Notify, and the program serves RPC.
+    Warren,
+}
+
+/// The keys of one section that were given (and valid), parsed.
+#[derive(Debug, Clone, Default)]
+struct Settings {
+    env: Option<Set<BTreeMap<String, String>>>,
+    cwd: Option<Set<PathBuf>>,
+    rpc: Option<Set<bool>>,
+    ready: Option<Set<Ready>>,
+    ready_timeout: Option<Set<Duration>>,
+    restart: Option<Set<Restart>>,
+    initial: Option<Set<Duration>>,
+    factor: Option<Set<f64>>,
+    max: Option<Set<Duration>>,
+    jitter: Option<Set<f64>>,
+    max_starts: Option<Set<u32>>,
+    window: Option<Set<Duration>>,
+    stop_signal: Option<Set<StopSignal>>,
+    grace: Option<Set<Duration>>,
+    health: Option<Set<Option<Health>>>,
+    reset_after: Option<Set<Duration>>,
+}
+
+fn or_inherit<T: Clone>(own: Option<Set<T>>, defaults: &Option<Set<T>>) -> Option<Set<T>> {
+    own.or_else(|| defaults.clone().map(|set| Set { inherited: true, ..set }))
+}
+
+impl Settings {
+    /// These settings, with `defaults` filling what they leave out.
+    fn over(self, defaults: &Settings) -> Settings {
+        let env = match (self.env, &defaults.env) {
+            (Some(own), Some(inherited)) => {
+                let mut merged = inherited.value.clone();
+                merged.extend(own.value);
+                Some(Set { value: merged, ..own })
+            }
+            (own, inherited) => or_inherit(own, inherited),
+        };
+        Settings {
+            env,
+            cwd: or_inherit(self.cwd, &defaults.cwd),
+            rpc: or_inherit(self.rpc, &defaults.rpc),
+            ready: or_inherit(self.ready, &defaults.ready),
+            ready_timeout: or_inherit(self.ready_timeout, &defaults.ready_timeout),
+            restart: or_inherit(self.restart, &defaults.restart),
+            initial: or_inherit(self.initial, &defaults.initial),
+            factor: or_inherit(self.factor, &defaults.factor),
+            max: or_inherit(self.max, &defaults.max),
+            jitter: or_inherit(self.jitter, &defaults.jitter),
+            max_starts: or_inherit(self.max_starts, &defaults.max_starts),
+            window: or_inherit(self.window, &defaults.window),
+            stop_signal: or_inherit(self.stop_signal, &defaults.stop_signal),
+            grace: or_inherit(self.grace, &defaults.grace),
+            health: or_inherit(self.health, &defaults.health),
+            reset_after: or_inherit(self.reset_after, &defaults.reset_after),
+        }
+    }
+
+    fn serves_rpc(&self) -> bool {
+        matches!(self.rpc, Some(Set { value: true, .. }))
+            || matches!(self.ready, Some(Set { value: Ready::Warren, .. }))
+    }
+
+    fn into_program(self, name: String, command: Command) -> Program {
+        let mut p = Program::new(name, command);
+        let serves_rpc = self.serves_rpc();
+        p.rpc = serves_rpc;
+        if let Some(env) = self.env {
+            p.env = env.value.into_iter().collect();
+        }
+        if let Some(cwd) = self.cwd {
+            p.cwd = Some(cwd.value);
+        }
+        if let Some(ready) = self.ready {
+            p.readiness = match ready.value {
+                Ready::Plain(readiness) => readiness,
+                Ready::Warren => Readiness::Notify,
+            };
+        }
+        let b = &mut p.backoff;
+        for (slot, set) in [(&mut b.initial, self.initial), (&mut b.max, self.max)] {
+            if let Some(set) = set {
+                *slot = set.value;
+            }
+        }
+        for (slot, set) in [(&mut b.factor, self.factor), (&mut b.jitter, self.jitter)] {
+            if let Some(set) = set {
+                *slot = set.value;
+            }
+        }
+        let durations = [
+            (&mut p.ready_timeout, self.ready_timeout),
+            (&mut p.crash_loop.window, self.window),
+            (&mut p.grace, self.grace),
+            (&mut p.reset_after, self.reset_after),
+        ];
+        for (slot, set) in durations {
+            if let Some(set) = set {
+                *slot = set.value;
+            }
+        }
+        if let Some(set) = self.max_starts {
+            p.crash_loop.max_starts = set.value;
+        }
+        if let Some(set) = self.restart {
+            p.restart = set.value;
+        }
+        if let Some(set) = self.stop_signal {
+            p.stop_signal = set.value;
+        }
+        if let Some(set) = self.health {
+            p.health = set.value;
+        }
+        p
+    }
+}
+
+/// Checks the values of one section, reporting against it.
+pub(super) struct Checker<'c, 'a> {
+    /// The absolute directory of the configuration file.
+    base: &'c Path,
+    at: Section,
+    pub(super) errors: &'c mut Collector<'a>,
+}
+
+impl Checker<'_, '_> {
+    fn report(&mut self, span: Range<usize>, field: &str, kind: ErrorKind) {
+        self.errors.push(Some(span), &self.at, Some(field), kind);
+    }
+
+    fn settings(&mut self, raw: &RawProgram) -> Settings {
+        let mut s = Settings {
+            env: raw.env.as_ref().and_then(|env| self.env(env)),
+            cwd: raw.cwd.as_ref().map(|cwd| Set::new(cwd, self.path(cwd.get_ref()))),
+            rpc: raw.rpc.as_ref().map(|rpc| Set::new(rpc, *rpc.get_ref())),
+            ready: raw.ready.as_ref().and_then(|ready| Some(Set::new(ready, self.ready(ready)?))),
+            ready_timeout: self.duration(&raw.ready_timeout, "ready_timeout", true),
+            restart: raw.restart.as_ref().and_then(|restart| self.restart(restart)),
+            stop_signal: raw.stop_signal.as_ref().and_then(|signal| self.signal(signal)),
+            grace: self.duration(&raw.grace, "grace", false),
+            health: raw.health.as_ref().and_then(|health| Some(Set::new(health, self.health(health)?))),
+            reset_after: self.duration(&raw.reset_after, "reset_after", false),
+            ..Settings::default()
+        };
+        if let Some(backoff) = &raw.backoff {
+            let backoff = backoff.get_ref();
+            s.initial = self.duration(&backoff.initial, "backoff.initial", false);
+            s.max = self.duration(&backoff.max, "backoff.max", false);
+            s.factor = backoff.factor.as_ref().and_then(|factor| match *factor.get_ref() {
+                f if f.is_finite() && f >= 1.0 => Some(Set::new(factor, f)),
+                f => self.fail(factor, "backoff.factor", ErrorKind::FactorBelowOne(f)),
+            });
+            s.jitter = backoff.jitter.as_ref().and_then(|jitter| match *jitter.get_ref() {
+                j if (0.0..=1.0).contains(&j) => Some(Set::new(jitter, j)),
+                j => self.fail(jitter, "backoff.jitter", ErrorKind::JitterOutOfRange(j)),
+            });
+        }
+        if let Some(crash_loop) = &raw.crash_loop {
+            let crash_loop = crash_loop.get_ref();
+            s.max_starts = self.count(&crash_loop.max_starts, "crash_loop.max_starts");
+            s.window = self.duration(&crash_loop.window, "crash_loop.window", true);
+        }
+        s
+    }
+
+    /// Reports `kind` at `raw` and gives nothing, for `and_then` chains.
+    pub(super) fn fail<R, T>(&mut self, raw: &Spanned<R>, field: &str, kind: ErrorKind) -> Option<T> {
+        self.report(raw.span(), field, kind);
+        None
+    }
+
+    /// Checks what only makes sense together, once defaults are merged. A conflict between
+    /// two inherited values was reported against `[defaults]` already.
+    fn consistent(&mut self, s: &Settings) {
+        if let (Some(ready @ Set { value: Ready::Warren, .. }), Some(rpc @ Set { value: false, .. })) =
+            (&s.ready, &s.rpc)
+        {
+            if rpc.own() {
+                self.report(rpc.span.clone(), "rpc", ErrorKind::RpcContradiction);
+            } else if ready.own() {
+                self.report(ready.span.clone(), "ready", ErrorKind::RpcContradiction);
+            }
+        }
+        let defaults = Backoff::default();
+        let initial = s.initial.as_ref().map_or(defaults.initial, |set| set.value);
+        let max = s.max.as_ref().map_or(defaults.max, |set| set.value);
+        if max < initial {
+            let kind = ErrorKind::MaxBelowInitial { max, initial };
+            match (&s.max, &s.initial) {
+                (Some(set), _) if set.own() => self.report(set.span.clone(), "backoff.max", kind),
+                (_, Some(set)) if set.own() => self.report(set.span.clone(), "backoff.initial", kind),
+                _ => {}
+            }
+        }
+    }
+
+    /// An RPC ping needs an RPC connection, which whether a program serves RPC decides per
+    /// program: so this is checked for programs only, even when `health` is inherited.
+    fn ping_needs_rpc(&mut self, s: &Settings) {
+        if let Some(Set { value: Some(Health { check: HealthCheck::RpcPing, .. }), span, .. }) = &s.health
+            && !s.serves_rpc()
+        {
+            self.report(span.clone(), "health", ErrorKind::PingWithoutRpc);
+        }
+    }
+
+    fn command(&mut self, raw: &RawProgram, name_span: &Range<usize>) -> Option<Command> {
+        match (&raw.command, &raw.shell) {
+            (Some(command), None) => {
+                let program = self.executable(command, "command")?;
+                let args = raw.args.as_ref().map(|args| args.get_ref().clone()).unwrap_or_default();
+                Some(Command::Exec { program, args })
+            }
+            (None, Some(shell)) => {
+                if let Some(args) = &raw.args {
+                    return self.fail(args, "args", ErrorKind::ArgsWithShell);
+                }
+                self.shell(shell, "shell")
+            }
+            (Some(_), Some(shell)) => self.fail(shell, "shell", ErrorKind::CommandAndShell),
+            (None, None) => {
+                self.errors.push(Some(name_span.clone()), &self.at, None, ErrorKind::MissingCommand);
+                None
+            }
+        }
+    }
+
+    pub(super) fn executable(&mut self, raw: &Spanned<String>, field: &str) -> Option<PathBuf> {
+        let text = raw.get_ref();
+        if text.trim().is_empty() {
+            return self.fail(raw, field, ErrorKind::EmptyCommand);
+        }
+        // A bare name is looked up in PATH when the program is spawned; anything with a slash
+        // is a path, relative to the configuration file rather than to wherever warren runs.
+        Some(if text.contains('/') { self.path(text) } else { PathBuf::from(text) })
+    }
+
+    pub(super) fn shell(&mut self, raw: &Spanned<String>, field: &str) -> Option<Command> {
+        if raw.get_ref().trim().is_empty() {
+            return self.fail(raw, field, ErrorKind::EmptyCommand);
+        }
+        Some(Command::Shell(raw.get_ref().clone()))
+    }
+
+    /// A path relative to the configuration file's directory, without `.` components.
+    pub(super) fn path(&self, text: &str) -> PathBuf {
+        self.base.join(text).components().collect()
+    }
+
+    fn env(&mut self, raw: &Spanned<BTreeMap<String, String>>) -> Option<Set<BTreeMap<String, String>>> {
+        let before = self.errors.count();
+        for (name, value) in raw.get_ref() {
+            if name.is_empty() || name.contains(['=', '\0']) {
+                self.report(raw.span(), "env", ErrorKind::BadEnvName(name.clone()));
+            } else if value.contains('\0') {
+                self.report(raw.span(), "env", ErrorKind::NulInEnv(name.clone()));
+            }
+        }
+        (self.errors.count() == before).then(|| Set::new(raw, raw.get_ref().clone()))
+    }
+
+    pub(super) fn duration(&mut self, raw: &Field<DurationText>, field: &str, positive: bool) -> Option<Set<Duration>> {
+        let raw = raw.as_ref()?;
+        let text = &raw.get_ref().0;
+        match humantime::parse_duration(text.trim()) {
+            Ok(duration) if positive && duration.is_zero() => self.fail(raw, field, ErrorKind::Zero),
+            Ok(duration) => Some(Set::new(raw, duration)),
+            Err(err) => self.fail(raw, field, ErrorKind::BadDuration { text: text.clone(), reason: err.to_string() }),
+        }
+    }
+
+    pub(super) fn count(&mut self, raw: &Field<u32>, field: &str) -> Option<Set<u32>> {
+        let raw = raw.as_ref()?;
+        match *raw.get_ref() {
+            0 => self.fail(raw, field, ErrorKind::ZeroCount),
+            n => Some(Set::new(raw, n)),
+        }
+    }
+
+    fn restart(&mut self, raw: &Spanned<String>) -> Option<Set<Restart>> {
+        let restart = match raw.get_ref().as_str() {
+            "never" => Restart::Never,
+            "on-failure" => Restart::OnFailure,
+            "always" => Restart::Always,
+            other => return self.fail(raw, "restart", ErrorKind::UnknownRestart(other.to_owned())),
+        };
+        Some(Set::new(raw, restart))
+    }
+
+    fn signal(&mut self, raw: &Spanned<String>) -> Option<Set<StopSignal>> {
+        match StopSignal::parse(raw.get_ref()) {
+            Some(signal) => Some(Set::new(raw, signal)),
+            None => self.fail(raw, "stop_signal", ErrorKind::UnknownSignal(raw.get_ref().clone())),
+        }
+    }
+
+    fn dependencies(
+        &mut self,
+        raw: &Field<Vec<Spanned<StringOr<super::raw::RawDependency>>>>,
+    ) -> Vec<(Dependency, Range<usize>)> {
+        let Some(raw) = raw else { return Vec::new() };
+        let mut dependencies = Vec::new();
+        for entry in raw.get_ref() {
+            let dependency = match entry.get_ref() {
+                StringOr::String(name) => Dependency { name: name.clone(), condition: Condition::Ready },
+                StringOr::Table(table) => {
+                    let condition = match table.condition.as_ref().map(|c| (c, c.get_ref().as_str())) {
+                        None | Some((_, "ready")) => Condition::Ready,
+                        Some((_, "started")) => Condition::Started,
+                        Some((_, "healthy")) => Condition::Healthy,
+                        Some((_, "exited_ok")) => Condition::ExitedOk,
+                        Some((raw, other)) => {
+                            self.report(raw.span(), "depends_on", ErrorKind::UnknownCondition(other.to_owned()));
+                            continue;
+                        }
+                    };
+                    Dependency { name: table.name.get_ref().clone(), condition }
+                }
+            };
+            dependencies.push((dependency, entry.span()));
+        }
+        dependencies
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_safe_file_names() {
+        for good in ["api", "task-rpc", "db_1", "v1.2", "A"] {
+            assert!(valid_name(good), "{good}");
+        }
+        for bad in ["", ".", "..", "a b", "a/b", "ä", "x:y"] {
+            assert!(!valid_name(bad), "{bad}");
+        }
+    }
+}

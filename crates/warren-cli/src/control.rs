@@ -1,0 +1,55 @@
+//! The control API that `warren up` serves on its control socket, with warren's own RPC, and
+//! the types both sides share.
+
+use serde::{Deserialize, Serialize};
+
+/// Application error codes of the control service.
+pub mod codes {
+    pub const UNKNOWN_PROGRAM: u32 = 1001;
+    pub const NOT_RUNNING: u32 = 1002;
+    pub const NO_RPC: u32 = 1003;
+    pub const CALL_FAILED: u32 = 1004;
+}
+
+/// A row of `warren status`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StatusRow {
+    pub name: String,
+    /// `waiting`, `starting`, `running`, `ready`, `stopping`, `backoff`, `exited`, `failed`,
+    /// `stopped`.
+    pub state: String,
+    /// The state with its detail: "restarting in 2.0 s", "exited with code 1", "failed: …".
+    pub detail: String,
+    pub pid: Option<u32>,
+    /// Milliseconds in the current state (uptime when running or ready).
+    pub for_ms: u64,
+    pub restarts: u32,
+    pub last_exit: Option<String>,
+}
+
+/// A line of a program's output, as `warren logs` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LogRow {
+    pub program: String,
+    pub stream: String,
+    pub seq: u64,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LogsRequest {
+    pub program: String,
+    /// How many of the most recent lines to return.
+    pub lines: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CallRequest {
+    pub program: String,
+    pub method: String,
+    pub arg: serde_json::Value,
+    pub timeout_ms: Option<u64>,
+}
+
+/// The notification name under which followed log lines are pushed.
+pub const LOG_NOTIFICATION: &str = "Control.Log";

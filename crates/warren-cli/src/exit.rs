@@ -1,0 +1,18 @@
+//! Exit codes of the `warren` command, in one place (documented in the README).
+
+/// Everything ran and stopped cleanly, or the command did what was asked.
+pub const OK: u8 = 0;
+/// At least one program failed: a crash loop, a failed start, a non-zero exit it was left in.
+pub const PROGRAM_FAILED: u8 = 1;
+/// The configuration is invalid (the message names file, line, program and field).
+pub const CONFIG: u8 = 2;
+/// Another `warren up` already runs for this directory.
+pub const ALREADY_RUNNING: u8 = 3;
+/// No running instance to talk to (status, stop, logs, call, down).
+pub const NOT_RUNNING: u8 = 4;
+/// The instance refused the request: unknown program, program not running, a failed call.
+pub const REQUEST_FAILED: u8 = 5;
+/// Anything else: I/O errors, a bad command line.
+pub const ERROR: u8 = 70;
+/// A third Ctrl-C: exit immediately.
+pub const INTERRUPTED: u8 = 130;

@@ -1,0 +1,47 @@
+//! Where a running `warren up` listens for the other subcommands: one control socket per
+//! configuration directory, so that `warren status` run in the same directory finds it, and a
+//! second `warren up` there finds it taken.
+
+use std::path::{Path, PathBuf};
+
+/// The control socket for the instance that runs `config_dir`'s programs. `WARREN_CONTROL`
+/// overrides it (for tests and unusual setups).
+pub fn control_socket(config_dir: &Path) -> PathBuf {
+    if let Some(path) = std::env::var_os("WARREN_CONTROL") {
+        return PathBuf::from(path);
+    }
+    let dir = config_dir.canonicalize().unwrap_or_else(|_| config_dir.to_path_buf());
+    base_dir().join(format!("{:016x}.sock", fnv1a(dir.as_os_str().as_encoded_bytes())))
+}
+
+/// `$XDG_RUNTIME_DIR/warren`, or `/tmp/warren-<uid>`: short, per user.
+fn base_dir() -> PathBuf {
+    match std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from) {
+        Some(dir) if dir.is_absolute() && dir.as_os_str().len() < 60 => dir.join("warren"),
+        _ => PathBuf::from(format!("/tmp/warren-{}", rustix_uid())),
+    }
+}
+
+fn rustix_uid() -> u32 {
+    // The socket directory is private to its user; the uid keeps users apart in /tmp.
+    std::fs::metadata("/proc/self").map_or(0, |meta| std::os::unix::fs::MetadataExt::uid(&meta))
+}
+
+/// FNV-1a: a hash that stays the same across Rust versions, unlike std's.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &byte| (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_socket_per_directory_and_short_enough() {
+        let a = control_socket(Path::new("/srv/a"));
+        let b = control_socket(Path::new("/srv/b"));
+        assert_ne!(a, b);
+        assert_eq!(a, control_socket(Path::new("/srv/a")));
+        assert!(a.as_os_str().len() <= warren_rpc::MAX_UNIX_PATH, "{}", a.display());
+    }
+}

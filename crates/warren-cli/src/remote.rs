@@ -1,0 +1,163 @@
+//! The subcommands that drive a running `warren up` through its control socket.
+
+use std::io::Write;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use warren_rpc::{CallError, CallOptions, Client, ConnectError};
+
+use crate::control::{CallRequest, LOG_NOTIFICATION, LogRow, LogsRequest, StatusRow};
+use crate::exit;
+
+/// Why a remote command did not succeed, with the exit code it maps to.
+#[derive(Debug, thiserror::Error)]
+pub enum RemoteError {
+    #[error("no warren instance is running for {dir} (nothing listens on {socket})")]
+    NotRunning { dir: String, socket: String },
+    #[error("{0}")]
+    Refused(String),
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+impl RemoteError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            RemoteError::NotRunning { .. } => exit::NOT_RUNNING,
+            RemoteError::Refused(_) => exit::REQUEST_FAILED,
+            RemoteError::Other(_) => exit::ERROR,
+        }
+    }
+}
+
+pub async fn connect(instance_dir: &Path) -> Result<Client, RemoteError> {
+    let socket = crate::instance::control_socket(instance_dir);
+    match Client::builder().codecs(&[warren_rpc::Codec::Json]).connect(&socket).await {
+        Ok(client) => Ok(client),
+        Err(ConnectError::Io { source, .. })
+            if matches!(source.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused) =>
+        {
+            Err(RemoteError::NotRunning {
+                dir: instance_dir.display().to_string(),
+                socket: socket.display().to_string(),
+            })
+        }
+        Err(err) => Err(RemoteError::Other(anyhow::Error::new(err).context("cannot reach the control socket"))),
+    }
+}
+
+fn refused(err: CallError) -> RemoteError {
+    match err {
+        CallError::Application { message, .. } => RemoteError::Refused(message),
+        other => RemoteError::Refused(other.to_string()),
+    }
+}
+
+/// Writes to stdout; a closed pipe (`warren status | head`) is not an error.
+fn emit(text: &str) -> Result<(), RemoteError> {
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{text}") {
+        Err(err) if err.kind() != std::io::ErrorKind::BrokenPipe => Err(RemoteError::Other(err.into())),
+        _ => Ok(()),
+    }
+}
+
+pub async fn status(client: &Client, json: bool) -> Result<(), RemoteError> {
+    let rows: Vec<StatusRow> = client.call("Control.Status", &()).await.map_err(refused)?;
+    if json {
+        return emit(&serde_json::to_string_pretty(&rows).context("encoding JSON")?);
+    }
+    let width = rows.iter().map(|r| r.name.len()).max().unwrap_or(4).max(4);
+    emit(&format!(
+        "{:<width$}  {:<9}  {:>7}  {:>9}  {:>8}  LAST EXIT / DETAIL",
+        "NAME", "STATE", "PID", "FOR", "RESTARTS"
+    ))?;
+    for row in rows {
+        let pid = row.pid.map_or_else(|| "-".to_owned(), |p| p.to_string());
+        let mut detail = if row.detail == row.state { String::new() } else { row.detail.clone() };
+        if let Some(exit) = row.last_exit.as_ref().filter(|exit| !detail.contains(exit.as_str())) {
+            detail = if detail.is_empty() { format!("last: {exit}") } else { format!("{detail} (last: {exit})") };
+        }
+        emit(&format!(
+            "{:<width$}  {:<9}  {:>7}  {:>9}  {:>8}  {}",
+            row.name,
+            row.state,
+            pid,
+            short_duration(Duration::from_millis(row.for_ms)),
+            row.restarts,
+            detail
+        ))?;
+    }
+    Ok(())
+}
+
+fn short_duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    match secs {
+        0..60 => format!("{secs}s"),
+        60..3600 => format!("{}m{}s", secs / 60, secs % 60),
+        _ => format!("{}h{}m", secs / 3600, (secs % 3600) / 60),
+    }
+}
+
+pub async fn simple(client: &Client, method: &str, program: &str, done: &str) -> Result<(), RemoteError> {
+    client.call::<_, ()>(method, program).await.map_err(refused)?;
+    emit(&format!("{program}: {done}"))
+}
+
+pub async fn logs(client: &Client, program: &str, lines: usize, follow: bool) -> Result<(), RemoteError> {
+    // Subscribe before asking for the history so that no line falls between the two.
+    let mut live = client.subscribe(LOG_NOTIFICATION);
+    if follow {
+        client.call::<_, ()>("Control.Follow", program).await.map_err(refused)?;
+    }
+    let recent: Vec<LogRow> =
+        client.call("Control.Logs", &LogsRequest { program: program.to_owned(), lines }).await.map_err(refused)?;
+    let mut last_seq = std::collections::HashMap::new();
+    for row in &recent {
+        emit(&row.text)?;
+        last_seq.insert(row.stream.clone(), row.seq);
+    }
+    if !follow {
+        return Ok(());
+    }
+    while let Some(notification) = live.next().await {
+        let Ok(row) = notification.decode::<LogRow>() else { continue };
+        // Lines already shown from the history arrive again on the live feed: skip them.
+        if last_seq.get(&row.stream).is_some_and(|&seq| row.seq <= seq) {
+            continue;
+        }
+        emit(&row.text)?;
+    }
+    Ok(())
+}
+
+pub async fn call(
+    client: &Client,
+    program: &str,
+    method: &str,
+    arg: Option<&str>,
+    timeout: Duration,
+) -> Result<(), RemoteError> {
+    let arg: serde_json::Value = match arg {
+        Some(text) => serde_json::from_str(text)
+            .map_err(|err| RemoteError::Refused(format!("the argument is not valid JSON: {err}: {text}")))?,
+        None => serde_json::Value::Null,
+    };
+    let timeout_ms = u64::try_from(timeout.as_millis()).ok();
+    let request = CallRequest { program: program.to_owned(), method: method.to_owned(), arg, timeout_ms };
+    let reply: serde_json::Value = client
+        .call_with("Control.Call", &request, CallOptions { timeout: Some(timeout + Duration::from_secs(1)) })
+        .await
+        .map_err(refused)?;
+    emit(&serde_json::to_string_pretty(&reply).context("encoding JSON")?)
+}
+
+pub async fn down(client: &Client) -> Result<(), RemoteError> {
+    client.call::<_, ()>("Control.Down", &()).await.map_err(refused)?;
+    emit("stopping all programs")?;
+    // The instance closes its control socket once everything has stopped.
+    client.closed().await;
+    emit("stopped")
+}
