@@ -5,6 +5,7 @@
 //! test-child odd-output       a long line, invalid UTF-8, and a last line without newline
 //! test-child echo-stdin       echo stdin lines to stdout upper-cased; exit 0 at EOF
 //! test-child crash-before-ready   complain on stderr and exit 3
+//! test-child crash-after MS   say READY=1, run MS milliseconds, then exit 1
 //! test-child never-ready      print, then wait forever without saying READY=1
 //! test-child ignore-term      say READY=1, then ignore SIGTERM (and SIGINT) forever
 //! test-child plugin [--grandchild] [--ignore-shutdown]
@@ -49,7 +50,14 @@ fn main() -> ExitCode {
             ExitCode::from(3)
         }
         _ => {
-            runtime().block_on(async_main(mode, flag("--grandchild"), flag("--ignore-shutdown"), flag("--ignore-term")))
+            let millis = args.get(1).and_then(|n| n.parse().ok()).unwrap_or(100);
+            let flags = Flags {
+                grandchild: flag("--grandchild"),
+                ignore_shutdown: flag("--ignore-shutdown"),
+                ignore_term: flag("--ignore-term"),
+                millis,
+            };
+            runtime().block_on(async_main(mode, flags))
         }
     }
 }
@@ -58,7 +66,15 @@ fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime")
 }
 
-async fn async_main(mode: &str, grandchild: bool, ignore_shutdown: bool, ignore_term: bool) -> ExitCode {
+struct Flags {
+    grandchild: bool,
+    ignore_shutdown: bool,
+    ignore_term: bool,
+    millis: u64,
+}
+
+async fn async_main(mode: &str, flags: Flags) -> ExitCode {
+    let Flags { grandchild, ignore_shutdown, ignore_term, millis } = flags;
     match mode {
         "never-ready" => {
             eprintln!("warming up forever");
@@ -92,6 +108,12 @@ async fn async_main(mode: &str, grandchild: bool, ignore_shutdown: bool, ignore_
             ready();
             term.recv().await;
             ExitCode::SUCCESS
+        }
+        "crash-after" => {
+            ready();
+            tokio::time::sleep(Duration::from_millis(millis)).await;
+            eprintln!("crashing after {millis} ms");
+            ExitCode::from(1)
         }
         "sleeper" => {
             let mut term = signal(SignalKind::terminate()).expect("handler");
