@@ -32,6 +32,7 @@ pub struct StatusRow {
 pub struct LogRow {
     pub program: String,
     pub stream: String,
+    /// Counts the program's lines from 1, across both streams and across restarts.
     pub seq: u64,
     pub text: String,
 }

@@ -64,20 +64,22 @@ impl LogSink for Output {
     fn line(&self, line: LogLine) {
         let style = self.colours.get(&*line.child).copied().unwrap_or_default();
         self.print(&line.child, style, &line.to_string());
+        let mut recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
+        let rows = recent.entry(line.child.to_string()).or_default();
+        // One sequence per program, across both streams and across restarts (each instance's
+        // own numbers start again at 1), so a follower can tell new lines from ones it has seen.
+        let seq = rows.back().map_or(1, |last| last.seq + 1);
         let row = LogRow {
             program: line.child.to_string(),
             stream: line.stream.name().to_owned(),
-            seq: line.seq,
+            seq,
             text: line.to_string(),
         };
-        {
-            let mut recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
-            let rows = recent.entry(row.program.clone()).or_default();
-            if rows.len() == LOG_BUFFER_LINES {
-                rows.pop_front();
-            }
-            rows.push_back(row.clone());
+        if rows.len() == LOG_BUFFER_LINES {
+            rows.pop_front();
         }
+        rows.push_back(row.clone());
+        // Sent under the lock so followers see lines in sequence order.
         let _ = self.follow.send(row);
     }
 

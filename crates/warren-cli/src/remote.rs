@@ -114,18 +114,18 @@ pub async fn logs(client: &Client, program: &str, lines: usize, follow: bool) ->
     }
     let recent: Vec<LogRow> =
         client.call("Control.Logs", &LogsRequest { program: program.to_owned(), lines }).await.map_err(refused)?;
-    let mut last_seq = std::collections::HashMap::new();
     for row in &recent {
         emit(&row.text)?;
-        last_seq.insert(row.stream.clone(), row.seq);
     }
+    // A program's lines are numbered in order across streams and restarts.
+    let shown = recent.last().map_or(0, |row| row.seq);
     if !follow {
         return Ok(());
     }
     while let Some(notification) = live.next().await {
         let Ok(row) = notification.decode::<LogRow>() else { continue };
         // Lines already shown from the history arrive again on the live feed: skip them.
-        if last_seq.get(&row.stream).is_some_and(|&seq| row.seq <= seq) {
+        if row.seq <= shown {
             continue;
         }
         emit(&row.text)?;

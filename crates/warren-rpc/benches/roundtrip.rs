@@ -1,7 +1,10 @@
 //! Round trips over a Unix socket: warren-rpc next to raw baselines measured in the same run.
 //!
-//! `cargo bench -p warren-rpc --bench roundtrip` (about two and a half minutes); CI runs it once,
-//! untimed, with `-- --test`. Figures and their reading are in `BENCHMARKS.md`.
+//! `cargo bench -p warren-rpc --bench roundtrip` (under two minutes); CI runs it once, untimed,
+//! with `-- --test`. Figures and their reading are in `BENCHMARKS.md`. On a small VM, also run
+//! it under `taskset -c 0`: the one-caller figures of the cross-thread setups otherwise depend on
+//! whether the scheduler puts both ends on one vCPU (a few µs) or on two (tens of µs, each
+//! message waking a halted vCPU), and that changes from run to run.
 //!
 //! Groups:
 //! - `c1`: one caller, one call at a time; `raw_std` is the physical limit (blocking

@@ -206,6 +206,10 @@ pub enum CallError {
     BadReply { method: String, message: String },
     #[error("{method}: server answered with {code}: {message}")]
     Other { method: String, code: ErrorCode, message: String },
+    /// An error that came without a code: the string error of a JSON-RPC 1.0 server, such as
+    /// a Go `net/rpc` method's `err.Error()`.
+    #[error("{method}: {endpoint} answered with an error: {message}")]
+    Remote { method: String, endpoint: String, message: String },
 }
 
 impl CallError {
@@ -224,6 +228,9 @@ impl CallError {
             CallError::Overloaded { .. } => ErrorCode::Overloaded,
             CallError::Internal { .. } | CallError::BadReply { .. } => ErrorCode::Internal,
             CallError::Other { code, .. } => *code,
+            // No code crossed the wire; the call ran and failed for a reason only the message
+            // gives, which is what INTERNAL stands for among the codes.
+            CallError::Remote { .. } => ErrorCode::Internal,
         }
     }
 }

@@ -184,6 +184,28 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         &self.buf
     }
 
+    /// The stream and the bytes read from it but not consumed, to hand the connection over to
+    /// another protocol (JSON-RPC lines) after sniffing its first byte.
+    pub fn into_parts(self) -> (R, BytesMut) {
+        (self.io, self.buf)
+    }
+
+    /// Returns the first byte that is not ASCII whitespace without consuming it (the whitespace
+    /// before it is dropped); `None` if the stream ends first. Enough to tell the binary
+    /// protocol (0xF7) from JSON (`{`, `[`).
+    pub async fn peek_past_whitespace(&mut self) -> Result<Option<u8>, FrameError> {
+        loop {
+            let blank = self.buf.iter().take_while(|b| b.is_ascii_whitespace()).count();
+            self.buf.advance(blank);
+            if let Some(&first) = self.buf.first() {
+                return Ok(Some(first));
+            }
+            if !self.fill().await? {
+                return Ok(None);
+            }
+        }
+    }
+
     /// Reads and drops whatever the peer still sends, until it closes or `limit` passes. Closing
     /// a Unix socket with unread input makes the peer's read fail with ECONNRESET, which could
     /// hide the GOODBYE explaining why we closed; draining first lets it see the goodbye and

@@ -65,7 +65,9 @@ pub fn describe_foreign(bytes: &[u8]) -> &'static str {
     if HTTP_METHODS.iter().any(|m| bytes.starts_with(m)) {
         "an HTTP request was sent to a warren RPC socket"
     } else if bytes.first() == Some(&b'{') || bytes.first() == Some(&b'[') {
-        "JSON was sent to a warren RPC socket that expects the binary protocol"
+        // A server serves JSON-RPC itself (see `open`), so only a client meets this: the peer
+        // answered a binary hello in JSON.
+        "JSON: the peer speaks JSON-RPC lines, not the binary protocol (use Protocol::JsonRpc)"
     } else {
         "not the warren RPC protocol"
     }
@@ -91,7 +93,55 @@ where
     let outcome = tokio::time::timeout(timeout, read_hello(reader, supported))
         .await
         .unwrap_or(Err(FrameError::HelloTimeout(timeout)));
-    let reply = match &outcome {
+    answer(writer, &outcome, max_frame).await;
+    outcome
+}
+
+/// How a connection opened.
+#[derive(Debug)]
+pub enum Opening {
+    /// The binary handshake completed; WELCOME has been sent.
+    Binary(Negotiated),
+    /// The first byte that is not whitespace was `{` or `[`: the peer speaks newline-delimited
+    /// JSON-RPC (`docs/PROTOCOL.md` §17). Nothing was consumed but that whitespace, and nothing
+    /// was written.
+    JsonRpc,
+}
+
+/// Server side of a connection's start: like [`accept`], but a peer whose first byte is `{` or
+/// `[` is recognised as a JSON-RPC peer instead of being refused with "bad magic". The hello
+/// timeout covers the wait for that first byte too.
+pub async fn open<R, W>(
+    reader: &mut FrameReader<R>,
+    writer: &mut W,
+    supported: &[Codec],
+    max_frame: u32,
+    timeout: Duration,
+) -> Result<Opening, FrameError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let sniff_then_hello = async {
+        if matches!(reader.peek_past_whitespace().await?, Some(b'{' | b'[')) {
+            return Ok(None);
+        }
+        read_hello(reader, supported).await.map(Some)
+    };
+    let outcome =
+        tokio::time::timeout(timeout, sniff_then_hello).await.unwrap_or(Err(FrameError::HelloTimeout(timeout)));
+    let outcome = match outcome {
+        Ok(None) => return Ok(Opening::JsonRpc),
+        Ok(Some(negotiated)) => Ok(negotiated),
+        Err(err) => Err(err),
+    };
+    answer(writer, &outcome, max_frame).await;
+    outcome.map(Opening::Binary)
+}
+
+/// Writes the server's answer to a hello: PREFACE + WELCOME, or the refusal the peer can read.
+async fn answer<W: AsyncWrite + Unpin>(writer: &mut W, outcome: &Result<Negotiated, FrameError>, max_frame: u32) {
+    let reply = match outcome {
         Ok(negotiated) => {
             let mut buf = BytesMut::with_capacity(PREFACE_LEN + 19);
             buf.extend_from_slice(&preface());
@@ -111,7 +161,6 @@ where
     // The peer may already be gone; the outcome is what matters to the caller.
     let _ = writer.write_all(&reply).await;
     let _ = writer.flush().await;
-    outcome
 }
 
 /// Preface plus GOODBYE: how a server turns a peer away before any call.
@@ -210,6 +259,23 @@ mod tests {
         let mut reader = FrameReader::new(&reply[..], 1024);
         let Answer::Welcome(seen) = read_answer(&mut reader).await.expect("welcome") else { panic!("refused") };
         assert_eq!(seen, Negotiated { codec: Codec::Json, peer_max_frame: 4096, features: features::ALL });
+    }
+
+    #[tokio::test]
+    async fn open_tells_json_from_the_binary_protocol_by_the_first_byte() {
+        let line = b" \r\n{\"method\":\"Task.Get\",\"params\":[\"x\"],\"id\":0}\n";
+        let mut reader = FrameReader::new(&line[..], 1024);
+        let mut reply = Vec::new();
+        let opening = open(&mut reader, &mut reply, &[Codec::Json], 4096, Duration::from_secs(1)).await;
+        assert!(matches!(opening, Ok(Opening::JsonRpc)), "{opening:?}");
+        assert!(reply.is_empty(), "a JSON peer is answered in JSON, not with a WELCOME");
+        assert!(reader.buffered().starts_with(b"{\"method\""), "only the leading whitespace is consumed");
+
+        let hello = client_hello(&[Codec::Json], 2048);
+        let mut reader = FrameReader::new(&hello[..], 1024);
+        let opening = open(&mut reader, &mut reply, &[Codec::Json], 4096, Duration::from_secs(1)).await;
+        assert!(matches!(opening, Ok(Opening::Binary(Negotiated { codec: Codec::Json, .. }))), "{opening:?}");
+        assert!(reply.starts_with(&preface()), "WELCOME follows the preface");
     }
 
     #[tokio::test]

@@ -31,6 +31,11 @@
 //! GOODBYE. One task per connection writes, coalescing queued frames into one syscall; one
 //! reads. The byte-level specification is `docs/PROTOCOL.md`.
 //!
+//! A connection whose first byte is `{` instead speaks newline-delimited JSON-RPC (Go's
+//! `net/rpc/jsonrpc` shape or JSON-RPC 2.0, `docs/PROTOCOL.md` §17), served by the same
+//! methods: Go programs and scripts call warren services, and [`Protocol::JsonRpc`] lets a
+//! [`Client`] call JSON-RPC servers (Go's, or a child written in another language).
+//!
 //! ## Caveats
 //! A handler is dropped (not awaited) when its call is cancelled or its deadline passes; its
 //! [`Cancellation`] fires first, so code that must clean up can watch it or use drop guards.
@@ -42,12 +47,13 @@ mod endpoint;
 mod error;
 pub mod frame;
 pub mod hello;
+mod jsonrpc;
 pub mod message;
 mod server;
 mod writer;
 
 pub use crate::bytes::Bytes;
-pub use client::{CallOptions, Client, ClientBuilder, Notification, Subscription};
+pub use client::{CallOptions, Client, ClientBuilder, Notification, Protocol, Subscription};
 pub use codec::{Codec, CodecError};
 pub use endpoint::{Endpoint, MAX_UNIX_PATH, ToEndpoint};
 pub use error::{

@@ -73,6 +73,17 @@ pub fn response<T: Serialize + ?Sized>(id: u32, codec: Codec, value: &T, limit: 
     checked(buf, start, limit)
 }
 
+/// A reply value encoded on its own, for protocols that frame it themselves (JSON-RPC lines);
+/// refused like a RESPONSE when it exceeds `limit`.
+pub fn payload<T: Serialize + ?Sized>(codec: Codec, value: &T, limit: u32) -> Result<Bytes, EncodeError> {
+    let mut buf = BytesMut::with_capacity(64);
+    codec.encode_into(&mut buf, value)?;
+    if buf.len() > limit as usize {
+        return Err(EncodeError::TooLarge { size: buf.len() as u64, limit });
+    }
+    Ok(buf.freeze())
+}
+
 /// ERROR: `code u32 | message_len u32 | message | data?`.
 pub fn error(id: u32, code: ErrorCode, message: &str, data: Option<(&serde_json::Value, Codec)>) -> Bytes {
     let mut buf = BytesMut::with_capacity(32 + message.len());

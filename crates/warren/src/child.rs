@@ -317,7 +317,7 @@ pub(crate) async fn spawn(host: &Arc<HostShared>, spec: Spec) -> Result<Child, S
         tokio::spawn(follow_notices(listener, Arc::clone(&name), inner.exit.clone()));
     }
     if let Some(endpoint) = inner.endpoint.clone() {
-        match connect(&inner, &endpoint, &spec.readiness, deadline).await {
+        match connect(&inner, &endpoint, &spec, deadline).await {
             Ok(client) => inner.client = Some(client),
             Err(source) => {
                 let child = Child { inner: Arc::new(inner) };
@@ -335,15 +335,15 @@ pub(crate) async fn spawn(host: &Arc<HostShared>, spec: Spec) -> Result<Child, S
 async fn connect(
     child: &ChildInner,
     endpoint: &Endpoint,
-    readiness: &Readiness,
+    spec: &Spec,
     deadline: Instant,
 ) -> Result<Client, warren_rpc::ConnectError> {
     let mut pause = Duration::from_millis(1);
     loop {
-        match Client::connect(endpoint).await {
+        match Client::builder().protocol(spec.protocol).connect(endpoint).await {
             Ok(client) => return Ok(client),
             Err(warren_rpc::ConnectError::Io { source, .. })
-                if *readiness != Readiness::Notify
+                if spec.readiness != Readiness::Notify
                     && matches!(
                         source.kind(),
                         std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused

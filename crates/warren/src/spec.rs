@@ -4,6 +4,8 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use warren_rpc::Protocol;
+
 use crate::sys::StopSignal;
 
 /// How the host learns that a child is ready.
@@ -30,6 +32,7 @@ pub struct Spec {
     pub(crate) cwd: Option<PathBuf>,
     pub(crate) readiness: Readiness,
     pub(crate) rpc: bool,
+    pub(crate) protocol: Protocol,
     pub(crate) ready_timeout: Duration,
     pub(crate) stop_signal: StopSignal,
     pub(crate) max_line: usize,
@@ -51,6 +54,7 @@ impl Spec {
             cwd: None,
             readiness: Readiness::Notify,
             rpc: true,
+            protocol: Protocol::Binary,
             ready_timeout: Duration::from_secs(10),
             stop_signal: StopSignal::Term,
             max_line: 64 * 1024,
@@ -100,6 +104,15 @@ impl Spec {
     /// (default true). Without it there is no client and stopping starts with the stop signal.
     pub fn rpc(mut self, rpc: bool) -> Spec {
         self.rpc = rpc;
+        self
+    }
+
+    /// The protocol the child serves on its endpoint (default [`Protocol::Binary`], what
+    /// `warren::plugin::serve` speaks). [`Protocol::JsonRpc`] is for a child that speaks
+    /// newline-delimited JSON-RPC, typically one written in another language
+    /// (`docs/ANY-LANGUAGE.md`): the host's client then talks to it in that protocol.
+    pub fn protocol(mut self, protocol: Protocol) -> Spec {
+        self.protocol = protocol;
         self
     }
 

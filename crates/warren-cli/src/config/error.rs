@@ -92,6 +92,8 @@ pub(crate) enum ErrorKind {
     BadRegex { pattern: String, reason: String },
     #[error("invalid endpoint {0:?} (expected tcp:HOST:PORT or unix:PATH)")]
     BadEndpoint(String),
+    #[error("unknown rpc protocol {0:?} (expected true, false, \"warren\" or \"json\")")]
+    UnknownRpc(String),
     #[error("rpc = false contradicts ready = \"warren\" (which means notify + rpc)")]
     RpcContradiction,
     #[error("rpc_ping needs a program that serves RPC (rpc = true or ready = \"warren\")")]

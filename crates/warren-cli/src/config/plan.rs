@@ -14,11 +14,11 @@ use std::time::Duration;
 use toml::Spanned;
 use warren::StopSignal;
 use warren::supervise::plan::{
-    Backoff, Command, Condition, Dependency, Health, HealthCheck, Program, Readiness, Restart,
+    Backoff, Command, Condition, Dependency, Health, HealthCheck, Program, Protocol, Readiness, Restart,
 };
 
 use super::error::{Collector, ErrorKind, Section};
-use super::raw::{DurationText, Field, RawFile, RawProgram, RawSection, StringOr};
+use super::raw::{DurationText, Field, RawFile, RawProgram, RawRpc, RawSection, StringOr};
 
 /// A program built from its section, with what the dependency check needs to know.
 #[derive(Debug)]
@@ -134,7 +134,8 @@ pub(super) enum Ready {
 struct Settings {
     env: Option<Set<BTreeMap<String, String>>>,
     cwd: Option<Set<PathBuf>>,
-    rpc: Option<Set<bool>>,
+    /// `rpc`: `None` inside for `false`, else the protocol served.
+    rpc: Option<Set<Option<Protocol>>>,
     ready: Option<Set<Ready>>,
     ready_timeout: Option<Set<Duration>>,
     restart: Option<Set<Restart>>,
@@ -186,7 +187,7 @@ impl Settings {
     }
 
     fn serves_rpc(&self) -> bool {
-        matches!(self.rpc, Some(Set { value: true, .. }))
+        matches!(self.rpc, Some(Set { value: Some(_), .. }))
             || matches!(self.ready, Some(Set { value: Ready::Warren, .. }))
     }
 
@@ -194,6 +195,9 @@ impl Settings {
         let mut p = Program::new(name, command);
         let serves_rpc = self.serves_rpc();
         p.rpc = serves_rpc;
+        if let Some(Set { value: Some(protocol), .. }) = self.rpc {
+            p.protocol = protocol;
+        }
         if let Some(env) = self.env {
             p.env = env.value.into_iter().collect();
         }
@@ -261,7 +265,7 @@ impl Checker<'_, '_> {
         let mut s = Settings {
             env: raw.env.as_ref().and_then(|env| self.env(env)),
             cwd: raw.cwd.as_ref().map(|cwd| Set::new(cwd, self.path(cwd.get_ref()))),
-            rpc: raw.rpc.as_ref().map(|rpc| Set::new(rpc, *rpc.get_ref())),
+            rpc: raw.rpc.as_ref().and_then(|rpc| self.rpc(rpc)),
             ready: raw.ready.as_ref().and_then(|ready| Some(Set::new(ready, self.ready(ready)?))),
             ready_timeout: self.duration(&raw.ready_timeout, "ready_timeout", true),
             restart: raw.restart.as_ref().and_then(|restart| self.restart(restart)),
@@ -301,7 +305,7 @@ impl Checker<'_, '_> {
     /// Checks what only makes sense together, once defaults are merged. A conflict between
     /// two inherited values was reported against `[defaults]` already.
     fn consistent(&mut self, s: &Settings) {
-        if let (Some(ready @ Set { value: Ready::Warren, .. }), Some(rpc @ Set { value: false, .. })) =
+        if let (Some(ready @ Set { value: Ready::Warren, .. }), Some(rpc @ Set { value: None, .. })) =
             (&s.ready, &s.rpc)
         {
             if rpc.own() {
@@ -404,6 +408,19 @@ impl Checker<'_, '_> {
             0 => self.fail(raw, field, ErrorKind::ZeroCount),
             n => Some(Set::new(raw, n)),
         }
+    }
+
+    fn rpc(&mut self, raw: &Spanned<RawRpc>) -> Option<Set<Option<Protocol>>> {
+        let protocol = match raw.get_ref() {
+            RawRpc::Bool(false) => None,
+            RawRpc::Bool(true) => Some(Protocol::Binary),
+            RawRpc::Protocol(name) => match name.as_str() {
+                "warren" => Some(Protocol::Binary),
+                "json" => Some(Protocol::JsonRpc),
+                other => return self.fail(raw, "rpc", ErrorKind::UnknownRpc(other.to_owned())),
+            },
+        };
+        Some(Set::new(raw, protocol))
     }
 
     fn restart(&mut self, raw: &Spanned<String>) -> Option<Set<Restart>> {

@@ -49,7 +49,7 @@ pub(crate) struct RawProgram {
     pub(crate) args: Field<Vec<String>>,
     pub(crate) env: Field<BTreeMap<String, String>>,
     pub(crate) cwd: Field<String>,
-    pub(crate) rpc: Field<bool>,
+    pub(crate) rpc: Field<RawRpc>,
     pub(crate) ready: Field<StringOr<RawReady>>,
     pub(crate) ready_timeout: Field<DurationText>,
     pub(crate) restart: Field<String>,
@@ -108,6 +108,32 @@ pub(crate) struct RawHealth {
     pub(crate) interval: Field<DurationText>,
     pub(crate) timeout: Field<DurationText>,
     pub(crate) failures: Field<u32>,
+}
+
+/// `rpc` as written: a boolean, or the protocol's name (`"warren"`, `"json"`), checked later.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum RawRpc {
+    Bool(bool),
+    Protocol(String),
+}
+
+impl<'de> Deserialize<'de> for RawRpc {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Rpc;
+        impl Visitor<'_> for Rpc {
+            type Value = RawRpc;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("true, false, \"warren\" or \"json\"")
+            }
+            fn visit_bool<E: de::Error>(self, value: bool) -> Result<RawRpc, E> {
+                Ok(RawRpc::Bool(value))
+            }
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<RawRpc, E> {
+                Ok(RawRpc::Protocol(text.to_owned()))
+            }
+        }
+        deserializer.deserialize_any(Rpc)
+    }
 }
 
 /// A duration as written (`"500ms"`, `"1m 30s"`); only a string is accepted, so that a bare
@@ -369,11 +395,11 @@ mod tests {
     #[test]
     fn every_bad_program_is_reported() {
         assert_eq!(
-            read_err("[programs.a]\nfoo = 1\n[programs.b]\nrpc = 'yes'\n"),
+            read_err("[programs.a]\nfoo = 1\n[programs.b]\nrpc = 1\n"),
             "w.toml:2: program \"a\": unknown key \"foo\" (expected one of command, shell, args, env, cwd, rpc, \
              ready, ready_timeout, restart, backoff, crash_loop, stop_signal, grace, depends_on, health, \
              reset_after)\n\
-             w.toml:4: program \"b\", field \"rpc\": invalid type: string \"yes\", expected a boolean"
+             w.toml:4: program \"b\", field \"rpc\": invalid type: integer `1`, expected true, false, \"warren\" or \"json\""
         );
     }
 

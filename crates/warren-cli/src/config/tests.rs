@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use warren::StopSignal;
 use warren::supervise::plan::{
-    Backoff, Command, Condition, CrashLoop, Dependency, Health, HealthCheck, Plan, Program, Readiness, Restart,
+    Backoff, Command, Condition, CrashLoop, Dependency, Health, HealthCheck, Plan, Program, Protocol, Readiness,
+    Restart,
 };
 
 use super::{ConfigError, ConfigErrors, load, parse, topological_order};
@@ -339,6 +340,40 @@ health = { rpc_ping = true }
         errors(text),
         r#"w.toml:4: program "a", field "rpc": rpc = false contradicts ready = "warren" (which means notify + rpc)
 w.toml:7: program "b", field "health": rpc_ping needs a program that serves RPC (rpc = true or ready = "warren")"#
+    );
+}
+
+#[test]
+fn rpc_names_the_protocol_a_program_serves() {
+    let plan = ok(r#"
+[defaults]
+rpc = "json"
+[programs.py]
+command = "python3"
+ready = "notify"
+[programs.rs]
+command = "rs"
+rpc = true
+[programs.go]
+command = "go-server"
+ready = "warren"
+[programs.plain]
+command = "plain"
+rpc = false
+"#);
+    let r: Vec<_> = plan.programs.iter().map(|p| (p.name.as_str(), p.rpc, p.protocol)).collect();
+    assert_eq!(
+        r,
+        [
+            ("py", true, Protocol::JsonRpc),
+            ("rs", true, Protocol::Binary),
+            ("go", true, Protocol::JsonRpc),
+            ("plain", false, Protocol::Binary),
+        ]
+    );
+    assert_eq!(
+        errors("[programs.a]\ncommand = 'a'\nrpc = 'grpc'\n"),
+        r#"w.toml:3: program "a", field "rpc": unknown rpc protocol "grpc" (expected true, false, "warren" or "json")"#
     );
 }
 

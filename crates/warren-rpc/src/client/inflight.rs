@@ -19,6 +19,8 @@ pub(crate) enum Answer {
         message: String,
         data: Option<Bytes>,
     },
+    /// An error without a code (a JSON-RPC 1.0 server's string).
+    Untyped(String),
     Lost(LostReason),
     /// The server shut down without ever reading this call.
     NotRun,

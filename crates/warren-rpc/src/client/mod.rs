@@ -11,12 +11,13 @@
 //! ```
 
 mod inflight;
+mod jsonline;
 mod reader;
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -28,7 +29,8 @@ use crate::codec::{Codec, CodecError};
 use crate::endpoint::{Endpoint, ToEndpoint};
 use crate::error::{CallError, ConnectError, ErrorCode, ErrorData, LostReason};
 use crate::frame::{self, DEFAULT_MAX_FRAME, FrameReader, Kind};
-use crate::hello::{self, Answer as HelloAnswer, Negotiated};
+use crate::hello::{self, Answer as HelloAnswer, Negotiated, features};
+use crate::jsonrpc::{self, LineReader};
 use crate::message::{self, EncodeError};
 use crate::writer::{self, FrameSender};
 use inflight::{Answer, Closed, InFlight};
@@ -40,6 +42,7 @@ pub struct Client {
 }
 
 struct Inner {
+    protocol: Protocol,
     tx: FrameSender,
     in_flight: Arc<InFlight>,
     negotiated: Negotiated,
@@ -62,10 +65,27 @@ impl Drop for Inner {
     }
 }
 
+/// Which protocol a client speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Protocol {
+    /// warren's binary protocol (`docs/PROTOCOL.md`): deadlines the server sees, cancellation,
+    /// pings and notifications both ways.
+    #[default]
+    Binary,
+    /// Newline-delimited JSON-RPC in the shape of Go's `net/rpc/jsonrpc` (`docs/PROTOCOL.md`
+    /// §17), for servers that speak nothing else: a Go program serving with
+    /// `jsonrpc.ServeConn`, a child written in Python. Warren servers answer it too. Deadlines
+    /// are kept locally but the server does not see them, an abandoned call is not cancelled
+    /// on the server, [`Client::ping`] is a call to `warren.Ping` that any answer satisfies,
+    /// and an error without a code arrives as [`CallError::Remote`].
+    JsonRpc,
+}
+
 /// Options for connecting.
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct ClientBuilder {
+    protocol: Protocol,
     codecs: Vec<Codec>,
     max_frame: u32,
     default_timeout: Option<Duration>,
@@ -75,6 +95,7 @@ pub struct ClientBuilder {
 impl Default for ClientBuilder {
     fn default() -> Self {
         ClientBuilder {
+            protocol: Protocol::Binary,
             codecs: vec![Codec::MessagePack, Codec::Json],
             max_frame: DEFAULT_MAX_FRAME,
             default_timeout: None,
@@ -84,13 +105,30 @@ impl Default for ClientBuilder {
 }
 
 impl ClientBuilder {
-    /// Payload codecs to offer, preferred first (default MessagePack, then JSON).
+    /// The protocol to speak (default [`Protocol::Binary`]).
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// use warren_rpc::{Client, Protocol};
+    /// // A Go program serving net/rpc with jsonrpc.ServeConn on this socket:
+    /// let client = Client::builder().protocol(Protocol::JsonRpc).connect("unix:/tmp/go-task.sock").await?;
+    /// let todo: serde_json::Value = client.call("Task.Get", "new_id").await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn protocol(mut self, protocol: Protocol) -> Self {
+        self.protocol = protocol;
+        self
+    }
+
+    /// Payload codecs to offer, preferred first (default MessagePack, then JSON). A JSON-RPC
+    /// client always uses JSON.
     pub fn codecs(mut self, codecs: &[Codec]) -> Self {
         self.codecs = codecs.to_vec();
         self
     }
 
-    /// Largest frame body accepted from the server (default 16 MiB).
+    /// Largest frame body accepted from the server (default 16 MiB). A JSON-RPC client applies
+    /// it to lines both ways, since it cannot learn the server's limit.
     pub fn max_frame(mut self, bytes: u32) -> Self {
         self.max_frame = bytes;
         self
@@ -155,7 +193,31 @@ impl ClientBuilder {
             .unwrap_or_else(|_| Err(ConnectError::Timeout { endpoint: label.to_owned(), timeout }))
     }
 
-    async fn handshake<R, W>(self, read: R, mut write: W, label: &str) -> Result<Client, ConnectError>
+    async fn handshake<R, W>(self, read: R, write: W, label: &str) -> Result<Client, ConnectError>
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
+        match self.protocol {
+            Protocol::Binary => {
+                let (reader, negotiated, write) = self.hello(read, write, label).await?;
+                Ok(self.start(Reading::Frames(reader), write, negotiated, label))
+            }
+            // JSON-RPC has no handshake: the connection is open as soon as it is connected.
+            Protocol::JsonRpc => {
+                let negotiated = Negotiated { codec: Codec::Json, peer_max_frame: self.max_frame, features: 0 };
+                let lines = LineReader::new(read, BytesMut::new(), self.max_frame as usize);
+                Ok(self.start(Reading::Lines(lines), write, negotiated, label))
+            }
+        }
+    }
+
+    async fn hello<R, W>(
+        &self,
+        read: R,
+        mut write: W,
+        label: &str,
+    ) -> Result<(FrameReader<R>, Negotiated, W), ConnectError>
     where
         R: AsyncRead + Unpin + Send + 'static,
         W: AsyncWrite + Unpin + Send + 'static,
@@ -189,6 +251,15 @@ impl ClientBuilder {
                 return Err(ConnectError::Handshake { endpoint: label.to_owned(), source });
             }
         };
+        Ok((reader, negotiated, write))
+    }
+
+    /// Starts the writer and reader tasks of an open connection.
+    fn start<R, W>(self, reading: Reading<R>, write: W, negotiated: Negotiated, label: &str) -> Client
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
         let (tx, queue) = mpsc::unbounded_channel();
         let close = CancellationToken::new();
         let in_flight = Arc::new(InFlight::default());
@@ -199,15 +270,24 @@ impl ClientBuilder {
             let (in_flight, weak, endpoint, close, done) =
                 (Arc::clone(&in_flight), tx.downgrade(), Arc::clone(&endpoint), close.clone(), reader_done.clone());
             tokio::spawn(async move {
+                let read = async {
+                    match reading {
+                        Reading::Frames(reader) => {
+                            reader::run(reader, Arc::clone(&in_flight), weak, negotiated.codec, endpoint).await;
+                        }
+                        Reading::Lines(lines) => jsonline::run(lines, Arc::clone(&in_flight), endpoint).await,
+                    }
+                };
                 tokio::select! {
-                    () = reader::run(reader, Arc::clone(&in_flight), weak, negotiated.codec, endpoint) => {}
+                    () = read => {}
                     () = close.cancelled() => in_flight.lose(LostReason::ClosedLocally, None),
                 }
                 done.cancel();
             });
         }
-        Ok(Client {
+        Client {
             inner: Arc::new(Inner {
+                protocol: self.protocol,
                 tx,
                 in_flight,
                 negotiated,
@@ -217,8 +297,14 @@ impl ClientBuilder {
                 writer: Mutex::new(Some(writer)),
                 reader_done,
             }),
-        })
+        }
     }
+}
+
+/// How an open connection is read, by protocol.
+enum Reading<R> {
+    Frames(FrameReader<R>),
+    Lines(LineReader<R>),
 }
 
 /// Per-call options.
@@ -268,7 +354,10 @@ struct CallGuard<'a> {
 
 impl Drop for CallGuard<'_> {
     fn drop(&mut self) {
-        if self.armed && self.inner.in_flight.forget(self.id) && self.sent {
+        // Without the cancel feature (and in JSON-RPC, which has none) the call is only
+        // forgotten: its late answer, if any, is ignored.
+        let can_cancel = self.inner.negotiated.features & features::CANCEL != 0;
+        if self.armed && self.inner.in_flight.forget(self.id) && self.sent && can_cancel {
             let _ = self.inner.tx.send(frame::encode(Kind::Cancel, self.id, &[]));
         }
     }
@@ -312,8 +401,12 @@ impl Client {
         let timeout = options.timeout.or(inner.default_timeout);
         let (id, answer) = inner.in_flight.register().map_err(|closed| self.closed_error(method, closed))?;
         let mut guard = CallGuard { inner, id, sent: false, armed: true };
-        let frame = message::request(id, method, timeout, codec, arg, inner.negotiated.peer_max_frame)
-            .map_err(|err| encode_error(method, err))?;
+        let limit = inner.negotiated.peer_max_frame;
+        let frame = match inner.protocol {
+            Protocol::Binary => message::request(id, method, timeout, codec, arg, limit),
+            Protocol::JsonRpc => jsonrpc::request_go(Some(id), method, arg, limit),
+        }
+        .map_err(|err| encode_error(method, err))?;
         inner.tx.send(frame).map_err(|_| self.lost(method, LostReason::ClosedLocally))?;
         guard.sent = true;
         let answer = match timeout {
@@ -325,14 +418,22 @@ impl Client {
         };
         guard.armed = false;
         match answer {
-            Ok(Answer::Reply(bytes)) => codec
-                .decode(&bytes)
-                .map_err(|err| CallError::BadReply { method: method.to_owned(), message: err.message }),
+            Ok(Answer::Reply(bytes)) => match codec.decode(&bytes) {
+                // In Go's shape `{}` stands for "no value", as Go's client cannot take a null.
+                Err(_) if inner.protocol == Protocol::JsonRpc && &bytes[..] == b"{}" => codec.decode(b"null"),
+                decoded => decoded,
+            }
+            .map_err(|err| CallError::BadReply { method: method.to_owned(), message: err.message }),
             Ok(Answer::Error { code, message, data }) => Err(self.remote_error(method, code, message, data, timeout)),
+            Ok(Answer::Untyped(message)) => Err(self.untyped(method, message)),
             Ok(Answer::Lost(reason)) => Err(self.lost(method, reason)),
             Ok(Answer::NotRun) => Err(self.not_run(method)),
             Err(_) => Err(self.lost(method, LostReason::ClosedLocally)),
         }
+    }
+
+    fn untyped(&self, method: &str, message: String) -> CallError {
+        CallError::Remote { method: method.to_owned(), endpoint: self.inner.endpoint.to_string(), message }
     }
 
     fn not_run(&self, method: &str) -> CallError {
@@ -348,8 +449,12 @@ impl Client {
         if let Some(closed) = self.inner.in_flight.closed() {
             return Err(self.closed_error(method, closed));
         }
-        let frame = message::notify(method, self.inner.negotiated.codec, arg, self.inner.negotiated.peer_max_frame)
-            .map_err(|err| encode_error(method, err))?;
+        let (codec, limit) = (self.inner.negotiated.codec, self.inner.negotiated.peer_max_frame);
+        let frame = match self.inner.protocol {
+            Protocol::Binary => message::notify(method, codec, arg, limit),
+            Protocol::JsonRpc => jsonrpc::request_go(None, method, arg, limit),
+        }
+        .map_err(|err| encode_error(method, err))?;
         self.inner.tx.send(frame).map_err(|_| self.lost(method, LostReason::ClosedLocally))
     }
 
@@ -362,14 +467,21 @@ impl Client {
         Subscription { rx }
     }
 
-    /// Round trip of a PING: tells a hung server from a busy one (pings bypass handlers).
+    /// Round trip of a PING: tells a hung server from a busy one (pings bypass handlers). In
+    /// JSON-RPC, which has no ping, a call to `warren.Ping` whose answer, even an error such as
+    /// "unknown service", proves the server alive.
     pub async fn ping(&self, timeout: Duration) -> Result<Duration, CallError> {
         const METHOD: &str = "(ping)";
         let inner = &*self.inner;
         let (id, answer) = inner.in_flight.register().map_err(|closed| self.closed_error(METHOD, closed))?;
         let mut guard = CallGuard { inner, id, sent: false, armed: true };
         let start = Instant::now();
-        inner.tx.send(frame::encode(Kind::Ping, id, &[])).map_err(|_| self.lost(METHOD, LostReason::ClosedLocally))?;
+        let frame = match inner.protocol {
+            Protocol::Binary => frame::encode(Kind::Ping, id, &[]),
+            Protocol::JsonRpc => jsonrpc::request_go(Some(id), "warren.Ping", &(), inner.negotiated.peer_max_frame)
+                .map_err(|err| encode_error(METHOD, err))?,
+        };
+        inner.tx.send(frame).map_err(|_| self.lost(METHOD, LostReason::ClosedLocally))?;
         // A server ignores CANCEL for a ping id, so the guard's cancel is harmless.
         guard.sent = true;
         let answer = tokio::time::timeout(timeout, answer)
@@ -378,6 +490,8 @@ impl Client {
         guard.armed = false;
         match answer {
             Ok(Answer::Reply(_)) => Ok(start.elapsed()),
+            Ok(Answer::Error { .. } | Answer::Untyped(_)) if inner.protocol == Protocol::JsonRpc => Ok(start.elapsed()),
+            Ok(Answer::Untyped(message)) => Err(self.untyped(METHOD, message)),
             Ok(Answer::Lost(reason)) => Err(self.lost(METHOD, reason)),
             Ok(Answer::NotRun) => Err(self.not_run(METHOD)),
             Ok(Answer::Error { code, message, data }) => Err(self.remote_error(METHOD, code, message, data, None)),
@@ -412,6 +526,10 @@ impl Client {
 
     pub fn codec(&self) -> Codec {
         self.inner.negotiated.codec
+    }
+
+    pub fn protocol(&self) -> Protocol {
+        self.inner.protocol
     }
 
     fn lost(&self, method: &str, reason: LostReason) -> CallError {

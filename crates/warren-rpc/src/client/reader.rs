@@ -72,7 +72,7 @@ pub(crate) async fn run<R: AsyncRead + Unpin>(
     in_flight.lose(reason, last_read);
 }
 
-fn deliver(in_flight: &InFlight, notification: Notification) {
+pub(super) fn deliver(in_flight: &InFlight, notification: Notification) {
     let subscribers = in_flight.subscribers(&notification.method);
     if subscribers.is_empty() {
         debug!(method = %notification.method, "notification with no subscriber dropped");

@@ -1,5 +1,6 @@
 //! One server connection: handshake, then a read loop that starts a task per call, answers
-//! pings and cancels, and drains on shutdown.
+//! pings and cancels, and drains on shutdown. A connection whose first byte is `{` or `[` is
+//! handed to [`jsonline`] instead.
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
@@ -15,12 +16,13 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
 use super::Core;
-use super::context::{Cancellation, Context, Notifier, PeerInfo};
-use super::registry::{CallFrame, ErasedMethod, Missing};
+use super::context::{Cancellation, Context, Notifier, PeerInfo, Push};
+use super::jsonline;
+use super::registry::{CallFrame, ErasedMethod, Missing, Wire};
 use crate::codec::Codec;
 use crate::error::{ErrorCode, FrameError};
 use crate::frame::{self, Frame, FrameReader, Kind};
-use crate::hello;
+use crate::hello::{self, Opening};
 use crate::message::{self, Incoming};
 use crate::writer::{self, FrameSender};
 
@@ -42,13 +44,17 @@ where
     // A server that starts shutting down does not wait for connections still saying hello.
     let handshake = async {
         tokio::select! {
-            outcome = hello::accept(&mut reader, &mut write, &options.codecs, options.max_frame, options.hello_timeout) => Some(outcome),
+            outcome = hello::open(&mut reader, &mut write, &options.codecs, options.max_frame, options.hello_timeout) => Some(outcome),
             () = core.control.shutting_down.cancelled() => None,
         }
     };
     let Some(handshake) = handshake.await else { return };
     let negotiated = match handshake {
-        Ok(negotiated) => negotiated,
+        Ok(Opening::Binary(negotiated)) => negotiated,
+        Ok(Opening::JsonRpc) => {
+            let (read, buffered) = reader.into_parts();
+            return jsonline::serve(core, read, buffered, write, peer).await;
+        }
         Err(err) => {
             warn!(peer = %peer.address, connection = peer.connection, "refused connection: {err}");
             let _ = write.shutdown().await;
@@ -284,6 +290,7 @@ impl Connection {
                 codec: self.codec,
                 limit: self.reply_limit,
                 closed: self.closed.clone(),
+                push: Push::Frames,
             },
             deadline: incoming.timeout.map(|timeout| Instant::now() + timeout),
         };
@@ -292,6 +299,7 @@ impl Connection {
             codec: self.codec,
             payload: incoming.payload,
             reply_limit: self.reply_limit,
+            wire: Wire::Binary,
         };
         let finish = Finish {
             id,
@@ -359,11 +367,7 @@ async fn run_call(
             message::error(id, err.code, &err.message, data)
         }
         Stopped::Finished(Err(panic)) => {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".to_owned());
+            let what = panic_message(&*panic);
             warn!(peer = %finish.peer.address, "handler {name} panicked: {what}");
             message::error(id, ErrorCode::Internal, &format!("handler {name} panicked: {what}"), None)
         }
@@ -385,4 +389,13 @@ async fn run_call(
         Stopped::Cancelled => message::error(id, ErrorCode::Cancelled, "cancelled by the caller", None),
     };
     let _ = finish.tx.send(reply);
+}
+
+/// What a handler's panic said, for the INTERNAL error that replaces its reply.
+pub(super) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_owned())
 }

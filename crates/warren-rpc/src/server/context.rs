@@ -2,6 +2,7 @@
 //! events back to the caller.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use serde::Serialize;
@@ -47,6 +48,18 @@ pub struct Notifier {
     pub(crate) codec: Codec,
     pub(crate) limit: u32,
     pub(crate) closed: CancellationToken,
+    pub(crate) push: Push,
+}
+
+/// How a connection carries pushed events.
+#[derive(Debug, Clone)]
+pub(crate) enum Push {
+    /// NOTIFY frames of the binary protocol.
+    Frames,
+    /// JSON-RPC 2.0 notification lines, once the peer has shown it speaks 2.0 (set by the
+    /// connection when a 2.0 request arrives). Go's client drops the connection on any line
+    /// that is not a reply, so a peer that has not is never sent one.
+    JsonRpc { speaks_v2: Arc<AtomicBool> },
 }
 
 /// A notification could not be pushed.
@@ -56,6 +69,10 @@ pub enum NotifyError {
     Disconnected,
     #[error("cannot encode notification {method}: {message}")]
     Encode { method: String, message: String },
+    /// A JSON-RPC client that has sent no JSON-RPC 2.0 request (Go's net/rpc/jsonrpc, for one)
+    /// cannot receive notifications.
+    #[error("cannot push {method}: this JSON-RPC client has not shown it accepts JSON-RPC 2.0 notifications")]
+    Unsupported { method: String },
 }
 
 impl Notifier {
@@ -63,8 +80,17 @@ impl Notifier {
         if self.closed.is_cancelled() {
             return Err(NotifyError::Disconnected);
         }
-        let frame = message::notify(method, self.codec, value, self.limit)
-            .map_err(|err| NotifyError::Encode { method: method.to_owned(), message: err.to_string() })?;
+        let encode_error =
+            |err: &dyn std::fmt::Display| NotifyError::Encode { method: method.to_owned(), message: err.to_string() };
+        let frame = match &self.push {
+            Push::Frames => message::notify(method, self.codec, value, self.limit).map_err(|err| encode_error(&err))?,
+            Push::JsonRpc { speaks_v2 } => {
+                if !speaks_v2.load(Ordering::SeqCst) {
+                    return Err(NotifyError::Unsupported { method: method.to_owned() });
+                }
+                crate::jsonrpc::notification_v2(method, value, self.limit).map_err(|err| encode_error(&err))?
+            }
+        };
         self.tx.send(frame).map_err(|_| NotifyError::Disconnected)
     }
 

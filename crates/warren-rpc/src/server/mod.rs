@@ -12,6 +12,7 @@
 
 mod connection;
 mod context;
+mod jsonline;
 mod listener;
 mod registry;
 

@@ -15,7 +15,8 @@ use crate::codec::Codec;
 use crate::error::{ErrorCode, HandlerError};
 use crate::message::{self, EncodeError};
 
-/// A handler's answer, already framed: the RESPONSE frame, or the error to send instead.
+/// A handler's answer, already encoded (a RESPONSE frame, or the bare payload for JSON-RPC), or
+/// the error to send instead.
 pub(crate) type Outcome = Result<Bytes, HandlerError>;
 type BoxFuture = Pin<Box<dyn Future<Output = Outcome> + Send>>;
 
@@ -30,6 +31,18 @@ pub(crate) struct CallFrame {
     pub codec: Codec,
     pub payload: Bytes,
     pub reply_limit: u32,
+    pub wire: Wire,
+}
+
+/// Which protocol a call arrived on, which decides the shape of its reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wire {
+    /// The reply is a whole RESPONSE frame, encoded in place.
+    Binary,
+    /// The reply is the bare JSON payload, which the JSON-RPC connection puts in its reply
+    /// line. An argument of `{}` also stands for "no value": Go has no unit type, and its
+    /// callers send `struct{}{}` to methods that take none.
+    JsonRpc,
 }
 
 /// The argument, reply and future types of a method, kept only for type inference.
@@ -50,7 +63,13 @@ where
     Fut: Future<Output = Result<R, HandlerError>> + Send + 'static,
 {
     fn call(&self, ctx: Context, call: CallFrame) -> BoxFuture {
-        let arg = match call.codec.decode::<A>(&call.payload) {
+        let decoded = match call.codec.decode::<A>(&call.payload) {
+            Err(err) if call.wire == Wire::JsonRpc && &call.payload[..] == b"{}" => {
+                call.codec.decode::<A>(b"null").map_err(|_| err)
+            }
+            decoded => decoded,
+        };
+        let arg = match decoded {
             Ok(arg) => arg,
             Err(err) => {
                 let message = format!("{}: cannot decode the argument: {}", self.name, err.message);
@@ -61,7 +80,11 @@ where
         let name = Arc::clone(&self.name);
         Box::pin(async move {
             let value = reply.await?;
-            message::response(call.id, call.codec, &value, call.reply_limit).map_err(|err| match err {
+            let encoded = match call.wire {
+                Wire::Binary => message::response(call.id, call.codec, &value, call.reply_limit),
+                Wire::JsonRpc => message::payload(call.codec, &value, call.reply_limit),
+            };
+            encoded.map_err(|err| match err {
                 EncodeError::TooLarge { size, limit } => HandlerError {
                     code: ErrorCode::FrameTooLarge,
                     message: format!("{name}: reply of {size} bytes exceeds the caller's limit of {limit} bytes"),

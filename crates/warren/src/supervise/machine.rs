@@ -425,7 +425,6 @@ impl Machine {
         }
         let pause = delay(&program.backoff, slot.attempt, self.jitter.next_unit());
         slot.attempt = slot.attempt.saturating_add(1);
-        slot.restarts = slot.restarts.saturating_add(1);
         slot.timer_generation += 1;
         let name = program.name.clone();
         let generation = slot.timer_generation;
@@ -439,6 +438,8 @@ impl Machine {
             self.set_state(now, i, State::Failed { reason }, actions);
             return;
         }
+        // Counted only now: a restart refused by the crash-loop limit never happens.
+        self.slots[i].restarts = self.slots[i].restarts.saturating_add(1);
         actions.push(Action::SetTimer { name, after: pause, generation });
         self.set_state(now, i, State::Backoff { delay: pause }, actions);
     }

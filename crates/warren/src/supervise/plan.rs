@@ -5,6 +5,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use warren_rpc::Protocol;
+
 use crate::sys::StopSignal;
 
 /// Every program to run, in the order the configuration lists them.
@@ -22,6 +24,8 @@ pub struct Program {
     pub cwd: Option<PathBuf>,
     /// Serves warren RPC on the endpoint the supervisor passes in `WARREN_ENDPOINT`.
     pub rpc: bool,
+    /// The protocol it serves RPC in: warren's binary protocol, or JSON-RPC lines.
+    pub protocol: Protocol,
     pub readiness: Readiness,
     pub ready_timeout: Duration,
     pub restart: Restart,
@@ -138,6 +142,7 @@ impl Program {
             env: Vec::new(),
             cwd: None,
             rpc: false,
+            protocol: Protocol::Binary,
             readiness: Readiness::None,
             ready_timeout: Duration::from_secs(30),
             restart: Restart::Never,

@@ -401,6 +401,7 @@ fn spec_for(program: &Program) -> Spec {
     let mut spec = spec
         .name(&program.name)
         .rpc(program.rpc)
+        .protocol(program.protocol)
         .ready_timeout(program.ready_timeout)
         .stop_signal(program.stop_signal)
         .readiness(match &program.readiness {
@@ -477,6 +478,9 @@ async fn run_probe(command: &Command, program: &Program) -> bool {
     if let Some(dir) = &program.cwd {
         cmd.current_dir(dir);
     }
+    // warren's own NOTIFY_SOCKET (systemd's) is not for its probes: one that says READY=1 there
+    // would announce warren ready before its programs are.
+    cmd.env_remove("NOTIFY_SOCKET");
     cmd.envs(program.env.iter().map(|(k, v)| (k, v)));
     cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
     cmd.kill_on_drop(true);
