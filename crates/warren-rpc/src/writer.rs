@@ -22,15 +22,26 @@ pub async fn run<W: AsyncWrite + Unpin>(
     mut io: W,
     mut queue: FrameQueue,
     close: CancellationToken,
+    more_coming: impl Fn() -> bool,
 ) -> std::io::Result<()> {
     let mut batch = BytesMut::with_capacity(BATCH_MAX);
+    // Made once: a fresh `cancelled()` per batch registers and unregisters a waiter, under the
+    // token's mutex, every time the queue runs dry.
+    let closed = close.cancelled();
+    tokio::pin!(closed);
     loop {
         let first = tokio::select! {
             biased;
             frame = queue.recv() => frame,
-            () = close.cancelled() => None,
+            () = &mut closed => None,
         };
         let Some(first) = first else { break };
+        // A multi-thread worker runs the task it just woke next (its LIFO slot), so this writer
+        // would run right after the caller that queued `first` and write that frame alone. When
+        // other calls are under way, yield once so that they queue theirs for the same write.
+        if queue.is_empty() && more_coming() {
+            tokio::task::yield_now().await;
+        }
         write_batch(&mut io, &mut batch, first, &mut queue).await?;
     }
     while let Ok(frame) = queue.try_recv() {

@@ -29,7 +29,7 @@ pub enum SpawnError {
     ExitedBeforeReady { name: String, exit: Exit, stderr_tail: Vec<String> },
     #[error("{name} was not ready within {timeout:?}; it was stopped{}", tail_text(.stderr_tail))]
     ReadyTimeout { name: String, timeout: Duration, stderr_tail: Vec<String> },
-    #[error("{name} said it was ready but its RPC endpoint {endpoint} does not answer: {source}")]
+    #[error("{name} said it was ready but its RPC endpoint {endpoint} does not answer: {source}{}", protocol_hint(.source))]
     Connect {
         name: String,
         endpoint: String,
@@ -40,6 +40,18 @@ pub enum SpawnError {
     BadPattern { name: String, pattern: String, reason: String },
     #[error("a child named {name} is already running")]
     DuplicateName { name: String },
+}
+
+/// A binary handshake that times out or gets a foreign answer is most often a child that speaks
+/// JSON-RPC (waiting for a line that never comes, or answering in JSON).
+fn protocol_hint(error: &warren_rpc::ConnectError) -> &'static str {
+    match error {
+        warren_rpc::ConnectError::Timeout { .. } | warren_rpc::ConnectError::Handshake { .. } => {
+            " (if it serves JSON-RPC rather than warren's binary protocol, say so: \
+             Spec::protocol(Protocol::JsonRpc), or rpc = \"json\" in warren.toml)"
+        }
+        _ => "",
+    }
 }
 
 fn tail_text(lines: &[String]) -> String {

@@ -264,7 +264,11 @@ impl ClientBuilder {
         let close = CancellationToken::new();
         let in_flight = Arc::new(InFlight::default());
         let endpoint: Arc<str> = Arc::from(label);
-        let writer = tokio::spawn(writer::run(write, queue, close.clone()));
+        let more_coming = {
+            let in_flight = Arc::clone(&in_flight);
+            move || in_flight.waiting() > 1
+        };
+        let writer = tokio::spawn(writer::run(write, queue, close.clone(), more_coming));
         let reader_done = CancellationToken::new();
         {
             let (in_flight, weak, endpoint, close, done) =

@@ -65,7 +65,8 @@ where
     debug!(peer = %peer.address, connection = peer.connection, codec = ?negotiated.codec, "client connected");
     let (tx, queue) = mpsc::unbounded_channel();
     let closed = CancellationToken::new();
-    let writer = tokio::spawn(writer::run(write, queue, closed.clone()));
+    // Replies go out as handlers finish; there is no sign of more coming worth waiting for.
+    let writer = tokio::spawn(writer::run(write, queue, closed.clone(), || false));
     let calls_token = core.control.drain_expired.child_token();
     let ending = Arc::new(AtomicBool::new(false));
     // If this future is dropped (its task aborted, or a caller's select! chose another branch),
@@ -158,6 +159,9 @@ impl Connection {
     /// Returns whether the connection ended because the peer broke the protocol.
     async fn run<R: AsyncRead + Unpin>(&self, reader: &mut FrameReader<R>) -> bool {
         let shutting_down = self.core.control.shutting_down.clone();
+        // Made once rather than per frame: each `cancelled()` takes the token's mutex.
+        let shutdown = shutting_down.cancelled();
+        tokio::pin!(shutdown);
         let mut draining = false;
         let mut failed = false;
         loop {
@@ -175,7 +179,7 @@ impl Connection {
                         break;
                     }
                 },
-                () = shutting_down.cancelled(), if !draining => {
+                () = &mut shutdown, if !draining => {
                     draining = true;
                     self.send(frame::goodbye(ErrorCode::ShuttingDown, "server shutting down"));
                     self.calls.close();
@@ -311,7 +315,12 @@ impl Connection {
             codec: self.codec,
             peer: Arc::clone(&self.peer),
         };
-        self.calls.spawn(run_call(method, ctx, call, incoming.timeout, token, finish));
+        // Most handlers finish on their first poll: make that poll here, and spawn a task only
+        // for a call that has to wait (the task polls it again, with its own waker).
+        let mut call = Box::pin(run_call(method, ctx, call, incoming.timeout, token, finish));
+        if (&mut call).now_or_never().is_none() {
+            self.calls.spawn(call);
+        }
         Ok(())
     }
 }

@@ -50,7 +50,7 @@ where
     let mut writer = {
         let (closed, done) = (closed.clone(), writer_done.clone());
         tokio::spawn(async move {
-            let result = writer::run(write, queue, closed).await;
+            let result = writer::run(write, queue, closed, || false).await;
             done.cancel();
             result
         })
