@@ -374,6 +374,8 @@ impl Machine {
         }
         slot.health_failures += 1;
         slot.healthy = false;
+        // The period that resets the backoff is one of being ready *and* healthy: it starts over.
+        slot.ready_at = Some(now);
         let limit = slot.program.health.as_ref().map_or(1, |h| h.failures);
         if slot.health_failures >= limit && !self.shutting_down {
             self.slots[i].restart_after_stop = Some(Relaunch::WithBackoff);
