@@ -18,7 +18,7 @@ use tracing::{debug, warn};
 use super::Core;
 use super::context::{Cancellation, Context, Notifier, PeerInfo, Push};
 use super::jsonline;
-use super::registry::{CallFrame, ErasedMethod, Missing, Wire};
+use super::registry::{CallFrame, ErasedMethod, Wire};
 use crate::codec::Codec;
 use crate::error::{ErrorCode, FrameError};
 use crate::frame::{self, Frame, FrameReader, Kind};
@@ -258,15 +258,10 @@ impl Connection {
             reply_error(ErrorCode::ShuttingDown, format!("server is shutting down; {} refused", incoming.method));
             return Ok(());
         }
-        let method = match self.core.registry.lookup(&incoming.method) {
-            Ok(method) => Arc::clone(method),
-            Err(missing) => {
-                let (code, what) = match missing {
-                    Missing::Service => (ErrorCode::UnknownService, "service"),
-                    Missing::Method => (ErrorCode::UnknownMethod, "method"),
-                };
-                let known = self.core.registry.method_names().join(", ");
-                reply_error(code, format!("no {what} for {:?}; this server has: {known}", incoming.method));
+        let method = match self.core.registry.resolve(&incoming.method) {
+            Ok(method) => method,
+            Err((code, message)) => {
+                reply_error(code, message);
                 return Ok(());
             }
         };

@@ -27,7 +27,7 @@ use tracing::{debug, warn};
 use super::Core;
 use super::connection::panic_message;
 use super::context::{Cancellation, Context, Notifier, PeerInfo, Push};
-use super::registry::{CallFrame, ErasedMethod, Missing, Wire};
+use super::registry::{CallFrame, ErasedMethod, Wire};
 use crate::codec::Codec;
 use crate::error::ErrorCode;
 use crate::jsonrpc::{self, Dialect, Fault, Line, LineReader};
@@ -188,15 +188,10 @@ impl JsonConnection {
             refuse(ErrorCode::ShuttingDown, format!("server is shutting down; {} refused", request.method));
             return;
         }
-        let method = match self.core.registry.lookup(&request.method) {
-            Ok(method) => Arc::clone(method),
-            Err(missing) => {
-                let (code, what) = match missing {
-                    Missing::Service => (ErrorCode::UnknownService, "service"),
-                    Missing::Method => (ErrorCode::UnknownMethod, "method"),
-                };
-                let known = self.core.registry.method_names().join(", ");
-                refuse(code, format!("no {what} for {:?}; this server has: {known}", request.method));
+        let method = match self.core.registry.resolve(&request.method) {
+            Ok(method) => method,
+            Err((code, message)) => {
+                refuse(code, message);
                 return;
             }
         };

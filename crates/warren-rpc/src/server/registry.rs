@@ -139,24 +139,26 @@ pub(crate) struct Registry {
     services: HashSet<String>,
 }
 
-/// Why a name did not resolve; the two cases are distinct errors on the wire.
-pub(crate) enum Missing {
-    Service,
-    Method,
-}
-
 impl Registry {
     pub fn add(&mut self, builder: ServiceBuilder) {
         self.services.insert(builder.service);
         self.methods.extend(builder.methods);
     }
 
-    pub fn lookup(&self, method: &str) -> Result<&Arc<dyn ErasedMethod>, Missing> {
+    /// The method called `method`, or the error to answer with: an unknown service and an
+    /// unknown method of a known service are distinct errors, and both list what exists.
+    pub fn resolve(&self, method: &str) -> Result<Arc<dyn ErasedMethod>, (ErrorCode, String)> {
         if let Some(found) = self.methods.get(method) {
-            return Ok(found);
+            return Ok(Arc::clone(found));
         }
         let service = method.split_once('.').map_or(method, |(service, _)| service);
-        Err(if self.services.contains(service) { Missing::Method } else { Missing::Service })
+        let (code, what) = if self.services.contains(service) {
+            (ErrorCode::UnknownMethod, "method")
+        } else {
+            (ErrorCode::UnknownService, "service")
+        };
+        let known = self.method_names().join(", ");
+        Err((code, format!("no {what} for {method:?}; this server has: {known}")))
     }
 
     pub fn method_names(&self) -> Vec<&str> {
