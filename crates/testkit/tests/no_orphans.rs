@@ -69,6 +69,7 @@ fn a_sigkilled_host_leaves_no_process_of_its_tree_behind() {
     }
     reap_orphans();
     assert!(left.is_empty(), "still running {took:?} after the host was killed: {left:?}");
+    eprintln!("the whole tree (41 processes) was gone {took:?} after the host was killed");
     // Plugins that saw their host die (parent-death signal re-armed as SIGTERM, then the
     // watchdog's SIGTERM) remove their own sockets, unless the watchdog's SIGKILL came first on a
     // loaded machine; either way the next host's start sweeps the dead host's runtime dir.
