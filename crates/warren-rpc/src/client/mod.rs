@@ -10,29 +10,31 @@
 //! # Ok(()) }
 //! ```
 
+mod builder;
 mod inflight;
 mod jsonline;
 mod reader;
 
+pub use builder::{ClientBuilder, Protocol};
+
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::codec::{Codec, CodecError};
-use crate::endpoint::{Endpoint, ToEndpoint};
+use crate::endpoint::ToEndpoint;
 use crate::error::{CallError, ConnectError, ErrorCode, ErrorData, LostReason};
-use crate::frame::{self, DEFAULT_MAX_FRAME, FrameReader, Kind};
-use crate::hello::{self, Answer as HelloAnswer, Negotiated, features};
-use crate::jsonrpc::{self, LineReader};
+use crate::frame::{self, Kind};
+use crate::hello::{Negotiated, features};
+use crate::jsonrpc;
 use crate::message::{self, EncodeError};
-use crate::writer::{self, FrameSender};
+use crate::writer::FrameSender;
 use inflight::{Answer, Closed, InFlight};
 
 /// A connection to a warren server; clones share it.
@@ -63,252 +65,6 @@ impl Drop for Inner {
     fn drop(&mut self) {
         self.close.cancel();
     }
-}
-
-/// Which protocol a client speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Protocol {
-    /// warren's binary protocol (`docs/PROTOCOL.md`): deadlines the server sees, cancellation,
-    /// pings and notifications both ways.
-    #[default]
-    Binary,
-    /// Newline-delimited JSON-RPC in the shape of Go's `net/rpc/jsonrpc` (`docs/PROTOCOL.md`
-    /// §17), for servers that speak nothing else: a Go program serving with
-    /// `jsonrpc.ServeConn`, a child written in Python. Warren servers answer it too. Deadlines
-    /// are kept locally but the server does not see them, an abandoned call is not cancelled
-    /// on the server, [`Client::ping`] is a call to `warren.Ping` that any answer satisfies,
-    /// and an error without a code arrives as [`CallError::Remote`].
-    JsonRpc,
-}
-
-/// Options for connecting.
-#[derive(Debug, Clone)]
-#[must_use]
-pub struct ClientBuilder {
-    protocol: Protocol,
-    codecs: Vec<Codec>,
-    max_frame: u32,
-    default_timeout: Option<Duration>,
-    connect_timeout: Duration,
-}
-
-impl Default for ClientBuilder {
-    fn default() -> Self {
-        ClientBuilder {
-            protocol: Protocol::Binary,
-            codecs: vec![Codec::MessagePack, Codec::Json],
-            max_frame: DEFAULT_MAX_FRAME,
-            default_timeout: None,
-            connect_timeout: Duration::from_secs(10),
-        }
-    }
-}
-
-impl ClientBuilder {
-    /// The protocol to speak (default [`Protocol::Binary`]).
-    ///
-    /// ```no_run
-    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-    /// use warren_rpc::{Client, Protocol};
-    /// // A Go program serving net/rpc with jsonrpc.ServeConn on this socket:
-    /// let client = Client::builder().protocol(Protocol::JsonRpc).connect("unix:/tmp/go-task.sock").await?;
-    /// let todo: serde_json::Value = client.call("Task.Get", "new_id").await?;
-    /// # Ok(()) }
-    /// ```
-    pub fn protocol(mut self, protocol: Protocol) -> Self {
-        self.protocol = protocol;
-        self
-    }
-
-    /// Payload codecs to offer, preferred first (default MessagePack, then JSON). A JSON-RPC
-    /// client always uses JSON.
-    pub fn codecs(mut self, codecs: &[Codec]) -> Self {
-        self.codecs = codecs.to_vec();
-        self
-    }
-
-    /// Largest frame body accepted from the server (default 16 MiB). A JSON-RPC client applies
-    /// it to lines both ways, since it cannot learn the server's limit.
-    pub fn max_frame(mut self, bytes: u32) -> Self {
-        self.max_frame = bytes;
-        self
-    }
-
-    /// Deadline for calls made without one (default: none).
-    pub fn default_timeout(mut self, timeout: Duration) -> Self {
-        self.default_timeout = Some(timeout);
-        self
-    }
-
-    /// Bound on connecting plus the hello exchange (default 10 s).
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
-        self
-    }
-
-    pub async fn connect(self, endpoint: impl ToEndpoint) -> Result<Client, ConnectError> {
-        let endpoint = endpoint.to_endpoint()?;
-        let label = endpoint.to_string();
-        let timeout = self.connect_timeout;
-        let attempt = async {
-            match &endpoint {
-                Endpoint::Unix(path) => {
-                    crate::server::check_path_length(path).map_err(|(len, limit)| ConnectError::PathTooLong {
-                        path: path.clone(),
-                        len,
-                        limit,
-                    })?;
-                    let stream = tokio::net::UnixStream::connect(path)
-                        .await
-                        .map_err(|source| ConnectError::Io { endpoint: label.clone(), source })?;
-                    let (read, write) = stream.into_split();
-                    self.clone().handshake(read, write, &label).await
-                }
-                Endpoint::Tcp(addr) => {
-                    let stream = tokio::net::TcpStream::connect(addr.as_str())
-                        .await
-                        .map_err(|source| ConnectError::Io { endpoint: label.clone(), source })?;
-                    let _ = stream.set_nodelay(true);
-                    let (read, write) = stream.into_split();
-                    self.clone().handshake(read, write, &label).await
-                }
-                Endpoint::Stdio => Err(ConnectError::NotConnectable { endpoint: label.clone() }),
-            }
-        };
-        tokio::time::timeout(timeout, attempt)
-            .await
-            .unwrap_or_else(|_| Err(ConnectError::Timeout { endpoint: label.clone(), timeout }))
-    }
-
-    /// Speaks the protocol over an already-open pair of streams, e.g. a child's stdout (read)
-    /// and stdin (write). `label` names the peer in errors.
-    pub async fn over<R, W>(self, read: R, write: W, label: &str) -> Result<Client, ConnectError>
-    where
-        R: AsyncRead + Unpin + Send + 'static,
-        W: AsyncWrite + Unpin + Send + 'static,
-    {
-        let timeout = self.connect_timeout;
-        tokio::time::timeout(timeout, self.handshake(read, write, label))
-            .await
-            .unwrap_or_else(|_| Err(ConnectError::Timeout { endpoint: label.to_owned(), timeout }))
-    }
-
-    async fn handshake<R, W>(self, read: R, write: W, label: &str) -> Result<Client, ConnectError>
-    where
-        R: AsyncRead + Unpin + Send + 'static,
-        W: AsyncWrite + Unpin + Send + 'static,
-    {
-        match self.protocol {
-            Protocol::Binary => {
-                let (reader, negotiated, write) = self.hello(read, write, label).await?;
-                Ok(self.start(Reading::Frames(reader), write, negotiated, label))
-            }
-            // JSON-RPC has no handshake: the connection is open as soon as it is connected.
-            Protocol::JsonRpc => {
-                let negotiated = Negotiated { codec: Codec::Json, peer_max_frame: self.max_frame, features: 0 };
-                let lines = LineReader::new(read, BytesMut::new(), self.max_frame as usize);
-                Ok(self.start(Reading::Lines(lines), write, negotiated, label))
-            }
-        }
-    }
-
-    async fn hello<R, W>(
-        &self,
-        read: R,
-        mut write: W,
-        label: &str,
-    ) -> Result<(FrameReader<R>, Negotiated, W), ConnectError>
-    where
-        R: AsyncRead + Unpin + Send + 'static,
-        W: AsyncWrite + Unpin + Send + 'static,
-    {
-        let io_error = |source| ConnectError::Io { endpoint: label.to_owned(), source };
-        let sent = async {
-            write.write_all(&hello::client_hello(&self.codecs, self.max_frame)).await?;
-            write.flush().await
-        }
-        .await;
-        // A server that refuses us may write its preface and GOODBYE and close before our hello
-        // arrives; our write then fails (EPIPE, ECONNRESET) but the refusal is still readable,
-        // and it is the error that says why.
-        let sent = match sent {
-            Err(err) if !matches!(err.kind(), std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset) => {
-                return Err(io_error(err));
-            }
-            sent => sent,
-        };
-        let mut reader = FrameReader::new(read, self.max_frame);
-        let negotiated = match hello::read_answer(&mut reader).await {
-            Ok(HelloAnswer::Refused { code, reason }) => {
-                return Err(ConnectError::Refused { endpoint: label.to_owned(), code, reason });
-            }
-            Ok(HelloAnswer::Welcome(negotiated)) => {
-                sent.map_err(io_error)?;
-                negotiated
-            }
-            Err(source) => {
-                sent.map_err(io_error)?;
-                return Err(ConnectError::Handshake { endpoint: label.to_owned(), source });
-            }
-        };
-        Ok((reader, negotiated, write))
-    }
-
-    /// Starts the writer and reader tasks of an open connection.
-    fn start<R, W>(self, reading: Reading<R>, write: W, negotiated: Negotiated, label: &str) -> Client
-    where
-        R: AsyncRead + Unpin + Send + 'static,
-        W: AsyncWrite + Unpin + Send + 'static,
-    {
-        let (tx, queue) = mpsc::unbounded_channel();
-        let close = CancellationToken::new();
-        let in_flight = Arc::new(InFlight::default());
-        let endpoint: Arc<str> = Arc::from(label);
-        let more_coming = {
-            let in_flight = Arc::clone(&in_flight);
-            move || in_flight.waiting() > 1
-        };
-        let writer = tokio::spawn(writer::run(write, queue, close.clone(), more_coming));
-        let reader_done = CancellationToken::new();
-        {
-            let (in_flight, weak, endpoint, close, done) =
-                (Arc::clone(&in_flight), tx.downgrade(), Arc::clone(&endpoint), close.clone(), reader_done.clone());
-            tokio::spawn(async move {
-                let read = async {
-                    match reading {
-                        Reading::Frames(reader) => {
-                            reader::run(reader, Arc::clone(&in_flight), weak, negotiated.codec, endpoint).await;
-                        }
-                        Reading::Lines(lines) => jsonline::run(lines, Arc::clone(&in_flight), endpoint).await,
-                    }
-                };
-                tokio::select! {
-                    () = read => {}
-                    () = close.cancelled() => in_flight.lose(LostReason::ClosedLocally, None),
-                }
-                done.cancel();
-            });
-        }
-        Client {
-            inner: Arc::new(Inner {
-                protocol: self.protocol,
-                tx,
-                in_flight,
-                negotiated,
-                endpoint,
-                default_timeout: self.default_timeout,
-                close,
-                writer: Mutex::new(Some(writer)),
-                reader_done,
-            }),
-        }
-    }
-}
-
-/// How an open connection is read, by protocol.
-enum Reading<R> {
-    Frames(FrameReader<R>),
-    Lines(LineReader<R>),
 }
 
 /// Per-call options.
