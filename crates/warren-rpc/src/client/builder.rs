@@ -31,7 +31,7 @@ pub enum Protocol {
     /// `jsonrpc.ServeConn`, a child written in Python. Warren servers answer it too. Deadlines
     /// are kept locally but the server does not see them, an abandoned call is not cancelled
     /// on the server, [`Client::ping`] is a call to `warren.Ping` that any answer satisfies,
-    /// and an error without a code arrives as [`CallError::Remote`].
+    /// and an error without a code arrives as [`CallError::Remote`](crate::CallError::Remote).
     JsonRpc,
 }
 
