@@ -1,0 +1,3 @@
+module warren.bench/netrpc
+
+go 1.19

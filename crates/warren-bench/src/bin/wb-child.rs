@@ -1,0 +1,83 @@
+//! The warren child of the benchmarks, serving `Task.Get` and `Task.Echo`.
+//!
+//! - `wb-child` (under a warren host, `WARREN_ENDPOINT` set): `warren::plugin::serve`, as
+//!   `task-rpc` does.
+//! - `wb-child serve SOCKET [--signals-only]`: a standalone server on `SOCKET`; prints `ready`
+//!   once bound; stops on SIGTERM or SIGINT and, unless `--signals-only` (what supervisord
+//!   runs), when its stdin closes; removes the socket on the way out.
+//! - `wb-child log N`: writes N lines of 100 bytes (a 9-digit line number, a space, filler and
+//!   the newline) to stdout as fast as it can, then exits.
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use tokio::signal::unix::{SignalKind, signal};
+use warren_rpc::Endpoint;
+
+fn log_lines(n: u64) -> std::io::Result<()> {
+    let stdout = std::io::stdout().lock();
+    let mut out = std::io::BufWriter::with_capacity(64 * 1024, stdout);
+    let filler = [b'x'; 89];
+    let mut line = [0u8; 100];
+    line[9] = b' ';
+    line[10..99].copy_from_slice(&filler);
+    line[99] = b'\n';
+    for i in 0..n {
+        let mut v = i;
+        for digit in line[..9].iter_mut().rev() {
+            *digit = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+        out.write_all(&line)?;
+    }
+    out.flush()
+}
+
+async fn standalone(path: &str, stdin_eof: bool) -> anyhow::Result<()> {
+    let running = warren_bench::service::warren_server().bind(&Endpoint::unix(path)).await?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let (closed_tx, closed) = tokio::sync::oneshot::channel::<()>();
+    if stdin_eof {
+        warren_bench::on_stdin_eof(move || {
+            let _ = closed_tx.send(());
+        });
+    } else {
+        std::mem::forget(closed_tx);
+    }
+    warren_bench::say_ready();
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+        _ = closed => {}
+    }
+    running.shutdown(Duration::from_secs(1)).await;
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        None => warren::plugin::serve(warren_bench::service::warren_server()).await.map_err(anyhow::Error::from),
+        Some("serve") if args.len() >= 2 => {
+            standalone(&args[1], args.get(2).map(String::as_str) != Some("--signals-only")).await
+        }
+        Some("log") if args.len() == 2 => match args[1].parse::<u64>() {
+            Ok(n) => log_lines(n).map_err(anyhow::Error::from),
+            Err(err) => Err(anyhow::anyhow!("log {}: {err}", args[1])),
+        },
+        _ => {
+            eprintln!("usage: wb-child | wb-child serve SOCKET [--signals-only] | wb-child log N");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("wb-child: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
