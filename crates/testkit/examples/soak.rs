@@ -16,10 +16,22 @@
 //!    every `--chaos-ms` and SIGKILLs it (40 %), SIGSTOPs it for 50 ms to 1.5 s (35 %), or asks
 //!    the supervisor to restart it (25 %). After `--duration` everything is shut down.
 //!
+//! The chaos signals a process only through a pidfd opened after checking that the pid still
+//! carries the run's tag, so that it can never hit an unrelated process that reused the pid of
+//! a child that just died (`pid_max` is often 32768).
+//!
 //! At the end it prints calls succeeded and failed by error kind, restarts, the chaos done,
-//! memory, descriptors, threads and any process left behind (found by a tag in the children's
-//! environment), and exits 1 if a call outlived its deadline by more than a second, a reply was
-//! wrong, a process, zombie, descriptor or thread was left behind, or memory kept growing.
+//! memory, descriptors, threads, stalls, the slowest calls with the chaos around them, and any
+//! process left behind (found by a tag in the children's environment). It exits 1 if
+//!
+//! - a call was not ended by its own deadline within a second of it (the runtime's clock), or
+//!   ended more than a second past it by the wall clock while the process was running — a
+//!   stall of the whole process, which a plain thread outside the runtime measures, is not
+//!   counted against warren (on a loaded virtual machine those last seconds);
+//! - a reply answered another call, or no call succeeded;
+//! - the shutdown took over a minute, or left a program not stopped;
+//! - a process of the run or a zombie was left, or the descriptors or threads ended above
+//!   their start, or memory grew by more than `--rss-growth-mib` from a tenth of the run on.
 //!
 //! It is an example rather than a binary of the package because it signals processes with
 //! rustix, a dev-dependency of `testkit`; `scripts/soak` builds it together with `test-child`.
@@ -363,6 +375,10 @@ struct Tally {
     /// Calls that ended more than `LATE_MARGIN` past their deadline: (start since the run
     /// began, program, how long it took, how it ended). At most `SLOW_KEPT` per task.
     slow: Vec<(Duration, String, Duration, String)>,
+    /// Calls that ended, by the wall clock, more than `HANG_MARGIN` after their deadline
+    /// without being hung by the runtime's clock: when they started and how long they took.
+    /// Whether a stall of the whole process explains them is decided at the end.
+    overdue: Vec<(Instant, Duration)>,
 }
 
 /// Slow calls kept per client task for the report.
@@ -381,6 +397,7 @@ impl Tally {
         self.max_ok = self.max_ok.max(other.max_ok);
         self.max_any = self.max_any.max(other.max_any);
         self.slow.extend(other.slow);
+        self.overdue.extend(other.overdue);
     }
 
     fn failed_total(&self) -> u64 {
@@ -477,6 +494,8 @@ async fn client_task(run: Run, deadline: Duration, mut rng: Rng, progress: Arc<P
         if took > deadline + LATE_MARGIN {
             if took < deadline + HANG_MARGIN {
                 tally.late += 1;
+            } else if how != "hung" && tally.overdue.len() < 100_000 {
+                tally.overdue.push((start, took));
             }
             if tally.slow.len() < SLOW_KEPT {
                 tally.slow.push((start.duration_since(run.began), name.clone(), took, how));
@@ -596,19 +615,39 @@ async fn sample(tag: String, warm_after: Duration, mut stop: watch::Receiver<boo
 /// How late a plain thread's 10 ms sleep ends, at worst, and when (since `began`). Outside the
 /// runtime: if it stalls at the same moment as the runtime's timer, the whole process (or the
 /// machine) stood still, not tokio's workers.
-fn canary(began: Instant, stop: Arc<std::sync::atomic::AtomicBool>) -> std::thread::JoinHandle<(Duration, Duration)> {
+/// Also returns every stall over 20 ms: when it began and how long it lasted.
+fn canary(began: Instant, stop: Arc<std::sync::atomic::AtomicBool>) -> std::thread::JoinHandle<Stalls> {
     std::thread::spawn(move || {
-        let mut worst = (Duration::ZERO, Duration::ZERO);
+        let mut stalls = Stalls::default();
         while !stop.load(Ordering::Relaxed) {
             let due = Instant::now() + Duration::from_millis(10);
             std::thread::sleep(Duration::from_millis(10));
             let late = due.elapsed();
-            if late > worst.0 {
-                worst = (late, began.elapsed());
+            if late > stalls.worst.0 {
+                stalls.worst = (late, began.elapsed());
+            }
+            if late > Duration::from_millis(20) {
+                stalls.windows.push((due, late));
             }
         }
-        worst
+        stalls
     })
+}
+
+/// What the canary thread saw.
+#[derive(Debug, Default)]
+struct Stalls {
+    /// The longest, and when (since the run began).
+    worst: (Duration, Duration),
+    windows: Vec<(Instant, Duration)>,
+}
+
+impl Stalls {
+    /// How much of `[start, start + took]` the process spent stalled.
+    fn during(&self, start: Instant, took: Duration) -> Duration {
+        let end = start + took;
+        self.windows.iter().map(|&(from, late)| (from + late).min(end).saturating_duration_since(from.max(start))).sum()
+    }
 }
 
 /// How late a 10 ms timer fires on the runtime, at worst, and when: a stalled worker or a
@@ -721,7 +760,16 @@ async fn chaos(options: &Options, failures: &mut Vec<String>) {
     let (worst_lateness, worst_at) =
         tokio::time::timeout(BOUND, probe).await.ok().and_then(Result::ok).unwrap_or_default();
     canary_stop.store(true, Ordering::Relaxed);
-    let (canary_lateness, canary_at) = canary.join().unwrap_or_default();
+    let stalls = canary.join().unwrap_or_default();
+    let (canary_lateness, canary_at) = stalls.worst;
+    // A call overdue by the wall clock only because the whole process stood still (the canary
+    // thread, outside the runtime, stood still as long) is no failure of warren's.
+    let unexplained: Vec<(Duration, Duration)> = tally
+        .overdue
+        .iter()
+        .filter(|&&(start, took)| took.saturating_sub(stalls.during(start, took)) > options.deadline + HANG_MARGIN)
+        .map(|&(start, took)| (start.duration_since(began), took))
+        .collect();
     let stolen = steal().saturating_sub(steal_before);
     let restarts: u64 = supervisor.status().iter().map(|s| u64::from(s.restarts)).sum();
 
@@ -769,9 +817,15 @@ async fn chaos(options: &Options, failures: &mut Vec<String>) {
         println!("  failed: {kind}: {count}");
     }
     println!(
-        "  wrong replies: {}; hung (> {HANG_MARGIN:?} past the deadline): {}; late (> {LATE_MARGIN:?} past): {}; \
-         skipped while a program had no connection: {}",
-        tally.wrong_reply, tally.hung, tally.late, tally.unavailable
+        "  wrong replies: {}; hung (not ended {HANG_MARGIN:?} past the deadline by the runtime's clock): {}; \
+         overdue by the wall clock: {} ({} not explained by a stall of the whole process); late (> {LATE_MARGIN:?} \
+         past): {}; skipped while a program had no connection: {}",
+        tally.wrong_reply,
+        tally.hung,
+        tally.overdue.len(),
+        unexplained.len(),
+        tally.late,
+        tally.unavailable
     );
     println!(
         "  chaos: {} SIGKILL, {} SIGSTOP/SIGCONT, {} restart requests, {} turns idle; restarts counted by the \
@@ -792,9 +846,12 @@ async fn chaos(options: &Options, failures: &mut Vec<String>) {
     );
     println!(
         "  stalls: a 10 ms runtime timer fired at worst {worst_lateness:?} late ({:.1} s into the run), a plain \
-         thread's 10 ms sleep {canary_lateness:?} late ({:.1} s); CPU steal {stolen:?}; slowest /proc scan {:?}",
+         thread's 10 ms sleep {canary_lateness:?} late ({:.1} s); the plain thread stalled > 20 ms {} times, {:?} in \
+         all; CPU steal {stolen:?}; slowest /proc scan {:?}",
         worst_at.as_secs_f64(),
         canary_at.as_secs_f64(),
+        stalls.windows.len(),
+        stalls.windows.iter().map(|w| w.1).sum::<Duration>(),
         peaks.slowest_scan
     );
     report_slow_calls(&mut tally.slow, &chaos.log);
@@ -813,6 +870,14 @@ async fn chaos(options: &Options, failures: &mut Vec<String>) {
 
     if tally.hung > 0 {
         failures.push(format!("chaos: {} calls outlived their deadline by more than {HANG_MARGIN:?}", tally.hung));
+    }
+    if !unexplained.is_empty() {
+        failures.push(format!(
+            "chaos: {} calls ended more than {HANG_MARGIN:?} past their deadline while the process was running \
+             (start, took): {:?}",
+            unexplained.len(),
+            &unexplained[..unexplained.len().min(10)]
+        ));
     }
     if tally.wrong_reply > 0 {
         failures.push(format!("chaos: {} calls got another call's reply", tally.wrong_reply));
