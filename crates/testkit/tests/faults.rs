@@ -484,7 +484,6 @@ async fn a_socket_file_left_by_a_crashed_child_does_not_stop_the_next_start() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs Host::spawn to reserve the name before it touches the runtime dir: see RELIABILITY.md, open item 2"]
 async fn two_spawns_of_one_name_at_once_never_share_a_socket() {
     let (host, _sink) = host();
     let spec = || Spec::new(CHILD).name("twin").arg("plugin").ready_timeout(Duration::from_secs(3));
@@ -564,7 +563,7 @@ fn request_frame() -> Vec<u8> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs a bound on how long one frame may take to arrive after the hello: see RELIABILITY.md, open item 4"]
+#[ignore = "needs a bound on how long one frame may take to arrive after the hello: see RELIABILITY.md, open item 3"]
 async fn a_peer_that_dribbles_a_frame_after_its_hello_is_dropped_and_others_are_served() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let dir = socket_dir();

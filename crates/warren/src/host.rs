@@ -20,6 +20,8 @@ pub(crate) struct HostShared {
     pub sink: Arc<dyn LogSink>,
     watchdog: Option<Watchdog>,
     children: Mutex<Vec<Child>>,
+    /// Names whose spawn is under way.
+    starting: Mutex<std::collections::HashSet<String>>,
     signals: Mutex<Option<crate::signals::Signals>>,
 }
 
@@ -112,6 +114,7 @@ impl HostBuilder {
                 sink: self.sink,
                 watchdog,
                 children: Mutex::new(Vec::new()),
+                starting: Mutex::new(std::collections::HashSet::new()),
                 signals: Mutex::new(signals),
             }),
         })
@@ -130,12 +133,23 @@ impl Host {
 
     /// Starts a child and returns once it is ready and, for RPC children, connected.
     pub async fn spawn(&self, spec: Spec) -> Result<Child, SpawnError> {
-        if self.children().iter().any(|c| c.name() == spec.name) {
-            return Err(SpawnError::DuplicateName { name: spec.name });
+        // The name is reserved before anything is done in the runtime directory: its socket and
+        // notify paths are derived from it, so two starts of one name must never overlap.
+        let name = spec.name.clone();
+        {
+            let mut starting = self.shared.starting.lock().unwrap_or_else(PoisonError::into_inner);
+            let running = self.children().iter().any(|c| c.name() == name);
+            if running || !starting.insert(name.clone()) {
+                return Err(SpawnError::DuplicateName { name });
+            }
         }
-        let child = child::spawn(&self.shared, spec).await?;
-        self.shared.children.lock().unwrap_or_else(PoisonError::into_inner).push(child.clone());
-        Ok(child)
+        let spawned = child::spawn(&self.shared, spec).await;
+        let mut starting = self.shared.starting.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Ok(child) = &spawned {
+            self.shared.children.lock().unwrap_or_else(PoisonError::into_inner).push(child.clone());
+        }
+        starting.remove(&name);
+        spawned
     }
 
     /// The children started and not yet stopped.
