@@ -18,13 +18,9 @@ pub fn control_socket(config_dir: &Path) -> PathBuf {
 fn base_dir() -> PathBuf {
     match std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from) {
         Some(dir) if dir.is_absolute() && dir.as_os_str().len() < 60 => dir.join("warren"),
-        _ => PathBuf::from(format!("/tmp/warren-{}", rustix_uid())),
+        // The socket directory is private to its user; the uid keeps users apart in /tmp.
+        _ => PathBuf::from(format!("/tmp/warren-{}", rustix::process::geteuid().as_raw())),
     }
-}
-
-fn rustix_uid() -> u32 {
-    // The socket directory is private to its user; the uid keeps users apart in /tmp.
-    std::fs::metadata("/proc/self").map_or(0, |meta| std::os::unix::fs::MetadataExt::uid(&meta))
 }
 
 /// FNV-1a: a hash that stays the same across Rust versions, unlike std's.

@@ -130,10 +130,16 @@ pub fn take_u64(body: &mut Bytes, what: &'static str) -> Result<u64, FrameError>
 
 /// Encodes a GOODBYE frame: `code u32 | reason`.
 pub fn goodbye(code: ErrorCode, reason: &str) -> Bytes {
+    goodbye_after(code, reason, 0)
+}
+
+/// A GOODBYE whose id field carries the id of the last REQUEST the sender read: the final
+/// word of a drained connection, telling the client which waiting calls never ran.
+pub fn goodbye_after(code: ErrorCode, reason: &str, last_read: u32) -> Bytes {
     let mut body = Vec::with_capacity(4 + reason.len());
     body.extend_from_slice(&code.as_u32().to_be_bytes());
     body.extend_from_slice(reason.as_bytes());
-    encode(Kind::Goodbye, 0, &body)
+    encode(Kind::Goodbye, last_read, &body)
 }
 
 /// Decodes a GOODBYE body into its code and reason; a malformed one is itself a protocol error.

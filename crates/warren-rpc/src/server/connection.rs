@@ -195,9 +195,7 @@ impl Connection {
         if draining && !failed {
             // The last word of a drained connection: calls after this id were never read.
             let last = self.last_request.load(Ordering::SeqCst);
-            let mut goodbye = frame::goodbye(ErrorCode::Normal, "server shut down").to_vec();
-            goodbye[6..10].copy_from_slice(&last.to_be_bytes());
-            self.send(bytes::Bytes::from(goodbye));
+            self.send(frame::goodbye_after(ErrorCode::Normal, "server shut down", last));
         }
         self.closed.cancel();
         failed
