@@ -512,28 +512,114 @@ async fn two_spawns_of_one_name_at_once_never_share_a_socket() {
     assert_eq!((started.len(), refused), (1, 1), "exactly one of two same-name spawns succeeds");
 }
 
+/// What a /tmp cleaner (systemd-tmpfiles, tmpreaper) does to a socket it thinks is old.
+fn sweep(socket: &Path) {
+    std::fs::remove_file(socket).expect("delete the socket file");
+}
+
+fn socket_of(child: &warren::Child) -> PathBuf {
+    child.endpoint().and_then(Endpoint::unix_path).expect("unix socket").to_path_buf()
+}
+
+/// Connects to `socket` as any new client would, retrying until `BOUND`.
+async fn reconnect(socket: &Path) -> Client {
+    let deadline = Instant::now() + BOUND;
+    loop {
+        if let Ok(client) = Client::connect(socket).await {
+            return client;
+        }
+        assert!(Instant::now() < deadline, "nobody can connect to {} {BOUND:?} after it was deleted", socket.display());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the host to watch its children's socket files: see RELIABILITY.md, open item 1"]
 async fn a_socket_file_deleted_under_a_running_child_is_noticed_and_the_child_reachable_again() {
     let (host, _sink) = host();
-    let program = plugin_program("swept", exec(CHILD, &["plugin"]), Restart::Always);
+    let program = plugin_program("swept", exec(CHILD, &["plugin"]), Restart::Never);
     let supervisor = Supervisor::start(Plan { programs: vec![program] }, host.clone(), broadcast::channel(256).0);
     until_status(&supervisor, "swept", "ready", |s| s.state == State::Ready).await;
-    let socket = host.children()[0].endpoint().and_then(Endpoint::unix_path).expect("unix socket").to_path_buf();
-    // What a /tmp cleaner (systemd-tmpfiles, tmpreaper) does to a socket it thinks is old.
-    std::fs::remove_file(&socket).expect("delete the socket file");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let reconnected = loop {
-        if let Ok(client) = Client::connect(&socket).await {
-            break client;
-        }
-        assert!(Instant::now() < deadline, "nobody can connect to {} 5 s after it was deleted", socket.display());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let first = host.children()[0].clone();
+    let socket = socket_of(&first);
+    sweep(&socket);
+    let noticed = within("the loss noticed", first.socket_lost()).await;
+    assert_eq!(noticed, warren::SocketLost::Deleted(socket.clone()));
+    // `on_socket_lost = restart` (the default) restarts even a `restart = never` program:
+    // it did not fail, it became unreachable.
+    let status = until_status(&supervisor, "swept", "restarted", |s| s.state == State::Ready && s.restarts == 1).await;
+    assert!(status.last_exit.is_some_and(|exit| exit.success()), "stopped gracefully: {status:?}");
+    let reconnected = reconnect(&socket).await;
     let todo: Todo = within("call", reconnected.call("Task.Get", "found")).await.expect("call");
     assert_eq!(todo.id, "found");
+    let second = host.children()[0].clone();
+    assert_ne!(second.pid(), first.pid(), "a new instance serves the socket");
     reconnected.close().await;
     shut_down(&supervisor).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_lost_under_report_is_reported_and_the_child_left_running() {
+    let (host, _sink) = host();
+    let mut program = plugin_program("reported", exec(CHILD, &["plugin"]), Restart::Always);
+    program.on_socket_lost = plan::OnSocketLost::Report;
+    let supervisor = Supervisor::start(Plan { programs: vec![program] }, host.clone(), broadcast::channel(256).0);
+    until_status(&supervisor, "reported", "ready", |s| s.state == State::Ready).await;
+    let child = host.children()[0].clone();
+    let socket = socket_of(&child);
+    // Something else takes the name: it is replaced, not just gone.
+    sweep(&socket);
+    std::fs::write(&socket, b"not a socket").expect("plant a file");
+    let noticed = within("the loss noticed", child.socket_lost()).await;
+    assert_eq!(noticed.path(), socket, "{noticed}");
+    assert_eq!(child.socket_lost_now(), Some(noticed));
+    // Left running: the supervisor's own connection still reaches it.
+    let client = supervisor.client("reported").expect("known").expect("connected");
+    let todo: Todo = within("call", client.call("Task.Get", "still")).await.expect("call");
+    assert_eq!(todo.id, "still");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let status = supervisor.status().into_iter().find(|s| s.name == "reported").expect("status");
+    assert_eq!((status.state, status.restarts, host.children()[0].pid()), (State::Ready, 0, child.pid()));
+    std::fs::remove_file(&socket).expect("remove the planted file");
+    shut_down(&supervisor).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_removing_its_own_socket_on_the_way_out_is_not_a_loss() {
+    let (host, _sink) = host();
+    let plugin = || Spec::new(CHILD).arg("plugin").readiness(Readiness::Notify);
+    // Stopped by the host, and shut down by a signal of its own choosing.
+    let stopped = within("spawn", host.spawn(plugin().name("stopped"))).await.expect("spawn");
+    let quitting = within("spawn", host.spawn(plugin().name("quitting"))).await.expect("spawn");
+    let report = within("stop", stopped.stop(Duration::from_secs(2))).await;
+    assert_eq!(report.outcome, Outcome::Exited { code: 0 }, "{report}");
+    kill_process(Pid::from_raw(quitting.pid() as i32).expect("pid"), Signal::TERM).expect("SIGTERM");
+    let exit = within("exit", quitting.wait()).await;
+    assert!(exit.success(), "{exit}");
+    assert!(!socket_of(&quitting).exists(), "the child removed its socket");
+    // Longer than the watch takes to decide (0.5 s).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!((stopped.socket_lost_now(), quitting.socket_lost_now()), (None, None));
+    within("stop all", host.stop_all(Duration::from_secs(2))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runtime_directory_swept_away_is_noticed_and_made_again_for_the_next_start() {
+    let (host, _sink) = host();
+    let plugin = |name: &str| Spec::new(CHILD).arg("plugin").readiness(Readiness::Notify).name(name);
+    let child = within("spawn", host.spawn(plugin("first"))).await.expect("spawn");
+    let dir = host.runtime_dir().to_path_buf();
+    std::fs::remove_dir_all(&dir).expect("sweep the runtime directory");
+    let noticed = within("the loss noticed", child.socket_lost()).await;
+    assert_eq!(noticed, warren::SocketLost::Deleted(socket_of(&child)));
+    let next = within("spawn", host.spawn(plugin("next"))).await.expect("the next start succeeds");
+    let mode = std::fs::metadata(&dir).expect("made again").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700);
+    let todo: Todo = within("call", next.client().call("Task.Get", "again")).await.expect("call");
+    assert_eq!(todo.id, "again");
+    // The directory is watched again: the next child's loss is noticed too.
+    sweep(&socket_of(&next));
+    within("the second loss noticed", next.socket_lost()).await;
+    within("stop all", host.stop_all(Duration::from_secs(2))).await;
 }
 
 /// A hand-built preface and HELLO (`docs/PROTOCOL.md`): version 1, a 16 MiB limit, every

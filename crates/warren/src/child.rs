@@ -19,6 +19,7 @@ use crate::host::HostShared;
 use crate::log::{LogSink, Stream};
 use crate::notify::NotifyListener;
 use crate::pump::{self, Tail};
+use crate::socket_watch::SocketLost;
 use crate::spec::{Readiness, Spec};
 use crate::stop::{self, Exit, Leak, StopReport};
 use crate::sys::{self, StopSignal};
@@ -47,6 +48,7 @@ pub(crate) struct ChildInner {
     pumps: Mutex<Vec<AbortHandle>>,
     stopping: tokio::sync::Mutex<Option<StopReport>>,
     started: Instant,
+    socket_lost: watch::Receiver<Option<SocketLost>>,
 }
 
 /// The child's process group, as far as warren may still signal it.
@@ -105,6 +107,11 @@ impl ChildInner {
         }
     }
 
+    /// A stop has begun (or ended): whatever the child does to its socket now is expected.
+    fn is_stopping(&self) -> bool {
+        self.stopping.try_lock().map_or(true, |report| report.is_some())
+    }
+
     /// Removes the child's socket file if it left it; true if it had to.
     pub fn remove_socket_file(&self) -> bool {
         match &self.socket_path {
@@ -150,6 +157,24 @@ impl Child {
     }
 
     /// How the child ended, if it has.
+    /// Resolves if the child's socket file is deleted or replaced while the child runs and is
+    /// not being stopped — by a `/tmp` cleaner, say. The child still serves the connections it
+    /// has, this one included, but no new client can reach it until it binds again (restart
+    /// it). Never resolves for a child without a Unix socket.
+    pub async fn socket_lost(&self) -> SocketLost {
+        let mut lost = self.inner.socket_lost.clone();
+        let what = lost.wait_for(Option::is_some).await.ok().and_then(|what| what.clone());
+        match what {
+            Some(what) => what,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// The socket file's loss, if [`socket_lost`](Self::socket_lost) has resolved.
+    pub fn socket_lost_now(&self) -> Option<SocketLost> {
+        self.inner.socket_lost.borrow().clone()
+    }
+
     pub fn exit(&self) -> Option<Exit> {
         self.inner.exit_now()
     }
@@ -206,6 +231,11 @@ pub(crate) async fn spawn(host: &Arc<HostShared>, spec: Spec) -> Result<Child, S
     let name: Arc<str> = Arc::from(spec.name.as_str());
     let spec_name = spec.name.clone();
     let setup = |what: &'static str| move |source| SpawnError::Setup { name: spec_name, what, source };
+    host.runtime_dir.ensure().map_err(|source| SpawnError::Setup {
+        name: spec.name.clone(),
+        what: "runtime directory",
+        source,
+    })?;
     let socket_path = spec.rpc.then(|| host.runtime_dir.file_for(&spec.name, ".sock"));
     if let Some(path) = &socket_path {
         // A previous instance that crashed may have left its socket here.
@@ -290,6 +320,7 @@ pub(crate) async fn spawn(host: &Arc<HostShared>, spec: Spec) -> Result<Child, S
     let stdin = process.stdin.take();
     let (exit_tx, exit) = watch::channel(None);
     let group = Arc::new(Group::default());
+    let (lost_tx, socket_lost) = watch::channel(None);
     tokio::spawn(reap(process, pid, Arc::clone(&group), Arc::downgrade(host), Arc::clone(&name), exit_tx));
 
     let inner = ChildInner {
@@ -309,6 +340,7 @@ pub(crate) async fn spawn(host: &Arc<HostShared>, spec: Spec) -> Result<Child, S
         pumps: Mutex::new(pumps),
         stopping: tokio::sync::Mutex::new(None),
         started: Instant::now(),
+        socket_lost,
     };
     let mut inner = inner;
     let deadline = Instant::now() + spec.ready_timeout;
@@ -326,7 +358,54 @@ pub(crate) async fn spawn(host: &Arc<HostShared>, spec: Spec) -> Result<Child, S
             }
         }
     }
-    Ok(Child { inner: Arc::new(inner) })
+    let child = Child { inner: Arc::new(inner) };
+    if let (Some(path), Some(client)) = (&child.inner.socket_path, &child.inner.client) {
+        let gone = host.socket_watch().watch(path);
+        tokio::spawn(follow_socket(gone, client.clone(), Arc::downgrade(&child.inner), lost_tx));
+    }
+    Ok(child)
+}
+
+/// How long a child that removed its socket may take to exit before the removal counts as a
+/// loss. A child shutting down closes every connection, the host's too, before it removes
+/// its socket, and then exits: either is seen well within this.
+const SHUTDOWN_EVIDENCE: Duration = Duration::from_millis(500);
+
+/// Tells a socket file lost under a running child from the child removing its own on the
+/// way out, and publishes (and logs) the first.
+async fn follow_socket(
+    gone: tokio::sync::oneshot::Receiver<SocketLost>,
+    client: Client,
+    child: Weak<ChildInner>,
+    lost: watch::Sender<Option<SocketLost>>,
+) {
+    let Some(mut exit) = child.upgrade().map(|child| child.exit.clone()) else { return };
+    let what = tokio::select! {
+        what = gone => match what {
+            Ok(what) => what,
+            Err(_) => return,
+        },
+        _ = async { exit.wait_for(Option::is_some).await.is_ok() } => return,
+    };
+    let shutting_down = async {
+        tokio::select! {
+            _ = async { exit.wait_for(Option::is_some).await.is_ok() } => {}
+            () = client.closed() => {}
+        }
+    };
+    if tokio::time::timeout(SHUTDOWN_EVIDENCE, shutting_down).await.is_ok() {
+        return;
+    }
+    let Some(child) = child.upgrade() else { return };
+    if child.is_stopping() || child.exit_now().is_some() {
+        return;
+    }
+    warn!(
+        child = %child.name,
+        pid = child.pid,
+        "{what} while the child runs: it keeps its connections, but no new client can reach it until it binds again"
+    );
+    let _ = lost.send(Some(what));
 }
 
 /// Connects the RPC client. A child that said READY=1 has bound its socket, so one attempt is

@@ -9,6 +9,7 @@ use crate::child::{self, Child};
 use crate::error::{HostError, SpawnError};
 use crate::log::{LogSink, TracingSink};
 use crate::runtime_dir::RuntimeDir;
+use crate::socket_watch::SocketWatch;
 use crate::spawner::Spawner;
 use crate::spec::Spec;
 use crate::stop::StopReport;
@@ -23,6 +24,8 @@ pub(crate) struct HostShared {
     /// Names whose spawn is under way.
     starting: Mutex<std::collections::HashSet<String>>,
     signals: Mutex<Option<crate::signals::Signals>>,
+    /// Started with the first RPC child, so hosts without any need no inotify instance.
+    socket_watch: std::sync::OnceLock<SocketWatch>,
 }
 
 impl HostShared {
@@ -36,6 +39,10 @@ impl HostShared {
         if let Some(watchdog) = &self.watchdog {
             watchdog.unwatch(pgid);
         }
+    }
+
+    pub fn socket_watch(&self) -> &SocketWatch {
+        self.socket_watch.get_or_init(|| SocketWatch::start(self.runtime_dir.path()))
     }
 
     pub fn forget(&self, child: &Child) {
@@ -116,6 +123,7 @@ impl HostBuilder {
                 children: Mutex::new(Vec::new()),
                 starting: Mutex::new(std::collections::HashSet::new()),
                 signals: Mutex::new(signals),
+                socket_watch: std::sync::OnceLock::new(),
             }),
         })
     }

@@ -10,7 +10,7 @@ use std::io;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use tracing::debug;
+use tracing::{debug, warn};
 
 use crate::sys;
 
@@ -47,6 +47,30 @@ impl RuntimeDir {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Makes the directory again if something removed it (a `/tmp` cleaner sweeping old
+    /// directories), so that later children can still start; refuses one that is not ours,
+    /// which someone could have made at the freed name in between.
+    pub fn ensure(&self) -> io::Result<()> {
+        match std::fs::DirBuilder::new().mode(0o700).create(&self.path) {
+            Ok(()) => {
+                warn!("runtime directory {} had been removed; made it again", self.path.display());
+                Ok(())
+            }
+            Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {
+                let meta = std::fs::symlink_metadata(&self.path)?;
+                if meta.is_dir() && meta.uid() == rustix::process::geteuid().as_raw() && meta.mode() & 0o077 == 0 {
+                    Ok(())
+                } else {
+                    Err(io::Error::new(
+                        io::ErrorKind::PermissionDenied,
+                        format!("{} is no longer our private directory", self.path.display()),
+                    ))
+                }
+            }
+            Err(err) => Err(err),
+        }
     }
 
     /// A path for `name` with `suffix` that fits the Unix socket limit, even for long names.

@@ -1,9 +1,10 @@
 //! Every raw syscall of warren, in one place.
 //!
 //! Most of warren's OS work goes through safe wrappers (rustix, tokio). What is left here needs
-//! `unsafe` for one of two reasons: code that runs between `fork` and `exec` (where only
-//! async-signal-safe calls are allowed), and the watchdog process, which is a `fork` without
-//! `exec`. Each `unsafe` block says why it is sound.
+//! `unsafe` for one of three reasons: code that runs between `fork` and `exec` (where only
+//! async-signal-safe calls are allowed), the watchdog process, which is a `fork` without
+//! `exec`, and registering a file descriptor with tokio's reactor. Each `unsafe` block says why
+//! it is sound.
 #![expect(unsafe_code, reason = "the one module allowed to make raw syscalls")]
 
 use std::io;
@@ -329,4 +330,13 @@ unsafe fn close_all_but(keep: i32) {
             }
         }
     }
+}
+
+/// Registers `fd` (non-blocking) with tokio's reactor, for descriptors tokio has no type for
+/// (inotify).
+pub fn async_fd(fd: OwnedFd) -> io::Result<tokio::io::unix::AsyncFd<OwnedFd>> {
+    // SAFETY: `register` requires that the descriptor stays open and is not replaced while
+    // registered. The `AsyncFd` takes the `OwnedFd` by value, so nothing else can close it,
+    // and it deregisters before the `OwnedFd` is dropped with it.
+    unsafe { tokio::io::unix::AsyncFd::register(fd) }.map_err(|err| err.into_parts().1)
 }

@@ -104,6 +104,11 @@ pub enum Event {
     HealthFailed {
         name: String,
     },
+    /// Its socket file was deleted or replaced while it ran, and its program's
+    /// [`on_socket_lost`](super::plan::Program::on_socket_lost) says to restart it.
+    SocketLost {
+        name: String,
+    },
     /// A timer set by [`Action::SetTimer`] fired.
     Timer {
         name: String,
@@ -288,6 +293,7 @@ impl Machine {
                 slot.healthy = slot.state == State::Ready;
             }),
             Event::HealthFailed { name } => self.with(&name, |m, i| m.health_failed(now, i, &mut actions)),
+            Event::SocketLost { name } => self.with(&name, |m, i| m.socket_lost(now, i, &mut actions)),
             Event::Timer { name, generation } => self.with(&name, |m, i| {
                 let slot = &m.slots[i];
                 if slot.timer_generation == generation && matches!(slot.state, State::Backoff { .. }) {
@@ -379,6 +385,15 @@ impl Machine {
         let limit = slot.program.health.as_ref().map_or(1, |h| h.failures);
         if slot.health_failures >= limit && !self.shutting_down {
             self.slots[i].restart_after_stop = Some(Relaunch::WithBackoff);
+            self.issue_stop(now, i, actions);
+        }
+    }
+
+    /// Restarts at once — no crash happened, so no backoff — but the start still counts toward
+    /// the crash loop, so a socket deleted at every start ends in `Failed`, not in a loop.
+    fn socket_lost(&mut self, now: Instant, i: usize, actions: &mut Vec<Action>) {
+        if self.slots[i].state == State::Ready && !self.shutting_down {
+            self.slots[i].restart_after_stop = Some(Relaunch::Now);
             self.issue_stop(now, i, actions);
         }
     }

@@ -35,6 +35,8 @@ pub struct Program {
     pub grace: Duration,
     pub depends_on: Vec<Dependency>,
     pub health: Option<Health>,
+    /// What to do when its socket file is deleted or replaced while it runs (RPC programs).
+    pub on_socket_lost: OnSocketLost,
     /// Once ready (and healthy, if checked) for this long, the backoff and the crash-loop count
     /// start over.
     pub reset_after: Duration,
@@ -60,6 +62,17 @@ pub enum Readiness {
     Exec { command: Command, interval: Duration },
     /// A connection to this endpoint (`tcp:host:port` or `unix:/path`) succeeds.
     Connect { endpoint: String, interval: Duration },
+}
+
+/// A program whose socket file is gone keeps serving the connections it has, the
+/// supervisor's among them, but nothing new can connect to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnSocketLost {
+    /// Log a warning and leave it running.
+    Report,
+    /// Log a warning and restart it at once, so that it binds its socket again.
+    #[default]
+    Restart,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,6 +165,7 @@ impl Program {
             grace: Duration::from_secs(10),
             depends_on: Vec::new(),
             health: None,
+            on_socket_lost: OnSocketLost::default(),
             reset_after: Duration::from_secs(60),
         }
     }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::Instant;
-use tracing::debug;
+use tracing::{debug, info};
 use warren_rpc::Client;
 
 use super::machine::{Action, Event, Machine, State, Status};
@@ -313,6 +313,7 @@ fn event_name(event: &Event) -> &str {
         | Event::Exited { name, .. }
         | Event::HealthPassed { name }
         | Event::HealthFailed { name }
+        | Event::SocketLost { name }
         | Event::Timer { name, .. }
         | Event::Start { name }
         | Event::Stop { name }
@@ -367,6 +368,7 @@ impl Instance {
                 tokio::select! {
                     exit = child.wait() => exit,
                     () = self.check_health(&program, &child) => child.wait().await,
+                    () = self.follow_socket(&program, &child) => child.wait().await,
                 }
             }
         };
@@ -374,6 +376,17 @@ impl Instance {
         // start as soon as the machine hears of this exit.
         child.stop(program.grace).await;
         self.send(Event::Exited { name: self.name.clone(), exit });
+    }
+
+    /// Acts on the child's socket file going away, as the program says (the host has logged
+    /// it already); never returns, the caller selects on the exit.
+    async fn follow_socket(&self, program: &Program, child: &Child) {
+        let lost = child.socket_lost().await;
+        if program.on_socket_lost == plan::OnSocketLost::Restart {
+            info!(program = %self.name, "{lost}: restarting it so that it binds its socket again");
+            self.send(Event::SocketLost { name: self.name.clone() });
+        }
+        std::future::pending().await
     }
 
     /// Runs the health check until the child exits (the caller selects on that).

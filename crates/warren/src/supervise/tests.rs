@@ -298,3 +298,35 @@ async fn all_ready_is_announced_once() {
     let actions = h.on(Event::HealthPassed { name: "worker".into() });
     assert!(!actions.contains(&Action::AllReady));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_lost_socket_restarts_at_once_but_counts_toward_the_crash_loop() {
+    let mut p = program("api");
+    p.crash_loop = CrashLoop { max_starts: 3, window: Duration::from_secs(600) };
+    let (mut h, _) = Harness::new(vec![p]);
+    for _ in 0..2 {
+        h.up("api");
+        let actions = h.on(Event::SocketLost { name: "api".into() });
+        assert_eq!(stopped(&actions), ["api"]);
+        assert!(h.on(Event::SocketLost { name: "api".into() }).is_empty(), "once is enough while it stops");
+        let actions = h.on(Event::Exited { name: "api".into(), exit: Exit::Code(0) });
+        assert_eq!((spawned(&actions), timer(&actions)), (vec!["api"], None), "at once, without backoff");
+    }
+    h.up("api");
+    h.on(Event::SocketLost { name: "api".into() });
+    let actions = h.on(Event::Exited { name: "api".into(), exit: Exit::Code(0) });
+    assert!(spawned(&actions).is_empty());
+    assert!(matches!(h.state("api"), State::Failed { .. }), "the fourth start in the window is a crash loop");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lost_socket_during_shutdown_or_before_ready_changes_nothing() {
+    let (mut h, _) = Harness::new(vec![program("api")]);
+    h.on(Event::Started { name: "api".into() });
+    assert!(h.on(Event::SocketLost { name: "api".into() }).is_empty(), "not ready yet");
+    h.on(Event::Ready { name: "api".into() });
+    assert_eq!(stopped(&h.on(Event::Shutdown)), ["api"]);
+    assert!(h.on(Event::SocketLost { name: "api".into() }).is_empty());
+    h.on(Event::Exited { name: "api".into(), exit: Exit::Code(0) });
+    assert_eq!(h.state("api"), State::Stopped);
+}
