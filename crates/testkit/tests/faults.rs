@@ -541,8 +541,10 @@ async fn a_socket_file_deleted_under_a_running_child_is_noticed_and_the_child_re
     until_status(&supervisor, "swept", "ready", |s| s.state == State::Ready).await;
     let first = host.children()[0].clone();
     let socket = socket_of(&first);
+    let swept_at = Instant::now();
     sweep(&socket);
     let noticed = within("the loss noticed", first.socket_lost()).await;
+    let noticed_after = swept_at.elapsed();
     assert_eq!(noticed, warren::SocketLost::Deleted(socket.clone()));
     // `on_socket_lost = restart` (the default) restarts even a `restart = never` program:
     // it did not fail, it became unreachable.
@@ -551,6 +553,7 @@ async fn a_socket_file_deleted_under_a_running_child_is_noticed_and_the_child_re
     let reconnected = reconnect(&socket).await;
     let todo: Todo = within("call", reconnected.call("Task.Get", "found")).await.expect("call");
     assert_eq!(todo.id, "found");
+    eprintln!("noticed {noticed_after:?} after the delete, reachable again after {:?}", swept_at.elapsed());
     let second = host.children()[0].clone();
     assert_ne!(second.pid(), first.pid(), "a new instance serves the socket");
     reconnected.close().await;
