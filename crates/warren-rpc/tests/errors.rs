@@ -145,3 +145,40 @@ async fn a_server_killed_mid_call_fails_every_call_at_once_as_closed_by_peer() {
     }
     assert!(start.elapsed() < Duration::from_secs(1), "calls failed promptly, not by timeout");
 }
+
+#[tokio::test]
+async fn a_call_after_a_failed_write_reports_the_write_error_not_a_local_close() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // Two socket pairs, so that the client's writes can fail while its reads stay open: the
+    // moment between a write failing (EPIPE after the peer died) and the reader seeing the end,
+    // held open for as long as the test needs.
+    let (client_read, mut server_write) = tokio::net::UnixStream::pair().expect("socket pair");
+    let (client_write, mut server_read) = tokio::net::UnixStream::pair().expect("socket pair");
+    let server = async {
+        let mut hello = [0u8; 5 + 10 + 11];
+        server_read.read_exact(&mut hello).await.expect("client preface and hello");
+        // PREFACE, then WELCOME: max_frame 16 MiB, features 0xF, MessagePack (PROTOCOL.md §14.3).
+        let welcome = b"\xf7WRP\x01\x00\x00\x00\x09\x02\x00\x00\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x0f\x01";
+        server_write.write_all(welcome).await.expect("welcome");
+    };
+    let (client, ()) = tokio::join!(Client::builder().over(client_read, client_write, "pair:half"), server);
+    let client = client.expect("handshake");
+    drop(server_read);
+
+    let err = common::within("a call on the broken connection", async {
+        loop {
+            match client.call_timeout::<_, Todo>("Task.Get", "x", Duration::from_millis(50)).await {
+                // The frame was written before the write side broke, or went down with the
+                // writer's queue: no answer can come.
+                Err(CallError::DeadlineExceeded { .. }) => continue,
+                other => break other.expect_err("nothing answers"),
+            }
+        }
+    })
+    .await;
+    assert!(
+        matches!(&err, CallError::ConnectionLost { reason: LostReason::Io(_), .. }),
+        "the failed write is the reason, not a local close: {err}"
+    );
+    drop(server_write);
+}

@@ -222,7 +222,16 @@ impl ClientBuilder {
             let in_flight = Arc::clone(&in_flight);
             move || in_flight.waiting() > 1
         };
-        let writer = tokio::spawn(writer::run(write, queue, close.clone(), more_coming));
+        let writer = {
+            let (in_flight, close) = (Arc::clone(&in_flight), close.clone());
+            tokio::spawn(async move {
+                let result = writer::run(write, queue, close, more_coming).await;
+                if let Err(err) = &result {
+                    in_flight.writer_failed(LostReason::Io(err.to_string()));
+                }
+                result
+            })
+        };
         let reader_done = CancellationToken::new();
         {
             let (in_flight, weak, endpoint, close, done) =

@@ -39,6 +39,9 @@ struct State {
     waiting: HashMap<u32, oneshot::Sender<Answer>>,
     next_id: u32,
     closed: Option<Closed>,
+    /// Why the writer task stopped, if it failed: the reason a call that can no longer be sent
+    /// is given, since the reader may not have seen the end of the connection yet.
+    write_failed: Option<LostReason>,
     subscribers: HashMap<String, Vec<mpsc::Sender<super::Notification>>>,
 }
 
@@ -58,6 +61,9 @@ impl InFlight {
         let mut state = self.lock();
         if let Some(closed) = &state.closed {
             return Err(closed.clone());
+        }
+        if let Some(reason) = &state.write_failed {
+            return Err(Closed::Lost(reason.clone()));
         }
         // Ids wrap after 4 billion calls; skip 0 (reserved) and any id still waiting.
         let id = loop {
@@ -86,6 +92,25 @@ impl InFlight {
 
     pub fn closed(&self) -> Option<Closed> {
         self.lock().closed.clone()
+    }
+
+    /// Records why the writer stopped. Calls in flight are left to the reader, which fails them
+    /// when it sees the end, with the peer's own reason (its GOODBYE) when there is one.
+    pub fn writer_failed(&self, reason: LostReason) {
+        let mut state = self.lock();
+        if state.write_failed.is_none() {
+            state.write_failed = Some(reason);
+        }
+    }
+
+    /// Why a frame could not be queued: the writer is gone, because the connection was lost,
+    /// because writing failed, or else because this side closed it.
+    pub fn unsendable(&self) -> LostReason {
+        let state = self.lock();
+        match (&state.closed, &state.write_failed) {
+            (Some(Closed::Lost(reason)), _) | (_, Some(reason)) => reason.clone(),
+            _ => LostReason::ClosedLocally,
+        }
     }
 
     pub fn peer_shutting_down(&self, reason: String) {

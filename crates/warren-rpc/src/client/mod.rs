@@ -167,7 +167,7 @@ impl Client {
             Protocol::JsonRpc => jsonrpc::request_go(Some(id), method, arg, limit),
         }
         .map_err(|err| encode_error(method, err))?;
-        inner.tx.send(frame).map_err(|_| self.lost(method, LostReason::ClosedLocally))?;
+        inner.tx.send(frame).map_err(|_| self.unsendable(method))?;
         guard.sent = true;
         let answer = match timeout {
             Some(timeout) => match tokio::time::timeout(timeout, answer).await {
@@ -215,7 +215,7 @@ impl Client {
             Protocol::JsonRpc => jsonrpc::request_go(None, method, arg, limit),
         }
         .map_err(|err| encode_error(method, err))?;
-        self.inner.tx.send(frame).map_err(|_| self.lost(method, LostReason::ClosedLocally))
+        self.inner.tx.send(frame).map_err(|_| self.unsendable(method))
     }
 
     /// Receives the notifications named `method` that the server pushes, from now on. Up to
@@ -241,7 +241,7 @@ impl Client {
             Protocol::JsonRpc => jsonrpc::request_go(Some(id), "warren.Ping", &(), inner.negotiated.peer_max_frame)
                 .map_err(|err| encode_error(METHOD, err))?,
         };
-        inner.tx.send(frame).map_err(|_| self.lost(METHOD, LostReason::ClosedLocally))?;
+        inner.tx.send(frame).map_err(|_| self.unsendable(METHOD))?;
         // A server ignores CANCEL for a ping id, so the guard's cancel is harmless.
         guard.sent = true;
         let answer = tokio::time::timeout(timeout, answer)
@@ -294,6 +294,11 @@ impl Client {
 
     fn lost(&self, method: &str, reason: LostReason) -> CallError {
         CallError::ConnectionLost { method: method.to_owned(), endpoint: self.inner.endpoint.to_string(), reason }
+    }
+
+    /// The error for a frame the writer can no longer take.
+    fn unsendable(&self, method: &str) -> CallError {
+        self.lost(method, self.inner.in_flight.unsendable())
     }
 
     fn closed_error(&self, method: &str, closed: Closed) -> CallError {
