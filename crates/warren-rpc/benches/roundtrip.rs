@@ -191,7 +191,10 @@ fn runtime(flavor: Flavor) -> Runtime {
 }
 
 fn task_server() -> Server {
-    Server::new().service("Task", |s| s.method("Get", |_ctx, id: String| async move { Ok(Todo { id }) }))
+    Server::new().service("Task", |s| {
+        s.method("Get", |_ctx, id: String| async move { Ok(Todo { id }) })
+            .method("Echo", |_ctx, data: warren_rpc::Bytes| async move { Ok(data) })
+    })
 }
 
 /// A warren server on a runtime of its own thread, like a child process would run it.
@@ -496,7 +499,50 @@ fn micro(c: &mut Criterion) {
     group.finish();
 }
 
+/// `WARREN_RPC_PROBE=<setup>:<calls>[:<bytes>]` makes the binary run that many calls and exit,
+/// without criterion: a fixed amount of work for `valgrind --tool=callgrind` or `perf`, whose
+/// count minus that of a run with 0 calls, divided by the calls, is the cost of one call. This
+/// machine has no hardware counters, so instruction counts come from callgrind. `<bytes>` > 0
+/// makes each call a `Task.Echo` of that many bytes instead of `Task.Get`.
+fn probe(spec: &str) {
+    let mut parts = spec.split(':');
+    let setup = match parts.next() {
+        Some("single_thread") => Setup::SingleThread,
+        Some("shared_mt") => Setup::SharedMt,
+        Some("ct_client+ct_server") => Setup::CtClientCtServer,
+        Some("ct_client+mt_server") => Setup::CtClientMtServer,
+        Some("mt_client+mt_server") => Setup::MtClientMtServer,
+        other => panic!("unknown setup {other:?}"),
+    };
+    let calls: usize = parts.next().and_then(|n| n.parse().ok()).expect("<setup>:<calls>");
+    let size: usize = parts.next().map_or(0, |n| n.parse().expect("<bytes>"));
+    let dir = tempfile::Builder::new().prefix("wrpc-probe").tempdir_in("/tmp").expect("socket dir");
+    let fixture = Fixture::new(setup, dir.path().join("probe.sock"));
+    let client = fixture.client.clone();
+    let elapsed = fixture.run(async move {
+        let payload = warren_rpc::Bytes::from(vec![7u8; size]);
+        let start = Instant::now();
+        for _ in 0..calls {
+            if size == 0 {
+                black_box(get(&client).await);
+            } else {
+                let reply: warren_rpc::Bytes = client.call("Task.Echo", &payload).await.expect("Task.Echo");
+                assert_eq!(reply.len(), size);
+            }
+        }
+        start.elapsed()
+    });
+    fixture.stop();
+    if calls > 0 {
+        eprintln!("{} calls in {elapsed:?}: {:?} per call", calls, elapsed / calls as u32);
+    }
+}
+
 fn main() {
+    if let Ok(spec) = std::env::var("WARREN_RPC_PROBE") {
+        probe(&spec);
+        return;
+    }
     let mut criterion = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3))
