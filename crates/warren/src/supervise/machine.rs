@@ -7,167 +7,18 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
-use std::time::Duration;
 
 use tokio::time::Instant;
 
 use super::backoff::{Jitter, delay};
-use super::plan::{Condition, Plan, Program, Restart};
+use super::events::humanize;
+pub use super::events::{Action, Event, State, Status};
+use super::plan::{Plan, Program, Restart};
 use crate::stop::Exit;
 
-/// Where a program is in its life.
-#[derive(Debug, Clone, PartialEq)]
-pub enum State {
-    /// Not started: waiting for its dependencies.
-    Waiting,
-    /// Being started.
-    Starting,
-    /// Started, not yet ready.
-    Running,
-    /// Ready (its readiness condition held).
-    Ready,
-    /// Being stopped.
-    Stopping,
-    /// Waiting to be restarted.
-    Backoff { delay: Duration },
-    /// Ended and, by its restart policy, left so.
-    Exited { exit: Exit },
-    /// Given up on: a crash loop, a failed start without restart, a failed dependency.
-    Failed { reason: String },
-    /// Stopped on request.
-    Stopped,
-}
-
-impl State {
-    /// Whether a process may be running for it.
-    pub fn is_active(&self) -> bool {
-        matches!(self, State::Starting | State::Running | State::Ready | State::Stopping)
-    }
-
-    pub fn name(&self) -> &'static str {
-        match self {
-            State::Waiting => "waiting",
-            State::Starting => "starting",
-            State::Running => "running",
-            State::Ready => "ready",
-            State::Stopping => "stopping",
-            State::Backoff { .. } => "backoff",
-            State::Exited { .. } => "exited",
-            State::Failed { .. } => "failed",
-            State::Stopped => "stopped",
-        }
-    }
-}
-
-impl fmt::Display for State {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            State::Backoff { delay } => write!(f, "restarting in {}", humanize(*delay)),
-            State::Exited { exit } => write!(f, "{exit}"),
-            State::Failed { reason } => write!(f, "failed: {reason}"),
-            other => f.write_str(other.name()),
-        }
-    }
-}
-
-fn humanize(duration: Duration) -> String {
-    if duration < Duration::from_secs(1) {
-        format!("{} ms", duration.as_millis())
-    } else {
-        format!("{:.1} s", duration.as_secs_f64())
-    }
-}
-
-/// Something that happened, reported to the machine.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Event {
-    /// The process was spawned.
-    Started {
-        name: String,
-    },
-    /// The process could not be started or made ready.
-    StartFailed {
-        name: String,
-        error: String,
-    },
-    Ready {
-        name: String,
-    },
-    /// The process ended, for whatever reason.
-    Exited {
-        name: String,
-        exit: Exit,
-    },
-    HealthPassed {
-        name: String,
-    },
-    HealthFailed {
-        name: String,
-    },
-    /// Its socket file was deleted or replaced while it ran, and its program's
-    /// [`on_socket_lost`](super::plan::Program::on_socket_lost) says to restart it.
-    SocketLost {
-        name: String,
-    },
-    /// A timer set by [`Action::SetTimer`] fired.
-    Timer {
-        name: String,
-        generation: u64,
-    },
-    /// Control requests.
-    Start {
-        name: String,
-    },
-    Stop {
-        name: String,
-    },
-    Restart {
-        name: String,
-    },
-    /// Stop everything, dependents before their dependencies.
-    Shutdown,
-}
-
-/// Something the runner must do.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Action {
-    Spawn {
-        name: String,
-    },
-    Stop {
-        name: String,
-    },
-    /// Send `Event::Timer { name, generation }` after `after`. Timers with an old generation are
-    /// ignored, so there is no need to cancel them.
-    SetTimer {
-        name: String,
-        after: Duration,
-        generation: u64,
-    },
-    /// A program changed state (one log line each).
-    Changed {
-        name: String,
-        state: State,
-    },
-    /// Everything has stopped after a shutdown.
-    AllStopped,
-    /// Every program is ready (or finished successfully): time to tell systemd.
-    AllReady,
-}
-
-/// What `status` shows of one program.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Status {
-    pub name: String,
-    pub state: State,
-    pub restarts: u32,
-    pub last_exit: Option<Exit>,
-    pub since: Instant,
-}
-
-struct Slot {
-    program: Program,
-    state: State,
+pub(super) struct Slot {
+    pub(super) program: Program,
+    pub(super) state: State,
     since: Instant,
     /// Start times within the crash-loop window.
     starts: VecDeque<Instant>,
@@ -176,13 +27,13 @@ struct Slot {
     restarts: u32,
     last_exit: Option<Exit>,
     ready_at: Option<Instant>,
-    healthy: bool,
+    pub(super) healthy: bool,
     health_failures: u32,
     /// Restart once the current stop completes: after a backoff (health failure), or at once
     /// (a restart request).
     restart_after_stop: Option<Relaunch>,
     /// The stop was requested while the start was still in progress.
-    stop_when_started: bool,
+    pub(super) stop_when_started: bool,
     timer_generation: u64,
 }
 
@@ -195,10 +46,10 @@ enum Relaunch {
 
 /// The supervisor's state: every program's, and whether a shutdown is in progress.
 pub struct Machine {
-    slots: Vec<Slot>,
-    index: HashMap<String, usize>,
-    shutting_down: bool,
-    announced_ready: bool,
+    pub(super) slots: Vec<Slot>,
+    pub(super) index: HashMap<String, usize>,
+    pub(super) shutting_down: bool,
+    pub(super) announced_ready: bool,
     jitter: Jitter,
 }
 
@@ -313,7 +164,7 @@ impl Machine {
         }
     }
 
-    fn set_state(&mut self, now: Instant, i: usize, state: State, actions: &mut Vec<Action>) {
+    pub(super) fn set_state(&mut self, now: Instant, i: usize, state: State, actions: &mut Vec<Action>) {
         let slot = &mut self.slots[i];
         if slot.state == state {
             return;
@@ -323,7 +174,7 @@ impl Machine {
         actions.push(Action::Changed { name: slot.program.name.clone(), state });
     }
 
-    fn spawn(&mut self, now: Instant, i: usize, actions: &mut Vec<Action>) {
+    pub(super) fn spawn(&mut self, now: Instant, i: usize, actions: &mut Vec<Action>) {
         let window = self.slots[i].program.crash_loop.window;
         let max_starts = self.slots[i].program.crash_loop.max_starts;
         let slot = &mut self.slots[i];
@@ -368,7 +219,7 @@ impl Machine {
         }
     }
 
-    fn issue_stop(&mut self, now: Instant, i: usize, actions: &mut Vec<Action>) {
+    pub(super) fn issue_stop(&mut self, now: Instant, i: usize, actions: &mut Vec<Action>) {
         actions.push(Action::Stop { name: self.slots[i].program.name.clone() });
         self.set_state(now, i, State::Stopping, actions);
     }
@@ -513,108 +364,5 @@ impl Machine {
                 self.set_state(now, i, State::Stopped, actions);
             }
         }
-    }
-
-    /// Whether `dep` has reached `condition`.
-    fn satisfied(&self, dep: usize, condition: Condition) -> bool {
-        let slot = &self.slots[dep];
-        match condition {
-            Condition::Started => matches!(slot.state, State::Running | State::Ready),
-            Condition::Ready => slot.state == State::Ready,
-            Condition::Healthy => slot.state == State::Ready && slot.healthy,
-            Condition::ExitedOk => matches!(slot.state, State::Exited { exit } if exit.success()),
-        }
-    }
-
-    /// Whether `dep` can never reach `condition` any more.
-    fn hopeless(&self, dep: usize, condition: Condition) -> bool {
-        match &self.slots[dep].state {
-            State::Failed { .. } | State::Stopped => true,
-            State::Exited { exit } => condition != Condition::ExitedOk || !exit.success(),
-            _ => false,
-        }
-    }
-
-    /// Applies the consequences of the current states until nothing changes: start programs
-    /// whose dependencies are met, fail those whose dependencies never will be, and during a
-    /// shutdown stop programs whose dependents are all down.
-    fn settle(&mut self, now: Instant, actions: &mut Vec<Action>) {
-        loop {
-            let before = actions.len();
-            if self.shutting_down {
-                self.stop_in_order(now, actions);
-            } else {
-                self.start_ready_ones(now, actions);
-            }
-            if actions.len() == before {
-                break;
-            }
-        }
-        if self.shutting_down && self.slots.iter().all(|s| !s.state.is_active()) {
-            if !actions.contains(&Action::AllStopped) {
-                actions.push(Action::AllStopped);
-            }
-        } else if !self.shutting_down && !self.announced_ready && self.all_up() {
-            self.announced_ready = true;
-            actions.push(Action::AllReady);
-        }
-    }
-
-    fn all_up(&self) -> bool {
-        self.slots.iter().all(|s| match &s.state {
-            State::Ready => true,
-            State::Exited { exit } => exit.success(),
-            _ => false,
-        })
-    }
-
-    fn start_ready_ones(&mut self, now: Instant, actions: &mut Vec<Action>) {
-        for i in 0..self.slots.len() {
-            if self.slots[i].state != State::Waiting {
-                continue;
-            }
-            let deps: Vec<(usize, Condition, String)> = self.slots[i]
-                .program
-                .depends_on
-                .iter()
-                .filter_map(|d| self.index.get(&d.name).map(|&j| (j, d.condition, d.name.clone())))
-                .collect();
-            if let Some((_, condition, name)) = deps.iter().find(|(j, c, _)| self.hopeless(*j, *c)) {
-                let reason = format!("dependency {name} can no longer be {}", condition_name(*condition));
-                self.set_state(now, i, State::Failed { reason }, actions);
-            } else if deps.iter().all(|(j, c, _)| self.satisfied(*j, *c)) {
-                self.spawn(now, i, actions);
-            }
-        }
-    }
-
-    fn stop_in_order(&mut self, now: Instant, actions: &mut Vec<Action>) {
-        for i in 0..self.slots.len() {
-            let state = &self.slots[i].state;
-            if !matches!(state, State::Running | State::Ready | State::Starting) {
-                continue;
-            }
-            let name = self.slots[i].program.name.clone();
-            let dependents_down = self
-                .slots
-                .iter()
-                .all(|other| !other.program.depends_on.iter().any(|d| d.name == name) || !other.state.is_active());
-            if dependents_down {
-                if self.slots[i].state == State::Starting {
-                    self.slots[i].stop_when_started = true;
-                } else {
-                    self.issue_stop(now, i, actions);
-                }
-            }
-        }
-    }
-}
-
-fn condition_name(condition: Condition) -> &'static str {
-    match condition {
-        Condition::Started => "started",
-        Condition::Ready => "ready",
-        Condition::Healthy => "healthy",
-        Condition::ExitedOk => "exited with code 0",
     }
 }

@@ -3,7 +3,9 @@
 //! ([`machine::Machine`]) driven by a runner that owns the processes.
 
 mod backoff;
+mod events;
 pub mod machine;
+mod order;
 pub mod plan;
 mod runner;
 
