@@ -1,4 +1,13 @@
-//! A byte-string payload type that travels as bytes, not as an array of numbers.
+//! A byte-string payload type that travels as bytes, not as an array of numbers, and whose large
+//! values are not copied on their way through a connection.
+//!
+//! serde gives a `Serialize` or `Deserialize` impl no way to learn where its bytes go or come
+//! from, so the connection tells `Bytes` through two thread-locals, set only for the duration of
+//! one synchronous encode or decode: the frame body being decoded (a large `bin` is then sliced
+//! out of it), and whether the encoder can take a large `bin` out of line (it is then written
+//! from the caller's buffer, see [`FrameBuf`](crate::codec::FrameBuf)).
+
+use std::cell::Cell;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -37,11 +46,91 @@ impl From<bytes::Bytes> for Bytes {
     }
 }
 
+/// Byte strings at least this long are neither copied into the frame that carries them nor out
+/// of the frame they arrive in. Below it a copy is cheaper than the bookkeeping, and a small
+/// slice would keep a whole read buffer alive.
+pub(crate) const ZERO_COPY_MIN: usize = 16 * 1024;
+
+thread_local! {
+    /// The frame body being decoded on this thread.
+    static SOURCE: Cell<Option<bytes::Bytes>> = const { Cell::new(None) };
+    /// Whether the encoder running on this thread takes large byte strings out of line.
+    static OUT_OF_LINE: Cell<bool> = const { Cell::new(false) };
+    /// The large byte string being serialized, for that encoder to recognise when it arrives.
+    static PENDING: Cell<Option<bytes::Bytes>> = const { Cell::new(None) };
+}
+
+/// Runs `decode` with `source`, the buffer it decodes from, known to [`Bytes`]' deserializer.
+pub(crate) fn decoding_from<T>(source: &bytes::Bytes, decode: impl FnOnce() -> T) -> T {
+    if source.len() < ZERO_COPY_MIN {
+        return decode();
+    }
+    struct Restore(Option<bytes::Bytes>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            SOURCE.set(self.0.take());
+        }
+    }
+    let _restore = Restore(SOURCE.replace(Some(source.clone())));
+    decode()
+}
+
+/// `v` as a slice of the buffer being decoded, if it lies within it.
+fn slice_of_source(v: &[u8]) -> Option<bytes::Bytes> {
+    if v.len() < ZERO_COPY_MIN {
+        return None;
+    }
+    let source = SOURCE.take()?;
+    let (start, base) = (v.as_ptr().addr(), source.as_ptr().addr());
+    let inside = start >= base && start + v.len() <= base + source.len();
+    let slice = inside.then(|| source.slice_ref(v));
+    SOURCE.set(Some(source));
+    slice
+}
+
+/// While alive, large [`Bytes`] serialized on this thread are offered to the encoder, which
+/// takes them with [`take_out_of_line`] instead of copying them.
+pub(crate) struct OutOfLine {
+    was: bool,
+}
+
+impl OutOfLine {
+    pub(crate) fn begin() -> OutOfLine {
+        OutOfLine { was: OUT_OF_LINE.replace(true) }
+    }
+}
+
+impl Drop for OutOfLine {
+    fn drop(&mut self) {
+        OUT_OF_LINE.set(self.was);
+        // One the serializer did not pass on as it was (it buffered it, say) must not keep its
+        // buffer alive until the next encode.
+        drop(PENDING.take());
+    }
+}
+
+/// The [`Bytes`] offered last, if `data` is its very memory: what the serializer writes for a
+/// `bin` is the slice it was given, so pointer and length identify it.
+pub(crate) fn take_out_of_line(data: &[u8]) -> Option<bytes::Bytes> {
+    if data.len() < ZERO_COPY_MIN {
+        return None;
+    }
+    let pending = PENDING.take()?;
+    if pending.as_ptr() == data.as_ptr() && pending.len() == data.len() {
+        return Some(pending);
+    }
+    PENDING.set(Some(pending));
+    None
+}
+
 impl Serialize for Bytes {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         if serializer.is_human_readable() {
             serializer.serialize_str(&STANDARD.encode(&self.0))
         } else {
+            if self.0.len() >= ZERO_COPY_MIN && OUT_OF_LINE.get() {
+                PENDING.set(Some(self.0.clone()));
+            }
             serializer.serialize_bytes(&self.0)
         }
     }
@@ -54,6 +143,10 @@ impl<'de> Visitor<'de> for BytesVisitor {
 
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         f.write_str("a byte string, a base64 string or an array of bytes")
+    }
+
+    fn visit_borrowed_bytes<E: de::Error>(self, v: &'de [u8]) -> Result<Bytes, E> {
+        Ok(Bytes(slice_of_source(v).unwrap_or_else(|| bytes::Bytes::copy_from_slice(v))))
     }
 
     fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Bytes, E> {

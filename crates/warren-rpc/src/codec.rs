@@ -4,9 +4,12 @@
 //! default, compact and fast) and JSON (for debugging and peers without a MessagePack library).
 //! The codec is chosen once per connection in the hello, never per call.
 
-use bytes::{BufMut, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+
+use crate::bytes::{OutOfLine, decoding_from, take_out_of_line};
+use crate::writer::Outgoing;
 
 /// A payload encoding; the numbers are the ids used in HELLO and WELCOME.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -52,6 +55,21 @@ impl Codec {
         result.map_err(|message| CodecError { codec: self, message })
     }
 
+    /// Appends the encoding of `value` to a frame, whose large byte strings (warren's
+    /// [`Bytes`](crate::Bytes)) stay in their own buffers.
+    pub(crate) fn encode_frame<T: Serialize + ?Sized>(self, frame: &mut FrameBuf, value: &T) -> Result<(), CodecError> {
+        let result = match self {
+            Codec::MessagePack => {
+                let _out_of_line = OutOfLine::begin();
+                let mut serializer = rmp_serde::Serializer::new(&mut *frame).with_struct_map();
+                value.serialize(&mut serializer).map_err(|e| e.to_string())
+            }
+            // JSON carries bytes as base64 text: nothing to take out of line.
+            Codec::Json => serde_json::to_writer((&mut frame.buf).writer(), value).map_err(|e| e.to_string()),
+        };
+        result.map_err(|message| CodecError { codec: self, message })
+    }
+
     pub fn encode<T: Serialize + ?Sized>(self, value: &T) -> Result<Vec<u8>, CodecError> {
         let mut buf = BytesMut::new();
         self.encode_into(&mut buf, value)?;
@@ -64,6 +82,65 @@ impl Codec {
             Codec::Json => serde_json::from_slice(bytes).map_err(|e| e.to_string()),
         };
         result.map_err(|message| CodecError { codec: self, message })
+    }
+
+    /// Like [`decode`](Self::decode), but large byte strings in `bytes` come out as slices of it
+    /// rather than copies.
+    pub fn decode_shared<T: DeserializeOwned>(self, bytes: &Bytes) -> Result<T, CodecError> {
+        decoding_from(bytes, || self.decode(bytes))
+    }
+}
+
+/// A frame being encoded: its bytes, and the large parts that go between them.
+#[derive(Debug, Default)]
+pub(crate) struct FrameBuf {
+    pub buf: BytesMut,
+    /// Each part with the offset in `buf` where it belongs.
+    parts: Vec<(usize, Bytes)>,
+}
+
+impl FrameBuf {
+    pub fn with_capacity(capacity: usize) -> FrameBuf {
+        FrameBuf { buf: BytesMut::with_capacity(capacity), parts: Vec::new() }
+    }
+
+    /// Bytes encoded so far, parts included.
+    pub fn len(&self) -> usize {
+        self.buf.len() + self.parts.iter().map(|(_, part)| part.len()).sum::<usize>()
+    }
+
+    pub fn into_outgoing(self) -> Outgoing {
+        if self.parts.is_empty() {
+            return Outgoing::Whole(self.buf.freeze());
+        }
+        let buf = self.buf.freeze();
+        let mut out = Vec::with_capacity(2 * self.parts.len() + 1);
+        let mut done = 0;
+        for (at, part) in self.parts {
+            if at > done {
+                out.push(buf.slice(done..at));
+                done = at;
+            }
+            out.push(part);
+        }
+        if done < buf.len() {
+            out.push(buf.slice(done..));
+        }
+        Outgoing::Parts(out.into())
+    }
+}
+
+impl std::io::Write for FrameBuf {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        match take_out_of_line(data) {
+            Some(part) => self.parts.push((self.buf.len(), part)),
+            None => self.buf.extend_from_slice(data),
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 

@@ -75,11 +75,17 @@ pub fn begin(buf: &mut BytesMut, kind: Kind, id: u32) -> usize {
 /// Patches the length field of the frame begun at `start`; returns the body length.
 pub fn finish(buf: &mut BytesMut, start: usize) -> usize {
     let body_len = buf.len() - start - HEADER_LEN;
+    set_body_len(buf, start, body_len);
+    body_len
+}
+
+/// Patches the length field of the frame begun at `start`, for a body that does not all live in
+/// `buf` (its large parts are written from their own buffers).
+pub(crate) fn set_body_len(buf: &mut BytesMut, start: usize, body_len: usize) {
     // A body over 4 GiB cannot be produced: callers check sizes against the peer's limit, which
     // is itself a u32, before sending.
     let len = u32::try_from(body_len).unwrap_or(u32::MAX);
     buf[start..start + 4].copy_from_slice(&len.to_be_bytes());
-    body_len
 }
 
 /// Encodes a frame with an already-built body.
@@ -151,24 +157,37 @@ pub fn parse_goodbye(mut body: Bytes) -> Result<(ErrorCode, String), FrameError>
 /// Buffered frame reader over any byte stream.
 ///
 /// Reads as much as the stream offers into one buffer and hands out frames as zero-copy slices
-/// of it, so a burst of small frames costs one `read` syscall, not one per frame.
+/// of it, so a burst of small frames costs one `read` syscall, not one per frame. A frame too
+/// big for that buffer is read into a buffer of its own, of the size its header announced, so
+/// that it is neither copied as the shared buffer grows nor keeps other frames' memory alive.
 #[derive(Debug)]
 pub struct FrameReader<R> {
     io: R,
     buf: BytesMut,
     max_frame: u32,
+    /// The large frame being read: its header, and its body so far. Kept here rather than in
+    /// the future of `read_frame`, which callers may drop and call again (`select!`).
+    large: Option<Large>,
 }
 
 const READ_CHUNK: usize = 64 * 1024;
 
+#[derive(Debug)]
+struct Large {
+    kind: Kind,
+    id: u32,
+    body_len: usize,
+    body: BytesMut,
+}
+
 impl<R: AsyncRead + Unpin> FrameReader<R> {
     pub fn new(io: R, max_frame: u32) -> Self {
-        FrameReader { io, buf: BytesMut::with_capacity(READ_CHUNK), max_frame }
+        FrameReader { io, buf: BytesMut::with_capacity(READ_CHUNK), max_frame, large: None }
     }
 
     /// Wraps a stream whose first bytes were already read (e.g. while sniffing the preface).
     pub fn with_buffered(io: R, max_frame: u32, already_read: BytesMut) -> Self {
-        FrameReader { io, buf: already_read, max_frame }
+        FrameReader { io, buf: already_read, max_frame, large: None }
     }
 
     pub fn set_max_frame(&mut self, max_frame: u32) {
@@ -231,12 +250,38 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// Returns the next frame, `Ok(None)` on a clean end of stream between frames.
     pub async fn read_frame(&mut self) -> Result<Option<Frame>, FrameError> {
         loop {
+            if self.large.is_some() {
+                return self.read_large().await.map(Some);
+            }
             if let Some(frame) = self.try_decode()? {
                 return Ok(Some(frame));
+            }
+            if self.large.is_some() {
+                continue;
             }
             if !self.fill().await? {
                 return if self.buf.is_empty() { Ok(None) } else { Err(FrameError::Truncated { what: "frame" }) };
             }
+        }
+    }
+
+    /// Reads the rest of the large frame begun, straight into its own buffer.
+    async fn read_large(&mut self) -> Result<Frame, FrameError> {
+        while let Some(Large { body_len, body, .. }) = &mut self.large {
+            let missing = *body_len - body.len();
+            if missing == 0 {
+                break;
+            }
+            // Limited to this frame: what follows it belongs in the shared buffer.
+            let n = self.io.read_buf(&mut (&mut *body).limit(missing)).await.map_err(FrameError::Io)?;
+            if n == 0 {
+                self.large = None;
+                return Err(FrameError::Truncated { what: "frame" });
+            }
+        }
+        match self.large.take() {
+            Some(Large { kind, id, body, .. }) => Ok(Frame { kind, id, body: body.freeze() }),
+            None => Err(FrameError::Truncated { what: "frame" }),
         }
     }
 
@@ -255,8 +300,17 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         let id = u32::from_be_bytes([header[6], header[7], header[8], header[9]]);
         let total = HEADER_LEN + body_len as usize;
         if self.buf.len() < total {
-            // Reserve only now that the length is known to be within the limit.
-            self.buf.reserve(total - self.buf.len());
+            // Allocate only now that the length is known to be within the limit.
+            if total > READ_CHUNK {
+                self.buf.advance(HEADER_LEN);
+                let body_len = body_len as usize;
+                let mut body = BytesMut::with_capacity(body_len);
+                body.extend_from_slice(&self.buf);
+                self.buf.clear();
+                self.large = Some(Large { kind, id, body_len, body });
+            } else {
+                self.buf.reserve(total - self.buf.len());
+            }
             return Ok(None);
         }
         self.buf.advance(HEADER_LEN);
@@ -296,6 +350,42 @@ mod tests {
         assert_eq!(frames.len(), 2);
         assert_eq!((frames[0].kind, frames[0].id, &frames[0].body[..]), (Kind::Request, 7, &b"abc"[..]));
         assert_eq!((frames[1].kind, frames[1].id, frames[1].body.len()), (Kind::Cancel, 7, 0));
+    }
+
+    #[tokio::test]
+    async fn a_large_frame_arriving_in_pieces_survives_dropped_reads_and_leaves_the_next_frame() {
+        let body: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let mut wire = encode(Kind::Response, 3, &body).to_vec();
+        wire.extend_from_slice(&encode(Kind::Pong, 4, b"next"));
+        let (mut tx, rx) = tokio::io::duplex(8 * 1024);
+        let writer = tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            for piece in wire.chunks(7_000) {
+                tx.write_all(piece).await.expect("write");
+                tokio::task::yield_now().await;
+            }
+        });
+        let mut reader = FrameReader::new(rx, 1 << 20);
+        // A caller's select! may drop the read at any await; the frame must come out whole.
+        let frame = loop {
+            let read = tokio::time::timeout(std::time::Duration::from_micros(50), reader.read_frame()).await;
+            if let Ok(frame) = read {
+                break frame.expect("valid").expect("a frame");
+            }
+        };
+        assert_eq!((frame.kind, frame.id, frame.body.len()), (Kind::Response, 3, body.len()));
+        assert!(frame.body[..] == body[..]);
+        let next = reader.read_frame().await.expect("valid").expect("a frame");
+        assert_eq!((next.kind, next.id, &next.body[..]), (Kind::Pong, 4, &b"next"[..]));
+        writer.await.expect("writer");
+        assert!(reader.read_frame().await.expect("clean end").is_none());
+    }
+
+    #[tokio::test]
+    async fn a_large_frame_cut_short_is_truncated() {
+        let full = encode(Kind::Response, 1, &vec![1u8; 100_000]);
+        let err = decode_all(&full[..full.len() - 1], 1 << 20).await.expect_err("truncated");
+        assert!(matches!(err, FrameError::Truncated { .. }), "{err}");
     }
 
     #[tokio::test]

@@ -1,15 +1,17 @@
 //! Bodies of the call-level frames (REQUEST, RESPONSE, ERROR, NOTIFY), shared by client and
 //! server. Encoders write the payload straight into the frame buffer: one allocation and no
-//! copy of the payload per message.
+//! copy of the payload per message; a large byte string is not copied at all, but written from
+//! its own buffer (the `_frame` encoders, which the connections use).
 
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use serde::Serialize;
 
-use crate::codec::{Codec, CodecError};
+use crate::codec::{Codec, CodecError, FrameBuf};
 use crate::error::{ErrorCode, FrameError};
 use crate::frame::{self, Kind};
+use crate::writer::Outgoing;
 
 /// Why a message could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -22,13 +24,13 @@ pub enum EncodeError {
     TooLarge { size: u64, limit: u32 },
 }
 
-fn checked(buf: BytesMut, start: usize, limit: u32) -> Result<Bytes, EncodeError> {
-    let mut buf = buf;
-    let body_len = frame::finish(&mut buf, start);
+fn checked(mut frame: FrameBuf, start: usize, limit: u32) -> Result<Outgoing, EncodeError> {
+    let body_len = frame.len() - start - frame::HEADER_LEN;
     if body_len > limit as usize {
         return Err(EncodeError::TooLarge { size: body_len as u64, limit });
     }
-    Ok(buf.freeze())
+    frame::set_body_len(&mut frame.buf, start, body_len);
+    Ok(frame.into_outgoing())
 }
 
 /// REQUEST: `method_len u8 | method | timeout_us u64 | payload`.
@@ -40,14 +42,26 @@ pub fn request<T: Serialize + ?Sized>(
     arg: &T,
     limit: u32,
 ) -> Result<Bytes, EncodeError> {
-    let mut buf = BytesMut::with_capacity(64 + method.len());
-    let start = frame::begin(&mut buf, Kind::Request, id);
-    frame::put_method(&mut buf, method)?;
+    request_frame(id, method, timeout, codec, arg, limit).map(Outgoing::into_bytes)
+}
+
+/// A REQUEST whose large byte strings are not copied into it.
+pub(crate) fn request_frame<T: Serialize + ?Sized>(
+    id: u32,
+    method: &str,
+    timeout: Option<Duration>,
+    codec: Codec,
+    arg: &T,
+    limit: u32,
+) -> Result<Outgoing, EncodeError> {
+    let mut frame = FrameBuf::with_capacity(64 + method.len());
+    let start = frame::begin(&mut frame.buf, Kind::Request, id);
+    frame::put_method(&mut frame.buf, method)?;
     // Zero means "no deadline", so a real deadline is at least one microsecond.
     let micros = timeout.map_or(0, |t| u64::try_from(t.as_micros()).unwrap_or(u64::MAX).max(1));
-    buf.put_u64(micros);
-    codec.encode_into(&mut buf, arg)?;
-    checked(buf, start, limit)
+    frame.buf.put_u64(micros);
+    codec.encode_frame(&mut frame, arg)?;
+    checked(frame, start, limit)
 }
 
 /// A parsed REQUEST or NOTIFY body.
@@ -67,10 +81,20 @@ pub fn parse_request(mut body: Bytes) -> Result<Incoming, FrameError> {
 
 /// RESPONSE: the encoded reply value.
 pub fn response<T: Serialize + ?Sized>(id: u32, codec: Codec, value: &T, limit: u32) -> Result<Bytes, EncodeError> {
-    let mut buf = BytesMut::with_capacity(64);
-    let start = frame::begin(&mut buf, Kind::Response, id);
-    codec.encode_into(&mut buf, value)?;
-    checked(buf, start, limit)
+    response_frame(id, codec, value, limit).map(Outgoing::into_bytes)
+}
+
+/// A RESPONSE whose large byte strings are not copied into it.
+pub(crate) fn response_frame<T: Serialize + ?Sized>(
+    id: u32,
+    codec: Codec,
+    value: &T,
+    limit: u32,
+) -> Result<Outgoing, EncodeError> {
+    let mut frame = FrameBuf::with_capacity(64);
+    let start = frame::begin(&mut frame.buf, Kind::Response, id);
+    codec.encode_frame(&mut frame, value)?;
+    checked(frame, start, limit)
 }
 
 /// A reply value encoded on its own, for protocols that frame it themselves (JSON-RPC lines);
@@ -135,11 +159,21 @@ pub fn parse_error(mut body: Bytes) -> Result<ErrorBody, FrameError> {
 
 /// NOTIFY: `method_len u8 | method | payload`.
 pub fn notify<T: Serialize + ?Sized>(method: &str, codec: Codec, value: &T, limit: u32) -> Result<Bytes, EncodeError> {
-    let mut buf = BytesMut::with_capacity(64 + method.len());
-    let start = frame::begin(&mut buf, Kind::Notify, 0);
-    frame::put_method(&mut buf, method)?;
-    codec.encode_into(&mut buf, value)?;
-    checked(buf, start, limit)
+    notify_frame(method, codec, value, limit).map(Outgoing::into_bytes)
+}
+
+/// A NOTIFY whose large byte strings are not copied into it.
+pub(crate) fn notify_frame<T: Serialize + ?Sized>(
+    method: &str,
+    codec: Codec,
+    value: &T,
+    limit: u32,
+) -> Result<Outgoing, EncodeError> {
+    let mut frame = FrameBuf::with_capacity(64 + method.len());
+    let start = frame::begin(&mut frame.buf, Kind::Notify, 0);
+    frame::put_method(&mut frame.buf, method)?;
+    codec.encode_frame(&mut frame, value)?;
+    checked(frame, start, limit)
 }
 
 pub fn parse_notify(mut body: Bytes) -> Result<Incoming, FrameError> {
@@ -162,6 +196,34 @@ mod tests {
         let parsed = parse_request(frame.slice(frame::HEADER_LEN..)).expect("parses");
         assert_eq!((parsed.method.as_str(), parsed.timeout), ("Task.Get", Some(Duration::from_secs(1))));
         assert_eq!(&parsed.payload[..], br#""new_id""#);
+    }
+
+    #[test]
+    fn a_large_byte_string_is_neither_copied_in_nor_out() {
+        let payload = crate::Bytes::from(vec![9u8; 100_000]);
+        let arg = (7u32, payload.clone(), "after");
+        let frame = request_frame(1, "Task.Put", None, Codec::MessagePack, &arg, u32::MAX).expect("fits");
+        let Outgoing::Parts(parts) = &frame else { panic!("a large payload is a part of its own") };
+        assert!(parts.iter().any(|part| part.as_ptr() == payload.as_ptr()), "written from the caller's buffer");
+        // The same bytes as a copying encoder would give, length field included.
+        let whole = frame.into_bytes();
+        let mut expected = BytesMut::new();
+        let start = frame::begin(&mut expected, Kind::Request, 1);
+        frame::put_method(&mut expected, "Task.Put").expect("short name");
+        expected.put_u64(0);
+        Codec::MessagePack.encode_into(&mut expected, &arg).expect("encodes");
+        frame::finish(&mut expected, start);
+        assert_eq!(whole, expected.freeze());
+
+        let body = whole.slice(frame::HEADER_LEN..);
+        let parsed = parse_request(body.clone()).expect("parses");
+        let (n, back, tail): (u32, crate::Bytes, String) =
+            Codec::MessagePack.decode_shared(&parsed.payload).expect("decodes");
+        assert_eq!((n, &back[..], tail.as_str()), (7, &payload[..], "after"));
+        let range = body.as_ptr().addr()..body.as_ptr().addr() + body.len();
+        assert!(range.contains(&back.as_ptr().addr()), "decoded as a slice of the frame");
+        let copied: (u32, crate::Bytes, String) = Codec::MessagePack.decode(&parsed.payload).expect("decodes");
+        assert!(!range.contains(&copied.1.as_ptr().addr()), "without the frame, a copy");
     }
 
     #[test]

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::inflight::InFlight;
@@ -214,7 +213,7 @@ impl ClientBuilder {
         R: AsyncRead + Unpin + Send + 'static,
         W: AsyncWrite + Unpin + Send + 'static,
     {
-        let (tx, queue) = mpsc::unbounded_channel();
+        let (tx, queue) = writer::channel();
         let close = CancellationToken::new();
         let in_flight = Arc::new(InFlight::default());
         let endpoint: Arc<str> = Arc::from(label);

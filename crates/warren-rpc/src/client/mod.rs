@@ -34,7 +34,7 @@ use crate::frame::{self, Kind};
 use crate::hello::{Negotiated, features};
 use crate::jsonrpc;
 use crate::message::{self, EncodeError};
-use crate::writer::FrameSender;
+use crate::writer::{FrameSender, Outgoing};
 use inflight::{Answer, Closed, InFlight};
 
 /// A connection to a warren server; clones share it.
@@ -88,7 +88,7 @@ impl Notification {
     }
 
     pub fn decode<T: DeserializeOwned>(&self) -> Result<T, CodecError> {
-        self.codec.decode(&self.payload)
+        self.codec.decode_shared(&self.payload)
     }
 }
 
@@ -163,8 +163,8 @@ impl Client {
         let mut guard = CallGuard { inner, id, sent: false, armed: true };
         let limit = inner.negotiated.peer_max_frame;
         let frame = match inner.protocol {
-            Protocol::Binary => message::request(id, method, timeout, codec, arg, limit),
-            Protocol::JsonRpc => jsonrpc::request_go(Some(id), method, arg, limit),
+            Protocol::Binary => message::request_frame(id, method, timeout, codec, arg, limit),
+            Protocol::JsonRpc => jsonrpc::request_go(Some(id), method, arg, limit).map(Outgoing::from),
         }
         .map_err(|err| encode_error(method, err))?;
         inner.tx.send(frame).map_err(|_| self.unsendable(method))?;
@@ -178,7 +178,7 @@ impl Client {
         };
         guard.armed = false;
         match answer {
-            Ok(Answer::Reply(bytes)) => match codec.decode(&bytes) {
+            Ok(Answer::Reply(bytes)) => match codec.decode_shared(&bytes) {
                 // In Go's shape `{}` stands for "no value", as Go's client cannot take a null.
                 Err(_) if inner.protocol == Protocol::JsonRpc && &bytes[..] == b"{}" => codec.decode(b"null"),
                 decoded => decoded,
@@ -211,8 +211,8 @@ impl Client {
         }
         let (codec, limit) = (self.inner.negotiated.codec, self.inner.negotiated.peer_max_frame);
         let frame = match self.inner.protocol {
-            Protocol::Binary => message::notify(method, codec, arg, limit),
-            Protocol::JsonRpc => jsonrpc::request_go(None, method, arg, limit),
+            Protocol::Binary => message::notify_frame(method, codec, arg, limit),
+            Protocol::JsonRpc => jsonrpc::request_go(None, method, arg, limit).map(Outgoing::from),
         }
         .map_err(|err| encode_error(method, err))?;
         self.inner.tx.send(frame).map_err(|_| self.unsendable(method))

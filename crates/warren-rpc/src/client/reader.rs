@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use tokio::io::AsyncRead;
-use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
 use super::Notification;
@@ -13,11 +12,12 @@ use crate::codec::Codec;
 use crate::error::{ErrorCode, FrameError, LostReason};
 use crate::frame::{self, FrameReader, Kind};
 use crate::message;
+use crate::writer::WeakFrameSender;
 
 pub(crate) async fn run<R: AsyncRead + Unpin>(
     mut reader: FrameReader<R>,
     in_flight: Arc<InFlight>,
-    tx: mpsc::WeakUnboundedSender<bytes::Bytes>,
+    tx: WeakFrameSender,
     codec: Codec,
     endpoint: Arc<str>,
 ) {

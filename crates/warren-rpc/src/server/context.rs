@@ -83,12 +83,14 @@ impl Notifier {
         let encode_error =
             |err: &dyn std::fmt::Display| NotifyError::Encode { method: method.to_owned(), message: err.to_string() };
         let frame = match &self.push {
-            Push::Frames => message::notify(method, self.codec, value, self.limit).map_err(|err| encode_error(&err))?,
+            Push::Frames => {
+                message::notify_frame(method, self.codec, value, self.limit).map_err(|err| encode_error(&err))?
+            }
             Push::JsonRpc { speaks_v2 } => {
                 if !speaks_v2.load(Ordering::SeqCst) {
                     return Err(NotifyError::Unsupported { method: method.to_owned() });
                 }
-                crate::jsonrpc::notification_v2(method, value, self.limit).map_err(|err| encode_error(&err))?
+                crate::jsonrpc::notification_v2(method, value, self.limit).map_err(|err| encode_error(&err))?.into()
             }
         };
         self.tx.send(frame).map_err(|_| NotifyError::Disconnected)

@@ -14,10 +14,11 @@ use super::context::Context;
 use crate::codec::Codec;
 use crate::error::{ErrorCode, HandlerError};
 use crate::message::{self, EncodeError};
+use crate::writer::Outgoing;
 
 /// A handler's answer, already encoded (a RESPONSE frame, or the bare payload for JSON-RPC), or
 /// the error to send instead.
-pub(crate) type Outcome = Result<Bytes, HandlerError>;
+pub(crate) type Outcome = Result<Outgoing, HandlerError>;
 type BoxFuture = Pin<Box<dyn Future<Output = Outcome> + Send>>;
 
 /// A method with its argument and reply types erased, so one map holds every method.
@@ -63,7 +64,7 @@ where
     Fut: Future<Output = Result<R, HandlerError>> + Send + 'static,
 {
     fn call(&self, ctx: Context, call: CallFrame) -> BoxFuture {
-        let decoded = match call.codec.decode::<A>(&call.payload) {
+        let decoded = match call.codec.decode_shared::<A>(&call.payload) {
             Err(err) if call.wire == Wire::JsonRpc && &call.payload[..] == b"{}" => {
                 call.codec.decode::<A>(b"null").map_err(|_| err)
             }
@@ -81,8 +82,8 @@ where
         Box::pin(async move {
             let value = reply.await?;
             let encoded = match call.wire {
-                Wire::Binary => message::response(call.id, call.codec, &value, call.reply_limit),
-                Wire::JsonRpc => message::payload(call.codec, &value, call.reply_limit),
+                Wire::Binary => message::response_frame(call.id, call.codec, &value, call.reply_limit),
+                Wire::JsonRpc => message::payload(call.codec, &value, call.reply_limit).map(Outgoing::from),
             };
             encoded.map_err(|err| match err {
                 EncodeError::TooLarge { size, limit } => HandlerError {
