@@ -651,8 +651,8 @@ fn request_frame() -> Vec<u8> {
     out
 }
 
+/// The frame timeout defaults to the hello timeout: 500 ms here.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs a bound on how long one frame may take to arrive after the hello: see RELIABILITY.md, open item 3"]
 async fn a_peer_that_dribbles_a_frame_after_its_hello_is_dropped_and_others_are_served() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let dir = socket_dir();
@@ -670,6 +670,8 @@ async fn a_peer_that_dribbles_a_frame_after_its_hello_is_dropped_and_others_are_
     // matter, only that the frame never completes in reasonable time).
     let started = Instant::now();
     let mut closed_after = None;
+    let mut said = Vec::new();
+    let mut said_after = None;
     for (i, byte) in request_frame().into_iter().enumerate() {
         let todo: Todo = within("good call", good.call("Task.Get", &format!("good-{i}"))).await.expect("good call");
         assert_eq!(todo.id, format!("good-{i}"));
@@ -685,11 +687,21 @@ async fn a_peer_that_dribbles_a_frame_after_its_hello_is_dropped_and_others_are_
                 break;
             }
             // A GOODBYE naming the timeout; the close follows.
-            Ok(Ok(_)) => {}
+            Ok(Ok(n)) => {
+                said.extend_from_slice(&buf[..n]);
+                said_after.get_or_insert_with(|| started.elapsed());
+            }
         }
     }
     good.close().await;
     within("shutdown", running.shutdown(Duration::from_secs(1))).await;
     let closed_after = closed_after.expect("the server never dropped a peer that took 7 s to send a 30-byte frame");
     assert!(closed_after < Duration::from_secs(3), "dropped only after {closed_after:?}");
+    // GOODBYE (0x40) PROTOCOL_ERROR (9), then the reason.
+    assert!(said.len() > 14 && said[4] == 0x40 && said[10..14] == 9u32.to_be_bytes(), "not a GOODBYE: {said:?}");
+    let reason = String::from_utf8_lossy(&said[14..]);
+    assert!(reason.starts_with("frame not completed within 500ms (got "), "GOODBYE reason: {reason:?}");
+    let said_after = said_after.expect("the GOODBYE came");
+    assert!(said_after >= hello_timeout, "dropped after only {said_after:?}");
+    assert!(said_after < hello_timeout + Duration::from_millis(1500), "GOODBYE only after {said_after:?}");
 }

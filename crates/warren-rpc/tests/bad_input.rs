@@ -27,7 +27,7 @@ use tokio::net::UnixStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing_subscriber::filter::LevelFilter;
-use warren_rpc::{Client, Endpoint, Running, Server};
+use warren_rpc::{Client, ConnectError, Endpoint, ErrorCode, Running, Server};
 
 const MAGIC: [u8; 4] = [0xF7, 0x57, 0x52, 0x50];
 const PREFACE: [u8; 5] = [0xF7, 0x57, 0x52, 0x50, 0x01];
@@ -47,11 +47,17 @@ const CODEC_JSON: u8 = 2;
 const FRAME_TOO_LARGE: u32 = 8;
 const PROTOCOL_ERROR: u32 = 9;
 const UNSUPPORTED_VERSION: u32 = 10;
+const OVERLOADED: u32 = 13;
 
 /// The limit most tests configure, small enough to test frames at and over it cheaply.
 const SMALL_MAX: u32 = 64 * 1024;
 /// Short enough for the slow-loris cases to finish quickly, long enough for a real handshake.
 const HELLO_TIMEOUT: Duration = Duration::from_millis(500);
+/// The frame timeout of the tests about it: a frame (or JSON line) started must be complete
+/// this soon after its first byte.
+const FRAME_TIMEOUT: Duration = Duration::from_millis(400);
+/// How much later than the frame timeout a drop may come on a busy 2-vCPU machine.
+const LATE: Duration = Duration::from_millis(1500);
 /// Bound on every single read or write of a raw peer. Well below the default 10 s hello timeout,
 /// so a server that waits for input it does not need is caught rather than rescued by a timer.
 const ANSWER_BOUND: Duration = Duration::from_secs(5);
@@ -976,4 +982,240 @@ async fn fifty_concurrent_bad_connections_interleaved_with_good_calls() {
     }
     assert!(fixture.log_lines().len() >= 50, "one WARN line per bad peer: {:#?}", fixture.log_lines());
     fixture.finish().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// A frame or line started and not finished; idle connections; the cap on connections.
+
+/// Sends `first` at once and then the rest of `bytes` one byte per `every` (none if `every` is
+/// None), until the server answers. Returns everything the server sent until it closed, and how
+/// long after `first` went out the answer began.
+async fn stall(raw: Raw, bytes: &[u8], first: usize, every: Option<Duration>) -> (Vec<u8>, Duration) {
+    let (mut read, mut write) = raw.stream.into_split();
+    let rest = bytes[first..].to_vec();
+    let started = Instant::now();
+    bounded("write the first bytes", write.write_all(&bytes[..first])).await.expect("write");
+    let (answered, mut stop) = oneshot::channel::<()>();
+    let dribble = tokio::spawn(async move {
+        if let Some(every) = every {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            for byte in rest {
+                tokio::select! {
+                    _ = &mut stop => return,
+                    _ = tick.tick() => {}
+                }
+                if write.write_all(&[byte]).await.is_err() {
+                    return;
+                }
+            }
+        }
+        // Dropping the write half would be an EOF, a different case: hold it open.
+        let _ = stop.await;
+    });
+    let mut first_byte = [0u8; 1];
+    let n = bounded("the answer to a stalled unit", read.read(&mut first_byte)).await.expect("read the answer");
+    let elapsed = started.elapsed();
+    let _ = answered.send(());
+    let all = read_until_closed(&mut read, first_byte[..n].to_vec()).await;
+    bounded("the dribbling writer", dribble).await.expect("writer task");
+    (all, elapsed)
+}
+
+fn assert_dropped_at_the_frame_timeout(what: &str, elapsed: Duration) {
+    // The server's timer starts when it reads the first byte, after we sent it.
+    assert!(elapsed >= FRAME_TIMEOUT - Duration::from_millis(20), "{what}: dropped after only {elapsed:?}");
+    assert!(elapsed < FRAME_TIMEOUT + LATE, "{what}: dropped only after {elapsed:?}");
+}
+
+/// `Task.Get(id)` as a REQUEST: 33 bytes in all for a 4-letter id.
+fn get_request(id: u32, arg: &str) -> Vec<u8> {
+    frame(KIND_REQUEST, id, &request_body(b"Task.Get", 0, format!("\"{arg}\"").as_bytes()))
+}
+
+/// Reads one `\n`-terminated line (without it).
+async fn read_line(raw: &mut Raw) -> String {
+    let mut line = Vec::new();
+    loop {
+        let byte = raw.read_exact(1).await[0];
+        if byte == b'\n' {
+            return String::from_utf8(line).expect("JSON-RPC lines are text");
+        }
+        line.push(byte);
+    }
+}
+
+/// Connects and completes a handshake, or returns the refusal.
+async fn try_open(path: &Path) -> Result<Raw, Goodbye> {
+    let mut raw = Raw::connect(path).await;
+    raw.send(&preface_and_hello(1)).await;
+    assert_eq!(raw.read_exact(PREFACE.len()).await, PREFACE, "server preface");
+    let answer = raw.read_frame().await;
+    match answer.kind {
+        KIND_WELCOME => Ok(raw),
+        _ => Err(Goodbye::of(&answer)),
+    }
+}
+
+fn frame_timeout_server(server: Server) -> Server {
+    server.max_frame(SMALL_MAX).hello_timeout(HELLO_TIMEOUT).frame_timeout(FRAME_TIMEOUT)
+}
+
+/// A frame's length arrives, then a byte every 100 ms: each byte comes well within the frame
+/// timeout of the one before, but the frame as a whole does not, so the peer is dropped at the
+/// timeout (a timer restarted by every byte would never fire). And a frame that stops halfway.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_frame_dribbled_after_the_hello_is_dropped_at_the_frame_timeout() {
+    let fixture = Fixture::with(frame_timeout_server).await;
+    let request = get_request(1, "slow");
+    assert_eq!(request.len(), 33);
+    let (dribbler, _) = Raw::open(&fixture.path).await;
+    let (halfway, _) = Raw::open(&fixture.path).await;
+    let ((dribbled, dribbled_after), (stopped, stopped_after)) = tokio::join!(
+        stall(dribbler, &request, 4, Some(Duration::from_millis(100))),
+        stall(halfway, &request, 15, None),
+    );
+    let bye = parse_single_goodbye(&dribbled);
+    bye.expect(PROTOCOL_ERROR, &["frame not completed within 400ms (got ", " of 33 bytes)"]);
+    assert_dropped_at_the_frame_timeout("dribbled", dribbled_after);
+    fixture.logged(&bye.reason).await;
+    let bye = parse_single_goodbye(&stopped);
+    bye.expect(PROTOCOL_ERROR, &["frame not completed within 400ms (got 15 of 33 bytes)"]);
+    assert_dropped_at_the_frame_timeout("stopped halfway", stopped_after);
+    fixture.logged(&bye.reason).await;
+    fixture.finish().await;
+}
+
+/// The bound is on a frame once started, not on the connection: idle for three timeouts between
+/// frames, and frames split in two with a pause inside each, for longer than the timeout in all,
+/// are served; so is a JSON-RPC connection idle between lines.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_idle_connection_outlives_the_frame_timeout_and_still_works() {
+    let fixture = Fixture::with(frame_timeout_server).await;
+    let binary = async {
+        let (mut raw, _) = Raw::open(&fixture.path).await;
+        raw.send(&get_request(1, "before")).await;
+        let reply = raw.read_frame().await;
+        assert_eq!((reply.kind, reply.id, &reply.body[..]), (KIND_RESPONSE, 1, &br#"{"id":"before"}"#[..]));
+        tokio::time::sleep(FRAME_TIMEOUT * 3).await;
+        let started = Instant::now();
+        for id in 2..10 {
+            let request = get_request(id, "half");
+            raw.send(&request[..12]).await;
+            tokio::time::sleep(FRAME_TIMEOUT / 5).await;
+            raw.send(&request[12..]).await;
+            let reply = raw.read_frame().await;
+            assert_eq!((reply.kind, reply.id), (KIND_RESPONSE, id), "{}", String::from_utf8_lossy(&reply.body));
+        }
+        assert!(started.elapsed() > FRAME_TIMEOUT, "the split frames took less than one timeout in all");
+    };
+    let json = async {
+        let mut raw = Raw::connect(&fixture.path).await;
+        raw.send(b"{\"method\":\"Task.Get\",\"params\":[\"a\"],\"id\":1}\n").await;
+        assert_eq!(read_line(&mut raw).await, r#"{"id":1,"result":{"id":"a"},"error":null}"#);
+        tokio::time::sleep(FRAME_TIMEOUT * 3).await;
+        raw.send(b"{\"method\":\"Task.Get\",\"params\":[\"b\"],\"id\":2}\n").await;
+        assert_eq!(read_line(&mut raw).await, r#"{"id":2,"result":{"id":"b"},"error":null}"#);
+    };
+    tokio::join!(binary, json);
+    fixture.finish().await;
+}
+
+/// A JSON-RPC line begun and then dribbled is dropped at the frame timeout like a frame, with a
+/// last error line saying why (JSON-RPC has no goodbye).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_json_line_dribbled_is_dropped_at_the_frame_timeout() {
+    let fixture = Fixture::with(frame_timeout_server).await;
+    let mut raw = Raw::connect(&fixture.path).await;
+    raw.send(b"{\"method\":\"Task.Get\",\"params\":[\"a\"],\"id\":1}\n").await;
+    assert_eq!(read_line(&mut raw).await, r#"{"id":1,"result":{"id":"a"},"error":null}"#);
+    let line = b"{\"method\":\"Task.Get\",\"params\":[\"slow\"],\"id\":2}\n";
+    let (answer, elapsed) = stall(raw, line, 3, Some(Duration::from_millis(100))).await;
+    assert_dropped_at_the_frame_timeout("dribbled line", elapsed);
+    let answer = String::from_utf8(answer).expect("JSON-RPC answers are text");
+    let lines: Vec<&str> = answer.lines().collect();
+    assert_eq!(lines.len(), 1, "one error line, then the close: {answer:?}");
+    let error: serde_json::Value = serde_json::from_str(lines[0]).expect("a JSON line");
+    assert_eq!(
+        (&error["jsonrpc"], &error["id"], &error["error"]["code"]),
+        (&"2.0".into(), &serde_json::Value::Null, &9.into())
+    );
+    let message = error["error"]["message"].as_str().expect("a message");
+    assert!(message.starts_with("line not completed within 400ms (got "), "{message}");
+    fixture.logged(message).await;
+    fixture.finish().await;
+}
+
+/// Over `max_connections`, a connection gets `GOODBYE OVERLOADED` naming the limit and is
+/// closed, while those already open (and the good client) go on; when some close, new ones get
+/// in, up to the limit again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn over_max_connections_a_connection_is_refused_overloaded_and_room_frees_up_when_some_close() {
+    const MAX: usize = 4;
+    let fixture =
+        Fixture::with(|server| server.max_frame(SMALL_MAX).hello_timeout(HELLO_TIMEOUT).max_connections(MAX)).await;
+    // The good client holds one place.
+    let mut held = Vec::new();
+    for _ in 1..MAX {
+        held.push(Raw::open(&fixture.path).await.0);
+    }
+    let bye = refused(&fixture.path, &preface_and_hello(1), false).await;
+    bye.expect(OVERLOADED, &["4 connections", "max_connections"]);
+    fixture.logged(&bye.reason).await;
+    match bounded("connect over the limit", Client::connect(fixture.running.endpoint())).await {
+        Err(ConnectError::Refused { code: ErrorCode::Overloaded, reason, .. }) => {
+            assert!(reason.contains("max_connections"), "{reason}");
+        }
+        Err(other) => panic!("expected an OVERLOADED refusal, got: {other}"),
+        Ok(_) => panic!("a connection over max_connections was let in"),
+    }
+    fixture.traffic.progressed().await;
+    for (n, raw) in held.iter_mut().enumerate() {
+        let id = u32::try_from(n + 1).expect("small");
+        raw.send(&get_request(id, "held")).await;
+        let reply = raw.read_frame().await;
+        assert_eq!((reply.kind, reply.id), (KIND_RESPONSE, id), "a connection under the limit stopped working");
+    }
+
+    // Two leave; two newcomers get in once the server has seen them go, and a third does not.
+    held.truncate(1);
+    let mut newcomers = Vec::new();
+    within("two newcomers to get in", async {
+        while newcomers.len() < 2 {
+            match try_open(&fixture.path).await {
+                Ok(raw) => newcomers.push(raw),
+                Err(bye) => {
+                    bye.expect(OVERLOADED, &[]);
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        }
+    })
+    .await;
+    let third = try_open(&fixture.path).await.err().expect("a fifth connection was let in");
+    third.expect(OVERLOADED, &["max_connections"]);
+
+    // Everyone but the good client leaves: a fresh client gets in (once the server has seen them
+    // go) and calls, and the good client never failed.
+    drop(held);
+    drop(newcomers);
+    let fresh = within("a fresh client to get in", async {
+        loop {
+            match Client::connect(fixture.running.endpoint()).await {
+                Ok(client) => break client,
+                Err(ConnectError::Refused { code: ErrorCode::Overloaded, .. }) => {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                Err(other) => panic!("fresh client: {other}"),
+            }
+        }
+    })
+    .await;
+    let todo: Todo = bounded("fresh client call", fresh.call("Task.Get", "fresh")).await.expect("fresh call");
+    assert_eq!(todo.id, "fresh");
+    fresh.close().await;
+    let Fixture { running, traffic, .. } = fixture;
+    traffic.progressed().await;
+    assert!(traffic.finish().await > 0);
+    within("server shutdown", running.shutdown(Duration::from_secs(1))).await;
 }

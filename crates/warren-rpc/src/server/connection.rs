@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
@@ -18,6 +19,7 @@ use super::Core;
 use super::context::{Cancellation, Context, Notifier, PeerInfo, Push};
 use super::jsonline;
 use super::registry::{CallFrame, ErasedMethod, Wire};
+use super::stall::{StallGuard, Stalled};
 use crate::codec::Codec;
 use crate::error::{ErrorCode, FrameError};
 use crate::frame::{self, Frame, FrameReader, Kind};
@@ -39,7 +41,7 @@ where
     W: AsyncWrite + Unpin + Send + 'static,
 {
     let options = &core.options;
-    let mut reader = FrameReader::new(read, options.max_frame);
+    let mut reader = FrameReader::new(StallGuard::new(read, options.frame_timeout()), options.max_frame);
     // A server that starts shutting down does not wait for connections still saying hello.
     let handshake = async {
         tokio::select! {
@@ -51,7 +53,8 @@ where
     let negotiated = match handshake {
         Ok(Opening::Binary(negotiated)) => negotiated,
         Ok(Opening::JsonRpc) => {
-            let (read, buffered) = reader.into_parts();
+            let (mut read, buffered) = reader.into_parts();
+            read.watch_lines(&buffered);
             return jsonline::serve(core, read, buffered, write, peer).await;
         }
         Err(err) => {
@@ -62,7 +65,11 @@ where
         }
     };
     debug!(peer = %peer.address, connection = peer.connection, codec = ?negotiated.codec, "client connected");
-    let (tx, queue) = writer::channel();
+    // Frames are bounded from here on; the hello had its own timeout.
+    let (mut read, buffered) = reader.into_parts();
+    read.watch_frames(&buffered);
+    let mut reader = FrameReader::with_buffered(read, options.max_frame, buffered);
+    let (tx, queue) = mpsc::unbounded_channel();
     let closed = CancellationToken::new();
     // Replies go out as handlers finish; there is no sign of more coming worth waiting for.
     let writer = tokio::spawn(writer::run(write, queue, closed.clone(), || false));
@@ -203,6 +210,11 @@ impl Connection {
     /// Tells the peer why the connection ends; false when there is nobody to tell (i/o error).
     fn fail(&self, err: &FrameError) -> bool {
         if let FrameError::Io(io) = err {
+            if let Some(stalled) = Stalled::of(io) {
+                warn!(peer = %self.peer.address, connection = self.peer.connection, "closing connection: {stalled}");
+                self.send(frame::goodbye(ErrorCode::ProtocolError, &stalled.to_string()));
+                return true;
+            }
             debug!(peer = %self.peer.address, "connection ended: {io}");
             return false;
         }
@@ -362,10 +374,7 @@ async fn run_call(
     finish.in_flight.lock().unwrap_or_else(PoisonError::into_inner).remove(&id);
     let name = &finish.name;
     let reply = match stopped {
-        Stopped::Finished(Ok(Ok(frame))) => {
-            let _ = finish.tx.send(frame);
-            return;
-        }
+        Stopped::Finished(Ok(Ok(frame))) => frame,
         Stopped::Finished(Ok(Err(err))) => {
             let data = err.data.as_ref().map(|data| (data, finish.codec));
             message::error(id, err.code, &err.message, data)

@@ -19,6 +19,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use futures_util::FutureExt;
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
@@ -27,6 +28,7 @@ use super::Core;
 use super::connection::panic_message;
 use super::context::{Cancellation, Context, Notifier, PeerInfo, Push};
 use super::registry::{CallFrame, ErasedMethod, Wire};
+use super::stall::{StallGuard, Stalled};
 use crate::codec::Codec;
 use crate::error::ErrorCode;
 use crate::jsonrpc::{self, Dialect, Fault, Line, LineReader};
@@ -35,15 +37,19 @@ use crate::writer::{self, FrameSender};
 /// How long a connection's last replies may take to flush once the drain deadline has passed.
 const FLUSH_AFTER_DEADLINE: Duration = Duration::from_millis(200);
 
+/// How long a connection closed for a stalled line keeps reading (and dropping) what the peer
+/// still sends, so that the peer reads our error line rather than a reset.
+const LINGER: Duration = Duration::from_secs(1);
+
 /// Serves one JSON-RPC connection until the peer is done and answered, or the server drains.
 /// `buffered` holds what was read while sniffing the first byte.
-pub(crate) async fn serve<R, W>(core: Arc<Core>, read: R, buffered: BytesMut, write: W, peer: PeerInfo)
+pub(crate) async fn serve<R, W>(core: Arc<Core>, read: StallGuard<R>, buffered: BytesMut, write: W, peer: PeerInfo)
 where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
     debug!(peer = %peer.address, connection = peer.connection, "JSON-RPC client connected");
-    let (tx, queue) = writer::channel();
+    let (tx, queue) = mpsc::unbounded_channel();
     let closed = CancellationToken::new();
     let writer_done = CancellationToken::new();
     let mut writer = {
@@ -68,7 +74,7 @@ where
         speaks_v2: Arc::new(AtomicBool::new(false)),
     };
     let mut lines = LineReader::new(read, buffered, limit as usize);
-    connection.run(&mut lines, &writer_done).await;
+    let stalled = connection.run(&mut lines, &writer_done).await;
     let flushed = tokio::select! {
         result = &mut writer => result,
         () = core.control.drain_expired.cancelled() => match tokio::time::timeout(FLUSH_AFTER_DEADLINE, &mut writer).await {
@@ -83,6 +89,9 @@ where
         Ok(Ok(())) => {}
         Ok(Err(err)) => debug!(peer = %connection.peer.address, "writing to the JSON-RPC client failed: {err}"),
         Err(err) => warn!(peer = %connection.peer.address, "connection writer panicked: {err}"),
+    }
+    if stalled {
+        let _ = tokio::time::timeout(LINGER, async { while let Ok(Some(_)) = lines.next().await {} }).await;
     }
     debug!(peer = %connection.peer.address, connection = connection.peer.connection, "JSON-RPC connection closed");
 }
@@ -113,10 +122,12 @@ impl Drop for Teardown {
 }
 
 impl JsonConnection {
-    async fn run<R: AsyncRead + Unpin>(&self, lines: &mut LineReader<R>, writer_done: &CancellationToken) {
+    /// Returns whether the connection ended because a line stalled.
+    async fn run<R: AsyncRead + Unpin>(&self, lines: &mut LineReader<R>, writer_done: &CancellationToken) -> bool {
         let shutting_down = self.core.control.shutting_down.clone();
         let mut draining = false;
         let mut input_open = true;
+        let mut stalled = false;
         loop {
             tokio::select! {
                 line = lines.next(), if input_open => match line {
@@ -134,7 +145,12 @@ impl JsonConnection {
                         self.calls.close();
                     }
                     Err(err) => {
-                        debug!(peer = %self.peer.address, "JSON-RPC connection ended: {err}");
+                        if let Some(stall) = Stalled::of(&err) {
+                            stalled = true;
+                            self.on_stall(stall);
+                        } else {
+                            debug!(peer = %self.peer.address, "JSON-RPC connection ended: {err}");
+                        }
                         break;
                     }
                 },
@@ -151,6 +167,14 @@ impl JsonConnection {
         self.calls.close();
         self.calls.wait().await;
         self.closed.cancel();
+        stalled
+    }
+
+    /// JSON-RPC has no goodbye: a last error line with a null id tells the peer why we close.
+    fn on_stall(&self, stall: &Stalled) {
+        warn!(peer = %self.peer.address, connection = self.peer.connection, "closing JSON-RPC connection: {stall}");
+        let fault = Fault::Call(ErrorCode::ProtocolError);
+        self.send(jsonrpc::reply_error(Dialect::V2, &serde_json::Value::Null, fault, &stall.to_string(), None));
     }
 
     fn send(&self, line: Bytes) {
@@ -262,7 +286,7 @@ async fn run_call(
     let error =
         |code: ErrorCode, message: &str| jsonrpc::reply_error(finish.dialect, id, Fault::Call(code), message, None);
     let reply = match outcome {
-        Some(Ok(Ok(payload))) => jsonrpc::reply_ok(finish.dialect, id, &payload.into_bytes()),
+        Some(Ok(Ok(payload))) => jsonrpc::reply_ok(finish.dialect, id, &payload),
         Some(Ok(Err(err))) => {
             jsonrpc::reply_error(finish.dialect, id, Fault::Call(err.code), &err.message, err.data.as_ref())
         }

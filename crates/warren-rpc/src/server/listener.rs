@@ -1,15 +1,18 @@
 //! Listening sockets: binding with Unix socket hygiene (length limit, stale files replaced,
-//! live ones never stolen, 0600 file in a 0700 directory, removal on shutdown), the accept loop
-//! and the peer-credential check.
+//! live ones never stolen, 0600 file in a 0700 directory, removal on shutdown), the accept
+//! loop, the peer-credential check and the cap on connections.
 
 use std::io::ErrorKind;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, UnixListener, UnixStream};
+use tokio::sync::OwnedSemaphorePermit;
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use super::{Core, PeerPolicy, connection};
@@ -17,6 +20,10 @@ use crate::endpoint::{Endpoint, MAX_UNIX_PATH};
 use crate::error::{BindError, ErrorCode};
 use crate::hello;
 use crate::server::context::PeerInfo;
+
+/// How long a refused connection keeps reading (and dropping) the peer's hello, so that the
+/// peer reads our GOODBYE rather than a reset.
+const REFUSAL_LINGER: Duration = Duration::from_secs(1);
 
 pub(crate) enum Listener {
     Unix { listener: UnixListener, path: PathBuf },
@@ -126,11 +133,25 @@ pub(crate) async fn accept_loop(core: Arc<Core>, listener: Listener) {
                 let peer = unix_peer(&core, &listener, &stream);
                 if let Err(refusal) = admit(&core.options.peer_policy, &peer) {
                     warn!(peer = %peer.address, uid = ?peer.uid, pid = ?peer.pid, "refused connection: {refusal}");
-                    core.control.connections.spawn(refuse(stream, refusal));
+                    core.control.connections.spawn(refuse(
+                        stream,
+                        ErrorCode::PermissionDenied,
+                        refusal,
+                        shutting_down.clone(),
+                    ));
                     continue;
                 }
+                let Some(slot) = take_slot(&core, &peer) else {
+                    core.control.connections.spawn(refuse(
+                        stream,
+                        ErrorCode::Overloaded,
+                        full(&core),
+                        shutting_down.clone(),
+                    ));
+                    continue;
+                };
                 let (read, write) = stream.into_split();
-                core.control.connections.spawn(connection::serve(Arc::clone(&core), read, write, peer));
+                core.control.connections.spawn(serve_in(slot, Arc::clone(&core), read, write, peer));
             }
             Ok(Accepted::Tcp(stream, addr)) => {
                 let _ = stream.set_nodelay(true);
@@ -141,8 +162,17 @@ pub(crate) async fn accept_loop(core: Arc<Core>, listener: Listener) {
                     pid: None,
                     connection: core.next_connection.fetch_add(1, Ordering::Relaxed),
                 };
+                let Some(slot) = take_slot(&core, &peer) else {
+                    core.control.connections.spawn(refuse(
+                        stream,
+                        ErrorCode::Overloaded,
+                        full(&core),
+                        shutting_down.clone(),
+                    ));
+                    continue;
+                };
                 let (read, write) = stream.into_split();
-                core.control.connections.spawn(connection::serve(Arc::clone(&core), read, write, peer));
+                core.control.connections.spawn(serve_in(slot, Arc::clone(&core), read, write, peer));
             }
             Err(err) => {
                 // Out of fds or memory: keep the listener, give existing connections a moment to
@@ -196,7 +226,47 @@ fn admit(policy: &PeerPolicy, peer: &PeerInfo) -> Result<(), String> {
     }
 }
 
-async fn refuse(mut stream: UnixStream, reason: String) {
-    let _ = stream.write_all(&hello::refusal(ErrorCode::PermissionDenied, &reason)).await;
+/// A place among the `max_connections` connections served at once, or None (logged) when all
+/// are taken.
+fn take_slot(core: &Core, peer: &PeerInfo) -> Option<OwnedSemaphorePermit> {
+    let slot = Arc::clone(&core.connection_slots).try_acquire_owned().ok();
+    if slot.is_none() {
+        warn!(peer = %peer.address, uid = ?peer.uid, pid = ?peer.pid, "refused connection: {}", full(core));
+    }
+    slot
+}
+
+fn full(core: &Core) -> String {
+    let limit = core.options.max_connections;
+    format!("server already has {limit} connections open (max_connections); try again later")
+}
+
+/// Serves a connection holding its slot, which frees up when the connection ends.
+async fn serve_in<R, W>(slot: OwnedSemaphorePermit, core: Arc<Core>, read: R, write: W, peer: PeerInfo)
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    connection::serve(core, read, write, peer).await;
+    drop(slot);
+}
+
+/// Tells a peer turned away at the door why, in the binary protocol's words, whatever it speaks.
+async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    code: ErrorCode,
+    reason: String,
+    shutting_down: CancellationToken,
+) {
+    let _ = stream.write_all(&hello::refusal(code, &reason)).await;
     let _ = stream.shutdown().await;
+    // Closing with the peer's hello unread could reset the connection (always over TCP) before
+    // the peer has read the refusal; drain a little first, bounded, since these connections do
+    // not count against max_connections.
+    let mut sink = [0u8; 1024];
+    let drain = async { while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {} };
+    tokio::select! {
+        _ = tokio::time::timeout(REFUSAL_LINGER, drain) => {}
+        () = shutting_down.cancelled() => {}
+    }
 }

@@ -15,12 +15,14 @@ mod context;
 mod jsonline;
 mod listener;
 mod registry;
+mod stall;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -48,7 +50,10 @@ pub(crate) struct Options {
     pub max_frame: u32,
     pub codecs: Vec<Codec>,
     pub hello_timeout: Duration,
+    /// None: the hello timeout.
+    pub frame_timeout: Option<Duration>,
     pub max_in_flight: usize,
+    pub max_connections: usize,
     pub peer_policy: PeerPolicy,
     pub socket_mode: u32,
 }
@@ -69,11 +74,19 @@ pub(crate) struct Control {
     pub started_at: Mutex<Option<Instant>>,
 }
 
+impl Options {
+    pub fn frame_timeout(&self) -> Duration {
+        self.frame_timeout.unwrap_or(self.hello_timeout)
+    }
+}
+
 pub(crate) struct Core {
     pub registry: Registry,
     pub options: Options,
     pub control: Arc<Control>,
     pub next_connection: AtomicU64,
+    /// One permit per open connection, up to `max_connections`.
+    pub connection_slots: Arc<Semaphore>,
 }
 
 /// A set of services and the options to serve them with.
@@ -107,7 +120,9 @@ impl Server {
                 max_frame: DEFAULT_MAX_FRAME,
                 codecs: vec![Codec::MessagePack, Codec::Json],
                 hello_timeout: Duration::from_secs(10),
+                frame_timeout: None,
                 max_in_flight: 4096,
+                max_connections: 1024,
                 peer_policy: PeerPolicy::Users(vec![rustix::process::geteuid().as_raw()]),
                 socket_mode: 0o600,
             },
@@ -128,9 +143,27 @@ impl Server {
         self
     }
 
-    /// How long a new connection may take to say hello (default 10 s).
+    /// How long a new connection may take to say hello (default 10 s). Also the
+    /// [frame timeout](Self::frame_timeout) unless that is set.
     pub fn hello_timeout(mut self, timeout: Duration) -> Server {
         self.options.hello_timeout = timeout;
+        self
+    }
+
+    /// How long the rest of a frame (or of a JSON-RPC line) may take to arrive once its first
+    /// byte has (default: the hello timeout, 10 s unless changed). A peer that is slower gets
+    /// `GOODBYE PROTOCOL_ERROR` and is closed. Time between frames is not limited: an idle
+    /// connection stays open.
+    pub fn frame_timeout(mut self, timeout: Duration) -> Server {
+        self.options.frame_timeout = Some(timeout);
+        self
+    }
+
+    /// Connections served at once (default 1024); one more, accepted over the limit, is told
+    /// `GOODBYE OVERLOADED` and closed, so that no peer can park connections without end.
+    /// Peers refused for their uid do not count.
+    pub fn max_connections(mut self, connections: usize) -> Server {
+        self.options.max_connections = connections;
         self
     }
 
@@ -165,7 +198,9 @@ impl Server {
 
     fn into_core(self) -> Arc<Core> {
         *self.control.started_at.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
+        let slots = self.options.max_connections.min(Semaphore::MAX_PERMITS);
         Arc::new(Core {
+            connection_slots: Arc::new(Semaphore::new(slots)),
             registry: self.registry,
             options: self.options,
             control: self.control,
