@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
@@ -69,7 +68,7 @@ where
     let (mut read, buffered) = reader.into_parts();
     read.watch_frames(&buffered);
     let mut reader = FrameReader::with_buffered(read, options.max_frame, buffered);
-    let (tx, queue) = mpsc::unbounded_channel();
+    let (tx, queue) = writer::channel();
     let closed = CancellationToken::new();
     // Replies go out as handlers finish; there is no sign of more coming worth waiting for.
     let writer = tokio::spawn(writer::run(write, queue, closed.clone(), || false));
@@ -374,7 +373,10 @@ async fn run_call(
     finish.in_flight.lock().unwrap_or_else(PoisonError::into_inner).remove(&id);
     let name = &finish.name;
     let reply = match stopped {
-        Stopped::Finished(Ok(Ok(frame))) => frame,
+        Stopped::Finished(Ok(Ok(frame))) => {
+            let _ = finish.tx.send(frame);
+            return;
+        }
         Stopped::Finished(Ok(Err(err))) => {
             let data = err.data.as_ref().map(|data| (data, finish.codec));
             message::error(id, err.code, &err.message, data)

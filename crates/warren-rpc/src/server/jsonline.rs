@@ -19,7 +19,6 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use futures_util::FutureExt;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
@@ -49,7 +48,7 @@ where
     W: AsyncWrite + Unpin + Send + 'static,
 {
     debug!(peer = %peer.address, connection = peer.connection, "JSON-RPC client connected");
-    let (tx, queue) = mpsc::unbounded_channel();
+    let (tx, queue) = writer::channel();
     let closed = CancellationToken::new();
     let writer_done = CancellationToken::new();
     let mut writer = {
@@ -286,7 +285,7 @@ async fn run_call(
     let error =
         |code: ErrorCode, message: &str| jsonrpc::reply_error(finish.dialect, id, Fault::Call(code), message, None);
     let reply = match outcome {
-        Some(Ok(Ok(payload))) => jsonrpc::reply_ok(finish.dialect, id, &payload),
+        Some(Ok(Ok(payload))) => jsonrpc::reply_ok(finish.dialect, id, &payload.into_bytes()),
         Some(Ok(Err(err))) => {
             jsonrpc::reply_error(finish.dialect, id, Fault::Call(err.code), &err.message, err.data.as_ref())
         }
