@@ -318,6 +318,12 @@ pub enum BindError {
     InUse { path: PathBuf },
     #[error("{path} exists and is not a socket; refusing to replace it")]
     NotASocket { path: PathBuf },
+    /// The socket's directory is one that others could change entries of (or not a directory).
+    #[error("refusing to put a socket in {dir}: {why}")]
+    UnsafeDirectory { dir: PathBuf, why: String },
+    /// What is at the socket path after the bind is not the socket the bind made.
+    #[error("socket file {path} was swapped after the bind ({why}); refusing to use it")]
+    Replaced { path: PathBuf, why: String },
     #[error("cannot listen on {endpoint}: {source}")]
     Io {
         endpoint: String,

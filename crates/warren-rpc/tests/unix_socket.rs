@@ -1,6 +1,6 @@
-//! Unix socket hygiene: a private socket file in a private directory, the path length limit
-//! named in the error, stale files replaced but live servers never robbed, foreign files never
-//! touched, the file removed on shutdown (only if it is still ours), and kernel-checked peer
+//! Unix socket hygiene: a private socket file in a private directory, directories others could
+//! write refused, the path length limit named in the error, stale files replaced but live
+//! servers never robbed, foreign files never touched, the file removed on shutdown (only if it is still ours), and kernel-checked peer
 //! credentials handed to handlers.
 
 mod common;
@@ -266,4 +266,91 @@ async fn a_refused_peer_is_told_why_every_time() {
         }
     }
     stop(&running).await;
+}
+
+/// A directory whose mode is `mode`, inside a private temporary one.
+fn dir_with_mode(dir: &tempfile::TempDir, name: &str, mode: u32) -> PathBuf {
+    let path = dir.path().join(name);
+    std::fs::create_dir(&path).expect("mkdir");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    path
+}
+
+/// Expects a refusal naming `dir` and saying why, with nothing created inside.
+async fn refused_in(dir: &Path, socket: &Path, words: &[&str]) {
+    let err = server().bind(&Endpoint::unix(socket)).await.expect_err("an unsafe directory must be refused");
+    let message = err.to_string();
+    match &err {
+        BindError::UnsafeDirectory { dir: named, .. } => assert_eq!(named, dir, "{message}"),
+        other => panic!("expected UnsafeDirectory for {}, got {other:?}", dir.display()),
+    }
+    assert!(message.contains(&dir.display().to_string()), "the message should name the directory: {message}");
+    for word in words {
+        assert!(message.contains(word), "the message should say {word:?}: {message}");
+    }
+    assert_eq!(std::fs::read_dir(dir).expect("read dir").count(), 0, "something was created in {}", dir.display());
+}
+
+/// Anyone who can write the directory could swap the socket for a symlink between the bind and
+/// the chmod: group- or world-writable directories without the sticky bit are refused, also
+/// when reached through a symlink. (Tests run as root, which owns every directory made here, so
+/// it is the mode that is refused.)
+#[tokio::test]
+async fn a_parent_directory_others_can_write_is_refused_naming_it() {
+    let dir = socket_dir();
+    for (name, mode, words) in [
+        ("world", 0o777, &["0777", "its group and others", "not sticky"][..]),
+        ("group", 0o770, &["0770", "its group", "not sticky"]),
+        ("others", 0o703, &["0703", "others", "not sticky"]),
+    ] {
+        let shared = dir_with_mode(&dir, name, mode);
+        refused_in(&shared, &shared.join("t.sock"), words).await;
+    }
+    let link = dir.path().join("link");
+    std::os::unix::fs::symlink(dir.path().join("world"), &link).expect("symlink");
+    refused_in(&link, &link.join("t.sock"), &["0777"]).await;
+}
+
+/// Root may own the directory, the process's uid may; nobody else.
+#[tokio::test]
+async fn a_parent_directory_owned_by_another_user_is_refused() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: only root can make a directory owned by another user (CI runs as root)");
+        return;
+    }
+    let dir = socket_dir();
+    let theirs = dir_with_mode(&dir, "theirs", 0o700);
+    std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).expect("chown to nobody");
+    refused_in(&theirs, &theirs.join("t.sock"), &["owned by uid 65534"]).await;
+}
+
+/// A sticky world-writable directory, like /tmp, is accepted: nobody else can rename or remove
+/// our socket there. The socket is 0600 as everywhere.
+#[tokio::test]
+async fn a_sticky_world_writable_parent_like_tmp_is_accepted() {
+    let dir = socket_dir();
+    let sticky = dir_with_mode(&dir, "sticky", 0o1777);
+    let path = sticky.join("t.sock");
+    let running = server().bind(&Endpoint::unix(&path)).await.expect("a sticky directory is fine");
+    assert_eq!(mode(&path), 0o600, "socket file mode");
+    answers(&path).await;
+    stop(&running).await;
+
+    // /tmp itself (root's, 1777). The file is removed by the shutdown, or by the guard if the
+    // test fails first.
+    struct Remove(PathBuf);
+    impl Drop for Remove {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+    let in_tmp = PathBuf::from(format!("/tmp/wrpc-{}-{:016x}.sock", std::process::id(), rand::random::<u64>()));
+    let _guard = Remove(in_tmp.clone());
+    let tmp = std::fs::metadata("/tmp").expect("stat /tmp");
+    assert_eq!((tmp.mode() & 0o7777, tmp.uid()), (0o1777, 0), "precondition: /tmp is root's and 1777");
+    let running = server().bind(&Endpoint::unix(&in_tmp)).await.expect("/tmp is fine");
+    assert_eq!(mode(&in_tmp), 0o600, "socket file mode");
+    answers(&in_tmp).await;
+    stop(&running).await;
+    assert!(!in_tmp.exists(), "socket file left in /tmp");
 }

@@ -1,9 +1,9 @@
 //! Listening sockets: binding with Unix socket hygiene (length limit, stale files replaced,
-//! live ones never stolen, 0600 file in a 0700 directory, removal on shutdown), the accept
+//! live ones never stolen, 0600 file in a private directory, removal on shutdown), the accept
 //! loop, the peer-credential check and the cap on connections.
 
 use std::io::ErrorKind;
-use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -15,6 +15,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
+use super::socket_file::{self, SocketFile};
 use super::{Core, PeerPolicy, connection};
 use crate::endpoint::{Endpoint, MAX_UNIX_PATH};
 use crate::error::{BindError, ErrorCode};
@@ -28,31 +29,6 @@ const REFUSAL_LINGER: Duration = Duration::from_secs(1);
 pub(crate) enum Listener {
     Unix { listener: UnixListener, path: PathBuf },
     Tcp(TcpListener),
-}
-
-/// The socket file this server created, identified by inode so that shutdown never removes a
-/// file another server has since put at the same path.
-#[derive(Debug)]
-pub(crate) struct SocketFile {
-    path: PathBuf,
-    dev: u64,
-    ino: u64,
-}
-
-impl SocketFile {
-    pub fn remove_if_ours(&self) {
-        match std::fs::symlink_metadata(&self.path) {
-            Ok(meta) if meta.dev() == self.dev && meta.ino() == self.ino => {
-                if let Err(err) = std::fs::remove_file(&self.path) {
-                    warn!("cannot remove socket file {}: {err}", self.path.display());
-                } else {
-                    debug!("removed socket file {}", self.path.display());
-                }
-            }
-            Ok(_) => debug!("socket file {} was replaced by another; left in place", self.path.display()),
-            Err(_) => {}
-        }
-    }
 }
 
 pub(crate) async fn bind(endpoint: &Endpoint, socket_mode: u32) -> Result<(Listener, Option<SocketFile>), BindError> {
@@ -80,11 +56,8 @@ pub(crate) fn check_path_length(path: &Path) -> Result<(), (usize, usize)> {
 fn bind_unix(path: &Path, socket_mode: u32) -> Result<(UnixListener, SocketFile), BindError> {
     let io_error = |source| BindError::Io { endpoint: format!("unix:{}", path.display()), source };
     check_path_length(path).map_err(|(len, limit)| BindError::PathTooLong { path: path.to_owned(), len, limit })?;
-    if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty() && !dir.exists()) {
-        // Created private from the start (mode applied by mkdir itself), so there is no window in
-        // which another user could plant or open anything inside.
-        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(io_error)?;
-    }
+    let dir = path.parent().filter(|dir| !dir.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    socket_file::prepare_directory(dir, io_error)?;
     replace_if_stale(path)?;
     let listener = match UnixListener::bind(path) {
         Ok(listener) => listener,
@@ -92,9 +65,8 @@ fn bind_unix(path: &Path, socket_mode: u32) -> Result<(UnixListener, SocketFile)
         Err(err) if err.kind() == ErrorKind::AddrInUse => return Err(BindError::InUse { path: path.to_owned() }),
         Err(err) => return Err(io_error(err)),
     };
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(socket_mode)).map_err(io_error)?;
-    let meta = std::fs::symlink_metadata(path).map_err(io_error)?;
-    Ok((listener, SocketFile { path: path.to_owned(), dev: meta.dev(), ino: meta.ino() }))
+    let file = socket_file::claim(path, socket_mode)?;
+    Ok((listener, file))
 }
 
 /// A socket file nobody accepts on is left by a crashed server: remove it. One that accepts

@@ -15,6 +15,7 @@ mod context;
 mod jsonline;
 mod listener;
 mod registry;
+mod socket_file;
 mod stall;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -33,8 +34,8 @@ use crate::codec::Codec;
 use crate::endpoint::Endpoint;
 use crate::error::BindError;
 use crate::frame::DEFAULT_MAX_FRAME;
-use listener::SocketFile;
 use registry::Registry;
+use socket_file::SocketFile;
 
 /// Which peers a Unix-socket server accepts, checked with kernel credentials (SO_PEERCRED).
 #[derive(Debug, Clone, PartialEq, Eq)]
