@@ -702,6 +702,7 @@ async fn a_peer_that_dribbles_a_frame_after_its_hello_is_dropped_and_others_are_
     let reason = String::from_utf8_lossy(&said[14..]);
     assert!(reason.starts_with("frame not completed within 500ms (got "), "GOODBYE reason: {reason:?}");
     let said_after = said_after.expect("the GOODBYE came");
+    println!("GOODBYE {said_after:?} after the first byte of the frame, closed after {closed_after:?}");
     assert!(said_after >= hello_timeout, "dropped after only {said_after:?}");
     assert!(said_after < hello_timeout + Duration::from_millis(1500), "GOODBYE only after {said_after:?}");
 }

@@ -1023,6 +1023,7 @@ async fn stall(raw: Raw, bytes: &[u8], first: usize, every: Option<Duration>) ->
 }
 
 fn assert_dropped_at_the_frame_timeout(what: &str, elapsed: Duration) {
+    println!("{what}: dropped {elapsed:?} after its first byte (frame timeout {FRAME_TIMEOUT:?})");
     // The server's timer starts when it reads the first byte, after we sent it.
     assert!(elapsed >= FRAME_TIMEOUT - Duration::from_millis(20), "{what}: dropped after only {elapsed:?}");
     assert!(elapsed < FRAME_TIMEOUT + LATE, "{what}: dropped only after {elapsed:?}");
