@@ -13,8 +13,10 @@
 //!    [`Supervisor`] that restarts them always, after 20 ms of backoff. `--clients` tasks call
 //!    `Task.Get` on a random program through `supervisor.client(name)` with a deadline of
 //!    `--deadline-ms`, and check each reply. A chaos task picks a random ready program about
-//!    every `--chaos-ms` and SIGKILLs it (40 %), SIGSTOPs it for 50 ms to 1.5 s (35 %), or asks
-//!    the supervisor to restart it (25 %). After `--duration` everything is shut down.
+//!    every `--chaos-ms` and SIGKILLs it (35 %), SIGSTOPs it for 50 ms to 1.5 s (30 %), asks
+//!    the supervisor to restart it (25 %), or deletes its socket file as a `/tmp` cleaner would
+//!    (10 %; the host notices and the supervisor restarts it). After `--duration` everything is
+//!    shut down.
 //!
 //! The chaos signals a process only through a pidfd opened after checking that the pid still
 //! carries the run's tag, so that it can never hit an unrelated process that reused the pid of
@@ -434,6 +436,8 @@ struct Run {
     /// When the chaos phase began: the times in the report count from here.
     began: Instant,
     tag: Arc<str>,
+    /// Where the programs' sockets are: the host's runtime directory.
+    sockets: Arc<std::path::Path>,
 }
 
 impl Run {
@@ -510,6 +514,7 @@ struct Chaos {
     kills: u64,
     freezes: u64,
     restarts: u64,
+    sweeps: u64,
     /// Turns that found the chosen program not ready (starting, in backoff) and did nothing.
     idle: u64,
     /// What was done to whom and when (since the run began).
@@ -534,12 +539,12 @@ async fn chaos_task(mut run: Run, mean: Duration, mut rng: Rng) -> Chaos {
             continue;
         };
         let what = match rng.below(100) {
-            0..40 => {
+            0..35 => {
                 target.signal(Signal::KILL);
                 chaos.kills += 1;
                 "SIGKILL"
             }
-            40..75 => {
+            35..65 => {
                 target.signal(Signal::STOP);
                 chaos.freezes += 1;
                 let hold = Duration::from_millis(50 + rng.below(1450));
@@ -549,10 +554,18 @@ async fn chaos_task(mut run: Run, mean: Duration, mut rng: Rng) -> Chaos {
                 });
                 "SIGSTOP"
             }
-            _ => {
+            65..90 => {
                 let _ = run.supervisor.restart_program(&name);
                 chaos.restarts += 1;
                 "restart"
+            }
+            _ => {
+                if std::fs::remove_file(run.sockets.join(format!("{name}.sock"))).is_err() {
+                    chaos.idle += 1;
+                    continue;
+                }
+                chaos.sweeps += 1;
+                "socket deleted"
             }
         };
         chaos.log.push((run.began.elapsed(), name, what));
@@ -719,8 +732,14 @@ async fn chaos(options: &Options, failures: &mut Vec<String>) {
     let canary_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let canary = canary(began, Arc::clone(&canary_stop));
     let steal_before = steal();
-    let run =
-        Run { supervisor: supervisor.clone(), names: Arc::clone(&names), stop, began, tag: Arc::from(tag.as_str()) };
+    let run = Run {
+        supervisor: supervisor.clone(),
+        names: Arc::clone(&names),
+        stop,
+        began,
+        tag: Arc::from(tag.as_str()),
+        sockets: Arc::from(host.runtime_dir()),
+    };
     let clients: Vec<_> = (0..options.clients)
         .map(|i| {
             let rng = Rng::new(options.seed, i as u64 + 1);
@@ -828,9 +847,9 @@ async fn chaos(options: &Options, failures: &mut Vec<String>) {
         tally.unavailable
     );
     println!(
-        "  chaos: {} SIGKILL, {} SIGSTOP/SIGCONT, {} restart requests, {} turns idle; restarts counted by the \
-         supervisor: {restarts}",
-        chaos.kills, chaos.freezes, chaos.restarts, chaos.idle
+        "  chaos: {} SIGKILL, {} SIGSTOP/SIGCONT, {} restart requests, {} socket files deleted, {} turns idle; \
+         restarts counted by the supervisor: {restarts}",
+        chaos.kills, chaos.freezes, chaos.restarts, chaos.sweeps, chaos.idle
     );
     println!(
         "  host: rss max {} KiB (warm {} KiB, end of load {} KiB), fds {} → {} (max {}), threads {} → {} (max {})",
