@@ -106,7 +106,7 @@ pub fn put_method(buf: &mut BytesMut, method: &str) -> Result<(), FrameError> {
 }
 
 /// Reads a `method_len u8 | method` field from the front of `body`.
-pub fn take_method(body: &mut Bytes) -> Result<String, FrameError> {
+pub fn take_method(body: &mut Bytes) -> Result<MethodName, FrameError> {
     if body.is_empty() {
         return Err(FrameError::Truncated { what: "method name length" });
     }
@@ -115,8 +115,72 @@ pub fn take_method(body: &mut Bytes) -> Result<String, FrameError> {
         return Err(FrameError::Truncated { what: "method name" });
     }
     let name = body.split_to(len);
-    String::from_utf8(name.to_vec()).map_err(|_| FrameError::MethodNotUtf8)
+    std::str::from_utf8(&name).map_err(|_| FrameError::MethodNotUtf8)?;
+    Ok(MethodName(name))
 }
+
+/// A method name read from a frame: a view of the frame, checked to be UTF-8, so that reading
+/// one costs no allocation.
+#[derive(Clone, PartialEq, Eq)]
+pub struct MethodName(Bytes);
+
+impl MethodName {
+    pub fn as_str(&self) -> &str {
+        // Checked in `take_method`, the only way to make one; never empty by this path.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+impl std::ops::Deref for MethodName {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl std::fmt::Display for MethodName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::fmt::Debug for MethodName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl From<MethodName> for String {
+    fn from(name: MethodName) -> String {
+        name.as_str().to_owned()
+    }
+}
+
+/// Hashes call ids, which the peer numbers 1, 2, 3…, for the maps of calls in flight: the
+/// id's bits spread by one multiplication. SipHash's resistance to chosen keys buys nothing
+/// here, since a connection only ever holds its own peer's calls, at most `max_in_flight` of them,
+/// and costs more than the rest of the lookup.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct CallIdHasher(u64);
+
+impl std::hash::Hasher for CallIdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(byte)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_u32(&mut self, id: u32) {
+        self.0 = u64::from(id).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// A `HashMap` keyed by call id.
+pub(crate) type CallIdMap<V> = std::collections::HashMap<u32, V, std::hash::BuildHasherDefault<CallIdHasher>>;
 
 /// Reads a big-endian u32 from the front of `body`.
 pub fn take_u32(body: &mut Bytes, what: &'static str) -> Result<u32, FrameError> {

@@ -67,7 +67,7 @@ pub(crate) fn request_frame<T: Serialize + ?Sized>(
 /// A parsed REQUEST or NOTIFY body.
 #[derive(Debug)]
 pub struct Incoming {
-    pub method: String,
+    pub method: frame::MethodName,
     pub timeout: Option<Duration>,
     pub payload: Bytes,
 }

@@ -9,6 +9,7 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{ErrorCode, LostReason};
+use crate::frame::CallIdMap;
 
 /// What arrives for a call.
 #[derive(Debug)]
@@ -36,7 +37,7 @@ pub(crate) enum Closed {
 
 #[derive(Default)]
 struct State {
-    waiting: HashMap<u32, oneshot::Sender<Answer>>,
+    waiting: CallIdMap<oneshot::Sender<Answer>>,
     next_id: u32,
     closed: Option<Closed>,
     /// Why the writer task stopped, if it failed: the reason a call that can no longer be sent

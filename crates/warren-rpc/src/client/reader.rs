@@ -40,7 +40,8 @@ pub(crate) async fn run<R: AsyncRead + Unpin>(
             },
             Kind::Notify => match message::parse_notify(frame.body) {
                 Ok(incoming) => {
-                    deliver(&in_flight, Notification { method: incoming.method, codec, payload: incoming.payload })
+                    let method = incoming.method.into();
+                    deliver(&in_flight, Notification { method, codec, payload: incoming.payload });
                 }
                 Err(err) => break LostReason::Protocol(err.to_string()),
             },

@@ -2,7 +2,6 @@
 //! pings and cancels, and drains on shutdown. A connection whose first byte is `{` or `[` is
 //! handed to [`jsonline`] instead.
 
-use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -17,11 +16,11 @@ use tracing::{debug, warn};
 use super::Core;
 use super::context::{Cancellation, Context, Notifier, PeerInfo, Push};
 use super::jsonline;
-use super::registry::{CallFrame, ErasedMethod, Wire};
+use super::registry::{BoxFuture, CallFrame, Wire};
 use super::stall::{StallGuard, Stalled};
 use crate::codec::Codec;
 use crate::error::{ErrorCode, FrameError};
-use crate::frame::{self, Frame, FrameReader, Kind};
+use crate::frame::{self, CallIdMap, Frame, FrameReader, Kind, MethodName};
 use crate::hello::{self, Opening};
 use crate::message::{self, Incoming};
 use crate::writer::{self, FrameSender};
@@ -77,15 +76,18 @@ where
     // If this future is dropped (its task aborted, or a caller's select! chose another branch),
     // the calls it started and its writer must not live on holding the stream open.
     let _teardown = Teardown { ending: Arc::clone(&ending), calls: calls_token.clone(), closed: closed.clone() };
+    let notifier = Notifier::new(tx.clone(), negotiated.codec, negotiated.peer_max_frame, closed.clone(), Push::Frames);
     let connection = Connection {
+        call_parent: Arc::new(calls_token.clone()),
         calls_token,
         ending,
         core: Arc::clone(&core),
         tx,
+        notifier,
         codec: negotiated.codec,
         reply_limit: negotiated.peer_max_frame,
         peer: Arc::new(peer),
-        in_flight: Arc::new(Mutex::new(HashMap::new())),
+        in_flight: Arc::new(Mutex::new(CallIdMap::default())),
         last_request: AtomicU32::new(0),
         calls: TaskTracker::new(),
         closed,
@@ -122,14 +124,19 @@ where
 struct Connection {
     core: Arc<Core>,
     tx: FrameSender,
+    /// Every call's context gets a clone.
+    notifier: Notifier,
     codec: Codec,
     reply_limit: u32,
     peer: Arc<PeerInfo>,
-    /// Cancellation tokens of the calls still running, by call id, for CANCEL frames.
-    in_flight: Arc<Mutex<HashMap<u32, CancellationToken>>>,
+    /// Cancellations of the calls still running, by call id, for CANCEL frames.
+    in_flight: Arc<Mutex<CallIdMap<Cancellation>>>,
     calls: TaskTracker,
     /// Parent of every call's token: fires when the connection ends or the drain deadline passes.
     calls_token: CancellationToken,
+    /// The same token, shared by reference with every call rather than cloned into it: cloning a
+    /// token takes its mutex.
+    call_parent: Arc<CancellationToken>,
     /// Fires when the connection is done, to stop the writer and tell notifiers.
     closed: CancellationToken,
     /// The id of the last REQUEST read. Clients number calls in increasing order, so every call
@@ -273,7 +280,7 @@ impl Connection {
                 return Ok(());
             }
         };
-        let token = self.calls_token.child_token();
+        let cancel = Cancellation::for_call(&self.call_parent);
         if let Some(id) = id {
             let mut map = self.in_flight.lock().unwrap_or_else(PoisonError::into_inner);
             if map.len() >= self.core.options.max_in_flight {
@@ -287,20 +294,12 @@ impl Connection {
                 // broken, so end the connection instead.
                 return Err(FrameError::Unexpected { kind: Kind::Request, when: "with a call id already in flight" });
             }
-            map.insert(id, token.clone());
+            map.insert(id, cancel.clone());
         }
-        let ctx = Context {
-            peer: Arc::clone(&self.peer),
-            cancel: Cancellation(token.clone()),
-            notifier: Notifier {
-                tx: self.tx.clone(),
-                codec: self.codec,
-                limit: self.reply_limit,
-                closed: self.closed.clone(),
-                push: Push::Frames,
-            },
-            deadline: incoming.timeout.map(|timeout| Instant::now() + timeout),
-        };
+        let timeout = incoming.timeout.map(|timeout| (timeout, Instant::now() + timeout));
+        let deadline = timeout.map(|(_, deadline)| deadline);
+        let ctx =
+            Context { peer: Arc::clone(&self.peer), cancel: cancel.clone(), notifier: self.notifier.clone(), deadline };
         let call = CallFrame {
             id: id.unwrap_or(0),
             codec: self.codec,
@@ -313,97 +312,103 @@ impl Connection {
             name: incoming.method,
             tx: self.tx.clone(),
             in_flight: Arc::clone(&self.in_flight),
-            drain_expired: self.core.control.drain_expired.clone(),
+            core: Arc::clone(&self.core),
             ending: Arc::clone(&self.ending),
             codec: self.codec,
             peer: Arc::clone(&self.peer),
         };
         // Most handlers finish on their first poll: make that poll here, and spawn a task only
-        // for a call that has to wait (the task polls it again, with its own waker).
-        let mut call = Box::pin(run_call(method, ctx, call, incoming.timeout, token, finish));
-        if (&mut call).now_or_never().is_none() {
-            self.calls.spawn(call);
+        // for a call that has to wait (the task polls it again, with its own waker). A call that
+        // has just started cannot have been cancelled or be past its deadline yet.
+        let mut handler = method.call(ctx, call);
+        match AssertUnwindSafe(&mut handler).catch_unwind().now_or_never() {
+            Some(result) => finish.done(Stopped::Finished(result), &cancel),
+            None => {
+                self.calls.spawn(run_call(handler, timeout, cancel, finish));
+            }
         }
         Ok(())
     }
 }
 
-/// What a call task needs once its handler is done.
+/// What a call needs once its handler is done.
 struct Finish {
     id: Option<u32>,
-    name: String,
+    name: MethodName,
     tx: FrameSender,
-    in_flight: Arc<Mutex<HashMap<u32, CancellationToken>>>,
-    drain_expired: CancellationToken,
+    in_flight: Arc<Mutex<CallIdMap<Cancellation>>>,
+    /// For the drain deadline, read through the connection's reference rather than cloned per
+    /// call (cloning a token takes its mutex).
+    core: Arc<Core>,
     ending: Arc<AtomicBool>,
     codec: Codec,
     peer: Arc<PeerInfo>,
 }
 
-async fn run_call(
-    method: Arc<dyn ErasedMethod>,
-    ctx: Context,
-    call: CallFrame,
-    timeout: Option<Duration>,
-    token: CancellationToken,
-    finish: Finish,
-) {
-    let handler = AssertUnwindSafe(method.call(ctx, call)).catch_unwind();
-    let deadline = async {
+/// The rest of a call whose handler did not finish on its first poll.
+async fn run_call(handler: BoxFuture, timeout: Option<(Duration, Instant)>, cancel: Cancellation, finish: Finish) {
+    let handler = AssertUnwindSafe(handler).catch_unwind();
+    let expired = async {
         match timeout {
-            Some(timeout) => tokio::time::sleep(timeout).await,
+            Some((_, deadline)) => tokio::time::sleep_until(deadline.into()).await,
             None => std::future::pending().await,
         }
     };
     let stopped = tokio::select! {
         biased;
-        () = token.cancelled() => Stopped::Cancelled,
+        () = cancel.cancelled() => Stopped::Cancelled,
         result = handler => Stopped::Finished(result),
-        () = deadline => Stopped::Deadline(timeout.unwrap_or_default()),
+        () = expired => Stopped::Deadline(timeout.map(|(after, _)| after).unwrap_or_default()),
     };
-    // Fire the token in every case: observers of a call past its deadline must see it, and a
-    // fired child token is unlinked from its parent.
-    token.cancel();
-    let Some(id) = finish.id else {
-        if let Stopped::Finished(Ok(Err(err))) = &stopped {
-            debug!(peer = %finish.peer.address, "notification {} failed: {err}", finish.name);
-        }
-        return;
-    };
-    finish.in_flight.lock().unwrap_or_else(PoisonError::into_inner).remove(&id);
-    let name = &finish.name;
-    let reply = match stopped {
-        Stopped::Finished(Ok(Ok(frame))) => {
-            let _ = finish.tx.send(frame);
+    finish.done(stopped, &cancel);
+}
+
+impl Finish {
+    fn done(self, stopped: Stopped, cancel: &Cancellation) {
+        // Fire the cancellation in every case: observers of a call past its deadline must see
+        // it, and a fired child token is unlinked from its parent.
+        cancel.cancel();
+        let Some(id) = self.id else {
+            if let Stopped::Finished(Ok(Err(err))) = &stopped {
+                debug!(peer = %self.peer.address, "notification {} failed: {err}", self.name);
+            }
             return;
-        }
-        Stopped::Finished(Ok(Err(err))) => {
-            let data = err.data.as_ref().map(|data| (data, finish.codec));
-            message::error(id, err.code, &err.message, data)
-        }
-        Stopped::Finished(Err(panic)) => {
-            let what = panic_message(&*panic);
-            warn!(peer = %finish.peer.address, "handler {name} panicked: {what}");
-            message::error(id, ErrorCode::Internal, &format!("handler {name} panicked: {what}"), None)
-        }
-        Stopped::Deadline(after) => message::error(
-            id,
-            ErrorCode::DeadlineExceeded,
-            &format!("deadline of {after:?} exceeded on the server"),
-            None,
-        ),
-        // CANCELLED, not SHUTTING_DOWN: the call ran (in part), so it is not safe to retry blindly;
-        // SHUTTING_DOWN always means "never started".
-        Stopped::Cancelled if finish.drain_expired.is_cancelled() => message::error(
-            id,
-            ErrorCode::Cancelled,
-            "server shut down before the call finished (drain deadline passed)",
-            None,
-        ),
-        Stopped::Cancelled if finish.ending.load(Ordering::SeqCst) => return,
-        Stopped::Cancelled => message::error(id, ErrorCode::Cancelled, "cancelled by the caller", None),
-    };
-    let _ = finish.tx.send(reply);
+        };
+        self.in_flight.lock().unwrap_or_else(PoisonError::into_inner).remove(&id);
+        let name = &self.name;
+        let reply = match stopped {
+            Stopped::Finished(Ok(Ok(frame))) => {
+                let _ = self.tx.send(frame);
+                return;
+            }
+            Stopped::Finished(Ok(Err(err))) => {
+                let data = err.data.as_ref().map(|data| (data, self.codec));
+                message::error(id, err.code, &err.message, data)
+            }
+            Stopped::Finished(Err(panic)) => {
+                let what = panic_message(&*panic);
+                warn!(peer = %self.peer.address, "handler {name} panicked: {what}");
+                message::error(id, ErrorCode::Internal, &format!("handler {name} panicked: {what}"), None)
+            }
+            Stopped::Deadline(after) => message::error(
+                id,
+                ErrorCode::DeadlineExceeded,
+                &format!("deadline of {after:?} exceeded on the server"),
+                None,
+            ),
+            // CANCELLED, not SHUTTING_DOWN: the call ran (in part), so it is not safe to retry
+            // blindly; SHUTTING_DOWN always means "never started".
+            Stopped::Cancelled if self.core.control.drain_expired.is_cancelled() => message::error(
+                id,
+                ErrorCode::Cancelled,
+                "server shut down before the call finished (drain deadline passed)",
+                None,
+            ),
+            Stopped::Cancelled if self.ending.load(Ordering::SeqCst) => return,
+            Stopped::Cancelled => message::error(id, ErrorCode::Cancelled, "cancelled by the caller", None),
+        };
+        let _ = self.tx.send(reply);
+    }
 }
 
 /// What a handler's panic said, for the INTERNAL error that replaces its reply.

@@ -1,8 +1,8 @@
 //! What a handler knows about its call: who is calling, whether to stop, and how to push
 //! events back to the caller.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use serde::Serialize;
@@ -28,27 +28,93 @@ pub struct PeerInfo {
 /// Fires when the call should stop: the caller cancelled, its deadline passed, the connection
 /// closed, or the server's drain deadline passed.
 #[derive(Debug, Clone)]
-pub struct Cancellation(pub(crate) CancellationToken);
+pub struct Cancellation(Signal);
+
+#[derive(Debug, Clone)]
+enum Signal {
+    Token(CancellationToken),
+    Call(Arc<CallSignal>),
+}
+
+/// A binary call's cancellation. Most calls end without anyone waiting for it to fire, so it
+/// costs a flag, not a child token: making, cloning, firing and dropping a child token takes its
+/// parent's and its own mutex several times per call. The child token is made only for a
+/// handler that waits.
+#[derive(Debug)]
+struct CallSignal {
+    fired: AtomicBool,
+    /// The connection's token: fires when the connection ends or the drain deadline passes.
+    parent: Arc<CancellationToken>,
+    /// The child token of `parent` that waiters wait on, once there is one; fired with `fired`.
+    watched: Mutex<Option<CancellationToken>>,
+}
+
+impl From<CancellationToken> for Cancellation {
+    fn from(token: CancellationToken) -> Self {
+        Cancellation(Signal::Token(token))
+    }
+}
 
 impl Cancellation {
+    /// A call's cancellation, which also fires when `parent` does.
+    pub(crate) fn for_call(parent: &Arc<CancellationToken>) -> Cancellation {
+        Cancellation(Signal::Call(Arc::new(CallSignal {
+            fired: AtomicBool::new(false),
+            parent: Arc::clone(parent),
+            watched: Mutex::new(None),
+        })))
+    }
+
     pub fn is_cancelled(&self) -> bool {
-        self.0.is_cancelled()
+        match &self.0 {
+            Signal::Token(token) => token.is_cancelled(),
+            Signal::Call(call) => call.fired.load(Ordering::Acquire) || call.parent.is_cancelled(),
+        }
     }
 
     /// Resolves once the call is cancelled.
     pub async fn cancelled(&self) {
-        self.0.cancelled().await;
+        let token = match &self.0 {
+            Signal::Token(token) => token.clone(),
+            Signal::Call(call) => {
+                let mut watched = call.watched.lock().unwrap_or_else(PoisonError::into_inner);
+                // Read under the lock `cancel` fires under: either it has fired, or it will
+                // find the token made here.
+                if call.fired.load(Ordering::Acquire) {
+                    return;
+                }
+                watched.get_or_insert_with(|| call.parent.child_token()).clone()
+            }
+        };
+        token.cancelled().await;
+    }
+
+    pub(crate) fn cancel(&self) {
+        match &self.0 {
+            Signal::Token(token) => token.cancel(),
+            Signal::Call(call) => {
+                let watched = call.watched.lock().unwrap_or_else(PoisonError::into_inner);
+                call.fired.store(true, Ordering::Release);
+                if let Some(token) = watched.as_ref() {
+                    token.cancel();
+                }
+            }
+        }
     }
 }
 
 /// Pushes NOTIFY frames to one connected client; cheap to clone and to keep (a subscription).
 #[derive(Debug, Clone)]
-pub struct Notifier {
-    pub(crate) tx: FrameSender,
-    pub(crate) codec: Codec,
-    pub(crate) limit: u32,
-    pub(crate) closed: CancellationToken,
-    pub(crate) push: Push,
+pub struct Notifier(Arc<NotifierInner>);
+
+/// Made once per connection: every call's context has a clone, which is one reference count.
+#[derive(Debug)]
+struct NotifierInner {
+    tx: FrameSender,
+    codec: Codec,
+    limit: u32,
+    closed: CancellationToken,
+    push: Push,
 }
 
 /// How a connection carries pushed events.
@@ -76,33 +142,38 @@ pub enum NotifyError {
 }
 
 impl Notifier {
+    pub(crate) fn new(tx: FrameSender, codec: Codec, limit: u32, closed: CancellationToken, push: Push) -> Notifier {
+        Notifier(Arc::new(NotifierInner { tx, codec, limit, closed, push }))
+    }
+
     pub fn notify<T: Serialize + ?Sized>(&self, method: &str, value: &T) -> Result<(), NotifyError> {
-        if self.closed.is_cancelled() {
+        let this = &*self.0;
+        if this.closed.is_cancelled() {
             return Err(NotifyError::Disconnected);
         }
         let encode_error =
             |err: &dyn std::fmt::Display| NotifyError::Encode { method: method.to_owned(), message: err.to_string() };
-        let frame = match &self.push {
+        let frame = match &this.push {
             Push::Frames => {
-                message::notify_frame(method, self.codec, value, self.limit).map_err(|err| encode_error(&err))?
+                message::notify_frame(method, this.codec, value, this.limit).map_err(|err| encode_error(&err))?
             }
             Push::JsonRpc { speaks_v2 } => {
                 if !speaks_v2.load(Ordering::SeqCst) {
                     return Err(NotifyError::Unsupported { method: method.to_owned() });
                 }
-                crate::jsonrpc::notification_v2(method, value, self.limit).map_err(|err| encode_error(&err))?.into()
+                crate::jsonrpc::notification_v2(method, value, this.limit).map_err(|err| encode_error(&err))?.into()
             }
         };
-        self.tx.send(frame).map_err(|_| NotifyError::Disconnected)
+        this.tx.send(frame).map_err(|_| NotifyError::Disconnected)
     }
 
     /// Resolves when the client is gone, so a subscription can clean up.
     pub async fn disconnected(&self) {
-        self.closed.cancelled().await;
+        self.0.closed.cancelled().await;
     }
 
     pub fn is_disconnected(&self) -> bool {
-        self.closed.is_cancelled()
+        self.0.closed.is_cancelled()
     }
 }
 

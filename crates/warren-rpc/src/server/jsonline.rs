@@ -228,14 +228,14 @@ impl JsonConnection {
         let max_frame = self.core.options.max_frame;
         let ctx = Context {
             peer: Arc::clone(&self.peer),
-            cancel: Cancellation(token.clone()),
-            notifier: Notifier {
-                tx: self.tx.clone(),
-                codec: Codec::Json,
-                limit: max_frame,
-                closed: self.closed.clone(),
-                push: Push::JsonRpc { speaks_v2: Arc::clone(&self.speaks_v2) },
-            },
+            cancel: Cancellation::from(token.clone()),
+            notifier: Notifier::new(
+                self.tx.clone(),
+                Codec::Json,
+                max_frame,
+                self.closed.clone(),
+                Push::JsonRpc { speaks_v2: Arc::clone(&self.speaks_v2) },
+            ),
             deadline: None,
         };
         let call = CallFrame { id: 0, codec: Codec::Json, payload, reply_limit: max_frame, wire: Wire::JsonRpc };
