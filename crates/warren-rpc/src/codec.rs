@@ -4,6 +4,8 @@
 //! default, compact and fast) and JSON (for debugging and peers without a MessagePack library).
 //! The codec is chosen once per connection in the hello, never per call.
 
+use std::io::IoSlice;
+
 use bytes::{BufMut, Bytes, BytesMut};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -91,12 +93,21 @@ impl Codec {
     }
 }
 
-/// A frame being encoded: its bytes, and the large parts that go between them.
+/// Frames being encoded, or queued for writing: their bytes, and the large parts that go
+/// between them.
 #[derive(Debug, Default)]
 pub(crate) struct FrameBuf {
     pub buf: BytesMut,
     /// Each part with the offset in `buf` where it belongs.
     parts: Vec<(usize, Bytes)>,
+}
+
+/// Where a [`FrameBuf`] ended, to take back what was appended after it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Mark {
+    buf: usize,
+    parts: usize,
+    len: usize,
 }
 
 impl FrameBuf {
@@ -109,9 +120,59 @@ impl FrameBuf {
         self.buf.len() + self.parts.iter().map(|(_, part)| part.len()).sum::<usize>()
     }
 
+    pub fn mark(&self) -> Mark {
+        Mark { buf: self.buf.len(), parts: self.parts.len(), len: self.len() }
+    }
+
+    /// Bytes appended since `mark`, parts included.
+    pub fn len_since(&self, mark: Mark) -> usize {
+        self.len() - mark.len
+    }
+
+    pub fn truncate(&mut self, mark: Mark) {
+        self.buf.truncate(mark.buf);
+        self.parts.truncate(mark.parts);
+    }
+
+    pub fn clear(&mut self) {
+        self.buf.clear();
+        self.parts.clear();
+    }
+
+    /// Appends `bytes`, by copy up to `coalesce_max` bytes, else as a part of its own.
+    pub fn push(&mut self, bytes: Bytes, coalesce_max: usize) {
+        if bytes.len() > coalesce_max {
+            self.parts.push((self.buf.len(), bytes));
+        } else {
+            self.buf.extend_from_slice(&bytes);
+        }
+    }
+
+    /// The bytes in order, for a vectored write.
+    pub fn slices(&self) -> Vec<IoSlice<'_>> {
+        let mut slices = Vec::with_capacity(2 * self.parts.len() + 1);
+        let mut done = 0;
+        for (at, part) in &self.parts {
+            if *at > done {
+                slices.push(IoSlice::new(&self.buf[done..*at]));
+                done = *at;
+            }
+            slices.push(IoSlice::new(part));
+        }
+        if done < self.buf.len() {
+            slices.push(IoSlice::new(&self.buf[done..]));
+        }
+        slices
+    }
+
+    /// The bytes when they are all in `buf`.
+    pub fn contiguous(&self) -> Option<&[u8]> {
+        self.parts.is_empty().then_some(&self.buf[..])
+    }
+
     pub fn into_outgoing(self) -> Outgoing {
         if self.parts.is_empty() {
-            return Outgoing::Whole(self.buf.freeze());
+            return Outgoing::Owned(self.buf);
         }
         let buf = self.buf.freeze();
         let mut out = Vec::with_capacity(2 * self.parts.len() + 1);

@@ -273,6 +273,16 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         &self.buf
     }
 
+    /// Whether a whole frame is buffered, so that the next `read_frame` returns without reading
+    /// (a frame it would refuse counts too: it returns at once).
+    pub fn has_frame(&self) -> bool {
+        if self.large.is_some() || self.buf.len() < HEADER_LEN {
+            return false;
+        }
+        let body_len = u32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]);
+        body_len > self.max_frame || self.buf.len() - HEADER_LEN >= body_len as usize
+    }
+
     /// The stream and the bytes read from it but not consumed, to hand the connection over to
     /// another protocol (JSON-RPC lines) after sniffing its first byte.
     pub fn into_parts(self) -> (R, BytesMut) {

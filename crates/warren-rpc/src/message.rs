@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::{BufMut, Bytes, BytesMut};
 use serde::Serialize;
 
-use crate::codec::{Codec, CodecError, FrameBuf};
+use crate::codec::{Codec, CodecError, FrameBuf, Mark};
 use crate::error::{ErrorCode, FrameError};
 use crate::frame::{self, Kind};
 use crate::writer::Outgoing;
@@ -24,13 +24,15 @@ pub enum EncodeError {
     TooLarge { size: u64, limit: u32 },
 }
 
-fn checked(mut frame: FrameBuf, start: usize, limit: u32) -> Result<Outgoing, EncodeError> {
-    let body_len = frame.len() - start - frame::HEADER_LEN;
+/// Patches the length of the frame begun at `start`, after `mark`, once it is known to fit
+/// `limit`.
+fn finish_in(frame: &mut FrameBuf, mark: Mark, start: usize, limit: u32) -> Result<(), EncodeError> {
+    let body_len = frame.len_since(mark) - frame::HEADER_LEN;
     if body_len > limit as usize {
         return Err(EncodeError::TooLarge { size: body_len as u64, limit });
     }
     frame::set_body_len(&mut frame.buf, start, body_len);
-    Ok(frame.into_outgoing())
+    Ok(())
 }
 
 /// REQUEST: `method_len u8 | method | timeout_us u64 | payload`.
@@ -42,26 +44,30 @@ pub fn request<T: Serialize + ?Sized>(
     arg: &T,
     limit: u32,
 ) -> Result<Bytes, EncodeError> {
-    request_frame(id, method, timeout, codec, arg, limit).map(Outgoing::into_bytes)
+    let mut frame = FrameBuf::with_capacity(64 + method.len());
+    request_into(&mut frame, id, method, timeout, codec, arg, limit)?;
+    Ok(frame.into_outgoing().into_bytes())
 }
 
-/// A REQUEST whose large byte strings are not copied into it.
-pub(crate) fn request_frame<T: Serialize + ?Sized>(
+/// Appends a REQUEST to `frame`, its large byte strings not copied. On error, what was appended
+/// is for the caller to take back.
+pub(crate) fn request_into<T: Serialize + ?Sized>(
+    frame: &mut FrameBuf,
     id: u32,
     method: &str,
     timeout: Option<Duration>,
     codec: Codec,
     arg: &T,
     limit: u32,
-) -> Result<Outgoing, EncodeError> {
-    let mut frame = FrameBuf::with_capacity(64 + method.len());
+) -> Result<(), EncodeError> {
+    let mark = frame.mark();
     let start = frame::begin(&mut frame.buf, Kind::Request, id);
     frame::put_method(&mut frame.buf, method)?;
     // Zero means "no deadline", so a real deadline is at least one microsecond.
     let micros = timeout.map_or(0, |t| u64::try_from(t.as_micros()).unwrap_or(u64::MAX).max(1));
     frame.buf.put_u64(micros);
-    codec.encode_frame(&mut frame, arg)?;
-    checked(frame, start, limit)
+    codec.encode_frame(frame, arg)?;
+    finish_in(frame, mark, start, limit)
 }
 
 /// A parsed REQUEST or NOTIFY body.
@@ -92,9 +98,11 @@ pub(crate) fn response_frame<T: Serialize + ?Sized>(
     limit: u32,
 ) -> Result<Outgoing, EncodeError> {
     let mut frame = FrameBuf::with_capacity(64);
+    let mark = frame.mark();
     let start = frame::begin(&mut frame.buf, Kind::Response, id);
     codec.encode_frame(&mut frame, value)?;
-    checked(frame, start, limit)
+    finish_in(&mut frame, mark, start, limit)?;
+    Ok(frame.into_outgoing())
 }
 
 /// A reply value encoded on its own, for protocols that frame it themselves (JSON-RPC lines);
@@ -170,10 +178,12 @@ pub(crate) fn notify_frame<T: Serialize + ?Sized>(
     limit: u32,
 ) -> Result<Outgoing, EncodeError> {
     let mut frame = FrameBuf::with_capacity(64 + method.len());
+    let mark = frame.mark();
     let start = frame::begin(&mut frame.buf, Kind::Notify, 0);
     frame::put_method(&mut frame.buf, method)?;
     codec.encode_frame(&mut frame, value)?;
-    checked(frame, start, limit)
+    finish_in(&mut frame, mark, start, limit)?;
+    Ok(frame.into_outgoing())
 }
 
 pub fn parse_notify(mut body: Bytes) -> Result<Incoming, FrameError> {
@@ -202,7 +212,9 @@ mod tests {
     fn a_large_byte_string_is_neither_copied_in_nor_out() {
         let payload = crate::Bytes::from(vec![9u8; 100_000]);
         let arg = (7u32, payload.clone(), "after");
-        let frame = request_frame(1, "Task.Put", None, Codec::MessagePack, &arg, u32::MAX).expect("fits");
+        let mut frame = FrameBuf::default();
+        request_into(&mut frame, 1, "Task.Put", None, Codec::MessagePack, &arg, u32::MAX).expect("fits");
+        let frame = frame.into_outgoing();
         let Outgoing::Parts(parts) = &frame else { panic!("a large payload is a part of its own") };
         assert!(parts.iter().any(|part| part.as_ptr() == payload.as_ptr()), "written from the caller's buffer");
         // The same bytes as a copying encoder would give, length field included.

@@ -1,17 +1,30 @@
-//! The one task that writes a connection's frames, batching whatever is queued into as few
-//! syscalls as possible.
+//! How a connection's frames reach the stream: callers and handlers append them to one shared
+//! buffer, and they are written in as few syscalls as possible — by the connection's writer
+//! task, or, when it is idle and nothing else is about to be queued, by the task that queued
+//! them, at once (a hop to the writer task and back costs more than the write).
 
+use std::future::poll_fn;
 use std::io::IoSlice;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::task::{Context, Poll, Waker};
 
 use bytes::{Bytes, BytesMut};
+use futures_util::task::AtomicWaker;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::codec::FrameBuf;
+
 /// A frame ready to be written.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub enum Outgoing {
     Whole(Bytes),
+    /// A frame encoded into a buffer of its own, appended to the pending frames by copy: a
+    /// `Bytes` would have to be made of it first, and that allocates when the buffer is not
+    /// full to capacity.
+    Owned(BytesMut),
     /// Written back to back. A large payload is one of the parts, as the caller's own buffer:
     /// copying a megabyte into the frame buffer would cost more than the rest of the call.
     Parts(Box<[Bytes]>),
@@ -22,6 +35,7 @@ impl Outgoing {
     pub fn into_bytes(self) -> Bytes {
         match self {
             Outgoing::Whole(bytes) => bytes,
+            Outgoing::Owned(bytes) => bytes.freeze(),
             Outgoing::Parts(parts) => {
                 let mut whole = BytesMut::with_capacity(parts.iter().map(Bytes::len).sum());
                 for part in parts {
@@ -39,156 +53,339 @@ impl From<Bytes> for Outgoing {
     }
 }
 
-/// Frames are queued here by callers and handlers; the writer task owns the stream.
-#[derive(Debug, Clone)]
-pub struct FrameSender(mpsc::UnboundedSender<Outgoing>);
+/// Who writes a frame just queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flush {
+    /// The writer task, woken for it.
+    Writer,
+    /// This task, now, if the writer task is idle; else the writer task.
+    Now,
+    /// Nobody yet: the caller calls [`FrameSender::flush_now`] once it has queued what it has.
+    Later,
+}
+
+/// Queues frames for one connection; the writer ends once every sender is gone.
+#[derive(Debug)]
+pub struct FrameSender {
+    shared: Arc<Shared>,
+}
 
 /// A [`FrameSender`] that does not keep the writer alive.
 #[derive(Debug, Clone)]
-pub struct WeakFrameSender(mpsc::WeakUnboundedSender<Outgoing>);
+pub struct WeakFrameSender {
+    shared: Weak<Shared>,
+}
 
-pub type FrameQueue = mpsc::UnboundedReceiver<Outgoing>;
+/// The writer task's end of [`channel`].
+#[derive(Debug)]
+pub struct FrameQueue {
+    shared: Arc<Shared>,
+}
 
 /// The writer has stopped; the frame was not queued.
 #[derive(Debug)]
 pub struct WriterGone;
 
+/// Why a frame encoded in place was not queued.
+#[derive(Debug)]
+pub enum Unsent<E> {
+    Gone,
+    Encode(E),
+}
+
+struct Shared {
+    state: Mutex<State>,
+    senders: AtomicUsize,
+    /// The writer task, when it waits for frames.
+    writer: AtomicWaker,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").field("senders", &self.senders).finish_non_exhaustive()
+    }
+}
+
+type Io = Box<dyn AsyncWrite + Send + Unpin>;
+
+struct State {
+    /// Frames queued and not yet written, in order.
+    pending: FrameBuf,
+    /// How much of `pending` a write made in a sender's task has already sent.
+    sent: usize,
+    /// The stream, while the writer task is not using it: a sender may then write with it.
+    io: Option<Io>,
+    /// A sender's write could not be flushed at once; the writer task must.
+    unflushed: bool,
+    /// The writer task has ended: nothing queued from now on would be written.
+    stopped: bool,
+}
+
+impl State {
+    fn has_work(&self) -> bool {
+        self.pending.len() > self.sent || self.unflushed
+    }
+}
+
 pub fn channel() -> (FrameSender, FrameQueue) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    (FrameSender(tx), rx)
+    let shared = Arc::new(Shared {
+        state: Mutex::new(State { pending: FrameBuf::default(), sent: 0, io: None, unflushed: false, stopped: false }),
+        senders: AtomicUsize::new(1),
+        writer: AtomicWaker::new(),
+    });
+    (FrameSender { shared: Arc::clone(&shared) }, FrameQueue { shared })
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Clone for FrameSender {
+    fn clone(&self) -> Self {
+        self.shared.senders.fetch_add(1, Ordering::Relaxed);
+        FrameSender { shared: Arc::clone(&self.shared) }
+    }
+}
+
+impl Drop for FrameSender {
+    fn drop(&mut self) {
+        if self.shared.senders.fetch_sub(1, Ordering::AcqRel) == 1 {
+            // The last one: the writer writes what is queued and ends.
+            self.shared.writer.wake();
+        }
+    }
 }
 
 impl FrameSender {
+    /// Queues a frame and wakes the writer task for it.
     pub fn send(&self, frame: impl Into<Outgoing>) -> Result<(), WriterGone> {
-        self.0.send(frame.into()).map_err(|_| WriterGone)
+        self.send_flush(frame, Flush::Writer)
+    }
+
+    pub fn send_flush(&self, frame: impl Into<Outgoing>, flush: Flush) -> Result<(), WriterGone> {
+        let frame = frame.into();
+        self.encode(flush, |pending| {
+            push(pending, frame);
+            Ok::<(), ()>(())
+        })
+        .map_err(|_| WriterGone)
+    }
+
+    /// Queues the frame `encode` appends to the pending frames, in place. If it fails, what it
+    /// appended is taken back.
+    pub(crate) fn encode<E>(
+        &self,
+        flush: Flush,
+        encode: impl FnOnce(&mut FrameBuf) -> Result<(), E>,
+    ) -> Result<(), Unsent<E>> {
+        let mut state = self.shared.lock();
+        if state.stopped {
+            return Err(Unsent::Gone);
+        }
+        let mark = state.pending.mark();
+        if let Err(err) = encode(&mut state.pending) {
+            state.pending.truncate(mark);
+            return Err(Unsent::Encode(err));
+        }
+        match flush {
+            Flush::Writer => {
+                drop(state);
+                self.shared.writer.wake();
+            }
+            Flush::Now => self.write_now(state),
+            Flush::Later => {}
+        }
+        Ok(())
+    }
+
+    /// Writes what is queued from this task if the writer task is idle, without waiting: what
+    /// the stream does not take at once is left to the writer task.
+    pub fn flush_now(&self) {
+        let state = self.shared.lock();
+        if state.has_work() {
+            self.write_now(state);
+        }
+    }
+
+    fn write_now(&self, mut guard: MutexGuard<'_, State>) {
+        let state = &mut *guard;
+        if let Some(io) = state.io.as_mut() {
+            // The writer task is not waiting on the stream (it does not have it), so the waker a
+            // pending write leaves with the stream is no one's: the writer task registers its
+            // own when it takes over.
+            let mut cx = Context::from_waker(Waker::noop());
+            match write_some(io, &mut cx, &state.pending, &mut state.sent) {
+                Poll::Ready(Ok(())) => {
+                    state.pending.clear();
+                    state.sent = 0;
+                    match Pin::new(&mut **io).poll_flush(&mut cx) {
+                        Poll::Ready(Ok(())) => return,
+                        // The writer task flushes, and meets the error if there is one.
+                        Poll::Ready(Err(_)) | Poll::Pending => state.unflushed = true,
+                    }
+                }
+                // The writer task writes the rest, and meets the error if there is one.
+                Poll::Ready(Err(_)) | Poll::Pending => {}
+            }
+        }
+        drop(guard);
+        self.shared.writer.wake();
     }
 
     pub fn downgrade(&self) -> WeakFrameSender {
-        WeakFrameSender(self.0.downgrade())
+        WeakFrameSender { shared: Arc::downgrade(&self.shared) }
     }
 }
 
 impl WeakFrameSender {
     pub fn upgrade(&self) -> Option<FrameSender> {
-        self.0.upgrade().map(FrameSender)
+        let shared = self.shared.upgrade()?;
+        let mut senders = shared.senders.load(Ordering::Acquire);
+        loop {
+            if senders == 0 {
+                return None;
+            }
+            match shared.senders.compare_exchange_weak(senders, senders + 1, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return Some(FrameSender { shared }),
+                Err(now) => senders = now,
+            }
+        }
     }
 }
 
-/// Frames up to this size are coalesced into one buffer; bigger ones are written from their own
-/// buffers, in the same vectored write, since copying them would cost more than it saves.
+/// Frames up to this size are copied together; bigger ones are written from their own buffers,
+/// in the same vectored write, since copying them would cost more than it saves.
 const COALESCE_MAX: usize = 16 * 1024;
-/// Upper bound of one coalesced write.
-const BATCH_MAX: usize = 256 * 1024;
-/// Upper bound of the large parts in one write; the kernel takes at most 1024 slices.
-const PARTS_MAX: usize = 64;
+/// The kernel takes at most 1024 slices in one write.
+const SLICES_MAX: usize = 512;
+
+fn push(pending: &mut FrameBuf, frame: Outgoing) {
+    match frame {
+        Outgoing::Whole(bytes) => pending.push(bytes, COALESCE_MAX),
+        Outgoing::Owned(bytes) => pending.buf.extend_from_slice(&bytes),
+        Outgoing::Parts(parts) => parts.into_iter().for_each(|part| pending.push(part, COALESCE_MAX)),
+    }
+}
+
+/// Writes `pending` from `*sent` on until the stream stops taking it; `Ready(Ok)` once all of it
+/// is written.
+fn write_some(io: &mut Io, cx: &mut Context<'_>, pending: &FrameBuf, sent: &mut usize) -> Poll<std::io::Result<()>> {
+    loop {
+        let written = match pending.contiguous() {
+            // The usual case, one buffer of small frames: no slices to build.
+            Some(bytes) => {
+                if *sent >= bytes.len() {
+                    return Poll::Ready(Ok(()));
+                }
+                Pin::new(&mut **io).poll_write(cx, &bytes[*sent..])
+            }
+            None => {
+                let mut slices = pending.slices();
+                let mut rest = &mut slices[..];
+                IoSlice::advance_slices(&mut rest, *sent);
+                if rest.is_empty() {
+                    return Poll::Ready(Ok(()));
+                }
+                let take = rest.len().min(SLICES_MAX);
+                Pin::new(&mut **io).poll_write_vectored(cx, &rest[..take])
+            }
+        };
+        match written {
+            Poll::Ready(Ok(0)) => return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into())),
+            Poll::Ready(Ok(n)) => *sent += n,
+            Poll::Ready(Err(err)) if err.kind() == std::io::ErrorKind::Interrupted => {}
+            Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
+            Poll::Pending => return Poll::Pending,
+        }
+    }
+}
+
+/// Marks the writer stopped however `run` ends, its future dropped included, so that senders
+/// fail instead of queueing frames nobody will write.
+struct Stopped<'a>(&'a Shared);
+
+impl Drop for Stopped<'_> {
+    fn drop(&mut self) {
+        let mut state = self.0.lock();
+        state.stopped = true;
+        state.io = None;
+    }
+}
 
 /// Writes queued frames until every sender is gone or `close` fires; then writes what is still
 /// queued, flushes and shuts the write half so the peer sees a clean end of stream.
-pub async fn run<W: AsyncWrite + Unpin>(
-    mut io: W,
-    mut queue: FrameQueue,
+pub async fn run<W: AsyncWrite + Unpin + Send + 'static>(
+    io: W,
+    queue: FrameQueue,
     close: CancellationToken,
     more_coming: impl Fn() -> bool,
 ) -> std::io::Result<()> {
-    let mut batch = Batch { small: BytesMut::with_capacity(BATCH_MAX), large: Vec::new() };
+    let shared = &*queue.shared;
+    let _stopped = Stopped(shared);
+    shared.lock().io = Some(Box::new(io));
+    let mut batch = FrameBuf::default();
     // Made once: a fresh `cancelled()` per batch registers and unregisters a waiter, under the
     // token's mutex, every time the queue runs dry.
     let closed = close.cancelled();
     tokio::pin!(closed);
     loop {
-        let first = tokio::select! {
+        let work = tokio::select! {
             biased;
-            frame = queue.recv() => frame,
-            () = &mut closed => None,
+            work = next_work(shared) => work,
+            () = &mut closed => false,
         };
-        let Some(first) = first else { break };
+        if !work {
+            break;
+        }
         // A multi-thread worker runs the task it just woke next (its LIFO slot), so this writer
-        // would run right after the caller that queued `first` and write that frame alone. When
+        // would run right after the caller that queued a frame and write that frame alone. When
         // other calls are under way, yield once so that they queue theirs for the same write.
-        if queue.is_empty() && more_coming() {
+        if more_coming() {
             tokio::task::yield_now().await;
         }
-        write_batch(&mut io, &mut batch, first, &mut queue).await?;
+        write_pending(shared, &mut batch).await?;
     }
-    while let Ok(frame) = queue.try_recv() {
-        write_batch(&mut io, &mut batch, frame, &mut queue).await?;
+    while shared.lock().has_work() {
+        write_pending(shared, &mut batch).await?;
     }
+    let Some(mut io) = shared.lock().io.take() else { return Ok(()) };
     io.flush().await?;
     io.shutdown().await
 }
 
-/// What one write sends: small frames copied together, and large parts that go between them,
-/// each at the offset of `small` where it belongs.
-struct Batch {
-    small: BytesMut,
-    large: Vec<(usize, Bytes)>,
-}
-
-impl Batch {
-    fn push(&mut self, bytes: Bytes) {
-        if bytes.len() > COALESCE_MAX {
-            self.large.push((self.small.len(), bytes));
+/// Waits until there is something to write (true) or no sender is left (false).
+async fn next_work(shared: &Shared) -> bool {
+    poll_fn(|cx| {
+        shared.writer.register(cx.waker());
+        if shared.lock().has_work() {
+            Poll::Ready(true)
+        } else if shared.senders.load(Ordering::Acquire) == 0 {
+            Poll::Ready(false)
         } else {
-            self.small.extend_from_slice(&bytes);
+            Poll::Pending
         }
-    }
-
-    fn full(&self) -> bool {
-        self.small.len() >= BATCH_MAX || self.large.len() >= PARTS_MAX
-    }
-
-    async fn write<W: AsyncWrite + Unpin>(&mut self, io: &mut W) -> std::io::Result<()> {
-        if self.large.is_empty() {
-            io.write_all(&self.small).await?;
-        } else {
-            let mut slices = Vec::with_capacity(2 * self.large.len() + 1);
-            let mut done = 0;
-            for (at, part) in &self.large {
-                if *at > done {
-                    slices.push(IoSlice::new(&self.small[done..*at]));
-                    done = *at;
-                }
-                slices.push(IoSlice::new(part));
-            }
-            if done < self.small.len() {
-                slices.push(IoSlice::new(&self.small[done..]));
-            }
-            write_all_vectored(io, &mut slices).await?;
-            self.large.clear();
-        }
-        self.small.clear();
-        Ok(())
-    }
+    })
+    .await
 }
 
-async fn write_batch<W: AsyncWrite + Unpin>(
-    io: &mut W,
-    batch: &mut Batch,
-    first: Outgoing,
-    queue: &mut FrameQueue,
-) -> std::io::Result<()> {
-    let mut next = Some(first);
-    while let Some(frame) = next.take() {
-        match frame {
-            Outgoing::Whole(bytes) => batch.push(bytes),
-            Outgoing::Parts(parts) => parts.into_iter().for_each(|part| batch.push(part)),
-        }
-        if !batch.full() {
-            next = queue.try_recv().ok();
-        }
-    }
-    batch.write(io).await?;
-    io.flush().await
-}
-
-async fn write_all_vectored<W: AsyncWrite + Unpin>(io: &mut W, mut slices: &mut [IoSlice<'_>]) -> std::io::Result<()> {
-    while !slices.is_empty() {
-        let written = io.write_vectored(slices).await?;
-        if written == 0 {
-            return Err(std::io::ErrorKind::WriteZero.into());
-        }
-        IoSlice::advance_slices(&mut slices, written);
-    }
+/// Takes what is pending and the stream, writes it without holding the lock (senders keep
+/// queueing meanwhile), and gives the stream back.
+async fn write_pending(shared: &Shared, batch: &mut FrameBuf) -> std::io::Result<()> {
+    let (mut io, mut sent) = {
+        let mut state = shared.lock();
+        let Some(io) = state.io.take() else {
+            return Err(std::io::Error::other("the connection's stream is gone"));
+        };
+        std::mem::swap(&mut state.pending, batch);
+        state.unflushed = false;
+        (io, std::mem::take(&mut state.sent))
+    };
+    poll_fn(|cx| write_some(&mut io, cx, batch, &mut sent)).await?;
+    io.flush().await?;
+    batch.clear();
+    shared.lock().io = Some(io);
     Ok(())
 }
 
@@ -205,11 +402,38 @@ mod tests {
             .expect("queued");
         tx.send(Bytes::from_static(b"d")).expect("queued");
         drop(tx);
+        let (mut read, write) = tokio::io::duplex(1 << 20);
+        run(write, queue, CancellationToken::new(), || false).await.expect("written");
         let mut out = Vec::new();
-        run(&mut out, queue, CancellationToken::new(), || false).await.expect("written");
+        tokio::io::AsyncReadExt::read_to_end(&mut read, &mut out).await.expect("read");
         let mut expected = b"ab".to_vec();
         expected.extend_from_slice(&big);
         expected.extend_from_slice(b"cd");
+        assert_eq!(out, expected);
+    }
+
+    #[tokio::test]
+    async fn a_frame_flushed_now_is_written_by_the_sender_and_the_rest_by_the_writer() {
+        let (tx, queue) = channel();
+        let (mut read, write) = tokio::io::duplex(16);
+        let writer = tokio::spawn(run(write, queue, CancellationToken::new(), || false));
+        // Let the writer task take its place, idle, so that the next flush is the sender's.
+        tokio::task::yield_now().await;
+        tx.send_flush(Bytes::from_static(b"0123456789"), Flush::Now).expect("queued");
+        let mut first = [0u8; 10];
+        tokio::io::AsyncReadExt::read_exact(&mut read, &mut first).await.expect("read");
+        assert_eq!(&first, b"0123456789");
+        // More than the pipe takes at once: the writer task finishes it.
+        let big: Vec<u8> = (0..100u8).collect();
+        tx.send_flush(Bytes::from(big.clone()), Flush::Now).expect("queued");
+        tx.send_flush(Bytes::from_static(b"!"), Flush::Later).expect("queued");
+        tx.flush_now();
+        drop(tx);
+        let mut out = Vec::new();
+        tokio::io::AsyncReadExt::read_to_end(&mut read, &mut out).await.expect("read");
+        writer.await.expect("joined").expect("written");
+        let mut expected = big;
+        expected.push(b'!');
         assert_eq!(out, expected);
     }
 }

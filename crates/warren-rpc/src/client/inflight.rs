@@ -57,8 +57,9 @@ impl InFlight {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Reserves an id and a slot for its answer, unless the connection is closed.
-    pub fn register(&self) -> Result<(u32, oneshot::Receiver<Answer>), Closed> {
+    /// Reserves an id and a slot for its answer, unless the connection is closed; also says how
+    /// many calls are waiting, this one included.
+    pub fn register(&self) -> Result<(u32, oneshot::Receiver<Answer>, usize), Closed> {
         let mut state = self.lock();
         if let Some(closed) = &state.closed {
             return Err(closed.clone());
@@ -75,7 +76,7 @@ impl InFlight {
         };
         let (tx, rx) = oneshot::channel();
         state.waiting.insert(id, tx);
-        Ok((id, rx))
+        Ok((id, rx, state.waiting.len()))
     }
 
     /// Forgets a call whose caller stopped waiting; true if it was still waiting.
@@ -171,7 +172,8 @@ mod tests {
     #[test]
     fn calls_after_the_servers_last_read_id_fail_as_not_run() {
         let in_flight = InFlight::default();
-        let mut receivers: Vec<_> = (0..3).map(|_| in_flight.register().expect("open")).collect();
+        let mut receivers: Vec<_> =
+            (0..3).map(|_| in_flight.register().map(|(id, rx, _)| (id, rx)).expect("open")).collect();
         let (last_read, _) = receivers[1];
         in_flight.lose(LostReason::PeerShutDown, Some(last_read));
         let answers: Vec<bool> =
@@ -183,8 +185,8 @@ mod tests {
     fn the_comparison_survives_id_wrap_around() {
         let in_flight = InFlight::default();
         in_flight.lock().next_id = u32::MAX - 1;
-        let (before, mut rx_before) = in_flight.register().expect("open");
-        let (after, mut rx_after) = in_flight.register().expect("open");
+        let (before, mut rx_before, _) = in_flight.register().expect("open");
+        let (after, mut rx_after, _) = in_flight.register().expect("open");
         assert_eq!((before, after), (u32::MAX, 1), "0 is skipped");
         in_flight.lose(LostReason::PeerShutDown, Some(before));
         assert!(matches!(rx_before.try_recv(), Ok(Answer::Lost(_))));

@@ -34,7 +34,7 @@ use crate::frame::{self, Kind};
 use crate::hello::{Negotiated, features};
 use crate::jsonrpc;
 use crate::message::{self, EncodeError};
-use crate::writer::{FrameSender, Outgoing};
+use crate::writer::{Flush, FrameSender, Outgoing, Unsent};
 use inflight::{Answer, Closed, InFlight};
 
 /// A connection to a warren server; clones share it.
@@ -159,15 +159,26 @@ impl Client {
         let inner = &*self.inner;
         let codec = inner.negotiated.codec;
         let timeout = options.timeout.or(inner.default_timeout);
-        let (id, answer) = inner.in_flight.register().map_err(|closed| self.closed_error(method, closed))?;
+        let (id, answer, waiting) = inner.in_flight.register().map_err(|closed| self.closed_error(method, closed))?;
         let mut guard = CallGuard { inner, id, sent: false, armed: true };
         let limit = inner.negotiated.peer_max_frame;
-        let frame = match inner.protocol {
-            Protocol::Binary => message::request_frame(id, method, timeout, codec, arg, limit),
-            Protocol::JsonRpc => jsonrpc::request_go(Some(id), method, arg, limit).map(Outgoing::from),
+        // Alone, the call is written from this task at once; with others under way, the writer
+        // task gathers them into one write.
+        let flush = if waiting > 1 { Flush::Writer } else { Flush::Now };
+        match inner.protocol {
+            Protocol::Binary => inner
+                .tx
+                .encode(flush, |frame| message::request_into(frame, id, method, timeout, codec, arg, limit))
+                .map_err(|unsent| match unsent {
+                    Unsent::Gone => self.unsendable(method),
+                    Unsent::Encode(err) => encode_error(method, err),
+                })?,
+            Protocol::JsonRpc => {
+                let frame =
+                    jsonrpc::request_go(Some(id), method, arg, limit).map_err(|err| encode_error(method, err))?;
+                inner.tx.send_flush(frame, flush).map_err(|_| self.unsendable(method))?;
+            }
         }
-        .map_err(|err| encode_error(method, err))?;
-        inner.tx.send(frame).map_err(|_| self.unsendable(method))?;
         guard.sent = true;
         let answer = match timeout {
             Some(timeout) => match tokio::time::timeout(timeout, answer).await {
@@ -233,7 +244,7 @@ impl Client {
     pub async fn ping(&self, timeout: Duration) -> Result<Duration, CallError> {
         const METHOD: &str = "(ping)";
         let inner = &*self.inner;
-        let (id, answer) = inner.in_flight.register().map_err(|closed| self.closed_error(METHOD, closed))?;
+        let (id, answer, _) = inner.in_flight.register().map_err(|closed| self.closed_error(METHOD, closed))?;
         let mut guard = CallGuard { inner, id, sent: false, armed: true };
         let start = Instant::now();
         let frame = match inner.protocol {

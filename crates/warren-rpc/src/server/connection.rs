@@ -23,7 +23,7 @@ use crate::error::{ErrorCode, FrameError};
 use crate::frame::{self, CallIdMap, Frame, FrameReader, Kind, MethodName};
 use crate::hello::{self, Opening};
 use crate::message::{self, Incoming};
-use crate::writer::{self, FrameSender};
+use crate::writer::{self, Flush, FrameSender};
 
 /// How long a connection closed for bad input keeps reading (and dropping) what the peer still
 /// sends, so that the peer reads our GOODBYE rather than a reset.
@@ -184,6 +184,12 @@ impl Connection {
                             failed = self.fail(&err);
                             break;
                         }
+                        // Replies of calls finished inline were only queued: write them now,
+                        // from this task and in one write, unless more requests are already
+                        // here to answer first.
+                        if !reader.has_frame() {
+                            self.tx.flush_now();
+                        }
                     }
                     Ok(None) => break,
                     Err(err) => {
@@ -322,7 +328,7 @@ impl Connection {
         // has just started cannot have been cancelled or be past its deadline yet.
         let mut handler = method.call(ctx, call);
         match AssertUnwindSafe(&mut handler).catch_unwind().now_or_never() {
-            Some(result) => finish.done(Stopped::Finished(result), &cancel),
+            Some(result) => finish.done(Stopped::Finished(result), &cancel, Flush::Later),
             None => {
                 self.calls.spawn(run_call(handler, timeout, cancel, finish));
             }
@@ -360,11 +366,12 @@ async fn run_call(handler: BoxFuture, timeout: Option<(Duration, Instant)>, canc
         result = handler => Stopped::Finished(result),
         () = expired => Stopped::Deadline(timeout.map(|(after, _)| after).unwrap_or_default()),
     };
-    finish.done(stopped, &cancel);
+    finish.done(stopped, &cancel, Flush::Writer);
 }
 
 impl Finish {
-    fn done(self, stopped: Stopped, cancel: &Cancellation) {
+    /// Answers the call; `flush` says who writes the answer.
+    fn done(self, stopped: Stopped, cancel: &Cancellation, flush: Flush) {
         // Fire the cancellation in every case: observers of a call past its deadline must see
         // it, and a fired child token is unlinked from its parent.
         cancel.cancel();
@@ -378,7 +385,7 @@ impl Finish {
         let name = &self.name;
         let reply = match stopped {
             Stopped::Finished(Ok(Ok(frame))) => {
-                let _ = self.tx.send(frame);
+                let _ = self.tx.send_flush(frame, flush);
                 return;
             }
             Stopped::Finished(Ok(Err(err))) => {
@@ -407,7 +414,7 @@ impl Finish {
             Stopped::Cancelled if self.ending.load(Ordering::SeqCst) => return,
             Stopped::Cancelled => message::error(id, ErrorCode::Cancelled, "cancelled by the caller", None),
         };
-        let _ = self.tx.send(reply);
+        let _ = self.tx.send_flush(reply, flush);
     }
 }
 
