@@ -25,6 +25,9 @@ pub struct StatusRow {
     pub for_ms: u64,
     pub restarts: u32,
     pub last_exit: Option<String>,
+    /// "socket file … was deleted" while it runs: new clients cannot reach it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub socket_lost: Option<String>,
 }
 
 /// A line of a program's output, as `warren logs` shows it.

@@ -79,6 +79,9 @@ pub async fn status(client: &Client, json: bool) -> Result<(), RemoteError> {
         if let Some(exit) = row.last_exit.as_ref().filter(|exit| !detail.contains(exit.as_str())) {
             detail = if detail.is_empty() { format!("last: {exit}") } else { format!("{detail} (last: {exit})") };
         }
+        if let Some(lost) = &row.socket_lost {
+            detail = if detail.is_empty() { lost.clone() } else { format!("{detail}; {lost}") };
+        }
         emit(&format!(
             "{:<width$}  {:<9}  {:>7}  {:>9}  {:>8}  {}",
             row.name,

@@ -124,6 +124,7 @@ fn row(status: warren::supervise::ProgramStatus) -> StatusRow {
         for_ms: u64::try_from(status.for_.as_millis()).unwrap_or(u64::MAX),
         restarts: status.restarts,
         last_exit: status.last_exit.map(|e| e.to_string()),
+        socket_lost: status.socket_lost.map(|lost| lost.to_string()),
     }
 }
 

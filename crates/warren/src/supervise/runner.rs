@@ -42,6 +42,9 @@ pub struct ProgramStatus {
     pub for_: Duration,
     pub restarts: u32,
     pub last_exit: Option<Exit>,
+    /// Its socket file went away while it runs (see [`Child::socket_lost`]); shown until it
+    /// is restarted, which `on_socket_lost = restart` does at once.
+    pub socket_lost: Option<crate::SocketLost>,
 }
 
 /// A control request named a program the plan does not have.
@@ -176,13 +179,17 @@ impl Supervisor {
         shared
             .status
             .iter()
-            .map(|s| ProgramStatus {
-                name: s.name.clone(),
-                state: s.state.clone(),
-                pid: shared.children.get(&s.name).filter(|_| s.state.is_active()).map(Child::pid),
-                for_: now.duration_since(s.since),
-                restarts: s.restarts,
-                last_exit: s.last_exit,
+            .map(|s| {
+                let child = shared.children.get(&s.name).filter(|_| s.state.is_active());
+                ProgramStatus {
+                    name: s.name.clone(),
+                    state: s.state.clone(),
+                    pid: child.map(Child::pid),
+                    for_: now.duration_since(s.since),
+                    restarts: s.restarts,
+                    last_exit: s.last_exit,
+                    socket_lost: child.and_then(Child::socket_lost_now),
+                }
             })
             .collect()
     }
