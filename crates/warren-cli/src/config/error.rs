@@ -114,12 +114,20 @@ pub(crate) enum ErrorKind {
     SelfDependency,
     #[error("{0:?} is listed twice")]
     DuplicateDependency(String),
-    #[error("dependency cycle: {}", .0.join(" -> "))]
+    #[error("dependency cycle: {}", cycle(.0))]
     Cycle(Vec<String>),
     #[error("condition \"healthy\" on {0:?}, which has no health check")]
     NoHealthCheck(String),
     #[error("condition \"exited_ok\" on {0:?}, which has restart = \"always\" and so never finishes")]
     ExitedOkWithAlways(String),
+}
+
+/// `api -> db -> api`. A name that is not valid (and so reported already) is quoted, so that it
+/// can neither break the line nor hide in it.
+fn cycle(names: &[String]) -> String {
+    let shown: Vec<String> =
+        names.iter().map(|n| if super::plan::valid_name(n) { n.clone() } else { format!("{n:?}") }).collect();
+    shown.join(" -> ")
 }
 
 fn suggest(suggestion: Option<&str>, expected: &[String]) -> String {
@@ -225,7 +233,10 @@ impl<'a> Collector<'a> {
 /// The 1-based line of a byte offset (counting bytes, so any offset is safe).
 fn line_of(text: &str, offset: usize) -> usize {
     let end = offset.min(text.len());
-    text.as_bytes()[..end].iter().filter(|&&b| b == b'\n').count() + 1
+    let line = text.as_bytes()[..end].iter().filter(|&&b| b == b'\n').count() + 1;
+    // The end of a text that ends with a newline starts no line an editor would show: the
+    // parser points there for what the last line left open (a string, a table header).
+    if end == text.len() && text.ends_with('\n') { line - 1 } else { line }
 }
 
 /// The candidate closest to `word` by edit distance, if it is close enough to be a typo.
@@ -266,6 +277,10 @@ mod tests {
         assert_eq!(line_of(text, 2), 2);
         assert_eq!(line_of(text, 4), 3);
         assert_eq!(line_of(text, 99), 3);
+        assert_eq!(line_of("a\nb\n", 3), 2, "the newline ends its line");
+        assert_eq!(line_of("a\nb\n", 4), 2, "the end of the text is on its last line");
+        assert_eq!(line_of("\n", 1), 1);
+        assert_eq!(line_of("", 0), 1);
     }
 
     #[test]

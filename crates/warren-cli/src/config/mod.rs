@@ -9,6 +9,8 @@ mod graph;
 mod load;
 mod plan;
 mod probe;
+#[cfg(test)]
+mod props;
 mod raw;
 #[cfg(test)]
 mod tests;

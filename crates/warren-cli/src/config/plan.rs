@@ -91,7 +91,7 @@ fn program(
 }
 
 /// Program names become file names and log prefixes.
-fn valid_name(name: &str) -> bool {
+pub(super) fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name != "."
         && name != ".."

@@ -445,6 +445,32 @@ depends_on = [{ name = "cache", condition = "started" }]
 }
 
 #[test]
+fn what_the_last_line_leaves_open_is_reported_on_it() {
+    // Found by `props`: the parser points at the very end, which was counted as one line more
+    // than the file has.
+    assert_eq!(
+        errors("[programs.a]\ncommand = \"\"\"abc\n"),
+        "w.toml:2: invalid TOML: invalid multi-line basic string, expected `\"`"
+    );
+    assert_eq!(
+        errors("[programs.a]\ncommand = 'a'\n[programs.b\n"),
+        "w.toml:3: invalid TOML: unclosed table, expected `]`"
+    );
+}
+
+#[test]
+fn a_cycle_through_invalid_names_is_reported_on_one_line() {
+    // Found by `props`: the names went into the message as they were, a newline and all.
+    let text = "[programs.\"a\\nb\"]\ncommand = 'a'\ndepends_on = ['']\n[programs.'']\ncommand = 'a'\ndepends_on = [\"a\\nb\"]\n";
+    assert_eq!(
+        errors(text),
+        r#"w.toml:1: program "a\nb": invalid program name "a\nb": use only letters, digits, '_', '.' and '-'
+w.toml:3: program "a\nb", field "depends_on": dependency cycle: "a\nb" -> "" -> "a\nb"
+w.toml:4: program "": invalid program name "": use only letters, digits, '_', '.' and '-'"#
+    );
+}
+
+#[test]
 fn a_broken_program_does_not_make_its_dependents_fail() {
     // "db" has an unknown key: its dependents must not get "unknown program" errors too.
     let text =
