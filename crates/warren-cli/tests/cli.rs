@@ -484,3 +484,61 @@ ready_timeout = "1s"
     assert!(got.is_err(), "warren's NOTIFY_SOCKET got {got:?} though a program never became ready");
     assert_eq!(down(&mut up), Some(1));
 }
+
+/// `env(1)` by its path, so that the test does not depend on how a bare name is found without a
+/// `PATH` in the program's environment.
+fn env_program() -> std::path::PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path).map(|dir| dir.join("env")).find(|env| env.is_file()).expect("env(1) on PATH")
+}
+
+/// The variables a program printed with `env(1)`, from `warren up`'s whole output.
+fn printed_env(up: &mut Up, program: &str) -> std::collections::BTreeMap<String, String> {
+    up.wait_for(&format!("{program}'s environment"), BOUND, |lines| {
+        let vars: std::collections::BTreeMap<String, String> = lines
+            .iter()
+            .filter(|l| l.stream == common::Stream::Stdout)
+            .filter_map(|l| l.split().filter(|(who, _)| *who == program))
+            .filter_map(|(_, text)| text.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        vars.contains_key("WARREN_NAME").then_some(vars)
+    })
+}
+
+#[test]
+fn clear_env_gives_a_program_only_its_env_and_warrens_own_variables() {
+    let env = common::toml_string(&env_program().to_string_lossy());
+    let mut up = Up::start(&format!(
+        r#"
+[programs.cleared]
+command = {env}
+clear_env = true
+env = {{ FOO = "bar" }}
+
+[programs.inherited]
+command = {env}
+env = {{ FOO = "bar" }}
+"#
+    ));
+    for program in ["cleared", "inherited"] {
+        up.wait_event(program, "exited with code 0", BOUND);
+    }
+    // Stopped and its output ended, so every line the programs printed is in.
+    assert_eq!(down(&mut up), Some(0), "{}", up.transcript());
+
+    let cleared = printed_env(&mut up, "cleared");
+    let names: Vec<&str> = cleared.keys().map(String::as_str).collect();
+    assert_eq!(names, ["FOO", "WARREN_HOST_PID", "WARREN_NAME", "WARREN_PROTOCOL"], "{}", up.transcript());
+    assert_eq!(cleared["FOO"], "bar");
+    assert_eq!(cleared["WARREN_NAME"], "cleared");
+    assert_eq!(cleared["WARREN_HOST_PID"], up.pid().to_string());
+    assert_eq!(cleared["WARREN_PROTOCOL"], warren_rpc::hello::VERSION.to_string());
+
+    let inherited = printed_env(&mut up, "inherited");
+    let path = std::env::var("PATH").expect("the test has a PATH");
+    assert_eq!(inherited.get("PATH"), Some(&path), "warren's environment is inherited by default");
+    assert!(inherited.contains_key("WARREN_TEST_TAG"), "warren's own environment reaches the program");
+    assert_eq!(inherited.get("FOO").map(String::as_str), Some("bar"));
+    assert_eq!(inherited.get("WARREN_NAME").map(String::as_str), Some("inherited"));
+}

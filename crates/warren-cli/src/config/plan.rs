@@ -133,6 +133,7 @@ pub(super) enum Ready {
 #[derive(Debug, Clone, Default)]
 struct Settings {
     env: Option<Set<BTreeMap<String, String>>>,
+    clear_env: Option<Set<bool>>,
     cwd: Option<Set<PathBuf>>,
     /// `rpc`: `None` inside for `false`, else the protocol served.
     rpc: Option<Set<Option<Protocol>>>,
@@ -168,6 +169,7 @@ impl Settings {
         };
         Settings {
             env,
+            clear_env: or_inherit(self.clear_env, &defaults.clear_env),
             cwd: or_inherit(self.cwd, &defaults.cwd),
             rpc: or_inherit(self.rpc, &defaults.rpc),
             ready: or_inherit(self.ready, &defaults.ready),
@@ -200,6 +202,9 @@ impl Settings {
         }
         if let Some(env) = self.env {
             p.env = env.value.into_iter().collect();
+        }
+        if let Some(set) = self.clear_env {
+            p.clear_env = set.value;
         }
         if let Some(cwd) = self.cwd {
             p.cwd = Some(cwd.value);
@@ -264,6 +269,7 @@ impl Checker<'_, '_> {
     fn settings(&mut self, raw: &RawProgram) -> Settings {
         let mut s = Settings {
             env: raw.env.as_ref().and_then(|env| self.env(env)),
+            clear_env: raw.clear_env.as_ref().map(|clear| Set::new(clear, *clear.get_ref())),
             cwd: raw.cwd.as_ref().map(|cwd| Set::new(cwd, self.path(cwd.get_ref()))),
             rpc: raw.rpc.as_ref().and_then(|rpc| self.rpc(rpc)),
             ready: raw.ready.as_ref().and_then(|ready| Some(Set::new(ready, self.ready(ready)?))),

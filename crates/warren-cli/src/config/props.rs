@@ -464,6 +464,7 @@ fn values(name: &'static str, only_valid: bool) -> BoxedStrategy<Value> {
             .boxed(),
             only_valid,
         ),
+        "clear_env" => either(text(&["true", "false"]), text(&["\"yes\"", "1", "\"true\""]), only_valid),
         "cwd" => either(text(&["\".\"", "\"run\"", "\"/tmp\""]), text(&["1", "[]", "\"\""]), only_valid),
         "rpc" => {
             either(text(&["true", "\"json\"", "\"warren\""]), text(&["false", "\"grpc\"", "1", "\"\""]), only_valid)
@@ -543,8 +544,9 @@ fn values(name: &'static str, only_valid: bool) -> BoxedStrategy<Value> {
 }
 
 /// Every key a section may have, but `command`, `shell`, `args` and `depends_on`.
-const SETTINGS: [&str; 13] = [
+const SETTINGS: [&str; 14] = [
     "env",
+    "clear_env",
     "cwd",
     "rpc",
     "ready",
@@ -822,7 +824,7 @@ enum In {
 /// A line that is wrong in a valid file wherever it goes (when its key is not there already),
 /// and the field it must be reported against (`None`: the section itself, for an unknown key).
 /// Each is one error only: nothing else in the file depends on it being right.
-const MISTAKES: [(&str, &str, Option<&str>, In); 40] = [
+const MISTAKES: [(&str, &str, Option<&str>, In); 42] = [
     ("restart", "\"sometimes\"", Some("restart"), In::Both),
     ("restart", "1", Some("restart"), In::Both),
     ("grace", "\"5x\"", Some("grace"), In::Both),
@@ -854,6 +856,8 @@ const MISTAKES: [(&str, &str, Option<&str>, In); 40] = [
     ("env", "{ \"A=B\" = \"x\" }", Some("env"), In::Both),
     ("env", "{ A = 1 }", Some("env.A"), In::Both),
     ("rpc", "\"grpc\"", Some("rpc"), In::Both),
+    ("clear_env", "\"yes\"", Some("clear_env"), In::Both),
+    ("clear_env", "1", Some("clear_env"), In::Both),
     ("cwd", "[]", Some("cwd"), In::Both),
     ("depends_on", "[\"nope\"]", Some("depends_on"), In::Both),
     ("depends_on", "[{ name = \"a\", condition = \"later\" }]", Some("depends_on"), In::Both),

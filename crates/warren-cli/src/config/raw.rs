@@ -48,6 +48,7 @@ pub(crate) struct RawProgram {
     pub(crate) shell: Field<String>,
     pub(crate) args: Field<Vec<String>>,
     pub(crate) env: Field<BTreeMap<String, String>>,
+    pub(crate) clear_env: Field<bool>,
     pub(crate) cwd: Field<String>,
     pub(crate) rpc: Field<RawRpc>,
     pub(crate) ready: Field<StringOr<RawReady>>,
@@ -368,8 +369,9 @@ mod tests {
         );
         assert_eq!(
             read_err("[defaults]\nzzz = 1\n"),
-            "w.toml:2: [defaults]: unknown key \"zzz\" (expected one of command, shell, args, env, cwd, rpc, \
-             ready, ready_timeout, restart, backoff, crash_loop, stop_signal, grace, depends_on, health, reset_after)"
+            "w.toml:2: [defaults]: unknown key \"zzz\" (expected one of command, shell, args, env, clear_env, cwd, \
+             rpc, ready, ready_timeout, restart, backoff, crash_loop, stop_signal, grace, depends_on, health, \
+             reset_after)"
         );
         assert_eq!(read_err("[program.a]\n"), "w.toml:1: unknown key \"program\" (did you mean \"programs\"?)");
     }
@@ -396,8 +398,8 @@ mod tests {
     fn every_bad_program_is_reported() {
         assert_eq!(
             read_err("[programs.a]\nfoo = 1\n[programs.b]\nrpc = 1\n"),
-            "w.toml:2: program \"a\": unknown key \"foo\" (expected one of command, shell, args, env, cwd, rpc, \
-             ready, ready_timeout, restart, backoff, crash_loop, stop_signal, grace, depends_on, health, \
+            "w.toml:2: program \"a\": unknown key \"foo\" (expected one of command, shell, args, env, clear_env, cwd, \
+             rpc, ready, ready_timeout, restart, backoff, crash_loop, stop_signal, grace, depends_on, health, \
              reset_after)\n\
              w.toml:4: program \"b\", field \"rpc\": invalid type: integer `1`, expected true, false, \"warren\" or \"json\""
         );

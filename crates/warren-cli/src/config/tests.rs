@@ -52,6 +52,7 @@ health = { exec = ["pg_isready", "-q"], interval = "2s", timeout = "500ms", fail
 command = "./target/debug/api"
 args = ["--port", "7000"]
 env = { RUST_LOG = "info", EMPTY = "" }
+clear_env = true
 cwd = "run"
 ready = { connect = "tcp:127.0.0.1:7000", interval = "100ms" }
 ready_timeout = "1m 30s"
@@ -76,6 +77,7 @@ health = { rpc_ping = true }
         Command::Exec { program: "/srv/app/target/debug/api".into(), args: vec!["--port".into(), "7000".into()] }
     );
     assert_eq!(api.env, [("EMPTY".into(), String::new()), ("RUST_LOG".into(), "info".into())]);
+    assert!(api.clear_env);
     assert_eq!(api.cwd, Some(PathBuf::from("/srv/app/run")));
     assert!(!api.rpc);
     assert_eq!(
@@ -208,6 +210,33 @@ health = "none"
     );
     assert_eq!(b.crash_loop, CrashLoop { max_starts: 9, window: Duration::from_secs(300) });
     assert_eq!(b.health, None);
+}
+
+#[test]
+fn clear_env_is_off_unless_set_and_inherited_from_defaults() {
+    assert!(!only(&ok("[programs.a]\ncommand = 'a'\n")).clear_env, "the environment is inherited by default");
+    let plan = ok(r#"
+[defaults]
+clear_env = true
+env = { PATH = "/usr/bin" }
+
+[programs.a]
+command = "a"
+env = { FOO = "bar" }
+
+[programs.b]
+command = "b"
+clear_env = false
+"#);
+    let (a, b) = (&plan.programs[0], &plan.programs[1]);
+    assert!(a.clear_env);
+    assert_eq!(a.env, [("FOO".into(), "bar".into()), ("PATH".into(), "/usr/bin".into())]);
+    assert!(!b.clear_env, "a program's own value wins");
+    assert_eq!(
+        errors("[programs.a]\ncommand = 'a'\nclear_env = 'yes'\n[defaults]\nclear_env = 1\n"),
+        "w.toml:3: program \"a\", field \"clear_env\": invalid type: string \"yes\", expected a boolean\n\
+         w.toml:5: [defaults], field \"clear_env\": invalid type: integer `1`, expected a boolean"
+    );
 }
 
 #[test]

@@ -21,6 +21,9 @@ pub struct Program {
     pub name: String,
     pub command: Command,
     pub env: Vec<(String, String)>,
+    /// Start it with only `env` and warren's own variables (`WARREN_*`, `NOTIFY_SOCKET`) rather
+    /// than warren's environment plus `env`, so that nothing of warren's reaches it unasked.
+    pub clear_env: bool,
     pub cwd: Option<PathBuf>,
     /// Serves warren RPC on the endpoint the supervisor passes in `WARREN_ENDPOINT`.
     pub rpc: bool,
@@ -153,6 +156,7 @@ impl Program {
             name: name.into(),
             command,
             env: Vec::new(),
+            clear_env: false,
             cwd: None,
             rpc: false,
             protocol: Protocol::Binary,

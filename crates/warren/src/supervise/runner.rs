@@ -429,6 +429,9 @@ fn spec_for(program: &Program) -> Spec {
             plan::Readiness::LogLine(pattern) => Readiness::LogLine(pattern.clone()),
             _ => Readiness::Started,
         });
+    if program.clear_env {
+        spec = spec.clear_env();
+    }
     for (key, value) in &program.env {
         spec = spec.env(key, value);
     }
