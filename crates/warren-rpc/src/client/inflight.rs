@@ -3,10 +3,12 @@
 //! connection was declared lost (it would wait forever).
 
 use std::collections::HashMap;
+use std::future::poll_fn;
 use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::task::{Poll, Waker};
 
 use bytes::Bytes;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use crate::error::{ErrorCode, LostReason};
 use crate::frame::CallIdMap;
@@ -35,9 +37,16 @@ pub(crate) enum Closed {
     ShuttingDown(String),
 }
 
+/// Where a call's answer is left for it: in the table itself rather than in a channel of its
+/// own, which would cost an allocation and its own synchronisation per call, on top of this lock.
+enum Slot {
+    Waiting(Option<Waker>),
+    Answered(Answer),
+}
+
 #[derive(Default)]
 struct State {
-    waiting: CallIdMap<oneshot::Sender<Answer>>,
+    waiting: CallIdMap<Slot>,
     next_id: u32,
     closed: Option<Closed>,
     /// Why the writer task stopped, if it failed: the reason a call that can no longer be sent
@@ -58,8 +67,12 @@ impl InFlight {
     }
 
     /// Reserves an id and a slot for its answer, unless the connection is closed; also says how
-    /// many calls are waiting, this one included.
-    pub fn register(&self) -> Result<(u32, oneshot::Receiver<Answer>, usize), Closed> {
+    /// many calls are waiting, this one included. The caller then waits with [`wait`], or
+    /// gives up with [`forget`].
+    ///
+    /// [`wait`]: Self::wait
+    /// [`forget`]: Self::forget
+    pub fn register(&self) -> Result<(u32, usize), Closed> {
         let mut state = self.lock();
         if let Some(closed) = &state.closed {
             return Err(closed.clone());
@@ -74,21 +87,52 @@ impl InFlight {
                 break state.next_id;
             }
         };
-        let (tx, rx) = oneshot::channel();
-        state.waiting.insert(id, tx);
-        Ok((id, rx, state.waiting.len()))
+        state.waiting.insert(id, Slot::Waiting(None));
+        Ok((id, state.waiting.len()))
     }
 
-    /// Forgets a call whose caller stopped waiting; true if it was still waiting.
+    /// The answer to call `id`, once it comes.
+    pub async fn wait(&self, id: u32) -> Answer {
+        poll_fn(|cx| {
+            let mut state = self.lock();
+            match state.waiting.get_mut(&id) {
+                Some(Slot::Waiting(waker)) => {
+                    if !waker.as_ref().is_some_and(|waker| waker.will_wake(cx.waker())) {
+                        *waker = Some(cx.waker().clone());
+                    }
+                    Poll::Pending
+                }
+                Some(Slot::Answered(_)) => match state.waiting.remove(&id) {
+                    Some(Slot::Answered(answer)) => Poll::Ready(answer),
+                    _ => Poll::Ready(Answer::Lost(LostReason::ClosedLocally)),
+                },
+                // Only the caller removes its own slot, once it has its answer or gives up.
+                None => Poll::Ready(Answer::Lost(LostReason::ClosedLocally)),
+            }
+        })
+        .await
+    }
+
+    /// Forgets a call whose caller stopped waiting; true if no answer had come for it yet.
     pub fn forget(&self, id: u32) -> bool {
-        self.lock().waiting.remove(&id).is_some()
+        matches!(self.lock().waiting.remove(&id), Some(Slot::Waiting(_)))
     }
 
     pub fn answer(&self, id: u32, answer: Answer) {
-        let waiter = self.lock().waiting.remove(&id);
-        // No waiter: the caller gave up (deadline, cancel) and this is the late answer.
-        if let Some(waiter) = waiter {
-            let _ = waiter.send(answer);
+        let waker = {
+            let mut state = self.lock();
+            match state.waiting.get_mut(&id) {
+                Some(slot @ Slot::Waiting(_)) => match std::mem::replace(slot, Slot::Answered(answer)) {
+                    Slot::Waiting(waker) => waker,
+                    Slot::Answered(_) => None,
+                },
+                // No slot: the caller gave up (deadline, cancel) and this is the late answer.
+                // Answered already: a second answer to one id is ignored.
+                _ => None,
+            }
+        };
+        if let Some(waker) = waker {
+            waker.wake();
         }
     }
 
@@ -126,21 +170,25 @@ impl InFlight {
     /// `last_read` (the server's final word) were never read by the server: they fail as
     /// "shutting down" — never run, safe to retry — rather than as lost.
     pub fn lose(&self, reason: LostReason, last_read: Option<u32>) {
-        let (waiting, subscribers) = {
+        let (wakers, subscribers) = {
             let mut state = self.lock();
             if matches!(state.closed, Some(Closed::Lost(_))) {
                 return;
             }
             state.closed = Some(Closed::Lost(reason.clone()));
-            (std::mem::take(&mut state.waiting), std::mem::take(&mut state.subscribers))
+            let mut wakers = Vec::new();
+            for (id, slot) in &mut state.waiting {
+                if let Slot::Waiting(waker) = slot {
+                    wakers.extend(waker.take());
+                    // Ids increase and wrap: "after" is a positive distance in wrapping arithmetic.
+                    let never_read = last_read.is_some_and(|last| (id.wrapping_sub(last) as i32) > 0);
+                    *slot = Slot::Answered(if never_read { Answer::NotRun } else { Answer::Lost(reason.clone()) });
+                }
+            }
+            (wakers, std::mem::take(&mut state.subscribers))
         };
         drop(subscribers);
-        for (id, waiter) in waiting {
-            // Ids increase and wrap: "after" is a positive distance in wrapping arithmetic.
-            let never_read = last_read.is_some_and(|last| (id.wrapping_sub(last) as i32) > 0);
-            let answer = if never_read { Answer::NotRun } else { Answer::Lost(reason.clone()) };
-            let _ = waiter.send(answer);
-        }
+        wakers.into_iter().for_each(Waker::wake);
     }
 
     pub fn subscribe(&self, method: &str, tx: mpsc::Sender<super::Notification>) -> bool {
@@ -160,24 +208,28 @@ impl InFlight {
         list.clone()
     }
 
+    /// Calls waiting for their answer.
     pub fn waiting(&self) -> usize {
-        self.lock().waiting.len()
+        self.lock().waiting.values().filter(|slot| matches!(slot, Slot::Waiting(_))).count()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures_util::FutureExt;
+
+    fn answered(in_flight: &InFlight, id: u32) -> Option<Answer> {
+        in_flight.wait(id).now_or_never()
+    }
 
     #[test]
     fn calls_after_the_servers_last_read_id_fail_as_not_run() {
         let in_flight = InFlight::default();
-        let mut receivers: Vec<_> =
-            (0..3).map(|_| in_flight.register().map(|(id, rx, _)| (id, rx)).expect("open")).collect();
-        let (last_read, _) = receivers[1];
-        in_flight.lose(LostReason::PeerShutDown, Some(last_read));
+        let ids: Vec<u32> = (0..3).map(|_| in_flight.register().expect("open").0).collect();
+        in_flight.lose(LostReason::PeerShutDown, Some(ids[1]));
         let answers: Vec<bool> =
-            receivers.iter_mut().map(|(_, rx)| matches!(rx.try_recv(), Ok(Answer::NotRun))).collect();
+            ids.iter().map(|id| matches!(answered(&in_flight, *id), Some(Answer::NotRun))).collect();
         assert_eq!(answers, [false, false, true], "only the call after the last read one never ran");
     }
 
@@ -185,11 +237,27 @@ mod tests {
     fn the_comparison_survives_id_wrap_around() {
         let in_flight = InFlight::default();
         in_flight.lock().next_id = u32::MAX - 1;
-        let (before, mut rx_before, _) = in_flight.register().expect("open");
-        let (after, mut rx_after, _) = in_flight.register().expect("open");
+        let (before, _) = in_flight.register().expect("open");
+        let (after, _) = in_flight.register().expect("open");
         assert_eq!((before, after), (u32::MAX, 1), "0 is skipped");
         in_flight.lose(LostReason::PeerShutDown, Some(before));
-        assert!(matches!(rx_before.try_recv(), Ok(Answer::Lost(_))));
-        assert!(matches!(rx_after.try_recv(), Ok(Answer::NotRun)));
+        assert!(matches!(answered(&in_flight, before), Some(Answer::Lost(_))));
+        assert!(matches!(answered(&in_flight, after), Some(Answer::NotRun)));
+    }
+
+    #[test]
+    fn an_answer_waits_in_its_slot_and_a_late_one_is_dropped() {
+        let in_flight = InFlight::default();
+        let (id, waiting) = in_flight.register().expect("open");
+        assert_eq!(waiting, 1);
+        assert!(answered(&in_flight, id).is_none(), "nothing yet");
+        in_flight.answer(id, Answer::Untyped("first".into()));
+        in_flight.answer(id, Answer::Untyped("second".into()));
+        assert!(matches!(answered(&in_flight, id), Some(Answer::Untyped(text)) if text == "first"));
+        assert_eq!(in_flight.waiting(), 0, "the slot is gone with its answer");
+        let (gave_up, _) = in_flight.register().expect("open");
+        assert!(in_flight.forget(gave_up), "was still waiting");
+        in_flight.answer(gave_up, Answer::Untyped("late".into()));
+        assert_eq!(in_flight.waiting(), 0);
     }
 }

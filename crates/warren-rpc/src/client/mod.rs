@@ -159,7 +159,7 @@ impl Client {
         let inner = &*self.inner;
         let codec = inner.negotiated.codec;
         let timeout = options.timeout.or(inner.default_timeout);
-        let (id, answer, waiting) = inner.in_flight.register().map_err(|closed| self.closed_error(method, closed))?;
+        let (id, waiting) = inner.in_flight.register().map_err(|closed| self.closed_error(method, closed))?;
         let mut guard = CallGuard { inner, id, sent: false, armed: true };
         let limit = inner.negotiated.peer_max_frame;
         // Alone, the call is written from this task at once; with others under way, the writer
@@ -180,6 +180,7 @@ impl Client {
             }
         }
         guard.sent = true;
+        let answer = inner.in_flight.wait(id);
         let answer = match timeout {
             Some(timeout) => match tokio::time::timeout(timeout, answer).await {
                 Ok(answer) => answer,
@@ -189,17 +190,16 @@ impl Client {
         };
         guard.armed = false;
         match answer {
-            Ok(Answer::Reply(bytes)) => match codec.decode_shared(&bytes) {
+            Answer::Reply(bytes) => match codec.decode_shared(&bytes) {
                 // In Go's shape `{}` stands for "no value", as Go's client cannot take a null.
                 Err(_) if inner.protocol == Protocol::JsonRpc && &bytes[..] == b"{}" => codec.decode(b"null"),
                 decoded => decoded,
             }
             .map_err(|err| CallError::BadReply { method: method.to_owned(), message: err.message }),
-            Ok(Answer::Error { code, message, data }) => Err(self.remote_error(method, code, message, data, timeout)),
-            Ok(Answer::Untyped(message)) => Err(self.untyped(method, message)),
-            Ok(Answer::Lost(reason)) => Err(self.lost(method, reason)),
-            Ok(Answer::NotRun) => Err(self.not_run(method)),
-            Err(_) => Err(self.lost(method, LostReason::ClosedLocally)),
+            Answer::Error { code, message, data } => Err(self.remote_error(method, code, message, data, timeout)),
+            Answer::Untyped(message) => Err(self.untyped(method, message)),
+            Answer::Lost(reason) => Err(self.lost(method, reason)),
+            Answer::NotRun => Err(self.not_run(method)),
         }
     }
 
@@ -244,7 +244,7 @@ impl Client {
     pub async fn ping(&self, timeout: Duration) -> Result<Duration, CallError> {
         const METHOD: &str = "(ping)";
         let inner = &*self.inner;
-        let (id, answer, _) = inner.in_flight.register().map_err(|closed| self.closed_error(METHOD, closed))?;
+        let (id, _) = inner.in_flight.register().map_err(|closed| self.closed_error(METHOD, closed))?;
         let mut guard = CallGuard { inner, id, sent: false, armed: true };
         let start = Instant::now();
         let frame = match inner.protocol {
@@ -255,18 +255,17 @@ impl Client {
         inner.tx.send(frame).map_err(|_| self.unsendable(METHOD))?;
         // A server ignores CANCEL for a ping id, so the guard's cancel is harmless.
         guard.sent = true;
-        let answer = tokio::time::timeout(timeout, answer)
+        let answer = tokio::time::timeout(timeout, inner.in_flight.wait(id))
             .await
             .map_err(|_| CallError::DeadlineExceeded { method: METHOD.to_owned(), timeout })?;
         guard.armed = false;
         match answer {
-            Ok(Answer::Reply(_)) => Ok(start.elapsed()),
-            Ok(Answer::Error { .. } | Answer::Untyped(_)) if inner.protocol == Protocol::JsonRpc => Ok(start.elapsed()),
-            Ok(Answer::Untyped(message)) => Err(self.untyped(METHOD, message)),
-            Ok(Answer::Lost(reason)) => Err(self.lost(METHOD, reason)),
-            Ok(Answer::NotRun) => Err(self.not_run(METHOD)),
-            Ok(Answer::Error { code, message, data }) => Err(self.remote_error(METHOD, code, message, data, None)),
-            Err(_) => Err(self.lost(METHOD, LostReason::ClosedLocally)),
+            Answer::Reply(_) => Ok(start.elapsed()),
+            Answer::Error { .. } | Answer::Untyped(_) if inner.protocol == Protocol::JsonRpc => Ok(start.elapsed()),
+            Answer::Untyped(message) => Err(self.untyped(METHOD, message)),
+            Answer::Lost(reason) => Err(self.lost(METHOD, reason)),
+            Answer::NotRun => Err(self.not_run(METHOD)),
+            Answer::Error { code, message, data } => Err(self.remote_error(METHOD, code, message, data, None)),
         }
     }
 
