@@ -192,12 +192,22 @@ impl FrameBuf {
 }
 
 impl std::io::Write for FrameBuf {
+    // MessagePack writes each marker and length on its own: this runs several times per value.
+    #[inline]
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        match take_out_of_line(data) {
-            Some(part) => self.parts.push((self.buf.len(), part)),
-            None => self.buf.extend_from_slice(data),
+        match data {
+            [byte] => self.buf.put_u8(*byte),
+            _ => match take_out_of_line(data) {
+                Some(part) => self.parts.push((self.buf.len(), part)),
+                None => self.buf.extend_from_slice(data),
+            },
         }
         Ok(data.len())
+    }
+
+    #[inline]
+    fn write_all(&mut self, data: &[u8]) -> std::io::Result<()> {
+        self.write(data).map(drop)
     }
 
     fn flush(&mut self) -> std::io::Result<()> {

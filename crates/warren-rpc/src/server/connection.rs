@@ -288,7 +288,7 @@ impl Connection {
         };
         let cancel = Cancellation::for_call(&self.call_parent);
         if let Some(id) = id {
-            let mut map = self.in_flight.lock().unwrap_or_else(PoisonError::into_inner);
+            let map = self.in_flight.lock().unwrap_or_else(PoisonError::into_inner);
             if map.len() >= self.core.options.max_in_flight {
                 drop(map);
                 let limit = self.core.options.max_in_flight;
@@ -300,7 +300,6 @@ impl Connection {
                 // broken, so end the connection instead.
                 return Err(FrameError::Unexpected { kind: Kind::Request, when: "with a call id already in flight" });
             }
-            map.insert(id, cancel.clone());
         }
         let timeout = incoming.timeout.map(|timeout| (timeout, Instant::now() + timeout));
         let deadline = timeout.map(|(_, deadline)| deadline);
@@ -313,24 +312,33 @@ impl Connection {
             reply_limit: self.reply_limit,
             wire: Wire::Binary,
         };
-        let finish = Finish {
-            id,
-            name: incoming.method,
-            tx: self.tx.clone(),
-            in_flight: Arc::clone(&self.in_flight),
-            core: Arc::clone(&self.core),
-            ending: Arc::clone(&self.ending),
-            codec: self.codec,
-            peer: Arc::clone(&self.peer),
-        };
         // Most handlers finish on their first poll: make that poll here, and spawn a task only
         // for a call that has to wait (the task polls it again, with its own waker). A call that
-        // has just started cannot have been cancelled or be past its deadline yet.
+        // has just started cannot have been cancelled or be past its deadline yet, and one that
+        // finishes here cannot be the target of a CANCEL: only a call left running is entered in
+        // the table of calls in flight.
         let mut handler = method.call(ctx, call);
         match AssertUnwindSafe(&mut handler).catch_unwind().now_or_never() {
-            Some(result) => finish.done(Stopped::Finished(result), &cancel, Flush::Later),
+            Some(result) => {
+                let to =
+                    To { tx: &self.tx, core: &self.core, ending: &self.ending, codec: self.codec, peer: &self.peer };
+                to.answer(id, &incoming.method, Stopped::Finished(result), &cancel, Flush::Later);
+            }
             None => {
-                self.calls.spawn(run_call(handler, timeout, cancel, finish));
+                let finish = Finish {
+                    id,
+                    name: incoming.method,
+                    tx: self.tx.clone(),
+                    core: Arc::clone(&self.core),
+                    ending: Arc::clone(&self.ending),
+                    codec: self.codec,
+                    peer: Arc::clone(&self.peer),
+                };
+                if let Some(id) = id {
+                    self.in_flight.lock().unwrap_or_else(PoisonError::into_inner).insert(id, cancel.clone());
+                }
+                let in_flight = Arc::clone(&self.in_flight);
+                self.calls.spawn(run_call(handler, timeout, cancel, finish, in_flight));
             }
         }
         Ok(())
@@ -342,7 +350,6 @@ struct Finish {
     id: Option<u32>,
     name: MethodName,
     tx: FrameSender,
-    in_flight: Arc<Mutex<CallIdMap<Cancellation>>>,
     /// For the drain deadline, read through the connection's reference rather than cloned per
     /// call (cloning a token takes its mutex).
     core: Arc<Core>,
@@ -352,7 +359,13 @@ struct Finish {
 }
 
 /// The rest of a call whose handler did not finish on its first poll.
-async fn run_call(handler: BoxFuture, timeout: Option<(Duration, Instant)>, cancel: Cancellation, finish: Finish) {
+async fn run_call(
+    handler: BoxFuture,
+    timeout: Option<(Duration, Instant)>,
+    cancel: Cancellation,
+    finish: Finish,
+    in_flight: Arc<Mutex<CallIdMap<Cancellation>>>,
+) {
     let handler = AssertUnwindSafe(handler).catch_unwind();
     let expired = async {
         match timeout {
@@ -366,23 +379,41 @@ async fn run_call(handler: BoxFuture, timeout: Option<(Duration, Instant)>, canc
         result = handler => Stopped::Finished(result),
         () = expired => Stopped::Deadline(timeout.map(|(after, _)| after).unwrap_or_default()),
     };
+    if let Some(id) = finish.id {
+        in_flight.lock().unwrap_or_else(PoisonError::into_inner).remove(&id);
+    }
     finish.done(stopped, &cancel, Flush::Writer);
 }
 
 impl Finish {
-    /// Answers the call; `flush` says who writes the answer.
     fn done(self, stopped: Stopped, cancel: &Cancellation, flush: Flush) {
+        let to = To { tx: &self.tx, core: &self.core, ending: &self.ending, codec: self.codec, peer: &self.peer };
+        to.answer(self.id, &self.name, stopped, cancel, flush);
+    }
+}
+
+/// Where a call's answer goes: borrowed from the connection for a call answered inline (no
+/// reference counts to take and drop), from its [`Finish`] for one that ran as a task.
+struct To<'a> {
+    tx: &'a FrameSender,
+    core: &'a Core,
+    ending: &'a AtomicBool,
+    codec: Codec,
+    peer: &'a PeerInfo,
+}
+
+impl To<'_> {
+    /// Answers the call; `flush` says who writes the answer.
+    fn answer(self, id: Option<u32>, name: &MethodName, stopped: Stopped, cancel: &Cancellation, flush: Flush) {
         // Fire the cancellation in every case: observers of a call past its deadline must see
         // it, and a fired child token is unlinked from its parent.
         cancel.cancel();
-        let Some(id) = self.id else {
+        let Some(id) = id else {
             if let Stopped::Finished(Ok(Err(err))) = &stopped {
-                debug!(peer = %self.peer.address, "notification {} failed: {err}", self.name);
+                debug!(peer = %self.peer.address, "notification {name} failed: {err}");
             }
             return;
         };
-        self.in_flight.lock().unwrap_or_else(PoisonError::into_inner).remove(&id);
-        let name = &self.name;
         let reply = match stopped {
             Stopped::Finished(Ok(Ok(frame))) => {
                 let _ = self.tx.send_flush(frame, flush);
