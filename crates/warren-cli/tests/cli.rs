@@ -542,3 +542,52 @@ env = {{ FOO = "bar" }}
     assert_eq!(inherited.get("FOO").map(String::as_str), Some("bar"));
     assert_eq!(inherited.get("WARREN_NAME").map(String::as_str), Some("inherited"));
 }
+
+#[test]
+fn a_socket_file_deleted_under_a_program_is_reported_or_restarted_as_configured() {
+    let mut up = Up::start_with(
+        r#"
+[programs.kept]
+command = @child@
+args = ["plugin"]
+rpc = true
+on_socket_lost = "report"
+
+[programs.healed]
+command = @child@
+args = ["plugin"]
+rpc = true
+"#,
+        // Where the host makes its runtime directory, so the test can find the sockets.
+        |command, dir| {
+            command.env("XDG_RUNTIME_DIR", dir);
+        },
+    );
+    let kept = pid_in(&up.wait_event("kept", "ready", BOUND).text).expect("pid");
+    let healed = pid_in(&up.wait_event("healed", "ready", BOUND).text).expect("pid");
+    let runtime = std::fs::read_dir(up.dir())
+        .expect("read the test dir")
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .find(|path| path.file_name().is_some_and(|name| name.to_string_lossy().starts_with("warren-")))
+        .expect("the host's runtime directory");
+    for name in ["kept", "healed"] {
+        std::fs::remove_file(runtime.join(format!("{name}.sock"))).expect("delete the socket file");
+    }
+    let row = up.wait_status("kept", BOUND, |row| row["socket_lost"].is_string());
+    let lost = row["socket_lost"].as_str().unwrap_or_default();
+    assert!(lost.contains("kept.sock") && lost.contains("was deleted"), "{row:#}");
+    assert_eq!(
+        (row["state"].as_str(), row["pid"].as_u64(), row["restarts"].as_u64()),
+        (Some("ready"), Some(u64::from(kept)), Some(0))
+    );
+    up.warren(["status"]).assert().success().stdout(predicate::str::contains("kept.sock was deleted"));
+    // The default restarts it at once, and the new instance binds the socket again.
+    let second = pid_in(&up.wait_events("healed", "ready", 2, BOUND).text).expect("pid");
+    up.learn(second);
+    assert_ne!(second, healed);
+    assert!(runtime.join("healed.sock").exists(), "bound again");
+    let row = up.row("healed");
+    assert_eq!((row["restarts"].as_u64(), row.get("socket_lost")), (Some(1), None), "{row:#}");
+    assert_eq!(down(&mut up), Some(0));
+}

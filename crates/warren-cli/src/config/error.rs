@@ -76,6 +76,8 @@ pub(crate) enum ErrorKind {
     Zero,
     #[error("unknown policy {0:?} (expected never, on-failure, always)")]
     UnknownRestart(String),
+    #[error("unknown action {0:?} (expected restart or report)")]
+    UnknownOnSocketLost(String),
     #[error("unknown signal {0:?} (expected SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGKILL, SIGUSR1 or SIGUSR2)")]
     UnknownSignal(String),
     #[error(

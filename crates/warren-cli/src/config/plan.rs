@@ -14,7 +14,7 @@ use std::time::Duration;
 use toml::Spanned;
 use warren::StopSignal;
 use warren::supervise::plan::{
-    Backoff, Command, Condition, Dependency, Health, HealthCheck, Program, Protocol, Readiness, Restart,
+    Backoff, Command, Condition, Dependency, Health, HealthCheck, OnSocketLost, Program, Protocol, Readiness, Restart,
 };
 
 use super::error::{Collector, ErrorKind, Section};
@@ -149,6 +149,7 @@ struct Settings {
     stop_signal: Option<Set<StopSignal>>,
     grace: Option<Set<Duration>>,
     health: Option<Set<Option<Health>>>,
+    on_socket_lost: Option<Set<OnSocketLost>>,
     reset_after: Option<Set<Duration>>,
 }
 
@@ -184,6 +185,7 @@ impl Settings {
             stop_signal: or_inherit(self.stop_signal, &defaults.stop_signal),
             grace: or_inherit(self.grace, &defaults.grace),
             health: or_inherit(self.health, &defaults.health),
+            on_socket_lost: or_inherit(self.on_socket_lost, &defaults.on_socket_lost),
             reset_after: or_inherit(self.reset_after, &defaults.reset_after),
         }
     }
@@ -246,6 +248,9 @@ impl Settings {
         if let Some(set) = self.stop_signal {
             p.stop_signal = set.value;
         }
+        if let Some(set) = self.on_socket_lost {
+            p.on_socket_lost = set.value;
+        }
         if let Some(set) = self.health {
             p.health = set.value;
         }
@@ -278,6 +283,7 @@ impl Checker<'_, '_> {
             stop_signal: raw.stop_signal.as_ref().and_then(|signal| self.signal(signal)),
             grace: self.duration(&raw.grace, "grace", false),
             health: raw.health.as_ref().and_then(|health| Some(Set::new(health, self.health(health)?))),
+            on_socket_lost: raw.on_socket_lost.as_ref().and_then(|raw| self.on_socket_lost(raw)),
             reset_after: self.duration(&raw.reset_after, "reset_after", false),
             ..Settings::default()
         };
@@ -437,6 +443,15 @@ impl Checker<'_, '_> {
             other => return self.fail(raw, "restart", ErrorKind::UnknownRestart(other.to_owned())),
         };
         Some(Set::new(raw, restart))
+    }
+
+    fn on_socket_lost(&mut self, raw: &Spanned<String>) -> Option<Set<OnSocketLost>> {
+        let action = match raw.get_ref().as_str() {
+            "restart" => OnSocketLost::Restart,
+            "report" => OnSocketLost::Report,
+            other => return self.fail(raw, "on_socket_lost", ErrorKind::UnknownOnSocketLost(other.to_owned())),
+        };
+        Some(Set::new(raw, action))
     }
 
     fn signal(&mut self, raw: &Spanned<String>) -> Option<Set<StopSignal>> {

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use warren::StopSignal;
 use warren::supervise::plan::{
-    Backoff, Command, Condition, CrashLoop, Dependency, Health, HealthCheck, Plan, Program, Protocol, Readiness,
-    Restart,
+    Backoff, Command, Condition, CrashLoop, Dependency, Health, HealthCheck, OnSocketLost, Plan, Program, Protocol,
+    Readiness, Restart,
 };
 
 use super::{ConfigError, ConfigErrors, load, parse, topological_order};
@@ -583,5 +583,30 @@ conditon = "started"
         r#"w.toml:3: program "a", field "env.A": invalid type: integer `1`, expected a string
 w.toml:6: program "b", field "depends_on": missing field `name`
 w.toml:11: program "c", field "depends_on": unknown key "conditon" (did you mean "condition"?)"#
+    );
+}
+
+#[test]
+fn on_socket_lost_is_restart_by_default_and_report_when_asked() {
+    let plan = ok(r#"
+[defaults]
+on_socket_lost = "report"
+
+[programs.a]
+command = "/bin/a"
+rpc = true
+
+[programs.b]
+command = "/bin/b"
+rpc = true
+on_socket_lost = "restart"
+"#);
+    assert_eq!(plan.programs[0].on_socket_lost, OnSocketLost::Report, "inherited from [defaults]");
+    assert_eq!(plan.programs[1].on_socket_lost, OnSocketLost::Restart);
+    let plan = ok("[programs.c]\ncommand = \"/bin/c\"\n");
+    assert_eq!(plan.programs[0].on_socket_lost, OnSocketLost::Restart);
+    assert_eq!(
+        errors("[programs.d]\ncommand = \"/bin/d\"\non_socket_lost = \"ignore\"\n"),
+        "w.toml:3: program \"d\", field \"on_socket_lost\": unknown action \"ignore\" (expected restart or report)"
     );
 }
