@@ -1,10 +1,13 @@
 //! The warren child of the benchmarks, serving `Task.Get` and `Task.Echo`.
 //!
-//! - `wb-child` (under a warren host, `WARREN_ENDPOINT` set): `warren::plugin::serve`, as
-//!   `task-rpc` does.
-//! - `wb-child serve SOCKET [--signals-only]`: a standalone server on `SOCKET`; prints `ready`
-//!   once bound; stops on SIGTERM or SIGINT and, unless `--signals-only` (what supervisord
-//!   runs), when its stdin closes; removes the socket on the way out.
+//! - `wb-child` (under a warren host, `WARREN_ENDPOINT` set): `warren::plugin::main`, as
+//!   `task-rpc` does: a current-thread runtime.
+//! - `wb-child serve [--signals-only] [--current-thread] SOCKET`: a standalone server on
+//!   `SOCKET`; prints `ready` once bound; stops on SIGTERM or SIGINT and, unless
+//!   `--signals-only` (what supervisord runs), when its stdin closes; removes the socket on the
+//!   way out. A multi-thread runtime (`#[tokio::main]`'s, the closed-loop server), or with
+//!   `--current-thread` the runtime the child has under a host (the lifecycle baselines and
+//!   supervisord run it so, to start the same child).
 //! - `wb-child log N`: writes N lines of 100 bytes (a 9-digit line number, a space, filler and
 //!   the newline) to stdout as fast as it can, then exits.
 
@@ -12,6 +15,7 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use tokio::signal::unix::{SignalKind, signal};
 use warren_rpc::Endpoint;
 
@@ -56,20 +60,29 @@ async fn standalone(path: &str, stdin_eof: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+/// `serve`'s arguments: the socket, and flags before or after it.
+fn serve(args: &[String]) -> anyhow::Result<()> {
+    let flag = |name: &str| args.iter().any(|a| a == name);
+    let path = args.iter().find(|a| !a.starts_with("--")).context("serve: no SOCKET given")?;
+    let runtime = if flag("--current-thread") {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread().enable_all().build()?
+    };
+    runtime.block_on(standalone(path, !flag("--signals-only")))
+}
+
+fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
-        None => warren::plugin::serve(warren_bench::service::warren_server()).await.map_err(anyhow::Error::from),
-        Some("serve") if args.len() >= 2 => {
-            standalone(&args[1], args.get(2).map(String::as_str) != Some("--signals-only")).await
-        }
+        None => return warren::plugin::main(warren_bench::service::warren_server),
+        Some("serve") if args.len() >= 2 => serve(&args[1..]),
         Some("log") if args.len() == 2 => match args[1].parse::<u64>() {
             Ok(n) => log_lines(n).map_err(anyhow::Error::from),
             Err(err) => Err(anyhow::anyhow!("log {}: {err}", args[1])),
         },
         _ => {
-            eprintln!("usage: wb-child | wb-child serve SOCKET [--signals-only] | wb-child log N");
+            eprintln!("usage: wb-child | wb-child serve [--signals-only] [--current-thread] SOCKET | wb-child log N");
             return ExitCode::from(2);
         }
     };

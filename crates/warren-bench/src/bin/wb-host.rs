@@ -10,7 +10,8 @@
 //! - `wb-host many CHILD N`: N children started at once; all ready, all replied, the host's and
 //!   the children's memory, then `Host::stop_all` until every process is gone and every socket
 //!   removed.
-//! - `wb-host plain-many CHILD N`: the baseline for `many`: N `CHILD serve SOCKET` started with
+//! - `wb-host plain-many CHILD N`: the baseline for `many`: N `CHILD serve --current-thread SOCKET`
+//!   (the runtime the child has under a host) started with
 //!   `std::process::Command` (no pre-exec hook, so `posix_spawn`), their `ready` lines read,
 //!   each called once, then stopped by closing their stdin.
 //! - `wb-host logs CHILD LINES`: `wb-child log LINES` under the host with a counting log sink:
@@ -190,7 +191,7 @@ async fn plain_many(child: &Path, n: usize) -> anyhow::Result<Value> {
     let mut procs = Vec::new();
     for socket in &sockets {
         let process = std::process::Command::new(child)
-            .arg("serve")
+            .args(["serve", "--current-thread"])
             .arg(socket)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

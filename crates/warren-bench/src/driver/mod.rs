@@ -490,7 +490,14 @@ impl Runner<'_> {
                 "raw" => {
                     vec!["plain".into(), self.config.bin.join("wb-raw-server").display().to_string(), spawns.clone()]
                 }
-                _ => vec!["plain".into(), self.child(), spawns.clone(), "--warren".into(), "serve".into()],
+                _ => vec![
+                    "plain".into(),
+                    self.child(),
+                    spawns.clone(),
+                    "--warren".into(),
+                    "serve".into(),
+                    "--current-thread".into(),
+                ],
             };
             match self.host(&args) {
                 Ok(v) => {
@@ -662,7 +669,7 @@ impl Runner<'_> {
                 .enumerate()
                 .map(|(i, sock)| Program {
                     name: format!("c{i}"),
-                    command: format!("{} serve {} --signals-only", self.child(), sock.display()),
+                    command: format!("{} serve --signals-only --current-thread {}", self.child(), sock.display()),
                     stdout_logfile: None,
                 })
                 .collect();

@@ -1,20 +1,17 @@
 //! The child of the original sketch: serves `Task.Get(id) -> Todo{ID}` on the socket its host
 //! chose, says it is ready, and on a stop request drains, deletes its socket file and exits 0.
+//!
+//! `warren::plugin::main` runs it on a current-thread runtime: a plugin this small has no use
+//! for a worker thread per CPU, and starts faster and smaller without them.
 
 use std::process::ExitCode;
 
 use warren_examples::Todo;
 use warren_rpc::Server;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     warren_examples::init_logging();
-    let server = Server::new().service("Task", |s| s.method("Get", |_ctx, id: String| async move { Ok(Todo { id }) }));
-    match warren::plugin::serve(server).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("task-rpc: {err}");
-            ExitCode::from(2)
-        }
-    }
+    warren::plugin::main(|| {
+        Server::new().service("Task", |s| s.method("Get", |_ctx, id: String| async move { Ok(Todo { id }) }))
+    })
 }
