@@ -1,13 +1,12 @@
 //! A running child: its pipes, its RPC client, its exit status, and the handle to stop it.
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use tokio::io::AsyncWriteExt;
-use tokio::process::ChildStdin;
+use tokio::net::unix::pipe;
 use tokio::sync::watch;
 use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
@@ -20,6 +19,7 @@ use crate::log::{LogSink, Stream};
 use crate::notify::NotifyListener;
 use crate::pump::{self, Tail};
 use crate::socket_watch::SocketLost;
+use crate::spawner;
 use crate::spec::{Readiness, Spec};
 use crate::stop::{self, Exit, Leak, StopReport};
 use crate::sys::{self, StopSignal};
@@ -42,7 +42,7 @@ pub(crate) struct ChildInner {
     pub group: Arc<Group>,
     socket_path: Option<PathBuf>,
     notify: Option<Arc<NotifyListener>>,
-    stdin: tokio::sync::Mutex<Option<ChildStdin>>,
+    stdin: tokio::sync::Mutex<Option<pipe::Sender>>,
     exit: watch::Receiver<Option<Exit>>,
     pipes_closed: CancellationToken,
     pumps: Mutex<Vec<AbortHandle>>,
@@ -261,8 +261,11 @@ pub(crate) async fn spawn(host: &Arc<HostShared>, spec: Spec) -> Result<Child, S
         _ => Arc::clone(&host.sink),
     };
     let ready_line = matches!(spec.readiness, Readiness::LogLine(_)).then_some(ready_line);
-    let mut command = tokio::process::Command::new(&spec.program);
-    command.args(&spec.args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    // stdin, stdout and stderr are pipes; the child gets its own process group, so that
+    // stopping reaches grandchildren and a terminal's Ctrl-C reaches only the host, which then
+    // stops children in order; and the parent-death signal (see `spawner`).
+    let mut command = spawner::Command::new(&spec.program);
+    command.args(&spec.args);
     if spec.clear_env {
         command.env_clear();
     }
@@ -279,18 +282,14 @@ pub(crate) async fn spawn(host: &Arc<HostShared>, spec: Spec) -> Result<Child, S
     if let Some(dir) = &spec.cwd {
         command.current_dir(dir);
     }
-    // Its own process group, so that stopping reaches grandchildren, and a terminal's Ctrl-C
-    // reaches only the host, which then stops children in order.
-    command.process_group(0);
-    sys::die_with_parent(&mut command, sys::current_pid());
-    let mut process = host.spawner.spawn(command).await.map_err(|source| {
+    let mut process = host.spawner.spawn(&command).await.map_err(|source| {
         if source.kind() == std::io::ErrorKind::NotFound {
             SpawnError::NotFound { name: spec.name.clone(), program: spec.program.clone() }
         } else {
             SpawnError::Spawn { name: spec.name.clone(), program: spec.program.clone(), source }
         }
     })?;
-    let pid = process.id().unwrap_or(0);
+    let pid = process.id();
     host.watch(pid);
     debug!(child = %name, pid, program = %spec.program.display(), "started");
 
@@ -443,7 +442,7 @@ async fn connect(
 /// the group is released before anyone can see the exit, so no later signal can reach a
 /// reused group id.
 async fn reap(
-    mut process: tokio::process::Child,
+    process: spawner::Process,
     pgid: u32,
     group: Arc<Group>,
     host: Weak<HostShared>,

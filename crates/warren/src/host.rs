@@ -109,11 +109,12 @@ impl HostBuilder {
         } else {
             None
         };
-        let runtime = tokio::runtime::Handle::try_current().map_err(|_| HostError::NoRuntime)?;
+        // The pipes and exit watches of children are registered with the caller's runtime.
+        tokio::runtime::Handle::try_current().map_err(|_| HostError::NoRuntime)?;
         let runtime_dir = RuntimeDir::create().map_err(HostError::RuntimeDir)?;
         sys::become_subreaper().map_err(HostError::Subreaper)?;
         let watchdog = if self.watchdog { Some(Watchdog::start().map_err(HostError::Watchdog)?) } else { None };
-        let spawner = Spawner::start(runtime).map_err(HostError::Spawner)?;
+        let spawner = Spawner::start().map_err(HostError::Spawner)?;
         Ok(Host {
             shared: Arc::new(HostShared {
                 runtime_dir,

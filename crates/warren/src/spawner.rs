@@ -1,17 +1,34 @@
-//! Starts children from one long-lived thread.
+//! Starts children from one long-lived thread, without `fork`.
 //!
-//! The parent-death signal fires when the *thread* that forked the child exits, not the
+//! The parent-death signal fires when the *thread* that started the child exits, not the
 //! process. tokio's blocking-pool threads exit after being idle, so a child spawned from one of
 //! them would be killed at random. This thread lives as long as the host or any of its
 //! children, so the signal fires exactly when the host process dies — or when everything that
 //! owns the children has been dropped.
+//!
+//! The child is started the way `posix_spawn` starts one (`sys::spawn`: the new process shares
+//! the host's memory until it execs), not by `fork`, which copies the host's page tables and
+//! turns every page the host writes afterwards into a copy-on-write fault. `posix_spawn` itself
+//! cannot arm the death signal, and `std`'s `Command` falls back to `fork` as soon as a
+//! `pre_exec` hook asks for it.
 
+use std::collections::BTreeMap;
+use std::ffi::{CString, OsStr, OsString};
 use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
 use std::sync::mpsc;
 
+use tokio::io::unix::AsyncFd;
+use tokio::net::unix::pipe;
 use tokio::sync::oneshot;
 
-type Job = (tokio::process::Command, oneshot::Sender<io::Result<tokio::process::Child>>);
+use crate::sys;
+
+type Job = (sys::Exec, oneshot::Sender<io::Result<u32>>);
 
 #[derive(Debug)]
 pub struct Spawner {
@@ -19,21 +36,319 @@ pub struct Spawner {
 }
 
 impl Spawner {
-    pub fn start(runtime: tokio::runtime::Handle) -> io::Result<Spawner> {
+    pub fn start() -> io::Result<Spawner> {
         let (jobs, queue) = mpsc::channel::<Job>();
         std::thread::Builder::new().name("warren-spawner".into()).spawn(move || {
-            // tokio's process support (pidfd or SIGCHLD reaping) needs the runtime's context.
-            let _runtime = runtime.enter();
-            while let Ok((mut command, reply)) = queue.recv() {
-                let _ = reply.send(command.spawn());
+            while let Ok((exec, reply)) = queue.recv() {
+                let started = sys::spawn(&exec);
+                // Closes the child's ends of its pipes here, so the host sees end-of-file when
+                // the child closes them.
+                drop(exec);
+                if let Err(Ok(pid)) = reply.send(started) {
+                    // Nobody waits for this child any more (the spawn was cancelled): it must
+                    // not run on unowned.
+                    let _ = sys::kill_group(pid, sys::StopSignal::Kill);
+                    let _ = sys::wait_for(pid);
+                }
             }
         })?;
         Ok(Spawner { jobs })
     }
 
-    pub async fn spawn(&self, command: tokio::process::Command) -> io::Result<tokio::process::Child> {
+    pub async fn spawn(&self, command: &Command) -> io::Result<Process> {
+        let (exec, ends) = command.prepare(sys::current_pid())?;
+        // Made ready for the reactor before the child exists, so that nothing can fail once it
+        // runs.
+        let [stdin, stdout, stderr] = ends;
+        let stdin = pipe::Sender::from_owned_fd(stdin)?;
+        let stdout = pipe::Receiver::from_owned_fd(stdout)?;
+        let stderr = pipe::Receiver::from_owned_fd(stderr)?;
         let (reply, answer) = oneshot::channel();
-        self.jobs.send((command, reply)).map_err(|_| io::Error::other("the spawner thread has stopped"))?;
-        answer.await.map_err(|_| io::Error::other("the spawner thread has stopped"))?
+        self.jobs.send((exec, reply)).map_err(|_| io::Error::other("the spawner thread has stopped"))?;
+        let pid = answer.await.map_err(|_| io::Error::other("the spawner thread has stopped"))??;
+        Ok(Process { pid, stdin: Some(stdin), stdout: Some(stdout), stderr: Some(stderr), exit: ExitWatch::new(pid) })
+    }
+}
+
+/// What to start: a program, its arguments, environment and working directory — the subset of
+/// `std::process::Command` that warren uses, with the same meaning. The child always gets
+/// pipes for stdin, stdout and stderr, a process group of its own and the parent-death signal.
+#[derive(Debug)]
+pub struct Command {
+    program: PathBuf,
+    args: Vec<OsString>,
+    env: Vec<EnvChange>,
+    cwd: Option<PathBuf>,
+}
+
+#[derive(Debug)]
+enum EnvChange {
+    Clear,
+    Set(OsString, OsString),
+    Remove(OsString),
+}
+
+impl Command {
+    pub fn new(program: impl AsRef<Path>) -> Command {
+        Command { program: program.as_ref().to_owned(), args: Vec::new(), env: Vec::new(), cwd: None }
+    }
+
+    pub fn args<S: AsRef<OsStr>>(&mut self, args: impl IntoIterator<Item = S>) -> &mut Command {
+        self.args.extend(args.into_iter().map(|arg| arg.as_ref().to_owned()));
+        self
+    }
+
+    /// Starts the environment empty instead of from the host's.
+    pub fn env_clear(&mut self) -> &mut Command {
+        self.env.push(EnvChange::Clear);
+        self
+    }
+
+    pub fn env(&mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> &mut Command {
+        self.env.push(EnvChange::Set(key.as_ref().to_owned(), value.as_ref().to_owned()));
+        self
+    }
+
+    pub fn envs<K: AsRef<OsStr>, V: AsRef<OsStr>>(&mut self, vars: impl IntoIterator<Item = (K, V)>) -> &mut Command {
+        for (key, value) in vars {
+            self.env(key, value);
+        }
+        self
+    }
+
+    pub fn env_remove(&mut self, key: impl AsRef<OsStr>) -> &mut Command {
+        self.env.push(EnvChange::Remove(key.as_ref().to_owned()));
+        self
+    }
+
+    pub fn current_dir(&mut self, dir: impl AsRef<Path>) -> &mut Command {
+        self.cwd = Some(dir.as_ref().to_owned());
+        self
+    }
+
+    /// The child's side as C strings and pipe ends, and the host's ends of the pipes (stdin's
+    /// write end, stdout's and stderr's read ends).
+    fn prepare(&self, parent: u32) -> io::Result<(sys::Exec, [OwnedFd; 3])> {
+        let mut vars: BTreeMap<OsString, OsString> = std::env::vars_os().collect();
+        for change in &self.env {
+            match change {
+                EnvChange::Clear => vars.clear(),
+                EnvChange::Set(key, value) => {
+                    vars.insert(key.clone(), value.clone());
+                }
+                EnvChange::Remove(key) => {
+                    vars.remove(key);
+                }
+            }
+        }
+        let candidates = search_path(&self.program, vars.get(OsStr::new("PATH")).map(OsString::as_os_str))
+            .into_iter()
+            .map(c_string)
+            .collect::<io::Result<Vec<_>>>()?;
+        let argv = std::iter::once(self.program.clone().into_os_string())
+            .chain(self.args.iter().cloned())
+            .map(c_string)
+            .collect::<io::Result<Vec<_>>>()?;
+        let envp = vars
+            .into_iter()
+            .map(|(key, value)| {
+                let mut pair = key;
+                pair.push("=");
+                pair.push(value);
+                c_string(pair)
+            })
+            .collect::<io::Result<Vec<_>>>()?;
+        let cwd = self.cwd.clone().map(|dir| c_string(dir.into_os_string())).transpose()?;
+        let cloexec = rustix::pipe::PipeFlags::CLOEXEC;
+        let (stdin_read, stdin_write) = rustix::pipe::pipe_with(cloexec)?;
+        let (stdout_read, stdout_write) = rustix::pipe::pipe_with(cloexec)?;
+        let (stderr_read, stderr_write) = rustix::pipe::pipe_with(cloexec)?;
+        let exec = sys::Exec { candidates, argv, envp, cwd, stdio: [stdin_read, stdout_write, stderr_write], parent };
+        Ok((exec, [stdin_write, stdout_read, stderr_read]))
+    }
+}
+
+fn c_string(text: OsString) -> io::Result<CString> {
+    CString::new(text.into_vec())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a program, argument or variable contains a NUL byte"))
+}
+
+/// The paths `execvp` would try for `program`, with the child's `PATH` (or the C library's
+/// default when the child has none).
+fn search_path(program: &Path, path: Option<&OsStr>) -> Vec<OsString> {
+    let name = program.as_os_str();
+    if name.is_empty() {
+        return Vec::new();
+    }
+    if name.as_bytes().contains(&b'/') {
+        return vec![name.to_owned()];
+    }
+    let path = path.unwrap_or(OsStr::new("/bin:/usr/bin"));
+    path.as_bytes()
+        .split(|&byte| byte == b':')
+        .map(|dir| {
+            // An empty entry means the working directory.
+            if dir.is_empty() {
+                return name.to_owned();
+            }
+            let mut candidate = OsStr::from_bytes(dir).to_owned();
+            candidate.push("/");
+            candidate.push(name);
+            candidate
+        })
+        .collect()
+}
+
+/// A started child: its pipes, and its exit.
+#[derive(Debug)]
+pub struct Process {
+    pid: u32,
+    pub stdin: Option<pipe::Sender>,
+    pub stdout: Option<pipe::Receiver>,
+    pub stderr: Option<pipe::Receiver>,
+    exit: ExitWatch,
+}
+
+impl Process {
+    pub fn id(&self) -> u32 {
+        self.pid
+    }
+
+    /// Waits for the child to exit and reaps it.
+    pub async fn wait(self) -> io::Result<ExitStatus> {
+        match self.exit {
+            ExitWatch::PidFd(pidfd) => loop {
+                let mut ready = pidfd.readable().await?;
+                let options = rustix::process::WaitIdOptions::EXITED | rustix::process::WaitIdOptions::NOHANG;
+                match rustix::process::waitid(rustix::process::WaitId::PidFd(pidfd.get_ref().as_fd()), options) {
+                    Ok(Some(status)) => return Ok(exit_status(&status)),
+                    Ok(None) => ready.clear_ready(),
+                    Err(rustix::io::Errno::INTR) => {}
+                    Err(err) => return Err(err.into()),
+                }
+            },
+            ExitWatch::Blocking => {
+                let pid = self.pid;
+                tokio::task::spawn_blocking(move || sys::wait_for(pid)).await.map_err(io::Error::other)?
+            }
+        }
+    }
+}
+
+/// How the exit is noticed: a pidfd the reactor watches, or (kernels before 5.3, or no
+/// descriptor left) a blocking wait on a thread of its own.
+#[derive(Debug)]
+enum ExitWatch {
+    PidFd(AsyncFd<OwnedFd>),
+    Blocking,
+}
+
+impl ExitWatch {
+    fn new(pid: u32) -> ExitWatch {
+        let pidfd = i32::try_from(pid)
+            .ok()
+            .and_then(rustix::process::Pid::from_raw)
+            .and_then(|pid| rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::NONBLOCK).ok())
+            .and_then(|fd| sys::async_fd(fd).ok());
+        pidfd.map_or(ExitWatch::Blocking, ExitWatch::PidFd)
+    }
+}
+
+fn exit_status(status: &rustix::process::WaitIdStatus) -> ExitStatus {
+    let raw = match (status.exit_status(), status.terminating_signal()) {
+        (Some(code), _) => (code & 0xff) << 8,
+        (None, Some(signal)) => signal | if status.dumped() { 0x80 } else { 0 },
+        (None, None) => 0,
+    };
+    ExitStatus::from_raw(raw)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::io::AsyncReadExt;
+
+    use super::*;
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
+    }
+
+    async fn output(spawner: &Spawner, command: &Command) -> (String, ExitStatus) {
+        let mut process = spawner.spawn(command).await.expect("spawn");
+        let mut out = String::new();
+        process.stdout.take().expect("stdout").read_to_string(&mut out).await.expect("read");
+        (out, process.wait().await.expect("wait"))
+    }
+
+    #[test]
+    fn a_child_starts_in_its_own_group_with_a_clean_signal_state_in_its_directory() {
+        runtime().block_on(async {
+            let spawner = Spawner::start().expect("spawner");
+            // grep reads its own status: the spawned process itself, not a shell's child.
+            let mut command = Command::new("grep");
+            command.args(["-E", "^(Pid|NSpgid|SigBlk|SigIgn):", "/proc/self/status"]);
+            let (out, status) = output(&spawner, &command).await;
+            assert!(status.success(), "{out}");
+            let field = |name: &str| {
+                out.lines()
+                    .find_map(|line| line.strip_prefix(name))
+                    .map(str::trim)
+                    .unwrap_or_else(|| panic!("{name} in {out}"))
+            };
+            assert_eq!(field("NSpgid:"), field("Pid:"), "its own process group: {out}");
+            assert_eq!(field("SigBlk:"), "0000000000000000", "{out}");
+            let ignored = u64::from_str_radix(field("SigIgn:"), 16).expect("mask");
+            assert_eq!(ignored & (1 << (libc::SIGPIPE - 1)), 0, "SIGPIPE at its default: {out}");
+            let (out, _) = output(&spawner, Command::new("pwd").current_dir("/")).await;
+            assert_eq!(out, "/\n");
+        });
+    }
+
+    #[test]
+    fn a_child_dies_with_the_thread_that_started_it() {
+        runtime().block_on(async {
+            let spawner = Spawner::start().expect("spawner");
+            let process = spawner.spawn(Command::new("sleep").args(["30"])).await.expect("spawn");
+            // The spawner thread ends once its queue is dropped; the death signal follows it.
+            drop(spawner);
+            let status =
+                tokio::time::timeout(Duration::from_secs(5), process.wait()).await.expect("it died").expect("wait");
+            assert_eq!(status.signal(), Some(libc::SIGKILL));
+        });
+    }
+
+    #[test]
+    fn a_missing_program_is_not_found() {
+        runtime().block_on(async {
+            let spawner = Spawner::start().expect("spawner");
+            let err = spawner.spawn(&Command::new("/nonexistent/program")).await.expect_err("no such program");
+            assert_eq!(err.kind(), io::ErrorKind::NotFound);
+            let err = spawner.spawn(&Command::new("no-such-program-in-path")).await.expect_err("no such program");
+            assert_eq!(err.kind(), io::ErrorKind::NotFound);
+        });
+    }
+
+    #[test]
+    fn a_name_is_searched_in_path_and_a_path_is_taken_as_it_is() {
+        let path = Some(OsStr::new("/usr/local/bin::/bin"));
+        assert_eq!(search_path(Path::new("true"), path), ["/usr/local/bin/true", "true", "/bin/true"]);
+        assert_eq!(search_path(Path::new("./true"), path), ["./true"]);
+        assert_eq!(search_path(Path::new("true"), None), ["/bin/true", "/usr/bin/true"]);
+        assert!(search_path(Path::new(""), path).is_empty());
+    }
+
+    #[test]
+    fn the_environment_is_the_hosts_with_the_changes_in_order() {
+        let mut command = Command::new("env");
+        command.env("WARREN_A", "1").env_clear().env("WARREN_B", "2").env("WARREN_C", "3").env_remove("WARREN_C");
+        let (exec, _ends) = command.prepare(1).expect("prepare");
+        assert_eq!(exec.envp, [CString::new("WARREN_B=2").expect("no NUL")]);
+        assert_eq!(exec.argv, [CString::new("env").expect("no NUL")]);
+        assert_eq!(
+            exec.candidates,
+            [CString::new("/bin/env").expect("no NUL"), CString::new("/usr/bin/env").expect("no NUL")]
+        );
     }
 }

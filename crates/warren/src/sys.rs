@@ -7,6 +7,7 @@
 //! it is sound.
 #![expect(unsafe_code, reason = "the one module allowed to make raw syscalls")]
 
+use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 
@@ -124,6 +125,20 @@ pub fn reap_group(pgid: u32) -> usize {
     reaped
 }
 
+/// Waits (blocking) for a child of ours to exit, and reaps it.
+pub fn wait_for(raw_pid: u32) -> io::Result<std::process::ExitStatus> {
+    use std::os::unix::process::ExitStatusExt;
+    let child = pid(raw_pid)?;
+    loop {
+        match rustix::process::waitpid(Some(child), rustix::process::WaitOptions::empty()) {
+            Ok(Some((_, status))) => return Ok(std::process::ExitStatus::from_raw(status.as_raw())),
+            Ok(None) => return Err(io::Error::other(format!("process {raw_pid} has no status to reap"))),
+            Err(rustix::io::Errno::INTR) => {}
+            Err(err) => return Err(err.into()),
+        }
+    }
+}
+
 /// Whether a process exists (zombies included).
 pub fn process_exists(raw_pid: u32) -> bool {
     pid(raw_pid).is_ok_and(|pid| rustix::process::test_kill_process(pid).is_ok())
@@ -141,42 +156,189 @@ pub fn effective_uid() -> u32 {
     rustix::process::geteuid().as_raw()
 }
 
-/// Makes a spawned child die with SIGKILL when the thread that spawned it exits, and refuse to
-/// start if its parent is already gone. Runs in the child between fork and exec.
-pub fn die_with_parent(command: &mut tokio::process::Command, parent: u32) {
-    let parent = i32::try_from(parent).unwrap_or(0);
-    let hook = move || {
-        // Only async-signal-safe syscalls here: no allocation, no locks.
-        rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
-        // A child starts with a clean signal state whatever the host's threads had: no blocked
-        // signals (it would never see SIGTERM) and SIGPIPE at its default (Rust ignores it).
-        reset_signals();
-        // The parent may have died between fork and prctl, in which case the death signal
-        // will never come: check by hand.
-        let parent_now = rustix::process::getppid().map_or(0, |pid| pid.as_raw_nonzero().get());
-        if parent_now != parent {
-            return Err(io::Error::from_raw_os_error(libc::ESRCH));
-        }
-        Ok(())
-    };
-    // SAFETY: the closure only makes async-signal-safe syscalls (prctl, getppid) and touches no
-    // memory shared with other threads, which is what `pre_exec` requires after fork.
-    unsafe {
-        command.pre_exec(hook);
-    }
+/// Everything one child needs between `clone` and `exec`, prepared beforehand: in there only
+/// syscalls may run, no allocation and no lock.
+#[derive(Debug)]
+pub struct Exec {
+    /// Where to look for the program, in order: the path itself, or each `PATH` entry joined
+    /// with the name (what `execvp` would try, with the child's `PATH`).
+    pub candidates: Vec<CString>,
+    pub argv: Vec<CString>,
+    /// `KEY=value`, the child's whole environment.
+    pub envp: Vec<CString>,
+    pub cwd: Option<CString>,
+    /// The child's ends of its stdin, stdout and stderr pipes (close-on-exec here; dup'd to
+    /// 0, 1 and 2 in the child, which clears the flag).
+    pub stdio: [OwnedFd; 3],
+    /// The host's pid: the child refuses to exec once its parent is no longer the host.
+    pub parent: u32,
 }
 
-/// Unblocks every signal and restores SIGPIPE's default action. Runs between fork and exec.
-fn reset_signals() {
-    // SAFETY: sigemptyset, sigprocmask and sigaction are async-signal-safe and act only on this
-    // (forked, single-threaded) process; the structures are zeroed locals.
+/// What the child of [`spawn`] reads: raw pointers into an [`Exec`] and pointer arrays made
+/// from it, all owned by `spawn`'s frame, which the kernel keeps suspended until the child has
+/// exec'd or exited.
+struct ChildArgs {
+    candidates: *const *const libc::c_char,
+    candidate_count: usize,
+    argv: *const *const libc::c_char,
+    envp: *const *const libc::c_char,
+    cwd: *const libc::c_char,
+    stdio: [libc::c_int; 3],
+    parent: libc::pid_t,
+    last_signal: libc::c_int,
+    /// Set by the child to the errno of what failed; read by the parent after `clone` returns.
+    error: std::sync::atomic::AtomicI32,
+}
+
+/// Room for the child's frames until exec: `child_main` and a few libc wrappers.
+const CHILD_STACK: usize = 64 * 1024;
+
+/// Starts `exec` as a new process in a process group of its own, with the parent-death signal
+/// set to SIGKILL, a clean signal state (nothing blocked, default actions, SIGPIPE included) and
+/// the given stdio; returns its pid once it has exec'd, or why it could not.
+///
+/// Like `posix_spawn`, this shares the caller's memory with the child until exec
+/// (`CLONE_VM | CLONE_VFORK`) instead of forking: a fork copies the host's page tables (which
+/// grow with every child it serves) and leaves every page it writes afterwards to a
+/// copy-on-write fault. `posix_spawn` itself cannot set the death signal, which is why this is
+/// done by hand. The death signal follows the *thread* that clones: call this only from a
+/// thread that lives as long as the children (the spawner thread).
+pub fn spawn(exec: &Exec) -> io::Result<u32> {
+    let pointers = |strings: &[CString]| -> Vec<*const libc::c_char> {
+        strings.iter().map(|s| s.as_ptr()).chain(std::iter::once(std::ptr::null())).collect()
+    };
+    let candidates = pointers(&exec.candidates);
+    let argv = pointers(&exec.argv);
+    let envp = pointers(&exec.envp);
+    let args = ChildArgs {
+        candidates: candidates.as_ptr(),
+        candidate_count: exec.candidates.len(),
+        argv: argv.as_ptr(),
+        envp: envp.as_ptr(),
+        cwd: exec.cwd.as_ref().map_or(std::ptr::null(), |cwd| cwd.as_ptr()),
+        stdio: [exec.stdio[0].as_raw_fd(), exec.stdio[1].as_raw_fd(), exec.stdio[2].as_raw_fd()],
+        parent: libc::pid_t::try_from(exec.parent).unwrap_or(0),
+        last_signal: libc::SIGRTMAX(),
+        error: std::sync::atomic::AtomicI32::new(0),
+    };
+    // u128 keeps the stack 16-byte aligned, as the ABI wants at a call.
+    let mut stack = vec![0u128; CHILD_STACK / std::mem::size_of::<u128>()];
+    let stack_top = stack.as_mut_ptr_range().end.cast::<libc::c_void>();
+    let pid;
+    // SAFETY: `clone` with CLONE_VM|CLONE_VFORK runs `child_main` in a new process that shares
+    // this memory, on `stack`, while the kernel suspends this thread until the child has
+    // exec'd or exited; `args`, the pointer arrays and the strings they point to are not
+    // touched by anyone else meanwhile (they belong to this frame, and `exec` is borrowed).
+    // Other threads of the host keep running, but the child reads only that memory and writes
+    // only `args.error`, its own stack, and errno (this thread's, which is suspended). Every
+    // signal is blocked here first, so the child inherits an all-blocked mask and no handler
+    // of the host can run in it before it has reset them; the mask is restored right after.
     unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut previous: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut previous);
+        pid = libc::clone(
+            child_main,
+            stack_top,
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            std::ptr::from_ref(&args).cast_mut().cast(),
+        );
+        let clone_error = io::Error::last_os_error();
+        libc::pthread_sigmask(libc::SIG_SETMASK, &previous, std::ptr::null_mut());
+        if pid < 0 {
+            return Err(clone_error);
+        }
+    }
+    drop(stack);
+    let error = args.error.load(std::sync::atomic::Ordering::Acquire);
+    if error != 0 {
+        // It has exited already (CLONE_VFORK returned): reap it so no zombie stays.
+        if let Some(child) = Pid::from_raw(pid) {
+            let _ = rustix::process::waitpid(Some(child), rustix::process::WaitOptions::empty());
+        }
+        return Err(io::Error::from_raw_os_error(error));
+    }
+    Ok(pid.unsigned_abs())
+}
+
+/// The new process until exec. Makes only syscalls, on memory described in [`ChildArgs`].
+extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `arg` is the `ChildArgs` of the suspended `spawn` frame (see there).
+    let args = unsafe { &*arg.cast::<ChildArgs>() };
+    // SAFETY: the pointers in `args` are valid, NUL-terminated and null-terminated where
+    // arrays; every call is a plain syscall wrapper (async-signal-safe).
+    let error = unsafe { child_exec(args) };
+    args.error.store(error, std::sync::atomic::Ordering::Release);
+    // SAFETY: `_exit` ends this process without running anything of the host's (no atexit
+    // handlers, no stdio flush: those buffers belong to the host).
+    unsafe { libc::_exit(127) }
+}
+
+/// Sets the child up and execs it; returns the errno of what failed (it returns only then).
+unsafe fn child_exec(args: &ChildArgs) -> libc::c_int {
+    // SAFETY: see `child_main`.
+    unsafe {
+        let errno = || *libc::__errno_location();
+        // Stdio: dup2 leaves the copies without close-on-exec; an end that already has its
+        // number only needs the flag cleared.
+        for (target, &fd) in args.stdio.iter().enumerate() {
+            let target = target as libc::c_int;
+            let done = if fd == target { libc::fcntl(fd, libc::F_SETFD, 0) } else { libc::dup2(fd, target) };
+            if done < 0 {
+                return errno();
+            }
+        }
+        // Its own process group, so that stopping reaches grandchildren and a terminal's Ctrl-C
+        // reaches only the host.
+        if libc::setpgid(0, 0) < 0 {
+            return errno();
+        }
+        // prctl is variadic and reads its arguments as unsigned longs: pass them as such.
+        let (kill, zero) = (libc::SIGKILL as libc::c_ulong, 0 as libc::c_ulong);
+        if libc::prctl(libc::PR_SET_PDEATHSIG, kill, zero, zero, zero) < 0 {
+            return errno();
+        }
+        // The host may have died between clone and prctl, and then no death signal will come.
+        if libc::getppid() != args.parent {
+            return libc::ESRCH;
+        }
+        if !args.cwd.is_null() && libc::chdir(args.cwd) < 0 {
+            return errno();
+        }
+        // A clean signal state: handlers are reset before anything is unblocked, since a
+        // handler of the host running here would act on the host's memory. exec would reset
+        // them anyway; SIGPIPE, which Rust ignores, goes back to its default too. Signals
+        // other than SIGPIPE that the host ignores stay ignored, as across any exec.
+        for signal in 1..=args.last_signal {
+            if signal == libc::SIGKILL || signal == libc::SIGSTOP {
+                continue;
+            }
+            let mut action: libc::sigaction = std::mem::zeroed();
+            if libc::sigaction(signal, std::ptr::null(), &mut action) < 0 {
+                continue;
+            }
+            if signal == libc::SIGPIPE || (action.sa_sigaction != libc::SIG_IGN && action.sa_sigaction != libc::SIG_DFL)
+            {
+                let mut default: libc::sigaction = std::mem::zeroed();
+                default.sa_sigaction = libc::SIG_DFL;
+                libc::sigaction(signal, &default, std::ptr::null_mut());
+            }
+        }
         let mut none: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut none);
         libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
-        let mut default: libc::sigaction = std::mem::zeroed();
-        default.sa_sigaction = libc::SIG_DFL;
-        libc::sigaction(libc::SIGPIPE, &default, std::ptr::null_mut());
+        // execvp's search, without its fall-back to /bin/sh for a file that is no executable.
+        let mut denied = false;
+        for i in 0..args.candidate_count {
+            libc::execve(*args.candidates.add(i), args.argv, args.envp);
+            match errno() {
+                libc::EACCES => denied = true,
+                libc::ENOENT | libc::ENOTDIR | libc::ESTALE | libc::ENODEV | libc::ETIMEDOUT => {}
+                other => return other,
+            }
+        }
+        if denied { libc::EACCES } else { libc::ENOENT }
     }
 }
 
@@ -333,7 +495,7 @@ unsafe fn close_all_but(keep: i32) {
 }
 
 /// Registers `fd` (non-blocking) with tokio's reactor, for descriptors tokio has no type for
-/// (inotify).
+/// (inotify, pidfds).
 pub fn async_fd(fd: OwnedFd) -> io::Result<tokio::io::unix::AsyncFd<OwnedFd>> {
     // SAFETY: `register` requires that the descriptor stays open and is not replaced while
     // registered. The `AsyncFd` takes the `OwnedFd` by value, so nothing else can close it,
