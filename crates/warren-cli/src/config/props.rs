@@ -509,6 +509,11 @@ fn values(name: &'static str, only_valid: bool) -> BoxedStrategy<Value> {
             .boxed(),
             only_valid,
         ),
+        "on_socket_lost" => either(
+            text(&["\"restart\"", "\"report\""]),
+            text(&["\"sometimes\"", "\"Restart\"", "1", "\"\""]),
+            only_valid,
+        ),
         "ready_timeout" | "grace" | "reset_after" => duration(only_valid),
         "backoff" => {
             let pick = |valid: &'static [&'static str], risky: &'static [&'static str]| -> BoxedStrategy<String> {
@@ -544,7 +549,7 @@ fn values(name: &'static str, only_valid: bool) -> BoxedStrategy<Value> {
 }
 
 /// Every key a section may have, but `command`, `shell`, `args` and `depends_on`.
-const SETTINGS: [&str; 14] = [
+const SETTINGS: [&str; 15] = [
     "env",
     "clear_env",
     "cwd",
@@ -558,6 +563,7 @@ const SETTINGS: [&str; 14] = [
     "grace",
     "health",
     "reset_after",
+    "on_socket_lost",
     // Not a key: what a typo looks like.
     "restat",
 ];
@@ -634,7 +640,7 @@ impl Dependency {
     /// The entry, naming one of `names` (`None` when a valid file's entry has no earlier program).
     fn value(&self, names: &[String]) -> Option<Value> {
         let name = |whom: &Whom| match whom {
-            Whom::Program(i) if names.is_empty() => None,
+            Whom::Program(_) if names.is_empty() => None,
             Whom::Program(i) => Some(quoted(&names[i.index(names.len())])),
             Whom::Other(name) => Some(quoted(name)),
         };
@@ -731,7 +737,9 @@ fn assembled(valid_values: bool) -> impl Strategy<Value = String> {
         .boxed()
     };
     let programs = prop::collection::vec((body(valid_values), dependencies()), PROGRAMS);
-    let junk = prop::collection::vec((junk(), any::<Index>()), 0..if valid_values { 1 } else { 2 });
+    // Stray lines only among the mistakes: with valid values, every error is a dependency's.
+    let stray = if valid_values { 0 } else { 1 };
+    let junk = prop::collection::vec((junk(), any::<Index>()), 0..=stray);
     (names, programs, defaults, junk, any::<Index>()).prop_map(|(names, programs, defaults, junk, at)| {
         let names: Vec<String> = names.into_iter().map(str::to_owned).collect();
         let mut tables: Vec<Table> = names
@@ -824,7 +832,7 @@ enum In {
 /// A line that is wrong in a valid file wherever it goes (when its key is not there already),
 /// and the field it must be reported against (`None`: the section itself, for an unknown key).
 /// Each is one error only: nothing else in the file depends on it being right.
-const MISTAKES: [(&str, &str, Option<&str>, In); 42] = [
+const MISTAKES: [(&str, &str, Option<&str>, In); 44] = [
     ("restart", "\"sometimes\"", Some("restart"), In::Both),
     ("restart", "1", Some("restart"), In::Both),
     ("grace", "\"5x\"", Some("grace"), In::Both),
@@ -858,6 +866,8 @@ const MISTAKES: [(&str, &str, Option<&str>, In); 42] = [
     ("rpc", "\"grpc\"", Some("rpc"), In::Both),
     ("clear_env", "\"yes\"", Some("clear_env"), In::Both),
     ("clear_env", "1", Some("clear_env"), In::Both),
+    ("on_socket_lost", "\"sometimes\"", Some("on_socket_lost"), In::Both),
+    ("on_socket_lost", "true", Some("on_socket_lost"), In::Both),
     ("cwd", "[]", Some("cwd"), In::Both),
     ("depends_on", "[\"nope\"]", Some("depends_on"), In::Both),
     ("depends_on", "[{ name = \"a\", condition = \"later\" }]", Some("depends_on"), In::Both),
