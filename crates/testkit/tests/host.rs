@@ -224,6 +224,33 @@ async fn a_grandchild_holding_the_pipes_is_killed_and_reported_and_nothing_hangs
 }
 
 #[tokio::test]
+async fn a_grandchild_that_left_the_group_is_killed_with_the_child_through_its_cgroup() {
+    let (host, sink) = host_with_sink();
+    if !host.uses_cgroups() {
+        eprintln!("skipped: no writable cgroup2 hierarchy here, so nothing can reach a process that left its group");
+        return;
+    }
+    let child = host.spawn(Spec::new(CHILD).name("runaway").arg("escapee").rpc(false)).await.expect("spawn");
+    let grandchild = within("grandchild pid", async {
+        loop {
+            if let Some(pid) =
+                sink.lines(Stream::Stdout).iter().find_map(|l| l.text.strip_prefix("grandchild ")?.parse::<u32>().ok())
+            {
+                return pid;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    let report = within("stop", child.stop(Duration::from_secs(2))).await;
+    assert_eq!(report.outcome, Outcome::Exited { code: 0 }, "{report}");
+    assert!(report.leaks.contains(&Leak::Escaped { count: 1 }), "{report}");
+    assert!(!report.leaks.contains(&Leak::PipesHeldOpen), "killed, so it held no pipe for long: {report}");
+    assert!(until_gone(grandchild, Duration::from_secs(1)).await, "the escaped grandchild {grandchild} is gone");
+    assert!(report.took < Duration::from_secs(1), "{report}");
+}
+
+#[tokio::test]
 async fn a_plugin_with_a_grandchild_takes_it_down_with_it() {
     let (host, _sink) = host_with_sink();
     let child = host.spawn(Spec::new(CHILD).name("parent").args(["plugin", "--grandchild"])).await.expect("spawn");

@@ -161,9 +161,9 @@ fn a_second_sigint_kills_every_group_at_once() {
 
 #[test]
 fn a_third_sigint_exits_immediately() {
-    // Escaped grandchildren hold the pipes, so even after the kill the host would wait for the
-    // pipes to drain; the third signal cuts that short.
-    let mut run = Run::start(2, "escapee", 60_000);
+    // Grandchildren that escaped both their group and their cgroup hold the pipes, so even after
+    // the kill the host would wait for the pipes to drain; the third signal cuts that short.
+    let mut run = Run::start(2, "cgroup-escapee", 60_000);
     run.signal(Signal::INT);
     run.wait_log("received SIGINT: stopping");
     run.signal(Signal::INT);

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 use warren_rpc::{Client, Endpoint};
 
+use crate::cgroup::ChildCgroup;
 use crate::error::SpawnError;
 use crate::host::HostShared;
 use crate::log::{LogSink, Stream};
@@ -265,6 +266,12 @@ pub(crate) async fn spawn(host: &Arc<HostShared>, spec: Spec) -> Result<Child, S
     // stopping reaches grandchildren and a terminal's Ctrl-C reaches only the host, which then
     // stops children in order; and the parent-death signal (see `spawner`).
     let mut command = spawner::Command::new(&spec.program);
+    let cgroup = host.cgroup.as_ref().and_then(|cgroups| {
+        cgroups.child(&spec.name).map_err(|err| debug!(child = %name, "no cgroup of its own: {err}")).ok()
+    });
+    if let Some(cgroup) = &cgroup {
+        command.cgroup(cgroup.procs_fd());
+    }
     command.args(&spec.args);
     if spec.clear_env {
         command.env_clear();
@@ -320,7 +327,7 @@ pub(crate) async fn spawn(host: &Arc<HostShared>, spec: Spec) -> Result<Child, S
     let (exit_tx, exit) = watch::channel(None);
     let group = Arc::new(Group::default());
     let (lost_tx, socket_lost) = watch::channel(None);
-    tokio::spawn(reap(process, pid, Arc::clone(&group), Arc::downgrade(host), Arc::clone(&name), exit_tx));
+    tokio::spawn(reap(process, pid, cgroup, Arc::clone(&group), Arc::downgrade(host), Arc::clone(&name), exit_tx));
 
     let inner = ChildInner {
         name: Arc::clone(&name),
@@ -444,6 +451,7 @@ async fn connect(
 async fn reap(
     process: spawner::Process,
     pgid: u32,
+    cgroup: Option<ChildCgroup>,
     group: Arc<Group>,
     host: Weak<HostShared>,
     name: Arc<str>,
@@ -456,6 +464,17 @@ async fn reap(
         group.leaks.lock().unwrap_or_else(PoisonError::into_inner).push(Leak::GroupMembers);
         stop::reap_leftovers(pgid).await;
     }
+    // What is still in its cgroup left the group (its own session or group) and would outlive
+    // every stop.
+    let escaped = match &cgroup {
+        Some(cgroup) => cgroup.settle().await,
+        None => 0,
+    };
+    if escaped > 0 {
+        warn!(child = %name, "{escaped} descendant(s) that had left the child's process group outlived it; killed them");
+        group.leaks.lock().unwrap_or_else(PoisonError::into_inner).push(Leak::Escaped { count: escaped });
+    }
+    drop(cgroup);
     group.released.store(true, Ordering::SeqCst);
     if let Some(host) = host.upgrade() {
         host.unwatch(pgid);

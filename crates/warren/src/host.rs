@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use tracing::info;
 
+use crate::cgroup::HostCgroup;
 use crate::child::{self, Child};
 use crate::error::{HostError, SpawnError};
 use crate::log::{LogSink, TracingSink};
@@ -19,7 +20,10 @@ pub(crate) struct HostShared {
     pub runtime_dir: RuntimeDir,
     pub spawner: Spawner,
     pub sink: Arc<dyn LogSink>,
+    /// Declared before `cgroup`: the watchdog must stop watching before the cgroup goes.
     watchdog: Option<Watchdog>,
+    /// Where children's cgroups go, when the system lets us have them.
+    pub cgroup: Option<HostCgroup>,
     children: Mutex<Vec<Child>>,
     /// Names whose spawn is under way.
     starting: Mutex<std::collections::HashSet<String>>,
@@ -113,7 +117,10 @@ impl HostBuilder {
         tokio::runtime::Handle::try_current().map_err(|_| HostError::NoRuntime)?;
         let runtime_dir = RuntimeDir::create().map_err(HostError::RuntimeDir)?;
         sys::become_subreaper().map_err(HostError::Subreaper)?;
-        let watchdog = if self.watchdog { Some(Watchdog::start().map_err(HostError::Watchdog)?) } else { None };
+        let cgroup = HostCgroup::create();
+        let kill_file = cgroup.as_ref().and_then(HostCgroup::kill_file);
+        let watchdog =
+            if self.watchdog { Some(Watchdog::start(kill_file).map_err(HostError::Watchdog)?) } else { None };
         let spawner = Spawner::start().map_err(HostError::Spawner)?;
         Ok(Host {
             shared: Arc::new(HostShared {
@@ -121,6 +128,7 @@ impl HostBuilder {
                 spawner,
                 sink: self.sink,
                 watchdog,
+                cgroup,
                 children: Mutex::new(Vec::new()),
                 starting: Mutex::new(std::collections::HashSet::new()),
                 signals: Mutex::new(signals),
@@ -167,6 +175,13 @@ impl Host {
     }
 
     /// The pid of the watchdog process, if it runs.
+    /// Whether each child runs in a cgroup of its own, so that a stop (and the watchdog, if the
+    /// host dies) also reaches descendants that left the child's process group. Needs a
+    /// writable cgroup2 hierarchy (root, or a delegated subtree) and Linux 5.14.
+    pub fn uses_cgroups(&self) -> bool {
+        self.shared.cgroup.is_some()
+    }
+
     pub fn watchdog_pid(&self) -> Option<u32> {
         self.shared.watchdog.as_ref().map(Watchdog::pid)
     }

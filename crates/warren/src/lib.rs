@@ -24,6 +24,7 @@
 //! socket in a private 0700 runtime directory. See `docs/SHUTDOWN.md` for the races each step
 //! prevents.
 
+mod cgroup;
 mod child;
 mod error;
 mod host;

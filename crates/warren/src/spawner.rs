@@ -15,7 +15,7 @@
 use std::collections::BTreeMap;
 use std::ffi::{CString, OsStr, OsString};
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd, RawFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -79,6 +79,7 @@ pub struct Command {
     args: Vec<OsString>,
     env: Vec<EnvChange>,
     cwd: Option<PathBuf>,
+    cgroup_procs: Option<RawFd>,
 }
 
 #[derive(Debug)]
@@ -90,7 +91,13 @@ enum EnvChange {
 
 impl Command {
     pub fn new(program: impl AsRef<Path>) -> Command {
-        Command { program: program.as_ref().to_owned(), args: Vec::new(), env: Vec::new(), cwd: None }
+        Command {
+            program: program.as_ref().to_owned(),
+            args: Vec::new(),
+            env: Vec::new(),
+            cwd: None,
+            cgroup_procs: None,
+        }
     }
 
     pub fn args<S: AsRef<OsStr>>(&mut self, args: impl IntoIterator<Item = S>) -> &mut Command {
@@ -118,6 +125,13 @@ impl Command {
 
     pub fn env_remove(&mut self, key: impl AsRef<OsStr>) -> &mut Command {
         self.env.push(EnvChange::Remove(key.as_ref().to_owned()));
+        self
+    }
+
+    /// The child joins the cgroup whose `cgroup.procs` this is before it execs; the caller
+    /// keeps the descriptor open until the spawn has returned.
+    pub fn cgroup(&mut self, procs: RawFd) -> &mut Command {
+        self.cgroup_procs = Some(procs);
         self
     }
 
@@ -163,7 +177,15 @@ impl Command {
         let (stdin_read, stdin_write) = rustix::pipe::pipe_with(cloexec)?;
         let (stdout_read, stdout_write) = rustix::pipe::pipe_with(cloexec)?;
         let (stderr_read, stderr_write) = rustix::pipe::pipe_with(cloexec)?;
-        let exec = sys::Exec { candidates, argv, envp, cwd, stdio: [stdin_read, stdout_write, stderr_write], parent };
+        let exec = sys::Exec {
+            candidates,
+            argv,
+            envp,
+            cwd,
+            stdio: [stdin_read, stdout_write, stderr_write],
+            parent,
+            cgroup_procs: self.cgroup_procs,
+        };
         Ok((exec, [stdin_write, stdout_read, stderr_read]))
     }
 }

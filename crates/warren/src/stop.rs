@@ -77,6 +77,9 @@ pub enum Leak {
     GroupMembers,
     /// Something outside the group kept the child's stdout/stderr open; warren stopped reading.
     PipesHeldOpen,
+    /// Descendants that had left the child's process group outlived it; they were found in
+    /// its cgroup and killed.
+    Escaped { count: usize },
 }
 
 /// The report of one stop.
@@ -110,6 +113,7 @@ impl fmt::Display for StopReport {
             match leak {
                 Leak::GroupMembers => f.write_str("; leftover processes in its group were killed")?,
                 Leak::PipesHeldOpen => f.write_str("; a process outside its group kept its pipes open")?,
+                Leak::Escaped { count } => write!(f, "; {count} descendant(s) outside its group were killed")?,
             }
         }
         Ok(())

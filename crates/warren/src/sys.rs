@@ -9,7 +9,7 @@
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use rustix::process::{Pid, Signal};
 
@@ -139,6 +139,17 @@ pub fn wait_for(raw_pid: u32) -> io::Result<std::process::ExitStatus> {
     }
 }
 
+pub fn kill_process(raw_pid: u32, signal: StopSignal) -> io::Result<()> {
+    rustix::process::kill_process(pid(raw_pid)?, signal.to_rustix()).map_err(io::Error::from)
+}
+
+/// Reaps `raw_pid` if it is an exited child of ours; never waits.
+pub fn reap_if_exited(raw_pid: u32) {
+    if let Ok(child) = pid(raw_pid) {
+        let _ = rustix::process::waitpid(Some(child), rustix::process::WaitOptions::NOHANG);
+    }
+}
+
 /// Whether a process exists (zombies included).
 pub fn process_exists(raw_pid: u32) -> bool {
     pid(raw_pid).is_ok_and(|pid| rustix::process::test_kill_process(pid).is_ok())
@@ -172,6 +183,8 @@ pub struct Exec {
     pub stdio: [OwnedFd; 3],
     /// The host's pid: the child refuses to exec once its parent is no longer the host.
     pub parent: u32,
+    /// The `cgroup.procs` of the child's cgroup, if it has one: it joins before exec.
+    pub cgroup_procs: Option<RawFd>,
 }
 
 /// What the child of [`spawn`] reads: raw pointers into an [`Exec`] and pointer arrays made
@@ -185,6 +198,7 @@ struct ChildArgs {
     cwd: *const libc::c_char,
     stdio: [libc::c_int; 3],
     parent: libc::pid_t,
+    cgroup_procs: libc::c_int,
     last_signal: libc::c_int,
     /// Set by the child to the errno of what failed; read by the parent after `clone` returns.
     error: std::sync::atomic::AtomicI32,
@@ -218,6 +232,7 @@ pub fn spawn(exec: &Exec) -> io::Result<u32> {
         cwd: exec.cwd.as_ref().map_or(std::ptr::null(), |cwd| cwd.as_ptr()),
         stdio: [exec.stdio[0].as_raw_fd(), exec.stdio[1].as_raw_fd(), exec.stdio[2].as_raw_fd()],
         parent: libc::pid_t::try_from(exec.parent).unwrap_or(0),
+        cgroup_procs: exec.cgroup_procs.unwrap_or(-1),
         last_signal: libc::SIGRTMAX(),
         error: std::sync::atomic::AtomicI32::new(0),
     };
@@ -294,6 +309,12 @@ unsafe fn child_exec(args: &ChildArgs) -> libc::c_int {
         if libc::setpgid(0, 0) < 0 {
             return errno();
         }
+        // Its cgroup, before it can start anything: then every descendant is in it too. "0"
+        // means the writer. Refused only by an odd cgroup setup; the child then runs with
+        // process groups only, as where no cgroup is available.
+        if args.cgroup_procs >= 0 {
+            libc::write(args.cgroup_procs, b"0".as_ptr().cast(), 1);
+        }
         // prctl is variadic and reads its arguments as unsigned longs: pass them as such.
         let (kill, zero) = (libc::SIGKILL as libc::c_ulong, 0 as libc::c_ulong);
         if libc::prctl(libc::PR_SET_PDEATHSIG, kill, zero, zero, zero) < 0 {
@@ -355,19 +376,21 @@ pub struct Watchdog {
 const WATCHDOG_CAPACITY: usize = 16 * 1024;
 
 impl Watchdog {
-    pub fn start() -> io::Result<Watchdog> {
+    /// `cgroup_kill`: the host's `cgroup.kill`, written to kill every child's cgroup at once,
+    /// descendants that left their process group included.
+    pub fn start(cgroup_kill: Option<CString>) -> io::Result<Watchdog> {
         let (read_end, write_end) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
         // Allocated before fork: the watchdog must not allocate.
         let mut groups = vec![0i32; WATCHDOG_CAPACITY].into_boxed_slice();
         let read_fd = read_end.as_raw_fd();
         let write_fd = write_end.as_raw_fd();
         // SAFETY: after fork the child runs only `watchdog_main`, which makes async-signal-safe
-        // syscalls (close, setpgid, sigaction, read, kill, _exit) on memory it owns, and never
+        // syscalls (close, setpgid, sigaction, read, kill, open, write, _exit) on memory it owns, and never
         // returns into Rust code that could touch locks held by other threads of the parent.
         let child = unsafe { libc::fork() };
         match child {
             -1 => Err(io::Error::last_os_error()),
-            0 => watchdog_main(read_fd, write_fd, &mut groups),
+            0 => watchdog_main(read_fd, write_fd, &mut groups, cgroup_kill.as_deref()),
             pid => {
                 drop(read_end);
                 Ok(Watchdog { pipe: Some(write_end), pid: pid.unsigned_abs() })
@@ -411,7 +434,7 @@ impl Drop for Watchdog {
     }
 }
 
-fn watchdog_main(read_fd: i32, write_fd: i32, groups: &mut [i32]) -> ! {
+fn watchdog_main(read_fd: i32, write_fd: i32, groups: &mut [i32], cgroup_kill: Option<&std::ffi::CStr>) -> ! {
     // SAFETY (whole function): runs in the forked child; every call below is an async-signal-safe
     // syscall on file descriptors and memory this process owns.
     unsafe {
@@ -469,6 +492,15 @@ fn watchdog_main(read_fd: i32, write_fd: i32, groups: &mut [i32]) -> ! {
         for &pgid in groups.iter() {
             if pgid > 0 {
                 libc::kill(-pgid, libc::SIGKILL);
+            }
+        }
+        // And whatever left its group: everything in the children's cgroups. After a clean
+        // stop they are empty and this does nothing; the host itself is not in them.
+        if let Some(path) = cgroup_kill {
+            let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+            if fd >= 0 {
+                libc::write(fd, b"1".as_ptr().cast(), 1);
+                libc::close(fd);
             }
         }
         libc::_exit(0)

@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! many-host <children> <mode> <grace-ms>
-//! mode: plugin | plugin-grandchild | ignore-term | escapee
+//! mode: plugin | plugin-grandchild | ignore-term | escapee | cgroup-escapee
 //! ```
 
 use std::io::Write;
@@ -32,6 +32,7 @@ async fn main() -> ExitCode {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "host {} watchdog {}", std::process::id(), host.watchdog_pid().unwrap_or(0));
     let _ = writeln!(out, "runtime {}", host.runtime_dir().display());
+    let _ = writeln!(out, "cgroups {}", host.uses_cgroups());
     let mut starts = tokio::task::JoinSet::new();
     for i in 0..count {
         let spec = match mode.as_str() {
@@ -39,6 +40,7 @@ async fn main() -> ExitCode {
             "plugin-grandchild" => Spec::new(&child_exe).args(["plugin", "--grandchild"]),
             "ignore-term" => Spec::new(&child_exe).arg("ignore-term").rpc(false),
             "escapee" => Spec::new(&child_exe).arg("escapee").rpc(false),
+            "cgroup-escapee" => Spec::new(&child_exe).arg("cgroup-escapee").rpc(false),
             other => {
                 eprintln!("many-host: unknown mode {other}");
                 return ExitCode::from(64);

@@ -55,6 +55,7 @@ fn main() -> ExitCode {
                 grandchild: flag("--grandchild"),
                 ignore_shutdown: flag("--ignore-shutdown"),
                 ignore_term: flag("--ignore-term"),
+                leave_cgroup: flag("--leave-cgroup"),
                 millis,
             };
             runtime().block_on(async_main(mode, flags))
@@ -70,11 +71,12 @@ struct Flags {
     grandchild: bool,
     ignore_shutdown: bool,
     ignore_term: bool,
+    leave_cgroup: bool,
     millis: u64,
 }
 
 async fn async_main(mode: &str, flags: Flags) -> ExitCode {
-    let Flags { grandchild, ignore_shutdown, ignore_term, millis } = flags;
+    let Flags { grandchild, ignore_shutdown, ignore_term, leave_cgroup: leave, millis } = flags;
     match mode {
         "never-ready" => {
             eprintln!("warming up forever");
@@ -101,9 +103,9 @@ async fn async_main(mode: &str, flags: Flags) -> ExitCode {
             eprintln!("exiting, leaving grandchild {grandchild} behind");
             ExitCode::SUCCESS
         }
-        "escapee" => {
+        "escapee" | "cgroup-escapee" => {
             let mut term = signal(SignalKind::terminate()).expect("handler");
-            let grandchild = spawn_detached_sleeper();
+            let grandchild = spawn_detached_sleeper(mode == "cgroup-escapee");
             println!("grandchild {grandchild}");
             ready();
             term.recv().await;
@@ -116,6 +118,9 @@ async fn async_main(mode: &str, flags: Flags) -> ExitCode {
             ExitCode::from(1)
         }
         "sleeper" => {
+            if leave {
+                leave_cgroup();
+            }
             let mut term = signal(SignalKind::terminate()).expect("handler");
             loop {
                 term.recv().await;
@@ -152,15 +157,32 @@ fn spawn_sleeper(ignore_term: bool) -> u32 {
     child.id()
 }
 
-/// A grandchild in its own process group: signals to the child's group do not reach it.
-fn spawn_detached_sleeper() -> u32 {
+/// A grandchild in its own process group: signals to the child's group do not reach it. With
+/// `leave_cgroup` it also moves itself to the root of the cgroup2 hierarchy (as root can), out
+/// of the child's cgroup: then nothing warren does reaches it.
+fn spawn_detached_sleeper(leave_cgroup: bool) -> u32 {
     use std::os::unix::process::CommandExt;
     let exe = std::env::current_exe().expect("own path");
     let mut command = std::process::Command::new(exe);
     command.arg("sleeper").process_group(0);
+    if leave_cgroup {
+        command.arg("--leave-cgroup");
+    }
     #[expect(clippy::zombie_processes, reason = "the grandchild is meant to escape")]
     let child = command.spawn().expect("spawn grandchild");
     child.id()
+}
+
+/// Moves this process to the root cgroup of the cgroup2 hierarchy, if there is one.
+fn leave_cgroup() {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let root = mountinfo.lines().find_map(|line| {
+        let (before, after) = line.split_once(" - ")?;
+        (after.split_whitespace().next()? == "cgroup2").then(|| before.split_whitespace().nth(4))?
+    });
+    if let Some(root) = root {
+        let _ = std::fs::write(std::path::Path::new(root).join("cgroup.procs"), "0");
+    }
 }
 
 async fn plugin(grandchild: bool, ignore_shutdown: bool) -> ExitCode {
