@@ -50,6 +50,7 @@ pub mod hello;
 mod jsonrpc;
 pub mod message;
 mod server;
+mod unix_io;
 mod writer;
 
 pub use crate::bytes::Bytes;

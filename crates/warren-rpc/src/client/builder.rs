@@ -111,10 +111,9 @@ impl ClientBuilder {
                         len,
                         limit,
                     })?;
-                    let stream = tokio::net::UnixStream::connect(path)
-                        .await
-                        .map_err(|source| ConnectError::Io { endpoint: label.clone(), source })?;
-                    let (read, write) = stream.into_split();
+                    let io_error = |source| ConnectError::Io { endpoint: label.clone(), source };
+                    let stream = tokio::net::UnixStream::connect(path).await.map_err(io_error)?;
+                    let (read, write) = crate::unix_io::split(stream).map_err(io_error)?;
                     self.clone().handshake(read, write, &label).await
                 }
                 Endpoint::Tcp(addr) => {

@@ -122,7 +122,13 @@ pub(crate) async fn accept_loop(core: Arc<Core>, listener: Listener) {
                     ));
                     continue;
                 };
-                let (read, write) = stream.into_split();
+                let (read, write) = match crate::unix_io::split(stream) {
+                    Ok(halves) => halves,
+                    Err(err) => {
+                        warn!(peer = %peer.address, "cannot register the connection: {err}");
+                        continue;
+                    }
+                };
                 core.control.connections.spawn(serve_in(slot, Arc::clone(&core), read, write, peer));
             }
             Ok(Accepted::Tcp(stream, addr)) => {
