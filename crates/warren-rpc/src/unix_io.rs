@@ -4,47 +4,53 @@
 //! reads what this side wrote, the socket becomes writable again and epoll wakes this side,
 //! though it has nothing to write. A peer on the same CPU is often preempted for that wake-up
 //! and has to be switched back to: one round trip then costs about four context switches
-//! instead of two, which is most of a small call's time. Here writes are plain non-blocking
-//! `send`s on a descriptor the runtime does not watch; only when one would block is another
-//! descriptor of the socket registered for writability, until the write goes through.
+//! instead of two, which is most of a small call's time. Here the socket is registered for
+//! reading only and written with plain non-blocking `send`s; only when one would block is a
+//! second descriptor of it registered for writability, until the write goes through.
 
-use std::io::{self, IoSlice, Write};
-use std::net::Shutdown;
-use std::os::fd::OwnedFd;
-use std::os::unix::net::UnixStream;
+use std::io::{self, IoSlice};
+use std::os::fd::{AsFd, OwnedFd};
 use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, ready};
 
+use rustix::net::{SendAncillaryBuffer, SendFlags, Shutdown};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::unix::pipe;
 
 /// Splits a connected tokio stream into halves that do not wake on writability.
 pub(crate) fn split(stream: tokio::net::UnixStream) -> io::Result<(ReadHalf, WriteHalf)> {
-    let stream = stream.into_std()?;
-    let write = stream.try_clone()?;
     // tokio's pipe end is a readable-only registration of any descriptor: it reads with
     // read(2), which on a socket is recv(2).
-    let read = pipe::Receiver::from_owned_fd_unchecked(OwnedFd::from(stream))?;
-    Ok((ReadHalf { read }, WriteHalf { stream: write, writable: None }))
+    let socket = pipe::Receiver::from_owned_fd_unchecked(OwnedFd::from(stream.into_std()?))?;
+    let socket = Arc::new(Mutex::new(socket));
+    Ok((ReadHalf { socket: Arc::clone(&socket) }, WriteHalf { socket, writable: None }))
+}
+
+/// One descriptor for both halves (a connection costs one, as with tokio's own halves), held
+/// by each half while it uses it: a read or a `send`, never across an await.
+type Socket = Arc<Mutex<pipe::Receiver>>;
+
+fn lock(socket: &Socket) -> MutexGuard<'_, pipe::Receiver> {
+    socket.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[derive(Debug)]
 pub(crate) struct ReadHalf {
-    read: pipe::Receiver,
+    socket: Socket,
 }
 
 #[derive(Debug)]
 pub(crate) struct WriteHalf {
-    /// Written to directly: the runtime is not told about this descriptor.
-    stream: UnixStream,
-    /// A third descriptor of the socket, registered for writability while a write waits for
-    /// room; dropped (deregistered) once a write goes through whole.
+    socket: Socket,
+    /// Another descriptor of the socket, registered for writability while a write waits for
+    /// room; dropped (deregistered, closed) once a write goes through whole.
     writable: Option<pipe::Sender>,
 }
 
 impl AsyncRead for ReadHalf {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().read).poll_read(cx, buf)
+        Pin::new(&mut *lock(&self.socket)).poll_read(cx, buf)
     }
 }
 
@@ -53,10 +59,11 @@ impl WriteHalf {
         &mut self,
         cx: &mut Context<'_>,
         len: usize,
-        mut send: impl FnMut(&UnixStream) -> io::Result<usize>,
+        mut send: impl FnMut(&pipe::Receiver) -> io::Result<usize>,
     ) -> Poll<io::Result<usize>> {
         loop {
-            match send(&self.stream) {
+            let sent = send(&lock(&self.socket));
+            match sent {
                 Ok(n) => {
                     if n == len {
                         self.writable = None;
@@ -69,14 +76,15 @@ impl WriteHalf {
             }
             let writable = match &mut self.writable {
                 Some(writable) => writable,
-                None => self
-                    .writable
-                    .insert(pipe::Sender::from_owned_fd_unchecked(OwnedFd::from(self.stream.try_clone()?))?),
+                None => {
+                    let fd = lock(&self.socket).as_fd().try_clone_to_owned()?;
+                    self.writable.insert(pipe::Sender::from_owned_fd_unchecked(fd)?)
+                }
             };
             ready!(writable.poll_write_ready(cx))?;
             // Ready may be an old edge: a write that would still block forgets it, so that the
             // next poll waits for a new one.
-            match writable.try_io(|| send(&self.stream)) {
+            match writable.try_io(|| send(&lock(&self.socket))) {
                 Ok(n) => return Poll::Ready(Ok(n)),
                 Err(err) if matches!(err.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {}
                 Err(err) => return Poll::Ready(Err(err)),
@@ -87,8 +95,8 @@ impl WriteHalf {
 
 impl AsyncWrite for WriteHalf {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        // std's socket `write` is a send(2) with MSG_NOSIGNAL: a closed peer is EPIPE, not SIGPIPE.
-        self.get_mut().poll_send(cx, buf.len(), |mut stream| stream.write(buf))
+        // MSG_NOSIGNAL: a closed peer is EPIPE, not SIGPIPE.
+        self.get_mut().poll_send(cx, buf.len(), |socket| Ok(rustix::net::send(socket, buf, SendFlags::NOSIGNAL)?))
     }
 
     fn poll_write_vectored(
@@ -97,7 +105,10 @@ impl AsyncWrite for WriteHalf {
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let len = bufs.iter().map(|buf| buf.len()).sum();
-        self.get_mut().poll_send(cx, len, |mut stream| stream.write_vectored(bufs))
+        self.get_mut().poll_send(cx, len, |socket| {
+            let mut no_control = SendAncillaryBuffer::default();
+            Ok(rustix::net::sendmsg(socket, bufs, &mut no_control, SendFlags::NOSIGNAL)?)
+        })
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -109,7 +120,7 @@ impl AsyncWrite for WriteHalf {
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(self.stream.shutdown(Shutdown::Write))
+        Poll::Ready(Ok(rustix::net::shutdown(&*lock(&self.socket), Shutdown::Write)?))
     }
 }
 
@@ -117,7 +128,7 @@ impl Drop for WriteHalf {
     // As tokio's own write half does: the read half keeps the socket open, and the peer must
     // still see the end of what this side sends.
     fn drop(&mut self) {
-        let _ = self.stream.shutdown(Shutdown::Write);
+        let _ = rustix::net::shutdown(&*lock(&self.socket), Shutdown::Write);
     }
 }
 
