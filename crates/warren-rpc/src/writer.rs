@@ -15,7 +15,7 @@ use futures_util::task::AtomicWaker;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
-use crate::codec::FrameBuf;
+use crate::codec::{FrameBuf, Mark};
 
 /// A frame ready to be written.
 #[derive(Debug)]
@@ -184,11 +184,12 @@ impl FrameSender {
         if state.stopped {
             return Err(Unsent::Gone);
         }
-        let mark = state.pending.mark();
-        if let Err(err) = encode(&mut state.pending) {
-            state.pending.truncate(mark);
+        let mut undo = Undo { mark: state.pending.mark(), pending: &mut state.pending, keep: false };
+        if let Err(err) = encode(undo.pending) {
             return Err(Unsent::Encode(err));
         }
+        undo.keep = true;
+        drop(undo);
         match flush {
             Flush::Writer => {
                 drop(state);
@@ -251,6 +252,22 @@ impl WeakFrameSender {
                 Ok(_) => return Some(FrameSender { shared }),
                 Err(now) => senders = now,
             }
+        }
+    }
+}
+
+/// Takes back what a failed encode appended, a panicking one included (a value's `Serialize`
+/// may panic): half a frame left in the buffer would garble every frame after it.
+struct Undo<'a> {
+    pending: &'a mut FrameBuf,
+    mark: Mark,
+    keep: bool,
+}
+
+impl Drop for Undo<'_> {
+    fn drop(&mut self) {
+        if !self.keep {
+            self.pending.truncate(self.mark);
         }
     }
 }
@@ -410,6 +427,30 @@ mod tests {
         expected.extend_from_slice(&big);
         expected.extend_from_slice(b"cd");
         assert_eq!(out, expected);
+    }
+
+    #[tokio::test]
+    async fn a_failed_or_panicking_encode_leaves_nothing_behind() {
+        let (tx, queue) = channel();
+        let failed = tx.encode(Flush::Later, |frame| {
+            frame.buf.extend_from_slice(b"half");
+            Err("no")
+        });
+        assert!(matches!(failed, Err(Unsent::Encode("no"))));
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            tx.encode(Flush::Later, |frame| -> Result<(), ()> {
+                frame.buf.extend_from_slice(b"half");
+                panic!("a Serialize impl panicked");
+            })
+        }));
+        assert!(panicked.is_err());
+        tx.send(Bytes::from_static(b"whole")).expect("queued");
+        drop(tx);
+        let (mut read, write) = tokio::io::duplex(1024);
+        run(write, queue, CancellationToken::new(), || false).await.expect("written");
+        let mut out = Vec::new();
+        tokio::io::AsyncReadExt::read_to_end(&mut read, &mut out).await.expect("read");
+        assert_eq!(out, b"whole");
     }
 
     #[tokio::test]
