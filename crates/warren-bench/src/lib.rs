@@ -2,9 +2,9 @@
 //!
 //! warren measured next to a raw Unix-socket ping-pong, Go net/rpc (gob over HTTP, and the
 //! jsonrpc codec), tarpc and supervisord, every implementation in its own server and client
-//! processes and driven through the same workloads. `bench/run-all` builds everything in release
-//! mode and runs [`driver`] (the `wb-run` binary), which writes the results into
-//! `BENCHMARKS.md`.
+//! processes and driven through the same workloads. `bench/run-all` builds everything with the
+//! `bench-release` profile (release, fat LTO, one codegen unit) and runs [`driver`] (the `wb-run`
+//! binary), which writes the results into `BENCHMARKS.md`.
 //!
 //! The workloads are defined once, in [`workload`]: `Task.Get("new_id") -> Todo { ID }` and
 //! `Task.Echo(bytes) -> bytes` with 4 KiB and 1 MiB payloads. Every client (the Rust one for raw,

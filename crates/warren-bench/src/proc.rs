@@ -47,6 +47,15 @@ fn status_field(pid: u32, field: &str) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// Minor page faults of `pid` so far, all its threads together (`minflt` of `/proc/PID/stat`):
+/// the copy-on-write faults a process takes after a `fork` are counted here.
+pub fn minor_faults(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    // After the command: state ppid pgrp session tty_nr tpgid flags minflt.
+    rest.split_whitespace().nth(7)?.parse().ok()
+}
+
 /// Whether `pid` is a live process (not a zombie).
 pub fn alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {

@@ -14,6 +14,10 @@
 //!   (the runtime the child has under a host) started with
 //!   `std::process::Command` (no pre-exec hook, so `posix_spawn`), their `ready` lines read,
 //!   each called once, then stopped by closing their stdin.
+//! - `wb-host spawn-cost CHILD N SPAWNS`: what one spawn costs a host that already runs N
+//!   warren children: SPAWNS times `CHILD log 0` (no RPC, ready once started, exits at once) —
+//!   how long `Host::spawn` takes to return, and the host's CPU time and minor page faults from
+//!   the spawn until the child is stopped (a `fork` shows here as copy-on-write faults).
 //! - `wb-host logs CHILD LINES`: `wb-child log LINES` under the host with a counting log sink:
 //!   lines per second reaching the sink, host CPU per line, lost lines.
 
@@ -242,6 +246,32 @@ async fn plain_many(child: &Path, n: usize) -> anyhow::Result<Value> {
     }))
 }
 
+async fn spawn_cost(child: &Path, n: usize, spawns: usize) -> anyhow::Result<Value> {
+    let host = Host::new()?;
+    let mut running = Vec::new();
+    for i in 0..n {
+        running.push(host.spawn(Spec::new(child).name(format!("c{i}"))).await?);
+    }
+    let me = std::process::id();
+    let (mut spawn_ns, mut cpu_ns, mut faults) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..spawns {
+        let spec = Spec::new(child).name(format!("s{i}")).args(["log", "0"]).rpc(false).readiness(Readiness::Started);
+        let (cpu0, faults0) = (proc::self_cpu_ns(), proc::minor_faults(me).unwrap_or(0));
+        let start = Instant::now();
+        let c = host.spawn(spec).await?;
+        spawn_ns.push(ns(start.elapsed()));
+        c.wait().await;
+        c.stop(GRACE).await;
+        cpu_ns.push(proc::self_cpu_ns().saturating_sub(cpu0));
+        faults.push(proc::minor_faults(me).unwrap_or(0).saturating_sub(faults0));
+    }
+    let host_rss = proc::rss_kib(me).unwrap_or(0);
+    host.stop_all(GRACE).await;
+    Ok(
+        json!({ "n": n, "spawn_ns": spawn_ns, "host_cpu_ns": cpu_ns, "host_minor_faults": faults, "host_rss_kib": host_rss }),
+    )
+}
+
 /// Counts lines, checks that each carries the next number, and notes when the first and the
 /// last arrive.
 struct CountingSink {
@@ -319,8 +349,9 @@ async fn run(args: &[String]) -> anyhow::Result<Value> {
         Some("many") => many(&path(1)?, number(2)? as usize).await,
         Some("plain-many") => plain_many(&path(1)?, number(2)? as usize).await,
         Some("logs") => logs(&path(1)?, number(2)?).await,
+        Some("spawn-cost") => spawn_cost(&path(1)?, number(2)? as usize, number(3)? as usize).await,
         _ => bail!(
-            "usage: wb-host lifecycle CHILD SPAWNS | plain SERVER SPAWNS [ARGS..] | many CHILD N | plain-many CHILD N | logs CHILD LINES"
+            "usage: wb-host lifecycle CHILD SPAWNS | plain SERVER SPAWNS [ARGS..] | many CHILD N | plain-many CHILD N | spawn-cost CHILD N SPAWNS | logs CHILD LINES"
         ),
     }
 }

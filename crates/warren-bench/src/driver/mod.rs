@@ -33,7 +33,7 @@ pub struct Config {
     pub spawns: usize,
     pub many: Vec<usize>,
     pub log_lines: u64,
-    /// Where the Rust binaries are (`target/release`).
+    /// Where the Rust binaries are (`target/bench-release`).
     pub bin: PathBuf,
     /// Where the Go binaries are (`target/bench-go`); Go peers are skipped if absent.
     pub go: PathBuf,
@@ -61,7 +61,7 @@ impl Config {
             spawns: if quick { 5 } else { 50 },
             many: if quick { vec![10] } else { vec![10, 100] },
             log_lines: if quick { 20_000 } else { 1_000_000 },
-            bin: PathBuf::from("target/release"),
+            bin: PathBuf::from("target/bench-release"),
             go: PathBuf::from("target/bench-go"),
             supervisord: None,
             out: PathBuf::from("BENCHMARKS.md"),

@@ -357,7 +357,11 @@ pub fn render(config: &Config, env: &Environment, s: &Store) -> String {
     let _ = writeln!(w, "- CPU: `{}`, {} vCPUs, {} of memory; kernel `{}`.", env.cpu, env.cpus, env.memory, env.kernel);
     let python = if env.python.is_empty() { String::new() } else { format!(" ({})", env.python) };
     let _ = writeln!(w, "- `{}`; `{}`; {}{python}.", env.rustc, env.go, env.supervisord);
-    let _ = writeln!(w, "- Crates: {}. Rust binaries in release mode.", env.crates);
+    let _ = writeln!(
+        w,
+        "- Crates: {}. Rust binaries built with the `bench-release` profile (release, fat LTO, one codegen unit).",
+        env.crates
+    );
     let _ = writeln!(
         w,
         "- **The machine is shared** (other engineers' tests and a soak run on it). The load average at the \
@@ -502,7 +506,8 @@ pub fn render(config: &Config, env: &Environment, s: &Store) -> String {
          READY=1 and the client is connected), then a first `Task.Get`; stop = `Child::stop` until the process \
          is reaped and its socket removed. **raw**: `std::process::Command` starts `wb-raw-server`, reads its \
          `ready` line from a pipe, connects and does one raw round trip; stop = close its stdin, wait, check the \
-         socket is gone. **plain wb-child**: the same plain spawn of the warren child in standalone mode with a \
+         socket is gone. **plain wb-child**: the same plain spawn of the warren child in standalone mode (on the \
+         current-thread runtime it has under a host) with a \
          warren client — what the child itself costs, without the host.\n",
         config.spawns
     );
@@ -525,7 +530,8 @@ pub fn render(config: &Config, env: &Environment, s: &Store) -> String {
     let _ = writeln!(
         w,
         "\nMany children at once: warren starts them with concurrent `Host::spawn`s and stops them with \
-         `Host::stop_all`; supervisord (`startsecs=0`, the same `wb-child` in standalone mode, logs captured) is \
+         `Host::stop_all`; supervisord (`startsecs=0`, the same `wb-child` in standalone mode on the current-thread \
+         runtime it has under a host, logs captured) is \
          driven over its XML-RPC socket: `startAllProcesses`, then each socket polled until it answers \
          `Task.Get` (supervisord has no readiness protocol), and `stopAllProcesses` until every process is \
          reaped and every socket removed. **plain spawns** is the floor: the same children started by a \
