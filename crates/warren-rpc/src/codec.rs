@@ -102,11 +102,9 @@ pub(crate) struct FrameBuf {
     parts: Vec<(usize, Bytes)>,
 }
 
-/// Where a [`FrameBuf`] ended, to take back what was appended after it.
+/// Where a [`FrameBuf`] ended, to measure what was appended after it.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Mark {
-    buf: usize,
-    parts: usize,
     len: usize,
 }
 
@@ -121,7 +119,7 @@ impl FrameBuf {
     }
 
     pub fn mark(&self) -> Mark {
-        Mark { buf: self.buf.len(), parts: self.parts.len(), len: self.len() }
+        Mark { len: self.len() }
     }
 
     /// Bytes appended since `mark`, parts included.
@@ -129,14 +127,16 @@ impl FrameBuf {
         self.len() - mark.len
     }
 
-    pub fn truncate(&mut self, mark: Mark) {
-        self.buf.truncate(mark.buf);
-        self.parts.truncate(mark.parts);
-    }
-
     pub fn clear(&mut self) {
         self.buf.clear();
         self.parts.clear();
+    }
+
+    /// Appends `other`'s bytes and parts after these.
+    pub fn append(&mut self, other: &FrameBuf) {
+        let base = self.buf.len();
+        self.parts.extend(other.parts.iter().map(|(at, part)| (base + at, part.clone())));
+        self.buf.extend_from_slice(&other.buf);
     }
 
     /// Appends `bytes`, by copy up to `coalesce_max` bytes, else as a part of its own.

@@ -3,6 +3,7 @@
 //! task, or, when it is idle and nothing else is about to be queued, by the task that queued
 //! them, at once (a hop to the writer task and back costs more than the write).
 
+use std::cell::Cell;
 use std::future::poll_fn;
 use std::io::IoSlice;
 use std::pin::Pin;
@@ -15,7 +16,7 @@ use futures_util::task::AtomicWaker;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
-use crate::codec::{FrameBuf, Mark};
+use crate::codec::FrameBuf;
 
 /// A frame ready to be written.
 #[derive(Debug)]
@@ -173,23 +174,34 @@ impl FrameSender {
         .map_err(|_| WriterGone)
     }
 
-    /// Queues the frame `encode` appends to the pending frames, in place. If it fails, what it
-    /// appended is taken back.
+    /// Queues the frame `encode` appends to a buffer: a buffer of this thread's, reused, not
+    /// the pending frames themselves, so that no `Serialize` impl runs under their lock (it
+    /// would hold up every other sender, and deadlock one that sends from inside it).
     pub(crate) fn encode<E>(
         &self,
         flush: Flush,
         encode: impl FnOnce(&mut FrameBuf) -> Result<(), E>,
     ) -> Result<(), Unsent<E>> {
+        // A nested encode on this thread (a `Serialize` that sends) finds none and makes its own.
+        let mut scratch = SCRATCH.take().unwrap_or_default();
+        scratch.clear();
+        let result = match encode(&mut scratch) {
+            Ok(()) => self.queue(&scratch, flush),
+            Err(err) => Err(Unsent::Encode(err)),
+        };
+        scratch.clear();
+        if scratch.buf.capacity() <= SCRATCH_MAX {
+            SCRATCH.set(Some(scratch));
+        }
+        result
+    }
+
+    fn queue<E>(&self, frames: &FrameBuf, flush: Flush) -> Result<(), Unsent<E>> {
         let mut state = self.shared.lock();
         if state.stopped {
             return Err(Unsent::Gone);
         }
-        let mut undo = Undo { mark: state.pending.mark(), pending: &mut state.pending, keep: false };
-        if let Err(err) = encode(undo.pending) {
-            return Err(Unsent::Encode(err));
-        }
-        undo.keep = true;
-        drop(undo);
+        state.pending.append(frames);
         match flush {
             Flush::Writer => {
                 drop(state);
@@ -256,21 +268,12 @@ impl WeakFrameSender {
     }
 }
 
-/// Takes back what a failed encode appended, a panicking one included (a value's `Serialize`
-/// may panic): half a frame left in the buffer would garble every frame after it.
-struct Undo<'a> {
-    pending: &'a mut FrameBuf,
-    mark: Mark,
-    keep: bool,
+thread_local! {
+    static SCRATCH: Cell<Option<FrameBuf>> = const { Cell::new(None) };
 }
 
-impl Drop for Undo<'_> {
-    fn drop(&mut self) {
-        if !self.keep {
-            self.pending.truncate(self.mark);
-        }
-    }
-}
+/// A scratch buffer grown past this by one big frame is not kept for the next.
+const SCRATCH_MAX: usize = 64 * 1024;
 
 /// Frames up to this size are copied together; bigger ones are written from their own buffers,
 /// in the same vectored write, since copying them would cost more than it saves.
@@ -432,6 +435,7 @@ mod tests {
     #[tokio::test]
     async fn a_failed_or_panicking_encode_leaves_nothing_behind() {
         let (tx, queue) = channel();
+        tx.send(Bytes::from_static(b"<")).expect("queued");
         let failed = tx.encode(Flush::Later, |frame| {
             frame.buf.extend_from_slice(b"half");
             Err("no")
@@ -444,13 +448,17 @@ mod tests {
             })
         }));
         assert!(panicked.is_err());
-        tx.send(Bytes::from_static(b"whole")).expect("queued");
+        tx.encode(Flush::Later, |frame| {
+            frame.buf.extend_from_slice(b"whole");
+            Ok::<(), ()>(())
+        })
+        .expect("queued");
         drop(tx);
         let (mut read, write) = tokio::io::duplex(1024);
         run(write, queue, CancellationToken::new(), || false).await.expect("written");
         let mut out = Vec::new();
         tokio::io::AsyncReadExt::read_to_end(&mut read, &mut out).await.expect("read");
-        assert_eq!(out, b"whole");
+        assert_eq!(out, b"<whole");
     }
 
     #[tokio::test]
