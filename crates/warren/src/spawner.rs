@@ -12,7 +12,6 @@
 //! cannot arm the death signal, and `std`'s `Command` falls back to `fork` as soon as a
 //! `pre_exec` hook asks for it.
 
-use std::collections::BTreeMap;
 use std::ffi::{CString, OsStr, OsString};
 use std::io;
 use std::os::fd::{AsFd, OwnedFd, RawFd};
@@ -143,34 +142,47 @@ impl Command {
     /// The child's side as C strings and pipe ends, and the host's ends of the pipes (stdin's
     /// write end, stdout's and stderr's read ends).
     fn prepare(&self, parent: u32) -> io::Result<(sys::Exec, [OwnedFd; 3])> {
-        let mut vars: BTreeMap<OsString, OsString> = std::env::vars_os().collect();
+        // The few variables this command sets or removes, in a short list searched linearly;
+        // the host's others are copied as they are (this runs on every spawn: no map of the
+        // whole environment).
+        let mut inherit = true;
+        let mut changed: Vec<(&OsStr, Option<&OsStr>)> = Vec::new();
         for change in &self.env {
             match change {
-                EnvChange::Clear => vars.clear(),
-                EnvChange::Set(key, value) => {
-                    vars.insert(key.clone(), value.clone());
+                EnvChange::Clear => {
+                    inherit = false;
+                    changed.clear();
                 }
-                EnvChange::Remove(key) => {
-                    vars.remove(key);
+                EnvChange::Set(key, value) => set_var(&mut changed, key, Some(value)),
+                EnvChange::Remove(key) => set_var(&mut changed, key, None),
+            }
+        }
+        let mut envp = Vec::new();
+        let mut path = None;
+        if inherit {
+            for (key, value) in std::env::vars_os() {
+                if changed.iter().any(|(name, _)| *name == key) {
+                    continue;
+                }
+                envp.push(env_pair(&key, &value)?);
+                if key == "PATH" {
+                    path = Some(value);
                 }
             }
         }
-        let candidates = search_path(&self.program, vars.get(OsStr::new("PATH")).map(OsString::as_os_str))
-            .into_iter()
-            .map(c_string)
-            .collect::<io::Result<Vec<_>>>()?;
+        for &(key, value) in &changed {
+            if let Some(value) = value {
+                envp.push(env_pair(key, value)?);
+                if key == "PATH" {
+                    path = Some(value.to_owned());
+                }
+            }
+        }
+        let candidates =
+            search_path(&self.program, path.as_deref()).into_iter().map(c_string).collect::<io::Result<Vec<_>>>()?;
         let argv = std::iter::once(self.program.clone().into_os_string())
             .chain(self.args.iter().cloned())
             .map(c_string)
-            .collect::<io::Result<Vec<_>>>()?;
-        let envp = vars
-            .into_iter()
-            .map(|(key, value)| {
-                let mut pair = key;
-                pair.push("=");
-                pair.push(value);
-                c_string(pair)
-            })
             .collect::<io::Result<Vec<_>>>()?;
         let cwd = self.cwd.clone().map(|dir| c_string(dir.into_os_string())).transpose()?;
         let cloexec = rustix::pipe::PipeFlags::CLOEXEC;
@@ -188,6 +200,22 @@ impl Command {
         };
         Ok((exec, [stdin_write, stdout_read, stderr_read]))
     }
+}
+
+/// Records that `key` is set to `value` (or removed, for `None`), replacing an earlier change.
+fn set_var<'a>(changed: &mut Vec<(&'a OsStr, Option<&'a OsStr>)>, key: &'a OsStr, value: Option<&'a OsStr>) {
+    match changed.iter_mut().find(|(name, _)| *name == key) {
+        Some(slot) => slot.1 = value,
+        None => changed.push((key, value)),
+    }
+}
+
+fn env_pair(key: &OsStr, value: &OsStr) -> io::Result<CString> {
+    let mut pair = Vec::with_capacity(key.len() + value.len() + 1);
+    pair.extend_from_slice(key.as_bytes());
+    pair.push(b'=');
+    pair.extend_from_slice(value.as_bytes());
+    c_string(OsString::from_vec(pair))
 }
 
 fn c_string(text: OsString) -> io::Result<CString> {
@@ -372,5 +400,28 @@ mod tests {
             exec.candidates,
             [CString::new("/bin/env").expect("no NUL"), CString::new("/usr/bin/env").expect("no NUL")]
         );
+    }
+
+    #[test]
+    fn an_inherited_variable_is_replaced_or_removed_once_and_path_is_the_childs() {
+        let host: Vec<(OsString, OsString)> = std::env::vars_os().collect();
+        let Some((key, _)) = host.iter().find(|(key, _)| key != "PATH") else { return };
+        let mut command = Command::new("true");
+        command.env(key, "replaced").env("PATH", "/opt/warren-test").env("WARREN_GONE", "1").env_remove("WARREN_GONE");
+        let (exec, _ends) = command.prepare(1).expect("prepare");
+        let count = |name: &OsStr| {
+            let mut prefix = name.as_bytes().to_vec();
+            prefix.push(b'=');
+            exec.envp.iter().filter(|pair| pair.as_bytes().starts_with(&prefix)).count()
+        };
+        let mut replaced = key.clone();
+        replaced.push("=replaced");
+        assert!(exec.envp.iter().any(|pair| pair.as_bytes() == replaced.as_bytes()));
+        assert_eq!(count(key), 1);
+        assert_eq!(count(OsStr::new("PATH")), 1);
+        assert_eq!(count(OsStr::new("WARREN_GONE")), 0);
+        let had_path = host.iter().any(|(key, _)| key == "PATH");
+        assert_eq!(exec.envp.len(), host.len() + usize::from(!had_path));
+        assert_eq!(exec.candidates, [CString::new("/opt/warren-test/true").expect("no NUL")]);
     }
 }
