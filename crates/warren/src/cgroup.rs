@@ -3,12 +3,13 @@
 //! signal can reach.
 //!
 //! The host makes `warren-<pid>-<random>` under its own cgroup, and one directory in it per
-//! child. The child joins its cgroup before it execs (`sys::spawn` writes to the cgroup's
-//! `cgroup.procs`), so it and everything it ever starts are in it, with no window. When the
-//! child's leader has exited and its group is settled, what is left in the cgroup escaped the
-//! group: it is killed (`cgroup.kill`) and reaped. If the host dies, the watchdog kills the
-//! host's whole cgroup. Where no writable cgroup2 hierarchy exists (no cgroup2 mounted, no
-//! delegation to this user), warren works as before, with process groups only.
+//! child. The child is created in its cgroup (`sys::spawn`: clone3 with `CLONE_INTO_CGROUP`;
+//! where that is refused it joins through the cgroup's `cgroup.procs` before it execs), so it
+//! and everything it ever starts are in it, with no window. When the child's leader has exited
+//! and its group is settled, what is left in the cgroup escaped the group: it is killed
+//! (`cgroup.kill`) and reaped. If the host dies, the watchdog kills the host's whole cgroup.
+//! Where no writable cgroup2 hierarchy exists (no cgroup2 mounted, no delegation to this
+//! user), warren works as before, with process groups only.
 
 use std::ffi::CString;
 use std::io;
@@ -68,9 +69,14 @@ impl HostCgroup {
             .collect();
         let dir = self.dir.join(format!("{clean}-{}", self.next.fetch_add(1, Ordering::Relaxed)));
         std::fs::DirBuilder::new().mode(0o755).create(&dir)?;
-        let procs = std::fs::OpenOptions::new().write(true).open(dir.join("cgroup.procs"));
-        match procs {
-            Ok(procs) => Ok(ChildCgroup { dir, procs: OwnedFd::from(procs) }),
+        let flags = rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC;
+        let opened =
+            rustix::fs::open(&dir, flags, rustix::fs::Mode::empty()).map_err(io::Error::from).and_then(|dir_fd| {
+                let procs = std::fs::OpenOptions::new().write(true).open(dir.join("cgroup.procs"))?;
+                Ok((dir_fd, OwnedFd::from(procs)))
+            });
+        match opened {
+            Ok((dir_fd, procs)) => Ok(ChildCgroup { dir, dir_fd, procs }),
             Err(err) => {
                 let _ = std::fs::remove_dir(&dir);
                 Err(err)
@@ -94,11 +100,18 @@ impl Drop for HostCgroup {
 #[derive(Debug)]
 pub(crate) struct ChildCgroup {
     dir: PathBuf,
-    /// Open before the child starts, which writes "0" to it to join.
+    /// What the child is created in (clone3's CLONE_INTO_CGROUP).
+    dir_fd: OwnedFd,
+    /// Open before the child starts, which writes "0" to it to join where it could not be
+    /// created in the cgroup.
     procs: OwnedFd,
 }
 
 impl ChildCgroup {
+    pub fn dir_fd(&self) -> RawFd {
+        self.dir_fd.as_raw_fd()
+    }
+
     pub fn procs_fd(&self) -> RawFd {
         self.procs.as_raw_fd()
     }

@@ -270,7 +270,7 @@ pub(crate) async fn spawn(host: &Arc<HostShared>, spec: Spec) -> Result<Child, S
         cgroups.child(&spec.name).map_err(|err| debug!(child = %name, "no cgroup of its own: {err}")).ok()
     });
     if let Some(cgroup) = &cgroup {
-        command.cgroup(cgroup.procs_fd());
+        command.cgroup(cgroup.dir_fd(), cgroup.procs_fd());
     }
     command.args(&spec.args);
     if spec.clear_env {

@@ -78,7 +78,7 @@ pub struct Command {
     args: Vec<OsString>,
     env: Vec<EnvChange>,
     cwd: Option<PathBuf>,
-    cgroup_procs: Option<RawFd>,
+    cgroup: Option<(RawFd, RawFd)>,
 }
 
 #[derive(Debug)]
@@ -90,13 +90,7 @@ enum EnvChange {
 
 impl Command {
     pub fn new(program: impl AsRef<Path>) -> Command {
-        Command {
-            program: program.as_ref().to_owned(),
-            args: Vec::new(),
-            env: Vec::new(),
-            cwd: None,
-            cgroup_procs: None,
-        }
+        Command { program: program.as_ref().to_owned(), args: Vec::new(), env: Vec::new(), cwd: None, cgroup: None }
     }
 
     pub fn args<S: AsRef<OsStr>>(&mut self, args: impl IntoIterator<Item = S>) -> &mut Command {
@@ -127,10 +121,11 @@ impl Command {
         self
     }
 
-    /// The child joins the cgroup whose `cgroup.procs` this is before it execs; the caller
-    /// keeps the descriptor open until the spawn has returned.
-    pub fn cgroup(&mut self, procs: RawFd) -> &mut Command {
-        self.cgroup_procs = Some(procs);
+    /// The child starts in the cgroup of this directory (or, where it cannot be created in it,
+    /// joins it through its `cgroup.procs` before it execs); the caller keeps both descriptors
+    /// open until the spawn has returned.
+    pub fn cgroup(&mut self, dir: RawFd, procs: RawFd) -> &mut Command {
+        self.cgroup = Some((dir, procs));
         self
     }
 
@@ -196,7 +191,7 @@ impl Command {
             cwd,
             stdio: [stdin_read, stdout_write, stderr_write],
             parent,
-            cgroup_procs: self.cgroup_procs,
+            cgroup: self.cgroup,
         };
         Ok((exec, [stdin_write, stdout_read, stderr_read]))
     }
@@ -353,6 +348,32 @@ mod tests {
             assert_eq!(ignored & (1 << (libc::SIGPIPE - 1)), 0, "SIGPIPE at its default: {out}");
             let (out, _) = output(&spawner, Command::new("pwd").current_dir("/")).await;
             assert_eq!(out, "/\n");
+        });
+    }
+
+    #[test]
+    fn a_child_starts_in_its_cgroup() {
+        let Some(cgroups) = crate::cgroup::HostCgroup::create() else {
+            eprintln!("skipped: no writable cgroup2 hierarchy here");
+            return;
+        };
+        runtime().block_on(async {
+            let spawner = Spawner::start().expect("spawner");
+            let cgroup = cgroups.child("spawner-test").expect("child cgroup");
+            let mut command = Command::new("cat");
+            command.args(["/proc/self/cgroup"]).cgroup(cgroup.dir_fd(), cgroup.procs_fd());
+            let (out, status) = output(&spawner, &command).await;
+            assert!(status.success(), "{out}");
+            let unified = out.lines().find_map(|line| line.strip_prefix("0::")).unwrap_or_default();
+            assert!(unified.contains("/spawner-test-"), "{out}");
+            // A directory the kernel will not create a child in: it joins through cgroup.procs.
+            let root = std::fs::File::open("/").expect("open /");
+            let other = cgroups.child("spawner-join").expect("child cgroup");
+            command.cgroup(std::os::fd::AsRawFd::as_raw_fd(&root), other.procs_fd());
+            let (out, status) = output(&spawner, &command).await;
+            assert!(status.success(), "{out}");
+            let unified = out.lines().find_map(|line| line.strip_prefix("0::")).unwrap_or_default();
+            assert!(unified.contains("/spawner-join-"), "{out}");
         });
     }
 

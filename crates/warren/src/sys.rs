@@ -183,8 +183,9 @@ pub struct Exec {
     pub stdio: [OwnedFd; 3],
     /// The host's pid: the child refuses to exec once its parent is no longer the host.
     pub parent: u32,
-    /// The `cgroup.procs` of the child's cgroup, if it has one: it joins before exec.
-    pub cgroup_procs: Option<RawFd>,
+    /// The child's cgroup, if it has one: its directory and its `cgroup.procs`. The child is
+    /// created in it (`CLONE_INTO_CGROUP`), or where that is not available joins it before exec.
+    pub cgroup: Option<(RawFd, RawFd)>,
 }
 
 /// What the child of [`spawn`] reads: raw pointers into an [`Exec`] and pointer arrays made
@@ -224,7 +225,7 @@ pub fn spawn(exec: &Exec) -> io::Result<u32> {
     let candidates = pointers(&exec.candidates);
     let argv = pointers(&exec.argv);
     let envp = pointers(&exec.envp);
-    let args = ChildArgs {
+    let mut args = ChildArgs {
         candidates: candidates.as_ptr(),
         candidate_count: exec.candidates.len(),
         argv: argv.as_ptr(),
@@ -232,14 +233,14 @@ pub fn spawn(exec: &Exec) -> io::Result<u32> {
         cwd: exec.cwd.as_ref().map_or(std::ptr::null(), |cwd| cwd.as_ptr()),
         stdio: [exec.stdio[0].as_raw_fd(), exec.stdio[1].as_raw_fd(), exec.stdio[2].as_raw_fd()],
         parent: libc::pid_t::try_from(exec.parent).unwrap_or(0),
-        cgroup_procs: exec.cgroup_procs.unwrap_or(-1),
+        cgroup_procs: -1,
         last_signal: libc::SIGRTMAX(),
         error: std::sync::atomic::AtomicI32::new(0),
     };
     // u128 keeps the stack 16-byte aligned, as the ABI wants at a call.
     let mut stack = vec![0u128; CHILD_STACK / std::mem::size_of::<u128>()];
     let stack_top = stack.as_mut_ptr_range().end.cast::<libc::c_void>();
-    let pid;
+    let mut pid = -1;
     // SAFETY: `clone` with CLONE_VM|CLONE_VFORK runs `child_main` in a new process that shares
     // this memory, on `stack`, while the kernel suspends this thread until the child has
     // exec'd or exited; `args`, the pointer arrays and the strings they point to are not
@@ -253,12 +254,31 @@ pub fn spawn(exec: &Exec) -> io::Result<u32> {
         let mut previous: libc::sigset_t = std::mem::zeroed();
         libc::sigfillset(&mut all);
         libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut previous);
-        pid = libc::clone(
-            child_main,
-            stack_top,
-            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
-            std::ptr::from_ref(&args).cast_mut().cast(),
-        );
+        // Created right in its cgroup: joining one afterwards is a migration, which the first
+        // time after a pause waits for an RCU grace period (measured: 16 ms) with this thread
+        // suspended and every spawn queued behind it. Kernels before 5.7, other architectures
+        // and seccomp filters that refuse clone3 get the join before exec instead.
+        #[cfg(target_arch = "x86_64")]
+        if let Some((dir, _)) = exec.cgroup {
+            let clone_args = CloneArgs {
+                flags: (libc::CLONE_VM | libc::CLONE_VFORK) as u64 | CLONE_INTO_CGROUP,
+                exit_signal: libc::SIGCHLD as u64,
+                stack: stack.as_mut_ptr() as u64,
+                stack_size: CHILD_STACK as u64,
+                cgroup: dir.unsigned_abs().into(),
+                ..CloneArgs::default()
+            };
+            pid = clone3_vfork(&clone_args, std::ptr::from_mut(&mut args).cast());
+        }
+        if pid < 0 {
+            args.cgroup_procs = exec.cgroup.map_or(-1, |(_, procs)| procs);
+            pid = libc::clone(
+                child_main,
+                stack_top,
+                libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+                std::ptr::from_mut(&mut args).cast(),
+            );
+        }
         let clone_error = io::Error::last_os_error();
         libc::pthread_sigmask(libc::SIG_SETMASK, &previous, std::ptr::null_mut());
         if pid < 0 {
@@ -275,6 +295,66 @@ pub fn spawn(exec: &Exec) -> io::Result<u32> {
         return Err(io::Error::from_raw_os_error(error));
     }
     Ok(pid.unsigned_abs())
+}
+
+/// `struct clone_args` of clone3 (Linux 5.7's, with `cgroup`).
+#[cfg(target_arch = "x86_64")]
+#[derive(Debug, Default)]
+#[repr(C)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+#[cfg(target_arch = "x86_64")]
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// clone3 for a child that shares this memory and runs `child_main(arg)` on the stack that
+/// `args` gives it; returns the child's pid, or a negative errno (no child was made then).
+///
+/// # Safety
+/// As for `libc::clone` with the same flags: `args.flags` must include CLONE_VM|CLONE_VFORK,
+/// the stack must stay valid until this returns, and `arg` must be what `child_main` expects.
+/// glibc has no clone3 wrapper, hence the few instructions of one: the kernel starts the child
+/// right after the `syscall` with `rsp` at the top of its new stack and every other register
+/// as the parent's (rax = 0); it calls `child_main(arg)`, which never returns (it execs or
+/// exits), so the child never runs this function's code past that point.
+#[cfg(target_arch = "x86_64")]
+unsafe fn clone3_vfork(args: &CloneArgs, arg: *mut libc::c_void) -> libc::pid_t {
+    let ret: i64;
+    // SAFETY: see above. rcx and r11 are clobbered by `syscall`; r12 and r13 survive it and
+    // carry the function and its argument into the child. `stack + stack_size` is 16-byte
+    // aligned (CHILD_STACK is a multiple of 16, the stack is u128s), so `call` leaves the
+    // callee's stack aligned as the ABI requires. The parent's path touches no stack.
+    unsafe {
+        std::arch::asm!(
+            "syscall",
+            "test rax, rax",
+            "jnz 2f",
+            "mov rdi, r13",
+            "call r12",
+            "ud2",
+            "2:",
+            inlateout("rax") libc::SYS_clone3 => ret,
+            in("rdi") std::ptr::from_ref(args),
+            in("rsi") std::mem::size_of::<CloneArgs>(),
+            in("r12") child_main as extern "C" fn(*mut libc::c_void) -> libc::c_int,
+            in("r13") arg,
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
+    }
+    libc::pid_t::try_from(ret).unwrap_or(-1)
 }
 
 /// The new process until exec. Makes only syscalls, on memory described in [`ChildArgs`].
