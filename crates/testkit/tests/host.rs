@@ -201,11 +201,9 @@ async fn an_rpc_child_that_ignores_shutdown_and_sigterm_is_killed_at_grace() {
     assert!(report.removed_socket, "the host removed the socket the killed child left");
 }
 
-#[tokio::test]
-async fn a_grandchild_holding_the_pipes_is_killed_and_reported_and_nothing_hangs() {
-    let (host, sink) = host_with_sink();
-    let child = host.spawn(Spec::new(CHILD).name("holder").arg("grandchild-holder").rpc(false)).await.expect("spawn");
-    let grandchild = within("grandchild pid", async {
+/// The pid a child prints as `grandchild N` on its stdout.
+async fn grandchild_pid(sink: &Collect) -> u32 {
+    within("grandchild pid", async {
         loop {
             if let Some(pid) =
                 sink.lines(Stream::Stdout).iter().find_map(|l| l.text.strip_prefix("grandchild ")?.parse::<u32>().ok())
@@ -215,7 +213,14 @@ async fn a_grandchild_holding_the_pipes_is_killed_and_reported_and_nothing_hangs
             tokio::task::yield_now().await;
         }
     })
-    .await;
+    .await
+}
+
+#[tokio::test]
+async fn a_grandchild_holding_the_pipes_is_killed_and_reported_and_nothing_hangs() {
+    let (host, sink) = host_with_sink();
+    let child = host.spawn(Spec::new(CHILD).name("holder").arg("grandchild-holder").rpc(false)).await.expect("spawn");
+    let grandchild = grandchild_pid(&sink).await;
     let report = within("stop", child.stop(Duration::from_secs(2))).await;
     assert_eq!(report.outcome, Outcome::Exited { code: 0 }, "{report}");
     assert!(report.leaks.contains(&Leak::GroupMembers), "{report}");
@@ -231,17 +236,7 @@ async fn a_grandchild_that_left_the_group_is_killed_with_the_child_through_its_c
         return;
     }
     let child = host.spawn(Spec::new(CHILD).name("runaway").arg("escapee").rpc(false)).await.expect("spawn");
-    let grandchild = within("grandchild pid", async {
-        loop {
-            if let Some(pid) =
-                sink.lines(Stream::Stdout).iter().find_map(|l| l.text.strip_prefix("grandchild ")?.parse::<u32>().ok())
-            {
-                return pid;
-            }
-            tokio::task::yield_now().await;
-        }
-    })
-    .await;
+    let grandchild = grandchild_pid(&sink).await;
     let report = within("stop", child.stop(Duration::from_secs(2))).await;
     assert_eq!(report.outcome, Outcome::Exited { code: 0 }, "{report}");
     assert!(report.leaks.contains(&Leak::Escaped { count: 1 }), "{report}");
