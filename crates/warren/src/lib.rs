@@ -17,9 +17,10 @@
 //! ```
 //!
 //! ## How it works
-//! Each child runs in its own process group with the parent-death signal set (from one
-//! long-lived spawner thread, because the signal follows the forking thread). A forked watchdog
-//! kills every group if the host dies. stdout and stderr are pumped line by line into a
+//! Each child is started without `fork` (as `posix_spawn` does, from one long-lived spawner
+//! thread, because the parent-death signal it sets follows the thread that started it), in
+//! its own process group and, where the system allows, its own cgroup. A forked watchdog kills
+//! every group and cgroup if the host dies. stdout and stderr are pumped line by line into a
 //! [`LogSink`] from spawn to end-of-file. Readiness is systemd's notify protocol on a datagram
 //! socket in a private 0700 runtime directory. See `docs/SHUTDOWN.md` for the races each step
 //! prevents.
