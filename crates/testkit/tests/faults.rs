@@ -579,6 +579,7 @@ async fn a_socket_lost_under_report_is_reported_and_the_child_left_running() {
     let client = supervisor.client("reported").expect("known").expect("connected");
     let todo: Todo = within("call", client.call("Task.Get", "still")).await.expect("call");
     assert_eq!(todo.id, "still");
+    // Not a synchronisation: a window in which a restart, had one been ordered, would show.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let status = supervisor.status().into_iter().find(|s| s.name == "reported").expect("status");
     assert_eq!((status.state, status.restarts, host.children()[0].pid()), (State::Ready, 0, child.pid()));

@@ -113,15 +113,7 @@ pub(crate) async fn accept_loop(core: Arc<Core>, listener: Listener) {
                     ));
                     continue;
                 }
-                let Some(slot) = take_slot(&core, &peer) else {
-                    core.control.connections.spawn(refuse(
-                        stream,
-                        ErrorCode::Overloaded,
-                        full(&core),
-                        shutting_down.clone(),
-                    ));
-                    continue;
-                };
+                let Some((slot, stream)) = take_slot(&core, &peer, stream, &shutting_down) else { continue };
                 let (read, write) = match crate::unix_io::split(stream) {
                     Ok(halves) => halves,
                     Err(err) => {
@@ -140,15 +132,7 @@ pub(crate) async fn accept_loop(core: Arc<Core>, listener: Listener) {
                     pid: None,
                     connection: core.next_connection.fetch_add(1, Ordering::Relaxed),
                 };
-                let Some(slot) = take_slot(&core, &peer) else {
-                    core.control.connections.spawn(refuse(
-                        stream,
-                        ErrorCode::Overloaded,
-                        full(&core),
-                        shutting_down.clone(),
-                    ));
-                    continue;
-                };
+                let Some((slot, stream)) = take_slot(&core, &peer, stream, &shutting_down) else { continue };
                 let (read, write) = stream.into_split();
                 core.control.connections.spawn(serve_in(slot, Arc::clone(&core), read, write, peer));
             }
@@ -204,14 +188,23 @@ fn admit(policy: &PeerPolicy, peer: &PeerInfo) -> Result<(), String> {
     }
 }
 
-/// A place among the `max_connections` connections served at once, or None (logged) when all
-/// are taken.
-fn take_slot(core: &Core, peer: &PeerInfo) -> Option<OwnedSemaphorePermit> {
-    let slot = Arc::clone(&core.connection_slots).try_acquire_owned().ok();
-    if slot.is_none() {
-        warn!(peer = %peer.address, uid = ?peer.uid, pid = ?peer.pid, "refused connection: {}", full(core));
+/// A place among the `max_connections` connections served at once for `stream`; when all are
+/// taken, the stream is refused with OVERLOADED (and logged) and this is None.
+fn take_slot<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+    core: &Core,
+    peer: &PeerInfo,
+    stream: S,
+    shutting_down: &CancellationToken,
+) -> Option<(OwnedSemaphorePermit, S)> {
+    match Arc::clone(&core.connection_slots).try_acquire_owned() {
+        Ok(slot) => Some((slot, stream)),
+        Err(_) => {
+            let reason = full(core);
+            warn!(peer = %peer.address, uid = ?peer.uid, pid = ?peer.pid, "refused connection: {reason}");
+            core.control.connections.spawn(refuse(stream, ErrorCode::Overloaded, reason, shutting_down.clone()));
+            None
+        }
     }
-    slot
 }
 
 fn full(core: &Core) -> String {
