@@ -5,7 +5,7 @@
 //! from, so the connection tells `Bytes` through two thread-locals, set only for the duration of
 //! one synchronous encode or decode: the frame body being decoded (a large `bin` is then sliced
 //! out of it), and whether the encoder can take a large `bin` out of line (it is then written
-//! from the caller's buffer, see [`FrameBuf`](crate::codec::FrameBuf)).
+//! from the caller's buffer, see [`FrameBuf`](crate::outgoing::FrameBuf)).
 
 use std::cell::Cell;
 

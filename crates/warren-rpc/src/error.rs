@@ -107,7 +107,8 @@ impl std::fmt::Display for ErrorCode {
 /// Malformed or unacceptable bytes on a connection. Each one ends that connection only.
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
-    #[error("i/o error: {0}")]
+    /// Reading or writing the stream failed; the cause is the `source()`.
+    #[error("i/o error")]
     Io(#[source] io::Error),
     #[error("frame too large: {size} bytes announced, limit is {limit}")]
     TooLarge { size: u64, limit: u32 },
@@ -120,11 +121,11 @@ pub enum FrameError {
     #[error("method name is not UTF-8")]
     MethodNotUtf8,
     #[error("bad magic {found:02x?}: {looks_like}")]
-    BadMagic { found: Vec<u8>, looks_like: &'static str },
+    BadMagic { found: Vec<u8>, looks_like: Foreign },
     #[error("unsupported protocol version {theirs} (this side speaks {ours})")]
     UnsupportedVersion { ours: u8, theirs: u8 },
     #[error("unexpected {kind:?} frame {when}")]
-    Unexpected { kind: crate::frame::Kind, when: &'static str },
+    Unexpected { kind: crate::kind::Kind, when: &'static str },
     #[error("no common payload codec (offered {offered:?})")]
     NoCommonCodec { offered: Vec<u8> },
     #[error("no hello within {0:?}")]
@@ -140,6 +141,44 @@ impl FrameError {
             FrameError::NoCommonCodec { .. } => ErrorCode::UnsupportedCodec,
             _ => ErrorCode::ProtocolError,
         }
+    }
+}
+
+/// What the first bytes of a connection look like when they are not the binary protocol's
+/// magic: a server answers an HTTP client in HTTP, and every log says what the peer spoke.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Foreign {
+    /// An HTTP request line.
+    Http,
+    /// JSON: the peer speaks JSON-RPC lines. A server serves those itself, so only a client
+    /// meets this: the server answered its binary hello in JSON.
+    Json,
+    /// Anything else.
+    Unknown,
+}
+
+impl Foreign {
+    /// Recognises the start of a connection that is not ours.
+    pub fn of(bytes: &[u8]) -> Foreign {
+        const HTTP_METHODS: [&[u8]; 10] =
+            [b"GET ", b"POST", b"PUT ", b"HEAD", b"DELE", b"OPTI", b"PATC", b"CONN", b"TRAC", b"PRI "];
+        if HTTP_METHODS.iter().any(|m| bytes.starts_with(m)) {
+            Foreign::Http
+        } else if bytes.first() == Some(&b'{') || bytes.first() == Some(&b'[') {
+            Foreign::Json
+        } else {
+            Foreign::Unknown
+        }
+    }
+}
+
+impl std::fmt::Display for Foreign {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Foreign::Http => "an HTTP request was sent to a warren RPC socket",
+            Foreign::Json => "JSON: the peer speaks JSON-RPC lines, not the binary protocol (use Protocol::JsonRpc)",
+            Foreign::Unknown => "not the warren RPC protocol",
+        })
     }
 }
 
@@ -324,7 +363,8 @@ pub enum BindError {
     /// What is at the socket path after the bind is not the socket the bind made.
     #[error("socket file {path} was swapped after the bind ({why}); refusing to use it")]
     Replaced { path: PathBuf, why: String },
-    #[error("cannot listen on {endpoint}: {source}")]
+    /// The cause is the `source()`.
+    #[error("cannot listen on {endpoint}")]
     Io {
         endpoint: String,
         #[source]
@@ -339,7 +379,8 @@ pub enum BindError {
 pub enum ConnectError {
     #[error(transparent)]
     Endpoint(#[from] EndpointError),
-    #[error("cannot connect to {endpoint}: {source}")]
+    /// The cause is the `source()`.
+    #[error("cannot connect to {endpoint}")]
     Io {
         endpoint: String,
         #[source]
@@ -347,7 +388,8 @@ pub enum ConnectError {
     },
     #[error("{endpoint} refused the connection with {code}: {reason}")]
     Refused { endpoint: String, code: ErrorCode, reason: String },
-    #[error("handshake with {endpoint} failed: {source}")]
+    /// The cause is the `source()`.
+    #[error("handshake with {endpoint} failed")]
     Handshake {
         endpoint: String,
         #[source]
@@ -359,4 +401,20 @@ pub enum ConnectError {
     PathTooLong { path: PathBuf, len: usize, limit: usize },
     #[error("{endpoint} cannot be connected to by address; use Client::over with the stream")]
     NotConnectable { endpoint: String },
+}
+
+/// Displays an error and its sources, `: `-separated, as `{:#}` does for anyhow: for the logs
+/// and strings that must say everything, now that each error displays only its own layer.
+pub(crate) struct Chain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(err) = source {
+            write!(f, ": {err}")?;
+            source = err.source();
+        }
+        Ok(())
+    }
 }

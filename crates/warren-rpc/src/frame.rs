@@ -8,6 +8,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use crate::error::{ErrorCode, FrameError};
+pub use crate::kind::Kind;
 
 /// Length of the fixed frame header.
 pub const HEADER_LEN: usize = 10;
@@ -17,40 +18,6 @@ pub const DEFAULT_MAX_FRAME: u32 = 16 * 1024 * 1024;
 
 /// Longest `Service.Method` name: its length travels in one byte.
 pub const MAX_METHOD_LEN: usize = u8::MAX as usize;
-
-/// What a frame is; the numbers are part of the wire format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum Kind {
-    Hello = 0x01,
-    Welcome = 0x02,
-    Request = 0x10,
-    Response = 0x11,
-    Error = 0x12,
-    Cancel = 0x13,
-    Notify = 0x20,
-    Ping = 0x30,
-    Pong = 0x31,
-    Goodbye = 0x40,
-}
-
-impl Kind {
-    pub fn from_u8(byte: u8) -> Option<Kind> {
-        Some(match byte {
-            0x01 => Kind::Hello,
-            0x02 => Kind::Welcome,
-            0x10 => Kind::Request,
-            0x11 => Kind::Response,
-            0x12 => Kind::Error,
-            0x13 => Kind::Cancel,
-            0x20 => Kind::Notify,
-            0x30 => Kind::Ping,
-            0x31 => Kind::Pong,
-            0x40 => Kind::Goodbye,
-            _ => return None,
-        })
-    }
-}
 
 /// One decoded frame. The body is a view into the read buffer, not a copy.
 #[derive(Debug, Clone)]
@@ -147,6 +114,13 @@ impl std::fmt::Display for MethodName {
 impl std::fmt::Debug for MethodName {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         std::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl From<String> for MethodName {
+    /// A method name read by a protocol other than the binary one (a JSON-RPC line's).
+    fn from(name: String) -> MethodName {
+        MethodName(Bytes::from(name))
     }
 }
 

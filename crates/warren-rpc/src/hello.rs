@@ -7,7 +7,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use crate::codec::Codec;
-use crate::error::{ErrorCode, FrameError};
+use crate::error::{Chain, ErrorCode, Foreign, FrameError};
 use crate::frame::{self, FrameReader, Kind};
 
 /// First four bytes of every binary warren connection. 0xF7 never starts valid UTF-8, so the
@@ -56,25 +56,6 @@ pub fn client_hello(codecs: &[Codec], max_frame: u32) -> Bytes {
     }
     frame::finish(&mut buf, start);
     buf.freeze()
-}
-
-/// Names what the first bytes of a connection look like when they are not our magic.
-pub fn describe_foreign(bytes: &[u8]) -> &'static str {
-    const HTTP_METHODS: [&[u8]; 10] =
-        [b"GET ", b"POST", b"PUT ", b"HEAD", b"DELE", b"OPTI", b"PATC", b"CONN", b"TRAC", b"PRI "];
-    if HTTP_METHODS.iter().any(|m| bytes.starts_with(m)) {
-        "an HTTP request was sent to a warren RPC socket"
-    } else if bytes.first() == Some(&b'{') || bytes.first() == Some(&b'[') {
-        // A server serves JSON-RPC itself (see `open`), so only a client meets this: the peer
-        // answered a binary hello in JSON.
-        "JSON: the peer speaks JSON-RPC lines, not the binary protocol (use Protocol::JsonRpc)"
-    } else {
-        "not the warren RPC protocol"
-    }
-}
-
-fn looks_like_http(bytes: &[u8]) -> bool {
-    describe_foreign(bytes).starts_with("an HTTP")
 }
 
 /// Server side of the handshake. On failure the peer has already been told why, in a form it
@@ -152,11 +133,11 @@ async fn answer<W: AsyncWrite + Unpin>(writer: &mut W, outcome: &Result<Negotiat
             frame::finish(&mut buf, start);
             buf.freeze()
         }
-        Err(FrameError::BadMagic { found, .. }) if looks_like_http(found) => Bytes::from_static(
+        Err(FrameError::BadMagic { looks_like: Foreign::Http, .. }) => Bytes::from_static(
             b"HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: 56\r\nConnection: close\r\n\r\n\
               this is a warren RPC socket (binary protocol), not HTTP\n",
         ),
-        Err(error) => refusal(error.code(), &error.to_string()),
+        Err(error) => refusal(error.code(), &Chain(error).to_string()),
     };
     // The peer may already be gone; the outcome is what matters to the caller.
     let _ = writer.write_all(&reply).await;
@@ -179,7 +160,7 @@ async fn read_preface<R: AsyncRead + Unpin>(reader: &mut FrameReader<R>) -> Resu
         // Include whatever else arrived with it so the log shows the start of the request.
         let mut found = preface.to_vec();
         found.extend_from_slice(&reader.buffered()[..reader.buffered().len().min(11)]);
-        let looks_like = describe_foreign(&found);
+        let looks_like = Foreign::of(&found);
         return Err(FrameError::BadMagic { found, looks_like });
     }
     if preface[4] != VERSION {

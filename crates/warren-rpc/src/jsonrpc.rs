@@ -298,6 +298,11 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
         LineReader { io, buf: buffered, max, scanned: 0, skipping: false }
     }
 
+    /// Whether a whole line is already buffered.
+    pub fn has_line(&self) -> bool {
+        !self.skipping && self.buf[self.scanned..].contains(&b'\n')
+    }
+
     /// The next line; `None` at the end of the stream. A last line without `\n` counts.
     pub async fn next(&mut self) -> std::io::Result<Option<Line>> {
         loop {

@@ -8,10 +8,11 @@ use std::time::Duration;
 use bytes::{BufMut, Bytes, BytesMut};
 use serde::Serialize;
 
-use crate::codec::{Codec, CodecError, FrameBuf, Mark};
+use crate::codec::{Codec, CodecError};
 use crate::error::{ErrorCode, FrameError};
 use crate::frame::{self, Kind};
-use crate::writer::Outgoing;
+use crate::outgoing::Outgoing;
+use crate::outgoing::{FrameBuf, Mark};
 
 /// Why a message could not be built.
 #[derive(Debug, thiserror::Error)]

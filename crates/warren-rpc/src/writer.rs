@@ -11,48 +11,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::task::{Context, Poll, Waker};
 
-use bytes::{Bytes, BytesMut};
 use futures_util::task::AtomicWaker;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
-use crate::codec::FrameBuf;
-
-/// A frame ready to be written.
-#[derive(Debug)]
-pub enum Outgoing {
-    Whole(Bytes),
-    /// A frame encoded into a buffer of its own, appended to the pending frames by copy: a
-    /// `Bytes` would have to be made of it first, and that allocates when the buffer is not
-    /// full to capacity.
-    Owned(BytesMut),
-    /// Written back to back. A large payload is one of the parts, as the caller's own buffer:
-    /// copying a megabyte into the frame buffer would cost more than the rest of the call.
-    Parts(Box<[Bytes]>),
-}
-
-impl Outgoing {
-    /// The frame in one buffer, copied together if it is in parts.
-    pub fn into_bytes(self) -> Bytes {
-        match self {
-            Outgoing::Whole(bytes) => bytes,
-            Outgoing::Owned(bytes) => bytes.freeze(),
-            Outgoing::Parts(parts) => {
-                let mut whole = BytesMut::with_capacity(parts.iter().map(Bytes::len).sum());
-                for part in parts {
-                    whole.extend_from_slice(&part);
-                }
-                whole.freeze()
-            }
-        }
-    }
-}
-
-impl From<Bytes> for Outgoing {
-    fn from(bytes: Bytes) -> Self {
-        Outgoing::Whole(bytes)
-    }
-}
+use crate::outgoing::{FrameBuf, Outgoing};
 
 /// Who writes a frame just queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -412,6 +375,7 @@ async fn write_pending(shared: &Shared, batch: &mut FrameBuf) -> std::io::Result
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
 
     #[tokio::test]
     async fn large_parts_go_out_in_order_between_small_frames() {

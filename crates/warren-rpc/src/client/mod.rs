@@ -34,7 +34,8 @@ use crate::frame::{self, Kind};
 use crate::hello::{Negotiated, features};
 use crate::jsonrpc;
 use crate::message::{self, EncodeError};
-use crate::writer::{Flush, FrameSender, Outgoing, Unsent};
+use crate::outgoing::Outgoing;
+use crate::writer::{Flush, FrameSender, Unsent};
 use inflight::{Answer, Closed, InFlight};
 
 /// A connection to a warren server; clones share it.

@@ -10,13 +10,16 @@
 //! # Ok(()) }
 //! ```
 
+mod binary;
 mod connection;
 mod context;
+mod dispatch;
 mod jsonline;
 mod listener;
 mod registry;
 mod socket_file;
 mod stall;
+mod wire;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};

@@ -15,7 +15,7 @@ use super::context::Context;
 use crate::codec::Codec;
 use crate::error::{ErrorCode, HandlerError};
 use crate::message::{self, EncodeError};
-use crate::writer::Outgoing;
+use crate::outgoing::Outgoing;
 
 /// A handler's answer, already encoded (a RESPONSE frame, or the bare payload for JSON-RPC), or
 /// the error to send instead.
@@ -33,18 +33,18 @@ pub(crate) struct CallFrame {
     pub codec: Codec,
     pub payload: Bytes,
     pub reply_limit: u32,
-    pub wire: Wire,
+    pub shape: Shape,
 }
 
-/// Which protocol a call arrived on, which decides the shape of its reply.
+/// How a handler encodes its reply, which its wire decides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Wire {
-    /// The reply is a whole RESPONSE frame, encoded in place.
-    Binary,
-    /// The reply is the bare JSON payload, which the JSON-RPC connection puts in its reply
-    /// line. An argument of `{}` also stands for "no value": Go has no unit type, and its
-    /// callers send `struct{}{}` to methods that take none.
-    JsonRpc,
+pub(crate) enum Shape {
+    /// A whole RESPONSE frame of the binary protocol, encoded in place.
+    Frame,
+    /// The bare payload, which the wire puts in its own reply (a JSON-RPC line). An argument
+    /// of `{}` also stands for "no value": Go has no unit type, and its callers send
+    /// `struct{}{}` to methods that take none.
+    Payload,
 }
 
 /// The argument, reply and future types of a method, kept only for type inference.
@@ -66,7 +66,7 @@ where
 {
     fn call(&self, ctx: Context, call: CallFrame) -> BoxFuture {
         let decoded = match call.codec.decode_shared::<A>(&call.payload) {
-            Err(err) if call.wire == Wire::JsonRpc && &call.payload[..] == b"{}" => {
+            Err(err) if call.shape == Shape::Payload && &call.payload[..] == b"{}" => {
                 call.codec.decode::<A>(b"null").map_err(|_| err)
             }
             decoded => decoded,
@@ -82,9 +82,9 @@ where
         let name = Arc::clone(&self.name);
         Box::pin(async move {
             let value = reply.await?;
-            let encoded = match call.wire {
-                Wire::Binary => message::response_frame(call.id, call.codec, &value, call.reply_limit),
-                Wire::JsonRpc => message::payload(call.codec, &value, call.reply_limit).map(Outgoing::from),
+            let encoded = match call.shape {
+                Shape::Frame => message::response_frame(call.id, call.codec, &value, call.reply_limit),
+                Shape::Payload => message::payload(call.codec, &value, call.reply_limit).map(Outgoing::from),
             };
             encoded.map_err(|err| match err {
                 EncodeError::TooLarge { size, limit } => HandlerError {
