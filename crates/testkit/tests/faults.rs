@@ -309,7 +309,7 @@ async fn a_cleared_environment_is_exactly_the_specs_plus_warrens_own() {
         assert_eq!(value(&dump, "A"), Some("1"));
         assert_eq!(value(&dump, "WARREN_NAME"), Some(name));
         assert_eq!(value(&dump, "WARREN_HOST_PID"), Some(std::process::id().to_string().as_str()));
-        assert_eq!(value(&dump, "WARREN_PROTOCOL"), Some(warren_rpc::hello::VERSION.to_string().as_str()));
+        assert_eq!(value(&dump, "WARREN_PROTOCOL"), Some(warren_rpc::PROTOCOL_VERSION.to_string().as_str()));
         if let Some(notify) = value(&dump, "NOTIFY_SOCKET") {
             assert!(Path::new(notify).starts_with(host.runtime_dir()), "{name}: its own notify socket: {notify}");
         }
@@ -341,7 +341,7 @@ async fn an_inherited_environment_is_the_hosts_plus_the_specs_and_warrens_own_wi
     expected.insert("HOME".into(), "/nonexistent/home".into());
     expected.insert("WARREN_NAME".into(), "inherit".into());
     expected.insert("WARREN_HOST_PID".into(), std::process::id().to_string());
-    expected.insert("WARREN_PROTOCOL".into(), warren_rpc::hello::VERSION.to_string());
+    expected.insert("WARREN_PROTOCOL".into(), warren_rpc::PROTOCOL_VERSION.to_string());
     // A child ready when started has no notify socket, and must not write to the host's own.
     expected.remove("NOTIFY_SOCKET");
     let got: BTreeMap<String, String> = dump.env.into_iter().collect();

@@ -533,7 +533,7 @@ env = {{ FOO = "bar" }}
     assert_eq!(cleared["FOO"], "bar");
     assert_eq!(cleared["WARREN_NAME"], "cleared");
     assert_eq!(cleared["WARREN_HOST_PID"], up.pid().to_string());
-    assert_eq!(cleared["WARREN_PROTOCOL"], warren_rpc::hello::VERSION.to_string());
+    assert_eq!(cleared["WARREN_PROTOCOL"], warren_rpc::PROTOCOL_VERSION.to_string());
 
     let inherited = printed_env(&mut up, "inherited");
     let path = std::env::var("PATH").expect("the test has a PATH");

@@ -34,8 +34,9 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::runtime::Runtime;
 use tokio::task::JoinSet;
-use warren_rpc::frame::{DEFAULT_MAX_FRAME, FrameReader};
-use warren_rpc::{Client, Codec, Endpoint, Running, Server, message};
+use warren_rpc::__wire::frame::{DEFAULT_MAX_FRAME, FrameReader};
+use warren_rpc::__wire::message;
+use warren_rpc::{Client, Codec, Endpoint, Running, Server};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 struct Todo {

@@ -22,6 +22,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub struct Bytes(pub bytes::Bytes);
 
 impl Bytes {
+    /// The underlying buffer.
     pub fn into_inner(self) -> bytes::Bytes {
         self.0
     }

@@ -25,11 +25,14 @@ pub enum Codec {
 #[derive(Debug, thiserror::Error)]
 #[error("{codec:?}: {message}")]
 pub struct CodecError {
+    /// The payload codec.
     pub codec: Codec,
+    /// What went wrong, in words.
     pub message: String,
 }
 
 impl Codec {
+    /// The codec with this id in HELLO and WELCOME.
     pub fn from_id(id: u8) -> Option<Codec> {
         match id {
             1 => Some(Codec::MessagePack),
@@ -38,6 +41,7 @@ impl Codec {
         }
     }
 
+    /// The id used in HELLO and WELCOME.
     pub fn id(self) -> u8 {
         self as u8
     }
@@ -70,12 +74,14 @@ impl Codec {
         result.map_err(|message| CodecError { codec: self, message })
     }
 
+    /// Encodes a value.
     pub fn encode<T: Serialize + ?Sized>(self, value: &T) -> Result<Vec<u8>, CodecError> {
         let mut buf = BytesMut::new();
         self.encode_into(&mut buf, value)?;
         Ok(buf.to_vec())
     }
 
+    /// Decodes a value.
     pub fn decode<T: DeserializeOwned>(self, bytes: &[u8]) -> Result<T, CodecError> {
         let result = match self {
             Codec::MessagePack => rmp_serde::from_slice(bytes).map_err(|e| e.to_string()),

@@ -16,12 +16,16 @@ pub const MAX_UNIX_PATH: usize = 103;
 /// or `stdio:` for a child serving on its own stdin/stdout.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Endpoint {
+    /// A Unix socket path.
     Unix(PathBuf),
+    /// A TCP `host:port`.
     Tcp(String),
+    /// This process's stdin and stdout, or a child's.
     Stdio,
 }
 
 impl Endpoint {
+    /// Parses `unix:/path`, `/path`, `tcp:host:port` or `stdio:`.
     pub fn parse(input: &str) -> Result<Endpoint, EndpointError> {
         let bad = |why: &str| EndpointError { input: input.to_owned(), why: why.to_owned() };
         let trimmed = input.trim();
@@ -59,6 +63,7 @@ impl Endpoint {
         Endpoint::Unix(path.as_ref().to_path_buf())
     }
 
+    /// The socket path of a Unix endpoint.
     pub fn unix_path(&self) -> Option<&Path> {
         match self {
             Endpoint::Unix(path) => Some(path),
@@ -86,6 +91,7 @@ impl fmt::Display for Endpoint {
 
 /// Anything a client can be pointed at: an [`Endpoint`], or a string or path to parse as one.
 pub trait ToEndpoint {
+    /// The endpoint this names.
     fn to_endpoint(&self) -> Result<Endpoint, EndpointError>;
 }
 

@@ -11,18 +11,31 @@ use crate::codec::Codec;
 pub enum ErrorCode {
     /// Orderly close (GOODBYE only).
     Normal,
+    /// The server has no such service.
     UnknownService,
+    /// The service has no such method.
     UnknownMethod,
+    /// The argument could not be decoded or was refused.
     BadArgument,
+    /// The deadline passed.
     DeadlineExceeded,
+    /// The call was cancelled.
     Cancelled,
+    /// The server is shutting down; the call did not run.
     ShuttingDown,
+    /// The server failed in a way the caller cannot fix.
     Internal,
+    /// A frame exceeded the receiver's limit.
     FrameTooLarge,
+    /// The peer broke the protocol.
     ProtocolError,
+    /// The peer speaks another protocol version.
     UnsupportedVersion,
+    /// The peer is not allowed to connect.
     PermissionDenied,
+    /// No payload codec in common.
     UnsupportedCodec,
+    /// The server has too many calls or connections.
     Overloaded,
     /// A code chosen by a service, 1000 or above.
     Application(u32),
@@ -34,6 +47,7 @@ pub enum ErrorCode {
 pub const FIRST_APPLICATION_CODE: u32 = 1000;
 
 impl ErrorCode {
+    /// The code as it travels on the wire.
     pub fn as_u32(self) -> u32 {
         match self {
             ErrorCode::Normal => 0,
@@ -54,6 +68,7 @@ impl ErrorCode {
         }
     }
 
+    /// The code for this wire number.
     pub fn from_u32(code: u32) -> ErrorCode {
         match code {
             0 => ErrorCode::Normal,
@@ -110,25 +125,67 @@ pub enum FrameError {
     /// Reading or writing the stream failed; the cause is the `source()`.
     #[error("i/o error")]
     Io(#[source] io::Error),
+    /// Larger than the limit.
     #[error("frame too large: {size} bytes announced, limit is {limit}")]
-    TooLarge { size: u64, limit: u32 },
+    TooLarge {
+        /// The size announced or encoded, in bytes.
+        size: u64,
+        /// The limit.
+        limit: u32,
+    },
+    /// A frame kind this side does not know.
     #[error("unknown frame kind 0x{kind:02x}")]
-    UnknownKind { kind: u8 },
+    UnknownKind {
+        /// The frame kind.
+        kind: u8,
+    },
+    /// The input ended in the middle of something.
     #[error("truncated {what}")]
-    Truncated { what: &'static str },
+    Truncated {
+        /// What was cut short.
+        what: &'static str,
+    },
+    /// A method name is over 255 bytes.
     #[error("method name is {len} bytes, the limit is 255")]
-    MethodTooLong { len: usize },
+    MethodTooLong {
+        /// Its length in bytes.
+        len: usize,
+    },
     #[error("method name is not UTF-8")]
+    /// A method name is not UTF-8.
     MethodNotUtf8,
+    /// The connection did not start with the binary protocol's magic.
     #[error("bad magic {found:02x?}: {looks_like}")]
-    BadMagic { found: Vec<u8>, looks_like: Foreign },
+    BadMagic {
+        /// The first bytes received.
+        found: Vec<u8>,
+        /// What they look like.
+        looks_like: Foreign,
+    },
+    /// The peer speaks another protocol version.
     #[error("unsupported protocol version {theirs} (this side speaks {ours})")]
-    UnsupportedVersion { ours: u8, theirs: u8 },
+    UnsupportedVersion {
+        /// The version this side speaks.
+        ours: u8,
+        /// The version the peer announced.
+        theirs: u8,
+    },
+    /// A frame of a kind not expected here.
     #[error("unexpected {kind:?} frame {when}")]
-    Unexpected { kind: crate::kind::Kind, when: &'static str },
+    Unexpected {
+        /// The frame kind.
+        kind: crate::kind::Kind,
+        /// When it came.
+        when: &'static str,
+    },
+    /// The peers have no payload codec in common.
     #[error("no common payload codec (offered {offered:?})")]
-    NoCommonCodec { offered: Vec<u8> },
+    NoCommonCodec {
+        /// The codec ids the peer offered.
+        offered: Vec<u8>,
+    },
     #[error("no hello within {0:?}")]
+    /// The peer did not say hello in time.
     HelloTimeout(Duration),
 }
 
@@ -190,7 +247,12 @@ pub enum LostReason {
     /// The peer said goodbye because it was shutting down, then closed.
     PeerShutDown,
     /// The peer said goodbye with an error code.
-    Goodbye { code: ErrorCode, reason: String },
+    Goodbye {
+        /// The error code.
+        code: ErrorCode,
+        /// Why, in words.
+        reason: String,
+    },
     /// The peer sent bytes that are not valid protocol.
     Protocol(String),
     /// Reading or writing the stream failed.
@@ -216,39 +278,143 @@ impl std::fmt::Display for LostReason {
 /// endpoint too.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum CallError {
+    /// The server has no such service.
     #[error("{method}: unknown service on {endpoint}: {message}")]
-    UnknownService { method: String, endpoint: String, message: String },
+    UnknownService {
+        /// The `Service.Method` called.
+        method: String,
+        /// The endpoint, as shown in errors.
+        endpoint: String,
+        /// What went wrong, in words.
+        message: String,
+    },
+    /// The service has no such method.
     #[error("{method}: unknown method on {endpoint}: {message}")]
-    UnknownMethod { method: String, endpoint: String, message: String },
+    UnknownMethod {
+        /// The `Service.Method` called.
+        method: String,
+        /// The endpoint, as shown in errors.
+        endpoint: String,
+        /// What went wrong, in words.
+        message: String,
+    },
+    /// The argument could not be decoded or was refused.
     #[error("{method}: bad argument: {message}")]
-    BadArgument { method: String, message: String },
+    BadArgument {
+        /// The `Service.Method` called.
+        method: String,
+        /// What went wrong, in words.
+        message: String,
+    },
+    /// An application error the handler returned (code 1000 or above).
     #[error("{method}: error {code}: {message}")]
-    Application { method: String, code: u32, message: String, data: Option<ErrorData> },
+    Application {
+        /// The `Service.Method` called.
+        method: String,
+        /// The error code.
+        code: u32,
+        /// What went wrong, in words.
+        message: String,
+        /// Structured detail from the handler, still encoded.
+        data: Option<ErrorData>,
+    },
     /// The call was not run because the server is shutting down: safe to retry elsewhere.
     #[error("{method}: {endpoint} is shutting down: {message}")]
-    ShuttingDown { method: String, endpoint: String, message: String },
+    ShuttingDown {
+        /// The `Service.Method` called.
+        method: String,
+        /// The endpoint, as shown in errors.
+        endpoint: String,
+        /// What went wrong, in words.
+        message: String,
+    },
+    /// The deadline passed.
     #[error("{method}: deadline of {timeout:?} exceeded")]
-    DeadlineExceeded { method: String, timeout: Duration },
+    DeadlineExceeded {
+        /// The `Service.Method` called.
+        method: String,
+        /// How long it was given.
+        timeout: Duration,
+    },
+    /// The call was cancelled.
     #[error("{method}: cancelled: {message}")]
-    Cancelled { method: String, message: String },
+    Cancelled {
+        /// The `Service.Method` called.
+        method: String,
+        /// What went wrong, in words.
+        message: String,
+    },
+    /// The connection ended before the answer came.
     #[error("{method}: connection to {endpoint} lost: {reason}")]
-    ConnectionLost { method: String, endpoint: String, reason: LostReason },
+    ConnectionLost {
+        /// The `Service.Method` called.
+        method: String,
+        /// The endpoint, as shown in errors.
+        endpoint: String,
+        /// Why, in words.
+        reason: LostReason,
+    },
+    /// A frame exceeded the receiver's limit.
     #[error("{method}: frame too large: {message}")]
-    FrameTooLarge { method: String, message: String },
+    FrameTooLarge {
+        /// The `Service.Method` called.
+        method: String,
+        /// What went wrong, in words.
+        message: String,
+    },
+    /// The server has too many calls or connections.
     #[error("{method}: server is overloaded: {message}")]
-    Overloaded { method: String, message: String },
+    Overloaded {
+        /// The `Service.Method` called.
+        method: String,
+        /// What went wrong, in words.
+        message: String,
+    },
+    /// The server failed in a way the caller cannot fix.
     #[error("{method}: internal server error: {message}")]
-    Internal { method: String, message: String },
+    Internal {
+        /// The `Service.Method` called.
+        method: String,
+        /// What went wrong, in words.
+        message: String,
+    },
+    /// The value could not be encoded.
     #[error("{method}: could not encode the argument: {message}")]
-    Encode { method: String, message: String },
+    Encode {
+        /// The `Service.Method` called.
+        method: String,
+        /// What went wrong, in words.
+        message: String,
+    },
+    /// The reply could not be decoded into the expected type.
     #[error("{method}: could not decode the reply: {message}")]
-    BadReply { method: String, message: String },
+    BadReply {
+        /// The `Service.Method` called.
+        method: String,
+        /// What went wrong, in words.
+        message: String,
+    },
+    /// A code this client has no variant for.
     #[error("{method}: server answered with {code}: {message}")]
-    Other { method: String, code: ErrorCode, message: String },
+    Other {
+        /// The `Service.Method` called.
+        method: String,
+        /// The error code.
+        code: ErrorCode,
+        /// What went wrong, in words.
+        message: String,
+    },
     /// An error that came without a code: the string error of a JSON-RPC 1.0 server, such as
     /// a Go `net/rpc` method's `err.Error()`.
     #[error("{method}: {endpoint} answered with an error: {message}")]
-    Remote { method: String, endpoint: String, message: String },
+    Remote {
+        /// The `Service.Method` called.
+        method: String,
+        /// The endpoint, as shown in errors.
+        endpoint: String,
+        /// What went wrong, in words.
+        message: String,
+    },
 }
 
 impl CallError {
@@ -283,6 +449,7 @@ pub struct ErrorData {
 }
 
 impl ErrorData {
+    /// Decodes a value.
     pub fn decode<T: serde::de::DeserializeOwned>(&self) -> Result<T, crate::codec::CodecError> {
         self.codec.decode(&self.bytes)
     }
@@ -320,10 +487,12 @@ impl HandlerError {
         self
     }
 
+    /// The code of this error.
     pub fn code(&self) -> ErrorCode {
         self.code
     }
 
+    /// The message.
     pub fn message(&self) -> &str {
         &self.message
     }
@@ -341,7 +510,9 @@ impl std::error::Error for HandlerError {}
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("bad endpoint {input:?}: {why} (expected unix:/path.sock, /path.sock, tcp:host:port or stdio:)")]
 pub struct EndpointError {
+    /// The text given.
     pub input: String,
+    /// Why.
     pub why: String,
 }
 
@@ -352,55 +523,118 @@ pub enum BindError {
         "socket path {path} is {len} bytes; the OS limit for a Unix socket path is {limit} bytes \
          (use a shorter directory, e.g. $XDG_RUNTIME_DIR or /tmp)"
     )]
-    PathTooLong { path: PathBuf, len: usize, limit: usize },
+    /// The socket path is longer than the OS allows.
+    PathTooLong {
+        /// The socket path.
+        path: PathBuf,
+        /// Its length in bytes.
+        len: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// Another server accepts connections on the socket.
     #[error("socket {path} is in use: another server is accepting connections on it")]
-    InUse { path: PathBuf },
+    InUse {
+        /// The socket path.
+        path: PathBuf,
+    },
+    /// Something other than a socket is at the path.
     #[error("{path} exists and is not a socket; refusing to replace it")]
-    NotASocket { path: PathBuf },
+    NotASocket {
+        /// The socket path.
+        path: PathBuf,
+    },
     /// The socket's directory is one that others could change entries of (or not a directory).
     #[error("refusing to put a socket in {dir}: {why}")]
-    UnsafeDirectory { dir: PathBuf, why: String },
+    UnsafeDirectory {
+        /// The directory.
+        dir: PathBuf,
+        /// Why.
+        why: String,
+    },
     /// What is at the socket path after the bind is not the socket the bind made.
     #[error("socket file {path} was swapped after the bind ({why}); refusing to use it")]
-    Replaced { path: PathBuf, why: String },
+    Replaced {
+        /// The socket path.
+        path: PathBuf,
+        /// Why.
+        why: String,
+    },
     /// The cause is the `source()`.
     #[error("cannot listen on {endpoint}")]
     Io {
+        /// The endpoint, as shown in errors.
         endpoint: String,
         #[source]
+        /// The cause.
         source: io::Error,
     },
+    /// The endpoint is not an address (stdio).
     #[error("{endpoint} cannot be listened on; use Server::serve_io for a single stream")]
-    NotListenable { endpoint: String },
+    NotListenable {
+        /// The endpoint, as shown in errors.
+        endpoint: String,
+    },
 }
 
 /// Why a client could not connect.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
     #[error(transparent)]
+    /// The endpoint could not be understood.
     Endpoint(#[from] EndpointError),
     /// The cause is the `source()`.
     #[error("cannot connect to {endpoint}")]
     Io {
+        /// The endpoint, as shown in errors.
         endpoint: String,
         #[source]
+        /// The cause.
         source: io::Error,
     },
+    /// The server refused the connection with a GOODBYE.
     #[error("{endpoint} refused the connection with {code}: {reason}")]
-    Refused { endpoint: String, code: ErrorCode, reason: String },
+    Refused {
+        /// The endpoint, as shown in errors.
+        endpoint: String,
+        /// The error code.
+        code: ErrorCode,
+        /// Why, in words.
+        reason: String,
+    },
     /// The cause is the `source()`.
     #[error("handshake with {endpoint} failed")]
     Handshake {
+        /// The endpoint, as shown in errors.
         endpoint: String,
         #[source]
+        /// The cause.
         source: FrameError,
     },
+    /// The handshake did not complete in time.
     #[error("{endpoint} did not complete the handshake within {timeout:?}")]
-    Timeout { endpoint: String, timeout: Duration },
+    Timeout {
+        /// The endpoint, as shown in errors.
+        endpoint: String,
+        /// How long it was given.
+        timeout: Duration,
+    },
+    /// The socket path is longer than the OS allows.
     #[error("socket path {path} is {len} bytes; the OS limit for a Unix socket path is {limit} bytes")]
-    PathTooLong { path: PathBuf, len: usize, limit: usize },
+    PathTooLong {
+        /// The socket path.
+        path: PathBuf,
+        /// Its length in bytes.
+        len: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The endpoint is not an address (stdio).
     #[error("{endpoint} cannot be connected to by address; use Client::over with the stream")]
-    NotConnectable { endpoint: String },
+    NotConnectable {
+        /// The endpoint, as shown in errors.
+        endpoint: String,
+    },
 }
 
 /// Displays an error and its sources, `: `-separated, as `{:#}` does for anyhow: for the logs

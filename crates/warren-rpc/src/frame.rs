@@ -22,8 +22,11 @@ pub const MAX_METHOD_LEN: usize = u8::MAX as usize;
 /// One decoded frame. The body is a view into the read buffer, not a copy.
 #[derive(Debug, Clone)]
 pub struct Frame {
+    /// The frame kind.
     pub kind: Kind,
+    /// The call id (0 where the kind has none).
     pub id: u32,
+    /// The frame body, a view of the read buffer.
     pub body: Bytes,
 }
 
@@ -92,6 +95,7 @@ pub fn take_method(body: &mut Bytes) -> Result<MethodName, FrameError> {
 pub struct MethodName(Bytes);
 
 impl MethodName {
+    /// The name as text.
     pub fn as_str(&self) -> &str {
         // Checked in `take_method`, the only way to make one; never empty by this path.
         std::str::from_utf8(&self.0).unwrap_or_default()
@@ -219,6 +223,7 @@ struct Large {
 }
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
+    /// A new one, with defaults.
     pub fn new(io: R, max_frame: u32) -> Self {
         FrameReader { io, buf: BytesMut::with_capacity(READ_CHUNK), max_frame, large: None }
     }
@@ -228,6 +233,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         FrameReader { io, buf: already_read, max_frame, large: None }
     }
 
+    /// Changes the largest frame body accepted.
     pub fn set_max_frame(&mut self, max_frame: u32) {
         self.max_frame = max_frame;
     }

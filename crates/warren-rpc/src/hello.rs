@@ -22,22 +22,30 @@ pub const PREFACE_LEN: usize = 5;
 
 /// Feature bits announced in HELLO and WELCOME.
 pub mod features {
+    /// Requests carry deadlines.
     pub const DEADLINES: u32 = 0x1;
+    /// CANCEL frames stop calls.
     pub const CANCEL: u32 = 0x2;
+    /// NOTIFY frames, both ways.
     pub const NOTIFY: u32 = 0x4;
+    /// PING and PONG.
     pub const PING: u32 = 0x8;
+    /// Every feature this side has.
     pub const ALL: u32 = DEADLINES | CANCEL | NOTIFY | PING;
 }
 
 /// What both sides agreed on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Negotiated {
+    /// The payload codec.
     pub codec: Codec,
     /// Largest frame body the *peer* accepts: never send more.
     pub peer_max_frame: u32,
+    /// The feature bits both sides have.
     pub features: u32,
 }
 
+/// Magic and version: how a binary connection starts.
 pub fn preface() -> [u8; PREFACE_LEN] {
     [MAGIC[0], MAGIC[1], MAGIC[2], MAGIC[3], VERSION]
 }
@@ -194,8 +202,15 @@ async fn read_hello<R: AsyncRead + Unpin>(
 /// What a client learns from the server's answer to its hello.
 #[derive(Debug)]
 pub enum Answer {
+    /// The server's answer to HELLO.
     Welcome(Negotiated),
-    Refused { code: ErrorCode, reason: String },
+    /// The server refused the connection with a GOODBYE.
+    Refused {
+        /// The error code.
+        code: ErrorCode,
+        /// Why, in words.
+        reason: String,
+    },
 }
 
 /// Client side: reads the server's preface and its WELCOME or GOODBYE.

@@ -5,15 +5,25 @@
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Kind {
+    /// The client's opening.
     Hello = 0x01,
+    /// The server's answer to HELLO.
     Welcome = 0x02,
+    /// A call.
     Request = 0x10,
+    /// A call's reply.
     Response = 0x11,
+    /// A call's error answer.
     Error = 0x12,
+    /// Stop a call in flight.
     Cancel = 0x13,
+    /// A notification, in either direction.
     Notify = 0x20,
+    /// A liveness probe.
     Ping = 0x30,
+    /// The answer to a PING.
     Pong = 0x31,
+    /// The peer said goodbye with an error code.
     Goodbye = 0x40,
 }
 

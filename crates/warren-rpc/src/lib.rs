@@ -40,16 +40,18 @@
 //! A handler is dropped (not awaited) when its call is cancelled or its deadline passes; its
 //! [`Cancellation`] fires first, so code that must clean up can watch it or use drop guards.
 
+#![warn(missing_docs)]
+
 mod bytes;
 mod client;
 mod codec;
 mod endpoint;
 mod error;
-pub mod frame;
-pub mod hello;
+mod frame;
+mod hello;
 mod jsonrpc;
 mod kind;
-pub mod message;
+mod message;
 mod outgoing;
 mod server;
 mod unix_io;
@@ -60,9 +62,33 @@ pub use client::{CallOptions, Client, ClientBuilder, Notification, Protocol, Sub
 pub use codec::{Codec, CodecError};
 pub use endpoint::{Endpoint, MAX_UNIX_PATH, ToEndpoint};
 pub use error::{
-    BindError, CallError, ConnectError, EndpointError, ErrorCode, ErrorData, FrameError, HandlerError, LostReason,
+    BindError, CallError, ConnectError, EndpointError, ErrorCode, ErrorData, Foreign, FrameError, HandlerError,
+    LostReason,
 };
+pub use kind::Kind as FrameKind;
 pub use server::{
     Cancellation, Context, Notifier, NotifyError, PeerInfo, PeerPolicy, Running, Server, ServerHandle, ServiceBuilder,
     ShutdownReport,
 };
+
+/// The version of the binary protocol this crate speaks (`docs/PROTOCOL.md`), announced in every
+/// connection's preface and to the children warren starts (`WARREN_PROTOCOL`).
+pub const PROTOCOL_VERSION: u8 = hello::VERSION;
+
+/// The wire internals, re-exported for this crate's own tests and benches, which craft and
+/// read raw frames. Not public API: exempt from semver, may change in any release.
+#[doc(hidden)]
+pub mod __wire {
+    /// Frames: header, kinds, the reader.
+    pub mod frame {
+        pub use crate::frame::*;
+    }
+    /// The preface and the HELLO/WELCOME exchange.
+    pub mod hello {
+        pub use crate::hello::*;
+    }
+    /// The bodies of REQUEST, RESPONSE, ERROR and NOTIFY frames.
+    pub mod message {
+        pub use crate::message::*;
+    }
+}

@@ -18,11 +18,19 @@ use crate::outgoing::{FrameBuf, Mark};
 #[derive(Debug, thiserror::Error)]
 pub enum EncodeError {
     #[error(transparent)]
+    /// The value could not be encoded.
     Codec(#[from] CodecError),
     #[error(transparent)]
+    /// A frame could not be built (a method name too long).
     Frame(#[from] FrameError),
+    /// Larger than the limit.
     #[error("frame of {size} bytes exceeds the peer's limit of {limit} bytes")]
-    TooLarge { size: u64, limit: u32 },
+    TooLarge {
+        /// The size announced or encoded, in bytes.
+        size: u64,
+        /// The limit.
+        limit: u32,
+    },
 }
 
 /// Patches the length of the frame begun at `start`, after `mark`, once it is known to fit
@@ -74,11 +82,15 @@ pub(crate) fn request_into<T: Serialize + ?Sized>(
 /// A parsed REQUEST or NOTIFY body.
 #[derive(Debug)]
 pub struct Incoming {
+    /// The `Service.Method` called.
     pub method: frame::MethodName,
+    /// How long it was given.
     pub timeout: Option<Duration>,
+    /// The encoded argument.
     pub payload: Bytes,
 }
 
+/// Parses a REQUEST body.
 pub fn parse_request(mut body: Bytes) -> Result<Incoming, FrameError> {
     let method = frame::take_method(&mut body)?;
     let micros = frame::take_u64(&mut body, "request timeout")?;
@@ -150,11 +162,15 @@ fn clip(text: &str, max: usize) -> &str {
 /// A parsed ERROR body.
 #[derive(Debug)]
 pub struct ErrorBody {
+    /// The error code.
     pub code: ErrorCode,
+    /// What went wrong, in words.
     pub message: String,
+    /// Structured detail from the handler, still encoded.
     pub data: Option<Bytes>,
 }
 
+/// Parses an ERROR body.
 pub fn parse_error(mut body: Bytes) -> Result<ErrorBody, FrameError> {
     let code = ErrorCode::from_u32(frame::take_u32(&mut body, "error code")?);
     let len = frame::take_u32(&mut body, "error message length")? as usize;
@@ -187,6 +203,7 @@ pub(crate) fn notify_frame<T: Serialize + ?Sized>(
     Ok(frame.into_outgoing())
 }
 
+/// Parses a NOTIFY body.
 pub fn parse_notify(mut body: Bytes) -> Result<Incoming, FrameError> {
     let method = frame::take_method(&mut body)?;
     Ok(Incoming { method, timeout: None, payload: body })

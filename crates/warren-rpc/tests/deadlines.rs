@@ -34,8 +34,11 @@ async fn the_server_enforces_the_deadline_even_if_the_client_does_not_cancel() {
     let path = dir.path().join("t.sock");
     let mut stream = tokio::net::UnixStream::connect(&path).await.expect("connect");
     use tokio::io::AsyncWriteExt;
-    stream.write_all(&warren_rpc::hello::client_hello(&[warren_rpc::Codec::Json], 1 << 20)).await.expect("hello");
-    let request = warren_rpc::message::request(
+    stream
+        .write_all(&warren_rpc::__wire::hello::client_hello(&[warren_rpc::Codec::Json], 1 << 20))
+        .await
+        .expect("hello");
+    let request = warren_rpc::__wire::message::request(
         5,
         "Task.Hang",
         Some(Duration::from_millis(50)),
@@ -45,14 +48,17 @@ async fn the_server_enforces_the_deadline_even_if_the_client_does_not_cancel() {
     )
     .expect("encode");
     stream.write_all(&request).await.expect("request");
-    let mut reader = warren_rpc::frame::FrameReader::new(stream, 1 << 20);
+    let mut reader = warren_rpc::__wire::frame::FrameReader::new(stream, 1 << 20);
     let answer = within("server-side deadline", async {
-        assert!(matches!(warren_rpc::hello::read_answer(&mut reader).await, Ok(warren_rpc::hello::Answer::Welcome(_))));
+        assert!(matches!(
+            warren_rpc::__wire::hello::read_answer(&mut reader).await,
+            Ok(warren_rpc::__wire::hello::Answer::Welcome(_))
+        ));
         reader.read_frame().await.expect("frame").expect("not eof")
     })
     .await;
-    assert_eq!((answer.kind, answer.id), (warren_rpc::frame::Kind::Error, 5));
-    let body = warren_rpc::message::parse_error(answer.body).expect("error body");
+    assert_eq!((answer.kind, answer.id), (warren_rpc::__wire::frame::Kind::Error, 5));
+    let body = warren_rpc::__wire::message::parse_error(answer.body).expect("error body");
     assert_eq!(body.code, warren_rpc::ErrorCode::DeadlineExceeded, "{}", body.message);
     common::expect_event(&mut observed, "cancelled:raw").await;
     running.shutdown(Duration::from_secs(1)).await;

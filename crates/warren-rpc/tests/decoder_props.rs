@@ -13,9 +13,9 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use tokio::io::{AsyncRead, ReadBuf};
-use warren_rpc::frame::{self, Frame, FrameReader, HEADER_LEN, Kind};
+use warren_rpc::__wire::frame::{self, Frame, FrameReader, HEADER_LEN, Kind};
+use warren_rpc::__wire::{hello, message};
 use warren_rpc::{Codec, FrameError};
-use warren_rpc::{hello, message};
 
 /// A deliberately small limit, so that arbitrary headers exceed it often and frames under it are
 /// cheap to generate.

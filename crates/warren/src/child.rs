@@ -277,7 +277,7 @@ pub(crate) async fn spawn(host: &Arc<HostShared>, spec: Spec) -> Result<Child, S
         command.env_clear();
     }
     command.envs(spec.env.iter().map(|(k, v)| (k, v)));
-    command.env("WARREN_PROTOCOL", warren_rpc::hello::VERSION.to_string()).env("WARREN_NAME", &spec.name);
+    command.env("WARREN_PROTOCOL", warren_rpc::PROTOCOL_VERSION.to_string()).env("WARREN_NAME", &spec.name);
     command.env("WARREN_HOST_PID", sys::current_pid().to_string());
     if let Some(path) = &socket_path {
         command.env("WARREN_ENDPOINT", Endpoint::unix(path).to_string());

@@ -9,7 +9,8 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
 use super::inflight::InFlight;
-use super::{Client, Inner, jsonline, reader};
+use super::wire::{self, Reading, Wire};
+use super::{Client, Inner};
 use crate::codec::Codec;
 use crate::endpoint::{Endpoint, ToEndpoint};
 use crate::error::{ConnectError, LostReason};
@@ -99,6 +100,7 @@ impl ClientBuilder {
         self
     }
 
+    /// Connects to `endpoint` and completes the handshake.
     pub async fn connect(self, endpoint: impl ToEndpoint) -> Result<Client, ConnectError> {
         let endpoint = endpoint.to_endpoint()?;
         let label = endpoint.to_string();
@@ -153,13 +155,15 @@ impl ClientBuilder {
         match self.protocol {
             Protocol::Binary => {
                 let (reader, negotiated, write) = self.hello(read, write, label).await?;
-                Ok(self.start(Reading::Frames(reader), write, negotiated, label))
+                let wire = Wire::Binary(wire::Binary { negotiated });
+                Ok(self.start(Reading::Frames(reader), wire, write, negotiated, label))
             }
             // JSON-RPC has no handshake: the connection is open as soon as it is connected.
             Protocol::JsonRpc => {
                 let negotiated = Negotiated { codec: Codec::Json, peer_max_frame: self.max_frame, features: 0 };
                 let lines = LineReader::new(read, BytesMut::new(), self.max_frame as usize);
-                Ok(self.start(Reading::Lines(lines), write, negotiated, label))
+                let wire = Wire::JsonLines(wire::JsonLines { limit: self.max_frame });
+                Ok(self.start(Reading::Lines(lines), wire, write, negotiated, label))
             }
         }
     }
@@ -207,7 +211,7 @@ impl ClientBuilder {
     }
 
     /// Starts the writer and reader tasks of an open connection.
-    fn start<R, W>(self, reading: Reading<R>, write: W, negotiated: Negotiated, label: &str) -> Client
+    fn start<R, W>(self, reading: Reading<R>, wire: Wire, write: W, negotiated: Negotiated, label: &str) -> Client
     where
         R: AsyncRead + Unpin + Send + 'static,
         W: AsyncWrite + Unpin + Send + 'static,
@@ -235,14 +239,7 @@ impl ClientBuilder {
             let (in_flight, weak, endpoint, close, done) =
                 (Arc::clone(&in_flight), tx.downgrade(), Arc::clone(&endpoint), close.clone(), reader_done.clone());
             tokio::spawn(async move {
-                let read = async {
-                    match reading {
-                        Reading::Frames(reader) => {
-                            reader::run(reader, Arc::clone(&in_flight), weak, negotiated.codec, endpoint).await;
-                        }
-                        Reading::Lines(lines) => jsonline::run(lines, Arc::clone(&in_flight), endpoint).await,
-                    }
-                };
+                let read = reading.run(Arc::clone(&in_flight), weak, negotiated.codec, endpoint);
                 tokio::select! {
                     () = read => {}
                     () = close.cancelled() => in_flight.lose(LostReason::ClosedLocally, None),
@@ -253,6 +250,7 @@ impl ClientBuilder {
         Client {
             inner: Arc::new(Inner {
                 protocol: self.protocol,
+                wire,
                 tx,
                 in_flight,
                 negotiated,
@@ -264,10 +262,4 @@ impl ClientBuilder {
             }),
         }
     }
-}
-
-/// How an open connection is read, by protocol.
-enum Reading<R> {
-    Frames(FrameReader<R>),
-    Lines(LineReader<R>),
 }

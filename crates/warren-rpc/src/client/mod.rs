@@ -14,6 +14,7 @@ mod builder;
 mod inflight;
 mod jsonline;
 mod reader;
+mod wire;
 
 pub use builder::{ClientBuilder, Protocol};
 
@@ -30,13 +31,11 @@ use tokio_util::sync::CancellationToken;
 use crate::codec::{Codec, CodecError};
 use crate::endpoint::ToEndpoint;
 use crate::error::{CallError, ConnectError, ErrorCode, ErrorData, LostReason};
-use crate::frame::{self, Kind};
-use crate::hello::{Negotiated, features};
-use crate::jsonrpc;
-use crate::message::{self, EncodeError};
-use crate::outgoing::Outgoing;
+use crate::hello::Negotiated;
+use crate::message::EncodeError;
 use crate::writer::{Flush, FrameSender, Unsent};
 use inflight::{Answer, Closed, InFlight};
+use wire::{ClientWire, Wire};
 
 /// A connection to a warren server; clones share it.
 #[derive(Debug, Clone)]
@@ -46,6 +45,7 @@ pub struct Client {
 
 struct Inner {
     protocol: Protocol,
+    wire: Wire,
     tx: FrameSender,
     in_flight: Arc<InFlight>,
     negotiated: Negotiated,
@@ -84,10 +84,12 @@ pub struct Notification {
 }
 
 impl Notification {
+    /// The notification's name.
     pub fn method(&self) -> &str {
         &self.method
     }
 
+    /// Decodes a value.
     pub fn decode<T: DeserializeOwned>(&self) -> Result<T, CodecError> {
         self.codec.decode_shared(&self.payload)
     }
@@ -100,6 +102,7 @@ pub struct Subscription {
 }
 
 impl Subscription {
+    /// The next notification; `None` once the connection has ended.
     pub async fn next(&mut self) -> Option<Notification> {
         self.rx.recv().await
     }
@@ -115,11 +118,11 @@ struct CallGuard<'a> {
 
 impl Drop for CallGuard<'_> {
     fn drop(&mut self) {
-        // Without the cancel feature (and in JSON-RPC, which has none) the call is only
-        // forgotten: its late answer, if any, is ignored.
-        let can_cancel = self.inner.negotiated.features & features::CANCEL != 0;
-        if self.armed && self.inner.in_flight.forget(self.id) && self.sent && can_cancel {
-            let _ = self.inner.tx.send(frame::encode(Kind::Cancel, self.id, &[]));
+        // A wire without cancels only forgets the call: its late answer, if any, is ignored.
+        if self.armed && self.inner.in_flight.forget(self.id) && self.sent {
+            if let Some(cancel) = self.inner.wire.cancel(self.id) {
+                let _ = self.inner.tx.send(cancel);
+            }
         }
     }
 }
@@ -130,6 +133,7 @@ impl Client {
         ClientBuilder::default().connect(endpoint).await
     }
 
+    /// Options for connecting.
     pub fn builder() -> ClientBuilder {
         ClientBuilder::default()
     }
@@ -152,34 +156,23 @@ impl Client {
         self.call_with(method, arg, CallOptions { timeout: Some(timeout) }).await
     }
 
+    /// Like [`call`](Self::call), with options.
     pub async fn call_with<A, R>(&self, method: &str, arg: &A, options: CallOptions) -> Result<R, CallError>
     where
         A: Serialize + ?Sized,
         R: DeserializeOwned,
     {
         let inner = &*self.inner;
-        let codec = inner.negotiated.codec;
         let timeout = options.timeout.or(inner.default_timeout);
         let (id, waiting) = inner.in_flight.register().map_err(|closed| self.closed_error(method, closed))?;
         let mut guard = CallGuard { inner, id, sent: false, armed: true };
-        let limit = inner.negotiated.peer_max_frame;
         // Alone, the call is written from this task at once; with others under way, the writer
         // task gathers them into one write.
         let flush = if waiting > 1 { Flush::Writer } else { Flush::Now };
-        match inner.protocol {
-            Protocol::Binary => inner
-                .tx
-                .encode(flush, |frame| message::request_into(frame, id, method, timeout, codec, arg, limit))
-                .map_err(|unsent| match unsent {
-                    Unsent::Gone => self.unsendable(method),
-                    Unsent::Encode(err) => encode_error(method, err),
-                })?,
-            Protocol::JsonRpc => {
-                let frame =
-                    jsonrpc::request_go(Some(id), method, arg, limit).map_err(|err| encode_error(method, err))?;
-                inner.tx.send_flush(frame, flush).map_err(|_| self.unsendable(method))?;
-            }
-        }
+        inner.wire.request(&inner.tx, flush, id, method, timeout, arg).map_err(|unsent| match unsent {
+            Unsent::Gone => self.unsendable(method),
+            Unsent::Encode(err) => encode_error(method, err),
+        })?;
         guard.sent = true;
         let answer = inner.in_flight.wait(id);
         let answer = match timeout {
@@ -191,12 +184,10 @@ impl Client {
         };
         guard.armed = false;
         match answer {
-            Answer::Reply(bytes) => match codec.decode_shared(&bytes) {
-                // In Go's shape `{}` stands for "no value", as Go's client cannot take a null.
-                Err(_) if inner.protocol == Protocol::JsonRpc && &bytes[..] == b"{}" => codec.decode(b"null"),
-                decoded => decoded,
-            }
-            .map_err(|err| CallError::BadReply { method: method.to_owned(), message: err.message }),
+            Answer::Reply(bytes) => inner
+                .wire
+                .decode(&bytes)
+                .map_err(|err| CallError::BadReply { method: method.to_owned(), message: err.message }),
             Answer::Error { code, message, data } => Err(self.remote_error(method, code, message, data, timeout)),
             Answer::Untyped(message) => Err(self.untyped(method, message)),
             Answer::Lost(reason) => Err(self.lost(method, reason)),
@@ -221,12 +212,7 @@ impl Client {
         if let Some(closed) = self.inner.in_flight.closed() {
             return Err(self.closed_error(method, closed));
         }
-        let (codec, limit) = (self.inner.negotiated.codec, self.inner.negotiated.peer_max_frame);
-        let frame = match self.inner.protocol {
-            Protocol::Binary => message::notify_frame(method, codec, arg, limit),
-            Protocol::JsonRpc => jsonrpc::request_go(None, method, arg, limit).map(Outgoing::from),
-        }
-        .map_err(|err| encode_error(method, err))?;
+        let frame = self.inner.wire.notification(method, arg).map_err(|err| encode_error(method, err))?;
         self.inner.tx.send(frame).map_err(|_| self.unsendable(method))
     }
 
@@ -248,11 +234,7 @@ impl Client {
         let (id, _) = inner.in_flight.register().map_err(|closed| self.closed_error(METHOD, closed))?;
         let mut guard = CallGuard { inner, id, sent: false, armed: true };
         let start = Instant::now();
-        let frame = match inner.protocol {
-            Protocol::Binary => frame::encode(Kind::Ping, id, &[]),
-            Protocol::JsonRpc => jsonrpc::request_go(Some(id), "warren.Ping", &(), inner.negotiated.peer_max_frame)
-                .map_err(|err| encode_error(METHOD, err))?,
-        };
+        let frame = inner.wire.ping(id).map_err(|err| encode_error(METHOD, err))?;
         inner.tx.send(frame).map_err(|_| self.unsendable(METHOD))?;
         // A server ignores CANCEL for a ping id, so the guard's cancel is harmless.
         guard.sent = true;
@@ -262,7 +244,7 @@ impl Client {
         guard.armed = false;
         match answer {
             Answer::Reply(_) => Ok(start.elapsed()),
-            Answer::Error { .. } | Answer::Untyped(_) if inner.protocol == Protocol::JsonRpc => Ok(start.elapsed()),
+            Answer::Error { .. } | Answer::Untyped(_) if inner.wire.error_answers_ping() => Ok(start.elapsed()),
             Answer::Untyped(message) => Err(self.untyped(METHOD, message)),
             Answer::Lost(reason) => Err(self.lost(METHOD, reason)),
             Answer::NotRun => Err(self.not_run(METHOD)),
@@ -295,10 +277,12 @@ impl Client {
         &self.inner.endpoint
     }
 
+    /// The payload codec in use.
     pub fn codec(&self) -> Codec {
         self.inner.negotiated.codec
     }
 
+    /// The protocol this client speaks.
     pub fn protocol(&self) -> Protocol {
         self.inner.protocol
     }

@@ -19,7 +19,9 @@ pub struct PeerInfo {
     pub address: String,
     /// Kernel-checked credentials of a Unix-socket peer (SO_PEERCRED).
     pub uid: Option<u32>,
+    /// Group id of a Unix-socket peer (SO_PEERCRED).
     pub gid: Option<u32>,
+    /// Process id of a Unix-socket peer (SO_PEERCRED).
     pub pid: Option<i32>,
     /// Unique per server, for correlating log lines.
     pub connection: u64,
@@ -65,6 +67,7 @@ impl Cancellation {
         })))
     }
 
+    /// Whether the call has been cancelled.
     pub fn is_cancelled(&self) -> bool {
         match &self.0 {
             Signal::Token(token) => token.is_cancelled(),
@@ -132,13 +135,23 @@ pub(crate) enum Push {
 #[derive(Debug, thiserror::Error)]
 pub enum NotifyError {
     #[error("the client has disconnected")]
+    /// The client has disconnected.
     Disconnected,
+    /// The value could not be encoded.
     #[error("cannot encode notification {method}: {message}")]
-    Encode { method: String, message: String },
+    Encode {
+        /// The `Service.Method` called.
+        method: String,
+        /// What went wrong, in words.
+        message: String,
+    },
     /// A JSON-RPC client that has sent no JSON-RPC 2.0 request (Go's net/rpc/jsonrpc, for one)
     /// cannot receive notifications.
     #[error("cannot push {method}: this JSON-RPC client has not shown it accepts JSON-RPC 2.0 notifications")]
-    Unsupported { method: String },
+    Unsupported {
+        /// The `Service.Method` called.
+        method: String,
+    },
 }
 
 impl Notifier {
@@ -146,6 +159,7 @@ impl Notifier {
         Notifier(Arc::new(NotifierInner { tx, codec, limit, closed, push }))
     }
 
+    /// Pushes a notification `method` with `value` to this client.
     pub fn notify<T: Serialize + ?Sized>(&self, method: &str, value: &T) -> Result<(), NotifyError> {
         let this = &*self.0;
         if this.closed.is_cancelled() {
@@ -172,6 +186,7 @@ impl Notifier {
         self.0.closed.cancelled().await;
     }
 
+    /// Whether the client is gone.
     pub fn is_disconnected(&self) -> bool {
         self.0.closed.is_cancelled()
     }
@@ -187,18 +202,22 @@ pub struct Context {
 }
 
 impl Context {
+    /// Who is calling.
     pub fn peer(&self) -> &PeerInfo {
         &self.peer
     }
 
+    /// The call's cancellation, to hand to code that should stop with it.
     pub fn cancellation(&self) -> Cancellation {
         self.cancel.clone()
     }
 
+    /// Whether the call has been cancelled.
     pub fn is_cancelled(&self) -> bool {
         self.cancel.is_cancelled()
     }
 
+    /// Resolves once the call is cancelled.
     pub async fn cancelled(&self) {
         self.cancel.cancelled().await;
     }

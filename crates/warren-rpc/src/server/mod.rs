@@ -117,6 +117,7 @@ impl Default for Server {
 }
 
 impl Server {
+    /// A new one, with defaults.
     pub fn new() -> Server {
         Server {
             registry: Registry::default(),
@@ -268,10 +269,12 @@ impl Running {
         &self.endpoint
     }
 
+    /// A handle to shut the server down.
     pub fn handle(&self) -> ServerHandle {
         self.handle.clone()
     }
 
+    /// Shuts the server down; see [`ServerHandle::shutdown`].
     pub async fn shutdown(&self, drain: Duration) -> ShutdownReport {
         self.handle.shutdown(drain).await
     }
@@ -331,6 +334,7 @@ impl ServerHandle {
         ShutdownReport { elapsed: start.elapsed(), drain_deadline_hit: self.control.drain_expired.is_cancelled() }
     }
 
+    /// Whether shutdown has started.
     pub fn is_shutting_down(&self) -> bool {
         self.control.shutting_down.is_cancelled()
     }
