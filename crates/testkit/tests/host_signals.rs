@@ -1,5 +1,6 @@
 //! A real host program and real signals: the first SIGINT stops every child gracefully and in
-//! parallel, a second kills every group at once, a third exits immediately.
+//! parallel (so do SIGHUP and SIGQUIT), a second kills every group at once, a third exits
+//! immediately.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -173,4 +174,19 @@ fn a_third_sigint_exits_immediately() {
     let status = run.wait_exit(Duration::from_secs(5));
     assert!(start.elapsed() < Duration::from_millis(1500), "exited at once");
     assert_eq!(status.code(), Some(130), "{status:?}");
+}
+
+#[test]
+fn sighup_and_sigquit_stop_every_child_gracefully_too() {
+    // Closing the terminal (SIGHUP) must give children their grace, not SIGKILL them.
+    for signal in [Signal::HUP, Signal::QUIT] {
+        let mut run = Run::start(2, "plugin", 5000);
+        run.signal(signal);
+        let status = run.wait_exit(Duration::from_secs(10));
+        let lines = run.stopped_lines();
+        assert!(status.success(), "{signal:?} {status:?}: {lines:?}");
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(lines.iter().all(|l| l.contains("exited with code 0")), "{lines:?}");
+        assert!(run.pids.iter().all(|&pid| !alive(pid)));
+    }
 }

@@ -126,7 +126,7 @@ impl ChildCgroup {
         if let Err(err) = std::fs::write(self.dir.join("cgroup.kill"), "1") {
             debug!("cgroup.kill in {}: {err}; killing one by one", self.dir.display());
             for &pid in &members {
-                let _ = sys::kill_process(pid, sys::StopSignal::Kill);
+                let _ = sys::kill_process(pid, crate::Signal::KILL);
             }
         }
         let deadline = Instant::now() + Duration::from_secs(2);

@@ -15,15 +15,17 @@ use warren_rpc::{Client, Endpoint};
 
 use crate::cgroup::ChildCgroup;
 use crate::error::SpawnError;
+use crate::exit::Exit;
 use crate::host::HostShared;
 use crate::log::{LogSink, Stream};
 use crate::notify::NotifyListener;
 use crate::pump::{self, Tail};
+use crate::signal::Signal;
 use crate::socket_watch::SocketLost;
 use crate::spawner;
 use crate::spec::{Readiness, Spec};
-use crate::stop::{self, Exit, Leak, StopReport};
-use crate::sys::{self, StopSignal};
+use crate::stop::{self, Leak, StopReport};
+use crate::sys;
 
 /// A child program owned by a [`Host`](crate::Host); clones share it.
 #[derive(Debug, Clone)]
@@ -37,7 +39,7 @@ pub(crate) struct ChildInner {
     pub pid: u32,
     pub client: Option<Client>,
     pub endpoint: Option<Endpoint>,
-    pub stop_signal: StopSignal,
+    pub stop_signal: Signal,
     /// Weak, so that dropping the [`Host`](crate::Host) releases everything (see its docs).
     pub host: Weak<HostShared>,
     pub group: Arc<Group>,
@@ -64,7 +66,7 @@ pub(crate) struct Group {
 
 impl Group {
     /// Signals the group unless it has been released.
-    pub fn signal(&self, pgid: u32, signal: StopSignal) {
+    pub fn signal(&self, pgid: u32, signal: Signal) {
         if !self.released.load(Ordering::SeqCst)
             && let Err(err) = sys::kill_group(pgid, signal)
         {
@@ -184,9 +186,9 @@ impl Child {
     pub async fn wait(&self) -> Exit {
         let mut exit = self.inner.exit.clone();
         match exit.wait_for(Option::is_some).await {
-            Ok(exit) => exit.unwrap_or(Exit::Code(-1)),
+            Ok(exit) => exit.unwrap_or(Exit::Unknown),
             // The waiter task is gone only if the runtime is shutting down.
-            Err(_) => self.inner.exit_now().unwrap_or(Exit::Code(-1)),
+            Err(_) => self.inner.exit_now().unwrap_or(Exit::Unknown),
         }
     }
 
@@ -223,7 +225,12 @@ impl Child {
 
     /// SIGKILLs the child's whole process group now (a stop in progress then ends at once).
     pub fn kill(&self) {
-        self.inner.group.signal(self.inner.pid, StopSignal::Kill);
+        self.signal_group(Signal::KILL);
+    }
+
+    /// Sends `signal` to the child's process group, unless its leader has been reaped.
+    pub(crate) fn signal_group(&self, signal: Signal) {
+        self.inner.group.signal(self.inner.pid, signal);
     }
 }
 
@@ -459,7 +466,7 @@ async fn reap(
 ) {
     let status = process.wait().await;
     if sys::group_has_members(pgid) {
-        let _ = sys::kill_group(pgid, StopSignal::Kill);
+        let _ = sys::kill_group(pgid, Signal::KILL);
         warn!(child = %name, pgid, "processes of the child's group outlived it; killed them");
         group.leaks.lock().unwrap_or_else(PoisonError::into_inner).push(Leak::GroupMembers);
         stop::reap_leftovers(pgid).await;
@@ -479,7 +486,7 @@ async fn reap(
     if let Some(host) = host.upgrade() {
         host.unwatch(pgid);
     }
-    let _ = exit_tx.send(Some(status.map_or(Exit::Code(-1), Exit::from_status)));
+    let _ = exit_tx.send(Some(status.map_or(Exit::Unknown, Exit::from_status)));
 }
 
 /// Passes lines on and signals the first that matches the readiness pattern.
@@ -568,12 +575,12 @@ async fn wait_ready(
             _ = async { exit.wait_for(Option::is_some).await.is_ok() } => {
                 // Let the pumps deliver what it printed before it died, to show in the error.
                 let _ = child.wait_pipes_closed(Duration::from_millis(500)).await;
-                let exit = child.exit_now().unwrap_or(Exit::Code(-1));
+                let exit = child.exit_now().unwrap_or(Exit::Unknown);
                 let _ = child.remove_socket_file();
                 return Err(SpawnError::ExitedBeforeReady { name: child.name.to_string(), exit, stderr_tail: tail.snapshot() });
             }
             () = tokio::time::sleep_until(deadline.into()) => {
-                child.group.signal(child.pid, StopSignal::Kill);
+                child.group.signal(child.pid, Signal::KILL);
                 let _ = child.wait_exit_until(Instant::now() + Duration::from_secs(5)).await;
                 let _ = child.wait_pipes_closed(Duration::from_millis(500)).await;
                 let _ = child.remove_socket_file();

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// How a child ended, for errors about children that ended too early.
-pub use crate::stop::Exit;
+pub use crate::exit::Exit;
 
 /// Why a child could not be started and made ready.
 #[derive(Debug, thiserror::Error)]

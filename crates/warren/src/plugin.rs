@@ -103,7 +103,7 @@ fn program_name() -> String {
 pub async fn serve_with_drain(server: Server, drain: Duration) -> Result<(), PluginError> {
     let endpoint = std::env::var("WARREN_ENDPOINT").map_err(|_| PluginError::NotUnderHost)?;
     let endpoint = Endpoint::parse(&endpoint)?;
-    let mut signals = Signals::install().map_err(PluginError::Signals)?;
+    let mut signals = Signals::install(&[crate::Signal::TERM, crate::Signal::INT]).map_err(PluginError::Signals)?;
     let host_gone = watch_host();
     let shutdown_requested = CancellationToken::new();
     let server = {

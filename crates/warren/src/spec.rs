@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use warren_rpc::Protocol;
 
-use crate::sys::StopSignal;
+use crate::signal::Signal;
 
 /// How the host learns that a child is ready.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,7 +34,7 @@ pub struct Spec {
     pub(crate) rpc: bool,
     pub(crate) protocol: Protocol,
     pub(crate) ready_timeout: Duration,
-    pub(crate) stop_signal: StopSignal,
+    pub(crate) stop_signal: Signal,
     pub(crate) max_line: usize,
 }
 
@@ -56,7 +56,7 @@ impl Spec {
             rpc: true,
             protocol: Protocol::Binary,
             ready_timeout: Duration::from_secs(10),
-            stop_signal: StopSignal::Term,
+            stop_signal: Signal::TERM,
             max_line: 64 * 1024,
         }
     }
@@ -124,7 +124,7 @@ impl Spec {
 
     /// The polite signal for children without RPC, and the second step for those with it
     /// (default SIGTERM).
-    pub fn stop_signal(mut self, signal: StopSignal) -> Spec {
+    pub fn stop_signal(mut self, signal: Signal) -> Spec {
         self.stop_signal = signal;
         self
     }

@@ -8,38 +8,9 @@ use std::time::{Duration, Instant};
 use tracing::{debug, warn};
 
 use crate::child::ChildInner;
-use crate::sys::{self, StopSignal};
-
-/// How a process ended, as the kernel reported it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Exit {
-    Code(i32),
-    Signal(i32),
-}
-
-impl Exit {
-    pub fn from_status(status: std::process::ExitStatus) -> Exit {
-        use std::os::unix::process::ExitStatusExt;
-        match (status.code(), status.signal()) {
-            (Some(code), _) => Exit::Code(code),
-            (None, Some(signal)) => Exit::Signal(signal),
-            (None, None) => Exit::Code(-1),
-        }
-    }
-
-    pub fn success(self) -> bool {
-        self == Exit::Code(0)
-    }
-}
-
-impl fmt::Display for Exit {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Exit::Code(code) => write!(f, "exited with code {code}"),
-            Exit::Signal(signal) => write!(f, "killed by {}", sys::signal_name(*signal)),
-        }
-    }
-}
+use crate::exit::Exit;
+use crate::signal::Signal;
+use crate::sys;
 
 /// How a stop ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,10 +18,12 @@ pub enum Outcome {
     /// The child exited by itself (after being asked, or before).
     Exited { code: i32 },
     /// The child died of a signal: the stop signal it did not handle, or another.
-    Signalled { signal: String },
+    Signalled { signal: Signal },
     /// The child did not stop within the grace period (or a forced stop was requested) and was
     /// killed with SIGKILL, with its whole process group.
     Killed { after: Duration },
+    /// The child is gone but its exit status could not be read.
+    Unknown,
 }
 
 impl Outcome {
@@ -66,6 +39,7 @@ impl fmt::Display for Outcome {
             Outcome::Exited { code } => write!(f, "exited with code {code}"),
             Outcome::Signalled { signal } => write!(f, "killed by {signal}"),
             Outcome::Killed { after } => write!(f, "killed with SIGKILL after {after:?}"),
+            Outcome::Unknown => f.write_str("ended with a status that could not be read"),
         }
     }
 }
@@ -102,7 +76,7 @@ pub struct StopReport {
 pub enum Step {
     AlreadyExited,
     ShutdownCall,
-    Signal(String),
+    Signal(Signal),
     KilledGroup,
 }
 
@@ -149,17 +123,17 @@ pub(crate) async fn run(child: &ChildInner, grace: Duration) -> StopReport {
             }
             _ => {
                 signal_group(child, child.stop_signal);
-                step(&mut steps, Step::Signal(child.stop_signal.name().to_owned()));
+                step(&mut steps, Step::Signal(child.stop_signal));
             }
         }
         if let Some(at) = signal_at
             && !child.wait_exit_until(at).await
         {
             signal_group(child, child.stop_signal);
-            step(&mut steps, Step::Signal(child.stop_signal.name().to_owned()));
+            step(&mut steps, Step::Signal(child.stop_signal));
         }
         if !child.wait_exit_until(deadline).await {
-            child.group.signal(pgid, StopSignal::Kill);
+            child.group.signal(pgid, Signal::KILL);
             killed = true;
             step(&mut steps, Step::KilledGroup);
             if !child.wait_exit_until(Instant::now() + KILL_WAIT).await {
@@ -183,14 +157,15 @@ pub(crate) async fn run(child: &ChildInner, grace: Duration) -> StopReport {
     } else {
         match exit {
             Some(Exit::Code(code)) => Outcome::Exited { code },
-            Some(Exit::Signal(signal)) => Outcome::Signalled { signal: sys::signal_name(signal) },
+            Some(Exit::Signal(signal)) => Outcome::Signalled { signal },
+            Some(Exit::Unknown) => Outcome::Unknown,
             None => Outcome::Killed { after: took },
         }
     };
     StopReport { name: child.name.to_string(), pid: child.pid, outcome, took, steps, leaks, removed_socket }
 }
 
-fn signal_group(child: &ChildInner, signal: StopSignal) {
+fn signal_group(child: &ChildInner, signal: Signal) {
     child.group.signal(child.pid, signal);
 }
 
