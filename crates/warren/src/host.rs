@@ -6,26 +6,27 @@ use std::time::Duration;
 use tracing::info;
 
 use crate::cgroup::HostCgroup;
-use crate::child::{self, Child};
+use crate::child::{Child, Registry};
 use crate::error::{HostError, SpawnError};
 use crate::log::{LogSink, TracingSink};
+use crate::report::StopReport;
 use crate::runtime_dir::RuntimeDir;
 use crate::shutdown::{Shutdown, ShutdownStep};
 use crate::signal::Signal;
 use crate::socket_watch::SocketWatch;
 use crate::spawner::Spawner;
 use crate::spec::Spec;
-use crate::stop::StopReport;
+use crate::start::{self, Context};
 use crate::sys::{self, Watchdog};
 
-pub(crate) struct HostShared {
-    pub runtime_dir: RuntimeDir,
-    pub spawner: Spawner,
-    pub sink: Arc<dyn LogSink>,
+struct HostShared {
+    runtime_dir: RuntimeDir,
+    spawner: Spawner,
+    sink: Arc<dyn LogSink>,
     /// Declared before `cgroup`: the watchdog must stop watching before the cgroup goes.
-    watchdog: Option<Watchdog>,
+    watchdog: Option<Arc<Watchdog>>,
     /// Where children's cgroups go, when the system lets us have them.
-    pub cgroup: Option<HostCgroup>,
+    cgroup: Option<HostCgroup>,
     children: Mutex<Vec<Child>>,
     /// Names whose spawn is under way.
     starting: Mutex<std::collections::HashSet<String>>,
@@ -35,25 +36,9 @@ pub(crate) struct HostShared {
     socket_watch: std::sync::OnceLock<SocketWatch>,
 }
 
-impl HostShared {
-    pub fn watch(&self, pgid: u32) {
-        if let Some(watchdog) = &self.watchdog {
-            watchdog.watch(pgid);
-        }
-    }
-
-    pub fn unwatch(&self, pgid: u32) {
-        if let Some(watchdog) = &self.watchdog {
-            watchdog.unwatch(pgid);
-        }
-    }
-
-    pub fn socket_watch(&self) -> &SocketWatch {
-        self.socket_watch.get_or_init(|| SocketWatch::start(self.runtime_dir.path()))
-    }
-
-    pub fn forget(&self, child: &Child) {
-        self.children.lock().unwrap_or_else(PoisonError::into_inner).retain(|c| !Arc::ptr_eq(&c.inner, &child.inner));
+impl Registry for HostShared {
+    fn forget(&self, child: &Child) {
+        self.children.lock().unwrap_or_else(PoisonError::into_inner).retain(|c| !c.same(child));
     }
 }
 
@@ -119,7 +104,7 @@ impl HostBuilder {
         let cgroup = HostCgroup::create();
         let kill_file = cgroup.as_ref().and_then(HostCgroup::kill_file);
         let watchdog =
-            if self.watchdog { Some(Watchdog::start(kill_file).map_err(HostError::Watchdog)?) } else { None };
+            if self.watchdog { Some(Arc::new(Watchdog::start(kill_file).map_err(HostError::Watchdog)?)) } else { None };
         let spawner = Spawner::start().map_err(HostError::Spawner)?;
         Ok(Host {
             shared: Arc::new(HostShared {
@@ -159,7 +144,18 @@ impl Host {
                 return Err(SpawnError::DuplicateName { name });
             }
         }
-        let spawned = child::spawn(&self.shared, spec).await;
+        let shared = &self.shared;
+        let registry: std::sync::Weak<dyn Registry> = Arc::downgrade(shared) as std::sync::Weak<HostShared>;
+        let ctx = Context {
+            runtime_dir: &shared.runtime_dir,
+            spawner: &shared.spawner,
+            sink: &shared.sink,
+            cgroup: shared.cgroup.as_ref(),
+            watchdog: shared.watchdog.as_ref(),
+            socket_watch: &shared.socket_watch,
+            registry,
+        };
+        let spawned = start::spawn(ctx, spec).await;
         let mut starting = self.shared.starting.lock().unwrap_or_else(PoisonError::into_inner);
         if let Ok(child) = &spawned {
             self.shared.children.lock().unwrap_or_else(PoisonError::into_inner).push(child.clone());
@@ -182,7 +178,7 @@ impl Host {
 
     /// The pid of the watchdog process, if it runs (see [`HostBuilder::watchdog`]).
     pub fn watchdog_pid(&self) -> Option<u32> {
-        self.shared.watchdog.as_ref().map(Watchdog::pid)
+        self.shared.watchdog.as_deref().map(Watchdog::pid)
     }
 
     pub fn runtime_dir(&self) -> &std::path::Path {
