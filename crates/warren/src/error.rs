@@ -11,14 +11,14 @@ pub use crate::exit::Exit;
 pub enum SpawnError {
     #[error("cannot start {name}: program {program} not found")]
     NotFound { name: String, program: PathBuf },
-    #[error("cannot start {name} ({program}): {source}")]
+    #[error("cannot start {name} ({program})")]
     Spawn {
         name: String,
         program: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot prepare {name}: {what}: {source}")]
+    #[error("cannot prepare {name}: {what}")]
     Setup {
         name: String,
         what: &'static str,
@@ -29,7 +29,7 @@ pub enum SpawnError {
     ExitedBeforeReady { name: String, exit: Exit, stderr_tail: Vec<String> },
     #[error("{name} was not ready within {timeout:?}; it was stopped{}", tail_text(.stderr_tail))]
     ReadyTimeout { name: String, timeout: Duration, stderr_tail: Vec<String> },
-    #[error("{name} said it was ready but its RPC endpoint {endpoint} does not answer: {source}{}", protocol_hint(.source))]
+    #[error("{name} said it was ready but its RPC endpoint {endpoint} does not answer{}", protocol_hint(.source))]
     Connect {
         name: String,
         endpoint: String,
@@ -66,18 +66,31 @@ fn tail_text(lines: &[String]) -> String {
     text
 }
 
+/// `err` and every cause under it, joined with ": " — how an error is shown where only a line
+/// of text fits (each error displays only itself; its cause is its `source()`).
+pub(crate) fn with_causes(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut cause = err.source();
+    while let Some(next) = cause {
+        text.push_str(": ");
+        text.push_str(&next.to_string());
+        cause = next.source();
+    }
+    text
+}
+
 /// Why the host could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum HostError {
-    #[error("cannot create the runtime directory: {0}")]
+    #[error("cannot create the runtime directory")]
     RuntimeDir(#[source] std::io::Error),
-    #[error("cannot start the watchdog process: {0}")]
+    #[error("cannot start the watchdog process")]
     Watchdog(#[source] std::io::Error),
-    #[error("cannot become the reaper of orphaned grandchildren: {0}")]
+    #[error("cannot become the reaper of orphaned grandchildren")]
     Subreaper(#[source] std::io::Error),
-    #[error("cannot start the spawner thread: {0}")]
+    #[error("cannot start the spawner thread")]
     Spawner(#[source] std::io::Error),
-    #[error("cannot install handlers for SIGINT and SIGTERM: {0}")]
+    #[error("cannot install the handlers of the stop signals")]
     Signals(#[source] std::io::Error),
     #[error("warren::Host must be created inside a tokio runtime")]
     NoRuntime,
@@ -91,18 +104,37 @@ pub enum PluginError {
          WARREN_ENDPOINT; it is not meant to be run by hand"
     )]
     NotUnderHost,
-    #[error("WARREN_ENDPOINT is invalid: {0}")]
+    #[error("WARREN_ENDPOINT is invalid")]
     Endpoint(#[from] warren_rpc::EndpointError),
     #[error(transparent)]
     Bind(#[from] warren_rpc::BindError),
-    #[error("cannot tell the host we are ready via NOTIFY_SOCKET {path}: {source}")]
+    #[error("cannot tell the host we are ready via NOTIFY_SOCKET {path}")]
     Notify {
         path: String,
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot install signal handlers: {0}")]
+    #[error("cannot install signal handlers")]
     Signals(#[source] std::io::Error),
-    #[error("cannot start the tokio runtime: {0}")]
+    #[error("cannot start the tokio runtime")]
     Runtime(#[source] std::io::Error),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each layer displays only itself, so a renderer walking `source()` shows a cause once.
+    #[test]
+    fn a_cause_is_shown_once() {
+        let err = SpawnError::Spawn {
+            name: "api".into(),
+            program: "/bin/api".into(),
+            source: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+        };
+        assert_eq!(err.to_string(), "cannot start api (/bin/api)");
+        assert_eq!(with_causes(&err), "cannot start api (/bin/api): permission denied");
+        let err = HostError::Watchdog(std::io::Error::other("no fork"));
+        assert_eq!(with_causes(&err), "cannot start the watchdog process: no fork");
+    }
 }

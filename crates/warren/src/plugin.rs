@@ -57,7 +57,7 @@ pub fn main(build: impl FnOnce() -> Server) -> ExitCode {
     match serve_blocking_with(build, DEFAULT_DRAIN) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("{}: {err}", program_name());
+            eprintln!("{}: {}", program_name(), crate::error::with_causes(&err));
             ExitCode::from(2)
         }
     }

@@ -352,7 +352,7 @@ impl Instance {
         let child = match self.host.spawn(spec_for(&program)).await {
             Ok(child) => child,
             Err(err) => {
-                self.send(Event::StartFailed { name: self.name.clone(), error: err.to_string() });
+                self.send(Event::StartFailed { name: self.name.clone(), error: crate::error::with_causes(&err) });
                 return;
             }
         };
