@@ -6,11 +6,15 @@ use std::time::Duration;
 /// How a child ended, for errors about children that ended too early.
 pub use crate::exit::Exit;
 
-/// Why a child could not be started and made ready.
+/// Why a child could not be started and made ready. Every variant names the child (`name`, as
+/// given by `Spec::name`).
 #[derive(Debug, thiserror::Error)]
+#[expect(missing_docs, reason = "the fields are the ones the messages name: child, program, path")]
 pub enum SpawnError {
+    /// The program does not exist (or is not on `PATH`).
     #[error("cannot start {name}: program {program} not found")]
     NotFound { name: String, program: PathBuf },
+    /// The program exists but could not be started (permissions, not executable, ...).
     #[error("cannot start {name} ({program})")]
     Spawn {
         name: String,
@@ -18,6 +22,7 @@ pub enum SpawnError {
         #[source]
         source: std::io::Error,
     },
+    /// Something the child needs could not be made ready in the runtime directory.
     #[error("cannot prepare {name}: {what}")]
     Setup {
         name: String,
@@ -25,10 +30,14 @@ pub enum SpawnError {
         #[source]
         source: std::io::Error,
     },
+    /// The child exited before it said it was ready; with the last lines of its stderr.
     #[error("{name} exited before it was ready ({exit}){}", tail_text(.stderr_tail))]
     ExitedBeforeReady { name: String, exit: Exit, stderr_tail: Vec<String> },
+    /// The child did not say it was ready within `Spec::ready_timeout`; it was killed.
     #[error("{name} was not ready within {timeout:?}; it was stopped{}", tail_text(.stderr_tail))]
     ReadyTimeout { name: String, timeout: Duration, stderr_tail: Vec<String> },
+    /// The child said it was ready but its RPC endpoint did not accept the connection; it was
+    /// stopped.
     #[error("{name} said it was ready but its RPC endpoint {endpoint} does not answer{}", protocol_hint(.source))]
     Connect {
         name: String,
@@ -36,8 +45,10 @@ pub enum SpawnError {
         #[source]
         source: warren_rpc::ConnectError,
     },
+    /// `Readiness::LogLine` was given a pattern that is not a regular expression.
     #[error("{name}: invalid readiness pattern {pattern:?}: {reason}")]
     BadPattern { name: String, pattern: String, reason: String },
+    /// A child of that name is running or starting on this host.
     #[error("a child named {name} is already running")]
     DuplicateName { name: String },
 }
@@ -82,16 +93,23 @@ pub(crate) fn with_causes(err: &(dyn std::error::Error + 'static)) -> String {
 /// Why the host could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum HostError {
+    /// The private runtime directory could not be created.
     #[error("cannot create the runtime directory")]
     RuntimeDir(#[source] std::io::Error),
+    /// The watchdog process could not be forked.
     #[error("cannot start the watchdog process")]
     Watchdog(#[source] std::io::Error),
+    /// `PR_SET_CHILD_SUBREAPER` failed.
     #[error("cannot become the reaper of orphaned grandchildren")]
     Subreaper(#[source] std::io::Error),
+    /// The thread that starts every child could not be started.
     #[error("cannot start the spawner thread")]
     Spawner(#[source] std::io::Error),
+    /// [`HostBuilder::catch_signals`](crate::HostBuilder::catch_signals) could not install its
+    /// handlers.
     #[error("cannot install the handlers of the stop signals")]
     Signals(#[source] std::io::Error),
+    /// [`Host::new`](crate::Host::new) was called outside a tokio runtime.
     #[error("warren::Host must be created inside a tokio runtime")]
     NoRuntime,
 }
@@ -99,23 +117,31 @@ pub enum HostError {
 /// Why a plugin (a child program) could not serve.
 #[derive(Debug, thiserror::Error)]
 pub enum PluginError {
+    /// `WARREN_ENDPOINT` is not set: the program was not started by a host.
     #[error(
         "this program is a warren plugin and must be started by a warren host, which sets \
          WARREN_ENDPOINT; it is not meant to be run by hand"
     )]
     NotUnderHost,
+    /// `WARREN_ENDPOINT` does not parse.
     #[error("WARREN_ENDPOINT is invalid")]
     Endpoint(#[from] warren_rpc::EndpointError),
+    /// The endpoint could not be bound.
     #[error(transparent)]
     Bind(#[from] warren_rpc::BindError),
+    /// READY=1 could not be sent to the host.
     #[error("cannot tell the host we are ready via NOTIFY_SOCKET {path}")]
     Notify {
+        /// The `NOTIFY_SOCKET` it was sent to.
         path: String,
+        /// Why the send failed.
         #[source]
         source: std::io::Error,
     },
+    /// SIGTERM and SIGINT handlers could not be installed.
     #[error("cannot install signal handlers")]
     Signals(#[source] std::io::Error),
+    /// [`serve_blocking`](crate::plugin::serve_blocking) could not start its runtime.
     #[error("cannot start the tokio runtime")]
     Runtime(#[source] std::io::Error),
 }

@@ -95,6 +95,8 @@ impl HostBuilder {
         self
     }
 
+    /// Creates the host: its runtime directory, spawner thread, watchdog and, where the system
+    /// allows, its cgroup. Must run inside a tokio runtime.
     pub fn build(self) -> Result<Host, HostError> {
         let signals = if self.catch_signals { Some(Shutdown::install().map_err(HostError::Signals)?) } else { None };
         // The pipes and exit watches of children are registered with the caller's runtime.
@@ -128,6 +130,7 @@ impl Host {
         Host::builder().build()
     }
 
+    /// Options for a host: log sink, watchdog, catching signals early.
     pub fn builder() -> HostBuilder {
         HostBuilder { sink: Arc::new(TracingSink), watchdog: true, catch_signals: false }
     }
@@ -181,6 +184,7 @@ impl Host {
         self.shared.watchdog.as_deref().map(Watchdog::pid)
     }
 
+    /// The host's private directory, where children's sockets and notify sockets are.
     pub fn runtime_dir(&self) -> &std::path::Path {
         self.shared.runtime_dir.path()
     }

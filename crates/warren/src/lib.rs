@@ -25,6 +25,8 @@
 //! socket in a private 0700 runtime directory. See `docs/SHUTDOWN.md` for the races each step
 //! prevents.
 
+#![warn(missing_docs)]
+
 mod cgroup;
 mod child;
 mod error;
@@ -46,6 +48,7 @@ mod spawner;
 mod spec;
 mod start;
 mod stop;
+#[allow(missing_docs)] // TEMP: documented by the supervise branch
 pub mod supervise;
 mod sys;
 mod tasks;

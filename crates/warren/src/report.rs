@@ -9,12 +9,21 @@ use crate::signal::Signal;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// The child exited by itself (after being asked, or before).
-    Exited { code: i32 },
+    Exited {
+        /// Its exit code.
+        code: i32,
+    },
     /// The child died of a signal: the stop signal it did not handle, or another.
-    Signalled { signal: Signal },
+    Signalled {
+        /// The signal that ended it.
+        signal: Signal,
+    },
     /// The child did not stop within the grace period (or a forced stop was requested) and was
     /// killed with SIGKILL, with its whole process group.
-    Killed { after: Duration },
+    Killed {
+        /// From the stop request until it was gone.
+        after: Duration,
+    },
     /// The child is gone but its exit status could not be read.
     Unknown,
 }
@@ -46,19 +55,26 @@ pub enum Leak {
     PipesHeldOpen,
     /// Descendants that had left the child's process group outlived it; they were found in
     /// its cgroup and killed.
-    Escaped { count: usize },
+    Escaped {
+        /// How many were killed.
+        count: usize,
+    },
 }
 
 /// The report of one stop.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StopReport {
+    /// The child's name.
     pub name: String,
+    /// The child's pid (and process group).
     pub pid: u32,
+    /// How it ended.
     pub outcome: Outcome,
     /// From the stop request until the child was gone.
     pub took: Duration,
     /// The steps taken, in order, with when each happened.
     pub steps: Vec<(Duration, Step)>,
+    /// What it left behind, which warren cleaned up.
     pub leaks: Vec<Leak>,
     /// The child had not removed its socket file; warren did.
     pub removed_socket: bool,
@@ -67,9 +83,13 @@ pub struct StopReport {
 /// One action of the stop procedure.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
+    /// The child had exited before the stop began.
     AlreadyExited,
+    /// The `warren.Shutdown` notification was sent.
     ShutdownCall,
+    /// The stop signal was sent to the child's group.
     Signal(Signal),
+    /// SIGKILL was sent to the child's group.
     KilledGroup,
 }
 

@@ -67,11 +67,13 @@ impl Spec {
         self
     }
 
+    /// Adds one argument.
     pub fn arg(mut self, arg: impl Into<OsString>) -> Spec {
         self.args.push(arg.into());
         self
     }
 
+    /// Adds arguments.
     pub fn args<I: IntoIterator<Item = S>, S: Into<OsString>>(mut self, args: I) -> Spec {
         self.args.extend(args.into_iter().map(Into::into));
         self
@@ -90,11 +92,13 @@ impl Spec {
         self
     }
 
+    /// The child's working directory (default: the host's).
     pub fn cwd(mut self, dir: impl Into<PathBuf>) -> Spec {
         self.cwd = Some(dir.into());
         self
     }
 
+    /// How the child says it is ready (default: [`Readiness::Notify`]).
     pub fn readiness(mut self, readiness: Readiness) -> Spec {
         self.readiness = readiness;
         self
@@ -135,10 +139,12 @@ impl Spec {
         self
     }
 
+    /// The program to run.
     pub fn program(&self) -> &std::path::Path {
         &self.program
     }
 
+    /// The child's name.
     pub fn get_name(&self) -> &str {
         &self.name
     }
