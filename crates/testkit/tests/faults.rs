@@ -134,12 +134,12 @@ async fn a_sigkilled_child_fails_its_100_in_flight_calls_at_once_and_starts_agai
     sigkill(child.pid());
     let slowest = all_lost(calls, killed_at).await;
     eprintln!("100 in-flight calls failed within {slowest:?} of the SIGKILL");
-    assert_eq!(within("exit", child.wait()).await, Exit::Signal(9));
+    assert_eq!(within("exit", child.wait()).await, Exit::Signal(warren::Signal::KILL));
     let err = child.client().call::<_, Todo>("Task.Get", "after").await.expect_err("no connection any more");
     assert!(matches!(err, CallError::ConnectionLost { .. }), "a new call fails at once too: {err}");
 
     let report = within("stop", child.stop(Duration::from_secs(1))).await;
-    assert_eq!(report.outcome, Outcome::Signalled { signal: "SIGKILL".into() }, "{report}");
+    assert_eq!(report.outcome, Outcome::Signalled { signal: warren::Signal::KILL }, "{report}");
     assert!(report.removed_socket && !socket.exists(), "the host removed the socket the killed child left");
 
     let again = within("respawn", host.spawn(Spec::new(CHILD).name("victim").arg("plugin"))).await.expect("respawn");
@@ -207,7 +207,11 @@ async fn the_supervisor_restarts_a_sigkilled_child_and_new_calls_succeed() {
     .await;
     let back_after = killed_at.elapsed();
     eprintln!("in-flight calls failed within {slowest:?}; ready again {back_after:?} after the SIGKILL");
-    assert_eq!((restarted.restarts, restarted.last_exit), (1, Some(Exit::Signal(9))), "{restarted:?}");
+    assert_eq!(
+        (restarted.restarts, restarted.last_exit),
+        (1, Some(Exit::Signal(warren::Signal::KILL))),
+        "{restarted:?}"
+    );
     let client = supervisor.client("victim").expect("known").expect("a client for the new instance");
     for i in 0..20 {
         let id = format!("after-{i}");

@@ -1,5 +1,6 @@
 //! A real host program and real signals: the first SIGINT stops every child gracefully and in
-//! parallel, a second kills every group at once, a third exits immediately.
+//! parallel (so do SIGHUP and SIGQUIT), a second kills every group at once, a third exits
+//! immediately; SIGTSTP suspends the host with every child group, SIGCONT resumes them.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -173,4 +174,54 @@ fn a_third_sigint_exits_immediately() {
     let status = run.wait_exit(Duration::from_secs(5));
     assert!(start.elapsed() < Duration::from_millis(1500), "exited at once");
     assert_eq!(status.code(), Some(130), "{status:?}");
+}
+
+#[test]
+fn sighup_and_sigquit_stop_every_child_gracefully_too() {
+    // Closing the terminal (SIGHUP) must give children their grace, not SIGKILL them.
+    for signal in [Signal::HUP, Signal::QUIT] {
+        let mut run = Run::start(2, "plugin", 5000);
+        run.signal(signal);
+        let status = run.wait_exit(Duration::from_secs(10));
+        let lines = run.stopped_lines();
+        assert!(status.success(), "{signal:?} {status:?}: {lines:?}");
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(lines.iter().all(|l| l.contains("exited with code 0")), "{lines:?}");
+        assert!(run.pids.iter().all(|&pid| !alive(pid)));
+    }
+}
+
+/// The state letter of `/proc/PID/stat` (R, S, T, Z, ...).
+fn state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(") ")?.1.chars().next()
+}
+
+fn wait_states(pids: &[u32], what: &str, ok: impl Fn(Option<char>) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let states: Vec<(u32, Option<char>)> = pids.iter().map(|&pid| (pid, state(pid))).collect();
+        if states.iter().all(|&(_, s)| ok(s)) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "not all {what}: {states:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn sigtstp_suspends_the_host_and_every_group_and_sigcont_resumes_them() {
+    let mut run = Run::start(3, "plugin", 5000);
+    let mut everything = run.pids.clone();
+    everything.push(run.host.id());
+    run.signal(Signal::TSTP);
+    wait_states(&everything, "stopped (T)", |s| s == Some('T'));
+    run.signal(Signal::CONT);
+    wait_states(&everything, "running again", |s| s.is_some_and(|s| s != 'T'));
+    // Still an orderly stop afterwards.
+    run.signal(Signal::INT);
+    let status = run.wait_exit(Duration::from_secs(10));
+    let lines = run.stopped_lines();
+    assert!(status.success(), "{status:?}: {lines:?}");
+    assert!(lines.iter().all(|l| l.contains("exited with code 0")), "{lines:?}");
 }

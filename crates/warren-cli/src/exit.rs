@@ -14,5 +14,8 @@ pub const NOT_RUNNING: u8 = 4;
 pub const REQUEST_FAILED: u8 = 5;
 /// Anything else: I/O errors, a bad command line.
 pub const ERROR: u8 = 70;
-/// A third Ctrl-C: exit immediately.
+/// A third Ctrl-C (or SIGTERM, SIGHUP, SIGQUIT): exit immediately. Not used here: `warren up`
+/// exits with [`warren::Shutdown::EXIT_CODE`], which this must equal (checked below).
 pub const INTERRUPTED: u8 = 130;
+
+const _: () = assert!(INTERRUPTED as i32 == warren::Shutdown::EXIT_CODE);

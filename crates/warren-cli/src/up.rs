@@ -1,5 +1,6 @@
 //! `warren up`: supervise the plan, serve the control socket, render what happens, and stop
-//! everything in reverse dependency order on Ctrl-C (a second Ctrl-C kills, a third exits).
+//! everything in reverse dependency order on Ctrl-C, SIGTERM, SIGHUP or SIGQUIT; what a second
+//! and third signal, Ctrl-Z and `fg` do is `warren::Shutdown`'s policy.
 
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
@@ -10,7 +11,7 @@ use tokio::sync::broadcast;
 use warren::supervise::machine::State;
 use warren::supervise::plan::Plan;
 use warren::supervise::{Notice, Supervisor};
-use warren::{Host, Signals};
+use warren::{Host, Shutdown, ShutdownStep};
 use warren_rpc::{Endpoint, HandlerError, Server};
 
 use crate::control::{CallRequest, LOG_NOTIFICATION, LogsRequest, StatusRow, codes};
@@ -22,7 +23,7 @@ const CONTROL_DRAIN: Duration = Duration::from_secs(2);
 
 pub async fn run(plan: Plan, instance_dir: &Path) -> anyhow::Result<u8> {
     // First of all, so that a Ctrl-C while programs start is an orderly stop, not a crash.
-    let mut signals = Signals::install().context("cannot install signal handlers")?;
+    let mut shutdown = Shutdown::install().context("cannot install signal handlers")?;
     let output = Arc::new(Output::new(plan.programs.iter().map(|p| p.name.as_str())));
     let supervisor_slot: Arc<OnceLock<Supervisor>> = Arc::new(OnceLock::new());
     let control_path = crate::instance::control_socket(instance_dir);
@@ -47,7 +48,6 @@ pub async fn run(plan: Plan, instance_dir: &Path) -> anyhow::Result<u8> {
     let _ = supervisor_slot.set(supervisor.clone());
     output.say(&format!("control socket {}", control_path.display()));
 
-    let mut interrupts = 0;
     loop {
         tokio::select! {
             notice = notices.recv() => match notice {
@@ -69,20 +69,16 @@ pub async fn run(plan: Plan, instance_dir: &Path) -> anyhow::Result<u8> {
                 Err(broadcast::error::RecvError::Lagged(missed)) => output.say(&format!("({missed} state changes not shown)")),
                 Err(broadcast::error::RecvError::Closed) => break,
             },
-            signal = signals.next() => {
-                interrupts += 1;
-                match interrupts {
-                    1 => {
-                        output.say(&format!("{signal}: stopping all programs, dependents first (again to kill them)"));
-                        let _ = warren::sd_notify("STOPPING=1");
-                        supervisor.shutdown();
-                    }
-                    2 => {
-                        output.say(&format!("{signal} again: killing every process group now (again to exit at once)"));
-                        supervisor.kill_all();
-                    }
-                    _ => std::process::exit(i32::from(exit::INTERRUPTED)),
+            step = shutdown.next(|signal| supervisor.signal_all(signal)) => match step {
+                ShutdownStep::Stop(signal) => {
+                    output.say(&format!("{signal}: stopping all programs, dependents first (again to kill them)"));
+                    let _ = warren::sd_notify("STOPPING=1");
+                    supervisor.shutdown();
                 }
+                ShutdownStep::Killed(signal) => {
+                    output.say(&format!("{signal} again: killing every process group now (again to exit at once)"));
+                }
+                ShutdownStep::Resumed => output.say("resumed every program"),
             }
         }
     }

@@ -39,7 +39,7 @@ impl HostCgroup {
         let attempt = || -> io::Result<HostCgroup> {
             let own = own_cgroup_dir()?;
             sweep_stale(&own);
-            let dir = own.join(format!("{PREFIX}{}-{:06x}", sys::current_pid(), random24()));
+            let dir = own.join(format!("{PREFIX}{}-{:06x}", sys::current_pid(), fastrand::u32(..0x100_0000)));
             std::fs::DirBuilder::new().mode(0o755).create(&dir)?;
             // Only a cgroup that can kill at once is worth having (cgroup.kill: Linux 5.14).
             if !dir.join("cgroup.kill").exists() {
@@ -126,7 +126,7 @@ impl ChildCgroup {
         if let Err(err) = std::fs::write(self.dir.join("cgroup.kill"), "1") {
             debug!("cgroup.kill in {}: {err}; killing one by one", self.dir.display());
             for &pid in &members {
-                let _ = sys::kill_process(pid, sys::StopSignal::Kill);
+                let _ = sys::kill_process(pid, crate::Signal::KILL);
             }
         }
         let deadline = Instant::now() + Duration::from_secs(2);
@@ -211,11 +211,4 @@ fn remove_tree(dir: &Path) {
     if let Err(err) = std::fs::remove_dir(dir) {
         debug!("cannot remove cgroup {}: {err}", dir.display());
     }
-}
-
-fn random24() -> u32 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u32(sys::current_pid());
-    (hasher.finish() & 0xff_ffff) as u32
 }

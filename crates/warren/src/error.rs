@@ -4,40 +4,51 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// How a child ended, for errors about children that ended too early.
-pub use crate::stop::Exit;
+pub use crate::exit::Exit;
 
-/// Why a child could not be started and made ready.
+/// Why a child could not be started and made ready. Every variant names the child (`name`, as
+/// given by `Spec::name`).
 #[derive(Debug, thiserror::Error)]
+#[expect(missing_docs, reason = "the fields are the ones the messages name: child, program, path")]
 pub enum SpawnError {
+    /// The program does not exist (or is not on `PATH`).
     #[error("cannot start {name}: program {program} not found")]
     NotFound { name: String, program: PathBuf },
-    #[error("cannot start {name} ({program}): {source}")]
+    /// The program exists but could not be started (permissions, not executable, ...).
+    #[error("cannot start {name} ({program})")]
     Spawn {
         name: String,
         program: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot prepare {name}: {what}: {source}")]
+    /// Something the child needs could not be made ready in the runtime directory.
+    #[error("cannot prepare {name}: {what}")]
     Setup {
         name: String,
         what: &'static str,
         #[source]
         source: std::io::Error,
     },
+    /// The child exited before it said it was ready; with the last lines of its stderr.
     #[error("{name} exited before it was ready ({exit}){}", tail_text(.stderr_tail))]
     ExitedBeforeReady { name: String, exit: Exit, stderr_tail: Vec<String> },
+    /// The child did not say it was ready within `Spec::ready_timeout`; it was killed.
     #[error("{name} was not ready within {timeout:?}; it was stopped{}", tail_text(.stderr_tail))]
     ReadyTimeout { name: String, timeout: Duration, stderr_tail: Vec<String> },
-    #[error("{name} said it was ready but its RPC endpoint {endpoint} does not answer: {source}{}", protocol_hint(.source))]
+    /// The child said it was ready but its RPC endpoint did not accept the connection; it was
+    /// stopped.
+    #[error("{name} said it was ready but its RPC endpoint {endpoint} does not answer{}", protocol_hint(.source))]
     Connect {
         name: String,
         endpoint: String,
         #[source]
         source: warren_rpc::ConnectError,
     },
+    /// `Readiness::LogLine` was given a pattern that is not a regular expression.
     #[error("{name}: invalid readiness pattern {pattern:?}: {reason}")]
     BadPattern { name: String, pattern: String, reason: String },
+    /// A child of that name is running or starting on this host.
     #[error("a child named {name} is already running")]
     DuplicateName { name: String },
 }
@@ -66,19 +77,39 @@ fn tail_text(lines: &[String]) -> String {
     text
 }
 
+/// `err` and every cause under it, joined with ": " — how an error is shown where only a line
+/// of text fits (each error displays only itself; its cause is its `source()`).
+pub(crate) fn with_causes(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut cause = err.source();
+    while let Some(next) = cause {
+        text.push_str(": ");
+        text.push_str(&next.to_string());
+        cause = next.source();
+    }
+    text
+}
+
 /// Why the host could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum HostError {
-    #[error("cannot create the runtime directory: {0}")]
+    /// The private runtime directory could not be created.
+    #[error("cannot create the runtime directory")]
     RuntimeDir(#[source] std::io::Error),
-    #[error("cannot start the watchdog process: {0}")]
+    /// The watchdog process could not be forked.
+    #[error("cannot start the watchdog process")]
     Watchdog(#[source] std::io::Error),
-    #[error("cannot become the reaper of orphaned grandchildren: {0}")]
+    /// `PR_SET_CHILD_SUBREAPER` failed.
+    #[error("cannot become the reaper of orphaned grandchildren")]
     Subreaper(#[source] std::io::Error),
-    #[error("cannot start the spawner thread: {0}")]
+    /// The thread that starts every child could not be started.
+    #[error("cannot start the spawner thread")]
     Spawner(#[source] std::io::Error),
-    #[error("cannot install handlers for SIGINT and SIGTERM: {0}")]
+    /// [`HostBuilder::catch_signals`](crate::HostBuilder::catch_signals) could not install its
+    /// handlers.
+    #[error("cannot install the handlers of the stop signals")]
     Signals(#[source] std::io::Error),
+    /// [`Host::new`](crate::Host::new) was called outside a tokio runtime.
     #[error("warren::Host must be created inside a tokio runtime")]
     NoRuntime,
 }
@@ -86,23 +117,50 @@ pub enum HostError {
 /// Why a plugin (a child program) could not serve.
 #[derive(Debug, thiserror::Error)]
 pub enum PluginError {
+    /// `WARREN_ENDPOINT` is not set: the program was not started by a host.
     #[error(
         "this program is a warren plugin and must be started by a warren host, which sets \
          WARREN_ENDPOINT; it is not meant to be run by hand"
     )]
     NotUnderHost,
-    #[error("WARREN_ENDPOINT is invalid: {0}")]
+    /// `WARREN_ENDPOINT` does not parse.
+    #[error("WARREN_ENDPOINT is invalid")]
     Endpoint(#[from] warren_rpc::EndpointError),
+    /// The endpoint could not be bound.
     #[error(transparent)]
     Bind(#[from] warren_rpc::BindError),
-    #[error("cannot tell the host we are ready via NOTIFY_SOCKET {path}: {source}")]
+    /// READY=1 could not be sent to the host.
+    #[error("cannot tell the host we are ready via NOTIFY_SOCKET {path}")]
     Notify {
+        /// The `NOTIFY_SOCKET` it was sent to.
         path: String,
+        /// Why the send failed.
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot install signal handlers: {0}")]
+    /// SIGTERM and SIGINT handlers could not be installed.
+    #[error("cannot install signal handlers")]
     Signals(#[source] std::io::Error),
-    #[error("cannot start the tokio runtime: {0}")]
+    /// [`serve_blocking`](crate::plugin::serve_blocking) could not start its runtime.
+    #[error("cannot start the tokio runtime")]
     Runtime(#[source] std::io::Error),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each layer displays only itself, so a renderer walking `source()` shows a cause once.
+    #[test]
+    fn a_cause_is_shown_once() {
+        let err = SpawnError::Spawn {
+            name: "api".into(),
+            program: "/bin/api".into(),
+            source: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+        };
+        assert_eq!(err.to_string(), "cannot start api (/bin/api)");
+        assert_eq!(with_causes(&err), "cannot start api (/bin/api): permission denied");
+        let err = HostError::Watchdog(std::io::Error::other("no fork"));
+        assert_eq!(with_causes(&err), "cannot start the watchdog process: no fork");
+    }
 }

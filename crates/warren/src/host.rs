@@ -6,51 +6,39 @@ use std::time::Duration;
 use tracing::info;
 
 use crate::cgroup::HostCgroup;
-use crate::child::{self, Child};
+use crate::child::{Child, Registry};
 use crate::error::{HostError, SpawnError};
 use crate::log::{LogSink, TracingSink};
+use crate::report::StopReport;
 use crate::runtime_dir::RuntimeDir;
+use crate::shutdown::{Shutdown, ShutdownStep};
+use crate::signal::Signal;
 use crate::socket_watch::SocketWatch;
 use crate::spawner::Spawner;
 use crate::spec::Spec;
-use crate::stop::StopReport;
-use crate::sys::{self, StopSignal, Watchdog};
+use crate::start::{self, Context};
+use crate::sys::{self, Watchdog};
 
-pub(crate) struct HostShared {
-    pub runtime_dir: RuntimeDir,
-    pub spawner: Spawner,
-    pub sink: Arc<dyn LogSink>,
+struct HostShared {
+    runtime_dir: RuntimeDir,
+    spawner: Spawner,
+    sink: Arc<dyn LogSink>,
     /// Declared before `cgroup`: the watchdog must stop watching before the cgroup goes.
-    watchdog: Option<Watchdog>,
+    watchdog: Option<Arc<Watchdog>>,
     /// Where children's cgroups go, when the system lets us have them.
-    pub cgroup: Option<HostCgroup>,
+    cgroup: Option<HostCgroup>,
     children: Mutex<Vec<Child>>,
     /// Names whose spawn is under way.
     starting: Mutex<std::collections::HashSet<String>>,
-    signals: Mutex<Option<crate::signals::Signals>>,
+    /// Installed by [`HostBuilder::catch_signals`], taken by [`Host::stop_on_signal`].
+    signals: Mutex<Option<Shutdown>>,
     /// Started with the first RPC child, so hosts without any need no inotify instance.
     socket_watch: std::sync::OnceLock<SocketWatch>,
 }
 
-impl HostShared {
-    pub fn watch(&self, pgid: u32) {
-        if let Some(watchdog) = &self.watchdog {
-            watchdog.watch(pgid);
-        }
-    }
-
-    pub fn unwatch(&self, pgid: u32) {
-        if let Some(watchdog) = &self.watchdog {
-            watchdog.unwatch(pgid);
-        }
-    }
-
-    pub fn socket_watch(&self) -> &SocketWatch {
-        self.socket_watch.get_or_init(|| SocketWatch::start(self.runtime_dir.path()))
-    }
-
-    pub fn forget(&self, child: &Child) {
-        self.children.lock().unwrap_or_else(PoisonError::into_inner).retain(|c| !Arc::ptr_eq(&c.inner, &child.inner));
+impl Registry for HostShared {
+    fn forget(&self, child: &Child) {
+        self.children.lock().unwrap_or_else(PoisonError::into_inner).retain(|c| !c.same(child));
     }
 }
 
@@ -99,20 +87,18 @@ impl HostBuilder {
         self
     }
 
-    /// Catches SIGINT and SIGTERM from now on, so that one arriving before
-    /// [`Host::stop_on_signal`] is called is kept for it instead of killing the process
-    /// (default off: a library should not take over the process's signals unasked).
+    /// Catches the signals of [`Host::stop_on_signal`] from now on, so that one arriving before
+    /// it is called is kept for it instead of killing the process (default off: a library
+    /// should not take over the process's signals unasked).
     pub fn catch_signals(mut self) -> Self {
         self.catch_signals = true;
         self
     }
 
+    /// Creates the host: its runtime directory, spawner thread, watchdog and, where the system
+    /// allows, its cgroup. Must run inside a tokio runtime.
     pub fn build(self) -> Result<Host, HostError> {
-        let signals = if self.catch_signals {
-            Some(crate::signals::Signals::install().map_err(HostError::Signals)?)
-        } else {
-            None
-        };
+        let signals = if self.catch_signals { Some(Shutdown::install().map_err(HostError::Signals)?) } else { None };
         // The pipes and exit watches of children are registered with the caller's runtime.
         tokio::runtime::Handle::try_current().map_err(|_| HostError::NoRuntime)?;
         let runtime_dir = RuntimeDir::create().map_err(HostError::RuntimeDir)?;
@@ -120,7 +106,7 @@ impl HostBuilder {
         let cgroup = HostCgroup::create();
         let kill_file = cgroup.as_ref().and_then(HostCgroup::kill_file);
         let watchdog =
-            if self.watchdog { Some(Watchdog::start(kill_file).map_err(HostError::Watchdog)?) } else { None };
+            if self.watchdog { Some(Arc::new(Watchdog::start(kill_file).map_err(HostError::Watchdog)?)) } else { None };
         let spawner = Spawner::start().map_err(HostError::Spawner)?;
         Ok(Host {
             shared: Arc::new(HostShared {
@@ -144,6 +130,7 @@ impl Host {
         Host::builder().build()
     }
 
+    /// Options for a host: log sink, watchdog, catching signals early.
     pub fn builder() -> HostBuilder {
         HostBuilder { sink: Arc::new(TracingSink), watchdog: true, catch_signals: false }
     }
@@ -160,7 +147,18 @@ impl Host {
                 return Err(SpawnError::DuplicateName { name });
             }
         }
-        let spawned = child::spawn(&self.shared, spec).await;
+        let shared = &self.shared;
+        let registry: std::sync::Weak<dyn Registry> = Arc::downgrade(shared) as std::sync::Weak<HostShared>;
+        let ctx = Context {
+            runtime_dir: &shared.runtime_dir,
+            spawner: &shared.spawner,
+            sink: &shared.sink,
+            cgroup: shared.cgroup.as_ref(),
+            watchdog: shared.watchdog.as_ref(),
+            socket_watch: &shared.socket_watch,
+            registry,
+        };
+        let spawned = start::spawn(ctx, spec).await;
         let mut starting = self.shared.starting.lock().unwrap_or_else(PoisonError::into_inner);
         if let Ok(child) = &spawned {
             self.shared.children.lock().unwrap_or_else(PoisonError::into_inner).push(child.clone());
@@ -174,7 +172,6 @@ impl Host {
         self.shared.children.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
-    /// The pid of the watchdog process, if it runs.
     /// Whether each child runs in a cgroup of its own, so that a stop (and the watchdog, if the
     /// host dies) also reaches descendants that left the child's process group. Needs a
     /// writable cgroup2 hierarchy (root, or a delegated subtree) and Linux 5.14.
@@ -182,10 +179,12 @@ impl Host {
         self.shared.cgroup.is_some()
     }
 
+    /// The pid of the watchdog process, if it runs (see [`HostBuilder::watchdog`]).
     pub fn watchdog_pid(&self) -> Option<u32> {
-        self.shared.watchdog.as_ref().map(Watchdog::pid)
+        self.shared.watchdog.as_deref().map(Watchdog::pid)
     }
 
+    /// The host's private directory, where children's sockets and notify sockets are.
     pub fn runtime_dir(&self) -> &std::path::Path {
         self.shared.runtime_dir.path()
     }
@@ -208,45 +207,47 @@ impl Host {
 
     /// SIGKILLs every child's process group at once.
     pub fn kill_all(&self) {
-        for child in self.children() {
-            child.kill();
-        }
+        self.signal_all(Signal::KILL);
     }
 
-    /// Waits for SIGINT or SIGTERM, then stops every child gracefully within `grace`. A second
-    /// signal SIGKILLs every group at once; a third exits the process immediately (code 130).
+    /// Waits for a stop signal — SIGINT, SIGTERM, SIGHUP or SIGQUIT — then stops every child
+    /// gracefully within `grace`. A second one SIGKILLs every group at once; a third exits the
+    /// process immediately (code 130). Ctrl-Z (SIGTSTP) suspends every child's group with the
+    /// process, and SIGCONT resumes them. The policy is [`Shutdown`]'s; see docs/SHUTDOWN.md.
     pub async fn stop_on_signal(&self, grace: Duration) -> std::io::Result<Vec<StopReport>> {
         let caught = self.shared.signals.lock().unwrap_or_else(PoisonError::into_inner).take();
-        let mut signals = match caught {
-            Some(signals) => signals,
-            None => crate::signals::Signals::install()?,
+        let mut shutdown = match caught {
+            Some(shutdown) => shutdown,
+            None => Shutdown::install()?,
         };
-        let first = signals.next().await;
+        let signal_groups = |signal| self.signal_all(signal);
+        let first = loop {
+            match shutdown.next(signal_groups).await {
+                ShutdownStep::Stop(signal) | ShutdownStep::Killed(signal) => break signal,
+                ShutdownStep::Resumed => info!("resumed: continued every child's process group"),
+            }
+        };
         info!("received {first}: stopping {} children (grace {grace:?}); again to kill them", self.children().len());
         let stopping = self.stop_all(grace);
         tokio::pin!(stopping);
-        let mut count = 1;
         loop {
             tokio::select! {
                 reports = &mut stopping => return Ok(reports),
-                signal = signals.next() => {
-                    count += 1;
-                    if count == 2 {
-                        info!("received {signal} again: killing every child's process group now; once more to exit at once");
-                        self.kill_all();
-                    } else {
-                        info!("received {signal} a third time: exiting now");
-                        std::process::exit(signal.exit_code());
-                    }
-                }
+                step = shutdown.next(signal_groups) => match step {
+                    ShutdownStep::Killed(signal) => info!(
+                        "received {signal} again: killing every child's process group now; once more to exit at once"
+                    ),
+                    ShutdownStep::Stop(_) | ShutdownStep::Resumed => {}
+                },
             }
         }
     }
 
-    /// Sends `signal` to every child's process group.
-    pub fn signal_all(&self, signal: StopSignal) {
+    /// Sends `signal` to every child's process group (a group whose leader has been reaped is
+    /// skipped: its id may already be another's).
+    pub fn signal_all(&self, signal: Signal) {
         for child in self.children() {
-            child.inner.group.signal(child.pid(), signal);
+            child.signal_group(signal);
         }
     }
 }

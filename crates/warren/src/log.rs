@@ -6,11 +6,14 @@ use std::sync::Arc;
 /// Which pipe a line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Stream {
+    /// The child's standard output.
     Stdout,
+    /// The child's standard error.
     Stderr,
 }
 
 impl Stream {
+    /// `stdout` or `stderr`.
     pub fn name(self) -> &'static str {
         match self {
             Stream::Stdout => "stdout",
@@ -30,6 +33,7 @@ impl fmt::Display for Stream {
 pub struct LogLine {
     /// The child's name as given in its spec.
     pub child: Arc<str>,
+    /// The pipe it came from.
     pub stream: Stream,
     /// Counts lines per child and stream from 1, so gaps and reordering are visible.
     pub seq: u64,
@@ -60,6 +64,7 @@ impl fmt::Display for LogLine {
 /// Where children's lines and lifecycle events go. Called from the pump tasks, one call per
 /// line, so implementations must be quick and must not block.
 pub trait LogSink: Send + Sync + 'static {
+    /// One line of a child's output.
     fn line(&self, line: LogLine);
 
     /// A pipe reached end-of-file.

@@ -13,12 +13,16 @@ use tokio::net::UnixDatagram;
 /// What one notification said.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Notice {
+    /// `READY=1`: the child is ready.
     pub ready: bool,
+    /// `STOPPING=1`: the child is shutting down.
     pub stopping: bool,
+    /// `STATUS=...`: a free-form status line.
     pub status: Option<String>,
 }
 
 impl Notice {
+    /// Reads the `KEY=value` lines of one datagram; unknown keys are ignored.
     pub fn parse(datagram: &[u8]) -> Notice {
         let mut notice = Notice::default();
         for line in String::from_utf8_lossy(datagram).lines() {

@@ -57,7 +57,7 @@ pub fn main(build: impl FnOnce() -> Server) -> ExitCode {
     match serve_blocking_with(build, DEFAULT_DRAIN) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("{}: {err}", program_name());
+            eprintln!("{}: {}", program_name(), crate::error::with_causes(&err));
             ExitCode::from(2)
         }
     }
@@ -103,7 +103,7 @@ fn program_name() -> String {
 pub async fn serve_with_drain(server: Server, drain: Duration) -> Result<(), PluginError> {
     let endpoint = std::env::var("WARREN_ENDPOINT").map_err(|_| PluginError::NotUnderHost)?;
     let endpoint = Endpoint::parse(&endpoint)?;
-    let mut signals = Signals::install().map_err(PluginError::Signals)?;
+    let mut signals = Signals::install(&[crate::Signal::TERM, crate::Signal::INT]).map_err(PluginError::Signals)?;
     let host_gone = watch_host();
     let shutdown_requested = CancellationToken::new();
     let server = {

@@ -35,7 +35,7 @@ impl RuntimeDir {
         sweep_stale(base);
         let pid = sys::current_pid();
         for _ in 0..16 {
-            let path = base.join(format!("{PREFIX}{pid}-{:06x}", random() & 0xff_ffff));
+            let path = base.join(format!("{PREFIX}{pid}-{:06x}", fastrand::u32(..0x100_0000)));
             match std::fs::DirBuilder::new().mode(0o700).create(&path) {
                 Ok(()) => return Ok(RuntimeDir { path }),
                 Err(err) if err.kind() == io::ErrorKind::AlreadyExists => continue,
@@ -100,12 +100,6 @@ fn owner_pid(name: &str) -> Option<u32> {
     let (pid, suffix) = name.strip_prefix(PREFIX)?.split_once('-')?;
     let well_formed = suffix.len() == 6 && suffix.bytes().all(|b| b.is_ascii_hexdigit());
     pid.parse::<u32>().ok().filter(|&pid| pid > 0 && well_formed)
-}
-
-fn random() -> u64 {
-    let mut hasher = RandomState::new().build_hasher();
-    hasher.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
-    hasher.finish()
 }
 
 /// Removes runtime directories of hosts that no longer exist (killed before they could clean

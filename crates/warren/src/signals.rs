@@ -1,52 +1,41 @@
-//! SIGINT and SIGTERM as a stream of events. Handlers are installed once and stay installed
-//! (tokio cannot uninstall them), so policy — once: graceful, twice: kill, thrice: exit — is
-//! ordinary code counting events, not handler juggling.
+//! Received signals as a stream of events. Handlers are installed once and stay installed
+//! (tokio cannot uninstall them), so what a signal means is decided by ordinary code reading
+//! this stream ([`Shutdown`](crate::Shutdown), the plugin's stop), never inside a handler.
 
-use std::fmt;
+use std::task::Poll;
 
-use tokio::signal::unix::{Signal, SignalKind, signal};
+use tokio::signal::unix::{SignalKind, signal};
 
-/// A termination request received by this process.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Received {
-    Interrupt,
-    Terminate,
-}
+use crate::signal::Signal;
 
-impl fmt::Display for Received {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Received::Interrupt => "SIGINT",
-            Received::Terminate => "SIGTERM",
-        })
-    }
-}
-
-impl Received {
-    /// The conventional exit code of a process ended by this signal (128 + its number).
-    pub fn exit_code(self) -> i32 {
-        match self {
-            Received::Interrupt => 130,
-            Received::Terminate => 143,
-        }
-    }
-}
-
+/// Handlers for a set of signals; [`next`](Self::next) yields each one received.
 #[derive(Debug)]
-pub struct Signals {
-    interrupt: Signal,
-    terminate: Signal,
+pub(crate) struct Signals {
+    streams: Vec<(Signal, tokio::signal::unix::Signal)>,
 }
 
 impl Signals {
-    pub fn install() -> std::io::Result<Signals> {
-        Ok(Signals { interrupt: signal(SignalKind::interrupt())?, terminate: signal(SignalKind::terminate())? })
+    /// Installs handlers for `which`: from now on these signals no longer have their default
+    /// action but are queued here.
+    pub fn install(which: &[Signal]) -> std::io::Result<Signals> {
+        let streams = which
+            .iter()
+            .map(|&wanted| Ok((wanted, signal(SignalKind::from_raw(wanted.number()))?)))
+            .collect::<std::io::Result<_>>()?;
+        Ok(Signals { streams })
     }
 
-    pub async fn next(&mut self) -> Received {
-        tokio::select! {
-            _ = self.interrupt.recv() => Received::Interrupt,
-            _ = self.terminate.recv() => Received::Terminate,
-        }
+    /// The next signal received. Cancel-safe: a signal is taken only when this returns it.
+    pub async fn next(&mut self) -> Signal {
+        std::future::poll_fn(|cx| {
+            for (which, stream) in &mut self.streams {
+                // `None` means the runtime is shutting down: nothing more will come from it.
+                if let Poll::Ready(Some(())) = stream.poll_recv(cx) {
+                    return Poll::Ready(*which);
+                }
+            }
+            Poll::Pending
+        })
+        .await
     }
 }

@@ -32,6 +32,7 @@ pub enum SocketLost {
 }
 
 impl SocketLost {
+    /// The socket file's path.
     pub fn path(&self) -> &Path {
         match self {
             SocketLost::Deleted(path) | SocketLost::Replaced(path) => path,

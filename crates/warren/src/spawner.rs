@@ -46,7 +46,7 @@ impl Spawner {
                 if let Err(Ok(pid)) = reply.send(started) {
                     // Nobody waits for this child any more (the spawn was cancelled): it must
                     // not run on unowned.
-                    let _ = sys::kill_group(pid, sys::StopSignal::Kill);
+                    let _ = sys::kill_group(pid, crate::Signal::KILL);
                     let _ = sys::wait_for(pid);
                 }
             }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use warren_rpc::Protocol;
 
-use crate::sys::StopSignal;
+use crate::signal::Signal;
 
 /// How the host learns that a child is ready.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,7 +34,7 @@ pub struct Spec {
     pub(crate) rpc: bool,
     pub(crate) protocol: Protocol,
     pub(crate) ready_timeout: Duration,
-    pub(crate) stop_signal: StopSignal,
+    pub(crate) stop_signal: Signal,
     pub(crate) max_line: usize,
 }
 
@@ -56,7 +56,7 @@ impl Spec {
             rpc: true,
             protocol: Protocol::Binary,
             ready_timeout: Duration::from_secs(10),
-            stop_signal: StopSignal::Term,
+            stop_signal: Signal::TERM,
             max_line: 64 * 1024,
         }
     }
@@ -67,11 +67,13 @@ impl Spec {
         self
     }
 
+    /// Adds one argument.
     pub fn arg(mut self, arg: impl Into<OsString>) -> Spec {
         self.args.push(arg.into());
         self
     }
 
+    /// Adds arguments.
     pub fn args<I: IntoIterator<Item = S>, S: Into<OsString>>(mut self, args: I) -> Spec {
         self.args.extend(args.into_iter().map(Into::into));
         self
@@ -90,11 +92,13 @@ impl Spec {
         self
     }
 
+    /// The child's working directory (default: the host's).
     pub fn cwd(mut self, dir: impl Into<PathBuf>) -> Spec {
         self.cwd = Some(dir.into());
         self
     }
 
+    /// How the child says it is ready (default: [`Readiness::Notify`]).
     pub fn readiness(mut self, readiness: Readiness) -> Spec {
         self.readiness = readiness;
         self
@@ -124,7 +128,7 @@ impl Spec {
 
     /// The polite signal for children without RPC, and the second step for those with it
     /// (default SIGTERM).
-    pub fn stop_signal(mut self, signal: StopSignal) -> Spec {
+    pub fn stop_signal(mut self, signal: Signal) -> Spec {
         self.stop_signal = signal;
         self
     }
@@ -135,10 +139,12 @@ impl Spec {
         self
     }
 
+    /// The program to run.
     pub fn program(&self) -> &std::path::Path {
         &self.program
     }
 
+    /// The child's name.
     pub fn get_name(&self) -> &str {
         &self.name
     }

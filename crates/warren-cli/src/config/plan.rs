@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use toml::Spanned;
-use warren::StopSignal;
+use warren::Signal;
 use warren::supervise::plan::{
     Backoff, Command, Condition, Dependency, Health, HealthCheck, OnSocketLost, Program, Protocol, Readiness, Restart,
 };
@@ -146,7 +146,7 @@ struct Settings {
     jitter: Option<Set<f64>>,
     max_starts: Option<Set<u32>>,
     window: Option<Set<Duration>>,
-    stop_signal: Option<Set<StopSignal>>,
+    stop_signal: Option<Set<Signal>>,
     grace: Option<Set<Duration>>,
     health: Option<Set<Option<Health>>>,
     on_socket_lost: Option<Set<OnSocketLost>>,
@@ -454,8 +454,8 @@ impl Checker<'_, '_> {
         Some(Set::new(raw, action))
     }
 
-    fn signal(&mut self, raw: &Spanned<String>) -> Option<Set<StopSignal>> {
-        match StopSignal::parse(raw.get_ref()) {
+    fn signal(&mut self, raw: &Spanned<String>) -> Option<Set<Signal>> {
+        match Signal::parse_stop(raw.get_ref()) {
             Some(signal) => Some(Set::new(raw, signal)),
             None => self.fail(raw, "stop_signal", ErrorKind::UnknownSignal(raw.get_ref().clone())),
         }

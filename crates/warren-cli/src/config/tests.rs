@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use warren::StopSignal;
+use warren::Signal;
 use warren::supervise::plan::{
     Backoff, Command, Condition, CrashLoop, Dependency, Health, HealthCheck, OnSocketLost, Plan, Program, Protocol,
     Readiness, Restart,
@@ -91,7 +91,7 @@ health = { rpc_ping = true }
         Backoff { initial: Duration::from_secs(1), factor: 1.5, max: Duration::from_secs(60), jitter: 0.0 }
     );
     assert_eq!(api.crash_loop, CrashLoop { max_starts: 3, window: Duration::from_secs(120) });
-    assert_eq!(api.stop_signal, StopSignal::Int);
+    assert_eq!(api.stop_signal, Signal::INT);
     assert_eq!(api.grace, Duration::ZERO);
     assert_eq!(
         api.depends_on,

@@ -157,7 +157,9 @@ impl Shim {
         let captured = self.collector.take(&name);
         let exit_code = match exit {
             Exit::Code(code) => code,
-            Exit::Signal(signal) => 128 + signal,
+            Exit::Signal(signal) => signal.exit_code(),
+            // What the shim reported before the status had a variant of its own.
+            Exit::Unknown => -1,
         };
         info!("run {id}: {name} (pid {}) {exit} after {:?}", report.pid, child.uptime());
         Ok(RunResult {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::stop::Exit;
+use crate::exit::Exit;
 
 /// Where a program is in its life.
 #[derive(Debug, Clone, PartialEq)]

@@ -14,7 +14,7 @@ use super::backoff::{Jitter, delay};
 use super::events::humanize;
 pub use super::events::{Action, Event, State, Status};
 use super::plan::{Plan, Program, Restart};
-use crate::stop::Exit;
+use crate::exit::Exit;
 
 pub(super) struct Slot {
     pub(super) program: Program,

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 pub use warren_rpc::Protocol;
 
-use crate::sys::StopSignal;
+use crate::signal::Signal;
 
 /// Every program to run, in the order the configuration lists them.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,7 +34,7 @@ pub struct Program {
     pub restart: Restart,
     pub backoff: Backoff,
     pub crash_loop: CrashLoop,
-    pub stop_signal: StopSignal,
+    pub stop_signal: Signal,
     pub grace: Duration,
     pub depends_on: Vec<Dependency>,
     pub health: Option<Health>,
@@ -165,7 +165,7 @@ impl Program {
             restart: Restart::Never,
             backoff: Backoff::default(),
             crash_loop: CrashLoop::default(),
-            stop_signal: StopSignal::Term,
+            stop_signal: Signal::TERM,
             grace: Duration::from_secs(10),
             depends_on: Vec::new(),
             health: None,

@@ -17,9 +17,9 @@ use warren_rpc::Client;
 use super::machine::{Action, Event, Machine, State, Status};
 use super::plan::{self, Command, HealthCheck, Plan, Program};
 use crate::child::Child;
+use crate::exit::Exit;
 use crate::host::Host;
 use crate::spec::{Readiness, Spec};
-use crate::stop::Exit;
 
 /// What the supervisor reports as it goes, for rendering.
 #[derive(Debug, Clone, PartialEq)]
@@ -164,6 +164,11 @@ impl Supervisor {
     /// SIGKILLs every process group now (a second Ctrl-C).
     pub fn kill_all(&self) {
         self.host.kill_all();
+    }
+
+    /// Sends `signal` to every running program's process group (Ctrl-Z and `fg`).
+    pub fn signal_all(&self, signal: crate::Signal) {
+        self.host.signal_all(signal);
     }
 
     /// The RPC client of a running program that serves RPC.
@@ -347,7 +352,7 @@ impl Instance {
         let child = match self.host.spawn(spec_for(&program)).await {
             Ok(child) => child,
             Err(err) => {
-                self.send(Event::StartFailed { name: self.name.clone(), error: err.to_string() });
+                self.send(Event::StartFailed { name: self.name.clone(), error: crate::error::with_causes(&err) });
                 return;
             }
         };

@@ -8,7 +8,7 @@ use super::machine::{Action, Event, Machine, State};
 use super::plan::{
     Backoff, Command, Condition, CrashLoop, Dependency, Health, HealthCheck, Plan, Program, Readiness, Restart,
 };
-use crate::stop::Exit;
+use crate::exit::Exit;
 
 fn program(name: &str) -> Program {
     let mut program = Program::new(name, Command::Shell("true".into()));
@@ -197,7 +197,7 @@ async fn healthy_gating_and_restart_after_failed_health_checks() {
     assert!(stopped(&h.on(Event::HealthFailed { name: "db".into() })).is_empty(), "one failure is tolerated");
     let actions = h.on(Event::HealthFailed { name: "db".into() });
     assert_eq!(stopped(&actions), ["db"], "two consecutive failures restart it");
-    let actions = h.on(Event::Exited { name: "db".into(), exit: Exit::Signal(15) });
+    let actions = h.on(Event::Exited { name: "db".into(), exit: Exit::Signal(crate::Signal::TERM) });
     assert!(timer(&actions).is_some(), "restarted after the stop, with backoff");
 }
 
@@ -257,7 +257,7 @@ async fn no_restart_during_shutdown_and_pending_restarts_are_cancelled() {
     assert_eq!(stopped(&actions), ["a"]);
     assert_eq!(h.state("b"), State::Stopped, "its pending restart is cancelled");
     assert!(spawned(&h.on(Event::Timer { name: "b".into(), generation })).is_empty());
-    let actions = h.on(Event::Exited { name: "a".into(), exit: Exit::Signal(15) });
+    let actions = h.on(Event::Exited { name: "a".into(), exit: Exit::Signal(crate::Signal::TERM) });
     assert!(timer(&actions).is_none());
     assert!(actions.contains(&Action::AllStopped));
 }
@@ -269,13 +269,13 @@ async fn stop_start_and_restart_requests() {
     let (mut h, _) = Harness::new(vec![p]);
     h.up("api");
     assert_eq!(stopped(&h.on(Event::Stop { name: "api".into() })), ["api"]);
-    let actions = h.on(Event::Exited { name: "api".into(), exit: Exit::Signal(15) });
+    let actions = h.on(Event::Exited { name: "api".into(), exit: Exit::Signal(crate::Signal::TERM) });
     assert!(timer(&actions).is_none(), "a requested stop is not restarted, even with restart = always");
     assert_eq!(h.state("api"), State::Stopped);
     assert_eq!(spawned(&h.on(Event::Start { name: "api".into() })), ["api"]);
     h.up("api");
     assert_eq!(stopped(&h.on(Event::Restart { name: "api".into() })), ["api"]);
-    let actions = h.on(Event::Exited { name: "api".into(), exit: Exit::Signal(15) });
+    let actions = h.on(Event::Exited { name: "api".into(), exit: Exit::Signal(crate::Signal::TERM) });
     assert_eq!(spawned(&actions), ["api"], "a requested restart starts again at once, without backoff");
 }
 

@@ -1,0 +1,170 @@
+//! The fork watchdog: kills every child's group (and cgroup) when the host dies by any means.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use super::process::pid;
+
+/// A forked process that outlives an abruptly killed host just long enough to SIGKILL every
+/// process group the host told it about. The host keeps the write end of a pipe; the kernel
+/// closes it when the host dies by any means, and the watchdog wakes on end-of-file.
+#[derive(Debug)]
+pub struct Watchdog {
+    pipe: Option<OwnedFd>,
+    pid: u32,
+}
+
+/// Groups one watchdog can track; more are still stopped normally, only not after a host crash.
+const WATCHDOG_CAPACITY: usize = 16 * 1024;
+
+impl Watchdog {
+    /// `cgroup_kill`: the host's `cgroup.kill`, written to kill every child's cgroup at once,
+    /// descendants that left their process group included.
+    pub fn start(cgroup_kill: Option<CString>) -> io::Result<Watchdog> {
+        let (read_end, write_end) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+        // Allocated before fork: the watchdog must not allocate.
+        let mut groups = vec![0i32; WATCHDOG_CAPACITY].into_boxed_slice();
+        let read_fd = read_end.as_raw_fd();
+        let write_fd = write_end.as_raw_fd();
+        // SAFETY: after fork the child runs only `watchdog_main`, which makes async-signal-safe
+        // syscalls (close, setpgid, sigaction, read, kill, open, write, _exit) on memory it owns, and never
+        // returns into Rust code that could touch locks held by other threads of the parent.
+        let child = unsafe { libc::fork() };
+        match child {
+            -1 => Err(io::Error::last_os_error()),
+            0 => watchdog_main(read_fd, write_fd, &mut groups, cgroup_kill.as_deref()),
+            pid => {
+                drop(read_end);
+                Ok(Watchdog { pipe: Some(write_end), pid: pid.unsigned_abs() })
+            }
+        }
+    }
+
+    /// Adds a group to kill if the host dies.
+    pub fn watch(&self, pgid: u32) {
+        self.send(i32::try_from(pgid).unwrap_or(0));
+    }
+
+    /// Removes a group once it is stopped and reaped, so its id may be reused safely.
+    pub fn unwatch(&self, pgid: u32) {
+        self.send(-i32::try_from(pgid).unwrap_or(0));
+    }
+
+    fn send(&self, value: i32) {
+        if value == 0 {
+            return;
+        }
+        // Four bytes are below PIPE_BUF, so the write is atomic; the watchdog drains promptly.
+        if let Some(pipe) = &self.pipe {
+            let _ = rustix::io::write(pipe, &value.to_be_bytes());
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        // Closing our end tells the watchdog the host ended normally; it kills whatever is still
+        // registered (nothing, after a clean stop) and exits. Reap it so it is no zombie.
+        drop(self.pipe.take());
+        if let Ok(pid) = pid(self.pid) {
+            let _ = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty());
+        }
+    }
+}
+
+fn watchdog_main(read_fd: i32, write_fd: i32, groups: &mut [i32], cgroup_kill: Option<&std::ffi::CStr>) -> ! {
+    // SAFETY (whole function): runs in the forked child; every call below is an async-signal-safe
+    // syscall on file descriptors and memory this process owns.
+    unsafe {
+        libc::close(write_fd);
+        // Close every other inherited descriptor (the host's sockets, the children's pipes) so
+        // the watchdog keeps nothing open that the host's peers wait on.
+        close_all_but(read_fd);
+        // Out of the host's process group, and deaf to the terminal's Ctrl-C: it must survive
+        // exactly the events that kill the host.
+        libc::setpgid(0, 0);
+        let mut ignore: libc::sigaction = std::mem::zeroed();
+        ignore.sa_sigaction = libc::SIG_IGN;
+        for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT, libc::SIGPIPE] {
+            libc::sigaction(signal, &ignore, std::ptr::null_mut());
+        }
+        let mut buf = [0u8; 4];
+        let mut have = 0usize;
+        loop {
+            let n = libc::read(read_fd, buf.as_mut_ptr().add(have).cast(), 4 - have);
+            if n < 0 && *libc::__errno_location() == libc::EINTR {
+                continue;
+            }
+            if n <= 0 {
+                break;
+            }
+            have += n.unsigned_abs();
+            if have < 4 {
+                continue;
+            }
+            have = 0;
+            let value = i32::from_be_bytes(buf);
+            if value > 0 {
+                if let Some(slot) = groups.iter_mut().find(|slot| **slot == 0) {
+                    *slot = value;
+                }
+            } else if let Some(slot) = groups.iter_mut().find(|slot| **slot == -value) {
+                *slot = 0;
+            }
+        }
+        // The host is gone. Ask first (a warren child then removes its socket file), then
+        // force, all within half a second.
+        for &pgid in groups.iter() {
+            if pgid > 0 {
+                libc::kill(-pgid, libc::SIGTERM);
+            }
+        }
+        let tick = libc::timespec { tv_sec: 0, tv_nsec: 10_000_000 };
+        for _ in 0..50 {
+            let alive = groups.iter().any(|&pgid| pgid > 0 && libc::kill(-pgid, 0) == 0);
+            if !alive {
+                break;
+            }
+            libc::nanosleep(&tick, std::ptr::null_mut());
+        }
+        for &pgid in groups.iter() {
+            if pgid > 0 {
+                libc::kill(-pgid, libc::SIGKILL);
+            }
+        }
+        // And whatever left its group: everything in the children's cgroups. After a clean
+        // stop they are empty and this does nothing; the host itself is not in them.
+        if let Some(path) = cgroup_kill {
+            let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+            if fd >= 0 {
+                libc::write(fd, b"1".as_ptr().cast(), 1);
+                libc::close(fd);
+            }
+        }
+        libc::_exit(0)
+    }
+}
+
+/// Closes every descriptor from 3 up except `keep`. Called only in the forked watchdog.
+unsafe fn close_all_but(keep: i32) {
+    // SAFETY: close_range and close are async-signal-safe; closing fds this process inherited
+    // affects only this process.
+    unsafe {
+        let keep = keep.unsigned_abs();
+        let below = keep <= 3 || libc::syscall(libc::SYS_close_range, 3u32, keep - 1, 0u32) == 0;
+        let above = libc::syscall(libc::SYS_close_range, keep + 1, u32::MAX, 0u32) == 0;
+        if !(below && above) {
+            // Kernels before 5.9: close one by one up to a generous bound.
+            for fd in 3..65536 {
+                if fd != keep as i32 {
+                    libc::close(fd);
+                }
+            }
+        }
+    }
+}

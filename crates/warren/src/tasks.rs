@@ -1,0 +1,171 @@
+//! The tasks a child has from spawn to exit: its pipe pumps, the task that reaps it and settles
+//! its group, and the watches of its notify socket and of its socket file.
+
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::AbortHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+use warren_rpc::Client;
+
+use crate::cgroup::ChildCgroup;
+use crate::exit::Exit;
+use crate::group::Group;
+use crate::log::{LogSink, Stream};
+use crate::notify::NotifyListener;
+use crate::pump::{self, Tail};
+use crate::report::Leak;
+use crate::running::Running;
+use crate::signal::Signal;
+use crate::socket_watch::SocketLost;
+use crate::spawner;
+use crate::stop;
+use crate::sys::{self, Watchdog};
+
+/// The child's pumps: stdout and stderr read to end-of-file into `sink`; stderr's last lines
+/// also kept in `tail`, to explain a child that fails before it is ready.
+pub(crate) struct Pumps {
+    pub handles: Mutex<Vec<AbortHandle>>,
+    /// Cancelled once both pipes reached end-of-file.
+    pub closed: CancellationToken,
+    pub tail: Arc<Tail>,
+}
+
+/// Starts pumping the child's stdout and stderr.
+pub(crate) fn start_pumps(
+    process: &mut spawner::Process,
+    name: &Arc<str>,
+    max_line: usize,
+    sink: &Arc<dyn LogSink>,
+) -> Pumps {
+    let tail = Arc::new(Tail::default());
+    let closed = CancellationToken::new();
+    let start = |pipe: Box<dyn tokio::io::AsyncRead + Send + Unpin>, stream: Stream, tail: Option<Arc<Tail>>| {
+        tokio::spawn(pump::pump(pipe, Arc::clone(name), stream, max_line, Arc::clone(sink), tail))
+    };
+    let mut tasks = Vec::new();
+    if let Some(stdout) = process.stdout.take() {
+        tasks.push(start(Box::new(stdout), Stream::Stdout, None));
+    }
+    if let Some(stderr) = process.stderr.take() {
+        tasks.push(start(Box::new(stderr), Stream::Stderr, Some(Arc::clone(&tail))));
+    }
+    let handles = tasks.iter().map(tokio::task::JoinHandle::abort_handle).collect();
+    {
+        let closed = closed.clone();
+        tokio::spawn(async move {
+            for task in tasks {
+                let _ = task.await;
+            }
+            closed.cancel();
+        });
+    }
+    Pumps { handles: Mutex::new(handles), closed, tail }
+}
+
+/// Reaps the leader, then settles its group: members that outlived it are grandchildren that
+/// would otherwise run on unowned; they are killed and reaped (the host is their subreaper), and
+/// the group is released before anyone can see the exit, so no later signal can reach a
+/// reused group id.
+pub(crate) async fn reap(
+    process: spawner::Process,
+    pgid: u32,
+    cgroup: Option<ChildCgroup>,
+    group: Arc<Group>,
+    watchdog: Option<Weak<Watchdog>>,
+    name: Arc<str>,
+    exit_tx: watch::Sender<Option<Exit>>,
+) {
+    let status = process.wait().await;
+    if sys::group_has_members(pgid) {
+        let _ = sys::kill_group(pgid, Signal::KILL);
+        warn!(child = %name, pgid, "processes of the child's group outlived it; killed them");
+        group.leaked(Leak::GroupMembers);
+        stop::reap_leftovers(pgid).await;
+    }
+    // What is still in its cgroup left the group (its own session or group) and would outlive
+    // every stop.
+    let escaped = match &cgroup {
+        Some(cgroup) => cgroup.settle().await,
+        None => 0,
+    };
+    if escaped > 0 {
+        warn!(child = %name, "{escaped} descendant(s) that had left the child's process group outlived it; killed them");
+        group.leaked(Leak::Escaped { count: escaped });
+    }
+    drop(cgroup);
+    group.release();
+    if let Some(watchdog) = watchdog.and_then(|watchdog| watchdog.upgrade()) {
+        watchdog.unwatch(pgid);
+    }
+    let _ = exit_tx.send(Some(status.map_or(Exit::Unknown, Exit::from_status)));
+}
+
+/// Keeps reading the child's notifications after READY=1 (STATUS=, STOPPING=1, WATCHDOG=1) so
+/// that a child sending them never blocks on a full socket queue.
+pub(crate) async fn follow_notices(
+    listener: Arc<NotifyListener>,
+    name: Arc<str>,
+    mut exit: watch::Receiver<Option<Exit>>,
+) {
+    loop {
+        tokio::select! {
+            notice = listener.next() => match notice {
+                Ok(notice) => {
+                    if let Some(status) = notice.status {
+                        debug!(child = %name, "status: {status}");
+                    }
+                    if notice.stopping {
+                        debug!(child = %name, "stopping");
+                    }
+                }
+                Err(_) => return,
+            },
+            _ = async { exit.wait_for(Option::is_some).await.is_ok() } => return,
+        }
+    }
+}
+
+/// How long a child that removed its socket may take to exit before the removal counts as a
+/// loss. A child shutting down closes every connection, the host's too, before it removes
+/// its socket, and then exits: either is seen well within this.
+const SHUTDOWN_EVIDENCE: Duration = Duration::from_millis(500);
+
+/// Tells a socket file lost under a running child from the child removing its own on the
+/// way out, and publishes (and logs) the first.
+pub(crate) async fn follow_socket(
+    gone: tokio::sync::oneshot::Receiver<SocketLost>,
+    client: Client,
+    child: Weak<Running>,
+    lost: watch::Sender<Option<SocketLost>>,
+) {
+    let Some(mut exit) = child.upgrade().map(|child| child.exit.clone()) else { return };
+    let what = tokio::select! {
+        what = gone => match what {
+            Ok(what) => what,
+            Err(_) => return,
+        },
+        _ = async { exit.wait_for(Option::is_some).await.is_ok() } => return,
+    };
+    let shutting_down = async {
+        tokio::select! {
+            _ = async { exit.wait_for(Option::is_some).await.is_ok() } => {}
+            () = client.closed() => {}
+        }
+    };
+    if tokio::time::timeout(SHUTDOWN_EVIDENCE, shutting_down).await.is_ok() {
+        return;
+    }
+    let Some(child) = child.upgrade() else { return };
+    if child.is_stopping() || child.exit_now().is_some() {
+        return;
+    }
+    warn!(
+        child = %child.name,
+        pid = child.pid,
+        "{what} while the child runs: it keeps its connections, but no new client can reach it until it binds again"
+    );
+    let _ = lost.send(Some(what));
+}
