@@ -2,6 +2,8 @@
 //! subcommands drive a running `up` through its control socket. The binary (`main.rs`) only
 //! calls [`main`]; [`config`] is public so that its tests can live in `tests/`.
 
+#![warn(missing_docs)]
+
 mod builtin;
 mod cli;
 pub mod config;

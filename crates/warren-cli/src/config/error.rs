@@ -54,7 +54,14 @@ pub enum ErrorKind {
     Syntax(String),
     /// A key the section does not have.
     #[error("unknown key {key:?}{}", suggest(suggestion.as_deref(), expected))]
-    UnknownKey { key: String, suggestion: Option<String>, expected: Vec<String> },
+    UnknownKey {
+        /// The key as written.
+        key: String,
+        /// The known key it is closest to, if it looks like a typo of one.
+        suggestion: Option<String>,
+        /// Every key the section has.
+        expected: Vec<String>,
+    },
     /// A value of the wrong type or a missing key, in the deserializer's words.
     #[error("{0}")]
     Schema(String),
@@ -90,7 +97,12 @@ pub enum ErrorKind {
     NulInEnv(String),
     /// A duration that does not parse.
     #[error("invalid duration {text:?}: {reason}")]
-    BadDuration { text: String, reason: String },
+    BadDuration {
+        /// The value as written.
+        text: String,
+        /// The parser's words.
+        reason: String,
+    },
     /// A duration that must be positive.
     #[error("must be greater than zero")]
     Zero,
@@ -119,7 +131,12 @@ pub enum ErrorKind {
     IntervalWithLog,
     /// A log-line pattern that is not a regular expression.
     #[error("invalid regular expression {pattern:?}: {reason}")]
-    BadRegex { pattern: String, reason: String },
+    BadRegex {
+        /// The pattern as written.
+        pattern: String,
+        /// The parser's words.
+        reason: String,
+    },
     /// An endpoint that is neither `tcp:HOST:PORT` nor `unix:PATH`.
     #[error("invalid endpoint {0:?} (expected tcp:HOST:PORT or unix:PATH)")]
     BadEndpoint(String),
@@ -140,7 +157,12 @@ pub enum ErrorKind {
     JitterOutOfRange(f64),
     /// A backoff maximum below its initial delay.
     #[error("max ({}) is less than initial ({})", humantime::format_duration(*max), humantime::format_duration(*initial))]
-    MaxBelowInitial { max: std::time::Duration, initial: std::time::Duration },
+    MaxBelowInitial {
+        /// `backoff.max`.
+        max: std::time::Duration,
+        /// `backoff.initial`.
+        initial: std::time::Duration,
+    },
     /// A count that must be at least 1.
     #[error("must be at least 1")]
     ZeroCount,
@@ -149,7 +171,12 @@ pub enum ErrorKind {
     UnknownCondition(String),
     /// A dependency on no program of the file.
     #[error("unknown program {name:?}{}", suggest(suggestion.as_deref(), &[]))]
-    UnknownDependency { name: String, suggestion: Option<String> },
+    UnknownDependency {
+        /// The name as written.
+        name: String,
+        /// The program it is closest to, if it looks like a typo of one.
+        suggestion: Option<String>,
+    },
     /// Two programs of one name (the TOML parser rejects this first).
     #[error("two programs are named {0:?}")]
     DuplicateProgram(String),
