@@ -1,12 +1,13 @@
 //! The configuration file (`warren.toml`), read in two phases: `raw` is what the file said,
-//! checked for syntax, key names and types; `plan` (with `probe` and `settings`) turns it into
-//! programs with every value parsed and every default resolved, and [`Plan::new`] checks them
-//! as a whole (`graph` reports what it finds at the file's lines). Only the plan goes on to the
+//! checked for syntax, key names and types; `plan` (with `checker`, `probe` and `settings`)
+//! turns it into programs with every value parsed and every default resolved, and
+//! [`Plan::new`] checks them as a whole (`graph` reports what it finds at the file's lines). Only the plan goes on to the
 //! supervisor. Every error names the file, the line, the program and the field;
 //! `docs/CONFIG.md` describes the format.
 //!
 //! [`Plan::new`]: warren::supervise::plan::Plan::new
 
+mod checker;
 mod error;
 mod graph;
 mod load;

@@ -8,8 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::ops::Range;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::Path;
 
 use toml::Spanned;
 use warren::StopSignal;
@@ -17,10 +16,11 @@ use warren::supervise::plan::{
     Backoff, Condition, Dependency, Health, HealthCheck, Invocation, OnSocketLost, Program, Protocol, Restart,
 };
 
+use super::checker::Checker;
 use super::error::{Collector, ErrorKind, Section};
 use super::graph::Origin;
 use super::name::valid_name;
-use super::raw::{DurationText, Field, RawDependency, RawFile, RawProgram, RawRpc, RawSection, StringOr};
+use super::raw::{Field, RawDependency, RawFile, RawProgram, RawRpc, RawSection, StringOr};
 use super::settings::{Ready, Set, Settings};
 
 /// A program built from its section, with what the dependency check needs to know.
@@ -94,19 +94,7 @@ fn span<T>(field: &Field<T>) -> Option<Range<usize>> {
     field.as_ref().map(Spanned::span)
 }
 
-/// Checks the values of one section, reporting against it.
-pub(super) struct Checker<'c, 'a> {
-    /// The absolute directory of the configuration file.
-    base: &'c Path,
-    at: Section,
-    pub(super) errors: &'c mut Collector<'a>,
-}
-
 impl Checker<'_, '_> {
-    fn report(&mut self, span: Range<usize>, field: &str, kind: ErrorKind) {
-        self.errors.push(Some(span), &self.at, Some(field), kind);
-    }
-
     fn settings(&mut self, raw: &RawProgram) -> Settings {
         let mut s = Settings {
             env: raw.env.as_ref().and_then(|env| self.env(env)),
@@ -142,12 +130,6 @@ impl Checker<'_, '_> {
             s.window = self.duration(&crash_loop.window, "crash_loop.window", true);
         }
         s
-    }
-
-    /// Reports `kind` at `raw` and gives nothing, for `and_then` chains.
-    pub(super) fn fail<R, T>(&mut self, raw: &Spanned<R>, field: &str, kind: ErrorKind) -> Option<T> {
-        self.report(raw.span(), field, kind);
-        None
     }
 
     /// Checks what only makes sense together, once defaults are merged. A conflict between
@@ -206,28 +188,6 @@ impl Checker<'_, '_> {
         }
     }
 
-    pub(super) fn executable(&mut self, raw: &Spanned<String>, field: &str) -> Option<PathBuf> {
-        let text = raw.get_ref();
-        if text.trim().is_empty() {
-            return self.fail(raw, field, ErrorKind::EmptyCommand);
-        }
-        // A bare name is looked up in PATH when the program is spawned; anything with a slash
-        // is a path, relative to the configuration file rather than to wherever warren runs.
-        Some(if text.contains('/') { self.path(text) } else { PathBuf::from(text) })
-    }
-
-    pub(super) fn shell(&mut self, raw: &Spanned<String>, field: &str) -> Option<Invocation> {
-        if raw.get_ref().trim().is_empty() {
-            return self.fail(raw, field, ErrorKind::EmptyCommand);
-        }
-        Some(Invocation::Shell(raw.get_ref().clone()))
-    }
-
-    /// A path relative to the configuration file's directory, without `.` components.
-    pub(super) fn path(&self, text: &str) -> PathBuf {
-        self.base.join(text).components().collect()
-    }
-
     fn env(&mut self, raw: &Spanned<BTreeMap<String, String>>) -> Option<Set<BTreeMap<String, String>>> {
         let before = self.errors.count();
         for (name, value) in raw.get_ref() {
@@ -238,24 +198,6 @@ impl Checker<'_, '_> {
             }
         }
         (self.errors.count() == before).then(|| Set::new(raw, raw.get_ref().clone()))
-    }
-
-    pub(super) fn duration(&mut self, raw: &Field<DurationText>, field: &str, positive: bool) -> Option<Set<Duration>> {
-        let raw = raw.as_ref()?;
-        let text = &raw.get_ref().0;
-        match humantime::parse_duration(text.trim()) {
-            Ok(duration) if positive && duration.is_zero() => self.fail(raw, field, ErrorKind::Zero),
-            Ok(duration) => Some(Set::new(raw, duration)),
-            Err(err) => self.fail(raw, field, ErrorKind::BadDuration { text: text.clone(), reason: err.to_string() }),
-        }
-    }
-
-    pub(super) fn count(&mut self, raw: &Field<u32>, field: &str) -> Option<Set<u32>> {
-        let raw = raw.as_ref()?;
-        match *raw.get_ref() {
-            0 => self.fail(raw, field, ErrorKind::ZeroCount),
-            n => Some(Set::new(raw, n)),
-        }
     }
 
     fn rpc(&mut self, raw: &Spanned<RawRpc>) -> Option<Set<Option<Protocol>>> {

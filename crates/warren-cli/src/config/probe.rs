@@ -6,8 +6,8 @@ use std::time::Duration;
 use toml::Spanned;
 use warren::supervise::plan::{Health, HealthCheck, Invocation, ReadyCheck};
 
+use super::checker::Checker;
 use super::error::ErrorKind;
-use super::plan::Checker;
 use super::raw::{Field, RawHealth, RawReady, StringOr};
 use super::settings::Ready;
 
