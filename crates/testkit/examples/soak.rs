@@ -50,7 +50,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, watch};
 use warren::supervise::Supervisor;
 use warren::supervise::machine::State;
-use warren::supervise::plan::{self, Backoff, Command, CrashLoop, Plan, Program, Restart};
+use warren::supervise::plan::{self, Backoff, CrashLoop, Invocation, Plan, Program, Restart};
 use warren::{Host, LogLine, LogSink, Spec};
 use warren_rpc::{CallError, LostReason};
 
@@ -686,10 +686,10 @@ fn program(options: &Options, i: usize, tag: &str) -> Program {
     } else {
         vec!["plugin".to_owned(), "--grandchild".to_owned()]
     };
-    let mut program = Program::new(format!("soak-{i}"), Command::Exec { program: options.child.clone(), args });
+    let mut program = Program::new(format!("soak-{i}"), Invocation::Exec { program: options.child.clone(), args });
     program.env = vec![(TAG_VAR.to_owned(), tag.to_owned())];
     program.rpc = true;
-    program.readiness = plan::Readiness::Notify;
+    program.readiness = plan::ReadyCheck::Notify;
     program.ready_timeout = Duration::from_secs(10);
     program.restart = Restart::Always;
     program.backoff =
@@ -710,8 +710,11 @@ async fn chaos(options: &Options, failures: &mut Vec<String>) {
         Ok(host) => host,
         Err(err) => return failures.push(format!("chaos: cannot build a host: {err}")),
     };
-    let plan = Plan { programs: (0..options.children).map(|i| program(options, i, &tag)).collect() };
-    let names: Arc<Vec<String>> = Arc::new(plan.programs.iter().map(|p| p.name.clone()).collect());
+    let plan = match Plan::new((0..options.children).map(|i| program(options, i, &tag)).collect()) {
+        Ok(plan) => plan,
+        Err(err) => return failures.push(format!("chaos: {err}")),
+    };
+    let names: Arc<Vec<String>> = Arc::new(plan.programs().iter().map(|p| p.name.clone()).collect());
     let supervisor = Supervisor::start(plan, host.clone(), broadcast::channel(1024).0);
     let all_ready = async {
         while !supervisor.status().iter().all(|s| s.state == State::Ready) || supervisor.status().is_empty() {

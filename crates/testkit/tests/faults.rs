@@ -12,7 +12,7 @@ use rustix::process::{Pid, Signal, kill_process};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 use warren::supervise::machine::State;
-use warren::supervise::plan::{self, Backoff, Command, Plan, Program, Restart};
+use warren::supervise::plan::{self, Backoff, Invocation, Plan, Program, Restart};
 use warren::supervise::{ProgramStatus, Supervisor};
 use warren::{Exit, Host, LogLine, LogSink, Outcome, Readiness, Spec, Stream};
 use warren_rpc::{BindError, CallError, Client, Endpoint, LostReason, Server};
@@ -148,10 +148,10 @@ async fn a_sigkilled_child_fails_its_100_in_flight_calls_at_once_and_starts_agai
     assert!(within("stop", again.stop(Duration::from_secs(2))).await.outcome.is_clean());
 }
 
-fn plugin_program(name: &str, command: Command, restart: Restart) -> Program {
+fn plugin_program(name: &str, command: Invocation, restart: Restart) -> Program {
     let mut program = Program::new(name, command);
     program.rpc = true;
-    program.readiness = plan::Readiness::Notify;
+    program.readiness = plan::ReadyCheck::Notify;
     program.restart = restart;
     program.backoff =
         Backoff { initial: Duration::from_millis(50), factor: 2.0, max: Duration::from_millis(500), jitter: 0.0 };
@@ -159,8 +159,8 @@ fn plugin_program(name: &str, command: Command, restart: Restart) -> Program {
     program
 }
 
-fn exec(program: &str, args: &[&str]) -> Command {
-    Command::Exec { program: program.into(), args: args.iter().map(|a| (*a).to_owned()).collect() }
+fn exec(program: &str, args: &[&str]) -> Invocation {
+    Invocation::Exec { program: program.into(), args: args.iter().map(|a| (*a).to_owned()).collect() }
 }
 
 async fn until_status(
@@ -191,7 +191,8 @@ async fn shut_down(supervisor: &Supervisor) {
 async fn the_supervisor_restarts_a_sigkilled_child_and_new_calls_succeed() {
     let (host, _sink) = host();
     let program = plugin_program("victim", exec(CHILD, &["plugin"]), Restart::OnFailure);
-    let supervisor = Supervisor::start(Plan { programs: vec![program] }, host, broadcast::channel(256).0);
+    let supervisor =
+        Supervisor::start(Plan::new(vec![program]).expect("a valid plan"), host, broadcast::channel(256).0);
     let first = until_status(&supervisor, "victim", "ready", |s| s.state == State::Ready && s.pid.is_some()).await;
     let old_pid = first.pid.expect("pid");
     let client = supervisor.client("victim").expect("known").expect("a client while ready");
@@ -388,10 +389,13 @@ async fn arguments_reach_the_child_literally_and_never_through_a_shell() {
     let literal =
         plugin_program("literal", exec(ENV_DUMP, &args.iter().map(String::as_str).collect::<Vec<_>>()), Restart::Never);
     let marker = dir.path().join("shell-ran");
-    let mut shell = Program::new("shell", Command::Shell(format!("touch '{}'", marker.display())));
+    let mut shell = Program::new("shell", Invocation::Shell(format!("touch '{}'", marker.display())));
     shell.restart = Restart::Never;
-    let supervisor =
-        Supervisor::start(Plan { programs: vec![literal, shell] }, host.clone(), broadcast::channel(256).0);
+    let supervisor = Supervisor::start(
+        Plan::new(vec![literal, shell]).expect("a valid plan"),
+        host.clone(),
+        broadcast::channel(256).0,
+    );
     until_status(&supervisor, "literal", "ready", |s| s.state == State::Ready).await;
     let client = supervisor.client("literal").expect("known").expect("client");
     let dump: Dump = within("Env.Get", client.call("Env.Get", &())).await.expect("Env.Get");
@@ -541,7 +545,8 @@ async fn reconnect(socket: &Path) -> Client {
 async fn a_socket_file_deleted_under_a_running_child_is_noticed_and_the_child_reachable_again() {
     let (host, _sink) = host();
     let program = plugin_program("swept", exec(CHILD, &["plugin"]), Restart::Never);
-    let supervisor = Supervisor::start(Plan { programs: vec![program] }, host.clone(), broadcast::channel(256).0);
+    let supervisor =
+        Supervisor::start(Plan::new(vec![program]).expect("a valid plan"), host.clone(), broadcast::channel(256).0);
     until_status(&supervisor, "swept", "ready", |s| s.state == State::Ready).await;
     let first = host.children()[0].clone();
     let socket = socket_of(&first);
@@ -569,7 +574,8 @@ async fn a_socket_lost_under_report_is_reported_and_the_child_left_running() {
     let (host, _sink) = host();
     let mut program = plugin_program("reported", exec(CHILD, &["plugin"]), Restart::Always);
     program.on_socket_lost = plan::OnSocketLost::Report;
-    let supervisor = Supervisor::start(Plan { programs: vec![program] }, host.clone(), broadcast::channel(256).0);
+    let supervisor =
+        Supervisor::start(Plan::new(vec![program]).expect("a valid plan"), host.clone(), broadcast::channel(256).0);
     until_status(&supervisor, "reported", "ready", |s| s.state == State::Ready).await;
     let child = host.children()[0].clone();
     let socket = socket_of(&child);

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use warren::supervise::plan::{Command, Condition, Dependency, Plan, Program, Readiness, Restart};
+use warren::supervise::plan::{Condition, Dependency, Invocation, Plan, Program, ReadyCheck, Restart};
 
 /// The example binaries are built next to `warren` (`cargo build` builds them all).
 fn sibling(name: &str) -> PathBuf {
@@ -15,13 +15,14 @@ fn sibling(name: &str) -> PathBuf {
 }
 
 pub fn plan() -> Plan {
-    let mut server = Program::new("task-rpc", Command::Exec { program: sibling("task-rpc"), args: Vec::new() });
+    let mut server = Program::new("task-rpc", Invocation::Exec { program: sibling("task-rpc"), args: Vec::new() });
     server.rpc = true;
-    server.readiness = Readiness::Notify;
+    server.readiness = ReadyCheck::Notify;
     server.restart = Restart::OnFailure;
     server.grace = Duration::from_secs(5);
-    let mut client = Program::new("task", Command::Exec { program: sibling("task"), args: Vec::new() });
+    let mut client = Program::new("task", Invocation::Exec { program: sibling("task"), args: Vec::new() });
     client.depends_on.push(Dependency { name: "task-rpc".into(), condition: Condition::Ready });
     client.env.push(("NO_COLOR".into(), "1".into()));
-    Plan { programs: vec![server, client] }
+    // Two programs, the second depending on the first: a plan by construction.
+    Plan::new(vec![server, client]).unwrap_or_else(|err| unreachable!("the built-in plan: {err}"))
 }

@@ -2,18 +2,19 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::Parser;
 
 /// A supervisor for programs made of several processes.
 #[derive(Debug, Parser)]
 #[command(name = "warren", version, about, propagate_version = true)]
 pub struct Cli {
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Subcommand,
 }
 
-#[derive(Debug, Subcommand)]
-pub enum Command {
+/// What `warren` is asked to do.
+#[derive(Debug, clap::Subcommand)]
+pub enum Subcommand {
     /// Run the programs of a configuration file until Ctrl-C or `warren down`. Without a file
     /// (and no ./warren.toml) it runs the built-in example: task-rpc and task.
     Up {

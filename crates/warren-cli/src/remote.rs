@@ -70,7 +70,7 @@ pub async fn status(client: &Client, json: bool) -> Result<(), RemoteError> {
     }
     let width = rows.iter().map(|r| r.name.len()).max().unwrap_or(4).max(4);
     emit(&format!(
-        "{:<width$}  {:<9}  {:>7}  {:>9}  {:>8}  LAST EXIT / DETAIL",
+        "{:<width$}  {:<9}  {:>7}  {:>11}  {:>8}  LAST EXIT / DETAIL",
         "NAME", "STATE", "PID", "FOR", "RESTARTS"
     ))?;
     for row in rows {
@@ -83,7 +83,7 @@ pub async fn status(client: &Client, json: bool) -> Result<(), RemoteError> {
             detail = if detail.is_empty() { lost.clone() } else { format!("{detail}; {lost}") };
         }
         emit(&format!(
-            "{:<width$}  {:<9}  {:>7}  {:>9}  {:>8}  {}",
+            "{:<width$}  {:<9}  {:>7}  {:>11}  {:>8}  {}",
             row.name,
             row.state,
             pid,
@@ -95,13 +95,9 @@ pub async fn status(client: &Client, json: bool) -> Result<(), RemoteError> {
     Ok(())
 }
 
+/// Whole seconds (`1m 30s`): the table is read at a glance.
 fn short_duration(d: Duration) -> String {
-    let secs = d.as_secs();
-    match secs {
-        0..60 => format!("{secs}s"),
-        60..3600 => format!("{}m{}s", secs / 60, secs % 60),
-        _ => format!("{}h{}m", secs / 3600, (secs % 3600) / 60),
-    }
+    humantime::format_duration(Duration::from_secs(d.as_secs())).to_string()
 }
 
 pub async fn simple(client: &Client, method: &str, program: &str, done: &str) -> Result<(), RemoteError> {

@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use tokio::sync::broadcast;
 use warren::supervise::machine::State;
 use warren::supervise::plan::Plan;
-use warren::supervise::{Notice, Supervisor};
+use warren::supervise::{Supervisor, Update};
 use warren::{Host, Shutdown, ShutdownStep};
 use warren_rpc::{Endpoint, HandlerError, Server};
 
@@ -24,7 +24,7 @@ const CONTROL_DRAIN: Duration = Duration::from_secs(2);
 pub async fn run(plan: Plan, instance_dir: &Path) -> anyhow::Result<u8> {
     // First of all, so that a Ctrl-C while programs start is an orderly stop, not a crash.
     let mut shutdown = Shutdown::install().context("cannot install signal handlers")?;
-    let output = Arc::new(Output::new(plan.programs.iter().map(|p| p.name.as_str())));
+    let output = Arc::new(Output::new(plan.programs().iter().map(|p| p.name.as_str())));
     let supervisor_slot: Arc<OnceLock<Supervisor>> = Arc::new(OnceLock::new());
     let control_path = crate::instance::control_socket(instance_dir);
     let control = match control_service(Arc::clone(&supervisor_slot), Arc::clone(&output))
@@ -51,21 +51,21 @@ pub async fn run(plan: Plan, instance_dir: &Path) -> anyhow::Result<u8> {
     loop {
         tokio::select! {
             notice = notices.recv() => match notice {
-                Ok(Notice::Changed { name, state, pid }) => {
+                Ok(Update::Changed { name, state, pid }) => {
                     // Waiting is worth a line only for a program that has something to wait for.
                     let waits = supervisor.has_dependencies(&name);
                     if state != State::Waiting || waits {
                         output.say(&describe(&supervisor, &name, &state, pid));
                     }
                 }
-                Ok(Notice::AllReady) => {
+                Ok(Update::AllReady) => {
                     output.say("all programs are up");
                     // Lets `warren up` run as a systemd Type=notify service.
                     if let Err((path, err)) = warren::sd_notify("READY=1") {
                         output.say(&format!("cannot notify systemd at {path}: {err}"));
                     }
                 }
-                Ok(Notice::AllStopped) => break,
+                Ok(Update::AllStopped) => break,
                 Err(broadcast::error::RecvError::Lagged(missed)) => output.say(&format!("({missed} state changes not shown)")),
                 Err(broadcast::error::RecvError::Closed) => break,
             },

@@ -48,7 +48,6 @@ mod spawner;
 mod spec;
 mod start;
 mod stop;
-#[allow(missing_docs)] // TEMP: documented by the supervise branch
 pub mod supervise;
 mod sys;
 mod tasks;

@@ -11,9 +11,11 @@ use std::io;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
+use super::name::valid_name;
+
 /// The part of the file an error is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Section {
+pub enum Section {
     /// The file as a whole, or its top level.
     File,
     /// The `[defaults]` table.
@@ -24,102 +26,173 @@ pub(crate) enum Section {
 
 /// One mistake in a configuration file.
 #[derive(Debug)]
-pub(crate) struct ConfigError {
-    pub(crate) file: PathBuf,
+pub struct ConfigError {
+    /// The file, as it was named to [`super::load`] or [`super::parse`].
+    pub file: PathBuf,
     /// 1-based; `None` when the error is about the file as a whole.
-    pub(crate) line: Option<usize>,
-    pub(crate) section: Section,
+    pub line: Option<usize>,
+    /// The section of the file.
+    pub section: Section,
     /// The key, dotted for nested ones (`backoff.max`).
-    pub(crate) field: Option<String>,
-    pub(crate) kind: ErrorKind,
+    pub field: Option<String>,
+    /// What is wrong.
+    pub kind: ErrorKind,
 }
 
 /// What is wrong. Messages carry their cause inline (a list of errors is printed one per line,
 /// with no chain of sources to walk), so only the I/O error is kept as a value.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum ErrorKind {
+pub enum ErrorKind {
+    /// The file could not be read.
     #[error("cannot read the file: {0}")]
     Read(io::Error),
+    /// The directory of the file could not be found.
     #[error("cannot find the directory of the file: {0}")]
     BaseDir(io::Error),
     /// TOML syntax, in the parser's words.
     #[error("invalid TOML: {0}")]
     Syntax(String),
+    /// A key the section does not have.
     #[error("unknown key {key:?}{}", suggest(suggestion.as_deref(), expected))]
-    UnknownKey { key: String, suggestion: Option<String>, expected: Vec<String> },
+    UnknownKey {
+        /// The key as written.
+        key: String,
+        /// The known key it is closest to, if it looks like a typo of one.
+        suggestion: Option<String>,
+        /// Every key the section has.
+        expected: Vec<String>,
+    },
     /// A value of the wrong type or a missing key, in the deserializer's words.
     #[error("{0}")]
     Schema(String),
+    /// A table was expected.
     #[error("expected a table")]
     NotATable,
+    /// The file has no `[programs.NAME]` table.
     #[error("no programs (add a [programs.NAME] table)")]
     NoPrograms,
+    /// A program name that is not a safe file name.
     #[error("invalid program name {0:?}: use only letters, digits, '_', '.' and '-'")]
     BadName(String),
+    /// A key that only a program can set.
     #[error("cannot be set in [defaults] (set it on each program)")]
     NotInDefaults,
+    /// Neither `command` nor `shell`.
     #[error("missing command (set command, or shell for a shell command line)")]
     MissingCommand,
+    /// Both `command` and `shell`.
     #[error("command and shell cannot both be set")]
     CommandAndShell,
+    /// `args` with `shell`.
     #[error("args cannot be used with shell (write them in the command line)")]
     ArgsWithShell,
+    /// An empty command or shell line.
     #[error("empty command")]
     EmptyCommand,
+    /// An environment variable name that cannot be set.
     #[error("invalid environment variable name {0:?}")]
     BadEnvName(String),
+    /// An environment variable value with a NUL byte.
     #[error("environment variable {0:?} contains a NUL byte")]
     NulInEnv(String),
+    /// A duration that does not parse.
     #[error("invalid duration {text:?}: {reason}")]
-    BadDuration { text: String, reason: String },
+    BadDuration {
+        /// The value as written.
+        text: String,
+        /// The parser's words.
+        reason: String,
+    },
+    /// A duration that must be positive.
     #[error("must be greater than zero")]
     Zero,
+    /// An unknown restart policy.
     #[error("unknown policy {0:?} (expected never, on-failure, always)")]
     UnknownRestart(String),
+    /// An unknown `on_socket_lost` action.
     #[error("unknown action {0:?} (expected restart or report)")]
     UnknownOnSocketLost(String),
+    /// An unknown stop signal.
     #[error("unknown signal {0:?} (expected SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGKILL, SIGUSR1 or SIGUSR2)")]
     UnknownSignal(String),
     #[error(
         "unknown readiness {0:?} (expected \"none\", \"notify\", \"warren\" or a table with log, exec, shell or connect)"
     )]
+    /// An unknown `ready` word.
     UnknownReadiness(String),
+    /// An unknown `health` word.
     #[error("unknown health check {0:?} (expected \"none\" or a table with rpc_ping, exec, shell or connect)")]
     UnknownHealth(String),
+    /// A probe table with none, or more than one, of its kinds.
     #[error("set exactly one of {0}")]
     ProbeChoice(&'static str),
+    /// `interval` on a log-line readiness.
     #[error("interval applies only to exec, shell and connect")]
     IntervalWithLog,
+    /// A log-line pattern that is not a regular expression.
     #[error("invalid regular expression {pattern:?}: {reason}")]
-    BadRegex { pattern: String, reason: String },
+    BadRegex {
+        /// The pattern as written.
+        pattern: String,
+        /// The parser's words.
+        reason: String,
+    },
+    /// An endpoint that is neither `tcp:HOST:PORT` nor `unix:PATH`.
     #[error("invalid endpoint {0:?} (expected tcp:HOST:PORT or unix:PATH)")]
     BadEndpoint(String),
+    /// An unknown `rpc` value.
     #[error("unknown rpc protocol {0:?} (expected true, false, \"warren\" or \"json\")")]
     UnknownRpc(String),
+    /// `rpc = false` with `ready = "warren"`.
     #[error("rpc = false contradicts ready = \"warren\" (which means notify + rpc)")]
     RpcContradiction,
+    /// An RPC ping on a program that serves no RPC.
     #[error("rpc_ping needs a program that serves RPC (rpc = true or ready = \"warren\")")]
     PingWithoutRpc,
+    /// A backoff factor below 1.
     #[error("must be at least 1 (got {0})")]
     FactorBelowOne(f64),
+    /// A backoff jitter outside 0 to 1.
     #[error("must be between 0 and 1 (got {0})")]
     JitterOutOfRange(f64),
+    /// A backoff maximum below its initial delay.
     #[error("max ({}) is less than initial ({})", humantime::format_duration(*max), humantime::format_duration(*initial))]
-    MaxBelowInitial { max: std::time::Duration, initial: std::time::Duration },
+    MaxBelowInitial {
+        /// `backoff.max`.
+        max: std::time::Duration,
+        /// `backoff.initial`.
+        initial: std::time::Duration,
+    },
+    /// A count that must be at least 1.
     #[error("must be at least 1")]
     ZeroCount,
+    /// An unknown dependency condition.
     #[error("unknown condition {0:?} (expected started, ready, healthy, exited_ok)")]
     UnknownCondition(String),
+    /// A dependency on no program of the file.
     #[error("unknown program {name:?}{}", suggest(suggestion.as_deref(), &[]))]
-    UnknownDependency { name: String, suggestion: Option<String> },
+    UnknownDependency {
+        /// The name as written.
+        name: String,
+        /// The program it is closest to, if it looks like a typo of one.
+        suggestion: Option<String>,
+    },
+    /// Two programs of one name (the TOML parser rejects this first).
+    #[error("two programs are named {0:?}")]
+    DuplicateProgram(String),
+    /// A program that depends on itself.
     #[error("a program cannot depend on itself")]
     SelfDependency,
+    /// A dependency listed twice.
     #[error("{0:?} is listed twice")]
     DuplicateDependency(String),
+    /// Programs that depend on each other in a circle.
     #[error("dependency cycle: {}", cycle(.0))]
     Cycle(Vec<String>),
+    /// Condition `healthy` on a program without a health check.
     #[error("condition \"healthy\" on {0:?}, which has no health check")]
     NoHealthCheck(String),
+    /// Condition `exited_ok` on a program that always restarts.
     #[error("condition \"exited_ok\" on {0:?}, which has restart = \"always\" and so never finishes")]
     ExitedOkWithAlways(String),
 }
@@ -127,8 +200,7 @@ pub(crate) enum ErrorKind {
 /// `api -> db -> api`. A name that is not valid (and so reported already) is quoted, so that it
 /// can neither break the line nor hide in it.
 fn cycle(names: &[String]) -> String {
-    let shown: Vec<String> =
-        names.iter().map(|n| if super::plan::valid_name(n) { n.clone() } else { format!("{n:?}") }).collect();
+    let shown: Vec<String> = names.iter().map(|n| if valid_name(n) { n.clone() } else { format!("{n:?}") }).collect();
     shown.join(" -> ")
 }
 
@@ -163,11 +235,11 @@ impl std::error::Error for ConfigError {}
 
 /// Every mistake found in one file, in the order of their lines.
 #[derive(Debug)]
-pub(crate) struct ConfigErrors(Vec<ConfigError>);
+pub struct ConfigErrors(Vec<ConfigError>);
 
 impl ConfigErrors {
-    #[cfg_attr(not(test), expect(dead_code, reason = "the CLI only prints the errors for now"))]
-    pub(crate) fn errors(&self) -> &[ConfigError] {
+    /// The errors, by line.
+    pub fn errors(&self) -> &[ConfigError] {
         &self.0
     }
 }
@@ -246,26 +318,10 @@ pub(crate) fn closest<'c>(word: &str, candidates: impl IntoIterator<Item = &'c s
     let limit = (word.chars().count() / 3).max(2);
     candidates
         .into_iter()
-        .map(|c| (edit_distance(word, c), c))
+        .map(|c| (strsim::levenshtein(word, c), c))
         .filter(|&(d, _)| d <= limit)
         .min_by_key(|&(d, _)| d)
         .map(|(_, c)| c.to_owned())
-}
-
-/// Levenshtein distance, counting characters.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
-        for (j, &cb) in b.iter().enumerate() {
-            let substitute = diagonal + usize::from(ca != cb);
-            diagonal = row[j + 1];
-            row[j + 1] = substitute.min(row[j] + 1).min(diagonal + 1);
-        }
-    }
-    row[b.len()]
 }
 
 #[cfg(test)]
@@ -287,7 +343,7 @@ mod tests {
 
     #[test]
     fn typos_find_their_word() {
-        assert_eq!(edit_distance("restrat", "restart"), 2);
+        assert_eq!(strsim::levenshtein("restrat", "restart"), 2);
         assert_eq!(closest("restrat", ["restart", "ready", "rpc"]).as_deref(), Some("restart"));
         assert_eq!(closest("inital", ["initial", "max"]).as_deref(), Some("initial"));
         assert_eq!(closest("zzz", ["restart", "ready"]), None);

@@ -8,27 +8,26 @@
 
 use std::collections::BTreeMap;
 use std::ops::Range;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::Path;
 
 use toml::Spanned;
 use warren::Signal;
 use warren::supervise::plan::{
-    Backoff, Command, Condition, Dependency, Health, HealthCheck, OnSocketLost, Program, Protocol, Readiness, Restart,
+    Backoff, Condition, Dependency, Health, HealthCheck, Invocation, OnSocketLost, Program, Protocol, Restart,
 };
 
+use super::checker::Checker;
 use super::error::{Collector, ErrorKind, Section};
-use super::raw::{DurationText, Field, RawFile, RawProgram, RawRpc, RawSection, StringOr};
+use super::graph::Origin;
+use super::name::valid_name;
+use super::raw::{Field, RawDependency, RawFile, RawProgram, RawRpc, RawSection, StringOr};
+use super::settings::{Ready, Set, Settings};
 
 /// A program built from its section, with what the dependency check needs to know.
 #[derive(Debug)]
 pub(crate) struct Built {
     pub(crate) program: Program,
-    /// False when its section had errors: the program holds placeholders, and checks that
-    /// depend on its values (such as `exited_ok` against its restart policy) are skipped.
-    pub(crate) ok: bool,
-    /// The span of each entry of `program.depends_on`.
-    pub(crate) dependency_spans: Vec<Range<usize>>,
+    pub(crate) origin: Origin,
 }
 
 /// Builds every program of the file (also the broken ones, marked as such), reporting errors.
@@ -73,9 +72,10 @@ fn program(
     if !valid_name(&name) {
         check.errors.push(Some(name_span.clone()), &check.at, None, ErrorKind::BadName(name.clone()));
     }
-    let placeholder = Command::Shell(String::new());
+    let placeholder = Invocation::Shell(String::new());
     let Some(body) = &section.body else {
-        return Built { program: Program::new(name, placeholder), ok: false, dependency_spans: Vec::new() };
+        let origin = Origin { ok: false, dependency_spans: Vec::new() };
+        return Built { program: Program::new(name, placeholder), origin };
     };
     let command = check.command(body, &name_span);
     let (depends_on, dependency_spans) = check.dependencies(&body.depends_on).into_iter().unzip();
@@ -87,190 +87,14 @@ fn program(
     let ok = check.errors.count() == before && defaults_ok;
     let mut program = settings.into_program(name, command.unwrap_or(placeholder));
     program.depends_on = depends_on;
-    Built { program, ok, dependency_spans }
-}
-
-/// Program names become file names and log prefixes.
-pub(super) fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name != "."
-        && name != ".."
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+    Built { program, origin: Origin { ok, dependency_spans } }
 }
 
 fn span<T>(field: &Field<T>) -> Option<Range<usize>> {
     field.as_ref().map(Spanned::span)
 }
 
-/// A value and where it was written.
-#[derive(Debug, Clone)]
-pub(super) struct Set<T> {
-    pub(super) value: T,
-    span: Range<usize>,
-    /// Taken from `[defaults]` rather than the program's own table.
-    inherited: bool,
-}
-
-impl<T> Set<T> {
-    fn new<R>(raw: &Spanned<R>, value: T) -> Set<T> {
-        Set { value, span: raw.span(), inherited: false }
-    }
-
-    fn own(&self) -> bool {
-        !self.inherited
-    }
-}
-
-/// `ready` before it is split into readiness and `rpc`.
-#[derive(Debug, Clone)]
-pub(super) enum Ready {
-    Plain(Readiness),
-    /// Notify, and the program serves RPC.
-    Warren,
-}
-
-/// The keys of one section that were given (and valid), parsed.
-#[derive(Debug, Clone, Default)]
-struct Settings {
-    env: Option<Set<BTreeMap<String, String>>>,
-    clear_env: Option<Set<bool>>,
-    cwd: Option<Set<PathBuf>>,
-    /// `rpc`: `None` inside for `false`, else the protocol served.
-    rpc: Option<Set<Option<Protocol>>>,
-    ready: Option<Set<Ready>>,
-    ready_timeout: Option<Set<Duration>>,
-    restart: Option<Set<Restart>>,
-    initial: Option<Set<Duration>>,
-    factor: Option<Set<f64>>,
-    max: Option<Set<Duration>>,
-    jitter: Option<Set<f64>>,
-    max_starts: Option<Set<u32>>,
-    window: Option<Set<Duration>>,
-    stop_signal: Option<Set<Signal>>,
-    grace: Option<Set<Duration>>,
-    health: Option<Set<Option<Health>>>,
-    on_socket_lost: Option<Set<OnSocketLost>>,
-    reset_after: Option<Set<Duration>>,
-}
-
-fn or_inherit<T: Clone>(own: Option<Set<T>>, defaults: &Option<Set<T>>) -> Option<Set<T>> {
-    own.or_else(|| defaults.clone().map(|set| Set { inherited: true, ..set }))
-}
-
-impl Settings {
-    /// These settings, with `defaults` filling what they leave out.
-    fn over(self, defaults: &Settings) -> Settings {
-        let env = match (self.env, &defaults.env) {
-            (Some(own), Some(inherited)) => {
-                let mut merged = inherited.value.clone();
-                merged.extend(own.value);
-                Some(Set { value: merged, ..own })
-            }
-            (own, inherited) => or_inherit(own, inherited),
-        };
-        Settings {
-            env,
-            clear_env: or_inherit(self.clear_env, &defaults.clear_env),
-            cwd: or_inherit(self.cwd, &defaults.cwd),
-            rpc: or_inherit(self.rpc, &defaults.rpc),
-            ready: or_inherit(self.ready, &defaults.ready),
-            ready_timeout: or_inherit(self.ready_timeout, &defaults.ready_timeout),
-            restart: or_inherit(self.restart, &defaults.restart),
-            initial: or_inherit(self.initial, &defaults.initial),
-            factor: or_inherit(self.factor, &defaults.factor),
-            max: or_inherit(self.max, &defaults.max),
-            jitter: or_inherit(self.jitter, &defaults.jitter),
-            max_starts: or_inherit(self.max_starts, &defaults.max_starts),
-            window: or_inherit(self.window, &defaults.window),
-            stop_signal: or_inherit(self.stop_signal, &defaults.stop_signal),
-            grace: or_inherit(self.grace, &defaults.grace),
-            health: or_inherit(self.health, &defaults.health),
-            on_socket_lost: or_inherit(self.on_socket_lost, &defaults.on_socket_lost),
-            reset_after: or_inherit(self.reset_after, &defaults.reset_after),
-        }
-    }
-
-    fn serves_rpc(&self) -> bool {
-        matches!(self.rpc, Some(Set { value: Some(_), .. }))
-            || matches!(self.ready, Some(Set { value: Ready::Warren, .. }))
-    }
-
-    fn into_program(self, name: String, command: Command) -> Program {
-        let mut p = Program::new(name, command);
-        let serves_rpc = self.serves_rpc();
-        p.rpc = serves_rpc;
-        if let Some(Set { value: Some(protocol), .. }) = self.rpc {
-            p.protocol = protocol;
-        }
-        if let Some(env) = self.env {
-            p.env = env.value.into_iter().collect();
-        }
-        if let Some(set) = self.clear_env {
-            p.clear_env = set.value;
-        }
-        if let Some(cwd) = self.cwd {
-            p.cwd = Some(cwd.value);
-        }
-        if let Some(ready) = self.ready {
-            p.readiness = match ready.value {
-                Ready::Plain(readiness) => readiness,
-                Ready::Warren => Readiness::Notify,
-            };
-        }
-        let b = &mut p.backoff;
-        for (slot, set) in [(&mut b.initial, self.initial), (&mut b.max, self.max)] {
-            if let Some(set) = set {
-                *slot = set.value;
-            }
-        }
-        for (slot, set) in [(&mut b.factor, self.factor), (&mut b.jitter, self.jitter)] {
-            if let Some(set) = set {
-                *slot = set.value;
-            }
-        }
-        let durations = [
-            (&mut p.ready_timeout, self.ready_timeout),
-            (&mut p.crash_loop.window, self.window),
-            (&mut p.grace, self.grace),
-            (&mut p.reset_after, self.reset_after),
-        ];
-        for (slot, set) in durations {
-            if let Some(set) = set {
-                *slot = set.value;
-            }
-        }
-        if let Some(set) = self.max_starts {
-            p.crash_loop.max_starts = set.value;
-        }
-        if let Some(set) = self.restart {
-            p.restart = set.value;
-        }
-        if let Some(set) = self.stop_signal {
-            p.stop_signal = set.value;
-        }
-        if let Some(set) = self.on_socket_lost {
-            p.on_socket_lost = set.value;
-        }
-        if let Some(set) = self.health {
-            p.health = set.value;
-        }
-        p
-    }
-}
-
-/// Checks the values of one section, reporting against it.
-pub(super) struct Checker<'c, 'a> {
-    /// The absolute directory of the configuration file.
-    base: &'c Path,
-    at: Section,
-    pub(super) errors: &'c mut Collector<'a>,
-}
-
 impl Checker<'_, '_> {
-    fn report(&mut self, span: Range<usize>, field: &str, kind: ErrorKind) {
-        self.errors.push(Some(span), &self.at, Some(field), kind);
-    }
-
     fn settings(&mut self, raw: &RawProgram) -> Settings {
         let mut s = Settings {
             env: raw.env.as_ref().and_then(|env| self.env(env)),
@@ -308,12 +132,6 @@ impl Checker<'_, '_> {
         s
     }
 
-    /// Reports `kind` at `raw` and gives nothing, for `and_then` chains.
-    pub(super) fn fail<R, T>(&mut self, raw: &Spanned<R>, field: &str, kind: ErrorKind) -> Option<T> {
-        self.report(raw.span(), field, kind);
-        None
-    }
-
     /// Checks what only makes sense together, once defaults are merged. A conflict between
     /// two inherited values was reported against `[defaults]` already.
     fn consistent(&mut self, s: &Settings) {
@@ -349,12 +167,12 @@ impl Checker<'_, '_> {
         }
     }
 
-    fn command(&mut self, raw: &RawProgram, name_span: &Range<usize>) -> Option<Command> {
+    fn command(&mut self, raw: &RawProgram, name_span: &Range<usize>) -> Option<Invocation> {
         match (&raw.command, &raw.shell) {
             (Some(command), None) => {
                 let program = self.executable(command, "command")?;
                 let args = raw.args.as_ref().map(|args| args.get_ref().clone()).unwrap_or_default();
-                Some(Command::Exec { program, args })
+                Some(Invocation::Exec { program, args })
             }
             (None, Some(shell)) => {
                 if let Some(args) = &raw.args {
@@ -370,28 +188,6 @@ impl Checker<'_, '_> {
         }
     }
 
-    pub(super) fn executable(&mut self, raw: &Spanned<String>, field: &str) -> Option<PathBuf> {
-        let text = raw.get_ref();
-        if text.trim().is_empty() {
-            return self.fail(raw, field, ErrorKind::EmptyCommand);
-        }
-        // A bare name is looked up in PATH when the program is spawned; anything with a slash
-        // is a path, relative to the configuration file rather than to wherever warren runs.
-        Some(if text.contains('/') { self.path(text) } else { PathBuf::from(text) })
-    }
-
-    pub(super) fn shell(&mut self, raw: &Spanned<String>, field: &str) -> Option<Command> {
-        if raw.get_ref().trim().is_empty() {
-            return self.fail(raw, field, ErrorKind::EmptyCommand);
-        }
-        Some(Command::Shell(raw.get_ref().clone()))
-    }
-
-    /// A path relative to the configuration file's directory, without `.` components.
-    pub(super) fn path(&self, text: &str) -> PathBuf {
-        self.base.join(text).components().collect()
-    }
-
     fn env(&mut self, raw: &Spanned<BTreeMap<String, String>>) -> Option<Set<BTreeMap<String, String>>> {
         let before = self.errors.count();
         for (name, value) in raw.get_ref() {
@@ -402,24 +198,6 @@ impl Checker<'_, '_> {
             }
         }
         (self.errors.count() == before).then(|| Set::new(raw, raw.get_ref().clone()))
-    }
-
-    pub(super) fn duration(&mut self, raw: &Field<DurationText>, field: &str, positive: bool) -> Option<Set<Duration>> {
-        let raw = raw.as_ref()?;
-        let text = &raw.get_ref().0;
-        match humantime::parse_duration(text.trim()) {
-            Ok(duration) if positive && duration.is_zero() => self.fail(raw, field, ErrorKind::Zero),
-            Ok(duration) => Some(Set::new(raw, duration)),
-            Err(err) => self.fail(raw, field, ErrorKind::BadDuration { text: text.clone(), reason: err.to_string() }),
-        }
-    }
-
-    pub(super) fn count(&mut self, raw: &Field<u32>, field: &str) -> Option<Set<u32>> {
-        let raw = raw.as_ref()?;
-        match *raw.get_ref() {
-            0 => self.fail(raw, field, ErrorKind::ZeroCount),
-            n => Some(Set::new(raw, n)),
-        }
     }
 
     fn rpc(&mut self, raw: &Spanned<RawRpc>) -> Option<Set<Option<Protocol>>> {
@@ -461,10 +239,7 @@ impl Checker<'_, '_> {
         }
     }
 
-    fn dependencies(
-        &mut self,
-        raw: &Field<Vec<Spanned<StringOr<super::raw::RawDependency>>>>,
-    ) -> Vec<(Dependency, Range<usize>)> {
+    fn dependencies(&mut self, raw: &Field<Vec<Spanned<StringOr<RawDependency>>>>) -> Vec<(Dependency, Range<usize>)> {
         let Some(raw) = raw else { return Vec::new() };
         let mut dependencies = Vec::new();
         for entry in raw.get_ref() {
@@ -487,20 +262,5 @@ impl Checker<'_, '_> {
             dependencies.push((dependency, entry.span()));
         }
         dependencies
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_are_safe_file_names() {
-        for good in ["api", "task-rpc", "db_1", "v1.2", "A"] {
-            assert!(valid_name(good), "{good}");
-        }
-        for bad in ["", ".", "..", "a b", "a/b", "ä", "x:y"] {
-            assert!(!valid_name(bad), "{bad}");
-        }
     }
 }

@@ -4,11 +4,12 @@
 use std::time::Duration;
 
 use toml::Spanned;
-use warren::supervise::plan::{Command, Health, HealthCheck, Readiness};
+use warren::supervise::plan::{Health, HealthCheck, Invocation, ReadyCheck};
 
+use super::checker::Checker;
 use super::error::ErrorKind;
-use super::plan::{Checker, Ready};
 use super::raw::{Field, RawHealth, RawReady, StringOr};
+use super::settings::Ready;
 
 /// How often a readiness probe is tried when `interval` is not given.
 const PROBE_INTERVAL: Duration = Duration::from_millis(200);
@@ -19,7 +20,7 @@ const HEALTH_FAILURES: u32 = 3;
 
 impl Checker<'_, '_> {
     /// An `exec = [...]` or `shell = "..."` probe (the caller made sure one is set).
-    fn probe_command(&mut self, exec: &Field<Vec<String>>, shell: &Field<String>, table: &str) -> Option<Command> {
+    fn probe_command(&mut self, exec: &Field<Vec<String>>, shell: &Field<String>, table: &str) -> Option<Invocation> {
         if let Some(shell) = shell {
             return self.shell(shell, &format!("{table}.shell"));
         }
@@ -28,15 +29,15 @@ impl Checker<'_, '_> {
             return self.fail(exec, &format!("{table}.exec"), ErrorKind::EmptyCommand);
         };
         let program = self.executable(&Spanned::new(exec.span(), first.clone()), &format!("{table}.exec"))?;
-        Some(Command::Exec { program, args: args.to_vec() })
+        Some(Invocation::Exec { program, args: args.to_vec() })
     }
 
     pub(super) fn ready(&mut self, raw: &Spanned<StringOr<RawReady>>) -> Option<Ready> {
         let table = match raw.get_ref() {
             StringOr::String(word) => {
                 return match word.as_str() {
-                    "none" => Some(Ready::Plain(Readiness::None)),
-                    "notify" => Some(Ready::Plain(Readiness::Notify)),
+                    "none" => Some(Ready::Plain(ReadyCheck::None)),
+                    "notify" => Some(Ready::Plain(ReadyCheck::Notify)),
                     "warren" => Some(Ready::Warren),
                     other => self.fail(raw, "ready", ErrorKind::UnknownReadiness(other.to_owned())),
                 };
@@ -51,15 +52,15 @@ impl Checker<'_, '_> {
             if let Some(interval) = &table.interval {
                 return self.fail(interval, "ready.interval", ErrorKind::IntervalWithLog);
             }
-            return self.regex(log).map(Readiness::LogLine).map(Ready::Plain);
+            return self.regex(log).map(ReadyCheck::LogLine).map(Ready::Plain);
         }
         let interval = match &table.interval {
             Some(_) => self.duration(&table.interval, "ready.interval", true)?.value,
             None => PROBE_INTERVAL,
         };
         let readiness = match &table.connect {
-            Some(endpoint) => Readiness::Connect { endpoint: self.endpoint(endpoint, "ready.connect")?, interval },
-            None => Readiness::Exec { command: self.probe_command(&table.exec, &table.shell, "ready")?, interval },
+            Some(endpoint) => ReadyCheck::Connect { endpoint: self.endpoint(endpoint, "ready.connect")?, interval },
+            None => ReadyCheck::Exec { command: self.probe_command(&table.exec, &table.shell, "ready")?, interval },
         };
         Some(Ready::Plain(readiness))
     }

@@ -19,6 +19,7 @@ pub fn delay(backoff: &Backoff, attempt: u32, unit: f64) -> Duration {
 pub struct Jitter(u64);
 
 impl Jitter {
+    /// A generator whose draws follow from `seed`.
     pub fn new(seed: u64) -> Jitter {
         Jitter(seed | 1)
     }

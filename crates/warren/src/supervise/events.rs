@@ -2,10 +2,12 @@
 //! a program passes through.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::SpawnError;
 use crate::exit::Exit;
 
 /// Where a program is in its life.
@@ -22,11 +24,20 @@ pub enum State {
     /// Being stopped.
     Stopping,
     /// Waiting to be restarted.
-    Backoff { delay: Duration },
+    Backoff {
+        /// How long until the restart.
+        delay: Duration,
+    },
     /// Ended and, by its restart policy, left so.
-    Exited { exit: Exit },
+    Exited {
+        /// How it ended.
+        exit: Exit,
+    },
     /// Given up on: a crash loop, a failed start without restart, a failed dependency.
-    Failed { reason: String },
+    Failed {
+        /// Why, in words.
+        reason: String,
+    },
     /// Stopped on request.
     Stopped,
 }
@@ -37,6 +48,7 @@ impl State {
         matches!(self, State::Starting | State::Running | State::Ready | State::Stopping)
     }
 
+    /// The state's one-word name, as `status` shows it.
     pub fn name(&self) -> &'static str {
         match self {
             State::Waiting => "waiting",
@@ -63,6 +75,7 @@ impl fmt::Display for State {
     }
 }
 
+/// A delay as a person reads it: `250 ms`, `1.5 s`.
 pub(super) fn humanize(duration: Duration) -> String {
     if duration < Duration::from_secs(1) {
         format!("{} ms", duration.as_millis())
@@ -71,50 +84,98 @@ pub(super) fn humanize(duration: Duration) -> String {
     }
 }
 
+/// Why a started instance of a program never got going.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StartError {
+    /// The host could not spawn it or see it ready.
+    #[error(transparent)]
+    Spawn(Arc<SpawnError>),
+    /// Its readiness probe did not pass within the program's ready timeout.
+    #[error("not ready within {0:?}")]
+    NotReady(Duration),
+}
+
+impl StartError {
+    /// The error with its causes, each once, for a one-line reason.
+    pub fn describe(&self) -> String {
+        let mut text = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            let shown = cause.to_string();
+            // A layer that already prints its cause (as some of the host's errors do) is not
+            // repeated.
+            if !text.contains(&shown) {
+                text = format!("{text}: {shown}");
+            }
+            source = cause.source();
+        }
+        text
+    }
+}
+
 /// Something that happened, reported to the machine.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub enum Event {
     /// The process was spawned.
     Started {
+        /// The program.
         name: String,
     },
     /// The process could not be started or made ready.
     StartFailed {
+        /// The program.
         name: String,
-        error: String,
+        /// Why.
+        error: StartError,
     },
+    /// The program's readiness condition held.
     Ready {
+        /// The program.
         name: String,
     },
     /// The process ended, for whatever reason.
     Exited {
+        /// The program.
         name: String,
+        /// How it ended.
         exit: Exit,
     },
+    /// A health check passed.
     HealthPassed {
+        /// The program.
         name: String,
     },
+    /// A health check failed or timed out.
     HealthFailed {
+        /// The program.
         name: String,
     },
     /// Its socket file was deleted or replaced while it ran, and its program's
     /// [`on_socket_lost`](super::plan::Program::on_socket_lost) says to restart it.
     SocketLost {
+        /// The program.
         name: String,
     },
     /// A timer set by [`Action::SetTimer`] fired.
     Timer {
+        /// The program.
         name: String,
+        /// The generation the timer was set with.
         generation: u64,
     },
-    /// Control requests.
+    /// Control request: start a program that is stopped, exited or failed.
     Start {
+        /// The program.
         name: String,
     },
+    /// Control request: stop a program (it stays stopped).
     Stop {
+        /// The program.
         name: String,
     },
+    /// Control request: stop a program and start it again.
     Restart {
+        /// The program.
         name: String,
     },
     /// Stop everything, dependents before their dependencies.
@@ -124,22 +185,31 @@ pub enum Event {
 /// Something the runner must do.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
+    /// Start an instance of the program.
     Spawn {
+        /// The program.
         name: String,
     },
+    /// Stop the program's running instance.
     Stop {
+        /// The program.
         name: String,
     },
     /// Send `Event::Timer { name, generation }` after `after`. Timers with an old generation are
     /// ignored, so there is no need to cancel them.
     SetTimer {
+        /// The program.
         name: String,
+        /// The delay.
         after: Duration,
+        /// What the event is to carry back.
         generation: u64,
     },
     /// A program changed state (one log line each).
     Changed {
+        /// The program.
         name: String,
+        /// Its new state.
         state: State,
     },
     /// Everything has stopped after a shutdown.
@@ -151,9 +221,14 @@ pub enum Action {
 /// What `status` shows of one program.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Status {
+    /// The program.
     pub name: String,
+    /// Where it is in its life.
     pub state: State,
+    /// How many times it was restarted.
     pub restarts: u32,
+    /// How its last process ended.
     pub last_exit: Option<Exit>,
+    /// When it entered its current state.
     pub since: Instant,
 }

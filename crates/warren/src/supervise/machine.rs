@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use super::backoff::{Jitter, delay};
 use super::events::humanize;
-pub use super::events::{Action, Event, State, Status};
+pub use super::events::{Action, Event, StartError, State, Status};
 use super::plan::{Plan, Program, Restart};
 use crate::exit::Exit;
 
@@ -64,7 +64,7 @@ impl Machine {
     /// A machine for `plan`; `seed` makes the backoff jitter reproducible.
     pub fn new(plan: &Plan, now: Instant, seed: u64) -> Machine {
         let slots: Vec<Slot> = plan
-            .programs
+            .programs()
             .iter()
             .map(|program| Slot {
                 program: program.clone(),
@@ -93,18 +93,22 @@ impl Machine {
         actions
     }
 
+    /// The program named `name`.
     pub fn program(&self, name: &str) -> Option<&Program> {
         self.index.get(name).map(|&i| &self.slots[i].program)
     }
 
+    /// Where the program named `name` is in its life.
     pub fn state(&self, name: &str) -> Option<&State> {
         self.index.get(name).map(|&i| &self.slots[i].state)
     }
 
+    /// Whether a shutdown was asked for.
     pub fn is_shutting_down(&self) -> bool {
         self.shutting_down
     }
 
+    /// Every program's status, in the order of the plan.
     pub fn status(&self) -> Vec<Status> {
         self.slots
             .iter()
@@ -125,6 +129,7 @@ impl Machine {
         })
     }
 
+    /// Takes in what happened at `now` and returns what to do about it.
     pub fn handle(&mut self, now: Instant, event: Event) -> Vec<Action> {
         let mut actions = Vec::new();
         match event {
@@ -134,7 +139,9 @@ impl Machine {
             Event::Restart { name } => self.with(&name, |m, i| m.request_restart(now, i, &mut actions)),
             Event::Started { name } => self.with(&name, |m, i| m.started(now, i, &mut actions)),
             Event::Ready { name } => self.with(&name, |m, i| m.ready(now, i, &mut actions)),
-            Event::StartFailed { name, error } => self.with(&name, |m, i| m.ended(now, i, None, error, &mut actions)),
+            Event::StartFailed { name, error } => {
+                self.with(&name, |m, i| m.ended(now, i, None, error.describe(), &mut actions));
+            }
             Event::Exited { name, exit } => {
                 self.with(&name, |m, i| m.ended(now, i, Some(exit), exit.to_string(), &mut actions));
             }

@@ -6,12 +6,12 @@ use tokio::time::{Instant, advance};
 
 use super::machine::{Action, Event, Machine, State};
 use super::plan::{
-    Backoff, Command, Condition, CrashLoop, Dependency, Health, HealthCheck, Plan, Program, Readiness, Restart,
+    Backoff, Condition, CrashLoop, Dependency, Health, HealthCheck, Invocation, Plan, Program, ReadyCheck, Restart,
 };
 use crate::exit::Exit;
 
 fn program(name: &str) -> Program {
-    let mut program = Program::new(name, Command::Shell("true".into()));
+    let mut program = Program::new(name, Invocation::Shell("true".into()));
     program.backoff =
         Backoff { initial: Duration::from_secs(1), factor: 2.0, max: Duration::from_secs(8), jitter: 0.0 };
     program
@@ -43,7 +43,7 @@ struct Harness {
 
 impl Harness {
     fn new(programs: Vec<Program>) -> (Harness, Vec<Action>) {
-        let mut machine = Machine::new(&Plan { programs }, Instant::now(), 1);
+        let mut machine = Machine::new(&Plan::new(programs).expect("a valid plan"), Instant::now(), 1);
         let actions = machine.begin(Instant::now());
         (Harness { machine }, actions)
     }
@@ -290,7 +290,7 @@ async fn a_stop_requested_while_starting_happens_once_started() {
 #[tokio::test(start_paused = true)]
 async fn all_ready_is_announced_once() {
     let mut worker = program("worker");
-    worker.readiness = Readiness::Notify;
+    worker.readiness = ReadyCheck::Notify;
     let (mut h, _) = Harness::new(vec![program("setup"), worker]);
     h.up("setup");
     let actions = h.up("worker");

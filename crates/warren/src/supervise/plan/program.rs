@@ -1,42 +1,48 @@
-//! What to supervise: the validated form of a configuration. Only a `Plan` reaches the
-//! supervisor; parsing and validation (of a TOML file, say) happen before, so every value here
-//! is already checked and every default resolved.
+//! One program of a [`Plan`](super::Plan) and how to treat it: its command, readiness, restart
+//! policy, dependencies and health check, each default resolved.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use warren_rpc::Protocol;
+use warren_rpc::Protocol;
 
 use crate::signal::Signal;
-
-/// Every program to run, in the order the configuration lists them.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Plan {
-    pub programs: Vec<Program>,
-}
 
 /// One program and how to treat it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Program {
+    /// Its name: unique in the plan, used in logs, notices and control requests.
     pub name: String,
-    pub command: Command,
+    /// How to start it.
+    pub command: Invocation,
+    /// Variables set for it (and its probes), over warren's environment unless `clear_env`.
     pub env: Vec<(String, String)>,
     /// Start it with only `env` and warren's own variables (`WARREN_*`, `NOTIFY_SOCKET`) rather
     /// than warren's environment plus `env`, so that nothing of warren's reaches it unasked.
     pub clear_env: bool,
+    /// The directory it (and its probes) start in; warren's own when `None`.
     pub cwd: Option<PathBuf>,
     /// Serves warren RPC on the endpoint the supervisor passes in `WARREN_ENDPOINT`.
     pub rpc: bool,
     /// The protocol it serves RPC in: warren's binary protocol, or JSON-RPC lines.
     pub protocol: Protocol,
-    pub readiness: Readiness,
+    /// When it counts as ready.
+    pub readiness: ReadyCheck,
+    /// How long it may take to become ready before the start counts as failed.
     pub ready_timeout: Duration,
+    /// Whether it is started again when it ends.
     pub restart: Restart,
+    /// The delays between restarts.
     pub backoff: Backoff,
+    /// How many starts in how long mean it is given up on.
     pub crash_loop: CrashLoop,
+    /// The signal that asks it to stop.
     pub stop_signal: Signal,
+    /// How long it has after `stop_signal` before it is killed.
     pub grace: Duration,
+    /// What must have happened to other programs before it starts.
     pub depends_on: Vec<Dependency>,
+    /// Its health check, if it has one.
     pub health: Option<Health>,
     /// What to do when its socket file is deleted or replaced while it runs (RPC programs).
     pub on_socket_lost: OnSocketLost,
@@ -47,14 +53,21 @@ pub struct Program {
 
 /// How to start it: an executable and its arguments, or a shell command line when asked.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Command {
-    Exec { program: PathBuf, args: Vec<String> },
+pub enum Invocation {
+    /// An executable (a bare name is looked up in `PATH`) and its arguments.
+    Exec {
+        /// The executable.
+        program: PathBuf,
+        /// Its arguments, without the program name.
+        args: Vec<String>,
+    },
+    /// A command line for `/bin/sh -c`.
     Shell(String),
 }
 
 /// When a program counts as ready.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Readiness {
+pub enum ReadyCheck {
     /// Ready once started.
     None,
     /// `READY=1` on `NOTIFY_SOCKET` (warren plugins, systemd `Type=notify` programs).
@@ -62,9 +75,19 @@ pub enum Readiness {
     /// A line of its output matches this regular expression.
     LogLine(String),
     /// This command exits 0 (tried every `interval`).
-    Exec { command: Command, interval: Duration },
+    Exec {
+        /// The probe to run.
+        command: Invocation,
+        /// How long to wait between tries.
+        interval: Duration,
+    },
     /// A connection to this endpoint (`tcp:host:port` or `unix:/path`) succeeds.
-    Connect { endpoint: String, interval: Duration },
+    Connect {
+        /// `tcp:HOST:PORT` or `unix:PATH`.
+        endpoint: String,
+        /// How long to wait between tries.
+        interval: Duration,
+    },
 }
 
 /// A program whose socket file is gone keeps serving the connections it has, the
@@ -78,10 +101,14 @@ pub enum OnSocketLost {
     Restart,
 }
 
+/// Whether a program that ended is started again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Restart {
+    /// Never: it stays ended.
     Never,
+    /// When it ended with a failure (an exit code other than 0, or a signal).
     OnFailure,
+    /// Whatever way it ended.
     Always,
 }
 
@@ -90,9 +117,13 @@ pub enum Restart {
 /// restart in lockstep.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Backoff {
+    /// The first delay.
     pub initial: Duration,
+    /// What each delay is multiplied by for the next one (at least 1).
     pub factor: f64,
+    /// The longest delay.
     pub max: Duration,
+    /// The spread of each delay, as a fraction of it (0 to 1).
     pub jitter: f64,
 }
 
@@ -100,40 +131,55 @@ pub struct Backoff {
 /// left alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CrashLoop {
+    /// Starts allowed within `window`.
     pub max_starts: u32,
+    /// The sliding window starts are counted in.
     pub window: Duration,
 }
 
+/// One entry of `depends_on`: another program of the plan, and what it must have reached.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Dependency {
+    /// The program depended on.
     pub name: String,
+    /// What it must have reached.
     pub condition: Condition,
 }
 
 /// What a dependency must have reached before the dependent starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Condition {
+    /// Its process was spawned.
     Started,
+    /// It is ready.
     Ready,
+    /// It is ready and its health check passed (it must have one).
     Healthy,
     /// It ran to completion with exit code 0 (a setup step, a migration).
     ExitedOk,
 }
 
+/// A health check and its timing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Health {
+    /// What is checked.
     pub check: HealthCheck,
+    /// How long between checks.
     pub interval: Duration,
+    /// How long one check may take before it counts as failed.
     pub timeout: Duration,
     /// Consecutive failures before the program is restarted.
     pub failures: u32,
 }
 
+/// What a health check does; passing is a success within the timeout.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HealthCheck {
     /// A PING over the program's RPC connection.
     RpcPing,
-    Exec(Command),
+    /// This command exits 0 within the timeout.
+    Exec(Invocation),
+    /// A connection to this endpoint (`tcp:HOST:PORT` or `unix:PATH`) succeeds.
     Connect(String),
 }
 
@@ -151,7 +197,7 @@ impl Default for CrashLoop {
 
 impl Program {
     /// A program with every default: no restart, ready when started, SIGTERM and 10 s grace.
-    pub fn new(name: impl Into<String>, command: Command) -> Program {
+    pub fn new(name: impl Into<String>, command: Invocation) -> Program {
         Program {
             name: name.into(),
             command,
@@ -160,7 +206,7 @@ impl Program {
             cwd: None,
             rpc: false,
             protocol: Protocol::Binary,
-            readiness: Readiness::None,
+            readiness: ReadyCheck::None,
             ready_timeout: Duration::from_secs(30),
             restart: Restart::Never,
             backoff: Backoff::default(),

@@ -13,7 +13,7 @@
 //! The case count is proptest's: 256 by default, `PROPTEST_CASES=1000000` for a soak run
 //! (`scripts/soak --props`). Failure persistence is off so a failing run writes no regression
 //! file into the source tree; proptest prints the minimal failing input, which is what to turn
-//! into an example in `tests.rs`.
+//! into an example in `tests/config.rs`.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
@@ -23,8 +23,7 @@ use proptest::sample::{Index, select, subsequence};
 use proptest::strategy::Union;
 use warren::supervise::plan::{Condition, HealthCheck, Plan, Restart};
 
-use super::error::{ConfigErrors, ErrorKind, Section};
-use super::{parse, topological_order};
+use warren_cli::config::{ConfigErrors, ErrorKind, Section, parse};
 
 const FILE: &str = "fuzz.toml";
 
@@ -85,10 +84,10 @@ fn valid_name(name: &str) -> bool {
 }
 
 fn check_plan(plan: &Plan) -> Result<(), TestCaseError> {
-    prop_assert!(!plan.programs.is_empty(), "a plan with no program");
-    let by_name: HashMap<&str, _> = plan.programs.iter().map(|p| (p.name.as_str(), p)).collect();
-    prop_assert_eq!(by_name.len(), plan.programs.len(), "two programs of one name");
-    for p in &plan.programs {
+    prop_assert!(!plan.programs().is_empty(), "a plan with no program");
+    let by_name: HashMap<&str, _> = plan.programs().iter().map(|p| (p.name.as_str(), p)).collect();
+    prop_assert_eq!(by_name.len(), plan.programs().len(), "two programs of one name");
+    for p in plan.programs() {
         prop_assert!(valid_name(&p.name), "invalid name {:?} accepted", p.name);
         prop_assert!(p.cwd.as_ref().is_some_and(|cwd| cwd.is_absolute()), "{}: cwd {:?}", p.name, p.cwd);
         let b = &p.backoff;
@@ -118,11 +117,11 @@ fn check_plan(plan: &Plan) -> Result<(), TestCaseError> {
         }
     }
     // No cycle: in the start order, every dependency is in an earlier level.
-    let levels = topological_order(plan);
+    let levels = plan.start_order();
     let level_of: HashMap<&str, usize> =
         levels.iter().enumerate().flat_map(|(i, level)| level.iter().map(move |name| (name.as_str(), i))).collect();
-    prop_assert_eq!(level_of.len(), plan.programs.len());
-    for p in &plan.programs {
+    prop_assert_eq!(level_of.len(), plan.programs().len());
+    for p in plan.programs() {
         for d in &p.depends_on {
             prop_assert!(
                 level_of[d.name.as_str()] < level_of[p.name.as_str()],
@@ -1024,7 +1023,7 @@ proptest! {
             .iter()
             .filter_map(|t| match &t.header { Header::Program(n) => Some(n.as_str()), _ => None })
             .collect();
-        let planned: Vec<&str> = plan.programs.iter().map(|p| p.name.as_str()).collect();
+        let planned: Vec<&str> = plan.programs().iter().map(|p| p.name.as_str()).collect();
         prop_assert_eq!(planned, names);
 
         let target = which.index(tables.len());

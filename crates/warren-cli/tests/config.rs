@@ -5,11 +5,11 @@ use std::time::Duration;
 
 use warren::Signal;
 use warren::supervise::plan::{
-    Backoff, Command, Condition, CrashLoop, Dependency, Health, HealthCheck, OnSocketLost, Plan, Program, Protocol,
-    Readiness, Restart,
+    Backoff, Condition, CrashLoop, Dependency, Health, HealthCheck, Invocation, OnSocketLost, Plan, Program, Protocol,
+    ReadyCheck, Restart,
 };
 
-use super::{ConfigError, ConfigErrors, load, parse, topological_order};
+use warren_cli::config::{ConfigError, ConfigErrors, load, parse};
 
 const FILE: &str = "/srv/app/warren.toml";
 
@@ -29,14 +29,14 @@ fn errors(text: &str) -> String {
 }
 
 fn only(plan: &Plan) -> &Program {
-    assert_eq!(plan.programs.len(), 1);
-    &plan.programs[0]
+    assert_eq!(plan.programs().len(), 1);
+    &plan.programs()[0]
 }
 
 #[test]
 fn a_minimal_program_gets_every_default() {
     let plan = ok("[programs.api]\ncommand = 'bin/api'\n");
-    let mut expected = Program::new("api", Command::Exec { program: "/srv/app/bin/api".into(), args: vec![] });
+    let mut expected = Program::new("api", Invocation::Exec { program: "/srv/app/bin/api".into(), args: vec![] });
     expected.cwd = Some("/srv/app".into());
     assert_eq!(only(&plan), &expected, "programs run in the configuration's directory by default");
 }
@@ -70,11 +70,11 @@ shell = "exec postgres -p 5433"
 rpc = true
 health = { rpc_ping = true }
 "#);
-    let api = &plan.programs[1];
+    let api = &plan.programs()[1];
     assert_eq!(api.name, "api");
     assert_eq!(
         api.command,
-        Command::Exec { program: "/srv/app/target/debug/api".into(), args: vec!["--port".into(), "7000".into()] }
+        Invocation::Exec { program: "/srv/app/target/debug/api".into(), args: vec!["--port".into(), "7000".into()] }
     );
     assert_eq!(api.env, [("EMPTY".into(), String::new()), ("RUST_LOG".into(), "info".into())]);
     assert!(api.clear_env);
@@ -82,7 +82,7 @@ health = { rpc_ping = true }
     assert!(!api.rpc);
     assert_eq!(
         api.readiness,
-        Readiness::Connect { endpoint: "tcp:127.0.0.1:7000".into(), interval: Duration::from_millis(100) }
+        ReadyCheck::Connect { endpoint: "tcp:127.0.0.1:7000".into(), interval: Duration::from_millis(100) }
     );
     assert_eq!(api.ready_timeout, Duration::from_secs(90));
     assert_eq!(api.restart, Restart::Always);
@@ -111,19 +111,19 @@ health = { rpc_ping = true }
     );
     assert_eq!(api.reset_after, Duration::from_secs(300));
 
-    let db = &plan.programs[0];
-    assert_eq!(db.command, Command::Exec { program: "postgres".into(), args: vec![] });
+    let db = &plan.programs()[0];
+    assert_eq!(db.command, Invocation::Exec { program: "postgres".into(), args: vec![] });
     assert_eq!(
         db.health,
         Some(Health {
-            check: HealthCheck::Exec(Command::Exec { program: "pg_isready".into(), args: vec!["-q".into()] }),
+            check: HealthCheck::Exec(Invocation::Exec { program: "pg_isready".into(), args: vec!["-q".into()] }),
             interval: Duration::from_secs(2),
             timeout: Duration::from_millis(500),
             failures: 2,
         })
     );
-    let db2 = &plan.programs[2];
-    assert_eq!(db2.command, Command::Shell("exec postgres -p 5433".into()));
+    let db2 = &plan.programs()[2];
+    assert_eq!(db2.command, Invocation::Shell("exec postgres -p 5433".into()));
     assert!(db2.rpc);
     assert_eq!(db2.health.as_ref().map(|h| &h.check), Some(&HealthCheck::RpcPing));
 }
@@ -150,22 +150,22 @@ ready = { shell = "test -e ready" , interval = "1s" }
 command = "f"
 ready = "none"
 "#);
-    let r: Vec<_> = plan.programs.iter().map(|p| (p.readiness.clone(), p.rpc)).collect();
-    assert_eq!(r[0], (Readiness::Notify, true));
-    assert_eq!(r[1], (Readiness::Notify, false));
-    assert_eq!(r[2], (Readiness::LogLine(r"listening on \d+".into()), false));
+    let r: Vec<_> = plan.programs().iter().map(|p| (p.readiness.clone(), p.rpc)).collect();
+    assert_eq!(r[0], (ReadyCheck::Notify, true));
+    assert_eq!(r[1], (ReadyCheck::Notify, false));
+    assert_eq!(r[2], (ReadyCheck::LogLine(r"listening on \d+".into()), false));
     assert_eq!(
         r[3].0,
-        Readiness::Exec {
-            command: Command::Exec { program: "/srv/app/check".into(), args: vec!["--quiet".into()] },
+        ReadyCheck::Exec {
+            command: Invocation::Exec { program: "/srv/app/check".into(), args: vec!["--quiet".into()] },
             interval: Duration::from_millis(200),
         }
     );
     assert_eq!(
         r[4].0,
-        Readiness::Exec { command: Command::Shell("test -e ready".into()), interval: Duration::from_secs(1) }
+        ReadyCheck::Exec { command: Invocation::Shell("test -e ready".into()), interval: Duration::from_secs(1) }
     );
-    assert_eq!(r[5].0, Readiness::None);
+    assert_eq!(r[5].0, ReadyCheck::None);
 }
 
 #[test]
@@ -190,7 +190,7 @@ backoff = { initial = "2s" }
 crash_loop = { max_starts = 9 }
 health = "none"
 "#);
-    let (a, b) = (&plan.programs[0], &plan.programs[1]);
+    let (a, b) = (&plan.programs()[0], &plan.programs()[1]);
     assert_eq!(a.grace, Duration::from_secs(5));
     assert_eq!(a.restart, Restart::OnFailure);
     assert_eq!(a.env, [("COLOR".into(), "no".into()), ("RUST_LOG".into(), "info".into())]);
@@ -228,7 +228,7 @@ env = { FOO = "bar" }
 command = "b"
 clear_env = false
 "#);
-    let (a, b) = (&plan.programs[0], &plan.programs[1]);
+    let (a, b) = (&plan.programs()[0], &plan.programs()[1]);
     assert!(a.clear_env);
     assert_eq!(a.env, [("FOO".into(), "bar".into()), ("PATH".into(), "/usr/bin".into())]);
     assert!(!b.clear_env, "a program's own value wins");
@@ -390,7 +390,7 @@ ready = "warren"
 command = "plain"
 rpc = false
 "#);
-    let r: Vec<_> = plan.programs.iter().map(|p| (p.name.as_str(), p.rpc, p.protocol)).collect();
+    let r: Vec<_> = plan.programs().iter().map(|p| (p.name.as_str(), p.rpc, p.protocol)).collect();
     assert_eq!(
         r,
         [
@@ -523,11 +523,11 @@ fn relative_paths_are_relative_to_the_file() {
         Err(errors) => panic!("{errors}"),
     };
     let base = std::env::current_dir().expect("cwd").join("conf");
-    let a = &plan.programs[0];
-    assert_eq!(a.command, Command::Exec { program: base.join("../bin/a"), args: vec![] });
+    let a = &plan.programs()[0];
+    assert_eq!(a.command, Invocation::Exec { program: base.join("../bin/a"), args: vec![] });
     assert_eq!(a.cwd, Some(base.join("data/a")));
     // A shell command line is the shell's business.
-    assert_eq!(plan.programs[1].command, Command::Shell("./b".into()));
+    assert_eq!(plan.programs()[1].command, Invocation::Shell("./b".into()));
 }
 
 #[test]
@@ -542,7 +542,7 @@ fn load_reads_the_file_and_names_it() {
 
     std::fs::write(&path, "[programs.a]\ncommand = './a'\n").expect("write");
     let plan = load(&path).expect("valid");
-    assert_eq!(only(&plan).command, Command::Exec { program: dir.path().join("a"), args: vec![] });
+    assert_eq!(only(&plan).command, Invocation::Exec { program: dir.path().join("a"), args: vec![] });
 
     let missing = dir.path().join("missing.toml");
     let message = load(&missing).expect_err("no file").to_string();
@@ -556,10 +556,10 @@ fn the_example_config_is_valid() {
         Ok(plan) => plan,
         Err(errors) => panic!("{errors}"),
     };
-    assert_eq!(topological_order(&plan), [["setup"], ["task-rpc"], ["worker"], ["ticker"]]);
+    assert_eq!(plan.start_order(), [["setup"], ["task-rpc"], ["worker"], ["ticker"]]);
     let root = std::path::absolute(Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")).expect("absolute");
-    let task_rpc = &plan.programs[1];
-    assert_eq!(task_rpc.command, Command::Exec { program: root.join("target/debug/task-rpc"), args: vec![] });
+    let task_rpc = &plan.programs()[1];
+    assert_eq!(task_rpc.command, Invocation::Exec { program: root.join("target/debug/task-rpc"), args: vec![] });
     assert!(task_rpc.rpc);
     assert_eq!(task_rpc.grace, Duration::from_secs(5));
 }
@@ -601,10 +601,10 @@ command = "/bin/b"
 rpc = true
 on_socket_lost = "restart"
 "#);
-    assert_eq!(plan.programs[0].on_socket_lost, OnSocketLost::Report, "inherited from [defaults]");
-    assert_eq!(plan.programs[1].on_socket_lost, OnSocketLost::Restart);
+    assert_eq!(plan.programs()[0].on_socket_lost, OnSocketLost::Report, "inherited from [defaults]");
+    assert_eq!(plan.programs()[1].on_socket_lost, OnSocketLost::Restart);
     let plan = ok("[programs.c]\ncommand = \"/bin/c\"\n");
-    assert_eq!(plan.programs[0].on_socket_lost, OnSocketLost::Restart);
+    assert_eq!(plan.programs()[0].on_socket_lost, OnSocketLost::Restart);
     assert_eq!(
         errors("[programs.d]\ncommand = \"/bin/d\"\non_socket_lost = \"ignore\"\n"),
         "w.toml:3: program \"d\", field \"on_socket_lost\": unknown action \"ignore\" (expected restart or report)"

@@ -1,0 +1,167 @@
+//! The keys of one section, parsed, with where each was written; and how a program's own
+//! settings and `[defaults]` make up a [`Program`].
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use toml::Spanned;
+use warren::Signal;
+use warren::supervise::plan::{Health, Invocation, OnSocketLost, Program, Protocol, ReadyCheck, Restart};
+
+/// A value and where it was written.
+#[derive(Debug, Clone)]
+pub(super) struct Set<T> {
+    pub(super) value: T,
+    pub(super) span: Range<usize>,
+    /// Taken from `[defaults]` rather than the program's own table.
+    pub(super) inherited: bool,
+}
+
+impl<T> Set<T> {
+    pub(super) fn new<R>(raw: &Spanned<R>, value: T) -> Set<T> {
+        Set { value, span: raw.span(), inherited: false }
+    }
+
+    pub(super) fn own(&self) -> bool {
+        !self.inherited
+    }
+}
+
+/// `ready` before it is split into readiness and `rpc`.
+#[derive(Debug, Clone)]
+pub(super) enum Ready {
+    Plain(ReadyCheck),
+    /// Notify, and the program serves RPC.
+    Warren,
+}
+
+/// The keys of one section that were given (and valid), parsed.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Settings {
+    pub(super) env: Option<Set<BTreeMap<String, String>>>,
+    pub(super) clear_env: Option<Set<bool>>,
+    pub(super) cwd: Option<Set<PathBuf>>,
+    /// `rpc`: `None` inside for `false`, else the protocol served.
+    pub(super) rpc: Option<Set<Option<Protocol>>>,
+    pub(super) ready: Option<Set<Ready>>,
+    pub(super) ready_timeout: Option<Set<Duration>>,
+    pub(super) restart: Option<Set<Restart>>,
+    pub(super) initial: Option<Set<Duration>>,
+    pub(super) factor: Option<Set<f64>>,
+    pub(super) max: Option<Set<Duration>>,
+    pub(super) jitter: Option<Set<f64>>,
+    pub(super) max_starts: Option<Set<u32>>,
+    pub(super) window: Option<Set<Duration>>,
+    pub(super) stop_signal: Option<Set<Signal>>,
+    pub(super) grace: Option<Set<Duration>>,
+    pub(super) health: Option<Set<Option<Health>>>,
+    pub(super) on_socket_lost: Option<Set<OnSocketLost>>,
+    pub(super) reset_after: Option<Set<Duration>>,
+}
+
+fn or_inherit<T: Clone>(own: Option<Set<T>>, defaults: &Option<Set<T>>) -> Option<Set<T>> {
+    own.or_else(|| defaults.clone().map(|set| Set { inherited: true, ..set }))
+}
+
+impl Settings {
+    /// These settings, with `defaults` filling what they leave out.
+    pub(super) fn over(self, defaults: &Settings) -> Settings {
+        let env = match (self.env, &defaults.env) {
+            (Some(own), Some(inherited)) => {
+                let mut merged = inherited.value.clone();
+                merged.extend(own.value);
+                Some(Set { value: merged, ..own })
+            }
+            (own, inherited) => or_inherit(own, inherited),
+        };
+        Settings {
+            env,
+            clear_env: or_inherit(self.clear_env, &defaults.clear_env),
+            cwd: or_inherit(self.cwd, &defaults.cwd),
+            rpc: or_inherit(self.rpc, &defaults.rpc),
+            ready: or_inherit(self.ready, &defaults.ready),
+            ready_timeout: or_inherit(self.ready_timeout, &defaults.ready_timeout),
+            restart: or_inherit(self.restart, &defaults.restart),
+            initial: or_inherit(self.initial, &defaults.initial),
+            factor: or_inherit(self.factor, &defaults.factor),
+            max: or_inherit(self.max, &defaults.max),
+            jitter: or_inherit(self.jitter, &defaults.jitter),
+            max_starts: or_inherit(self.max_starts, &defaults.max_starts),
+            window: or_inherit(self.window, &defaults.window),
+            stop_signal: or_inherit(self.stop_signal, &defaults.stop_signal),
+            grace: or_inherit(self.grace, &defaults.grace),
+            health: or_inherit(self.health, &defaults.health),
+            on_socket_lost: or_inherit(self.on_socket_lost, &defaults.on_socket_lost),
+            reset_after: or_inherit(self.reset_after, &defaults.reset_after),
+        }
+    }
+
+    pub(super) fn serves_rpc(&self) -> bool {
+        matches!(self.rpc, Some(Set { value: Some(_), .. }))
+            || matches!(self.ready, Some(Set { value: Ready::Warren, .. }))
+    }
+
+    pub(super) fn into_program(self, name: String, command: Invocation) -> Program {
+        let mut p = Program::new(name, command);
+        let serves_rpc = self.serves_rpc();
+        p.rpc = serves_rpc;
+        if let Some(Set { value: Some(protocol), .. }) = self.rpc {
+            p.protocol = protocol;
+        }
+        if let Some(env) = self.env {
+            p.env = env.value.into_iter().collect();
+        }
+        if let Some(set) = self.clear_env {
+            p.clear_env = set.value;
+        }
+        if let Some(cwd) = self.cwd {
+            p.cwd = Some(cwd.value);
+        }
+        if let Some(ready) = self.ready {
+            p.readiness = match ready.value {
+                Ready::Plain(readiness) => readiness,
+                Ready::Warren => ReadyCheck::Notify,
+            };
+        }
+        let b = &mut p.backoff;
+        for (slot, set) in [(&mut b.initial, self.initial), (&mut b.max, self.max)] {
+            if let Some(set) = set {
+                *slot = set.value;
+            }
+        }
+        for (slot, set) in [(&mut b.factor, self.factor), (&mut b.jitter, self.jitter)] {
+            if let Some(set) = set {
+                *slot = set.value;
+            }
+        }
+        let durations = [
+            (&mut p.ready_timeout, self.ready_timeout),
+            (&mut p.crash_loop.window, self.window),
+            (&mut p.grace, self.grace),
+            (&mut p.reset_after, self.reset_after),
+        ];
+        for (slot, set) in durations {
+            if let Some(set) = set {
+                *slot = set.value;
+            }
+        }
+        if let Some(set) = self.max_starts {
+            p.crash_loop.max_starts = set.value;
+        }
+        if let Some(set) = self.restart {
+            p.restart = set.value;
+        }
+        if let Some(set) = self.stop_signal {
+            p.stop_signal = set.value;
+        }
+        if let Some(set) = self.on_socket_lost {
+            p.on_socket_lost = set.value;
+        }
+        if let Some(set) = self.health {
+            p.health = set.value;
+        }
+        p
+    }
+}

@@ -1,0 +1,144 @@
+//! The life of one started instance of a program, in its own task: spawn, readiness, health,
+//! socket loss, and the one stop of its child — asked for by the runner, or after the child
+//! ended by itself (to reap it, drain its pipes and remove what it left).
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+use tracing::info;
+
+use super::machine::{Event, StartError};
+use super::plan::{self, Invocation, Program, ReadyCheck};
+use super::probe;
+use super::runner::{Input, Report};
+use crate::child::Child;
+use crate::host::Host;
+use crate::spec::{Readiness, Spec};
+
+pub(super) struct Instance {
+    name: String,
+    instance: u64,
+    inputs: mpsc::UnboundedSender<Input>,
+    host: Host,
+}
+
+impl Instance {
+    pub(super) fn new(name: &str, instance: u64, inputs: mpsc::UnboundedSender<Input>, host: Host) -> Instance {
+        Instance { name: name.to_owned(), instance, inputs, host }
+    }
+
+    fn report(&self, report: Report) {
+        let _ = self.inputs.send(Input::Instance { name: self.name.clone(), instance: self.instance, report });
+    }
+
+    fn send(&self, event: Event) {
+        self.report(Report::Event(event));
+    }
+
+    pub(super) async fn run(self, program: Program, stop: oneshot::Receiver<()>) {
+        let child = match self.host.spawn(spec_for(&program)).await {
+            Ok(child) => child,
+            Err(err) => {
+                let error = StartError::Spawn(Arc::new(err));
+                self.send(Event::StartFailed { name: self.name.clone(), error });
+                return;
+            }
+        };
+        self.report(Report::Spawned(child.clone()));
+        // The runner dropping its end means no stop will be asked for: only the exit ends this.
+        let stop_requested = async {
+            if stop.await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            () = self.follow(&program, &child) => {}
+            () = stop_requested => {}
+        }
+        // The one stop of this child: polite, then forceful at the grace; if it has exited
+        // already, this reaps it, drains its pipes and removes what it left. Only then is the
+        // exit reported: the next instance may start as soon as the machine hears of it.
+        child.stop(program.grace).await;
+        let exit = child.wait().await;
+        self.send(Event::Exited { name: self.name.clone(), exit });
+    }
+
+    /// Reports readiness, health and a lost socket until the child exits.
+    async fn follow(&self, program: &Program, child: &Child) {
+        let exited = tokio::select! {
+            _ = child.wait() => true,
+            ready = probe::wait_ready(program) => {
+                match ready {
+                    Ok(()) => self.send(Event::Ready { name: self.name.clone() }),
+                    Err(error) => {
+                        self.send(Event::StartFailed { name: self.name.clone(), error });
+                        child.kill();
+                    }
+                }
+                false
+            }
+        };
+        if !exited {
+            tokio::select! {
+                _ = child.wait() => {}
+                () = self.check_health(program, child) => {}
+                () = self.follow_socket(program, child) => {}
+            }
+        }
+    }
+
+    /// Acts on the child's socket file going away, as the program says (the host has logged
+    /// it already); never returns, the caller selects on the exit.
+    async fn follow_socket(&self, program: &Program, child: &Child) {
+        let lost = child.socket_lost().await;
+        if program.on_socket_lost == plan::OnSocketLost::Restart {
+            info!(program = %self.name, "{lost}: restarting it so that it binds its socket again");
+            self.send(Event::SocketLost { name: self.name.clone() });
+        }
+        std::future::pending().await
+    }
+
+    /// Runs the health check; never returns, the caller selects on the exit.
+    async fn check_health(&self, program: &Program, child: &Child) {
+        let Some(health) = &program.health else { return std::future::pending().await };
+        let mut ticks = tokio::time::interval(health.interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticks.tick().await;
+        loop {
+            ticks.tick().await;
+            let check = probe::health(&health.check, child, program);
+            let passed = tokio::time::timeout(health.timeout, check).await.unwrap_or(false);
+            let name = self.name.clone();
+            self.send(if passed { Event::HealthPassed { name } } else { Event::HealthFailed { name } });
+        }
+    }
+}
+
+/// What warren's host needs to start `program`.
+fn spec_for(program: &Program) -> Spec {
+    let spec = match &program.command {
+        Invocation::Exec { program, args } => Spec::new(program).args(args),
+        Invocation::Shell(line) => Spec::new("/bin/sh").args(["-c", line.as_str()]),
+    };
+    let mut spec = spec
+        .name(&program.name)
+        .rpc(program.rpc)
+        .protocol(program.protocol)
+        .ready_timeout(program.ready_timeout)
+        .stop_signal(program.stop_signal)
+        .readiness(match &program.readiness {
+            ReadyCheck::Notify => Readiness::Notify,
+            ReadyCheck::LogLine(pattern) => Readiness::LogLine(pattern.clone()),
+            _ => Readiness::Started,
+        });
+    if program.clear_env {
+        spec = spec.clear_env();
+    }
+    for (key, value) in &program.env {
+        spec = spec.env(key, value);
+    }
+    if let Some(dir) = &program.cwd {
+        spec = spec.cwd(dir);
+    }
+    spec
+}

@@ -1,0 +1,206 @@
+//! The handle users hold: control requests go to the runner over its channel; what it last
+//! published (every program's status and running child) is read without asking it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio::time::Instant;
+use warren_rpc::Client;
+
+use super::machine::{Event, State, Status};
+use super::plan::Plan;
+use super::runner::{Input, Runner};
+use crate::child::Child;
+use crate::exit::Exit;
+use crate::host::Host;
+
+/// What the supervisor reports as it goes, for rendering.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Update {
+    /// A program changed state.
+    Changed {
+        /// The program.
+        name: String,
+        /// Its new state.
+        state: State,
+        /// The pid of its process, while one runs for it.
+        pid: Option<u32>,
+    },
+    /// Every program is ready (or completed successfully).
+    AllReady,
+    /// Everything has stopped.
+    AllStopped,
+}
+
+/// One program as `status` shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProgramStatus {
+    /// The program.
+    pub name: String,
+    /// Where it is in its life.
+    pub state: State,
+    /// The pid of its process, while one runs for it.
+    pub pid: Option<u32>,
+    /// How long it has been in its current state.
+    pub for_: Duration,
+    /// How many times it was restarted.
+    pub restarts: u32,
+    /// How its last process ended.
+    pub last_exit: Option<Exit>,
+    /// Its socket file went away while it runs (see [`Child::socket_lost`]); shown until it
+    /// is restarted, which `on_socket_lost = restart` does at once.
+    pub socket_lost: Option<crate::SocketLost>,
+}
+
+/// A control request named a program the plan does not have.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("no program named {name:?} (known: {known})")]
+pub struct UnknownProgram {
+    /// The name asked for.
+    pub name: String,
+    /// The programs of the plan, comma-separated.
+    pub known: String,
+}
+
+/// What the runner last published: only the runner writes it.
+#[derive(Debug, Default)]
+pub(super) struct Snapshot {
+    pub(super) status: Vec<Status>,
+    /// The child of each program's current instance, while it has one.
+    pub(super) children: HashMap<String, Child>,
+}
+
+/// A running supervisor; cheap to clone.
+#[derive(Clone)]
+pub struct Supervisor {
+    inputs: mpsc::UnboundedSender<Input>,
+    snapshot: watch::Receiver<Snapshot>,
+    updates: broadcast::Sender<Update>,
+    finished: watch::Receiver<Option<bool>>,
+    names: Arc<Vec<String>>,
+    dependencies: Arc<HashMap<String, Vec<String>>>,
+    host: Host,
+}
+
+impl std::fmt::Debug for Supervisor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Supervisor").field("programs", &self.names).finish()
+    }
+}
+
+impl Supervisor {
+    /// Starts supervising `plan` with `host`'s processes. Subscribe to updates before anything
+    /// can happen by passing `updates` (a sender from `broadcast::channel`).
+    pub fn start(plan: Plan, host: Host, updates: broadcast::Sender<Update>) -> Supervisor {
+        let (inputs, queue) = mpsc::unbounded_channel();
+        let (snapshot_tx, snapshot) = watch::channel(Snapshot::default());
+        let (finished_tx, finished) = watch::channel(None);
+        let names = Arc::new(plan.programs().iter().map(|p| p.name.clone()).collect());
+        let dependencies = Arc::new(
+            plan.programs()
+                .iter()
+                .map(|p| (p.name.clone(), p.depends_on.iter().map(|d| d.name.clone()).collect()))
+                .collect(),
+        );
+        let runner = Runner::new(&plan, host.clone(), inputs.clone(), snapshot_tx, updates.clone());
+        tokio::spawn(runner.run(queue, finished_tx));
+        Supervisor { inputs, snapshot, updates, finished, names, dependencies, host }
+    }
+
+    /// A receiver of every update from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Update> {
+        self.updates.subscribe()
+    }
+
+    fn control(&self, event: Event) {
+        let _ = self.inputs.send(Input::Control(event));
+    }
+
+    fn check(&self, name: &str) -> Result<(), UnknownProgram> {
+        if self.names.iter().any(|n| n == name) {
+            Ok(())
+        } else {
+            Err(UnknownProgram { name: name.to_owned(), known: self.names.join(", ") })
+        }
+    }
+
+    /// Starts a program that is stopped, exited or failed.
+    pub fn start_program(&self, name: &str) -> Result<(), UnknownProgram> {
+        self.check(name)?;
+        self.control(Event::Start { name: name.to_owned() });
+        Ok(())
+    }
+
+    /// Stops a program; it stays stopped until started again.
+    pub fn stop_program(&self, name: &str) -> Result<(), UnknownProgram> {
+        self.check(name)?;
+        self.control(Event::Stop { name: name.to_owned() });
+        Ok(())
+    }
+
+    /// Stops a program and starts it again, with no backoff.
+    pub fn restart_program(&self, name: &str) -> Result<(), UnknownProgram> {
+        self.check(name)?;
+        self.control(Event::Restart { name: name.to_owned() });
+        Ok(())
+    }
+
+    /// Stops everything, dependents first.
+    pub fn shutdown(&self) {
+        self.control(Event::Shutdown);
+    }
+
+    /// Whether the program waits for others before it starts.
+    pub fn has_dependencies(&self, name: &str) -> bool {
+        self.dependencies.get(name).is_some_and(|deps| !deps.is_empty())
+    }
+
+    /// SIGKILLs every process group now (a second Ctrl-C).
+    pub fn kill_all(&self) {
+        self.host.kill_all();
+    }
+
+    /// Sends `signal` to every running program's process group (Ctrl-Z and `fg`).
+    pub fn signal_all(&self, signal: crate::Signal) {
+        self.host.signal_all(signal);
+    }
+
+    /// The RPC client of a running program that serves RPC.
+    pub fn client(&self, name: &str) -> Result<Option<Client>, UnknownProgram> {
+        self.check(name)?;
+        Ok(self.snapshot.borrow().children.get(name).and_then(|c| c.try_client().cloned()))
+    }
+
+    /// Every program's status, in the order of the plan.
+    pub fn status(&self) -> Vec<ProgramStatus> {
+        let snapshot = self.snapshot.borrow();
+        let now = Instant::now();
+        snapshot
+            .status
+            .iter()
+            .map(|s| {
+                let child = snapshot.children.get(&s.name).filter(|_| s.state.is_active());
+                ProgramStatus {
+                    name: s.name.clone(),
+                    state: s.state.clone(),
+                    pid: child.map(Child::pid),
+                    for_: now.duration_since(s.since),
+                    restarts: s.restarts,
+                    last_exit: s.last_exit,
+                    socket_lost: child.and_then(Child::socket_lost_now),
+                }
+            })
+            .collect()
+    }
+
+    /// Waits until everything has stopped after a shutdown; true if any program failed.
+    pub async fn finished(&self) -> bool {
+        let mut finished = self.finished.clone();
+        match finished.wait_for(Option::is_some).await {
+            Ok(failed) => failed.unwrap_or(true),
+            Err(_) => true,
+        }
+    }
+}
