@@ -45,6 +45,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use clap::Parser;
+use fastrand::Rng;
 use rustix::process::{Pid, Signal};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, watch};
@@ -65,12 +67,42 @@ const TAG_VAR: &str = "WARREN_SOAK_TAG";
 /// Bound on every wait that is not the run itself.
 const BOUND: Duration = Duration::from_secs(60);
 
-const USAGE: &str = "usage: soak [--duration 10m] [--children 8] [--clients 16] [--deadline-ms 500] \
-                     [--chaos-ms 250] [--cycles 2000] [--rss-growth-mib 16] [--seed N] [--child PATH]";
-
 #[derive(Debug, Serialize, Deserialize)]
 struct Todo {
     id: String,
+}
+
+/// The command line; see the module docs for what each phase does.
+#[derive(Debug, Parser)]
+#[command(name = "soak", about = "Cycles, then chaos: a host and a supervisor under load, killed children and all")]
+struct Args {
+    /// How long the chaos phase runs: 600, 600s, 10m, 1h or 500ms.
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    duration: Duration,
+    /// Supervised plugins (at least 1).
+    #[arg(long, default_value_t = 8)]
+    children: usize,
+    /// Client tasks calling them (at least 1).
+    #[arg(long, default_value_t = 16)]
+    clients: usize,
+    /// Each call's deadline in milliseconds (at least 1).
+    #[arg(long, default_value_t = 500)]
+    deadline_ms: u64,
+    /// Mean time between two chaos actions in milliseconds (at least 2).
+    #[arg(long, default_value_t = 250)]
+    chaos_ms: u64,
+    /// Measured spawn → call → stop cycles before the chaos.
+    #[arg(long, default_value_t = 2000)]
+    cycles: usize,
+    /// How much the supervised tree's memory may grow during the chaos, in MiB.
+    #[arg(long, default_value_t = 16)]
+    rss_growth_mib: u64,
+    /// The random seed, to repeat a run (default: a random one, printed).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// The test child (default: the `test-child` next to this program's build directory).
+    #[arg(long)]
+    child: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -87,85 +119,50 @@ struct Options {
 }
 
 /// `600`, `600s`, `10m`, `1h` or `500ms`.
-fn parse_duration(text: &str) -> Option<Duration> {
+fn parse_duration(text: &str) -> Result<Duration, String> {
     let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let number: u64 = number.parse().ok()?;
-    Some(match unit {
+    let number: u64 = number.parse().map_err(|_| format!("{text:?} is not a duration (600, 600s, 10m, 1h, 500ms)"))?;
+    Ok(match unit {
         "" | "s" => Duration::from_secs(number),
         "ms" => Duration::from_millis(number),
         "m" | "min" => Duration::from_secs(number * 60),
         "h" => Duration::from_secs(number * 3600),
-        _ => return None,
+        _ => return Err(format!("unknown unit {unit:?} in {text:?} (s, ms, m, h)")),
     })
 }
 
-fn parse_options() -> Result<Options, String> {
-    let exe = std::env::current_exe().map_err(|err| format!("cannot find my own path: {err}"))?;
-    // target/<profile>/examples/soak → target/<profile>/test-child
-    let default_child = exe.parent().and_then(|dir| dir.parent()).map(|dir| dir.join("test-child"));
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    let mut options = Options {
-        duration: Duration::from_secs(600),
-        children: 8,
-        clients: 16,
-        deadline: Duration::from_millis(500),
-        chaos: Duration::from_millis(250),
-        cycles: 2000,
-        rss_growth_kib: 16 * 1024,
-        seed: (nanos as u64) ^ u64::from(std::process::id()),
-        child: default_child.unwrap_or_else(|| PathBuf::from("test-child")),
+fn options(args: Args) -> Result<Options, String> {
+    let child = match args.child {
+        Some(child) => child,
+        None => {
+            let exe = std::env::current_exe().map_err(|err| format!("cannot find my own path: {err}"))?;
+            // target/<profile>/examples/soak → target/<profile>/test-child
+            exe.parent()
+                .and_then(|dir| dir.parent())
+                .map_or_else(|| PathBuf::from("test-child"), |dir| dir.join("test-child"))
+        }
     };
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        if flag == "--help" || flag == "-h" {
-            return Err(USAGE.to_owned());
-        }
-        let value = args.next().ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
-        let bad = || format!("bad value {value:?} for {flag}\n{USAGE}");
-        let number = || value.parse::<u64>().map_err(|_| bad());
-        match flag.as_str() {
-            "--duration" => options.duration = parse_duration(&value).ok_or_else(bad)?,
-            "--children" => options.children = number()?.max(1) as usize,
-            "--clients" => options.clients = number()?.max(1) as usize,
-            "--deadline-ms" => options.deadline = Duration::from_millis(number()?.max(1)),
-            "--chaos-ms" => options.chaos = Duration::from_millis(number()?.max(2)),
-            "--cycles" => options.cycles = number()? as usize,
-            "--rss-growth-mib" => options.rss_growth_kib = number()? * 1024,
-            "--seed" => options.seed = number()?,
-            "--child" => options.child = PathBuf::from(value),
-            _ => return Err(format!("unknown option {flag}\n{USAGE}")),
-        }
+    if !child.is_file() {
+        return Err(format!("no test-child at {} (build it: cargo build -p testkit --bins)", child.display()));
     }
-    if !options.child.is_file() {
-        return Err(format!("no test-child at {} (build it: cargo build -p testkit --bins)", options.child.display()));
-    }
-    Ok(options)
+    Ok(Options {
+        duration: args.duration,
+        children: args.children.max(1),
+        clients: args.clients.max(1),
+        deadline: Duration::from_millis(args.deadline_ms.max(1)),
+        chaos: Duration::from_millis(args.chaos_ms.max(2)),
+        cycles: args.cycles,
+        rss_growth_kib: args.rss_growth_mib * 1024,
+        seed: args.seed.unwrap_or_else(|| fastrand::u64(..)),
+        child,
+    })
 }
 
-/// xorshift64*: reproducible from the printed seed, and no dependency.
-#[derive(Debug, Clone)]
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64, stream: u64) -> Rng {
-        // splitmix64 of (seed, stream), so that every task gets an independent sequence.
-        let mut z = seed.wrapping_add(stream.wrapping_mul(0x9e37_79b9_7f4a_7c15)).wrapping_add(0x9e37_79b9_7f4a_7c15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        Rng((z ^ (z >> 31)) | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
+/// A task's own random sequence, reproducible from the printed seed: `stream` tells the tasks
+/// apart.
+fn rng(seed: u64, stream: u64) -> Rng {
+    Rng::with_seed(seed ^ stream.wrapping_mul(0x9e37_79b9_7f4a_7c15))
 }
 
 // ---- /proc ----
@@ -209,24 +206,14 @@ async fn steady() -> Figures {
     last
 }
 
-fn pids() -> impl Iterator<Item = u32> {
-    std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|entry| entry.file_name().to_str().and_then(|name| name.parse::<u32>().ok()))
-}
-
 /// Whether `pid`'s environment carries the run's tag.
 fn tagged_process(pid: u32, tag: &str) -> bool {
-    let needle = format!("{TAG_VAR}={tag}");
-    std::fs::read(format!("/proc/{pid}/environ"))
-        .is_ok_and(|environ| environ.split(|&b| b == 0).any(|var| var == needle.as_bytes()))
+    testkit::has_env(pid, TAG_VAR, tag)
 }
 
 /// Live processes whose environment carries the run's tag: this run's children and grandchildren.
 fn tagged(tag: &str) -> Vec<u32> {
-    pids().filter(|&pid| tagged_process(pid, tag)).collect()
+    testkit::tagged(TAG_VAR, tag)
 }
 
 /// The machine's steal time so far (CPU time the hypervisor gave to others), summed over CPUs.
@@ -239,20 +226,6 @@ fn steal() -> Duration {
         .unwrap_or(0);
     // USER_HZ is 100 on Linux.
     Duration::from_millis(ticks * 10)
-}
-
-/// Children of this process that exited and were never reaped.
-fn zombies() -> Vec<u32> {
-    let me = std::process::id();
-    pids()
-        .filter(|pid| {
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
-            // The command name may contain spaces and parentheses: fields start after the last ')'.
-            let Some((_, rest)) = stat.rsplit_once(')') else { return false };
-            let mut fields = rest.split_whitespace();
-            fields.next() == Some("Z") && fields.next().and_then(|p| p.parse::<u32>().ok()) == Some(me)
-        })
-        .collect()
 }
 
 fn rss_of(pid: u32) -> u64 {
@@ -323,7 +296,7 @@ async fn cycles(options: &Options, failures: &mut Vec<String>) {
     }
     let took = started.elapsed();
     let end = steady().await;
-    let zombies = zombies();
+    let zombies = testkit::zombies();
     println!(
         "cycles: {} spawn→call→stop in {:.1} s ({:.2} ms each); fds {} → {}, threads {} → {}, rss {} → {} KiB \
          ({:+} KiB); zombies {}; errors {}",
@@ -442,7 +415,7 @@ struct Run {
 
 impl Run {
     fn pick(&self, rng: &mut Rng) -> &String {
-        &self.names[rng.below(self.names.len() as u64) as usize]
+        &self.names[rng.u64(..self.names.len() as u64) as usize]
     }
 }
 
@@ -526,7 +499,7 @@ async fn chaos_task(mut run: Run, mean: Duration, mut rng: Rng) -> Chaos {
     let mut thaws = tokio::task::JoinSet::new();
     let mean_ms = mean.as_millis() as u64;
     loop {
-        let pause = Duration::from_millis(mean_ms / 2 + rng.below(mean_ms));
+        let pause = Duration::from_millis(mean_ms / 2 + rng.u64(..mean_ms));
         tokio::select! {
             _ = run.stop.changed() => break,
             () = tokio::time::sleep(pause) => {}
@@ -538,7 +511,7 @@ async fn chaos_task(mut run: Run, mean: Duration, mut rng: Rng) -> Chaos {
             chaos.idle += 1;
             continue;
         };
-        let what = match rng.below(100) {
+        let what = match rng.u64(..100) {
             0..35 => {
                 target.signal(Signal::KILL);
                 chaos.kills += 1;
@@ -547,7 +520,7 @@ async fn chaos_task(mut run: Run, mean: Duration, mut rng: Rng) -> Chaos {
             35..65 => {
                 target.signal(Signal::STOP);
                 chaos.freezes += 1;
-                let hold = Duration::from_millis(50 + rng.below(1450));
+                let hold = Duration::from_millis(50 + rng.u64(..1450));
                 thaws.spawn(async move {
                     tokio::time::sleep(hold).await;
                     target.signal(Signal::CONT);
@@ -703,8 +676,7 @@ fn program(options: &Options, i: usize, tag: &str) -> Program {
 
 async fn chaos(options: &Options, failures: &mut Vec<String>) {
     let start = steady().await;
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    let tag = format!("{}-{nanos}", std::process::id());
+    let tag = testkit::unique_tag();
     let lines = Arc::new(CountLines::default());
     let host = match Host::builder().log_sink(lines.clone()).build() {
         Ok(host) => host,
@@ -745,11 +717,11 @@ async fn chaos(options: &Options, failures: &mut Vec<String>) {
     };
     let clients: Vec<_> = (0..options.clients)
         .map(|i| {
-            let rng = Rng::new(options.seed, i as u64 + 1);
+            let rng = rng(options.seed, i as u64 + 1);
             tokio::spawn(client_task(run.clone(), options.deadline, rng, progress.clone(), i))
         })
         .collect();
-    let chaos_task = tokio::spawn(chaos_task(run, options.chaos, Rng::new(options.seed, 0)));
+    let chaos_task = tokio::spawn(chaos_task(run, options.chaos, rng(options.seed, 0)));
 
     while began.elapsed() < options.duration {
         let left = options.duration - began.elapsed();
@@ -814,10 +786,10 @@ async fn chaos(options: &Options, failures: &mut Vec<String>) {
 
     // Whatever is left a moment after the shutdown returned is a leak.
     let deadline = Instant::now() + Duration::from_secs(2);
-    let (mut left, mut zombies) = (tagged(&tag), zombies());
+    let (mut left, mut zombies) = (tagged(&tag), testkit::zombies());
     while (!left.is_empty() || !zombies.is_empty()) && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
-        (left, zombies) = (tagged(&tag), self::zombies());
+        (left, zombies) = (tagged(&tag), testkit::zombies());
     }
     let end = steady().await;
     let calls = tally.ok + tally.failed_total();
@@ -947,7 +919,7 @@ fn report_slow_calls(slow: &mut [(Duration, String, Duration, String)], log: &[(
 }
 
 fn main() -> ExitCode {
-    let options = match parse_options() {
+    let options = match options(Args::parse()) {
         Ok(options) => options,
         Err(message) => {
             eprintln!("{message}");

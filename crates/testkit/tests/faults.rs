@@ -8,8 +8,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use rustix::process::{Pid, Signal, kill_process};
+use rustix::process::Signal;
 use serde::{Deserialize, Serialize};
+use testkit::{BOUND, SLACK, within};
 use tokio::sync::broadcast;
 use warren::supervise::machine::State;
 use warren::supervise::plan::{self, Backoff, Invocation, Plan, Program, Restart};
@@ -17,7 +18,6 @@ use warren::supervise::{ProgramStatus, Supervisor};
 use warren::{Exit, Host, LogLine, LogSink, Outcome, Readiness, Spec, Stream};
 use warren_rpc::{BindError, CallError, Client, Endpoint, LostReason, Server};
 
-const BOUND: Duration = Duration::from_secs(30);
 const CHILD: &str = env!("CARGO_BIN_EXE_test-child");
 const ENV_DUMP: &str = env!("CARGO_BIN_EXE_env-dump");
 /// How soon every call in flight must fail once the child serving it is killed.
@@ -38,10 +38,6 @@ struct Pids {
 struct Dump {
     args: Vec<String>,
     env: Vec<(String, String)>,
-}
-
-async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
-    tokio::time::timeout(BOUND, fut).await.unwrap_or_else(|_| panic!("{what} did not finish within {BOUND:?}"))
 }
 
 /// Keeps every line, so a test can read what a child printed.
@@ -67,7 +63,7 @@ fn host() -> (Host, Arc<Collect>) {
 }
 
 fn sigkill(pid: u32) {
-    kill_process(Pid::from_raw(pid as i32).expect("pid"), Signal::KILL).expect("SIGKILL");
+    assert!(testkit::signal(pid, Signal::KILL), "SIGKILL {pid}");
 }
 
 type HangCall = tokio::task::JoinHandle<(Result<(), CallError>, Instant)>;
@@ -244,7 +240,7 @@ async fn a_handler_that_never_returns_meets_the_callers_deadline_and_other_calls
     }
     let (result, took) = within("hung call", hung).await.expect("join");
     assert!(matches!(result, Err(CallError::DeadlineExceeded { .. })), "{result:?}");
-    assert!(took >= deadline && took < deadline + Duration::from_millis(500), "the deadline fired on time: {took:?}");
+    assert!(took >= deadline && took < deadline + SLACK, "the deadline fired on time: {took:?}");
     // The cancelled handler is gone: the child stops at once instead of draining it.
     let report = within("stop", child.stop(Duration::from_secs(5))).await;
     assert!(report.outcome.is_clean() && report.took < Duration::from_secs(1), "{report}");
@@ -409,18 +405,13 @@ async fn arguments_reach_the_child_literally_and_never_through_a_shell() {
     assert_eq!(created, [marker], "nothing but the shell program's marker was created");
 }
 
-fn socket_dir() -> tempfile::TempDir {
-    // Short, so that socket paths fit the 107-byte limit.
-    tempfile::Builder::new().prefix("wf").tempdir_in("/tmp").expect("temp dir")
-}
-
 fn task_server() -> Server {
     Server::new().service("Task", |s| s.method("Get", |_ctx, id: String| async move { Ok(Todo { id }) }))
 }
 
 #[tokio::test]
 async fn bind_never_follows_a_symlink_planted_at_the_socket_path() {
-    let dir = socket_dir();
+    let dir = testkit::socket_dir("wf");
     let path = dir.path().join("t.sock");
 
     // A link to a file the attacker wants clobbered or chmodded.
@@ -606,7 +597,7 @@ async fn a_child_removing_its_own_socket_on_the_way_out_is_not_a_loss() {
     let quitting = within("spawn", host.spawn(plugin().name("quitting"))).await.expect("spawn");
     let report = within("stop", stopped.stop(Duration::from_secs(2))).await;
     assert_eq!(report.outcome, Outcome::Exited { code: 0 }, "{report}");
-    kill_process(Pid::from_raw(quitting.pid() as i32).expect("pid"), Signal::TERM).expect("SIGTERM");
+    assert!(testkit::signal(quitting.pid(), Signal::TERM), "SIGTERM");
     let exit = within("exit", quitting.wait()).await;
     assert!(exit.success(), "{exit}");
     assert!(!socket_of(&quitting).exists(), "the child removed its socket");
@@ -666,7 +657,7 @@ fn request_frame() -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_that_dribbles_a_frame_after_its_hello_is_dropped_and_others_are_served() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let dir = socket_dir();
+    let dir = testkit::socket_dir("wf");
     let path = dir.path().join("t.sock");
     let hello_timeout = Duration::from_millis(500);
     let running = task_server().hello_timeout(hello_timeout).bind(&Endpoint::unix(&path)).await.expect("bind");

@@ -4,9 +4,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
+use testkit::{SLACK, within};
 use warren::{Exit, Host, Leak, LogLine, LogSink, Outcome, Readiness, SpawnError, Spec, Stream};
 
-const BOUND: Duration = Duration::from_secs(30);
 const CHILD: &str = env!("CARGO_BIN_EXE_test-child");
 
 #[derive(Default)]
@@ -46,30 +46,14 @@ fn plain(mode: &str) -> Spec {
     Spec::new(CHILD).name(mode).arg(mode).rpc(false).readiness(Readiness::Started)
 }
 
-async fn within<T>(what: &str, fut: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(BOUND, fut).await.unwrap_or_else(|_| panic!("{what} did not finish within {BOUND:?}"))
-}
-
-fn gone(pid: u32) -> bool {
-    // A zombie still has a /proc entry; count it as present: nobody reaped it.
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => {
-            eprintln!("still there: {stat}");
-            false
-        }
-    }
-}
-
+/// Whether `pid` is gone within `bound`. A zombie still has a /proc entry: it counts as present,
+/// since nobody reaped it.
 async fn until_gone(pid: u32, bound: Duration) -> bool {
-    let deadline = Instant::now() + bound;
-    while Instant::now() < deadline {
-        if gone(pid) {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+    let gone = testkit::poll_until(bound, || !testkit::running(pid)).await;
+    if !gone {
+        eprintln!("still there: {}", std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default());
     }
-    gone(pid)
+    gone
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -185,7 +169,7 @@ async fn a_child_that_ignores_sigterm_is_killed_at_the_grace_period_not_later() 
     let grace = Duration::from_millis(500);
     let report = within("stop", child.stop(grace)).await;
     assert!(matches!(report.outcome, Outcome::Killed { .. }), "{report}");
-    assert!(report.took >= grace && report.took < grace + Duration::from_millis(300), "{report}");
+    assert!(report.took >= grace && report.took < grace + SLACK, "{report}");
     assert!(until_gone(child.pid(), Duration::from_secs(1)).await);
 }
 
@@ -197,7 +181,7 @@ async fn an_rpc_child_that_ignores_shutdown_and_sigterm_is_killed_at_grace() {
     let grace = Duration::from_millis(600);
     let report = within("stop", child.stop(grace)).await;
     assert!(matches!(report.outcome, Outcome::Killed { .. }), "{report}");
-    assert!(report.took >= grace && report.took < grace + Duration::from_millis(300), "{report}");
+    assert!(report.took >= grace && report.took < grace + SLACK, "{report}");
     assert!(report.removed_socket, "the host removed the socket the killed child left");
 }
 
@@ -232,8 +216,9 @@ async fn a_grandchild_holding_the_pipes_is_killed_and_reported_and_nothing_hangs
 async fn a_grandchild_that_left_the_group_is_killed_with_the_child_through_its_cgroup() {
     let (host, sink) = host_with_sink();
     if !host.uses_cgroups() {
-        eprintln!("skipped: no writable cgroup2 hierarchy here, so nothing can reach a process that left its group");
-        return;
+        return testkit::unavailable(
+            "no writable cgroup2 hierarchy here, so nothing can reach a process that left its group",
+        );
     }
     let child = host.spawn(Spec::new(CHILD).name("runaway").arg("escapee").rpc(false)).await.expect("spawn");
     let grandchild = grandchild_pid(&sink).await;
@@ -293,8 +278,7 @@ async fn a_plugin_exits_0_and_removes_its_socket_on_sigterm_and_on_sigint() {
         let (host, _sink) = host_with_sink();
         let child = host.spawn(Spec::new(CHILD).name("signalled").arg("plugin")).await.expect("spawn");
         let socket = child.endpoint().and_then(|e| e.unix_path()).expect("socket").to_path_buf();
-        let pid = rustix::process::Pid::from_raw(child.pid() as i32).expect("pid");
-        rustix::process::kill_process(pid, signal).expect("signal");
+        assert!(testkit::signal(child.pid(), signal), "{signal:?}");
         assert_eq!(within("exit", child.wait()).await, Exit::Code(0), "{signal:?}");
         assert!(!socket.exists(), "the plugin removed its socket on {signal:?}");
         let report = within("stop", child.stop(Duration::from_secs(1))).await;

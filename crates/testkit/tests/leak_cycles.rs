@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
+use testkit::zombies;
 use warren::{Host, LogLine, LogSink, Spec};
 
 const CHILD: &str = env!("CARGO_BIN_EXE_test-child");
@@ -67,25 +68,6 @@ fn figures() -> Figures {
         threads: status_field("Threads:"),
         rss_kib: status_field("VmRSS:"),
     }
-}
-
-/// Children of this process that exited and were never reaped.
-fn zombies() -> Vec<u32> {
-    let me = std::process::id();
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").expect("read /proc").flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|name| name.parse::<u32>().ok()) else { continue };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
-        // The command name may contain spaces and parentheses: the fields start after the last ')'.
-        let Some((_, rest)) = stat.rsplit_once(')') else { continue };
-        let mut fields = rest.split_whitespace();
-        let state = fields.next();
-        let ppid = fields.next().and_then(|p| p.parse::<u32>().ok());
-        if state == Some("Z") && ppid == Some(me) {
-            found.push(pid);
-        }
-    }
-    found
 }
 
 async fn cycle(host: &Host, i: usize) {

@@ -9,17 +9,10 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rustix::process::{Pid, Signal, WaitId, WaitIdOptions, kill_process, waitid};
+use rustix::process::Signal;
+use testkit::{reap_orphans, running};
 
 const HOST: &str = env!("CARGO_BIN_EXE_many-host");
-
-fn running(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok()
-}
-
-fn reap_orphans() {
-    while let Ok(Some(_)) = waitid(WaitId::All, WaitIdOptions::EXITED | WaitIdOptions::NOHANG) {}
-}
 
 #[test]
 fn a_sigkilled_host_leaves_no_process_of_its_tree_behind() {
@@ -52,7 +45,7 @@ fn a_sigkilled_host_leaves_no_process_of_its_tree_behind() {
     assert!(pids.iter().all(|&pid| pid != 0 && running(pid)));
 
     let killed_at = Instant::now();
-    kill_process(Pid::from_raw(host.id() as i32).expect("pid"), Signal::KILL).expect("kill -9 the host");
+    assert!(testkit::signal(host.id(), Signal::KILL), "kill -9 the host");
     let _ = host.wait();
     let mut left: Vec<u32> = pids.clone();
     while !left.is_empty() && killed_at.elapsed() < Duration::from_secs(1) {
@@ -63,9 +56,7 @@ fn a_sigkilled_host_leaves_no_process_of_its_tree_behind() {
     let took = killed_at.elapsed();
     // Clean up whatever a failure left, before asserting.
     for &pid in &left {
-        if let Some(pid) = Pid::from_raw(pid as i32) {
-            let _ = kill_process(pid, Signal::KILL);
-        }
+        testkit::signal(pid, Signal::KILL);
     }
     reap_orphans();
     assert!(left.is_empty(), "still running {took:?} after the host was killed: {left:?}");

@@ -13,7 +13,8 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use rustix::process::{Pid, Signal, WaitId, WaitIdOptions, kill_process, waitid};
+use rustix::process::Signal;
+use testkit::{reap_orphans, running};
 
 const HOST: &str = env!("CARGO_BIN_EXE_many-host");
 const CHILDREN: usize = 50;
@@ -22,42 +23,21 @@ const START_BOUND: Duration = Duration::from_secs(60);
 const GONE_WITHIN: Duration = Duration::from_secs(1);
 const TAG_VAR: &str = "WARREN_TEST_TREE";
 
-fn running(pid: u32) -> bool {
-    // A zombie still has its /proc entry: it counts until someone reaps it.
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok()
-}
-
-fn reap_orphans() {
-    while let Ok(Some(_)) = waitid(WaitId::All, WaitIdOptions::EXITED | WaitIdOptions::NOHANG) {}
-}
-
 /// Every live process whose environment carries `TAG_VAR=tag`.
 fn tagged(tag: &str) -> Vec<u32> {
-    let needle = format!("{TAG_VAR}={tag}");
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").expect("read /proc").flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|name| name.parse::<u32>().ok()) else { continue };
-        let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else { continue };
-        if environ.split(|&b| b == 0).any(|var| var == needle.as_bytes()) {
-            found.push(pid);
-        }
-    }
-    found
+    testkit::tagged(TAG_VAR, tag)
 }
 
 fn sigkill(pids: &[u32]) {
     for &pid in pids {
-        if let Some(pid) = Pid::from_raw(pid as i32) {
-            let _ = kill_process(pid, Signal::KILL);
-        }
+        testkit::signal(pid, Signal::KILL);
     }
 }
 
 #[test]
 fn a_sigkilled_host_of_50_children_with_grandchildren_leaves_no_process_behind() {
     rustix::process::set_child_subreaper(Some(rustix::process::getpid())).expect("subreaper");
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    let tag = format!("{}-{nanos}", std::process::id());
+    let tag = testkit::unique_tag();
     let mut host = Command::new(HOST)
         .args([CHILDREN.to_string().as_str(), "plugin-grandchild", "5000"])
         .env(TAG_VAR, &tag)
@@ -108,7 +88,7 @@ fn a_sigkilled_host_of_50_children_with_grandchildren_leaves_no_process_behind()
     assert_eq!(tree, expected, "the tag finds exactly the host and the processes it reported");
 
     let killed_at = Instant::now();
-    kill_process(Pid::from_raw(host.id() as i32).expect("pid"), Signal::KILL).expect("kill -9 the host");
+    assert!(testkit::signal(host.id(), Signal::KILL), "kill -9 the host");
     let _ = host.wait();
     let mut left_pids = pids.clone();
     let mut left_tagged = tagged(&tag);

@@ -9,17 +9,10 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rustix::process::{Pid, Signal, WaitId, WaitIdOptions, kill_process, waitid};
+use rustix::process::Signal;
+use testkit::{reap_orphans, running};
 
 const HOST: &str = env!("CARGO_BIN_EXE_many-host");
-
-fn running(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok()
-}
-
-fn reap_orphans() {
-    while let Ok(Some(_)) = waitid(WaitId::All, WaitIdOptions::EXITED | WaitIdOptions::NOHANG) {}
-}
 
 #[test]
 fn a_sigkilled_host_takes_down_descendants_that_left_their_process_group() {
@@ -59,7 +52,7 @@ fn a_sigkilled_host_takes_down_descendants_that_left_their_process_group() {
     let reported: Vec<u32> = (0..5).map_while(|_| grandchildren.recv_timeout(Duration::from_secs(20)).ok()).collect();
     pids.extend(&reported);
     let killed_at = Instant::now();
-    kill_process(Pid::from_raw(host.id() as i32).expect("pid"), Signal::KILL).expect("kill -9 the host");
+    assert!(testkit::signal(host.id(), Signal::KILL), "kill -9 the host");
     let _ = host.wait();
     let mut left = pids.clone();
     while !left.is_empty() && killed_at.elapsed() < Duration::from_secs(1) {
@@ -69,15 +62,14 @@ fn a_sigkilled_host_takes_down_descendants_that_left_their_process_group() {
     }
     let took = killed_at.elapsed();
     for &pid in &left {
-        if let Some(pid) = Pid::from_raw(pid as i32) {
-            let _ = kill_process(pid, Signal::KILL);
-        }
+        testkit::signal(pid, Signal::KILL);
     }
     reap_orphans();
     assert_eq!(reported.len(), 5, "every child reported its grandchild: {reported:?}");
     if !cgroups {
-        eprintln!("skipped: no writable cgroup2 hierarchy here; escaped grandchildren are out of reach (cleaned up)");
-        return;
+        return testkit::unavailable(
+            "no writable cgroup2 hierarchy here; escaped grandchildren are out of reach (cleaned up)",
+        );
     }
     assert!(left.is_empty(), "still running {took:?} after the host was killed: {left:?}");
     eprintln!("5 children and 5 escaped grandchildren gone {took:?} after the host was killed");

@@ -8,11 +8,10 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use testkit::within;
 use tokio::process::Command;
 use warren_rpc::{Client, Endpoint, PeerPolicy, Running, Server};
 
-/// Outer bound for anything a test waits on.
-const BOUND: Duration = Duration::from_secs(20);
 const NOBODY: u32 = 65534;
 /// How many times the refused probe is run.
 const PROBES: usize = 16;
@@ -20,10 +19,6 @@ const PROBES: usize = 16;
 #[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
 struct Todo {
     id: String,
-}
-
-async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
-    tokio::time::timeout(BOUND, fut).await.unwrap_or_else(|_| panic!("{what} did not finish within {BOUND:?}"))
 }
 
 fn require_root() {

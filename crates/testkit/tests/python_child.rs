@@ -7,10 +7,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
+use testkit::within;
 use warren::{Exit, Host, Outcome, Readiness, Spec, Step};
 use warren_rpc::{CallError, Protocol};
-
-const BOUND: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Deserialize, PartialEq)]
 struct Todo {
@@ -20,10 +19,6 @@ struct Todo {
 fn python_child(name: &str) -> Spec {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/python/task_child.py");
     Spec::new("python3").name(name).arg(script).readiness(Readiness::Notify).protocol(Protocol::JsonRpc)
-}
-
-async fn within<T>(what: &str, fut: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(BOUND, fut).await.unwrap_or_else(|_| panic!("{what} did not finish within {BOUND:?}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -54,8 +49,7 @@ async fn a_python_child_stops_cleanly_on_sigterm() {
     let host = Host::builder().watchdog(false).build().expect("host");
     let child = within("spawn", host.spawn(python_child("task-py-term"))).await.expect("ready");
     let socket = child.endpoint().and_then(|e| e.unix_path()).expect("a unix endpoint").to_owned();
-    let pid = rustix::process::Pid::from_raw(i32::try_from(child.pid()).expect("pid fits")).expect("pid");
-    rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("SIGTERM");
+    assert!(testkit::signal(child.pid(), rustix::process::Signal::TERM), "SIGTERM");
     assert_eq!(within("exit", child.wait()).await, Exit::Code(0));
     let report = within("stop", child.stop(Duration::from_secs(5))).await;
     assert!(!report.removed_socket, "the child removed its socket on SIGTERM: {report}");

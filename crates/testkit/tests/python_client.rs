@@ -20,10 +20,7 @@ fn client_script() -> PathBuf {
 
 async fn run_python(args: &[&str]) -> Output {
     let run = tokio::process::Command::new("python3").arg(client_script()).args(args).kill_on_drop(true).output();
-    tokio::time::timeout(Duration::from_secs(20), run)
-        .await
-        .expect("python client finished in time")
-        .expect("python3 runs")
+    testkit::within("the python client", run).await.expect("python3 runs")
 }
 
 #[tokio::test]

@@ -3,23 +3,17 @@
 //! child cleanly.
 
 use std::process::Stdio;
-use std::time::Duration;
 
 use serde::Deserialize;
+use testkit::within;
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use warren_rpc::{CallError, Client};
 
-/// Outer bound for anything a test waits on.
-const BOUND: Duration = Duration::from_secs(20);
 const LABEL: &str = "stdio:rpc-stdio-child";
 
 #[derive(Debug, Deserialize, PartialEq, Eq)]
 struct Todo {
     id: String,
-}
-
-async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
-    tokio::time::timeout(BOUND, fut).await.unwrap_or_else(|_| panic!("{what} did not finish within {BOUND:?}"))
 }
 
 /// Spawns the child with both protocol pipes; `kill_on_drop` is only the last line of defence

@@ -11,7 +11,7 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use rustix::process::{Pid, Signal};
+use rustix::process::Signal;
 
 /// Bound for anything that normally takes milliseconds (startup, runs, a stop).
 const BOUND: Duration = Duration::from_secs(30);
@@ -218,14 +218,12 @@ impl Drop for Daemon {
 }
 
 fn kill(pid: u32, signal: Signal) {
-    if let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) {
-        let _ = rustix::process::kill_process(pid, signal);
-    }
+    testkit::signal(pid, signal);
 }
 
 /// Whether a process exists, zombies included (they still have a /proc entry).
 fn process_exists(pid: u32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
+    testkit::running(pid)
 }
 
 fn sockets_in(dir: &Path) -> Vec<PathBuf> {

@@ -188,7 +188,7 @@ fn parse_single_goodbye(bytes: &[u8]) -> Goodbye {
 // A raw peer: every wait bounded.
 
 async fn bounded<T>(what: &str, fut: impl Future<Output = T>) -> T {
-    tokio::time::timeout(ANSWER_BOUND, fut).await.unwrap_or_else(|_| panic!("{what}: nothing within {ANSWER_BOUND:?}"))
+    testkit::within_for(ANSWER_BOUND, what, fut).await
 }
 
 /// Reads until the server closes the connection (read returns 0) and returns what it sent.

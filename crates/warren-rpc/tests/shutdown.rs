@@ -74,7 +74,8 @@ async fn shutdown_is_idempotent_and_quick_when_idle() {
     let first = within("first shutdown", running.shutdown(Duration::from_secs(5))).await;
     let second = within("second shutdown", running.shutdown(Duration::from_secs(5))).await;
     assert!(first.elapsed < Duration::from_secs(1), "{first:?}");
-    assert!(second.elapsed < Duration::from_millis(100), "{second:?}");
+    // Not its 5 s drain: the server was already shut down.
+    assert!(second.elapsed < testkit::SLACK, "{second:?}");
     for client in clients {
         within("client closed", client.closed()).await;
     }

@@ -12,9 +12,10 @@ use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use rustix::process::{Pid, Signal, kill_process};
+use rustix::process::Signal;
 use serde_json::Value;
 use tempfile::TempDir;
+use testkit::signal as signal_pid;
 
 /// The `warren` binary under test.
 pub const WARREN: &str = env!("CARGO_BIN_EXE_warren");
@@ -53,40 +54,16 @@ pub fn pid_in(text: &str) -> Option<u32> {
     text.split("(pid ").nth(1)?.split(')').next()?.parse().ok()
 }
 
-fn signal_pid(pid: u32, signal: Signal) -> bool {
-    i32::try_from(pid).ok().and_then(Pid::from_raw).is_some_and(|pid| kill_process(pid, signal).is_ok())
-}
-
-/// Whether a process with this pid exists and is not a zombie.
-pub fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| stat.rsplit_once(") ").map(|(_, rest)| !rest.starts_with('Z')))
-        .unwrap_or(false)
-}
-
-/// The arguments a process was started with, space-separated.
-pub fn cmdline(pid: u32) -> String {
-    std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|bytes| String::from_utf8_lossy(&bytes).replace('\0', " ").trim_end().to_owned())
-        .unwrap_or_default()
-}
+pub use testkit::{alive, cmdline};
 
 /// Whether `pid` is alive and has `WARREN_TEST_TAG=tag` in its environment.
 fn has_tag(pid: u32, tag: &str) -> bool {
-    let needle = format!("WARREN_TEST_TAG={tag}");
-    std::fs::read(format!("/proc/{pid}/environ"))
-        .is_ok_and(|env| env.split(|&b| b == 0).any(|var| var == needle.as_bytes()))
-        && alive(pid)
+    testkit::has_env(pid, "WARREN_TEST_TAG", tag) && alive(pid)
 }
 
 /// Live processes whose environment has `WARREN_TEST_TAG=tag`.
 fn tagged(tag: &str) -> Vec<u32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
-    entries
-        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|&pid| has_tag(pid, tag))
-        .collect()
+    testkit::tagged("WARREN_TEST_TAG", tag).into_iter().filter(|&pid| alive(pid)).collect()
 }
 
 /// Which pipe of `warren up` a line came from.

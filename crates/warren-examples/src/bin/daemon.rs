@@ -16,6 +16,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
+use clap::Parser;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 use warren::{Host, Spec, StopReport};
@@ -29,45 +30,25 @@ const RUN_TIMEOUT: Duration = Duration::from_secs(30);
 /// The id of the run started by `--hang`.
 const HANG_ID: &str = "run-hang";
 
-const USAGE: &str = "usage: daemon [--runs N] [--hang] [--exit-after-runs]";
-
-#[derive(Debug)]
+/// The command line (`--help` prints it).
+#[derive(Debug, Parser)]
+#[command(name = "daemon", about = "The top tier: starts the shim, asks it for runs, stops it on Ctrl-C")]
 struct Options {
+    /// How many runs to make; even ones exit with code 3.
+    #[arg(long, default_value_t = 3)]
     runs: u32,
+    /// Then start one more run that blocks until it is stopped.
+    #[arg(long)]
     hang: bool,
+    /// Stop by itself after the runs instead of waiting for a signal.
+    #[arg(long)]
     exit_after_runs: bool,
-}
-
-fn parse_args() -> Result<Options, String> {
-    let mut options = Options { runs: 3, hang: false, exit_after_runs: false };
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--runs" => {
-                let n = args.next().ok_or_else(|| format!("--runs needs a number\n{USAGE}"))?;
-                options.runs = n.parse().map_err(|_| format!("--runs: {n:?} is not a number\n{USAGE}"))?;
-            }
-            "--hang" => options.hang = true,
-            "--exit-after-runs" => options.exit_after_runs = true,
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                std::process::exit(0);
-            }
-            other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
-        }
-    }
-    Ok(options)
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let options = match parse_args() {
-        Ok(options) => options,
-        Err(message) => {
-            eprintln!("daemon: {message}");
-            return ExitCode::from(2);
-        }
-    };
+    // A usage error exits 2, as before.
+    let options = Options::parse();
     warren_examples::init_logging();
     // `run` owns the host: when it returns, the runtime directory is removed and the watchdog
     // reaped, so this really is the last word.

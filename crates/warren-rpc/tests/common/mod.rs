@@ -19,9 +19,6 @@ pub struct Delayed {
     pub delay_us: u64,
 }
 
-/// Outer bound for anything a test waits on.
-pub const BOUND: Duration = Duration::from_secs(20);
-
 /// Events a handler reports to the test: which call saw its cancellation token fire.
 pub type Observed = mpsc::UnboundedSender<String>;
 
@@ -89,7 +86,7 @@ pub fn test_server(observed: Observed) -> Server {
 
 /// A private directory with a short path for sockets; removed on drop.
 pub fn socket_dir() -> tempfile::TempDir {
-    tempfile::Builder::new().prefix("wrpc").tempdir_in("/tmp").expect("temp dir")
+    testkit::socket_dir("wrpc")
 }
 
 pub fn socket_in(dir: &tempfile::TempDir, name: &str) -> PathBuf {
@@ -104,9 +101,7 @@ pub async fn serve_unix() -> (Running, tempfile::TempDir, mpsc::UnboundedReceive
     (running, dir, rx)
 }
 
-pub async fn within<T>(what: &str, fut: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(BOUND, fut).await.unwrap_or_else(|_| panic!("{what} did not finish within {BOUND:?}"))
-}
+pub use testkit::within;
 
 /// Waits for `event`, skipping others (e.g. "started:" events of the same calls).
 pub async fn expect_event(events: &mut mpsc::UnboundedReceiver<String>, event: &str) {
