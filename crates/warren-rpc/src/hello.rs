@@ -7,7 +7,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use crate::codec::Codec;
-use crate::error::{Chain, ErrorCode, Foreign, FrameError};
+use crate::error::{ErrorChain, ErrorCode, Foreign, FrameError};
 use crate::frame::{self, FrameReader, Kind};
 
 /// First four bytes of every binary warren connection. 0xF7 never starts valid UTF-8, so the
@@ -145,7 +145,7 @@ async fn answer<W: AsyncWrite + Unpin>(writer: &mut W, outcome: &Result<Negotiat
             b"HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: 56\r\nConnection: close\r\n\r\n\
               this is a warren RPC socket (binary protocol), not HTTP\n",
         ),
-        Err(error) => refusal(error.code(), &Chain(error).to_string()),
+        Err(error) => refusal(error.code(), &ErrorChain(error).to_string()),
     };
     // The peer may already be gone; the outcome is what matters to the caller.
     let _ = writer.write_all(&reply).await;

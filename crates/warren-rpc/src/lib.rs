@@ -62,8 +62,8 @@ pub use client::{CallOptions, Client, ClientBuilder, Notification, Protocol, Sub
 pub use codec::{Codec, CodecError};
 pub use endpoint::{Endpoint, MAX_UNIX_PATH, ToEndpoint};
 pub use error::{
-    BindError, CallError, ConnectError, EndpointError, ErrorCode, ErrorData, Foreign, FrameError, HandlerError,
-    LostReason,
+    BindError, CallError, ConnectError, EndpointError, ErrorChain, ErrorCode, ErrorData, Foreign, FrameError,
+    HandlerError, LostReason,
 };
 pub use kind::Kind as FrameKind;
 pub use server::{

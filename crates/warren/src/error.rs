@@ -77,19 +77,6 @@ fn tail_text(lines: &[String]) -> String {
     text
 }
 
-/// `err` and every cause under it, joined with ": " — how an error is shown where only a line
-/// of text fits (each error displays only itself; its cause is its `source()`).
-pub(crate) fn with_causes(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut cause = err.source();
-    while let Some(next) = cause {
-        text.push_str(": ");
-        text.push_str(&next.to_string());
-        cause = next.source();
-    }
-    text
-}
-
 /// Why the host could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum HostError {
@@ -159,8 +146,8 @@ mod tests {
             source: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
         };
         assert_eq!(err.to_string(), "cannot start api (/bin/api)");
-        assert_eq!(with_causes(&err), "cannot start api (/bin/api): permission denied");
+        assert_eq!(warren_rpc::ErrorChain(&err).to_string(), "cannot start api (/bin/api): permission denied");
         let err = HostError::Watchdog(std::io::Error::other("no fork"));
-        assert_eq!(with_causes(&err), "cannot start the watchdog process: no fork");
+        assert_eq!(warren_rpc::ErrorChain(&err).to_string(), "cannot start the watchdog process: no fork");
     }
 }

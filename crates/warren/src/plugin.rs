@@ -57,7 +57,7 @@ pub fn main(build: impl FnOnce() -> Server) -> ExitCode {
     match serve_blocking_with(build, DEFAULT_DRAIN) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("{}: {}", program_name(), crate::error::with_causes(&err));
+            eprintln!("{}: {}", program_name(), warren_rpc::ErrorChain(&err));
             ExitCode::from(2)
         }
     }

@@ -53,12 +53,12 @@ fn run(socket: PathBuf) -> Outcome {
         let client = match Client::builder().connect_timeout(Duration::from_secs(10)).connect(socket).await {
             Ok(client) => client,
             Err(ConnectError::Refused { code, reason, .. }) => return Outcome::Refused { code: code.name(), reason },
-            Err(err) => return Outcome::Error(err.to_string()),
+            Err(err) => return Outcome::Error(warren_rpc::ErrorChain(&err).to_string()),
         };
         let outcome = match client.call_timeout::<_, Todo>("Task.Get", "x", Duration::from_secs(10)).await {
             Ok(todo) if todo.id == "x" => Outcome::Ok,
             Ok(todo) => Outcome::Error(format!("Task.Get \"x\" answered with id {:?}", todo.id)),
-            Err(err) => Outcome::Error(err.to_string()),
+            Err(err) => Outcome::Error(warren_rpc::ErrorChain(&err).to_string()),
         };
         client.close().await;
         outcome

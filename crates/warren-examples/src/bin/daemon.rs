@@ -159,7 +159,7 @@ async fn run(options: Options) -> Result<bool, BoxError> {
             }
         }
         Ok(Err(err)) => {
-            error!("{err}");
+            error!("{}", warren_rpc::ErrorChain(&*err));
             clean = false;
         }
         Err(err) => {

@@ -42,7 +42,7 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
         Err(err) => {
-            error!("shim: {err}");
+            error!("shim: {}", warren_rpc::ErrorChain(&*err));
             ExitCode::from(2)
         }
     }
@@ -130,7 +130,10 @@ impl Shim {
             .rpc(false)
             .readiness(Readiness::Started);
         let child = self.host.spawn(spec).await.map_err(|err| {
-            HandlerError::new(ERR_RUNTIME_START, format!("cannot start the runtime for run {id}: {err}"))
+            HandlerError::new(
+                ERR_RUNTIME_START,
+                format!("cannot start the runtime for run {id}: {}", warren_rpc::ErrorChain(&err)),
+            )
         })?;
         info!("run {id}: started {name} (pid {})", child.pid());
         // If the caller gives up (cancel, deadline, disconnect) this future is dropped: the

@@ -14,7 +14,7 @@ async fn main() -> ExitCode {
     match run().await {
         Ok(code) => code,
         Err(err) => {
-            error!("{err}");
+            error!("{}", warren_rpc::ErrorChain(&*err));
             ExitCode::FAILURE
         }
     }

@@ -13,7 +13,7 @@ use super::context::PeerInfo;
 use super::dispatch::{self, LINGER};
 use super::jsonline::JsonLines;
 use super::stall::StallGuard;
-use crate::error::Chain;
+use crate::error::ErrorChain;
 use crate::frame::FrameReader;
 use crate::hello::{self, Opening};
 use crate::jsonrpc::LineReader;
@@ -54,7 +54,7 @@ where
             dispatch::serve(core, wire, write, peer).await;
         }
         Err(err) => {
-            warn!(peer = %peer.address, connection = peer.connection, "refused connection: {}", Chain(&err));
+            warn!(peer = %peer.address, connection = peer.connection, "refused connection: {}", ErrorChain(&err));
             let _ = write.shutdown().await;
             reader.discard_until_eof(LINGER).await;
         }

@@ -98,18 +98,7 @@ pub enum StartError {
 impl StartError {
     /// The error with its causes, each once, for a one-line reason.
     pub fn describe(&self) -> String {
-        let mut text = self.to_string();
-        let mut source = std::error::Error::source(self);
-        while let Some(cause) = source {
-            let shown = cause.to_string();
-            // A layer that already prints its cause (as some of the host's errors do) is not
-            // repeated.
-            if !text.contains(&shown) {
-                text = format!("{text}: {shown}");
-            }
-            source = cause.source();
-        }
-        text
+        warren_rpc::ErrorChain(self).to_string()
     }
 }
 

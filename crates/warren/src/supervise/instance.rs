@@ -7,10 +7,10 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use tracing::info;
 
+use super::channel::{Input, Report};
 use super::machine::{Event, StartError};
 use super::plan::{self, Invocation, Program, ReadyCheck};
 use super::probe;
-use super::runner::{Input, Report};
 use crate::child::Child;
 use crate::host::Host;
 use crate::spec::{Readiness, Spec};

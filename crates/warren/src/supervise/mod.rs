@@ -7,6 +7,7 @@
 //! talks to the runner over a channel. [`Supervisor`] is the handle users hold.
 
 mod backoff;
+mod channel;
 mod events;
 mod instance;
 pub mod machine;
@@ -20,4 +21,5 @@ mod supervisor;
 mod tests;
 
 pub use backoff::{Jitter, delay};
-pub use supervisor::{ProgramStatus, Supervisor, UnknownProgram, Update};
+pub use channel::Update;
+pub use supervisor::{ProgramStatus, Supervisor, UnknownProgram};

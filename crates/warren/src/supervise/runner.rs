@@ -13,28 +13,12 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tracing::debug;
 
+use super::channel::{Input, Report, Snapshot, Update};
 use super::instance::Instance;
 use super::machine::{Action, Event, Machine};
 use super::plan::Plan;
-use super::supervisor::{Snapshot, Update};
 use crate::child::Child;
 use crate::host::Host;
-
-/// What reaches the runner.
-pub(super) enum Input {
-    /// From the task working for one instance of a program; stale instances are ignored.
-    Instance { name: String, instance: u64, report: Report },
-    /// From a user or a timer.
-    Control(Event),
-}
-
-/// What an instance's task tells the runner.
-pub(super) enum Report {
-    /// The process runs: here is its child (the machine hears `Event::Started`).
-    Spawned(Child),
-    /// Anything else that happened to it.
-    Event(Event),
-}
 
 /// The runner's hold on a program's current instance.
 struct Current {

@@ -9,30 +9,13 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::Instant;
 use warren_rpc::Client;
 
-use super::machine::{Event, State, Status};
+use super::channel::{Input, Snapshot, Update};
+use super::machine::{Event, State};
 use super::plan::Plan;
-use super::runner::{Input, Runner};
+use super::runner::Runner;
 use crate::child::Child;
 use crate::exit::Exit;
 use crate::host::Host;
-
-/// What the supervisor reports as it goes, for rendering.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Update {
-    /// A program changed state.
-    Changed {
-        /// The program.
-        name: String,
-        /// Its new state.
-        state: State,
-        /// The pid of its process, while one runs for it.
-        pid: Option<u32>,
-    },
-    /// Every program is ready (or completed successfully).
-    AllReady,
-    /// Everything has stopped.
-    AllStopped,
-}
 
 /// One program as `status` shows it.
 #[derive(Debug, Clone, PartialEq)]
@@ -62,14 +45,6 @@ pub struct UnknownProgram {
     pub name: String,
     /// The programs of the plan, comma-separated.
     pub known: String,
-}
-
-/// What the runner last published: only the runner writes it.
-#[derive(Debug, Default)]
-pub(super) struct Snapshot {
-    pub(super) status: Vec<Status>,
-    /// The child of each program's current instance, while it has one.
-    pub(super) children: HashMap<String, Child>,
 }
 
 /// A running supervisor; cheap to clone.
