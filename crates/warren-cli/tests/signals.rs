@@ -36,23 +36,13 @@ fn state(pid: u32) -> Option<char> {
 
 /// Polls until every pid's state satisfies `ok`, at most `BOUND`.
 fn wait_states(pids: &[u32], what: &str, ok: impl Fn(Option<char>) -> bool) {
-    let deadline = Instant::now() + BOUND;
-    loop {
-        let states: Vec<(u32, Option<char>)> = pids.iter().map(|&pid| (pid, state(pid))).collect();
-        if states.iter().all(|&(_, s)| ok(s)) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "not all {what} within {BOUND:?}: {states:?}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let states = || pids.iter().map(|&pid| (pid, state(pid))).collect::<Vec<_>>();
+    let reached = testkit::wait_until(BOUND, || states().iter().all(|&(_, s)| ok(s)));
+    assert!(reached, "not all {what} within {BOUND:?}: {:?}", states());
 }
 
 fn wait_file(path: &Path) {
-    let deadline = Instant::now() + BOUND;
-    while !path.exists() {
-        assert!(Instant::now() < deadline, "{} was not written within {BOUND:?}", path.display());
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    assert!(testkit::wait_until(BOUND, || path.exists()), "{} was not written within {BOUND:?}", path.display());
 }
 
 /// The pid of `program` from its "ready (pid N)" line.
