@@ -12,6 +12,7 @@ mod exit;
 mod instance;
 mod output;
 mod remote;
+mod service;
 mod up;
 
 use std::path::{Path, PathBuf};
