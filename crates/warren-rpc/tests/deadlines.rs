@@ -13,6 +13,7 @@ use warren_rpc::{CallError, Client};
 /// for the server would hang, not be late. Not on tokio's paused clock: that needs tokio's
 /// `test-util`, which as a dev-dependency would also be compiled into the criterion benches and
 /// slow every clock read of the measured code.
+#[tokio::test]
 async fn a_call_with_a_deadline_fails_promptly_and_the_handler_token_fires() {
     let (events, mut observed) = tokio::sync::mpsc::unbounded_channel();
     let (client_end, server_end) = tokio::io::duplex(64 * 1024);
