@@ -56,6 +56,7 @@ pub struct Supervisor {
     finished: watch::Receiver<Option<bool>>,
     names: Arc<Vec<String>>,
     dependencies: Arc<HashMap<String, Vec<String>>>,
+    plan: Arc<Plan>,
     host: Host,
 }
 
@@ -81,7 +82,13 @@ impl Supervisor {
         );
         let runner = Runner::new(&plan, host.clone(), inputs.clone(), snapshot_tx, updates.clone());
         tokio::spawn(runner.run(queue, finished_tx));
-        Supervisor { inputs, snapshot, updates, finished, names, dependencies, host }
+        let plan = Arc::new(plan);
+        Supervisor { inputs, snapshot, updates, finished, names, dependencies, plan, host }
+    }
+
+    /// The plan it runs: each program's settings and dependencies.
+    pub fn plan(&self) -> Arc<Plan> {
+        Arc::clone(&self.plan)
     }
 
     /// A receiver of every update from now on.
