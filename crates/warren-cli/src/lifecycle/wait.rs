@@ -105,8 +105,8 @@ impl Watch {
             State::Exited { exit } if exit.success() => (OutcomeKind::Done, format!("ran and {exit}")),
             State::Exited { exit } => (OutcomeKind::Failed, format!("did not come back: {exit}")),
             State::Backoff { .. } => {
-                let last = self.supervisor.status().into_iter().find(|s| s.name == name).and_then(|s| s.last_exit);
-                let last = last.map(|exit| format!("{exit}; ")).unwrap_or_default();
+                let last = self.supervisor.status().into_iter().find(|s| s.name == name).and_then(|s| s.last_end);
+                let last = last.map(|end| format!("{end}; ")).unwrap_or_default();
                 (OutcomeKind::Failed, format!("did not come back: {last}{state}"))
             }
             State::Failed { .. } => (OutcomeKind::Failed, format!("did not come back: {state}")),

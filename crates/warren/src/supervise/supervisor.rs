@@ -32,6 +32,8 @@ pub struct ProgramStatus {
     pub restarts: u32,
     /// How its last process ended.
     pub last_exit: Option<Exit>,
+    /// How its last instance ended, in words: its exit, or why it never got going.
+    pub last_end: Option<String>,
     /// Its socket file went away while it runs (see [`Child::socket_lost`]); shown until it
     /// is restarted, which `on_socket_lost = restart` does at once.
     pub socket_lost: Option<crate::SocketLost>,
@@ -171,6 +173,7 @@ impl Supervisor {
                     for_: now.duration_since(s.since),
                     restarts: s.restarts,
                     last_exit: s.last_exit,
+                    last_end: s.last_end.clone(),
                     socket_lost: child.and_then(Child::socket_lost_now),
                 }
             })
