@@ -220,7 +220,9 @@ fn start_stop_restart_take_several_names_and_all() {
     assert!(at("web") < at("api") && at("api") < at("db"), "dependents first:\n{said}");
     assert!(up.status_json().iter().all(|row| row["state"] == "stopped"), "all stopped");
 
-    up.warren(["start", "--all"]).assert().success();
+    // Named dependents first: each still starts after what it depends on.
+    up.warren(["start", "web", "api", "db"]).assert().success();
+    up.warren(["start", "--all"]).assert().success().stdout(predicate::str::contains("other: ready"));
     assert!(up.status_json().iter().all(|row| row["state"] == "ready"), "all up when start returns");
     let output = up.warren(["start", "db", "other"]).output().expect("run warren start");
     let said = stdout(&output);

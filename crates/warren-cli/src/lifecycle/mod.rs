@@ -33,7 +33,8 @@ fn targets(supervisor: &Supervisor, request: &ProgramsRequest) -> Result<Vec<Str
     let unknown: Vec<&str> = request.names.iter().filter(|n| plan.program(n).is_none()).map(String::as_str).collect();
     if !unknown.is_empty() {
         let known: Vec<&str> = plan.programs().iter().map(|p| p.name.as_str()).collect();
-        let message = format!("no program named {:?} (known: {})", unknown.join(", "), known.join(", "));
+        let unknown: Vec<String> = unknown.iter().map(|n| format!("{n:?}")).collect();
+        let message = format!("no program named {} (known: {})", unknown.join(", "), known.join(", "));
         return Err(HandlerError::new(codes::UNKNOWN_PROGRAM, message));
     }
     if request.names.is_empty() {
@@ -89,6 +90,12 @@ fn states(supervisor: &Supervisor) -> HashMap<String, (State, Option<u32>)> {
     supervisor.status().into_iter().map(|s| (s.name, (s.state, s.pid))).collect()
 }
 
+/// `names` in start order. The machine takes requests one at a time: a program started before
+/// the dependency started with it would find that dependency stopped, and fail at once.
+fn dependencies_first(plan: &Plan, names: &[String]) -> Vec<String> {
+    plan.start_order().into_iter().flatten().filter(|name| names.contains(name)).collect()
+}
+
 /// Puts outcomes in the order the programs were named.
 fn in_order(names: &[String], mut outcomes: Vec<Outcome>) -> Vec<Outcome> {
     outcomes.sort_by_key(|o| names.iter().position(|n| *n == o.program).unwrap_or(usize::MAX));
@@ -118,8 +125,8 @@ pub async fn start(supervisor: Supervisor, request: ProgramsRequest) -> Result<V
         };
         outcomes.push(Outcome::new(name, kind, text));
     }
-    for name in &asked {
-        let _ = supervisor.start_program(name);
+    for name in dependencies_first(&supervisor.plan(), &asked) {
+        let _ = supervisor.start_program(&name);
     }
     outcomes.extend(finish(&mut watch, &request, &asked, "starting").await);
     Ok(in_order(&names, outcomes))
@@ -130,8 +137,8 @@ pub async fn start(supervisor: Supervisor, request: ProgramsRequest) -> Result<V
 pub async fn restart(supervisor: Supervisor, request: ProgramsRequest) -> Result<Vec<Outcome>, HandlerError> {
     let names = targets(&supervisor, &request)?;
     let mut watch = Watch::new(&supervisor);
-    for name in &names {
-        let _ = supervisor.restart_program(name);
+    for name in dependencies_first(&supervisor.plan(), &names) {
+        let _ = supervisor.restart_program(&name);
     }
     let outcomes = finish(&mut watch, &request, &names, "restarting").await;
     Ok(in_order(&names, outcomes))
