@@ -378,3 +378,37 @@ fn completions_and_man_page_come_from_the_command_definitions() {
     assert!(restart.contains(".TH warren-restart 1"), "{restart}");
     assert!(restart.contains("\\-\\-no\\-wait") && restart.contains("\\-\\-timeout"), "{restart}");
 }
+
+#[test]
+fn stop_exits_1_when_a_program_outlasts_the_timeout_and_restart_during_a_start_waits_for_the_last() {
+    let mut up = Up::start(&format!(
+        r#"
+[programs.stubborn]
+command = @child@
+args = ["ignore-term"]
+ready = "notify"
+grace = "1500ms"
+{SLOW}"#
+    ));
+    up.wait_line("all programs are up", BOUND);
+    up.warren(["stop", "--timeout", "200ms", "stubborn"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("stubborn: still stopping after 200ms"));
+    // The stop goes on regardless, to its SIGKILL at the grace.
+    up.wait_event("stubborn", "stopped", BOUND);
+
+    // A restart asked while the previous one is still starting waits for the instance it made.
+    let first = pid(&mut up, "slow");
+    up.warren(["restart", "--no-wait", "slow"]).assert().success();
+    up.wait_events("slow", "starting", 2, BOUND);
+    let output = up.warren(["restart", "slow"]).output().expect("run warren restart");
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let row = up.row("slow");
+    assert_eq!(row["state"], "ready", "{row:#}");
+    let last = row["pid"].as_u64().expect("pid");
+    assert!(stdout(&output).contains(&format!("slow: ready (pid {last})")), "{}", stdout(&output));
+    assert_ne!(last, first);
+    assert_eq!(row["restarts"], 2, "{row:#}");
+    down(&mut up, 0);
+}
