@@ -152,3 +152,58 @@ async fn finish(watch: &mut Watch, request: &ProgramsRequest, asked: &[String], 
     let limit = bound(request, up_bound(&watch.plan(), asked));
     watch.until_up(asked, limit).await
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use warren::supervise::plan::{Condition, Dependency, Invocation, Plan, Program};
+
+    use super::{MARGIN, dependencies_first, related, up_bound};
+
+    /// web → api → db, and other alone; each with its own grace and ready timeout.
+    fn plan() -> Plan {
+        let program = |name: &str, deps: &[&str], secs: u64| {
+            let mut p = Program::new(name, Invocation::Shell("true".to_owned()));
+            p.depends_on =
+                deps.iter().map(|d| Dependency { name: (*d).to_owned(), condition: Condition::Started }).collect();
+            p.grace = Duration::from_secs(secs);
+            p.ready_timeout = Duration::from_secs(secs * 10);
+            p
+        };
+        let programs = vec![
+            program("web", &["api"], 1),
+            program("api", &["db"], 2),
+            program("db", &[], 3),
+            program("other", &[], 4),
+        ];
+        Plan::new(programs).expect("a valid plan")
+    }
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|n| (*n).to_owned()).collect()
+    }
+
+    #[test]
+    fn related_follows_dependencies_both_ways_transitively() {
+        let plan = plan();
+        assert_eq!(related(&plan, "web", true), names(&["api", "db"]));
+        assert_eq!(related(&plan, "db", false), names(&["api", "web"]));
+        assert!(related(&plan, "other", true).is_empty() && related(&plan, "other", false).is_empty());
+    }
+
+    #[test]
+    fn the_bound_adds_up_a_program_and_what_it_waits_for() {
+        let plan = plan();
+        // web: (1 + 10) + api (2 + 20) + db (3 + 30).
+        assert_eq!(up_bound(&plan, &names(&["web"])), Duration::from_secs(66) + MARGIN);
+        // The longest of several: other's 4 + 40 is less than web's chain.
+        assert_eq!(up_bound(&plan, &names(&["other", "web"])), Duration::from_secs(66) + MARGIN);
+        assert_eq!(up_bound(&plan, &names(&["other"])), Duration::from_secs(44) + MARGIN);
+    }
+
+    #[test]
+    fn requests_go_out_dependencies_first() {
+        assert_eq!(dependencies_first(&plan(), &names(&["web", "other", "db"])), names(&["db", "other", "web"]));
+    }
+}
