@@ -412,3 +412,34 @@ grace = "1500ms"
     assert_eq!(row["restarts"], 2, "{row:#}");
     down(&mut up, 0);
 }
+
+#[test]
+fn a_start_during_a_shutdown_answers_once_everything_has_stopped() {
+    let mut up = Up::start(
+        r#"
+[programs.stubborn]
+command = @child@
+args = ["ignore-term"]
+ready = "notify"
+grace = "1500ms"
+
+[programs.other]
+command = @child@
+args = ["plugin"]
+ready = "warren"
+"#,
+    );
+    up.wait_line("all programs are up", BOUND);
+    up.warren(["stop", "other"]).assert().success();
+    up.signal(rustix::process::Signal::TERM);
+    up.wait_line("SIGTERM: stopping all programs", BOUND);
+    let began = Instant::now();
+    up.warren(["start", "other"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("other: the instance is shutting down"));
+    // Not the 45 s bound: as soon as stubborn's grace ran out and everything was down.
+    assert!(began.elapsed() < Duration::from_secs(5), "answered after {:?}", began.elapsed());
+    assert_eq!(up.wait_exit(BOUND).code(), Some(0), "{}", up.transcript());
+    up.assert_no_leftovers(Duration::from_secs(3));
+}

@@ -38,10 +38,15 @@ impl Watch {
         self.supervisor.plan()
     }
 
-    /// The next update, or None once `deadline` passed or the supervisor is gone. Missed
-    /// updates (a lagging receiver) come back as `Some(None)`: read the status instead.
+    /// The next update, or None once `deadline` passed or everything has stopped after a
+    /// shutdown (a start asked for during one is never carried out). Missed updates (a lagging
+    /// receiver) come back as `Some(None)`: read the status instead.
     pub async fn next(&mut self, deadline: Instant) -> Option<Option<Update>> {
-        match tokio::time::timeout_at(deadline, self.updates.recv()).await {
+        let update = tokio::select! {
+            update = tokio::time::timeout_at(deadline, self.updates.recv()) => update,
+            _ = self.supervisor.finished() => return None,
+        };
+        match update {
             Err(_) | Ok(Err(broadcast::error::RecvError::Closed)) => None,
             Ok(Ok(update)) => Some(Some(update)),
             Ok(Err(broadcast::error::RecvError::Lagged(_))) => Some(None),
