@@ -18,8 +18,9 @@ pub enum Subcommand {
     /// Run the programs of a configuration file until Ctrl-C or `warren down`. Without a file
     /// (and no ./warren.toml) it runs the built-in example: task-rpc and task.
     Up {
-        /// The configuration file (default: ./warren.toml if it exists).
-        #[arg(short = 'f', long = "file")]
+        /// The configuration file, or a directory with a warren.toml (default: ./warren.toml if
+        /// it exists).
+        #[arg(short = 'f', long = "file", value_name = "FILE")]
         file: Option<PathBuf>,
         /// Run the built-in example even if ./warren.toml exists.
         #[arg(long, conflicts_with = "file")]
@@ -31,28 +32,45 @@ pub enum Subcommand {
         #[arg(long)]
         json: bool,
         #[command(flatten)]
-        instance: Instance,
+        instance: Target,
     },
-    /// Start a stopped (or failed) program.
+    /// Start stopped, exited or failed programs (a failed one with its crash-loop count reset);
+    /// returns once they are up. A running program is left alone.
     Start {
-        program: String,
         #[command(flatten)]
-        instance: Instance,
+        programs: Programs,
+        #[command(flatten)]
+        wait: Wait,
+        #[command(flatten)]
+        instance: Target,
     },
-    /// Stop a program (it is not restarted until `warren start`).
+    /// Stop programs, and first the programs that depend on them; they stay stopped until
+    /// `warren start`. Returns once they have stopped.
     Stop {
-        program: String,
         #[command(flatten)]
-        instance: Instance,
+        programs: Programs,
+        /// Stop only the named programs; the programs that depend on them keep running.
+        #[arg(long)]
+        only: bool,
+        /// Give up waiting after this long (default: the sum of their grace periods, plus 5s).
+        #[arg(long, value_name = "DURATION")]
+        timeout: Option<humantime::Duration>,
+        #[command(flatten)]
+        instance: Target,
     },
-    /// Stop a program and start it again.
+    /// Stop programs and start them again; returns once they are up again, exit 1 if one did
+    /// not come back.
     Restart {
-        program: String,
         #[command(flatten)]
-        instance: Instance,
+        programs: Programs,
+        #[command(flatten)]
+        wait: Wait,
+        #[command(flatten)]
+        instance: Target,
     },
     /// Show a program's recent output.
     Logs {
+        /// The program whose output to show.
         program: String,
         /// Keep printing new lines as they come.
         #[arg(short = 'f', long)]
@@ -65,6 +83,7 @@ pub enum Subcommand {
     },
     /// Call a program's RPC method with a JSON argument; prints the JSON reply.
     Call {
+        /// The program to call.
         program: String,
         /// `Service.Method`, e.g. Task.Get.
         method: String,
@@ -74,20 +93,70 @@ pub enum Subcommand {
         #[arg(long, default_value = "30s")]
         timeout: humantime::Duration,
         #[command(flatten)]
-        instance: Instance,
+        instance: Target,
     },
     /// Stop everything gracefully and end the running `warren up`.
     Down {
         #[command(flatten)]
-        instance: Instance,
+        instance: Target,
     },
+    /// Print a completion script for a shell (e.g. `warren completions bash > ~/.local/share/bash-completion/completions/warren`).
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page in roff (e.g. `warren man | man -l -`, or `warren man > warren.1`).
+    Man {
+        /// Only this subcommand's page (e.g. `restart`).
+        subcommand: Option<String>,
+    },
+}
+
+/// Which programs `start`, `stop` and `restart` are for.
+#[derive(Debug, clap::Args)]
+pub struct Programs {
+    /// The programs, by name.
+    #[arg(value_name = "NAME", required_unless_present = "all")]
+    pub names: Vec<String>,
+    /// Every program of the configuration.
+    #[arg(long, conflicts_with = "names")]
+    pub all: bool,
+}
+
+/// Whether and how long `start` and `restart` wait for the programs to be up.
+#[derive(Debug, clap::Args)]
+pub struct Wait {
+    /// Return as soon as the request is made, without waiting for the programs to be up.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// Give up waiting after this long (default: each program's grace and ready_timeout,
+    /// and those of the programs it depends on, plus 5s).
+    #[arg(long, value_name = "DURATION", conflicts_with = "no_wait")]
+    pub timeout: Option<humantime::Duration>,
+}
+
+/// Which running instance to talk to, with `-f` (every subcommand but `logs`, where `-f` means
+/// follow as in `tail -f`).
+#[derive(Debug, clap::Args)]
+pub struct Target {
+    /// The configuration file the instance was started with, or its directory (default:
+    /// ./warren.toml; only its directory matters).
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: Option<PathBuf>,
+}
+
+impl Target {
+    /// The directory that identifies the instance.
+    pub fn dir(&self) -> PathBuf {
+        config_dir(self.file.as_deref())
+    }
 }
 
 /// Which running instance to talk to: the one started for this configuration's directory.
 #[derive(Debug, clap::Args)]
 pub struct Instance {
-    /// The configuration file the instance was started with (default: ./warren.toml; only its
-    /// directory matters).
+    /// The configuration file the instance was started with, or its directory (default:
+    /// ./warren.toml; only its directory matters).
     #[arg(long = "file", value_name = "FILE")]
     pub file: Option<PathBuf>,
 }
@@ -99,10 +168,48 @@ impl Instance {
     }
 }
 
-/// The directory of a configuration file, or the current directory.
+/// The directory of a configuration file (a directory stands for its warren.toml), or the
+/// current directory.
 pub fn config_dir(file: Option<&std::path::Path>) -> PathBuf {
+    if let Some(dir) = file.filter(|f| f.is_dir()) {
+        return dir.to_path_buf();
+    }
     match file.and_then(|f| f.parent()).filter(|d| !d.as_os_str().is_empty()) {
         Some(dir) => dir.to_path_buf(),
         None => PathBuf::from("."),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// Every argument of every subcommand, with the path to it, that has no help text.
+    fn undocumented(command: &clap::Command, path: &str, found: &mut Vec<String>) {
+        for arg in command.get_arguments() {
+            if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                found.push(format!("{path} {}", arg.get_id()));
+            }
+        }
+        for sub in command.get_subcommands() {
+            if sub.get_about().is_none() {
+                found.push(format!("{path} {} (the subcommand)", sub.get_name()));
+            }
+            undocumented(sub, &format!("{path} {}", sub.get_name()), found);
+        }
+    }
+
+    #[test]
+    fn every_argument_and_subcommand_has_help() {
+        let mut command = Cli::command();
+        command.build();
+        let mut found = Vec::new();
+        undocumented(&command, "warren", &mut found);
+        assert!(found.is_empty(), "without help text: {found:#?}");
+        // The walk reaches every subcommand's arguments (a walk that saw none would pass).
+        let restart = command.find_subcommand("restart").expect("restart");
+        assert!(restart.get_arguments().any(|a| a.get_id() == "no_wait"));
     }
 }

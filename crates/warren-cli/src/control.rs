@@ -57,3 +57,41 @@ pub struct CallRequest {
 
 /// The notification name under which followed log lines are pushed.
 pub const LOG_NOTIFICATION: &str = "Control.Log";
+
+/// What `start`, `stop` and `restart` ask of the instance.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProgramsRequest {
+    /// The programs named on the command line (empty with `all`).
+    pub names: Vec<String>,
+    /// Every program of the plan.
+    pub all: bool,
+    /// `start`/`restart`: answer once the programs are up, not at once.
+    pub wait: bool,
+    /// `stop`: leave the programs that depend on these running.
+    pub only: bool,
+    /// How long the instance may take; None for the bound it derives from the programs'
+    /// settings.
+    pub timeout_ms: Option<u64>,
+}
+
+/// One line of the answer to `start`, `stop` or `restart`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Outcome {
+    pub program: String,
+    pub text: String,
+    pub kind: OutcomeKind,
+}
+
+/// Whether an [`Outcome`] is what was asked, worth a warning, or a failure (exit 1).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub enum OutcomeKind {
+    Done,
+    Warning,
+    Failed,
+}
+
+impl Outcome {
+    pub fn new(program: &str, kind: OutcomeKind, text: impl Into<String>) -> Outcome {
+        Outcome { program: program.to_owned(), text: text.into(), kind }
+    }
+}

@@ -10,12 +10,14 @@ pub mod config;
 mod control;
 mod exit;
 mod instance;
+mod lifecycle;
+mod manual;
 mod output;
 mod remote;
 mod service;
 mod up;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -25,7 +27,14 @@ use cli::{Cli, Subcommand};
 /// Runs the command line: parses the arguments, runs the subcommand, and turns its outcome
 /// into an exit code (printing the error, if any, once).
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // --help and --version are not errors: printed to stdout, exit 0.
+        Err(err) => {
+            let _ = err.print();
+            return ExitCode::from(if err.use_stderr() { exit::USAGE } else { exit::OK });
+        }
+    };
     init_logging();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
@@ -76,14 +85,17 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             remote::status(&remote::connect(&instance.dir()).await?, json).await?;
             Ok(exit::OK)
         }
-        Subcommand::Start { program, instance } => {
-            remote_simple(&instance.dir(), "Control.Start", &program, "starting").await
+        Subcommand::Start { programs, wait, instance } => {
+            let request = lifecycle_request(programs, !wait.no_wait, false, wait.timeout);
+            Ok(remote::programs(&remote::connect(&instance.dir()).await?, "Control.StartPrograms", &request).await?)
         }
-        Subcommand::Stop { program, instance } => {
-            remote_simple(&instance.dir(), "Control.Stop", &program, "stopping").await
+        Subcommand::Stop { programs, only, timeout, instance } => {
+            let request = lifecycle_request(programs, true, only, timeout);
+            Ok(remote::programs(&remote::connect(&instance.dir()).await?, "Control.StopPrograms", &request).await?)
         }
-        Subcommand::Restart { program, instance } => {
-            remote_simple(&instance.dir(), "Control.Restart", &program, "restarting").await
+        Subcommand::Restart { programs, wait, instance } => {
+            let request = lifecycle_request(programs, !wait.no_wait, false, wait.timeout);
+            Ok(remote::programs(&remote::connect(&instance.dir()).await?, "Control.RestartPrograms", &request).await?)
         }
         Subcommand::Logs { program, follow, lines, instance } => {
             remote::logs(&remote::connect(&instance.dir()).await?, &program, lines, follow).await?;
@@ -98,16 +110,25 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             remote::down(&remote::connect(&instance.dir()).await?).await?;
             Ok(exit::OK)
         }
+        Subcommand::Completions { shell } => Ok(manual::completions(shell)?),
+        Subcommand::Man { subcommand } => manual::man(subcommand.as_deref()),
     }
 }
 
-async fn remote_simple(dir: &Path, method: &str, program: &str, done: &str) -> Result<u8, Failure> {
-    remote::simple(&remote::connect(dir).await?, method, program, done).await?;
-    Ok(exit::OK)
+fn lifecycle_request(
+    programs: cli::Programs,
+    wait: bool,
+    only: bool,
+    timeout: Option<humantime::Duration>,
+) -> control::ProgramsRequest {
+    let timeout_ms = timeout.map(|t| u64::try_from(std::time::Duration::from(t).as_millis()).unwrap_or(u64::MAX));
+    control::ProgramsRequest { names: programs.names, all: programs.all, wait, only, timeout_ms }
 }
 
 async fn up(file: Option<PathBuf>, example: bool) -> Result<u8, Failure> {
     let default = PathBuf::from("warren.toml");
+    // `-f DIR` means DIR/warren.toml.
+    let file = file.map(|f| if f.is_dir() { f.join("warren.toml") } else { f });
     let file = match file {
         Some(file) => Some(file),
         None if !example && default.exists() => Some(default),

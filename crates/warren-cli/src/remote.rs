@@ -7,14 +7,16 @@ use std::time::Duration;
 use anyhow::Context as _;
 use warren_rpc::{CallError, CallOptions, Client, ConnectError};
 
-use crate::control::{CallRequest, LOG_NOTIFICATION, LogRow, LogsRequest, StatusRow};
+use crate::control::{
+    CallRequest, LOG_NOTIFICATION, LogRow, LogsRequest, Outcome, OutcomeKind, ProgramsRequest, StatusRow,
+};
 use crate::exit;
 
 /// Why a remote command did not succeed, with the exit code it maps to.
 #[derive(Debug, thiserror::Error)]
 pub enum RemoteError {
-    #[error("no warren instance is running for {dir} (nothing listens on {socket})")]
-    NotRunning { dir: String, socket: String },
+    #[error("no warren instance is running for {dir} (start one with `warren up`)")]
+    NotRunning { dir: String },
     #[error("{0}")]
     Refused(String),
     #[error(transparent)]
@@ -38,10 +40,10 @@ pub async fn connect(instance_dir: &Path) -> Result<Client, RemoteError> {
         Err(ConnectError::Io { source, .. })
             if matches!(source.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused) =>
         {
-            Err(RemoteError::NotRunning {
-                dir: instance_dir.display().to_string(),
-                socket: socket.display().to_string(),
-            })
+            // The directory as the user can find it again, whatever the current directory.
+            let dir = instance_dir.canonicalize().or_else(|_| std::path::absolute(instance_dir));
+            let dir = dir.unwrap_or_else(|_| instance_dir.to_path_buf());
+            Err(RemoteError::NotRunning { dir: dir.display().to_string() })
         }
         Err(err) => Err(RemoteError::Other(anyhow::Error::new(err).context("cannot reach the control socket"))),
     }
@@ -100,9 +102,26 @@ fn short_duration(d: Duration) -> String {
     humantime::format_duration(Duration::from_secs(d.as_secs())).to_string()
 }
 
-pub async fn simple(client: &Client, method: &str, program: &str, done: &str) -> Result<(), RemoteError> {
-    client.call::<_, ()>(method, program).await.map_err(refused)?;
-    emit(&format!("{program}: {done}"))
+/// `start`, `stop`, `restart`: one line per program, on stdout, warnings and failures on
+/// stderr; exit 1 if a program did not do what was asked.
+pub async fn programs(client: &Client, method: &str, request: &ProgramsRequest) -> Result<u8, RemoteError> {
+    // The instance bounds its own wait (by the programs' settings or the --timeout given); a
+    // client deadline is set only with --timeout, a little later, so that its answer comes first.
+    let timeout = request.timeout_ms.map(|ms| Duration::from_millis(ms) + Duration::from_secs(5));
+    let outcomes: Vec<Outcome> = client.call_with(method, request, CallOptions { timeout }).await.map_err(refused)?;
+    let mut code = exit::OK;
+    for outcome in outcomes {
+        let line = format!("{}: {}", outcome.program, outcome.text);
+        match outcome.kind {
+            OutcomeKind::Done => emit(&line)?,
+            OutcomeKind::Warning => eprintln!("warren: warning: {line}"),
+            OutcomeKind::Failed => {
+                eprintln!("warren: {line}");
+                code = exit::PROGRAM_FAILED;
+            }
+        }
+    }
+    Ok(code)
 }
 
 pub async fn logs(client: &Client, program: &str, lines: usize, follow: bool) -> Result<(), RemoteError> {

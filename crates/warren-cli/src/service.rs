@@ -8,7 +8,8 @@ use tokio::sync::broadcast;
 use warren::supervise::Supervisor;
 use warren_rpc::{HandlerError, Server};
 
-use crate::control::{CallRequest, LOG_NOTIFICATION, LogsRequest, StatusRow, codes};
+use crate::control::{CallRequest, LOG_NOTIFICATION, LogsRequest, ProgramsRequest, StatusRow, codes};
+use crate::lifecycle;
 use crate::output::Output;
 
 fn row(status: warren::supervise::ProgramStatus) -> StatusRow {
@@ -40,17 +41,17 @@ pub fn control(slot: Arc<OnceLock<Supervisor>>, output: Arc<Output>) -> Server {
             let supervisor = status();
             async move { Ok(supervisor?.status().into_iter().map(row).collect::<Vec<_>>()) }
         })
-        .method("Start", move |_ctx, name: String| {
+        .method("StartPrograms", move |_ctx, request: ProgramsRequest| {
             let supervisor = start();
-            async move { supervisor?.start_program(&name).map_err(unknown) }
+            async move { lifecycle::start(supervisor?, request).await }
         })
-        .method("Stop", move |_ctx, name: String| {
+        .method("StopPrograms", move |_ctx, request: ProgramsRequest| {
             let supervisor = stop();
-            async move { supervisor?.stop_program(&name).map_err(unknown) }
+            async move { lifecycle::stop(supervisor?, request).await }
         })
-        .method("Restart", move |_ctx, name: String| {
+        .method("RestartPrograms", move |_ctx, request: ProgramsRequest| {
             let supervisor = restart();
-            async move { supervisor?.restart_program(&name).map_err(unknown) }
+            async move { lifecycle::restart(supervisor?, request).await }
         })
         .method("Logs", move |_ctx, request: LogsRequest| {
             let rows = logs.recent(&request.program, request.lines);

@@ -177,7 +177,7 @@ grace = "300ms"
     );
     let pid = pid_in(&up.wait_event("stubborn", "ready", BOUND).text).expect("pid");
     let asked = Instant::now();
-    up.warren(["stop", "stubborn"]).assert().success().stdout(predicate::str::contains("stubborn: stopping"));
+    up.warren(["stop", "stubborn"]).assert().success().stdout(predicate::str::contains("stubborn: stopped"));
     let stopped = up.wait_event("stubborn", "stopped", BOUND);
     let took = stopped.at - asked;
     assert!(took >= Duration::from_millis(250), "it was given its grace: stopped after {took:?}");
@@ -308,7 +308,7 @@ fn status_call_logs_and_restart_drive_the_running_instance() {
     up.warren(["logs", "alpha"]).assert().success().stdout(predicate::str::contains("Serving RPC server"));
 
     let before = up.row("alpha")["pid"].as_u64().expect("pid");
-    up.warren(["restart", "alpha"]).assert().success().stdout(predicate::str::contains("alpha: restarting"));
+    up.warren(["restart", "alpha"]).assert().success().stdout(predicate::str::contains("alpha: ready (pid"));
     let row = up.wait_status("alpha", BOUND, |row| row["state"] == "ready" && row["pid"].as_u64() != Some(before));
     assert!(!alive(u32::try_from(before).expect("a pid")), "the old alpha is gone: {row:#}");
     assert_eq!(row["restarts"], 1, "{row:#}");

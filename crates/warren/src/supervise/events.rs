@@ -218,6 +218,9 @@ pub struct Status {
     pub restarts: u32,
     /// How its last process ended.
     pub last_exit: Option<Exit>,
+    /// How its last instance ended, in words: its exit, or why it never got going (which
+    /// `last_exit` does not tell: a start that failed may have no exit).
+    pub last_end: Option<String>,
     /// When it entered its current state.
     pub since: Instant,
 }

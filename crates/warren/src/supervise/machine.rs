@@ -26,6 +26,8 @@ pub(super) struct Slot {
     attempt: u32,
     restarts: u32,
     last_exit: Option<Exit>,
+    /// How its last instance ended, in words: its exit, or why it never got going.
+    last_end: Option<String>,
     ready_at: Option<Instant>,
     pub(super) healthy: bool,
     health_failures: u32,
@@ -74,6 +76,7 @@ impl Machine {
                 attempt: 0,
                 restarts: 0,
                 last_exit: None,
+                last_end: None,
                 ready_at: None,
                 healthy: false,
                 health_failures: 0,
@@ -117,6 +120,7 @@ impl Machine {
                 state: s.state.clone(),
                 restarts: s.restarts,
                 last_exit: s.last_exit,
+                last_end: s.last_end.clone(),
                 since: s.since,
             })
             .collect()
@@ -265,6 +269,7 @@ impl Machine {
         if let Some(exit) = exit {
             slot.last_exit = Some(exit);
         }
+        slot.last_end = Some(what.clone());
         slot.stop_when_started = false;
         let was_stopping = slot.state == State::Stopping;
         let relaunch = slot.restart_after_stop.take();

@@ -32,6 +32,8 @@ pub struct ProgramStatus {
     pub restarts: u32,
     /// How its last process ended.
     pub last_exit: Option<Exit>,
+    /// How its last instance ended, in words: its exit, or why it never got going.
+    pub last_end: Option<String>,
     /// Its socket file went away while it runs (see [`Child::socket_lost`]); shown until it
     /// is restarted, which `on_socket_lost = restart` does at once.
     pub socket_lost: Option<crate::SocketLost>,
@@ -56,6 +58,7 @@ pub struct Supervisor {
     finished: watch::Receiver<Option<bool>>,
     names: Arc<Vec<String>>,
     dependencies: Arc<HashMap<String, Vec<String>>>,
+    plan: Arc<Plan>,
     host: Host,
 }
 
@@ -81,7 +84,13 @@ impl Supervisor {
         );
         let runner = Runner::new(&plan, host.clone(), inputs.clone(), snapshot_tx, updates.clone());
         tokio::spawn(runner.run(queue, finished_tx));
-        Supervisor { inputs, snapshot, updates, finished, names, dependencies, host }
+        let plan = Arc::new(plan);
+        Supervisor { inputs, snapshot, updates, finished, names, dependencies, plan, host }
+    }
+
+    /// The plan it runs: each program's settings and dependencies.
+    pub fn plan(&self) -> Arc<Plan> {
+        Arc::clone(&self.plan)
     }
 
     /// A receiver of every update from now on.
@@ -164,6 +173,7 @@ impl Supervisor {
                     for_: now.duration_since(s.since),
                     restarts: s.restarts,
                     last_exit: s.last_exit,
+                    last_end: s.last_end.clone(),
                     socket_lost: child.and_then(Child::socket_lost_now),
                 }
             })
