@@ -353,3 +353,51 @@ async fn a_sticky_world_writable_parent_like_tmp_is_accepted() {
     stop(&running).await;
     assert!(!in_tmp.exists(), "socket file left in /tmp");
 }
+
+/// A client that names the users its server may run as checks the listening end's kernel
+/// credentials before it sends anything: a server of another user never sees the hello.
+#[tokio::test]
+async fn a_client_sends_nothing_to_a_server_of_a_user_it_does_not_allow() {
+    let dir = socket_dir();
+    let path = socket_in(&dir, "planted.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&path).expect("bind");
+    let received = std::thread::spawn(move || {
+        use std::io::Read;
+        let (mut stream, _) = listener.accept().expect("accept");
+        stream.set_read_timeout(Some(testkit::BOUND)).expect("timeout");
+        let mut bytes = Vec::new();
+        let _ = stream.read_to_end(&mut bytes);
+        bytes
+    });
+    let me = rustix::process::geteuid().as_raw();
+    let someone_else = me.wrapping_add(1);
+    let err = within(
+        "connect",
+        Client::builder().server_users(PeerPolicy::Users(vec![someone_else])).connect(Endpoint::unix(&path)),
+    )
+    .await
+    .expect_err("another user's server is refused");
+    assert!(
+        matches!(&err, ConnectError::ServerNotAllowed { uid: Some(uid), .. } if *uid == me),
+        "{}",
+        warren_rpc::ErrorChain(&err)
+    );
+    assert!(err.to_string().contains(&format!("uid {me}")), "names the server's uid: {err}");
+    let bytes = tokio::task::spawn_blocking(move || received.join().expect("reader")).await.expect("join");
+    assert!(bytes.is_empty(), "nothing was sent to the planted socket: {bytes:?}");
+
+    // The same check passes a server of an allowed user.
+    let running = server().bind(&Endpoint::unix(socket_in(&dir, "mine.sock"))).await.expect("bind");
+    let client = within(
+        "connect",
+        Client::builder()
+            .server_users(PeerPolicy::Users(vec![me]))
+            .connect(Endpoint::unix(socket_in(&dir, "mine.sock"))),
+    )
+    .await
+    .expect("an allowed server");
+    let todo: Todo = client.call("Task.Get", "x").await.expect("call");
+    assert_eq!(todo.id, "x");
+    client.close().await;
+    running.shutdown(Duration::from_secs(1)).await;
+}

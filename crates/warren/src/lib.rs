@@ -61,5 +61,5 @@ pub use notify::{Notice, send as sd_notify};
 pub use report::{Leak, Outcome, Step, StopReport};
 pub use shutdown::{Shutdown, ShutdownStep};
 pub use signal::Signal;
-pub use socket_watch::SocketLost;
+pub use socket_watch::{SocketLost, SocketWatch};
 pub use spec::{Readiness, Spec};

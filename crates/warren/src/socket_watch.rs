@@ -54,9 +54,10 @@ impl std::fmt::Display for SocketLost {
 const RECHECK_WITH_INOTIFY: Duration = Duration::from_secs(5);
 const RECHECK_WITHOUT: Duration = Duration::from_secs(1);
 
-/// The host's watcher; dropping it ends the watching task.
+/// Watches socket files in one directory (a host's runtime directory, a supervisor's control
+/// socket directory); dropping it ends the watching task.
 #[derive(Debug)]
-pub(crate) struct SocketWatch {
+pub struct SocketWatch {
     registrations: mpsc::UnboundedSender<Watched>,
 }
 
@@ -69,7 +70,7 @@ struct Watched {
 }
 
 impl SocketWatch {
-    /// Starts watching `dir` (the host's runtime directory) on the current runtime.
+    /// Starts watching `dir` on the current runtime.
     pub fn start(dir: &Path) -> SocketWatch {
         let (registrations, rx) = mpsc::unbounded_channel();
         tokio::spawn(run(dir.to_path_buf(), rx));

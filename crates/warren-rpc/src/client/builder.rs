@@ -17,6 +17,7 @@ use crate::error::{ConnectError, LostReason};
 use crate::frame::{DEFAULT_MAX_FRAME, FrameReader};
 use crate::hello::{self, Answer as HelloAnswer, Negotiated};
 use crate::jsonrpc::LineReader;
+use crate::server::PeerPolicy;
 use crate::writer;
 
 /// Which protocol a client speaks.
@@ -44,6 +45,7 @@ pub struct ClientBuilder {
     max_frame: u32,
     default_timeout: Option<Duration>,
     connect_timeout: Duration,
+    server_policy: PeerPolicy,
 }
 
 impl Default for ClientBuilder {
@@ -54,6 +56,7 @@ impl Default for ClientBuilder {
             max_frame: DEFAULT_MAX_FRAME,
             default_timeout: None,
             connect_timeout: Duration::from_secs(10),
+            server_policy: PeerPolicy::AnyUser,
         }
     }
 }
@@ -100,6 +103,15 @@ impl ClientBuilder {
         self
     }
 
+    /// Which users a Unix-socket server may run as (default: any). Checked with the kernel's
+    /// credentials of the listening end (SO_PEERCRED) right after connecting, before a byte is
+    /// sent: a socket planted by another user in a directory it could write learns nothing,
+    /// not even the hello.
+    pub fn server_users(mut self, policy: PeerPolicy) -> Self {
+        self.server_policy = policy;
+        self
+    }
+
     /// Connects to `endpoint` and completes the handshake.
     pub async fn connect(self, endpoint: impl ToEndpoint) -> Result<Client, ConnectError> {
         let endpoint = endpoint.to_endpoint()?;
@@ -115,6 +127,7 @@ impl ClientBuilder {
                     })?;
                     let io_error = |source| ConnectError::Io { endpoint: label.clone(), source };
                     let stream = tokio::net::UnixStream::connect(path).await.map_err(io_error)?;
+                    self.check_server(&stream, &label)?;
                     let (read, write) = crate::unix_io::split(stream).map_err(io_error)?;
                     self.clone().handshake(read, write, &label).await
                 }
@@ -132,6 +145,15 @@ impl ClientBuilder {
         tokio::time::timeout(timeout, attempt)
             .await
             .unwrap_or_else(|_| Err(ConnectError::Timeout { endpoint: label.clone(), timeout }))
+    }
+
+    fn check_server(&self, stream: &tokio::net::UnixStream, label: &str) -> Result<(), ConnectError> {
+        let PeerPolicy::Users(allowed) = &self.server_policy else { return Ok(()) };
+        let uid = stream.peer_cred().ok().map(|cred| cred.uid());
+        match uid {
+            Some(uid) if allowed.contains(&uid) => Ok(()),
+            _ => Err(ConnectError::ServerNotAllowed { endpoint: label.to_owned(), uid, allowed: allowed.clone() }),
+        }
     }
 
     /// Speaks the protocol over an already-open pair of streams, e.g. a child's stdout (read)

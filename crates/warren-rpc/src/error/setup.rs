@@ -112,6 +112,17 @@ pub enum ConnectError {
         /// The cause.
         source: FrameError,
     },
+    /// The server runs as a user the client's [`server_users`](crate::ClientBuilder::server_users)
+    /// does not allow; nothing was sent to it.
+    #[error("{endpoint} is served by {}, not by an allowed user ({allowed:?}); nothing was sent to it", uid.map_or_else(|| "an unknown user".to_owned(), |uid| format!("uid {uid}")))]
+    ServerNotAllowed {
+        /// The endpoint, as shown in errors.
+        endpoint: String,
+        /// The server's uid, when the kernel told it.
+        uid: Option<u32>,
+        /// The uids allowed.
+        allowed: Vec<u32>,
+    },
     /// The handshake did not complete in time.
     #[error("{endpoint} did not complete the handshake within {timeout:?}")]
     Timeout {
