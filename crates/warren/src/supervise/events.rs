@@ -48,6 +48,11 @@ impl State {
         matches!(self, State::Starting | State::Running | State::Ready | State::Stopping)
     }
 
+    /// Whether it ended and stays so unless asked to start again: no process, no restart due.
+    pub fn has_ended(&self) -> bool {
+        matches!(self, State::Exited { .. } | State::Failed { .. } | State::Stopped)
+    }
+
     /// The state's one-word name, as `status` shows it.
     pub fn name(&self) -> &'static str {
         match self {
