@@ -31,11 +31,11 @@ impl Harness {
         self.options.exit_code_from.as_deref() == Some(name)
     }
 
-    /// Called for each state change while no stop was asked for: why everything must stop now,
-    /// if it must.
+    /// Called for each state change while no stop was asked for: why a program's exit must stop
+    /// everything now, if it must.
     pub fn on_change(&mut self, supervisor: &Supervisor, name: &str, state: &State) -> Option<String> {
         if !(self.options.abort_on_exit || self.is_named(name)) {
-            return all_ended(supervisor);
+            return None;
         }
         let code = match state {
             State::Exited { exit } => code_of(*exit),
@@ -45,7 +45,7 @@ impl Harness {
             State::Failed { .. } => {
                 last_exit(supervisor, name).filter(|exit| !exit.success()).map_or(exit::PROGRAM_FAILED, code_of)
             }
-            _ => return all_ended(supervisor),
+            _ => return None,
         };
         let flag = if self.is_named(name) { "--exit-code-from" } else { "--abort-on-exit" };
         self.trigger = Some((name.to_owned(), code));
@@ -66,8 +66,9 @@ impl Harness {
     }
 }
 
-fn all_ended(supervisor: &Supervisor) -> Option<String> {
-    supervisor.all_ended().then(|| "nothing runs and nothing will restart: exiting".to_owned())
+/// Why `up` must end although no program's exit asked for it, if it must.
+pub fn all_ended(supervisor: &Supervisor) -> Option<&'static str> {
+    supervisor.all_ended().then_some("nothing runs and nothing will restart: exiting")
 }
 
 fn last_exit(supervisor: &Supervisor, name: &str) -> Option<Exit> {

@@ -17,7 +17,7 @@ use warren_rpc::Endpoint;
 
 use crate::cli::UpOptions;
 use crate::exit;
-use crate::harness::Harness;
+use crate::harness::{self, Harness};
 use crate::output::Output;
 use crate::service;
 use crate::terminal::Terminal;
@@ -70,11 +70,16 @@ pub async fn run(plan: Plan, instance_dir: &Path, options: UpOptions, terminal: 
                     if state != State::Waiting || waits {
                         output.say(&describe(&supervisor, &name, &state, pid));
                     }
-                    if let Some(why) = harness.on_change(&supervisor, &name, &state).filter(|_| !stopping) {
-                        output.say(&why);
-                        stopping = true;
-                        supervisor.shutdown();
+                    if stopping {
+                        continue;
                     }
+                    // Checked once the changes of one decision are all in, so that its last
+                    // lines come before the stop.
+                    let why = harness.on_change(&supervisor, &name, &state).or_else(|| {
+                        let settled = notices.is_empty().then(|| harness::all_ended(&supervisor));
+                        settled.flatten().map(str::to_owned)
+                    });
+                    stop_for(why, &mut stopping, &output, &supervisor);
                 }
                 Ok(Update::AllReady) => {
                     output.say("all programs are up");
@@ -82,15 +87,15 @@ pub async fn run(plan: Plan, instance_dir: &Path, options: UpOptions, terminal: 
                     if let Err((path, err)) = warren::sd_notify("READY=1") {
                         output.say(&format!("cannot notify systemd at {path}: {err}"));
                     }
+                    // Every program may have ended already (a batch of jobs that all exit 0).
+                    let why = harness::all_ended(&supervisor).filter(|_| !stopping && notices.is_empty());
+                    stop_for(why.map(str::to_owned), &mut stopping, &output, &supervisor);
                 }
                 Ok(Update::AllStopped) => break,
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
                     output.say(&format!("({missed} state changes not shown)"));
-                    if !stopping && supervisor.all_ended() {
-                        output.say("nothing runs and nothing will restart: exiting");
-                        stopping = true;
-                        supervisor.shutdown();
-                    }
+                    let why = harness::all_ended(&supervisor).filter(|_| !stopping);
+                    stop_for(why.map(str::to_owned), &mut stopping, &output, &supervisor);
                 }
                 Err(broadcast::error::RecvError::Closed) => break,
             },
@@ -117,6 +122,15 @@ pub async fn run(plan: Plan, instance_dir: &Path, options: UpOptions, terminal: 
     }
     output.say(&text);
     Ok(code)
+}
+
+/// Stops everything, once, if there is a reason to.
+fn stop_for(why: Option<String>, stopping: &mut bool, output: &Output, supervisor: &Supervisor) {
+    if let Some(why) = why {
+        output.say(&why);
+        *stopping = true;
+        supervisor.shutdown();
+    }
 }
 
 fn describe(supervisor: &Supervisor, name: &str, state: &State, pid: Option<u32>) -> String {

@@ -105,6 +105,12 @@ impl StartError {
     pub fn describe(&self) -> String {
         warren_rpc::ErrorChain(self).to_string()
     }
+
+    /// Whether starting again cannot help: the program does not exist. Retrying would only be
+    /// a silent crash loop; supervisord likewise gives up at once on a missing command.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, StartError::Spawn(err) if matches!(**err, SpawnError::NotFound { .. }))
+    }
 }
 
 /// Something that happened, reported to the machine.
