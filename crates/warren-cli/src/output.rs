@@ -42,7 +42,7 @@ impl Output {
 
     /// A line from warren itself: a state change, a summary.
     pub fn say(&self, text: &str) {
-        self.print("warren", Style::new().bold(), text);
+        self.terminal.say(text);
     }
 
     fn print(&self, who: &str, style: Style, text: &str) {

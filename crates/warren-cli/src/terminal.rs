@@ -15,9 +15,14 @@ use std::time::{Duration, SystemTime};
 
 use anstyle::Style;
 
-/// How many bytes of lines may wait for a slow reader: enough for a burst of a few thousand
-/// lines, small enough to stay out of the way of `up`'s memory bound.
+/// How many bytes of programs' lines may wait for a slow reader: enough for a burst of a few
+/// thousand lines, small enough to stay out of the way of `up`'s memory bound.
 pub const QUEUE_BYTES: usize = 1 << 20;
+
+/// Room past [`QUEUE_BYTES`] for warren's own lines ("stopping", "stopped"), which are few and
+/// are what a user scrolling back after a stall looks for; bounded all the same, against a
+/// flood of diagnostics.
+pub const OWN_RESERVE_BYTES: usize = 256 << 10;
 
 /// What waits for the writer thread.
 enum Entry {
@@ -90,22 +95,24 @@ impl Terminal {
         self.shared.width.store(width, Ordering::Relaxed);
     }
 
-    /// `who | text`, `who` styled and padded; queued, or skipped if the reader is behind.
+    /// A program's line: `who | text`, `who` styled and padded; queued, or skipped if the
+    /// reader is behind.
     pub fn line(&self, who: &str, style: Style, text: &str) {
-        self.push(format_line(&self.shared, who, style, text));
+        self.push(format_line(&self.shared, who, style, text), QUEUE_BYTES);
     }
 
-    /// A line of warren's own.
+    /// A line of warren's own, with its reserve past the programs' bound.
     pub fn say(&self, text: &str) {
-        self.line("warren", Style::new().bold(), text);
+        let line = format_line(&self.shared, "warren", Style::new().bold(), text);
+        self.push(line, QUEUE_BYTES + OWN_RESERVE_BYTES);
     }
 
-    fn push(&self, line: String) {
+    fn push(&self, line: String, limit: usize) {
         let mut queue = self.shared.lock();
         if queue.closed {
             return;
         }
-        if queue.bytes + line.len() > QUEUE_BYTES {
+        if queue.bytes + line.len() > limit {
             queue.skipped += 1;
             return;
         }
@@ -240,6 +247,7 @@ mod tests {
         for _ in 0..total {
             terminal.line("p", Style::new(), &text);
         }
+        terminal.say("while full");
         assert!(started.elapsed() < Duration::from_secs(5), "pushing never waits for the writer");
         {
             let (lock, cv) = &*open;
@@ -253,6 +261,8 @@ mod tests {
         terminal.say("after");
         terminal.finish(Duration::from_secs(10));
         let written = String::from_utf8(written.lock().unwrap_or_else(PoisonError::into_inner).clone()).expect("utf8");
+        // The gate is no terminal adapter: warren's bold name is still in escapes here.
+        let written = anstream::adapter::strip_str(&written).to_string();
         let lines: Vec<&str> = written.lines().collect();
         let shown = lines.iter().filter(|l| l.ends_with(&text)).count();
         let notice = lines.iter().position(|l| l.contains("lines not shown")).expect("a notice");
@@ -266,5 +276,6 @@ mod tests {
         assert_eq!(shown as u64 + skipped, total as u64, "every line is shown or counted");
         assert_eq!(lines.last().copied(), Some("warren | after"), "the notice comes before later lines");
         assert!(lines[..notice].iter().all(|l| l.ends_with(&text)), "the notice is where the skip was");
+        assert_eq!(lines[notice + 1], "warren | while full", "warren's own line had room");
     }
 }

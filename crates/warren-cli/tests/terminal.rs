@@ -1,0 +1,162 @@
+//! A reader of `warren up`'s stdout that stops reading (`warren up | less` left unscrolled,
+//! Ctrl-S) must not stall the supervisor: `status` keeps answering, SIGINT is acted on at once,
+//! and once reading resumes an in-place notice says how many lines were not shown.
+//!
+//! The fixture (`common::Up`) reads stdout as it comes, so this test runs `warren up` itself
+//! with a pipe it does not read; every wait is bounded, and `Instance`'s drop kills whatever is
+//! left, passed or failed.
+
+#[expect(dead_code, reason = "the fixture serves cli.rs too; this file uses part of it")]
+mod common;
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::{BOUND, WARREN, alive, with_child};
+use rustix::process::Signal;
+
+/// How long the reader stops reading.
+const STALL: Duration = Duration::from_secs(20);
+/// The flooding program's grace: SIGINT must end it well within.
+const GRACE: Duration = Duration::from_secs(5);
+
+/// `warren up` and its programs (found by their `WARREN_TEST_TAG`), killed when dropped.
+struct Instance {
+    up: std::process::Child,
+    tag: String,
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        let _ = self.up.kill();
+        let _ = self.up.wait();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let left = testkit::tagged("WARREN_TEST_TAG", &self.tag);
+            if left.is_empty() || Instant::now() >= deadline {
+                return;
+            }
+            for pid in left {
+                testkit::signal(pid, Signal::KILL);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+fn try_status(dir: &std::path::Path) -> std::process::Output {
+    assert_cmd::Command::new(WARREN)
+        .args(["status", "--json"])
+        .current_dir(dir)
+        .env("WARREN_CONTROL", dir.join("ctl.sock"))
+        .timeout(BOUND)
+        .output()
+        .expect("run warren status")
+}
+
+fn status(dir: &std::path::Path) -> (Duration, serde_json::Value) {
+    let started = Instant::now();
+    let output = try_status(dir);
+    let took = started.elapsed();
+    assert!(output.status.success(), "status failed after {took:?}: {}", String::from_utf8_lossy(&output.stderr));
+    (took, serde_json::from_slice(&output.stdout).expect("status --json is JSON"))
+}
+
+fn pid_of(rows: &serde_json::Value, name: &str) -> Option<u32> {
+    let row = rows.as_array()?.iter().find(|row| row["name"] == name)?;
+    (row["state"] == "ready").then(|| row["pid"].as_u64().and_then(|p| u32::try_from(p).ok())).flatten()
+}
+
+#[test]
+fn a_reader_that_stops_reading_never_stalls_status_or_sigint() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let config = format!(
+        "[programs.flood]\ncommand = @child@\nargs = [\"flood\", \"4000000000\"]\ngrace = \"{}s\"\n\n\
+         [programs.quiet]\ncommand = @child@\nargs = [\"sleeper\"]\n",
+        GRACE.as_secs()
+    );
+    std::fs::write(dir.path().join("warren.toml"), with_child(&config)).expect("write warren.toml");
+    let tag = dir.path().display().to_string();
+    let up = Command::new(WARREN)
+        .args(["up", "-f", "warren.toml"])
+        .current_dir(dir.path())
+        .env("WARREN_CONTROL", dir.path().join("ctl.sock"))
+        .env("NO_COLOR", "1")
+        .env("WARREN_TEST_TAG", &tag)
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start warren up");
+    let mut instance = Instance { up, tag: tag.clone() };
+    let up_pid = instance.up.id();
+    let stdout = instance.up.stdout.take().expect("stdout");
+
+    // Nobody reads: the pipe fills within milliseconds of the flood starting.
+    let deadline = Instant::now() + BOUND;
+    let flood = loop {
+        let output = try_status(dir.path());
+        let rows = serde_json::from_slice(&output.stdout).unwrap_or_default();
+        if let Some(pid) = pid_of(&rows, "flood").filter(|_| output.status.success()) {
+            break pid;
+        }
+        assert!(Instant::now() < deadline, "flood never started");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let stalled = Instant::now();
+    let (mut slowest, mut answers) = (Duration::ZERO, 0);
+    while stalled.elapsed() < STALL {
+        let (took, rows) = status(dir.path());
+        assert_eq!(pid_of(&rows, "flood"), Some(flood), "flood runs on: {rows:#}");
+        slowest = slowest.max(took);
+        answers += 1;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!("{answers} status answers during the {STALL:?} stall, the slowest in {slowest:?}");
+    assert!(slowest < Duration::from_secs(1), "status answered in {slowest:?} at worst");
+
+    // Still not reading: SIGINT must stop the programs at once, not once the pipe drains.
+    let asked = Instant::now();
+    assert!(testkit::signal(up_pid, Signal::INT), "signal warren up");
+    while alive(flood) {
+        assert!(asked.elapsed() < GRACE, "flood still runs {GRACE:?} after SIGINT");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    eprintln!("flood stopped {:?} after SIGINT, with nobody reading", asked.elapsed());
+
+    // Reading again: what was queued comes out, then the notice, then the last lines.
+    let (text_tx, text_rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut text = Vec::new();
+        let mut stdout = stdout;
+        let _ = stdout.read_to_end(&mut text);
+        let _ = text_tx.send(String::from_utf8_lossy(&text).into_owned());
+    });
+    let text = text_rx.recv_timeout(BOUND).expect("warren up's output ends once it exits");
+    let status = instance.up.wait().expect("wait for warren up");
+    let lines: Vec<&str> = text.lines().collect();
+    let tail = lines[lines.len().saturating_sub(20)..].join("\n");
+    assert_eq!(status.code(), Some(0), "a clean stop:\n{tail}");
+    let notice = lines
+        .iter()
+        .position(|l| l.starts_with("warren | … ") && l.ends_with(" lines not shown; `warren logs` has them"))
+        .unwrap_or_else(|| panic!("no skip notice:\n{tail}"));
+    let skipped: u64 = lines[notice]
+        .split("… ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.replace(',', "").parse().ok())
+        .expect("a count in the notice");
+    assert!(skipped > 10_000, "a 20 s flood skipped {skipped} lines");
+    assert_eq!(lines.last().copied(), Some("warren | stopped"), "the last line comes out:\n{tail}");
+    assert!(lines.iter().any(|l| *l == "warren | flood: stopped"), "{tail}");
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while !testkit::tagged("WARREN_TEST_TAG", &tag).is_empty() {
+        assert!(Instant::now() < deadline, "processes left behind");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
