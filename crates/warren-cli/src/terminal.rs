@@ -98,6 +98,13 @@ impl Terminal {
     /// A program's line: `who | text`, `who` styled and padded; queued, or skipped if the
     /// reader is behind.
     pub fn line(&self, who: &str, style: Style, text: &str) {
+        // A flood into a full queue is counted without the cost of formatting each line.
+        let mut queue = self.shared.lock();
+        if queue.bytes >= QUEUE_BYTES {
+            queue.skipped += 1;
+            return;
+        }
+        drop(queue);
         self.push(format_line(&self.shared, who, style, text), QUEUE_BYTES);
     }
 
