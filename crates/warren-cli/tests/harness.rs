@@ -11,7 +11,9 @@ use common::{BOUND, Up};
 
 /// A program that exits with `code` after `delay` (a shell one-liner).
 fn exiting(name: &str, delay: &str, code: u8) -> String {
-    format!("[programs.{name}]\ncommand = \"/bin/sh\"\nargs = [\"-c\", \"sleep {delay}; exit {code}\"]\nrestart = \"never\"\n")
+    format!(
+        "[programs.{name}]\ncommand = \"/bin/sh\"\nargs = [\"-c\", \"sleep {delay}; exit {code}\"]\nrestart = \"never\"\n"
+    )
 }
 
 /// A program that runs until it is stopped.

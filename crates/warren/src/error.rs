@@ -133,6 +133,16 @@ pub enum PluginError {
     Runtime(#[source] std::io::Error),
 }
 
+/// "program not found: task-rpc; looked in /opt/app, /usr/bin".
+fn not_found(program: &std::path::Path, looked_in: &[PathBuf]) -> String {
+    let file = program.file_name().map_or_else(|| program.display().to_string(), |f| f.to_string_lossy().into_owned());
+    let dirs: Vec<String> = looked_in.iter().map(|dir| dir.display().to_string()).collect();
+    match dirs.is_empty() {
+        true => format!("program not found: {file}"),
+        false => format!("program not found: {file}; looked in {}", dirs.join(", ")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,15 +159,5 @@ mod tests {
         assert_eq!(warren_rpc::ErrorChain(&err).to_string(), "cannot start api (/bin/api): permission denied");
         let err = HostError::Watchdog(std::io::Error::other("no fork"));
         assert_eq!(warren_rpc::ErrorChain(&err).to_string(), "cannot start the watchdog process: no fork");
-    }
-}
-
-/// "program not found: task-rpc; looked in /opt/app, /usr/bin".
-fn not_found(program: &std::path::Path, looked_in: &[PathBuf]) -> String {
-    let file = program.file_name().map_or_else(|| program.display().to_string(), |f| f.to_string_lossy().into_owned());
-    let dirs: Vec<String> = looked_in.iter().map(|dir| dir.display().to_string()).collect();
-    match dirs.is_empty() {
-        true => format!("program not found: {file}"),
-        false => format!("program not found: {file}; looked in {}", dirs.join(", ")),
     }
 }

@@ -259,7 +259,15 @@ impl Machine {
 
     /// The process is gone (`exit`), or never got going (`exit` is None); `retry`: whether
     /// starting it again could help at all.
-    fn ended(&mut self, now: Instant, i: usize, exit: Option<Exit>, what: String, retry: bool, actions: &mut Vec<Action>) {
+    fn ended(
+        &mut self,
+        now: Instant,
+        i: usize,
+        exit: Option<Exit>,
+        what: String,
+        retry: bool,
+        actions: &mut Vec<Action>,
+    ) {
         let slot = &mut self.slots[i];
         if !slot.state.is_active() {
             return;
