@@ -167,3 +167,30 @@ fn a_reader_that_stops_reading_never_stalls_status_or_sigint() {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+#[test]
+fn timestamps_start_every_line_and_diagnostics_are_warren_lines_with_their_level() {
+    let before = std::time::SystemTime::now();
+    let mut up = common::Up::start_with(
+        "[programs.hello]\ncommand = \"/bin/sh\"\nargs = [\"-c\", \"echo hello\"]\nrestart = \"never\"\n",
+        |command, _| {
+            command.arg("--timestamps").env("RUST_LOG", "debug");
+        },
+    );
+    assert_eq!(up.wait_exit(BOUND).code(), Some(0), "{}", up.transcript());
+    let after = std::time::SystemTime::now();
+    let transcript = up.transcript();
+    let lines: Vec<&str> = transcript.lines().map(str::trim_start).collect();
+    assert!(lines.iter().all(|l| !l.starts_with("[stderr]")), "nothing on stderr:\n{transcript}");
+    let (mut debug, mut hello) = (0, 0);
+    for line in &lines {
+        let (time, rest) = line.split_once(' ').unwrap_or_else(|| panic!("a time, then the line: {line}"));
+        let time = humantime::parse_rfc3339(time).unwrap_or_else(|err| panic!("{err}: {line}"));
+        assert!(before <= time && time <= after, "the time it was printed: {line}");
+        let (who, text) = rest.split_once(" | ").unwrap_or_else(|| panic!("who | text: {line}"));
+        debug += usize::from(who == "warren" && text.starts_with("DEBUG "));
+        hello += usize::from(who.trim_end() == "hello" && text == "hello");
+    }
+    assert_eq!(hello, 1, "the program's line, with its time too:\n{transcript}");
+    assert!(debug > 0, "warren's diagnostics are `warren | LEVEL …` lines:\n{transcript}");
+}
