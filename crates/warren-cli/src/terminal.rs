@@ -34,6 +34,7 @@ enum Entry {
 #[derive(Default)]
 struct Queue {
     entries: VecDeque<Entry>,
+    /// What the queued lines cost (see [`cost`]), up to [`QUEUE_BYTES`] (+ the reserve).
     bytes: usize,
     /// Lines skipped since the last entry queued (or the last notice).
     skipped: u64,
@@ -119,7 +120,7 @@ impl Terminal {
         if queue.closed {
             return;
         }
-        if queue.bytes + line.len() > limit {
+        if queue.bytes + cost(&line) > limit {
             queue.skipped += 1;
             return;
         }
@@ -127,7 +128,7 @@ impl Terminal {
         if skipped > 0 {
             queue.entries.push_back(Entry::Skipped(skipped));
         }
-        queue.bytes += line.len();
+        queue.bytes += cost(&line);
         queue.entries.push_back(Entry::Line(line));
         drop(queue);
         self.shared.wake.notify_one();
@@ -171,7 +172,7 @@ fn write_loop(shared: &Shared, mut out: Box<dyn Write + Send>) {
             let _ = match entry {
                 Entry::Line(line) => {
                     let written = out.write_all(line.as_bytes());
-                    shared.lock().bytes -= line.len();
+                    shared.lock().bytes -= cost(&line);
                     written
                 }
                 Entry::Skipped(n) => {
@@ -182,6 +183,12 @@ fn write_loop(shared: &Shared, mut out: Box<dyn Write + Send>) {
         }
         let _ = out.flush();
     }
+}
+
+/// What a queued line costs in memory: its text, the queue's entry and the allocation's own
+/// overhead, so that a flood of empty lines is bounded as well as one of long ones.
+fn cost(line: &str) -> usize {
+    line.len() + 64
 }
 
 /// One line as printed: `[time ]who | text\n`.

@@ -125,7 +125,11 @@ fn a_reader_that_stops_reading_never_stalls_status_or_sigint() {
         answers += 1;
         std::thread::sleep(Duration::from_millis(100));
     }
-    eprintln!("{answers} status answers during the {STALL:?} stall, the slowest in {slowest:?}");
+    let rss = std::fs::read_to_string(format!("/proc/{up_pid}/status"))
+        .ok()
+        .and_then(|status| status.lines().find(|l| l.starts_with("VmRSS:")).map(str::to_owned))
+        .unwrap_or_default();
+    eprintln!("{answers} status answers during the {STALL:?} stall, the slowest in {slowest:?}; warren up {rss}");
     assert!(slowest < Duration::from_secs(1), "status answered in {slowest:?} at worst");
 
     // Still not reading: SIGINT must stop the programs at once, not once the pipe drains.
