@@ -1,7 +1,9 @@
 //! The plan `warren up` runs without a configuration file: the original example, supervised.
-//! `task-rpc` serves `Task.Get`; `task`, once `task-rpc` is ready, runs the original story (it
-//! starts and stops its own `task-rpc` child) and exits 0, leaving the supervised `task-rpc`
-//! for `warren call task-rpc Task.Get '"new_id"'`.
+//! `task-rpc` serves `Task.Get`; `task`, once `task-rpc` is ready, calls it — on the endpoint the
+//! supervisor passes to a dependent as `WARREN_ENDPOINT_TASK_RPC`, not a private copy — and
+//! exits 0, leaving the supervised `task-rpc` for `warren call task-rpc Task.Get '"new_id"'`.
+//! A `warren` moved away from the example binaries reports "program not found: task-rpc;
+//! looked in <its directory>" once: a missing program is not restarted.
 
 use std::path::PathBuf;
 use std::time::Duration;

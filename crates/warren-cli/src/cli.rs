@@ -25,6 +25,8 @@ pub enum Subcommand {
         /// Run the built-in example even if ./warren.toml exists.
         #[arg(long, conflicts_with = "file")]
         example: bool,
+        #[command(flatten)]
+        run: UpOptions,
     },
     /// Show every program: state, pid, uptime, restarts, last exit.
     Status {
@@ -150,6 +152,21 @@ impl Target {
     pub fn dir(&self) -> PathBuf {
         config_dir(self.file.as_deref())
     }
+}
+
+/// How `warren up` shows what happens and when it ends by itself. Without `--abort-on-exit` or
+/// `--exit-code-from`, it ends once nothing runs and nothing will be restarted.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct UpOptions {
+    /// Start every line with the time it was printed (RFC 3339, UTC).
+    #[arg(long)]
+    pub timestamps: bool,
+    /// Stop everything as soon as any program exits, and exit with its code (a test harness).
+    #[arg(long)]
+    pub abort_on_exit: bool,
+    /// Stop everything when this program exits, and exit with its code (a test harness).
+    #[arg(long, value_name = "PROGRAM")]
+    pub exit_code_from: Option<String>,
 }
 
 /// Which running instance to talk to: the one started for this configuration's directory.

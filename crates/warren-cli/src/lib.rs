@@ -8,21 +8,29 @@ mod builtin;
 mod cli;
 pub mod config;
 mod control;
+mod diagnostics;
 mod exit;
+mod harness;
 mod instance;
 mod lifecycle;
 mod manual;
 mod output;
 mod remote;
 mod service;
+mod terminal;
 mod up;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
 
 use cli::{Cli, Subcommand};
+use terminal::Terminal;
+
+/// How long `up`'s last lines may wait for a reader that does not read before warren exits.
+const TERMINAL_FLUSH: Duration = Duration::from_secs(5);
 
 /// Runs the command line: parses the arguments, runs the subcommand, and turns its outcome
 /// into an exit code (printing the error, if any, once).
@@ -35,7 +43,17 @@ pub fn main() -> ExitCode {
             return ExitCode::from(if err.use_stderr() { exit::USAGE } else { exit::OK });
         }
     };
-    init_logging();
+    let terminal = match &cli.command {
+        Subcommand::Up { run, .. } => match Terminal::start(run.timestamps) {
+            Ok(terminal) => Some(terminal),
+            Err(err) => {
+                eprintln!("warren: cannot start the terminal writer thread: {err}");
+                return ExitCode::from(exit::ERROR);
+            }
+        },
+        _ => None,
+    };
+    init_logging(terminal.clone());
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(err) => {
@@ -44,7 +62,11 @@ pub fn main() -> ExitCode {
         }
     };
     // The one place where an error becomes a message and an exit code.
-    match runtime.block_on(run(cli)) {
+    let outcome = runtime.block_on(run(cli, terminal.clone()));
+    if let Some(terminal) = terminal {
+        terminal.finish(TERMINAL_FLUSH);
+    }
+    match outcome {
         Ok(code) => ExitCode::from(code),
         Err(failure) => {
             eprintln!("warren: {}", failure.message);
@@ -70,17 +92,29 @@ impl From<anyhow::Error> for Failure {
     }
 }
 
-/// warren's own diagnostics go to stderr, filtered by RUST_LOG (warnings by default); what
-/// `up` reports for the user goes to stdout through `output`.
-fn init_logging() {
+/// warren's own diagnostics, filtered by RUST_LOG (warnings by default): while `up` runs, as
+/// `warren | …` lines on its terminal (see `diagnostics`); otherwise on stderr.
+fn init_logging(terminal: Option<Terminal>) {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+    match terminal {
+        Some(terminal) => {
+            tracing_subscriber::registry().with(filter).with(diagnostics::ToTerminal(terminal)).init();
+        }
+        None => {
+            tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+        }
+    }
 }
 
-async fn run(cli: Cli) -> Result<u8, Failure> {
+async fn run(cli: Cli, terminal: Option<Terminal>) -> Result<u8, Failure> {
     match cli.command {
-        Subcommand::Up { file, example } => up(file, example).await,
+        Subcommand::Up { file, example, run } => match terminal {
+            Some(terminal) => up(file, example, run, terminal).await,
+            None => Err(anyhow::anyhow!("warren up started without its terminal writer").into()),
+        },
         Subcommand::Status { json, instance } => {
             remote::status(&remote::connect(&instance.dir()).await?, json).await?;
             Ok(exit::OK)
@@ -125,7 +159,7 @@ fn lifecycle_request(
     control::ProgramsRequest { names: programs.names, all: programs.all, wait, only, timeout_ms }
 }
 
-async fn up(file: Option<PathBuf>, example: bool) -> Result<u8, Failure> {
+async fn up(file: Option<PathBuf>, example: bool, run: cli::UpOptions, terminal: Terminal) -> Result<u8, Failure> {
     let default = PathBuf::from("warren.toml");
     // `-f DIR` means DIR/warren.toml.
     let file = file.map(|f| if f.is_dir() { f.join("warren.toml") } else { f });
@@ -142,5 +176,5 @@ async fn up(file: Option<PathBuf>, example: bool) -> Result<u8, Failure> {
         None => builtin::plan(),
     };
     let dir = cli::config_dir(file.as_deref());
-    Ok(up::run(plan, &dir).await?)
+    Ok(up::run(plan, &dir, run, terminal).await?)
 }

@@ -2,7 +2,6 @@
 //! a terminal, plain otherwise, `NO_COLOR` respected), and one line per state change.
 
 use std::collections::{HashMap, VecDeque};
-use std::io::Write;
 use std::sync::{Mutex, PoisonError};
 
 use anstyle::{AnsiColor, Style};
@@ -10,6 +9,7 @@ use tokio::sync::broadcast;
 use warren::{LogLine, LogSink, Stream};
 
 use crate::control::LogRow;
+use crate::terminal::Terminal;
 
 const PALETTE: [AnsiColor; 6] =
     [AnsiColor::Cyan, AnsiColor::Magenta, AnsiColor::Yellow, AnsiColor::Green, AnsiColor::Blue, AnsiColor::Red];
@@ -19,14 +19,15 @@ pub const LOG_BUFFER_LINES: usize = 2000;
 
 /// Prints lines and keeps the recent ones of each program for `warren logs`.
 pub struct Output {
-    width: usize,
+    /// Never blocks: a stalled reader of `up`'s stdout must not stall the pipe pumps.
+    terminal: Terminal,
     colours: HashMap<String, Style>,
     recent: Mutex<HashMap<String, VecDeque<LogRow>>>,
     follow: broadcast::Sender<LogRow>,
 }
 
 impl Output {
-    pub fn new<'a>(programs: impl IntoIterator<Item = &'a str>) -> Output {
+    pub fn new<'a>(programs: impl IntoIterator<Item = &'a str>, terminal: Terminal) -> Output {
         let names: Vec<&str> = programs.into_iter().collect();
         let width = names.iter().map(|n| n.len()).max().unwrap_or(0).max("warren".len());
         let colours = names
@@ -35,19 +36,17 @@ impl Output {
             .map(|(i, name)| ((*name).to_owned(), Style::new().fg_color(Some(PALETTE[i % PALETTE.len()].into()))))
             .collect();
         let (follow, _) = broadcast::channel(4096);
-        Output { width, colours, recent: Mutex::new(HashMap::new()), follow }
+        terminal.set_width(width);
+        Output { terminal, colours, recent: Mutex::new(HashMap::new()), follow }
     }
 
     /// A line from warren itself: a state change, a summary.
     pub fn say(&self, text: &str) {
-        self.print("warren", Style::new().bold(), text);
+        self.terminal.say(text);
     }
 
     fn print(&self, who: &str, style: Style, text: &str) {
-        // anstream strips the colour when stdout is not a terminal or NO_COLOR is set.
-        let mut out = anstream::stdout().lock();
-        // A closed stdout (`warren up | head`) must not take the supervisor down.
-        let _ = writeln!(out, "{style}{who:<width$}{style:#} | {text}", width = self.width);
+        self.terminal.line(who, style, text);
     }
 
     pub fn recent(&self, program: &str, lines: usize) -> Vec<LogRow> {

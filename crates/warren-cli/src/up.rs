@@ -1,6 +1,7 @@
 //! `warren up`: supervise the plan, serve the control socket, render what happens, and stop
 //! everything in reverse dependency order on Ctrl-C, SIGTERM, SIGHUP or SIGQUIT; what a second
-//! and third signal, Ctrl-Z and `fg` do is `warren::Shutdown`'s policy.
+//! and third signal, Ctrl-Z and `fg` do is `warren::Shutdown`'s policy. When it ends by itself
+//! is `harness`'s business.
 
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
@@ -14,17 +15,27 @@ use warren::supervise::{Supervisor, Update};
 use warren::{Host, Shutdown, ShutdownStep};
 use warren_rpc::Endpoint;
 
+use crate::cli::UpOptions;
 use crate::exit;
+use crate::harness::{self, Harness};
 use crate::output::Output;
 use crate::service;
+use crate::terminal::Terminal;
 
 /// How long the control server lets calls finish when `up` ends.
 const CONTROL_DRAIN: Duration = Duration::from_secs(2);
 
-pub async fn run(plan: Plan, instance_dir: &Path) -> anyhow::Result<u8> {
+pub async fn run(plan: Plan, instance_dir: &Path, options: UpOptions, terminal: Terminal) -> anyhow::Result<u8> {
+    if let Some(name) = &options.exit_code_from {
+        if !plan.programs().iter().any(|p| &p.name == name) {
+            let known: Vec<&str> = plan.programs().iter().map(|p| p.name.as_str()).collect();
+            anyhow::bail!("--exit-code-from {name}: no program named {name:?} (known: {})", known.join(", "));
+        }
+    }
+    let mut harness = Harness::new(options);
     // First of all, so that a Ctrl-C while programs start is an orderly stop, not a crash.
     let mut shutdown = Shutdown::install().context("cannot install signal handlers")?;
-    let output = Arc::new(Output::new(plan.programs().iter().map(|p| p.name.as_str())));
+    let output = Arc::new(Output::new(plan.programs().iter().map(|p| p.name.as_str()), terminal));
     let supervisor_slot: Arc<OnceLock<Supervisor>> = Arc::new(OnceLock::new());
     let control_path = crate::instance::control_socket(instance_dir);
     let control = match service::control(Arc::clone(&supervisor_slot), Arc::clone(&output))
@@ -48,6 +59,8 @@ pub async fn run(plan: Plan, instance_dir: &Path) -> anyhow::Result<u8> {
     let _ = supervisor_slot.set(supervisor.clone());
     output.say(&format!("control socket {}", control_path.display()));
 
+    // Once a stop is under way, exits are its doing, not reasons to stop.
+    let mut stopping = false;
     loop {
         tokio::select! {
             notice = notices.recv() => match notice {
@@ -57,6 +70,16 @@ pub async fn run(plan: Plan, instance_dir: &Path) -> anyhow::Result<u8> {
                     if state != State::Waiting || waits {
                         output.say(&describe(&supervisor, &name, &state, pid));
                     }
+                    if stopping {
+                        continue;
+                    }
+                    // Checked once the changes of one decision are all in, so that its last
+                    // lines come before the stop.
+                    let why = harness.on_change(&supervisor, &name, &state).or_else(|| {
+                        let settled = notices.is_empty().then(|| harness::all_ended(&supervisor));
+                        settled.flatten().map(str::to_owned)
+                    });
+                    stop_for(why, &mut stopping, &output, &supervisor);
                 }
                 Ok(Update::AllReady) => {
                     output.say("all programs are up");
@@ -64,15 +87,23 @@ pub async fn run(plan: Plan, instance_dir: &Path) -> anyhow::Result<u8> {
                     if let Err((path, err)) = warren::sd_notify("READY=1") {
                         output.say(&format!("cannot notify systemd at {path}: {err}"));
                     }
+                    // Every program may have ended already (a batch of jobs that all exit 0).
+                    let why = harness::all_ended(&supervisor).filter(|_| !stopping && notices.is_empty());
+                    stop_for(why.map(str::to_owned), &mut stopping, &output, &supervisor);
                 }
                 Ok(Update::AllStopped) => break,
-                Err(broadcast::error::RecvError::Lagged(missed)) => output.say(&format!("({missed} state changes not shown)")),
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    output.say(&format!("({missed} state changes not shown)"));
+                    let why = harness::all_ended(&supervisor).filter(|_| !stopping);
+                    stop_for(why.map(str::to_owned), &mut stopping, &output, &supervisor);
+                }
                 Err(broadcast::error::RecvError::Closed) => break,
             },
             step = shutdown.next(|signal| supervisor.signal_all(signal)) => match step {
                 ShutdownStep::Stop(signal) => {
                     output.say(&format!("{signal}: stopping all programs, dependents first (again to kill them)"));
                     let _ = warren::sd_notify("STOPPING=1");
+                    stopping = true;
                     supervisor.shutdown();
                 }
                 ShutdownStep::Killed(signal) => {
@@ -84,12 +115,21 @@ pub async fn run(plan: Plan, instance_dir: &Path) -> anyhow::Result<u8> {
     }
     let failed = supervisor.finished().await;
     control.shutdown(CONTROL_DRAIN).await;
-    if failed {
-        output.say("stopped; some programs failed");
-        Ok(exit::PROGRAM_FAILED)
-    } else {
-        output.say("stopped");
-        Ok(exit::OK)
+    let code = harness.exit_code(&supervisor, failed);
+    let mut text = String::from(if failed { "stopped; some programs failed" } else { "stopped" });
+    if code != if failed { exit::PROGRAM_FAILED } else { exit::OK } {
+        text.push_str(&format!("; exit code {code}"));
+    }
+    output.say(&text);
+    Ok(code)
+}
+
+/// Stops everything, once, if there is a reason to.
+fn stop_for(why: Option<String>, stopping: &mut bool, output: &Output, supervisor: &Supervisor) {
+    if let Some(why) = why {
+        output.say(&why);
+        *stopping = true;
+        supervisor.shutdown();
     }
 }
 

@@ -39,6 +39,12 @@ ready = "notify"
 restart = "on-failure"
 backoff = { initial = "100ms" }
 crash_loop = { max_starts = 3, window = "60s" }
+
+# Keeps `warren up` running once the programs under test have ended, so that their final
+# state can be read (`up` ends by itself once nothing runs).
+[programs.idle]
+command = @child@
+args = ["sleeper"]
 "#,
     );
     up.wait_event("crashy", "failed: crash loop", BOUND);
@@ -81,6 +87,12 @@ command = @child@
 args = ["crash-before-ready"]
 ready = "notify"
 restart = "never"
+
+# Keeps `warren up` running once the programs under test have ended, so that their final
+# state can be read (`up` ends by itself once nothing runs).
+[programs.idle]
+command = @child@
+args = ["sleeper"]
 "#,
     );
     let broken = up.wait_event("broken", "failed", BOUND);
@@ -114,6 +126,12 @@ command = @child@
 args = ["never-ready"]
 ready = "notify"
 ready_timeout = "300ms"
+
+# Keeps `warren up` running once the programs under test have ended, so that their final
+# state can be read (`up` ends by itself once nothing runs).
+[programs.idle]
+command = @child@
+args = ["sleeper"]
 "#,
     );
     // Find its process while it lives (300 ms), to check afterwards that it is gone.
@@ -173,6 +191,12 @@ command = @child@
 args = ["ignore-term"]
 ready = "notify"
 grace = "300ms"
+
+# Keeps `warren up` running once the programs under test have ended, so that their final
+# state can be read (`up` ends by itself once nothing runs).
+[programs.idle]
+command = @child@
+args = ["sleeper"]
 "#,
     );
     let pid = pid_in(&up.wait_event("stubborn", "ready", BOUND).text).expect("pid");
@@ -469,6 +493,12 @@ command = @child@
 args = ["never-ready"]
 ready = { exec = [@child@, "crash-after", "0"], interval = "100ms" }
 ready_timeout = "1s"
+
+# Keeps `warren up` running once the programs under test have ended, so that their final
+# state can be read (`up` ends by itself once nothing runs).
+[programs.idle]
+command = @child@
+args = ["sleeper"]
 "#,
         |command, dir| {
             let path = dir.join("notify.sock");
@@ -519,6 +549,12 @@ env = {{ FOO = "bar" }}
 [programs.inherited]
 command = {env}
 env = {{ FOO = "bar" }}
+
+# Keeps `warren up` running once the programs under test have ended, so that their final
+# state can be read (`up` ends by itself once nothing runs).
+[programs.idle]
+command = @child@
+args = ["sleeper"]
 "#
     ));
     for program in ["cleared", "inherited"] {

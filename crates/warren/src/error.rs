@@ -11,9 +11,9 @@ pub use crate::exit::Exit;
 #[derive(Debug, thiserror::Error)]
 #[expect(missing_docs, reason = "the fields are the ones the messages name: child, program, path")]
 pub enum SpawnError {
-    /// The program does not exist (or is not on `PATH`).
-    #[error("cannot start {name}: program {program} not found")]
-    NotFound { name: String, program: PathBuf },
+    /// The program does not exist (or is not on `PATH`); `looked_in`: the directories tried.
+    #[error("cannot start {name}: {}", not_found(.program, .looked_in))]
+    NotFound { name: String, program: PathBuf, looked_in: Vec<PathBuf> },
     /// The program exists but could not be started (permissions, not executable, ...).
     #[error("cannot start {name} ({program})")]
     Spawn {
@@ -131,6 +131,16 @@ pub enum PluginError {
     /// [`serve_blocking`](crate::plugin::serve_blocking) could not start its runtime.
     #[error("cannot start the tokio runtime")]
     Runtime(#[source] std::io::Error),
+}
+
+/// "program not found: task-rpc; looked in /opt/app, /usr/bin".
+fn not_found(program: &std::path::Path, looked_in: &[PathBuf]) -> String {
+    let file = program.file_name().map_or_else(|| program.display().to_string(), |f| f.to_string_lossy().into_owned());
+    let dirs: Vec<String> = looked_in.iter().map(|dir| dir.display().to_string()).collect();
+    match dirs.is_empty() {
+        true => format!("program not found: {file}"),
+        false => format!("program not found: {file}; looked in {}", dirs.join(", ")),
+    }
 }
 
 #[cfg(test)]

@@ -220,7 +220,7 @@ fn c_string(text: OsString) -> io::Result<CString> {
 
 /// The paths `execvp` would try for `program`, with the child's `PATH` (or the C library's
 /// default when the child has none).
-fn search_path(program: &Path, path: Option<&OsStr>) -> Vec<OsString> {
+pub(crate) fn search_path(program: &Path, path: Option<&OsStr>) -> Vec<OsString> {
     let name = program.as_os_str();
     if name.is_empty() {
         return Vec::new();

@@ -3,7 +3,7 @@
 //! wait until it is ready, connect its RPC client. Everything it needs from the host comes in
 //! one [`Context`].
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
@@ -170,7 +170,7 @@ fn command(spec: &Spec, prepared: &Prepared, cgroup: Option<&ChildCgroup>) -> sp
 async fn launch(ctx: &Context<'_>, spec: &Spec, command: &spawner::Command) -> Result<spawner::Process, SpawnError> {
     let process = ctx.spawner.spawn(command).await.map_err(|source| {
         if source.kind() == std::io::ErrorKind::NotFound {
-            SpawnError::NotFound { name: spec.name.clone(), program: spec.program.clone() }
+            SpawnError::NotFound { name: spec.name.clone(), program: spec.program.clone(), looked_in: looked_in(spec) }
         } else {
             SpawnError::Spawn { name: spec.name.clone(), program: spec.program.clone(), source }
         }
@@ -179,6 +179,20 @@ async fn launch(ctx: &Context<'_>, spec: &Spec, command: &spawner::Command) -> R
         watchdog.watch(process.id());
     }
     Ok(process)
+}
+
+/// Where a program that was not found was looked for, as `execvp` did: the directory of a path,
+/// or each entry of the child's `PATH`.
+fn looked_in(spec: &Spec) -> Vec<PathBuf> {
+    let path = match spec.env.iter().rev().find(|(key, _)| key == "PATH") {
+        Some((_, value)) => Some(value.clone()),
+        None if spec.clear_env => None,
+        None => std::env::var_os("PATH"),
+    };
+    spawner::search_path(&spec.program, path.as_deref())
+        .into_iter()
+        .map(|candidate| PathBuf::from(candidate).parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from(".")))
+        .collect()
 }
 
 /// Waits for READY=1 while watching for an early exit, without ever sleeping.

@@ -1,10 +1,16 @@
 //! The host of the original sketch: starts `task-rpc` with piped stdio, waits until it is
 //! ready (no sleep), calls `Task.Get("new_id")`, prints the reply, then stops it gracefully.
+//!
+//! Under `warren up` (the built-in example), `task` depends on a supervised `task-rpc` and is
+//! given its endpoint in `WARREN_ENDPOINT_TASK_RPC`: then it calls that one instead of starting
+//! a private copy — the supervisor keeps the server, restarts it if it crashes, and shows its
+//! output next to everyone else's.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use tracing::{error, info};
+use warren::supervise::endpoint_variable;
 use warren::{Host, Spec};
 use warren_examples::{Todo, sibling};
 
@@ -21,6 +27,9 @@ async fn main() -> ExitCode {
 }
 
 async fn run() -> Result<ExitCode, Box<dyn std::error::Error>> {
+    if let Ok(endpoint) = std::env::var(endpoint_variable("task-rpc")) {
+        return call_supervised(&endpoint).await;
+    }
     let host = Host::new()?;
     let program = sibling("task-rpc");
     let child = host.spawn(Spec::new(&program).name("task-rpc")).await?;
@@ -35,4 +44,13 @@ async fn run() -> Result<ExitCode, Box<dyn std::error::Error>> {
         error!("stop subproc {} failed: {report}", program.display());
         Ok(ExitCode::FAILURE)
     }
+}
+
+/// Calls the `task-rpc` that the supervisor runs, on the endpoint it passed.
+async fn call_supervised(endpoint: &str) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let client = warren_rpc::Client::connect(endpoint).await?;
+    info!("calling the supervised task-rpc on {endpoint}");
+    let todo: Todo = client.call_timeout("Task.Get", "new_id", Duration::from_secs(5)).await?;
+    info!("Finish App: {todo:?}");
+    Ok(ExitCode::SUCCESS)
 }

@@ -48,6 +48,11 @@ impl State {
         matches!(self, State::Starting | State::Running | State::Ready | State::Stopping)
     }
 
+    /// Whether it ended and stays so unless asked to start again: no process, no restart due.
+    pub fn has_ended(&self) -> bool {
+        matches!(self, State::Exited { .. } | State::Failed { .. } | State::Stopped)
+    }
+
     /// The state's one-word name, as `status` shows it.
     pub fn name(&self) -> &'static str {
         match self {
@@ -99,6 +104,12 @@ impl StartError {
     /// The error with its causes, each once, for a one-line reason.
     pub fn describe(&self) -> String {
         warren_rpc::ErrorChain(self).to_string()
+    }
+
+    /// Whether starting again cannot help: the program does not exist. Retrying would only be
+    /// a silent crash loop; supervisord likewise gives up at once on a missing command.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, StartError::Spawn(err) if matches!(**err, SpawnError::NotFound { .. }))
     }
 }
 

@@ -144,10 +144,11 @@ impl Machine {
             Event::Started { name } => self.with(&name, |m, i| m.started(now, i, &mut actions)),
             Event::Ready { name } => self.with(&name, |m, i| m.ready(now, i, &mut actions)),
             Event::StartFailed { name, error } => {
-                self.with(&name, |m, i| m.ended(now, i, None, error.describe(), &mut actions));
+                let retry = !error.is_permanent();
+                self.with(&name, |m, i| m.ended(now, i, None, error.describe(), retry, &mut actions));
             }
             Event::Exited { name, exit } => {
-                self.with(&name, |m, i| m.ended(now, i, Some(exit), exit.to_string(), &mut actions));
+                self.with(&name, |m, i| m.ended(now, i, Some(exit), exit.to_string(), true, &mut actions));
             }
             Event::HealthPassed { name } => self.with(&name, |m, i| {
                 let slot = &mut m.slots[i];
@@ -260,8 +261,17 @@ impl Machine {
         }
     }
 
-    /// The process is gone (`exit`), or never got going (`exit` is None).
-    fn ended(&mut self, now: Instant, i: usize, exit: Option<Exit>, what: String, actions: &mut Vec<Action>) {
+    /// The process is gone (`exit`), or never got going (`exit` is None); `retry`: whether
+    /// starting it again could help at all.
+    fn ended(
+        &mut self,
+        now: Instant,
+        i: usize,
+        exit: Option<Exit>,
+        what: String,
+        retry: bool,
+        actions: &mut Vec<Action>,
+    ) {
         let slot = &mut self.slots[i];
         if !slot.state.is_active() {
             return;
@@ -285,11 +295,12 @@ impl Machine {
         let restart_now = relaunch.is_some();
         let program = &slot.program;
         let failed = !exit.is_some_and(Exit::success);
-        let restart = match program.restart {
-            Restart::Always => true,
-            Restart::OnFailure => failed || restart_now,
-            Restart::Never => restart_now,
-        };
+        let restart = retry
+            && match program.restart {
+                Restart::Always => true,
+                Restart::OnFailure => failed || restart_now,
+                Restart::Never => restart_now,
+            };
         if !restart {
             let state = match exit {
                 Some(exit) => State::Exited { exit },

@@ -22,4 +22,5 @@ mod tests;
 
 pub use backoff::{Jitter, delay};
 pub use channel::Update;
+pub use runner::endpoint_variable;
 pub use supervisor::{ProgramStatus, Supervisor, UnknownProgram};

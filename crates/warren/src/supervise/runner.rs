@@ -138,7 +138,16 @@ impl Runner {
     }
 
     fn spawn(&mut self, name: &str) {
-        let Some(program) = self.machine.program(name).cloned() else { return };
+        let Some(mut program) = self.machine.program(name).cloned() else { return };
+        // A dependent finds the RPC endpoints of what it depends on in its environment, so that
+        // it calls the supervised program rather than starting a copy of its own.
+        for dependency in &program.depends_on {
+            let child = self.current.get(&dependency.name).and_then(|c| c.child.as_ref());
+            if let Some(endpoint) = child.and_then(Child::endpoint) {
+                // First, so that a value the program sets itself wins.
+                program.env.insert(0, (endpoint_variable(&dependency.name), endpoint.to_string()));
+            }
+        }
         let instance = self.next_instance;
         self.next_instance += 1;
         let (stop, stop_requested) = oneshot::channel();
@@ -153,4 +162,12 @@ impl Runner {
             let _ = stop.send(());
         }
     }
+}
+
+/// `WARREN_ENDPOINT_<NAME>`: the name upper-cased, anything but letters and digits as `_`
+/// (`task-rpc` → `WARREN_ENDPOINT_TASK_RPC`).
+pub fn endpoint_variable(name: &str) -> String {
+    let name: String =
+        name.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect();
+    format!("WARREN_ENDPOINT_{name}")
 }

@@ -180,6 +180,14 @@ impl Supervisor {
             .collect()
     }
 
+    /// Whether every program has ended and none will start by itself again: nothing runs,
+    /// nothing waits for a restart or for its dependencies (a program whose dependency can no
+    /// longer be met has failed). Only a `start` request can change that.
+    pub fn all_ended(&self) -> bool {
+        let snapshot = self.snapshot.borrow();
+        !snapshot.status.is_empty() && snapshot.status.iter().all(|s| s.state.has_ended())
+    }
+
     /// Waits until everything has stopped after a shutdown; true if any program failed.
     pub async fn finished(&self) -> bool {
         let mut finished = self.finished.clone();

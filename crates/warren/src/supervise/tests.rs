@@ -330,3 +330,32 @@ async fn a_lost_socket_during_shutdown_or_before_ready_changes_nothing() {
     h.on(Event::Exited { name: "api".into(), exit: Exit::Code(0) });
     assert_eq!(h.state("api"), State::Stopped);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_program_not_found_fails_at_once_and_a_start_that_timed_out_is_retried() {
+    use std::sync::Arc;
+
+    use super::machine::StartError;
+    use crate::SpawnError;
+
+    let mut missing = program("missing");
+    missing.restart = Restart::Always;
+    let mut slow = program("slow");
+    slow.restart = Restart::Always;
+    let (mut h, _) = Harness::new(vec![missing, slow]);
+    let error = StartError::Spawn(Arc::new(SpawnError::NotFound {
+        name: "missing".into(),
+        program: "/opt/app/missing".into(),
+        looked_in: vec!["/opt/app".into()],
+    }));
+    assert!(error.is_permanent());
+    let actions = h.on(Event::StartFailed { name: "missing".into(), error });
+    assert_eq!(timer(&actions), None, "no restart is scheduled");
+    let reason = "cannot start missing: program not found: missing; looked in /opt/app";
+    assert_eq!(h.machine.state("missing"), Some(&State::Failed { reason: reason.into() }));
+
+    let error = StartError::NotReady(Duration::from_secs(1));
+    assert!(!error.is_permanent());
+    let actions = h.on(Event::StartFailed { name: "slow".into(), error });
+    assert!(timer(&actions).is_some(), "a start that may work next time is retried");
+}

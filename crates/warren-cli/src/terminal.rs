@@ -1,0 +1,295 @@
+//! `warren up`'s own stdout, written by a thread of its own so that a reader that stops reading
+//! (`warren up | less` left unscrolled, Ctrl-S, a slow `ssh`) never blocks the runtime: the
+//! pipe pumps, the control socket and the signal handling go on while the write waits.
+//!
+//! Lines wait in a queue bounded in bytes. When it is full, new lines for the terminal are
+//! skipped and counted, and once the reader takes lines again a notice of how many were skipped
+//! is printed where they would have been. Nothing is lost for good: the log files keep every
+//! line (`warren logs`).
+
+use std::collections::VecDeque;
+use std::io::Write;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, mpsc};
+use std::time::{Duration, SystemTime};
+
+use anstyle::Style;
+
+/// How many bytes of programs' lines may wait for a slow reader: enough for a burst of a few
+/// thousand lines, small enough to stay out of the way of `up`'s memory bound.
+pub const QUEUE_BYTES: usize = 1 << 20;
+
+/// Room past [`QUEUE_BYTES`] for warren's own lines ("stopping", "stopped"), which are few and
+/// are what a user scrolling back after a stall looks for; bounded all the same, against a
+/// flood of diagnostics.
+pub const OWN_RESERVE_BYTES: usize = 256 << 10;
+
+/// What waits for the writer thread.
+enum Entry {
+    Line(String),
+    /// Lines skipped at this place in the output.
+    Skipped(u64),
+}
+
+#[derive(Default)]
+struct Queue {
+    entries: VecDeque<Entry>,
+    /// What the queued lines cost (see [`cost`]), up to [`QUEUE_BYTES`] (+ the reserve).
+    bytes: usize,
+    /// Lines skipped since the last entry queued (or the last notice).
+    skipped: u64,
+    closed: bool,
+}
+
+struct Shared {
+    queue: Mutex<Queue>,
+    wake: Condvar,
+    timestamps: bool,
+    /// The width names are padded to, for warren's own lines written from outside [`Output`].
+    ///
+    /// [`Output`]: crate::output::Output
+    width: AtomicUsize,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The handle on the writer thread; cheap to clone.
+#[derive(Clone)]
+pub struct Terminal {
+    shared: Arc<Shared>,
+    done: Arc<Mutex<Option<mpsc::Receiver<()>>>>,
+}
+
+impl Terminal {
+    /// Starts the writer thread on stdout; with `timestamps`, every line starts with the time it
+    /// was produced (RFC 3339, UTC, milliseconds).
+    pub fn start(timestamps: bool) -> std::io::Result<Terminal> {
+        // anstream strips the colour when stdout is not a terminal or NO_COLOR is set; the
+        // buffer turns a batch of lines into one write.
+        let choice = anstream::AutoStream::choice(&std::io::stdout());
+        let raw: Box<dyn Write + Send> = Box::new(std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout()));
+        Terminal::start_on(Box::new(anstream::AutoStream::new(raw, choice)), timestamps)
+    }
+
+    fn start_on(out: Box<dyn Write + Send>, timestamps: bool) -> std::io::Result<Terminal> {
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue::default()),
+            wake: Condvar::new(),
+            timestamps,
+            width: AtomicUsize::new("warren".len()),
+        });
+        let (done_tx, done) = mpsc::channel();
+        let writer = Arc::clone(&shared);
+        std::thread::Builder::new().name("warren-terminal".into()).spawn(move || {
+            write_loop(&writer, out);
+            let _ = done_tx.send(());
+        })?;
+        Ok(Terminal { shared, done: Arc::new(Mutex::new(Some(done))) })
+    }
+
+    /// Pads names to `width` (the longest program name) in warren's own lines.
+    pub fn set_width(&self, width: usize) {
+        self.shared.width.store(width, Ordering::Relaxed);
+    }
+
+    /// A program's line: `who | text`, `who` styled and padded; queued, or skipped if the
+    /// reader is behind.
+    pub fn line(&self, who: &str, style: Style, text: &str) {
+        // A flood into a full queue is counted without the cost of formatting each line.
+        let mut queue = self.shared.lock();
+        if queue.bytes >= QUEUE_BYTES {
+            queue.skipped += 1;
+            return;
+        }
+        drop(queue);
+        self.push(format_line(&self.shared, who, style, text), QUEUE_BYTES);
+    }
+
+    /// A line of warren's own, with its reserve past the programs' bound.
+    pub fn say(&self, text: &str) {
+        let line = format_line(&self.shared, "warren", Style::new().bold(), text);
+        self.push(line, QUEUE_BYTES + OWN_RESERVE_BYTES);
+    }
+
+    fn push(&self, line: String, limit: usize) {
+        let mut queue = self.shared.lock();
+        if queue.closed {
+            return;
+        }
+        if queue.bytes + cost(&line) > limit {
+            queue.skipped += 1;
+            return;
+        }
+        let skipped = std::mem::take(&mut queue.skipped);
+        if skipped > 0 {
+            queue.entries.push_back(Entry::Skipped(skipped));
+        }
+        queue.bytes += cost(&line);
+        queue.entries.push_back(Entry::Line(line));
+        drop(queue);
+        self.shared.wake.notify_one();
+    }
+
+    /// Writes what is queued and ends the thread, waiting at most `bound` for a reader that
+    /// does not read; lines sent after this are dropped.
+    pub fn finish(&self, bound: Duration) {
+        self.shared.lock().closed = true;
+        self.shared.wake.notify_one();
+        let done = self.done.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(done) = done {
+            let _ = done.recv_timeout(bound);
+        }
+    }
+}
+
+fn write_loop(shared: &Shared, mut out: Box<dyn Write + Send>) {
+    // Taken in batches so that the lock is never held across a write.
+    let mut batch = Vec::new();
+    loop {
+        {
+            let mut queue = shared.lock();
+            while queue.entries.is_empty() && queue.skipped == 0 && !queue.closed {
+                queue = shared.wake.wait(queue).unwrap_or_else(PoisonError::into_inner);
+            }
+            if queue.entries.is_empty() && queue.skipped > 0 {
+                // Caught up after a skip with nothing new queued: say so now, not at the next line.
+                let skipped = std::mem::take(&mut queue.skipped);
+                queue.entries.push_back(Entry::Skipped(skipped));
+            }
+            if queue.entries.is_empty() && queue.closed {
+                let _ = out.flush();
+                return;
+            }
+            batch.extend(queue.entries.drain(..));
+        }
+        for entry in batch.drain(..) {
+            // A closed stdout (`warren up | head`) must not take the supervisor down: lines are
+            // still taken off the queue, and go nowhere.
+            let _ = match entry {
+                Entry::Line(line) => {
+                    let written = out.write_all(line.as_bytes());
+                    shared.lock().bytes -= cost(&line);
+                    written
+                }
+                Entry::Skipped(n) => {
+                    let text = format!("… {} lines not shown; `warren logs` has them", thousands(n));
+                    out.write_all(format_line(shared, "warren", Style::new().bold(), &text).as_bytes())
+                }
+            };
+        }
+        let _ = out.flush();
+    }
+}
+
+/// What a queued line costs in memory: its text, the queue's entry and the allocation's own
+/// overhead, so that a flood of empty lines is bounded as well as one of long ones.
+fn cost(line: &str) -> usize {
+    line.len() + 64
+}
+
+/// One line as printed: `[time ]who | text\n`.
+fn format_line(shared: &Shared, who: &str, style: Style, text: &str) -> String {
+    let width = shared.width.load(Ordering::Relaxed);
+    let time = match shared.timestamps {
+        true => format!("{} ", humantime::format_rfc3339_millis(SystemTime::now())),
+        false => String::new(),
+    };
+    format!("{time}{style}{who:<width$}{style:#} | {text}\n")
+}
+
+/// `12345` as `12,345`.
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thousands_are_separated() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(thousands(12345), "12,345");
+        assert_eq!(thousands(1234567), "1,234,567");
+    }
+
+    /// A writer that blocks until told to go on, like a pipe nobody reads.
+    struct Gate {
+        open: Arc<(Mutex<bool>, Condvar)>,
+        written: Arc<Mutex<Vec<u8>>>,
+    }
+
+    impl Write for Gate {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let (lock, cv) = &*self.open;
+            let mut open = lock.lock().unwrap_or_else(PoisonError::into_inner);
+            while !*open {
+                open = cv.wait(open).unwrap_or_else(PoisonError::into_inner);
+            }
+            self.written.lock().unwrap_or_else(PoisonError::into_inner).extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_stalled_writer_skips_lines_without_blocking_and_says_how_many_in_place() {
+        let open = Arc::new((Mutex::new(false), Condvar::new()));
+        let written = Arc::new(Mutex::new(Vec::new()));
+        let gate = Gate { open: Arc::clone(&open), written: Arc::clone(&written) };
+        let terminal = Terminal::start_on(Box::new(gate), false).expect("writer thread");
+        let text = "x".repeat(100);
+        let started = std::time::Instant::now();
+        let total = 3 * QUEUE_BYTES / 100;
+        for _ in 0..total {
+            terminal.line("p", Style::new(), &text);
+        }
+        terminal.say("while full");
+        assert!(started.elapsed() < Duration::from_secs(5), "pushing never waits for the writer");
+        {
+            let (lock, cv) = &*open;
+            *lock.lock().unwrap_or_else(PoisonError::into_inner) = true;
+            cv.notify_all();
+        }
+        let drained = std::time::Instant::now() + Duration::from_secs(10);
+        while terminal.shared.lock().bytes > 0 && std::time::Instant::now() < drained {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        terminal.say("after");
+        terminal.finish(Duration::from_secs(10));
+        let written = String::from_utf8(written.lock().unwrap_or_else(PoisonError::into_inner).clone()).expect("utf8");
+        // The gate is no terminal adapter: warren's bold name is still in escapes here.
+        let written = anstream::adapter::strip_str(&written).to_string();
+        let lines: Vec<&str> = written.lines().collect();
+        let shown = lines.iter().filter(|l| l.ends_with(&text)).count();
+        let notice = lines.iter().position(|l| l.contains("lines not shown")).expect("a notice");
+        let skipped: u64 = lines[notice]
+            .split("… ")
+            .nth(1)
+            .and_then(|t| t.split(' ').next())
+            .map(|n| n.replace(',', "").parse().expect("a count"))
+            .expect("a count");
+        assert!(shown < total, "some lines were skipped");
+        assert_eq!(shown as u64 + skipped, total as u64, "every line is shown or counted");
+        assert_eq!(lines.last().copied(), Some("warren | after"), "the notice comes before later lines");
+        assert!(lines[..notice].iter().all(|l| l.ends_with(&text)), "the notice is where the skip was");
+        assert_eq!(lines[notice + 1], "warren | while full", "warren's own line had room");
+    }
+}
