@@ -4,10 +4,11 @@
 //! - `--abort-on-exit`: the first program that exits on its own (ends, crashes, fails to start)
 //!   stops everything; `up` exits with that program's code.
 //! - `--exit-code-from NAME`: the same, triggered by NAME alone, and the code is NAME's.
-//! - Neither: `up` ends once nothing runs and nothing will start again by itself — 0 if every
-//!   program ended cleanly, 1 otherwise. A program stopped with `warren stop` counts as ended
-//!   (cleanly), as a container stopped with `docker stop` does for `docker compose up`: the user
-//!   asked for it, and nothing would bring it back without another request.
+//! - Neither: `up` ends once every program has ended by itself and nothing will start again
+//!   by itself — 0 if every program ended cleanly, 1 otherwise. A program stopped with
+//!   `warren stop` keeps `up` running: the person who stopped it is driving the instance and
+//!   may `warren start` it again (after `warren stop --all` as much as after one stop);
+//!   `warren down` ends it.
 
 use warren::Exit;
 use warren::supervise::Supervisor;

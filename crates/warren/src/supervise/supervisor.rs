@@ -180,12 +180,14 @@ impl Supervisor {
             .collect()
     }
 
-    /// Whether every program has ended and none will start by itself again: nothing runs,
-    /// nothing waits for a restart or for its dependencies (a program whose dependency can no
-    /// longer be met has failed). Only a `start` request can change that.
+    /// Whether every program has ended by itself and none will start by itself again: nothing
+    /// runs, nothing waits for a restart or for its dependencies (a program whose dependency can
+    /// no longer be met has failed), and none was stopped on request — a person who stopped a
+    /// program is still driving and may start it again.
     pub fn all_ended(&self) -> bool {
         let snapshot = self.snapshot.borrow();
-        !snapshot.status.is_empty() && snapshot.status.iter().all(|s| s.state.has_ended())
+        !snapshot.status.is_empty()
+            && snapshot.status.iter().all(|s| s.state.has_ended() && !matches!(s.state, State::Stopped))
     }
 
     /// Waits until everything has stopped after a shutdown; true if any program failed.
