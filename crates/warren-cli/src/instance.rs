@@ -18,8 +18,13 @@ pub fn control_socket(config_dir: &Path) -> PathBuf {
 fn base_dir() -> PathBuf {
     match std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from) {
         Some(dir) if dir.is_absolute() && dir.as_os_str().len() < 60 => dir.join("warren"),
-        // The socket directory is private to its user; the uid keeps users apart in /tmp.
-        _ => PathBuf::from(format!("/tmp/warren-{}", rustix::process::geteuid().as_raw())),
+        // The uid keeps users apart in the shared temporary directory, where the name can be
+        // taken first by someone else: `private_dir` checks it before it is trusted.
+        _ => {
+            let tmp = std::env::temp_dir();
+            let tmp = if tmp.is_absolute() && tmp.as_os_str().len() < 60 { tmp } else { PathBuf::from("/tmp") };
+            tmp.join(format!("warren-{}", rustix::process::geteuid().as_raw()))
+        }
     }
 }
 

@@ -35,15 +35,29 @@ impl RemoteError {
 
 pub async fn connect(instance_dir: &Path) -> Result<Client, RemoteError> {
     let socket = crate::instance::control_socket(instance_dir);
-    match Client::builder().codecs(&[warren_rpc::Codec::Json]).connect(&socket).await {
+    let not_running = || {
+        // The directory as the user can find it again, whatever the current directory.
+        let dir = instance_dir.canonicalize().or_else(|_| std::path::absolute(instance_dir));
+        let dir = dir.unwrap_or_else(|_| instance_dir.to_path_buf());
+        RemoteError::NotRunning { dir: dir.display().to_string() }
+    };
+    // Nothing is sent (a `warren call` argument may be a password) until both the directory
+    // and the server's user are known to be this user's own.
+    let socket_dir = socket.parent().unwrap_or(Path::new("/"));
+    match crate::private_dir::check(socket_dir) {
+        Ok(true) => {}
+        Ok(false) => return Err(not_running()),
+        Err(unsafe_dir) => return Err(RemoteError::Other(unsafe_dir.into())),
+    }
+    let me = rustix::process::geteuid().as_raw();
+    let builder =
+        Client::builder().codecs(&[warren_rpc::Codec::Json]).server_users(warren_rpc::PeerPolicy::Users(vec![me]));
+    match builder.connect(&socket).await {
         Ok(client) => Ok(client),
         Err(ConnectError::Io { source, .. })
             if matches!(source.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused) =>
         {
-            // The directory as the user can find it again, whatever the current directory.
-            let dir = instance_dir.canonicalize().or_else(|_| std::path::absolute(instance_dir));
-            let dir = dir.unwrap_or_else(|_| instance_dir.to_path_buf());
-            Err(RemoteError::NotRunning { dir: dir.display().to_string() })
+            Err(not_running())
         }
         Err(err) => Err(RemoteError::Other(anyhow::Error::new(err).context("cannot reach the control socket"))),
     }

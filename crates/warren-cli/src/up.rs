@@ -13,9 +13,9 @@ use warren::supervise::machine::State;
 use warren::supervise::plan::Plan;
 use warren::supervise::{Supervisor, Update};
 use warren::{Host, Shutdown, ShutdownStep};
-use warren_rpc::Endpoint;
 
 use crate::cli::UpOptions;
+use crate::control_socket::{ControlSocket, OpenError};
 use crate::exit;
 use crate::harness::{self, Harness};
 use crate::output::Output;
@@ -38,22 +38,31 @@ pub async fn run(plan: Plan, instance_dir: &Path, options: UpOptions, terminal: 
     let output = Arc::new(Output::new(plan.programs().iter().map(|p| p.name.as_str()), terminal));
     let supervisor_slot: Arc<OnceLock<Supervisor>> = Arc::new(OnceLock::new());
     let control_path = crate::instance::control_socket(instance_dir);
-    let control = match service::control(Arc::clone(&supervisor_slot), Arc::clone(&output))
-        .bind(&Endpoint::unix(&control_path))
-        .await
-    {
-        Ok(running) => running,
-        Err(warren_rpc::BindError::InUse { path }) => {
-            eprintln!(
-                "warren: an instance is already running for {} (control socket {}); use `warren status` or `warren down`",
-                instance_dir.display(),
-                path.display()
-            );
-            return Ok(exit::ALREADY_RUNNING);
+    let control = {
+        let (slot, output) = (Arc::clone(&supervisor_slot), Arc::clone(&output));
+        let say = Arc::clone(&output);
+        let serve = move || service::control(Arc::clone(&slot), Arc::clone(&output));
+        match ControlSocket::open(&control_path, serve, move |text| say.say(text)).await {
+            Ok(control) => control,
+            Err(OpenError::AlreadyRunning(lock)) => {
+                eprintln!(
+                    "warren: an instance is already running for {} (it holds {}); use `warren status` or `warren down`",
+                    instance_dir.display(),
+                    lock.display()
+                );
+                return Ok(exit::ALREADY_RUNNING);
+            }
+            Err(err) => return Err(err.into()),
         }
-        Err(err) => return Err(err).context("cannot serve the control socket"),
     };
-    let host = Host::builder().log_sink(output.clone()).build().context("cannot set up the host")?;
+    let host = match Host::builder().log_sink(output.clone()).build() {
+        Ok(host) => host,
+        Err(err) => {
+            // No stale control socket is left for the next `up` or `status` to stumble on.
+            control.shutdown(Duration::ZERO).await;
+            return Err(anyhow::Error::new(err).context("cannot set up the host"));
+        }
+    };
     let (notices_tx, mut notices) = broadcast::channel(1024);
     let supervisor = Supervisor::start(plan, host, notices_tx);
     let _ = supervisor_slot.set(supervisor.clone());
