@@ -7,12 +7,13 @@ use std::cell::Cell;
 use std::future::poll_fn;
 use std::io::IoSlice;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::task::{Context, Poll, Waker};
 
 use futures_util::task::AtomicWaker;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::outgoing::{FrameBuf, Outgoing};
@@ -62,6 +63,12 @@ struct Shared {
     senders: AtomicUsize,
     /// The writer task, when it waits for frames.
     writer: AtomicWaker,
+    /// Bytes queued and not yet known to be written: what a peer that stops reading makes
+    /// pile up, for the connection to stop taking new requests from it (see `wait_below`).
+    unwritten: AtomicUsize,
+    /// Set by a task waiting in `wait_below`, so that writes wake it only when someone waits.
+    room_wanted: AtomicBool,
+    room: Notify,
 }
 
 impl std::fmt::Debug for Shared {
@@ -96,6 +103,9 @@ pub fn channel() -> (FrameSender, FrameQueue) {
         state: Mutex::new(State { pending: FrameBuf::default(), sent: 0, io: None, unflushed: false, stopped: false }),
         senders: AtomicUsize::new(1),
         writer: AtomicWaker::new(),
+        unwritten: AtomicUsize::new(0),
+        room_wanted: AtomicBool::new(false),
+        room: Notify::new(),
     });
     (FrameSender { shared: Arc::clone(&shared) }, FrameQueue { shared })
 }
@@ -103,6 +113,14 @@ pub fn channel() -> (FrameSender, FrameQueue) {
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// `bytes` of what was queued have been written (or will never be: the writer stopped).
+    fn written(&self, bytes: usize) {
+        self.unwritten.fetch_sub(bytes, Ordering::SeqCst);
+        if self.room_wanted.load(Ordering::SeqCst) && self.room_wanted.swap(false, Ordering::SeqCst) {
+            self.room.notify_waiters();
+        }
     }
 }
 
@@ -165,6 +183,7 @@ impl FrameSender {
             return Err(Unsent::Gone);
         }
         state.pending.append(frames);
+        self.shared.unwritten.fetch_add(frames.len(), Ordering::SeqCst);
         match flush {
             Flush::Writer => {
                 drop(state);
@@ -194,6 +213,7 @@ impl FrameSender {
             let mut cx = Context::from_waker(Waker::noop());
             match write_some(io, &mut cx, &state.pending, &mut state.sent) {
                 Poll::Ready(Ok(())) => {
+                    self.shared.written(state.pending.len());
                     state.pending.clear();
                     state.sent = 0;
                     match Pin::new(&mut **io).poll_flush(&mut cx) {
@@ -208,6 +228,26 @@ impl FrameSender {
         }
         drop(guard);
         self.shared.writer.wake();
+    }
+
+    /// Bytes queued and not yet written.
+    pub fn unwritten(&self) -> usize {
+        self.shared.unwritten.load(Ordering::SeqCst)
+    }
+
+    /// Waits until no more than `limit` bytes wait to be written, or the writer has stopped.
+    pub async fn wait_below(&self, limit: usize) {
+        let shared = &*self.shared;
+        loop {
+            let notified = shared.room.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            shared.room_wanted.store(true, Ordering::SeqCst);
+            if shared.unwritten.load(Ordering::SeqCst) <= limit || shared.lock().stopped {
+                return;
+            }
+            notified.await;
+        }
     }
 
     pub fn downgrade(&self) -> WeakFrameSender {
@@ -294,6 +334,9 @@ impl Drop for Stopped<'_> {
         let mut state = self.0.lock();
         state.stopped = true;
         state.io = None;
+        drop(state);
+        // Nothing more will be written: whoever waits for room must not wait for it.
+        self.0.room.notify_waiters();
     }
 }
 
@@ -367,6 +410,7 @@ async fn write_pending(shared: &Shared, batch: &mut FrameBuf) -> std::io::Result
     };
     poll_fn(|cx| write_some(&mut io, cx, batch, &mut sent)).await?;
     io.flush().await?;
+    shared.written(batch.len());
     batch.clear();
     shared.lock().io = Some(io);
     Ok(())

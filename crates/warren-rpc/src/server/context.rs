@@ -116,6 +116,8 @@ struct NotifierInner {
     tx: FrameSender,
     codec: Codec,
     limit: u32,
+    /// Past this many unwritten bytes on the connection, notifications are refused.
+    backlog: usize,
     closed: CancellationToken,
     push: Push,
 }
@@ -145,6 +147,16 @@ pub enum NotifyError {
         /// What went wrong, in words.
         message: String,
     },
+    /// The client is not reading: more than [`Server::max_unwritten`](crate::Server::max_unwritten)
+    /// bytes already wait for it. Nothing was queued; the subscription may try again later
+    /// or give up on this client.
+    #[error("cannot push {method}: the client is not reading ({unwritten} bytes already wait for it)")]
+    Backlogged {
+        /// The `Service.Method` called.
+        method: String,
+        /// Bytes waiting to be written to the client.
+        unwritten: usize,
+    },
     /// A JSON-RPC client that has sent no JSON-RPC 2.0 request (Go's net/rpc/jsonrpc, for one)
     /// cannot receive notifications.
     #[error("cannot push {method}: this JSON-RPC client has not shown it accepts JSON-RPC 2.0 notifications")]
@@ -155,8 +167,15 @@ pub enum NotifyError {
 }
 
 impl Notifier {
-    pub(crate) fn new(tx: FrameSender, codec: Codec, limit: u32, closed: CancellationToken, push: Push) -> Notifier {
-        Notifier(Arc::new(NotifierInner { tx, codec, limit, closed, push }))
+    pub(crate) fn new(
+        tx: FrameSender,
+        codec: Codec,
+        limit: u32,
+        backlog: usize,
+        closed: CancellationToken,
+        push: Push,
+    ) -> Notifier {
+        Notifier(Arc::new(NotifierInner { tx, codec, limit, backlog, closed, push }))
     }
 
     /// Pushes a notification `method` with `value` to this client.
@@ -164,6 +183,10 @@ impl Notifier {
         let this = &*self.0;
         if this.closed.is_cancelled() {
             return Err(NotifyError::Disconnected);
+        }
+        let unwritten = this.tx.unwritten();
+        if unwritten > this.backlog {
+            return Err(NotifyError::Backlogged { method: method.to_owned(), unwritten });
         }
         let encode_error =
             |err: &dyn std::fmt::Display| NotifyError::Encode { method: method.to_owned(), message: err.to_string() };

@@ -55,7 +55,14 @@ where
     // the calls it started and its writer must not live on holding the stream open.
     let _teardown = Teardown { ending: Arc::clone(&ending), calls: calls_token.clone(), closed: closed.clone() };
     let replies = wire.replies();
-    let notifier = Notifier::new(tx.clone(), replies.codec(), replies.limit(), closed.clone(), wire.push());
+    let notifier = Notifier::new(
+        tx.clone(),
+        replies.codec(),
+        replies.limit(),
+        core.options.max_unwritten,
+        closed.clone(),
+        wire.push(),
+    );
     let connection = Connection {
         call_parent: Arc::new(calls_token.clone()),
         calls_token,
@@ -150,9 +157,18 @@ impl<R: Replies> Connection<R> {
         let mut draining = false;
         let mut input_open = true;
         let mut failed = false;
+        let max_unwritten = self.core.options.max_unwritten;
         loop {
+            // A peer that does not read its answers is not read from either, until it does.
+            let backlogged = self.tx.unwritten() > max_unwritten;
+            if backlogged {
+                // Answers of inline calls wait for the end of a burst of requests to be
+                // flushed; reading stops before that end, so they go now.
+                self.tx.flush_now();
+            }
             tokio::select! {
-                read = wire.read(), if input_open => match read {
+                () = self.tx.wait_below(max_unwritten), if backlogged => {}
+                read = wire.read(), if input_open && !backlogged => match read {
                     Ok(Some(inbound)) => {
                         if let Err(Duplicate) = self.on_message(inbound, draining) {
                             failed = self.fail(wire.duplicate());

@@ -49,6 +49,9 @@ pub enum PeerPolicy {
     AnyUser,
 }
 
+/// See [`Server::max_unwritten`].
+const DEFAULT_MAX_UNWRITTEN: usize = 4 << 20;
+
 #[derive(Debug, Clone)]
 pub(crate) struct Options {
     pub max_frame: u32,
@@ -57,6 +60,7 @@ pub(crate) struct Options {
     /// None: the hello timeout.
     pub frame_timeout: Option<Duration>,
     pub max_in_flight: usize,
+    pub max_unwritten: usize,
     pub max_connections: usize,
     pub peer_policy: PeerPolicy,
     pub socket_mode: u32,
@@ -127,6 +131,7 @@ impl Server {
                 hello_timeout: Duration::from_secs(10),
                 frame_timeout: None,
                 max_in_flight: 4096,
+                max_unwritten: DEFAULT_MAX_UNWRITTEN,
                 max_connections: 1024,
                 peer_policy: PeerPolicy::Users(vec![rustix::process::geteuid().as_raw()]),
                 socket_mode: 0o600,
@@ -175,6 +180,16 @@ impl Server {
     /// Calls allowed in flight per connection before new ones get OVERLOADED (default 4096).
     pub fn max_in_flight(mut self, calls: usize) -> Server {
         self.options.max_in_flight = calls;
+        self
+    }
+
+    /// Bytes of answers and notifications a connection may have waiting to be written before
+    /// the server stops reading its requests (default 4 MiB): a client that sends calls but
+    /// never reads their answers holds at most this much of the server's memory (plus the
+    /// answers of calls already running), and its notifications are refused
+    /// ([`NotifyError::Backlogged`]) rather than queued. Reading resumes once the client reads.
+    pub fn max_unwritten(mut self, bytes: usize) -> Server {
+        self.options.max_unwritten = bytes;
         self
     }
 
