@@ -137,8 +137,8 @@ pub enum ErrorKind {
         /// The parser's words.
         reason: String,
     },
-    /// An endpoint that is neither `tcp:HOST:PORT` nor `unix:PATH`.
-    #[error("invalid endpoint {0:?} (expected tcp:HOST:PORT or unix:PATH)")]
+    /// An endpoint that is neither `tcp:HOST:PORT`, `HOST:PORT` nor `unix:PATH`.
+    #[error("invalid endpoint {0:?} (expected tcp:HOST:PORT, HOST:PORT or unix:PATH)")]
     BadEndpoint(String),
     /// An unknown `rpc` value.
     #[error("unknown rpc protocol {0:?} (expected true, false, \"warren\" or \"json\")")]
