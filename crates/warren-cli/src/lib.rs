@@ -10,6 +10,7 @@ pub mod config;
 mod control;
 mod exit;
 mod instance;
+mod logs;
 mod output;
 mod remote;
 mod service;
@@ -85,8 +86,9 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         Subcommand::Restart { program, instance } => {
             remote_simple(&instance.dir(), "Control.Restart", &program, "restarting").await
         }
-        Subcommand::Logs { program, follow, lines, instance } => {
-            remote::logs(&remote::connect(&instance.dir()).await?, &program, lines, follow).await?;
+        Subcommand::Logs { programs, follow, lines, since, grep, stream, timestamps, json, instance } => {
+            let options = logs::client::Options { programs, lines, follow, since, grep, stream, timestamps, json };
+            logs::client::run(&remote::connect(&instance.dir()).await?, options).await?;
             Ok(exit::OK)
         }
         Subcommand::Call { program, method, arg, timeout, instance } => {
@@ -113,13 +115,13 @@ async fn up(file: Option<PathBuf>, example: bool) -> Result<u8, Failure> {
         None if !example && default.exists() => Some(default),
         None => None,
     };
-    let plan = match &file {
-        Some(file) => match config::load(file) {
-            Ok(plan) => plan,
+    let (plan, logs) = match &file {
+        Some(file) => match config::load_with_logs(file) {
+            Ok(loaded) => loaded,
             Err(errors) => return Err(Failure { message: errors.to_string(), code: exit::CONFIG }),
         },
-        None => builtin::plan(),
+        None => (builtin::plan(), config::LogSettings::default()),
     };
     let dir = cli::config_dir(file.as_deref());
-    Ok(up::run(plan, &dir).await?)
+    Ok(up::run(plan, logs, &dir).await?)
 }

@@ -14,20 +14,28 @@ use warren::supervise::{Supervisor, Update};
 use warren::{Host, Shutdown, ShutdownStep};
 use warren_rpc::Endpoint;
 
+use crate::config::LogSettings;
 use crate::exit;
+use crate::logs::store::Store;
 use crate::output::Output;
 use crate::service;
 
 /// How long the control server lets calls finish when `up` ends.
 const CONTROL_DRAIN: Duration = Duration::from_secs(2);
 
-pub async fn run(plan: Plan, instance_dir: &Path) -> anyhow::Result<u8> {
+pub async fn run(plan: Plan, log_settings: LogSettings, instance_dir: &Path) -> anyhow::Result<u8> {
     // First of all, so that a Ctrl-C while programs start is an orderly stop, not a crash.
     let mut shutdown = Shutdown::install().context("cannot install signal handlers")?;
     let output = Arc::new(Output::new(plan.programs().iter().map(|p| p.name.as_str())));
+    let logs_dir = log_settings.dir.unwrap_or_else(|| crate::instance::state_dir(instance_dir).join("logs"));
+    let limits =
+        plan.programs().iter().map(|p| (p.name.clone(), log_settings.limits.get(&p.name).copied().unwrap_or_default()));
+    let say = Arc::clone(&output);
+    let logs = Arc::new(Store::open(&logs_dir, limits, output.clone(), Arc::new(move |text: &str| say.say(text))));
+    let flusher = logs.spawn_flusher();
     let supervisor_slot: Arc<OnceLock<Supervisor>> = Arc::new(OnceLock::new());
     let control_path = crate::instance::control_socket(instance_dir);
-    let control = match service::control(Arc::clone(&supervisor_slot), Arc::clone(&output))
+    let control = match service::control(Arc::clone(&supervisor_slot), Arc::clone(&logs))
         .bind(&Endpoint::unix(&control_path))
         .await
     {
@@ -42,11 +50,11 @@ pub async fn run(plan: Plan, instance_dir: &Path) -> anyhow::Result<u8> {
         }
         Err(err) => return Err(err).context("cannot serve the control socket"),
     };
-    let host = Host::builder().log_sink(output.clone()).build().context("cannot set up the host")?;
+    let host = Host::builder().log_sink(logs.clone()).build().context("cannot set up the host")?;
     let (notices_tx, mut notices) = broadcast::channel(1024);
     let supervisor = Supervisor::start(plan, host, notices_tx);
     let _ = supervisor_slot.set(supervisor.clone());
-    output.say(&format!("control socket {}", control_path.display()));
+    output.say(&format!("control socket {}; logs in {}", control_path.display(), logs_dir.display()));
 
     loop {
         tokio::select! {
@@ -83,6 +91,8 @@ pub async fn run(plan: Plan, instance_dir: &Path) -> anyhow::Result<u8> {
         }
     }
     let failed = supervisor.finished().await;
+    flusher.abort();
+    logs.flush_all();
     control.shutdown(CONTROL_DRAIN).await;
     if failed {
         output.say("stopped; some programs failed");
