@@ -9,11 +9,16 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use super::record::{self, Stream};
 
 /// How much a program's records are buffered before they are written out.
 pub const BUFFER_BYTES: usize = 64 * 1024;
+
+/// How long writing must have worked before a reported failure is reported over: a nearly full
+/// disk lets small writes through between failures, and that is not news each time.
+const RECOVERED_AFTER: Duration = Duration::from_secs(5);
 
 pub use crate::config::LogLimits as Limits;
 
@@ -41,7 +46,8 @@ pub struct Writer {
     buf_lines: u64,
     seq: u64,
     lost: u64,
-    failing: bool,
+    /// A failure was reported, and when writing last failed.
+    failing: Option<Instant>,
 }
 
 impl Writer {
@@ -59,7 +65,7 @@ impl Writer {
             buf_lines: 0,
             seq: 0,
             lost: 0,
-            failing: false,
+            failing: None,
         };
         // A directory or file that cannot be opened now is reported at the first flush.
         let _ = writer.open_current();
@@ -122,7 +128,9 @@ impl Writer {
         let lines = std::mem::take(&mut self.buf_lines);
         match result {
             Ok(()) => {
-                let report = std::mem::take(&mut self.failing).then(|| {
+                let recovered = self.failing.is_some_and(|at| at.elapsed() >= RECOVERED_AFTER);
+                let report = recovered.then(|| {
+                    self.failing = None;
                     format!(
                         "{}: writing its log {} again ({} lines lost in all)",
                         self.name,
@@ -134,14 +142,14 @@ impl Writer {
             }
             Err((written, err)) => {
                 self.lost += lines - written;
-                let report = (!self.failing).then(|| {
+                let report = self.failing.is_none().then(|| {
                     format!(
                         "{}: cannot write its log {}: {err}; its lines are dropped and counted (see `warren status`) until writing works again",
                         self.name,
                         self.path.display()
                     )
                 });
-                self.failing = true;
+                self.failing = Some(Instant::now());
                 Flushed { wrote: written > 0, report }
             }
         }
