@@ -92,7 +92,7 @@ pub async fn run(plan: Plan, log_settings: LogSettings, instance_dir: &Path) -> 
     }
     let failed = supervisor.finished().await;
     flusher.abort();
-    logs.flush_all();
+    logs.close();
     control.shutdown(CONTROL_DRAIN).await;
     if failed {
         output.say("stopped; some programs failed");

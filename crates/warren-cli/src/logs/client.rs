@@ -90,7 +90,11 @@ pub async fn run(client: &Client, options: Options) -> Result<(), RemoteError> {
         let page: Page = match reply.await {
             Ok(page) => page,
             // The instance ended: so does following it.
-            Err(CallError::ConnectionLost { .. } | CallError::ShuttingDown { .. }) if options.follow => return Ok(()),
+            Err(CallError::ConnectionLost { .. } | CallError::ShuttingDown { .. } | CallError::Cancelled { .. })
+                if options.follow =>
+            {
+                return Ok(());
+            }
             Err(err) => return Err(refused(err)),
         };
         let lines = page.rows.iter().filter(|row| matches!(row, Row::Line(_))).count();

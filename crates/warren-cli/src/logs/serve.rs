@@ -118,7 +118,7 @@ pub async fn read(store: Arc<Store>, request: ReadRequest) -> Result<Page, Handl
             blocking(move || programs2.iter().for_each(|&p| store2.flush(p))).await?;
             continue;
         }
-        if tokio::time::timeout_at(deadline, changed.changed()).await.is_err() {
+        if store.is_closed() || tokio::time::timeout_at(deadline, changed.changed()).await.is_err() {
             return Ok(Page { rows: Vec::new(), cursor });
         }
     }

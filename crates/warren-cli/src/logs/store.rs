@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
@@ -28,6 +29,8 @@ pub struct Store {
     changed: watch::Sender<u64>,
     echo: Arc<dyn LogSink>,
     say: Say,
+    /// `up` is ending: readers stop waiting for more.
+    closed: AtomicBool,
 }
 
 impl std::fmt::Debug for Store {
@@ -50,7 +53,7 @@ impl Store {
             .unzip();
         let index = names.iter().enumerate().map(|(i, name)| (name.clone(), i)).collect();
         let (changed, _) = watch::channel(0);
-        Store { dir: dir.to_path_buf(), names, index, writers, changed, echo, say }
+        Store { dir: dir.to_path_buf(), names, index, writers, changed, echo, say, closed: AtomicBool::new(false) }
     }
 
     /// The programs, in the order of the configuration.
@@ -70,6 +73,17 @@ impl Store {
     /// Lines of `name` that could not be written.
     pub fn lost(&self, name: &str) -> u64 {
         self.find(name).map_or(0, |i| self.writer(i).lost())
+    }
+
+    /// Writes everything out and wakes every waiting reader for good: nothing more will come.
+    pub fn close(&self) {
+        self.flush_all();
+        self.closed.store(true, Ordering::SeqCst);
+        self.changed.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
     }
 
     pub fn subscribe(&self) -> watch::Receiver<u64> {
