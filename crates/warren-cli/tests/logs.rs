@@ -2,6 +2,7 @@
 //! and its bound, a full disk, the filters, the merged view, and a follower that never loses a
 //! line — also five at once, and one paused for 5 s.
 
+#[expect(dead_code, reason = "the fixture serves cli.rs too; this file uses part of it")]
 mod common;
 
 use std::io::{BufRead, BufReader};
