@@ -15,8 +15,10 @@ use super::api::{Filter, GapReason, Line, Position, Row};
 use super::record::{self, Record, Stream};
 use super::store::Store;
 
-/// How much of a file is read at once.
+/// How much of a file is read at once, at most; a forward read starts with [`FIRST_CHUNK`] and
+/// doubles while it goes on, so a page of a few rows does not read a megabyte.
 const CHUNK: usize = 1 << 20;
+const FIRST_CHUNK: usize = 64 * 1024;
 
 /// Why a forward read stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,7 +51,7 @@ pub fn forward(
 ) -> Stop {
     let mut read = 0;
     let mut jumped = false;
-    let mut chunk = CHUNK;
+    let mut chunk = FIRST_CHUNK;
     let mut buf = Vec::new();
     loop {
         let (opened, (current, _), oldest) = {
@@ -94,6 +96,7 @@ pub fn forward(
             continue;
         };
         read += last + 1;
+        chunk = (chunk * 2).min(CHUNK).max(chunk);
         let text = String::from_utf8_lossy(&buf[..last]);
         for line in text.split('\n') {
             let offset = pos.offset + line.len() as u64 + 1;

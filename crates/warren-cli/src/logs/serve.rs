@@ -127,12 +127,15 @@ pub async fn read(store: Arc<Store>, request: ReadRequest) -> Result<Page, Handl
 /// One page, and whether every program is at its end.
 fn page(store: &Store, programs: &[usize], matcher: &Matcher, mut cursor: Cursor, limit: usize) -> (Page, bool) {
     let budget = MAX_BYTES / programs.len().max(1) + 64 * 1024;
+    // Rows read past what the merge takes are read again next page: each program reads its
+    // share, so a merged page costs about what a single program's does.
+    let share = (limit / programs.len().max(1)).max(limit.min(500));
     let batches: Vec<_> = programs
         .iter()
         .map(|&p| {
             let name = store.names()[p].clone();
             let at = cursor.get(&name).copied().unwrap_or_default();
-            (name, reader::rows(store, p, at, matcher, limit, budget))
+            (name, reader::rows(store, p, at, matcher, share, budget))
         })
         .collect();
     let at_end = batches.iter().all(|(_, b)| b.at_end);
