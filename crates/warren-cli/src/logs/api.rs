@@ -70,8 +70,11 @@ pub struct ReadRequest {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Page {
+    /// Each program's rows in order, one program after the other: the reader merges them.
     pub rows: Vec<Row>,
     pub cursor: Cursor,
+    /// The programs read to their end.
+    pub at_end: Vec<String>,
 }
 
 /// One record as a reader gets it.
@@ -90,7 +93,13 @@ pub struct Line {
 #[serde(rename_all = "lowercase")]
 pub enum Row {
     Line(Line),
-    Gap { program: String, count: u64, reason: GapReason },
+    /// `time` is that of the record after the gap.
+    Gap {
+        time: String,
+        program: String,
+        count: u64,
+        reason: GapReason,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,6 +116,22 @@ impl GapReason {
         match self {
             GapReason::NotWritten => "lost (could not be written to the log file)",
             GapReason::RotatedAway => "skipped (rotated away before they were read)",
+        }
+    }
+}
+
+impl Row {
+    pub fn time(&self) -> &str {
+        match self {
+            Row::Line(line) => &line.time,
+            Row::Gap { time, .. } => time,
+        }
+    }
+
+    pub fn program(&self) -> &str {
+        match self {
+            Row::Line(line) => &line.program,
+            Row::Gap { program, .. } => program,
         }
     }
 }

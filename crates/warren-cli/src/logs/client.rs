@@ -9,6 +9,7 @@ use anstyle::Style;
 use warren_rpc::{CallError, CallOptions, Client};
 
 use super::api::{Filter, Line, OpenRequest, Opened, Page, ReadRequest, Row, Start};
+use super::merge::Merger;
 use super::record::{self, Stream};
 use crate::remote::RemoteError;
 
@@ -69,25 +70,37 @@ pub async fn run(client: &Client, options: Options) -> Result<(), RemoteError> {
     let opened: Opened = client.call("Control.OpenLogs", &request).await.map_err(refused)?;
     let mut printer = Printer::new(&opened.programs, &options);
     let mut cursor = opened.cursor;
+    let mut merger = Merger::new(cursor.keys().cloned());
     // Without -f, a tail stops after its lines even while the programs go on printing.
     let mut left = match (&options.since, options.follow) {
         (None, false) => options.lines.unwrap_or(100),
         _ => usize::MAX,
     };
-    let wait = if options.follow { FOLLOW_WAIT } else { Duration::ZERO };
     loop {
+        let mut rows = Vec::new();
+        while left > 0
+            && let Some(row) = merger.next()
+        {
+            left -= usize::from(matches!(row, Row::Line(_)));
+            rows.push(row);
+        }
+        if !printer.rows(&rows)? || left == 0 {
+            return Ok(());
+        }
+        // Read what the merge waits for; once everything is read to its end, wait for more.
+        let (ask, wait) = match merger.wanted() {
+            wanted if !wanted.is_empty() => (wanted, Duration::ZERO),
+            _ if options.follow => (merger.programs(), FOLLOW_WAIT),
+            _ => return Ok(()),
+        };
         let request = ReadRequest {
-            cursor,
+            cursor: ask.iter().filter_map(|p| Some((p.clone(), *cursor.get(p)?))).collect(),
             filter: filter.clone(),
-            limit: PAGE.min(left.max(1)),
+            limit: PAGE,
             wait_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
         };
-        let reply = client.call_with(
-            "Control.ReadLogs",
-            &request,
-            CallOptions { timeout: Some(wait + Duration::from_secs(30)) },
-        );
-        let page: Page = match reply.await {
+        let timeout = Some(wait + Duration::from_secs(30));
+        let page: Page = match client.call_with("Control.ReadLogs", &request, CallOptions { timeout }).await {
             Ok(page) => page,
             // The instance ended: so does following it.
             Err(CallError::ConnectionLost { .. } | CallError::ShuttingDown { .. } | CallError::Cancelled { .. })
@@ -97,16 +110,8 @@ pub async fn run(client: &Client, options: Options) -> Result<(), RemoteError> {
             }
             Err(err) => return Err(refused(err)),
         };
-        let lines = page.rows.iter().filter(|row| matches!(row, Row::Line(_))).count();
-        if !printer.rows(&page.rows)? {
-            return Ok(());
-        }
-        left = left.saturating_sub(lines);
-        // Without -f, an empty page that did not move is the end.
-        if left == 0 || (!options.follow && page.rows.is_empty() && page.cursor == request.cursor) {
-            return Ok(());
-        }
-        cursor = page.cursor;
+        cursor.extend(page.cursor);
+        merger.add(page.rows, &ask, &page.at_end);
     }
 }
 
@@ -146,11 +151,11 @@ impl Printer {
                     let prefix = self.prefix(&line.program, Some(&line.time));
                     writeln!(out, "{prefix}{}", line.text)
                 }
-                Row::Gap { program, count, reason } if self.json => {
+                Row::Gap { program, count, reason, .. } if self.json => {
                     let gap = serde_json::json!({ "program": program, "gap": count, "reason": reason });
                     writeln!(out, "{gap}")
                 }
-                Row::Gap { program, count, reason } => {
+                Row::Gap { program, count, reason, .. } => {
                     let prefix = self.prefix(program, None);
                     writeln!(out, "{prefix}… {count} lines {}", reason.describe())
                 }

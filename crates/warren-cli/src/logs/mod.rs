@@ -3,8 +3,9 @@
 //!
 //! `warren up` side: [`store::Store`] is the host's log sink; it gives each program a
 //! [`writer::Writer`] (buffer, rotation, disk-full accounting), and [`serve`] answers the
-//! control calls with [`reader`] and [`merge`]. Client side: [`client`]. Both speak [`api`];
-//! [`record`] is the line format of the files.
+//! control calls with [`reader`]. Client side: [`client`], which merges programs by time with
+//! [`merge`] (there, rather than in `up`, so that rows past a page's merge horizon are kept
+//! rather than read again). Both speak [`api`]; [`record`] is the line format of the files.
 
 pub mod api;
 pub mod client;

@@ -5,7 +5,6 @@
 //! renames or deletes a file while it is read changes nothing for the reader; the current
 //! file is read only up to what the writer has committed, so a reader never sees half a record.
 
-use std::collections::VecDeque;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 
@@ -31,12 +30,11 @@ pub enum Stop {
     Budget,
 }
 
-/// What a record looks like to a visitor: the record, the positions before and after it, and
+/// What a record looks like to a visitor: the record, the position before it, and
 /// whether the reader lost its place (files rotated away) just before it.
 pub struct Visit<'r, 'a> {
     pub record: &'r Record<'a>,
     pub before: Position,
-    pub after: Position,
     pub jumped: bool,
 }
 
@@ -105,7 +103,7 @@ pub fn forward(
                 continue;
             };
             let after = Position { generation: pos.generation, offset, seq: Some(record.seq) };
-            if !visit(Visit { record: &record, before: *pos, after, jumped }) {
+            if !visit(Visit { record: &record, before: *pos, jumped }) {
                 return Stop::Declined;
             }
             jumped = false;
@@ -131,19 +129,11 @@ impl Matcher {
     }
 }
 
-/// A row read but not yet sent, with its time (for the merge) and the position after it.
-#[derive(Debug, Clone)]
-pub struct Pending {
-    pub time: String,
-    pub row: Row,
-    pub after: Position,
-}
-
 /// What one program gave for a page.
 #[derive(Debug)]
 pub struct Batch {
-    pub rows: VecDeque<Pending>,
-    /// Where reading stopped (past records the filter left out).
+    pub rows: Vec<Row>,
+    /// Where reading stopped: after the last row, and past records the filter left out.
     pub end: Position,
     pub at_end: bool,
 }
@@ -151,7 +141,7 @@ pub struct Batch {
 /// Up to `limit` rows of `program` after `start`, and word of the gaps among them.
 pub fn rows(store: &Store, program: usize, start: Position, matcher: &Matcher, limit: usize, budget: usize) -> Batch {
     let name = &store.names()[program];
-    let mut rows = VecDeque::new();
+    let mut rows = Vec::new();
     let mut end = start;
     let stop = forward(store, program, &mut end, budget, |v| {
         if rows.len() >= limit {
@@ -162,9 +152,12 @@ pub fn rows(store: &Store, program: usize, start: Position, matcher: &Matcher, l
             && v.record.seq > prev + 1
         {
             let reason = if v.jumped { GapReason::RotatedAway } else { GapReason::NotWritten };
-            let row = Row::Gap { program: name.clone(), count: v.record.seq - prev - 1, reason };
-            let after = Position { seq: Some(v.record.seq - 1), ..v.before };
-            rows.push_back(Pending { time: time.to_owned(), row, after });
+            rows.push(Row::Gap {
+                time: time.to_owned(),
+                program: name.clone(),
+                count: v.record.seq - prev - 1,
+                reason,
+            });
         }
         if matcher.matches(v.record) {
             let r = v.record;
@@ -176,7 +169,7 @@ pub fn rows(store: &Store, program: usize, start: Position, matcher: &Matcher, l
                 seq: r.seq,
                 text: r.text.to_owned(),
             };
-            rows.push_back(Pending { time: time.to_owned(), row: Row::Line(line), after: v.after });
+            rows.push(Row::Line(line));
         }
         true
     });

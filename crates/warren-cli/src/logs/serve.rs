@@ -7,7 +7,6 @@ use std::time::Duration;
 use warren_rpc::HandlerError;
 
 use super::api::{Cursor, OpenRequest, Opened, Page, Position, ReadRequest, Start};
-use super::merge::merge;
 use super::reader::{self, Matcher};
 use super::store::Store;
 use crate::control::codes;
@@ -119,7 +118,8 @@ pub async fn read(store: Arc<Store>, request: ReadRequest) -> Result<Page, Handl
             continue;
         }
         if store.is_closed() || tokio::time::timeout_at(deadline, changed.changed()).await.is_err() {
-            return Ok(Page { rows: Vec::new(), cursor });
+            let at_end = names.clone();
+            return Ok(Page { rows: Vec::new(), cursor, at_end });
         }
     }
 }
@@ -127,18 +127,19 @@ pub async fn read(store: Arc<Store>, request: ReadRequest) -> Result<Page, Handl
 /// One page, and whether every program is at its end.
 fn page(store: &Store, programs: &[usize], matcher: &Matcher, mut cursor: Cursor, limit: usize) -> (Page, bool) {
     let budget = MAX_BYTES / programs.len().max(1) + 64 * 1024;
-    // Rows read past what the merge takes are read again next page: each program reads its
-    // share, so a merged page costs about what a single program's does.
     let share = (limit / programs.len().max(1)).max(limit.min(500));
-    let batches: Vec<_> = programs
-        .iter()
-        .map(|&p| {
-            let name = store.names()[p].clone();
-            let at = cursor.get(&name).copied().unwrap_or_default();
-            (name, reader::rows(store, p, at, matcher, share, budget))
-        })
-        .collect();
-    let at_end = batches.iter().all(|(_, b)| b.at_end);
-    let rows = merge(batches, &mut cursor, limit, MAX_BYTES);
-    (Page { rows, cursor }, at_end)
+    let mut rows = Vec::new();
+    let mut at_end = Vec::new();
+    for &p in programs {
+        let name = &store.names()[p];
+        let at = cursor.get(name).copied().unwrap_or_default();
+        let batch = reader::rows(store, p, at, matcher, share, budget);
+        cursor.insert(name.clone(), batch.end);
+        if batch.at_end {
+            at_end.push(name.clone());
+        }
+        rows.extend(batch.rows);
+    }
+    let all = at_end.len() == programs.len();
+    (Page { rows, cursor, at_end }, all)
 }
