@@ -351,3 +351,56 @@ fn five_followers_get_every_line() {
 fn a_follower_paused_for_5_s_catches_up_from_the_files() {
     follow_flood(1, true);
 }
+
+#[test]
+fn a_merged_follower_gets_every_line_of_two_floods_each_in_order() {
+    let each = FLOOD / 5;
+    let mut up = Up::start(&format!(
+        r#"
+[defaults]
+max_size = "1GiB"
+
+[programs.one]
+command = "/bin/sh"
+args = ["-c", "sleep 1 && exec \"$0\" flood {each}", @child@]
+restart = "never"
+
+[programs.two]
+command = "/bin/sh"
+args = ["-c", "sleep 1 && exec \"$0\" flood {each}", @child@]
+restart = "never"
+"#
+    ));
+    up.wait_line("control socket", BOUND);
+    let mut follower = Command::new(common::WARREN)
+        .args(["logs", "-f", "-n", "100000000", "--json"])
+        .env("WARREN_CONTROL", up.socket())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start warren logs -f");
+    let out = BufReader::new(follower.stdout.take().expect("stdout"));
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut next = [0u64, 0u64];
+        for line in out.lines() {
+            let Ok(line) = line else { return };
+            let row: Value = serde_json::from_str(&line).expect("a JSON line");
+            let which = usize::from(row["program"] == "two");
+            let number: u64 = row["line"].as_str().and_then(|t| t.get(5..13)).and_then(|n| n.parse().ok()).expect("n");
+            assert_eq!(number, next[which], "{line}");
+            next[which] += 1;
+            if next == [each, each] {
+                let _ = tx.send(());
+                return;
+            }
+        }
+    });
+    let got = rx.recv_timeout(Duration::from_secs(20));
+    let _ = follower.kill();
+    let _ = follower.wait();
+    // While following live, a program read to its end does not hold the others back, so the
+    // programs interleave as their lines arrive: each program's own lines stay in order.
+    assert!(got.is_ok(), "the merged follower did not get {each} lines of each program in order");
+    down(&mut up);
+}
