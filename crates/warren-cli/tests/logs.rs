@@ -404,3 +404,59 @@ restart = "never"
     assert!(got.is_ok(), "the merged follower did not get {each} lines of each program in order");
     down(&mut up);
 }
+
+#[test]
+fn a_follower_whose_place_was_rotated_away_is_told_how_many_lines_it_skipped() {
+    let lines = 50_000u64;
+    let mut up = Up::start(&format!(
+        r#"
+[defaults]
+max_size = "64KiB"
+keep = 2
+
+[programs.flood]
+command = "/bin/sh"
+args = ["-c", "sleep 1 && exec \"$0\" flood {lines}", @child@]
+restart = "never"
+"#
+    ));
+    up.wait_line("control socket", BOUND);
+    let mut follower = Command::new(common::WARREN)
+        .args(["logs", "-f", "flood"])
+        .env("WARREN_CONTROL", up.socket())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start warren logs -f");
+    let out = BufReader::new(follower.stdout.take().expect("stdout"));
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in out.lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    // Paused before the flood, resumed after: 5 MB went through 192 KiB of files meanwhile.
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(testkit::signal(follower.id(), Signal::STOP));
+    up.wait_status("flood", BOUND, |row| row["state"] == "exited");
+    assert!(testkit::signal(follower.id(), Signal::CONT));
+    let gap = Regex::new(r"^… (\d+) lines skipped \(rotated away").expect("regex");
+    let (mut skipped, mut shown, mut last) = (0, 0, None);
+    let deadline = Instant::now() + BOUND;
+    while last != Some(lines - 1) {
+        let line = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("more lines");
+        if let Some(fields) = gap.captures(&line) {
+            skipped += fields[1].parse::<u64>().expect("count");
+        } else {
+            last = Some(line[5..13].parse().expect("a line number"));
+            shown += 1;
+        }
+    }
+    let _ = follower.kill();
+    let _ = follower.wait();
+    assert!(skipped > 0, "no skip reported");
+    assert_eq!(skipped + shown, lines, "every line shown or counted as skipped");
+    down(&mut up);
+}
