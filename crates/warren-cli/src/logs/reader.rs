@@ -18,6 +18,8 @@ use super::store::Store;
 /// doubles while it goes on, so a page of a few rows does not read a megabyte.
 const CHUNK: usize = 1 << 20;
 const FIRST_CHUNK: usize = 64 * 1024;
+/// How much of the files one page reads at most, per program.
+const READ_BUDGET: usize = 8 << 20;
 
 /// Why a forward read stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,15 +140,19 @@ pub struct Batch {
     pub at_end: bool,
 }
 
-/// Up to `limit` rows of `program` after `start`, and word of the gaps among them.
+/// Up to `limit` rows (and about `budget` bytes of text) of `program` after `start`, and word
+/// of the gaps among them.
 pub fn rows(store: &Store, program: usize, start: Position, matcher: &Matcher, limit: usize, budget: usize) -> Batch {
     let name = &store.names()[program];
     let mut rows = Vec::new();
     let mut end = start;
-    let stop = forward(store, program, &mut end, budget, |v| {
-        if rows.len() >= limit {
+    let mut text_bytes = 0;
+    // Bytes read, not only shown, bound a call: a filter that matches nothing still answers.
+    let stop = forward(store, program, &mut end, READ_BUDGET, |v| {
+        if rows.len() >= limit || text_bytes >= budget {
             return false;
         }
+        text_bytes += v.record.text.len();
         let time = v.record.time;
         if let Some(prev) = v.before.seq
             && v.record.seq > prev + 1

@@ -11,9 +11,11 @@ use super::reader::{self, Matcher};
 use super::store::Store;
 use crate::control::codes;
 
-/// The most rows a page holds, and about the most text: a page stays a modest message.
+/// The most rows a page holds, and about the most text (each program stops past its share by
+/// one line at most, 64 KiB): a page stays well inside a control message's 16 MiB, even with
+/// every byte escaped in JSON.
 const MAX_ROWS: usize = 10_000;
-const MAX_BYTES: usize = 4 * 1024 * 1024;
+const MAX_BYTES: usize = 2 * 1024 * 1024;
 /// The longest a read waits at the end; the reader asks again.
 const MAX_WAIT: Duration = Duration::from_secs(30);
 
@@ -126,7 +128,7 @@ pub async fn read(store: Arc<Store>, request: ReadRequest) -> Result<Page, Handl
 
 /// One page, and whether every program is at its end.
 fn page(store: &Store, programs: &[usize], matcher: &Matcher, mut cursor: Cursor, limit: usize) -> (Page, bool) {
-    let budget = MAX_BYTES / programs.len().max(1) + 64 * 1024;
+    let budget = (MAX_BYTES / programs.len().max(1)).max(8 * 1024);
     let share = (limit / programs.len().max(1)).max(limit.min(500));
     let mut rows = Vec::new();
     let mut at_end = Vec::new();
