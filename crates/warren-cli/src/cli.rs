@@ -70,16 +70,32 @@ pub enum Subcommand {
         #[command(flatten)]
         instance: Target,
     },
-    /// Show a program's recent output.
+    /// Show programs' output from their log files: one program's, several, or (no name) all
+    /// merged in time order.
     Logs {
-        /// The program whose output to show.
-        program: String,
+        /// The programs (default: all).
+        programs: Vec<String>,
         /// Keep printing new lines as they come.
         #[arg(short = 'f', long)]
         follow: bool,
-        /// How many recent lines to show.
-        #[arg(short = 'n', long, default_value_t = 100)]
-        lines: usize,
+        /// How many of the last lines to show (default 100).
+        #[arg(short = 'n', long, conflicts_with = "since")]
+        lines: Option<usize>,
+        /// Start at this time: a duration ago (10m, 2h) or an RFC 3339 time (UTC unless it says).
+        #[arg(long, value_name = "WHEN")]
+        since: Option<String>,
+        /// Only lines whose text matches this regular expression.
+        #[arg(long, value_name = "REGEX")]
+        grep: Option<String>,
+        /// Only lines of this stream: out or err.
+        #[arg(long, value_name = "out|err")]
+        stream: Option<String>,
+        /// Prefix each line with its time.
+        #[arg(long)]
+        timestamps: bool,
+        /// Print one JSON object per line: time, program, pid, stream, seq, line.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         instance: Instance,
     },

@@ -14,6 +14,7 @@ mod exit;
 mod harness;
 mod instance;
 mod lifecycle;
+mod logs;
 mod manual;
 mod output;
 mod private_dir;
@@ -133,8 +134,9 @@ async fn run(cli: Cli, terminal: Option<Terminal>) -> Result<u8, Failure> {
             let request = lifecycle_request(programs, !wait.no_wait, false, wait.timeout);
             Ok(remote::programs(&remote::connect(&instance.dir()).await?, "Control.RestartPrograms", &request).await?)
         }
-        Subcommand::Logs { program, follow, lines, instance } => {
-            remote::logs(&remote::connect(&instance.dir()).await?, &program, lines, follow).await?;
+        Subcommand::Logs { programs, follow, lines, since, grep, stream, timestamps, json, instance } => {
+            let options = logs::client::Options { programs, lines, follow, since, grep, stream, timestamps, json };
+            logs::client::run(&remote::connect(&instance.dir()).await?, options).await?;
             Ok(exit::OK)
         }
         Subcommand::Call { program, method, arg, timeout, instance } => {
@@ -170,13 +172,13 @@ async fn up(file: Option<PathBuf>, example: bool, run: cli::UpOptions, terminal:
         None if !example && default.exists() => Some(default),
         None => None,
     };
-    let plan = match &file {
-        Some(file) => match config::load(file) {
-            Ok(plan) => plan,
+    let (plan, logs) = match &file {
+        Some(file) => match config::load_with_logs(file) {
+            Ok(loaded) => loaded,
             Err(errors) => return Err(Failure { message: errors.to_string(), code: exit::CONFIG }),
         },
-        None => builtin::plan(),
+        None => (builtin::plan(), config::LogSettings::default()),
     };
     let dir = cli::config_dir(file.as_deref());
-    Ok(up::run(plan, &dir, run, terminal).await?)
+    Ok(up::run(plan, logs, &dir, run, terminal).await?)
 }

@@ -15,9 +15,11 @@ use warren::supervise::{Supervisor, Update};
 use warren::{Host, Shutdown, ShutdownStep};
 
 use crate::cli::UpOptions;
+use crate::config::LogSettings;
 use crate::control_socket::{ControlSocket, OpenError};
 use crate::exit;
 use crate::harness::{self, Harness};
+use crate::logs::store::Store;
 use crate::output::Output;
 use crate::service;
 use crate::terminal::Terminal;
@@ -25,7 +27,13 @@ use crate::terminal::Terminal;
 /// How long the control server lets calls finish when `up` ends.
 const CONTROL_DRAIN: Duration = Duration::from_secs(2);
 
-pub async fn run(plan: Plan, instance_dir: &Path, options: UpOptions, terminal: Terminal) -> anyhow::Result<u8> {
+pub async fn run(
+    plan: Plan,
+    log_settings: LogSettings,
+    instance_dir: &Path,
+    options: UpOptions,
+    terminal: Terminal,
+) -> anyhow::Result<u8> {
     if let Some(name) = &options.exit_code_from {
         if !plan.programs().iter().any(|p| &p.name == name) {
             let known: Vec<&str> = plan.programs().iter().map(|p| p.name.as_str()).collect();
@@ -36,12 +44,18 @@ pub async fn run(plan: Plan, instance_dir: &Path, options: UpOptions, terminal: 
     // First of all, so that a Ctrl-C while programs start is an orderly stop, not a crash.
     let mut shutdown = Shutdown::install().context("cannot install signal handlers")?;
     let output = Arc::new(Output::new(plan.programs().iter().map(|p| p.name.as_str()), terminal));
+    let logs_dir = log_settings.dir.unwrap_or_else(|| crate::instance::state_dir(instance_dir).join("logs"));
+    let limits =
+        plan.programs().iter().map(|p| (p.name.clone(), log_settings.limits.get(&p.name).copied().unwrap_or_default()));
+    let say = Arc::clone(&output);
+    let logs = Arc::new(Store::open(&logs_dir, limits, output.clone(), Arc::new(move |text: &str| say.say(text))));
+    let flusher = logs.spawn_flusher();
     let supervisor_slot: Arc<OnceLock<Supervisor>> = Arc::new(OnceLock::new());
     let control_path = crate::instance::control_socket(instance_dir);
     let control = {
-        let (slot, output) = (Arc::clone(&supervisor_slot), Arc::clone(&output));
+        let (slot, logs) = (Arc::clone(&supervisor_slot), Arc::clone(&logs));
         let say = Arc::clone(&output);
-        let serve = move || service::control(Arc::clone(&slot), Arc::clone(&output));
+        let serve = move || service::control(Arc::clone(&slot), Arc::clone(&logs));
         match ControlSocket::open(&control_path, serve, move |text| say.say(text)).await {
             Ok(control) => control,
             Err(OpenError::AlreadyRunning(lock)) => {
@@ -55,7 +69,7 @@ pub async fn run(plan: Plan, instance_dir: &Path, options: UpOptions, terminal: 
             Err(err) => return Err(err.into()),
         }
     };
-    let host = match Host::builder().log_sink(output.clone()).build() {
+    let host = match Host::builder().log_sink(logs.clone()).build() {
         Ok(host) => host,
         Err(err) => {
             // No stale control socket is left for the next `up` or `status` to stumble on.
@@ -66,7 +80,7 @@ pub async fn run(plan: Plan, instance_dir: &Path, options: UpOptions, terminal: 
     let (notices_tx, mut notices) = broadcast::channel(1024);
     let supervisor = Supervisor::start(plan, host, notices_tx);
     let _ = supervisor_slot.set(supervisor.clone());
-    output.say(&format!("control socket {}", control_path.display()));
+    output.say(&format!("control socket {}; logs in {}", control_path.display(), logs_dir.display()));
 
     // Once a stop is under way, exits are its doing, not reasons to stop.
     let mut stopping = false;
@@ -123,6 +137,8 @@ pub async fn run(plan: Plan, instance_dir: &Path, options: UpOptions, terminal: 
         }
     }
     let failed = supervisor.finished().await;
+    flusher.abort();
+    logs.close();
     control.shutdown(CONTROL_DRAIN).await;
     let code = harness.exit_code(&supervisor, failed);
     let mut text = String::from(if failed { "stopped; some programs failed" } else { "stopped" });

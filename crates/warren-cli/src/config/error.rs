@@ -103,6 +103,14 @@ pub enum ErrorKind {
         /// The parser's words.
         reason: String,
     },
+    /// A size that does not parse.
+    #[error("invalid size {text:?}: {reason}")]
+    BadSize {
+        /// The value as written.
+        text: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A duration that must be positive.
     #[error("must be greater than zero")]
     Zero,
