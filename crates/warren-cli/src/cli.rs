@@ -128,6 +128,27 @@ pub enum Subcommand {
         /// Only this subcommand's page (e.g. `restart`).
         subcommand: Option<String>,
     },
+    /// Turn the configuration into another tool's files.
+    #[command(subcommand)]
+    Export(Export),
+}
+
+/// What `warren export` writes.
+#[derive(Debug, clap::Subcommand)]
+pub enum Export {
+    /// One systemd service per program and a target for them all, written into DIR; what
+    /// systemd cannot express is noted in the units and printed.
+    Systemd {
+        /// The directory to write the units into.
+        dir: PathBuf,
+        /// Units for `systemctl --user` (the target is wanted by default.target, not
+        /// multi-user.target).
+        #[arg(long)]
+        user: bool,
+        /// The configuration file, or its directory (default: ./warren.toml).
+        #[arg(short = 'f', long = "file", value_name = "FILE")]
+        file: Option<PathBuf>,
+    },
 }
 
 /// Which programs `start`, `stop` and `restart` are for.

@@ -11,6 +11,7 @@ mod control;
 mod control_socket;
 mod diagnostics;
 mod exit;
+mod export;
 mod harness;
 mod instance;
 mod lifecycle;
@@ -150,6 +151,12 @@ async fn run(cli: Cli, terminal: Option<Terminal>) -> Result<u8, Failure> {
         }
         Subcommand::Completions { shell } => Ok(manual::completions(shell)?),
         Subcommand::Man { subcommand } => manual::man(subcommand.as_deref()),
+        Subcommand::Export(cli::Export::Systemd { dir, user, file }) => {
+            let file = file.unwrap_or_else(|| PathBuf::from("warren.toml"));
+            let file = if file.is_dir() { file.join("warren.toml") } else { file };
+            let scope = if user { export::systemd::Scope::User } else { export::systemd::Scope::System };
+            export::systemd(&file, &dir, scope)
+        }
     }
 }
 
