@@ -6,7 +6,7 @@ use clap::Parser;
 
 /// A supervisor for programs made of several processes.
 #[derive(Debug, Parser)]
-#[command(name = "warren", version, about, propagate_version = true)]
+#[command(name = "warren", version = env!("WARREN_VERSION"), about, propagate_version = true)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Subcommand,
