@@ -8,14 +8,18 @@
 //! [`Plan::new`]: warren::supervise::plan::Plan::new
 
 mod checker;
+mod env;
 mod error;
 mod graph;
+mod interpolate;
 mod load;
 mod name;
 mod plan;
 mod probe;
+mod procfile;
 mod raw;
 mod settings;
 
 pub use error::{ConfigError, ConfigErrors, ErrorKind, Section};
 pub use load::{load, parse};
+pub use procfile::{find, import};
