@@ -185,7 +185,12 @@ fn line_start_of(text: &str, line: &str) -> Option<usize> {
 }
 
 /// Rewrites the expandable values of one section, reporting what cannot be expanded.
-fn expand_section(body: &mut RawProgram, lookup: &dyn Fn(&str) -> Option<String>, at: &Section, errors: &mut Collector<'_>) {
+fn expand_section(
+    body: &mut RawProgram,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    at: &Section,
+    errors: &mut Collector<'_>,
+) {
     let mut expand = |span: &Range<usize>, text: &mut String, field: &str| match interpolate::expand(text, lookup) {
         Ok(expanded) => *text = expanded,
         Err(problem) => errors.push(Some(span.clone()), at, Some(field), ErrorKind::Expansion(problem.to_string())),

@@ -217,6 +217,9 @@ pub enum ErrorKind {
     /// A Procfile line that is neither `NAME: COMMAND`, blank nor a `#` comment.
     #[error("expected NAME: COMMAND (a name of letters, digits, '_' and '-'), a blank line or a # comment")]
     ProcfileLine,
+    /// A Procfile without a `NAME: COMMAND` line.
+    #[error("no NAME: COMMAND lines")]
+    EmptyProcfile,
 }
 
 /// `api -> db -> api`. A name that is not valid (and so reported already) is quoted, so that it

@@ -40,7 +40,7 @@ pub fn import(path: &Path) -> Result<String, ConfigErrors> {
         return Err(errors);
     }
     if lines.is_empty() {
-        return Err(file_error(path, ErrorKind::NoPrograms));
+        return Err(file_error(path, ErrorKind::EmptyProcfile));
     }
     let base = base_port(path)?;
     let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
@@ -85,9 +85,12 @@ fn lines<'t>(text: &'t str, errors: &mut Collector<'_>) -> Vec<(&'t str, &'t str
         let span = Some(at..at + line.len());
         match parsed {
             None => errors.push(span, &Section::File, None, ErrorKind::ProcfileLine),
-            Some((name, _)) if found.iter().any(|(seen, _)| *seen == name) => {
-                errors.push(span, &Section::Program(name.to_owned()), None, ErrorKind::DuplicateProgram(name.to_owned()))
-            }
+            Some((name, _)) if found.iter().any(|(seen, _)| *seen == name) => errors.push(
+                span,
+                &Section::Program(name.to_owned()),
+                None,
+                ErrorKind::DuplicateProgram(name.to_owned()),
+            ),
             Some(entry) => found.push(entry),
         }
     }
@@ -107,7 +110,8 @@ fn base_port(path: &Path) -> Result<u16, ConfigErrors> {
         return Ok(BASE_PORT);
     };
     text.trim().parse::<u16>().map_err(|_| {
-        let message = format!("PORT={text:?} from {source} is not a port number (it is the base of the programs' ports)");
+        let message =
+            format!("PORT={text:?} from {source} is not a port number (it is the base of the programs' ports)");
         file_error(path, ErrorKind::Schema(message))
     })
 }
