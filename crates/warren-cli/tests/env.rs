@@ -264,3 +264,14 @@ fn up_refuses_an_unset_variable_with_exit_code_2() {
     assert!(stderr.starts_with(&expected), "{stderr}");
     assert!(!Path::new(&dir.path().join("ctl.sock")).exists(), "nothing was started");
 }
+
+#[test]
+fn the_example_config_shows_the_new_keys_at_work() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../warren.toml");
+    let plan = load(&path).unwrap_or_else(|errors| panic!("{errors}"));
+    let expected = std::env::var("RUST_LOG").ok().filter(|v| !v.is_empty()).unwrap_or_else(|| "info".into());
+    for program in plan.programs() {
+        let rust_log = program.env.iter().find(|(k, _)| k == "RUST_LOG").map(|(_, v)| v.as_str());
+        assert_eq!(rust_log, Some(expected.as_str()), "{}", program.name);
+    }
+}

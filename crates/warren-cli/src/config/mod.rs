@@ -2,7 +2,9 @@
 //! checked for syntax, key names and types; `plan` (with `checker`, `probe` and `settings`)
 //! turns it into programs with every value parsed and every default resolved, and
 //! [`Plan::new`] checks them as a whole (`graph` reports what it finds at the file's lines). Only the plan goes on to the
-//! supervisor. Every error names the file, the line, the program and the field;
+//! supervisor. Between the two, `env` reads the env files and expands `${...}` in the raw values
+//! (`interpolate`). A Procfile (`procfile`) is read as the warren.toml it equals.
+//! Every error names the file, the line, the program and the field;
 //! `docs/CONFIG.md` describes the format.
 //!
 //! [`Plan::new`]: warren::supervise::plan::Plan::new
