@@ -275,3 +275,14 @@ fn the_example_config_shows_the_new_keys_at_work() {
         assert_eq!(rust_log, Some(expected.as_str()), "{}", program.name);
     }
 }
+
+#[test]
+fn an_env_table_of_its_own_is_reported_at_its_header() {
+    let toml = "[programs.a]\ncommand = 'a'\n\n[programs.a.env]\nOK = 'x'\nX = \"${NO_SUCH_X}\"\n";
+    let dir = dir_with(&[("warren.toml", toml)]);
+    assert_eq!(
+        errors(&dir),
+        "DIR/warren.toml:4: program \"a\", field \"env.X\": variable \"NO_SUCH_X\" is not set (set it in warren's \
+         environment or an env file, or give a default: ${NO_SUCH_X:-value})"
+    );
+}

@@ -174,10 +174,13 @@ pub(crate) fn parse(path: &Path, text: &str, errors: &mut Collector<'_>) -> Opti
 
 /// The 1-based number of the first line of `text` that starts with `line`.
 fn line_start_of(text: &str, line: &str) -> Option<usize> {
+    if line.is_empty() {
+        return None;
+    }
     let mut start = 0;
-    for (number, current) in text.split_inclusive('\n').enumerate() {
-        if text[start..].starts_with(line) && !line.is_empty() {
-            return Some(number + 1);
+    for (index, current) in text.split_inclusive('\n').enumerate() {
+        if text[start..].starts_with(line) {
+            return Some(index + 1);
         }
         start += current.len();
     }
