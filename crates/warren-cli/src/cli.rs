@@ -15,11 +15,12 @@ pub struct Cli {
 /// What `warren` is asked to do.
 #[derive(Debug, clap::Subcommand)]
 pub enum Subcommand {
-    /// Run the programs of a configuration file until Ctrl-C or `warren down`. Without a file
-    /// (and no ./warren.toml) it runs the built-in example: task-rpc and task.
+    /// Run the programs of a configuration file (a warren.toml or a Procfile) until Ctrl-C or
+    /// `warren down`. Without a file (and no ./warren.toml or ./Procfile) it runs the built-in
+    /// example: task-rpc and task.
     Up {
-        /// The configuration file, or a directory with a warren.toml (default: ./warren.toml if
-        /// it exists).
+        /// The configuration file (a name starting with Procfile is read as a Procfile), or a
+        /// directory with a warren.toml or Procfile (default: ./warren.toml, else ./Procfile).
         #[arg(short = 'f', long = "file", value_name = "FILE")]
         file: Option<PathBuf>,
         /// Run the built-in example even if ./warren.toml exists.
@@ -122,6 +123,12 @@ pub enum Subcommand {
     Completions {
         /// The shell to complete for.
         shell: clap_complete::Shell,
+    },
+    /// Print the warren.toml that runs what a Procfile runs (`warren import Procfile > warren.toml`);
+    /// `warren up -f Procfile` runs it without the file.
+    Import {
+        /// The Procfile.
+        file: PathBuf,
     },
     /// Print the manual page in roff (e.g. `warren man | man -l -`, or `warren man > warren.1`).
     Man {

@@ -157,6 +157,13 @@ async fn run(cli: Cli, terminal: Option<Terminal>) -> Result<u8, Failure> {
             let scope = if user { export::systemd::Scope::User } else { export::systemd::Scope::System };
             export::systemd(&file, &dir, scope)
         }
+        Subcommand::Import { file } => match config::import(&file) {
+            Ok(toml) => {
+                print!("{toml}");
+                Ok(exit::OK)
+            }
+            Err(errors) => Err(Failure { message: errors.to_string(), code: exit::CONFIG }),
+        },
     }
 }
 
@@ -171,12 +178,11 @@ fn lifecycle_request(
 }
 
 async fn up(file: Option<PathBuf>, example: bool, run: cli::UpOptions, terminal: Terminal) -> Result<u8, Failure> {
-    let default = PathBuf::from("warren.toml");
-    // `-f DIR` means DIR/warren.toml.
-    let file = file.map(|f| if f.is_dir() { f.join("warren.toml") } else { f });
+    // `-f DIR` means DIR/warren.toml, or DIR/Procfile without one; no `-f`, the same here.
+    let file = file.map(|f| if f.is_dir() { config::find(&f).unwrap_or_else(|| f.join("warren.toml")) } else { f });
     let file = match file {
         Some(file) => Some(file),
-        None if !example && default.exists() => Some(default),
+        None if !example => config::find(std::path::Path::new("")),
         None => None,
     };
     let (plan, logs) = match &file {

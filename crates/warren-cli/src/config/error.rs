@@ -203,6 +203,31 @@ pub enum ErrorKind {
     /// Condition `exited_ok` on a program that always restarts.
     #[error("condition \"exited_ok\" on {0:?}, which has restart = \"always\" and so never finishes")]
     ExitedOkWithAlways(String),
+    /// A `${...}` reference that cannot be expanded, in `interpolate`'s words.
+    #[error("{0}")]
+    Expansion(String),
+    /// An env file that cannot be read.
+    #[error("cannot read env file {}: {error}", path.display())]
+    EnvFileRead {
+        /// The file, resolved against the configuration's directory.
+        path: PathBuf,
+        /// Why.
+        error: io::Error,
+    },
+    /// A line of an env file that is not `NAME=value` (the error's file is the env file).
+    #[error("invalid line {text:?} in env file (at character {column})")]
+    EnvFileSyntax {
+        /// The line as written (with its continuation, for a multi-line quoted value).
+        text: String,
+        /// Where in it the parser gave up, from 0.
+        column: usize,
+    },
+    /// A Procfile line that is neither `NAME: COMMAND`, blank nor a `#` comment.
+    #[error("expected NAME: COMMAND (a name of letters, digits, '_' and '-'), a blank line or a # comment")]
+    ProcfileLine,
+    /// A Procfile without a `NAME: COMMAND` line.
+    #[error("no NAME: COMMAND lines")]
+    EmptyProcfile,
 }
 
 /// `api -> db -> api`. A name that is not valid (and so reported already) is quoted, so that it
@@ -295,6 +320,11 @@ impl<'a> Collector<'a> {
             field: field.map(str::to_owned),
             kind,
         });
+    }
+
+    /// Records an error found in another file (an env file) that this one led to.
+    pub(crate) fn push_error(&mut self, error: ConfigError) {
+        self.errors.push(error);
     }
 
     /// How many errors so far: compare before and after a step to learn whether it failed.

@@ -5,7 +5,7 @@ use std::path::Path;
 use warren::supervise::plan::Plan;
 
 use super::error::{Collector, ConfigError, ConfigErrors, ErrorKind, Section};
-use super::{LogSettings, graph, plan, raw};
+use super::{LogSettings, env, graph, plan, procfile, raw};
 
 /// Reads and checks the configuration file at `path`. On success, the programs are in the
 /// order of the file; [`Plan::start_order`] gives the order to start them in.
@@ -15,6 +15,9 @@ pub fn load(path: &Path) -> Result<Plan, ConfigErrors> {
 
 /// [`load`], with the settings of the programs' log files.
 pub fn load_with_logs(path: &Path) -> Result<(Plan, LogSettings), ConfigErrors> {
+    if procfile::is_procfile(path) {
+        return procfile::load(path);
+    }
     let text = std::fs::read_to_string(path).map_err(|err| file_error(path, ErrorKind::Read(err)))?;
     parse_with_logs(&text, path)
 }
@@ -32,11 +35,15 @@ pub fn parse_with_logs(text: &str, path: &Path) -> Result<(Plan, LogSettings), C
     let mut errors = Collector::new(path, text);
     let mut checked = None;
     let mut logs = LogSettings::default();
-    if let Some(file) = raw::read(text, &mut errors) {
+    if let Some(mut file) = raw::read(text, &mut errors) {
         logs.dir = file.logs_dir.as_ref().map(|dir| base.join(dir.get_ref()).components().collect());
+        let file_env = env::prepare(&mut file, base, &mut errors);
         let built = plan::build(&file, base, &mut errors);
         logs.limits = built.iter().map(|b| (b.program.name.clone(), b.log_limits)).collect();
         let (mut programs, origins): (Vec<_>, Vec<_>) = built.into_iter().map(|b| (b.program, b.origin)).unzip();
+        for (program, vars) in programs.iter_mut().zip(file_env) {
+            env::apply(program, vars);
+        }
         // Programs run in the configuration's directory unless told otherwise, so relative
         // paths in commands and shell lines mean the same wherever `warren up` is started.
         for program in &mut programs {

@@ -2,22 +2,28 @@
 //! checked for syntax, key names and types; `plan` (with `checker`, `probe` and `settings`)
 //! turns it into programs with every value parsed and every default resolved, and
 //! [`Plan::new`] checks them as a whole (`graph` reports what it finds at the file's lines). Only the plan goes on to the
-//! supervisor. Every error names the file, the line, the program and the field;
+//! supervisor. Between the two, `env` reads the env files and expands `${...}` in the raw values
+//! (`interpolate`). A Procfile (`procfile`) is read as the warren.toml it equals.
+//! Every error names the file, the line, the program and the field;
 //! `docs/CONFIG.md` describes the format.
 //!
 //! [`Plan::new`]: warren::supervise::plan::Plan::new
 
 mod checker;
+mod env;
 mod error;
 mod graph;
+mod interpolate;
 mod load;
 mod logs;
 mod name;
 mod plan;
 mod probe;
+mod procfile;
 mod raw;
 mod settings;
 
 pub use error::{ConfigError, ConfigErrors, ErrorKind, Section};
 pub use load::{load, load_with_logs, parse, parse_with_logs};
 pub use logs::{LogLimits, LogSettings};
+pub use procfile::{find, import};

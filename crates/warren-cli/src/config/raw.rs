@@ -66,6 +66,8 @@ pub(crate) struct RawProgram {
     pub(crate) reset_after: Field<DurationText>,
     pub(crate) max_size: Field<String>,
     pub(crate) keep: Field<u32>,
+    pub(crate) env_file: Field<OneOrMany>,
+    pub(crate) dotenv: Field<bool>,
 }
 
 /// The table form of `ready`: one of `log`, `exec`, `shell`, `connect`.
@@ -160,6 +162,33 @@ impl<'de> Deserialize<'de> for DurationText {
             }
         }
         deserializer.deserialize_str(Text)
+    }
+}
+
+/// `env_file`: one path or a list of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct OneOrMany(pub(crate) Vec<String>);
+
+impl<'de> Deserialize<'de> for OneOrMany {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Paths;
+        impl<'de> Visitor<'de> for Paths {
+            type Value = OneOrMany;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a path or a list of paths")
+            }
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<OneOrMany, E> {
+                Ok(OneOrMany(vec![text.to_owned()]))
+            }
+            fn visit_seq<S: de::SeqAccess<'de>>(self, mut seq: S) -> Result<OneOrMany, S::Error> {
+                let mut paths = Vec::new();
+                while let Some(path) = seq.next_element()? {
+                    paths.push(path);
+                }
+                Ok(OneOrMany(paths))
+            }
+        }
+        deserializer.deserialize_any(Paths)
     }
 }
 
@@ -385,7 +414,7 @@ mod tests {
             read_err("[defaults]\nzzz = 1\n"),
             "w.toml:2: [defaults]: unknown key \"zzz\" (expected one of command, shell, args, env, clear_env, cwd, \
              rpc, ready, ready_timeout, restart, backoff, crash_loop, stop_signal, grace, depends_on, health, \
-             on_socket_lost, reset_after, max_size, keep)"
+             on_socket_lost, reset_after, max_size, keep, env_file, dotenv)"
         );
         assert_eq!(read_err("[program.a]\n"), "w.toml:1: unknown key \"program\" (did you mean \"programs\"?)");
     }
@@ -414,7 +443,7 @@ mod tests {
             read_err("[programs.a]\nfoo = 1\n[programs.b]\nrpc = 1\n"),
             "w.toml:2: program \"a\": unknown key \"foo\" (expected one of command, shell, args, env, clear_env, cwd, \
              rpc, ready, ready_timeout, restart, backoff, crash_loop, stop_signal, grace, depends_on, health, \
-             on_socket_lost, reset_after, max_size, keep)\n\
+             on_socket_lost, reset_after, max_size, keep, env_file, dotenv)\n\
              w.toml:4: program \"b\", field \"rpc\": invalid type: integer `1`, expected true, false, \"warren\" or \"json\""
         );
     }
