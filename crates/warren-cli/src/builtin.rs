@@ -3,7 +3,7 @@
 //! supervisor passes to a dependent as `WARREN_ENDPOINT_TASK_RPC`, not a private copy — and
 //! exits 0, leaving the supervised `task-rpc` for `warren call task-rpc Task.Get '"new_id"'`.
 //! A `warren` moved away from the example binaries reports "program not found: task-rpc;
-//! looked in <its directory>" once: a missing program is not restarted.
+//! looked in (its directory)" once: a missing program is not restarted.
 
 use std::path::PathBuf;
 use std::time::Duration;
