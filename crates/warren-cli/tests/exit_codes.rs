@@ -101,26 +101,7 @@ restart = "never"
     up.assert_no_leftovers(Duration::from_secs(3));
 
     // 130: a third signal, while a grandchild that escaped holds the output open.
-    let mut up = Up::start(
-        r#"
-[programs.stubborn]
-command = @child@
-args = ["ignore-term"]
-ready = "notify"
-grace = "60s"
-
-[programs.escapee]
-command = @child@
-args = ["cgroup-escapee"]
-ready = "notify"
-grace = "60s"
-"#,
-    );
-    up.wait_line("all programs are up", BOUND);
-    let grandchild = up.wait_for("the escapee's grandchild", BOUND, |lines| {
-        lines.iter().find_map(|l| l.text.split("| grandchild ").nth(1)?.trim().parse::<u32>().ok())
-    });
-    up.learn(grandchild);
+    let mut up = Up::stubborn_with_an_escaped_grandchild();
     up.signal(Signal::TERM);
     up.wait_line("SIGTERM: stopping all programs", BOUND);
     up.signal(Signal::HUP);

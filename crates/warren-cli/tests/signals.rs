@@ -73,26 +73,7 @@ fn sighup_and_sigquit_stop_every_program_gracefully() {
 
 #[test]
 fn a_second_signal_kills_every_group_and_a_third_exits_130() {
-    let mut up = Up::start(
-        r#"
-[programs.stubborn]
-command = @child@
-args = ["ignore-term"]
-ready = "notify"
-grace = "60s"
-
-[programs.escapee]
-command = @child@
-args = ["cgroup-escapee"]
-ready = "notify"
-grace = "60s"
-"#,
-    );
-    up.wait_line("all programs are up", BOUND);
-    let grandchild = up.wait_for("the escapee's grandchild", BOUND, |lines| {
-        lines.iter().find_map(|l| l.text.split("| grandchild ").nth(1)?.trim().parse::<u32>().ok())
-    });
-    up.learn(grandchild);
+    let mut up = Up::stubborn_with_an_escaped_grandchild();
     up.signal(Signal::TERM);
     up.wait_line("SIGTERM: stopping all programs", BOUND);
     up.wait_line("stubborn | ignoring SIGTERM", BOUND);

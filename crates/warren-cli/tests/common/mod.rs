@@ -197,6 +197,34 @@ impl Up {
         }
     }
 
+    /// A program that ignores SIGTERM beside one whose grandchild left its process group (and
+    /// keeps the output open): what a second and a third signal are for. Returns once both
+    /// are up and the grandchild is known (so that the end-of-test check looks for it too).
+    #[allow(dead_code, reason = "used by some of the test files that share this fixture")]
+    pub fn stubborn_with_an_escaped_grandchild() -> Up {
+        let mut up = Up::start(
+            r#"
+[programs.stubborn]
+command = @child@
+args = ["ignore-term"]
+ready = "notify"
+grace = "60s"
+
+[programs.escapee]
+command = @child@
+args = ["cgroup-escapee"]
+ready = "notify"
+grace = "60s"
+"#,
+        );
+        up.wait_line("all programs are up", BOUND);
+        let grandchild = up.wait_for("the escapee's grandchild", BOUND, |lines| {
+            lines.iter().find_map(|l| l.text.split("| grandchild ").nth(1)?.trim().parse::<u32>().ok())
+        });
+        up.learn(grandchild);
+        up
+    }
+
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
