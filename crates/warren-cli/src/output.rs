@@ -24,6 +24,8 @@ pub struct Output {
     colours: HashMap<String, Style>,
     recent: Mutex<HashMap<String, VecDeque<LogRow>>>,
     follow: broadcast::Sender<LogRow>,
+    /// A detached instance writes only its own lines: programs' lines are in their log files.
+    own_lines_only: std::sync::atomic::AtomicBool,
 }
 
 impl Output {
@@ -37,7 +39,7 @@ impl Output {
             .collect();
         let (follow, _) = broadcast::channel(4096);
         terminal.set_width(width);
-        Output { terminal, colours, recent: Mutex::new(HashMap::new()), follow }
+        Output { terminal, colours, recent: Mutex::new(HashMap::new()), follow, own_lines_only: Default::default() }
     }
 
     /// A line from warren itself: a state change, a summary.
@@ -45,7 +47,15 @@ impl Output {
         self.terminal.say(text);
     }
 
+    /// From now on, programs' lines are not written (a detached instance's).
+    pub fn own_lines_only(&self) {
+        self.own_lines_only.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
     fn print(&self, who: &str, style: Style, text: &str) {
+        if self.own_lines_only.load(std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
         self.terminal.line(who, style, text);
     }
 

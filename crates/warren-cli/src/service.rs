@@ -1,6 +1,7 @@
 //! The control service that `warren up` serves on its control socket: what `status`, `start`,
-//! `stop`, `restart`, `logs`, `call` and `down` ask of the running instance.
+//! `stop`, `restart`, `logs`, `call`, `reload` and `down` ask of the running instance.
 
+use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -31,10 +32,10 @@ fn unknown(err: warren::supervise::UnknownProgram) -> HandlerError {
 
 /// The control service. Requests that arrive before the supervisor exists (a few microseconds
 /// at start) are answered as "starting".
-pub fn control(slot: Arc<OnceLock<Supervisor>>, output: Arc<Output>) -> Server {
+pub fn control(slot: Arc<OnceLock<Supervisor>>, output: Arc<Output>, file: Option<Arc<Path>>) -> Server {
     let get = move || slot.get().cloned().ok_or_else(|| HandlerError::new(codes::NOT_RUNNING, "warren is starting"));
-    let (status, start, stop, restart, call, down) =
-        (get.clone(), get.clone(), get.clone(), get.clone(), get.clone(), get);
+    let (status, start, stop, restart, call, down, reload) =
+        (get.clone(), get.clone(), get.clone(), get.clone(), get.clone(), get.clone(), get);
     let (logs, follow) = (Arc::clone(&output), output);
     Server::new().service("Control", move |s| {
         s.method("Status", move |_ctx, (): ()| {
@@ -81,6 +82,10 @@ pub fn control(slot: Arc<OnceLock<Supervisor>>, output: Arc<Output>) -> Server {
         .method("Call", move |_ctx, request: CallRequest| {
             let supervisor = call();
             async move { forward(supervisor?, request).await }
+        })
+        .method("Reload", move |_ctx, request: crate::reload::ReloadRequest| {
+            let (supervisor, file) = (reload(), file.clone());
+            async move { crate::reload::apply(&supervisor?, file.as_deref(), request.dry_run).await }
         })
         .method("Down", move |_ctx, (): ()| {
             let supervisor = down();
