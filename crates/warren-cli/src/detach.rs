@@ -7,8 +7,9 @@
 //! to the command until every program is up. Whatever goes wrong before then (an invalid file,
 //! an instance already running, a program that failed to start) is written there, and the
 //! child exits with its code, which the command passes on. Once everything is up the child
-//! points its stderr at its own log and the pipe ends: the command prints how to follow and
-//! stop the instance, and exits 0. Programs' lines go to their log files (`warren logs`);
+//! writes [`UP`] and points its stderr at its own log: the command prints how to follow and
+//! stop the instance, and exits 0. (A line, not the end of the pipe: the host's watchdog is
+//! forked with every descriptor, the pipe's too, and holds it as long as the instance runs.) Programs' lines go to their log files (`warren logs`);
 //! warren's own lines go to `<control socket>.log` beside the control socket (the user's
 //! private runtime directory), rotated at [`OWN_LOG_BYTES`].
 
@@ -26,6 +27,9 @@ use crate::terminal::Terminal;
 /// Past this size the detached instance's own log is moved to `….log.1` (replacing the one
 /// before) and started again: at most twice this on disk.
 pub const OWN_LOG_BYTES: u64 = 4 << 20;
+
+/// The line that says "every program is up" on the pipe.
+const UP: &str = "\u{1}warren: every program is up";
 
 /// Where a detached instance for `instance_dir` writes its own lines.
 pub fn own_log(instance_dir: &Path) -> PathBuf {
@@ -53,17 +57,23 @@ pub fn start(file: Option<&Path>, options: &UpOptions, instance_dir: &Path) -> a
     }
     command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
     let mut child = command.spawn().with_context(|| format!("cannot start {}", exe.display()))?;
-    // Relayed as it comes, until the child lets go of the pipe (up) or exits (not up).
+    // Relayed as it comes, until the child says it is up or ends (the pipe ends with it).
+    let mut up = false;
     if let Some(pipe) = child.stderr.take() {
         for line in BufReader::new(pipe).lines() {
             match line {
+                Ok(line) if line == UP => {
+                    up = true;
+                    break;
+                }
                 Ok(line) => eprintln!("{line}"),
                 Err(_) => break,
             }
         }
     }
-    if let Some(status) = child.try_wait().context("cannot wait for the background instance")? {
+    if !up {
         // It ended before it was up; what it said was relayed above.
+        let status = child.wait().context("cannot wait for the background instance")?;
         return Ok(status.code().and_then(|c| u8::try_from(c).ok()).unwrap_or(exit::PROGRAM_FAILED));
     }
     let target = match file {
@@ -120,6 +130,7 @@ impl Report {
             return;
         }
         self.released = true;
+        eprintln!("{UP}");
         let log = OpenOptions::new().create(true).append(true).open(own_log(instance_dir));
         let moved = match &log {
             Ok(file) => rustix::stdio::dup2_stderr(file).map_err(std::io::Error::from),

@@ -90,9 +90,9 @@ fn a_reload_applies_the_difference_and_keeps_what_did_not_change() {
         std::thread::sleep(Duration::from_millis(20));
     }
     // Dependents first: gone-dep stopped before gone did.
-    let dep = up.wait_event("gone-dep", "stopped", BOUND);
-    let gone = up.wait_event("gone", "stopped", BOUND);
-    assert!(dep.at <= gone.at, "{}", up.transcript());
+    up.wait_event("gone-dep", "stopped", BOUND);
+    up.wait_event("gone", "stopped", BOUND);
+    assert!(up.event_index("gone-dep", "stopped") < up.event_index("gone", "stopping"), "{}", up.transcript());
     assert!(up.events("keep", "stopping").is_empty(), "keep was stopped:\n{}", up.transcript());
     down(&mut up);
 }
