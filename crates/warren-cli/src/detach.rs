@@ -103,8 +103,9 @@ pub fn enter_session() -> std::io::Result<()> {
 
 /// The child's writer of warren's own lines: its log, with the time on every line.
 pub fn terminal(instance_dir: &Path) -> std::io::Result<Terminal> {
-    let log = RotatingFile::open(own_log(instance_dir), OWN_LOG_BYTES)?;
-    Terminal::start_on(Box::new(log), true)
+    let log: Box<dyn Write + Send> = Box::new(RotatingFile::open(own_log(instance_dir), OWN_LOG_BYTES)?);
+    // A file: no colour, whatever the environment says.
+    Terminal::start_on(Box::new(anstream::AutoStream::new(log, anstream::ColorChoice::Never)), true)
 }
 
 /// What the child reports to the command waiting for it, while it waits.
