@@ -146,19 +146,21 @@ impl Report {
     }
 }
 
-/// A file that starts over past `limit` bytes, keeping the one before as `….1`.
+/// A file that starts over past `limit` bytes (at the start of a line, so a line is never
+/// split between two files), keeping the one before as `….1`.
 struct RotatingFile {
     path: PathBuf,
     file: File,
     written: u64,
     limit: u64,
+    at_line_start: bool,
 }
 
 impl RotatingFile {
     fn open(path: PathBuf, limit: u64) -> std::io::Result<RotatingFile> {
         let file = OpenOptions::new().create(true).append(true).open(&path)?;
         let written = file.metadata()?.len();
-        Ok(RotatingFile { path, file, written, limit })
+        Ok(RotatingFile { path, file, written, limit, at_line_start: true })
     }
 
     fn rotate(&mut self) -> std::io::Result<()> {
@@ -173,11 +175,14 @@ impl RotatingFile {
 
 impl Write for RotatingFile {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if self.written > 0 && self.written + buf.len() as u64 > self.limit {
+        if self.at_line_start && self.written > 0 && self.written + buf.len() as u64 > self.limit {
             self.rotate()?;
         }
         let n = self.file.write(buf)?;
         self.written += n as u64;
+        if n > 0 {
+            self.at_line_start = buf[n - 1] == b'\n';
+        }
         Ok(n)
     }
 
@@ -201,9 +206,11 @@ mod tests {
             writeln!(file, "line {i:04} of the log").expect("write");
         }
         let size = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
-        assert!(size(&path) <= 100, "{}", size(&path));
-        assert!(size(&dir.path().join("warren.log.1")) <= 100);
+        // Over the limit by less than a line at most: lines are not split.
+        assert!(size(&path) <= 100 + 21, "{}", size(&path));
+        let before = std::fs::read_to_string(dir.path().join("warren.log.1")).expect("read");
         let last = std::fs::read_to_string(&path).expect("read");
-        assert!(last.ends_with("line 0049 of the log\n"), "{last}");
+        assert!(before.len() <= 100 + 21 && before.ends_with('\n'), "{before}");
+        assert!(last.starts_with("line ") && last.ends_with("line 0049 of the log\n"), "{last}");
     }
 }

@@ -43,9 +43,10 @@ fn output(up: &Up, args: &[&str]) -> (Option<i32>, String, String) {
     (out.status.code(), text(&out.stdout), text(&out.stderr))
 }
 
-fn down(up: &mut Up) {
+/// `warren down`; `up` exits with `code` and leaves nothing behind.
+fn down_with(up: &mut Up, code: i32) {
     up.warren(["down"]).assert().success();
-    assert_eq!(up.wait_exit(BOUND).code(), Some(0), "{}", up.transcript());
+    assert_eq!(up.wait_exit(BOUND).code(), Some(code), "{}", up.transcript());
     up.assert_no_leftovers(Duration::from_secs(3));
 }
 
@@ -94,7 +95,7 @@ fn a_reload_applies_the_difference_and_keeps_what_did_not_change() {
     up.wait_event("gone", "stopped", BOUND);
     assert!(up.event_index("gone-dep", "stopped") < up.event_index("gone", "stopping"), "{}", up.transcript());
     assert!(up.events("keep", "stopping").is_empty(), "keep was stopped:\n{}", up.transcript());
-    down(&mut up);
+    down_with(&mut up, 0);
 }
 
 #[test]
@@ -120,5 +121,20 @@ fn an_invalid_file_is_refused_and_nothing_changes() {
     assert!(stdout.contains("nothing to change (4 unchanged)"), "{stdout}");
     let again: Vec<u32> = ["keep", "change", "gone", "gone-dep"].iter().map(|n| pid(&mut up, n)).collect();
     assert_eq!(before, again);
-    down(&mut up);
+    down_with(&mut up, 0);
+}
+
+#[test]
+fn a_reload_whose_new_program_cannot_start_exits_1_and_says_why() {
+    let mut up = Up::start(&program("keep", "1", ""));
+    up.wait_line("all programs are up", BOUND);
+    let keep = pid(&mut up, "keep");
+    let broken = "[programs.broken]\ncommand = \"/nonexistent/warren-test-program\"\n";
+    std::fs::write(up.config(), format!("{}{broken}", program("keep", "1", ""))).expect("rewrite");
+    let (code, stdout, stderr) = output(&up, &["reload"]);
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert!(stderr.contains("broken") && stderr.contains("not found"), "{stderr}");
+    assert_eq!(pid(&mut up, "keep"), keep);
+    // A program failed: `up` exits 1.
+    down_with(&mut up, 1);
 }
