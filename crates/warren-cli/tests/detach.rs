@@ -203,6 +203,23 @@ fn sighup_to_a_detached_instance_reloads_its_file() {
     assert_eq!(here.pid("db"), Some(db), "the unchanged program was restarted");
     let log = std::fs::read_to_string(here.dir.path().join("ctl.log")).expect("log");
     assert!(log.contains("SIGHUP: reloading") && log.contains("web: restarted"), "{log}");
+    // SIGHUP does not count toward the second and third stop signals: three more are three
+    // reloads with nothing to change, and the instance runs on.
+    let instance = here.instance();
+    let deadline = Instant::now() + BOUND;
+    for n in 1..=3 {
+        testkit::signal(instance, Signal::HUP);
+        loop {
+            let log = std::fs::read_to_string(here.dir.path().join("ctl.log")).expect("log");
+            if log.matches("nothing to change").count() >= n {
+                break;
+            }
+            assert!(Instant::now() < deadline, "reload {n} not seen:\n{log}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    assert!(alive(instance));
+    assert_eq!(here.pid("db"), Some(db));
     assert!(here.warren(&["down"]).status.success());
     here.wait_gone();
 }
