@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use tokio::time::Instant;
 
 use super::events::{Action, State};
-use super::machine::{Machine, Slot};
+use super::machine::{Machine, Relaunch, Slot};
 use super::plan::Plan;
 
 /// How a new plan differs from the running one, program by program: in the order of the new
@@ -64,8 +64,11 @@ impl Machine {
         for program in plan.programs() {
             let slot = match old.remove(&program.name) {
                 Some(mut slot) => {
-                    // Named again before it was gone: it is no longer on its way out.
-                    slot.retiring = false;
+                    // Named again before it was gone: it is no longer on its way out, and one
+                    // already being stopped comes back.
+                    if std::mem::take(&mut slot.retiring) {
+                        slot.restart_after_stop = (slot.state == State::Stopping).then_some(Relaunch::Now);
+                    }
                     let current = slot.pending.as_ref().unwrap_or(&slot.program);
                     if current != program {
                         slot.pending = Some(program.clone());

@@ -443,3 +443,18 @@ async fn a_program_stopped_on_request_takes_its_new_settings_but_stays_stopped()
     assert_eq!(h.state("a"), State::Stopped);
     assert_eq!(h.machine.program("a"), Some(&a));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_program_named_again_while_it_is_being_removed_comes_back() {
+    let (mut h, _) = Harness::new(vec![program("a"), program("b")]);
+    h.up("a");
+    h.up("b");
+    let both = Plan::new(vec![program("a"), program("b")]).expect("plan");
+    let actions = h.on(Event::Reload { plan: Plan::new(vec![program("a")]).expect("plan") });
+    assert_eq!(stopped(&actions), ["b"]);
+    let actions = h.on(Event::Reload { plan: both });
+    assert!(stopped(&actions).is_empty());
+    let actions = stop_and_exit(&mut h, "b");
+    assert_eq!(spawned(&actions), ["b"]);
+    assert_eq!(names(&h), ["a", "b"]);
+}
