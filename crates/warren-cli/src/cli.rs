@@ -6,7 +6,7 @@ use clap::Parser;
 
 /// A supervisor for programs made of several processes.
 #[derive(Debug, Parser)]
-#[command(name = "warren", version, about, propagate_version = true)]
+#[command(name = "warren", version = env!("WARREN_VERSION"), about, propagate_version = true)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Subcommand,
@@ -70,16 +70,32 @@ pub enum Subcommand {
         #[command(flatten)]
         instance: Target,
     },
-    /// Show a program's recent output.
+    /// Show programs' output from their log files: one program's, several, or (no name) all
+    /// merged in time order.
     Logs {
-        /// The program whose output to show.
-        program: String,
+        /// The programs (default: all).
+        programs: Vec<String>,
         /// Keep printing new lines as they come.
         #[arg(short = 'f', long)]
         follow: bool,
-        /// How many recent lines to show.
-        #[arg(short = 'n', long, default_value_t = 100)]
-        lines: usize,
+        /// How many of the last lines to show (default 100).
+        #[arg(short = 'n', long, conflicts_with = "since")]
+        lines: Option<usize>,
+        /// Start at this time: a duration ago (10m, 2h) or an RFC 3339 time (UTC unless it says).
+        #[arg(long, value_name = "WHEN")]
+        since: Option<String>,
+        /// Only lines whose text matches this regular expression.
+        #[arg(long, value_name = "REGEX")]
+        grep: Option<String>,
+        /// Only lines of this stream: out or err.
+        #[arg(long, value_name = "out|err")]
+        stream: Option<String>,
+        /// Prefix each line with its time.
+        #[arg(long)]
+        timestamps: bool,
+        /// Print one JSON object per line: time, program, pid, stream, seq, line.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         instance: Instance,
     },
@@ -121,6 +137,27 @@ pub enum Subcommand {
     Man {
         /// Only this subcommand's page (e.g. `restart`).
         subcommand: Option<String>,
+    },
+    /// Turn the configuration into another tool's files.
+    #[command(subcommand)]
+    Export(Export),
+}
+
+/// What `warren export` writes.
+#[derive(Debug, clap::Subcommand)]
+pub enum Export {
+    /// One systemd service per program and a target for them all, written into DIR; what
+    /// systemd cannot express is noted in the units and printed.
+    Systemd {
+        /// The directory to write the units into.
+        dir: PathBuf,
+        /// Units for `systemctl --user` (the target is wanted by default.target, not
+        /// multi-user.target).
+        #[arg(long)]
+        user: bool,
+        /// The configuration file, or its directory (default: ./warren.toml).
+        #[arg(short = 'f', long = "file", value_name = "FILE")]
+        file: Option<PathBuf>,
     },
 }
 

@@ -9,6 +9,7 @@ pub mod codes {
     pub const NOT_RUNNING: u32 = 1002;
     pub const NO_RPC: u32 = 1003;
     pub const CALL_FAILED: u32 = 1004;
+    pub const BAD_REQUEST: u32 = 1005;
 }
 
 /// A row of `warren status`.
@@ -28,23 +29,9 @@ pub struct StatusRow {
     /// "socket file … was deleted" while it runs: new clients cannot reach it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub socket_lost: Option<String>,
-}
-
-/// A line of a program's output, as `warren logs` shows it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct LogRow {
-    pub program: String,
-    pub stream: String,
-    /// Counts the program's lines from 1, across both streams and across restarts.
-    pub seq: u64,
-    pub text: String,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct LogsRequest {
-    pub program: String,
-    /// How many of the most recent lines to return.
-    pub lines: usize,
+    /// Lines that could not be written to the program's log file (a full disk).
+    #[serde(default)]
+    pub log_lost: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -54,9 +41,6 @@ pub struct CallRequest {
     pub arg: serde_json::Value,
     pub timeout_ms: Option<u64>,
 }
-
-/// The notification name under which followed log lines are pushed.
-pub const LOG_NOTIFICATION: &str = "Control.Log";
 
 /// What `start`, `stop` and `restart` ask of the instance.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -14,6 +14,23 @@ pub fn control_socket(config_dir: &Path) -> PathBuf {
     base_dir().join(format!("{:016x}.sock", fnv1a(dir.as_os_str().as_encoded_bytes())))
 }
 
+/// Where the instance for `config_dir` keeps what outlives it (its log files):
+/// `$XDG_STATE_HOME/warren/<dir name>-<hash>`, or `~/.local/state/warren/…`. The directory's
+/// name makes it easy to find; the hash of its full path keeps two `app/` directories apart.
+pub fn state_dir(config_dir: &Path) -> PathBuf {
+    let dir = config_dir.canonicalize().unwrap_or_else(|_| config_dir.to_path_buf());
+    let name = dir.file_name().map_or_else(|| "root".to_owned(), |n| n.to_string_lossy().into_owned());
+    let hash = fnv1a(dir.as_os_str().as_encoded_bytes());
+    let base = match std::env::var_os("XDG_STATE_HOME").map(PathBuf::from) {
+        Some(state) if state.is_absolute() => state,
+        _ => match std::env::var_os("HOME").map(PathBuf::from) {
+            Some(home) if home.is_absolute() => home.join(".local/state"),
+            _ => PathBuf::from(format!("/tmp/warren-{}-state", rustix::process::geteuid().as_raw())),
+        },
+    };
+    base.join("warren").join(format!("{name}-{:08x}", hash >> 32))
+}
+
 /// `$XDG_RUNTIME_DIR/warren`, or `/tmp/warren-<uid>`: short, per user.
 fn base_dir() -> PathBuf {
     match std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from) {
@@ -44,5 +61,17 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(a, control_socket(Path::new("/srv/a")));
         assert!(a.as_os_str().len() <= warren_rpc::MAX_UNIX_PATH, "{}", a.display());
+    }
+
+    #[test]
+    fn one_state_directory_per_configuration_directory_named_after_it() {
+        let a = state_dir(Path::new("/srv/one/app"));
+        let b = state_dir(Path::new("/srv/two/app"));
+        assert_ne!(a, b);
+        for dir in [&a, &b] {
+            let name = dir.file_name().expect("a name").to_string_lossy();
+            assert!(name.starts_with("app-"), "{}", dir.display());
+            assert_eq!(dir.parent().and_then(Path::file_name), Some("warren".as_ref()));
+        }
     }
 }

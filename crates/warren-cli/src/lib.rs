@@ -12,9 +12,11 @@ mod control_socket;
 mod detach;
 mod diagnostics;
 mod exit;
+mod export;
 mod harness;
 mod instance;
 mod lifecycle;
+mod logs;
 mod manual;
 mod output;
 mod private_dir;
@@ -145,8 +147,9 @@ async fn run(cli: Cli, terminal: Option<Terminal>) -> Result<u8, Failure> {
             let request = lifecycle_request(programs, !wait.no_wait, false, wait.timeout);
             Ok(remote::programs(&remote::connect(&instance.dir()).await?, "Control.RestartPrograms", &request).await?)
         }
-        Subcommand::Logs { program, follow, lines, instance } => {
-            remote::logs(&remote::connect(&instance.dir()).await?, &program, lines, follow).await?;
+        Subcommand::Logs { programs, follow, lines, since, grep, stream, timestamps, json, instance } => {
+            let options = logs::client::Options { programs, lines, follow, since, grep, stream, timestamps, json };
+            logs::client::run(&remote::connect(&instance.dir()).await?, options).await?;
             Ok(exit::OK)
         }
         Subcommand::Call { program, method, arg, timeout, instance } => {
@@ -163,6 +166,12 @@ async fn run(cli: Cli, terminal: Option<Terminal>) -> Result<u8, Failure> {
         }
         Subcommand::Completions { shell } => Ok(manual::completions(shell)?),
         Subcommand::Man { subcommand } => manual::man(subcommand.as_deref()),
+        Subcommand::Export(cli::Export::Systemd { dir, user, file }) => {
+            let file = file.unwrap_or_else(|| PathBuf::from("warren.toml"));
+            let file = if file.is_dir() { file.join("warren.toml") } else { file };
+            let scope = if user { export::systemd::Scope::User } else { export::systemd::Scope::System };
+            export::systemd(&file, &dir, scope)
+        }
     }
 }
 
@@ -189,14 +198,14 @@ async fn up(file: Option<PathBuf>, example: bool, run: cli::UpOptions, terminal:
     if run.detach && !run.detached_child {
         return Ok(detach::start(file.as_deref(), &run, &dir)?);
     }
-    let plan = match &file {
-        Some(file) => match config::load(file) {
-            Ok(plan) => plan,
+    let (plan, logs) = match &file {
+        Some(file) => match config::load_with_logs(file) {
+            Ok(loaded) => loaded,
             Err(errors) => return Err(Failure { message: errors.to_string(), code: exit::CONFIG }),
         },
-        None => builtin::plan(),
+        None => (builtin::plan(), config::LogSettings::default()),
     };
     // The path as given when `up` started, for `warren reload` to re-read.
     let file = file.map(|f| std::path::absolute(&f).unwrap_or(f));
-    Ok(up::run(plan, file, &dir, run, terminal).await?)
+    Ok(up::run(plan, logs, file, &dir, run, terminal).await?)
 }

@@ -7,9 +7,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use warren_rpc::{CallError, CallOptions, Client, ConnectError};
 
-use crate::control::{
-    CallRequest, LOG_NOTIFICATION, LogRow, LogsRequest, Outcome, OutcomeKind, ProgramsRequest, StatusRow,
-};
+use crate::control::{CallRequest, Outcome, OutcomeKind, ProgramsRequest, StatusRow};
 use crate::exit;
 
 /// Why a remote command did not succeed, with the exit code it maps to.
@@ -98,6 +96,10 @@ pub async fn status(client: &Client, json: bool) -> Result<(), RemoteError> {
         if let Some(lost) = &row.socket_lost {
             detail = if detail.is_empty() { lost.clone() } else { format!("{detail}; {lost}") };
         }
+        if row.log_lost > 0 {
+            let lost = format!("{} log lines lost", row.log_lost);
+            detail = if detail.is_empty() { lost } else { format!("{detail}; {lost}") };
+        }
         emit(&format!(
             "{:<width$}  {:<9}  {:>7}  {:>11}  {:>8}  {}",
             row.name,
@@ -136,33 +138,6 @@ pub async fn programs(client: &Client, method: &str, request: &ProgramsRequest) 
         }
     }
     Ok(code)
-}
-
-pub async fn logs(client: &Client, program: &str, lines: usize, follow: bool) -> Result<(), RemoteError> {
-    // Subscribe before asking for the history so that no line falls between the two.
-    let mut live = client.subscribe(LOG_NOTIFICATION);
-    if follow {
-        client.call::<_, ()>("Control.Follow", program).await.map_err(refused)?;
-    }
-    let recent: Vec<LogRow> =
-        client.call("Control.Logs", &LogsRequest { program: program.to_owned(), lines }).await.map_err(refused)?;
-    for row in &recent {
-        emit(&row.text)?;
-    }
-    // A program's lines are numbered in order across streams and restarts.
-    let shown = recent.last().map_or(0, |row| row.seq);
-    if !follow {
-        return Ok(());
-    }
-    while let Some(notification) = live.next().await {
-        let Ok(row) = notification.decode::<LogRow>() else { continue };
-        // Lines already shown from the history arrive again on the live feed: skip them.
-        if row.seq <= shown {
-            continue;
-        }
-        emit(&row.text)?;
-    }
-    Ok(())
 }
 
 pub async fn call(

@@ -5,16 +5,18 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use tokio::sync::broadcast;
 use warren::supervise::Supervisor;
 use warren_rpc::{HandlerError, Server};
 
-use crate::control::{CallRequest, LOG_NOTIFICATION, LogsRequest, ProgramsRequest, StatusRow, codes};
+use crate::control::{CallRequest, ProgramsRequest, StatusRow, codes};
 use crate::lifecycle;
-use crate::output::Output;
+use crate::logs::api::{OpenRequest, ReadRequest};
+use crate::logs::serve;
+use crate::logs::store::Store;
 
-fn row(status: warren::supervise::ProgramStatus) -> StatusRow {
+fn row(status: warren::supervise::ProgramStatus, logs: &Store) -> StatusRow {
     StatusRow {
+        log_lost: logs.lost(&status.name),
         name: status.name,
         state: status.state.name().to_owned(),
         detail: status.state.to_string(),
@@ -32,15 +34,16 @@ fn unknown(err: warren::supervise::UnknownProgram) -> HandlerError {
 
 /// The control service. Requests that arrive before the supervisor exists (a few microseconds
 /// at start) are answered as "starting".
-pub fn control(slot: Arc<OnceLock<Supervisor>>, output: Arc<Output>, file: Option<Arc<Path>>) -> Server {
+pub fn control(slot: Arc<OnceLock<Supervisor>>, logs: Arc<Store>, file: Option<Arc<Path>>) -> Server {
     let get = move || slot.get().cloned().ok_or_else(|| HandlerError::new(codes::NOT_RUNNING, "warren is starting"));
     let (status, start, stop, restart, call, down, reload) =
         (get.clone(), get.clone(), get.clone(), get.clone(), get.clone(), get.clone(), get);
-    let (logs, follow) = (Arc::clone(&output), output);
+    let (open_logs, read_logs) = (Arc::clone(&logs), Arc::clone(&logs));
     Server::new().service("Control", move |s| {
         s.method("Status", move |_ctx, (): ()| {
             let supervisor = status();
-            async move { Ok(supervisor?.status().into_iter().map(row).collect::<Vec<_>>()) }
+            let logs = Arc::clone(&logs);
+            async move { Ok(supervisor?.status().into_iter().map(|s| row(s, &logs)).collect::<Vec<_>>()) }
         })
         .method("StartPrograms", move |_ctx, request: ProgramsRequest| {
             let supervisor = start();
@@ -54,31 +57,8 @@ pub fn control(slot: Arc<OnceLock<Supervisor>>, output: Arc<Output>, file: Optio
             let supervisor = restart();
             async move { lifecycle::restart(supervisor?, request).await }
         })
-        .method("Logs", move |_ctx, request: LogsRequest| {
-            let rows = logs.recent(&request.program, request.lines);
-            async move { Ok(rows) }
-        })
-        .method("Follow", move |ctx, program: String| {
-            let mut lines = follow.follow();
-            let notifier = ctx.notifier();
-            tokio::spawn(async move {
-                loop {
-                    tokio::select! {
-                        line = lines.recv() => match line {
-                            Ok(row) if row.program == program => {
-                                if notifier.notify(LOG_NOTIFICATION, &row).is_err() {
-                                    return;
-                                }
-                            }
-                            Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-                            Err(broadcast::error::RecvError::Closed) => return,
-                        },
-                        () = notifier.disconnected() => return,
-                    }
-                }
-            });
-            async move { Ok(()) }
-        })
+        .method("OpenLogs", move |_ctx, request: OpenRequest| serve::open(Arc::clone(&open_logs), request))
+        .method("ReadLogs", move |_ctx, request: ReadRequest| serve::read(Arc::clone(&read_logs), request))
         .method("Call", move |_ctx, request: CallRequest| {
             let supervisor = call();
             async move { forward(supervisor?, request).await }

@@ -16,10 +16,12 @@ use warren::supervise::{Supervisor, Update};
 use warren::{Host, Shutdown, ShutdownStep, Signal};
 
 use crate::cli::UpOptions;
+use crate::config::LogSettings;
 use crate::control_socket::{ControlSocket, OpenError};
 use crate::detach;
 use crate::exit;
 use crate::harness::{self, Harness};
+use crate::logs::store::Store;
 use crate::output::Output;
 use crate::terminal::Terminal;
 use crate::{reload, service};
@@ -29,6 +31,7 @@ const CONTROL_DRAIN: Duration = Duration::from_secs(2);
 
 pub async fn run(
     plan: Plan,
+    log_settings: LogSettings,
     file: Option<PathBuf>,
     instance_dir: &Path,
     options: UpOptions,
@@ -51,16 +54,22 @@ pub async fn run(
     let mut failed_to_start = false;
     let file: Option<Arc<Path>> = file.map(Arc::from);
     let output = Arc::new(Output::new(plan.programs().iter().map(|p| p.name.as_str()), terminal));
+    let logs_dir = log_settings.dir.unwrap_or_else(|| crate::instance::state_dir(instance_dir).join("logs"));
+    let limits =
+        plan.programs().iter().map(|p| (p.name.clone(), log_settings.limits.get(&p.name).copied().unwrap_or_default()));
+    let say = Arc::clone(&output);
+    let logs = Arc::new(Store::open(&logs_dir, limits, output.clone(), Arc::new(move |text: &str| say.say(text))));
+    let flusher = logs.spawn_flusher();
     if detached {
         output.own_lines_only();
     }
     let supervisor_slot: Arc<OnceLock<Supervisor>> = Arc::new(OnceLock::new());
     let control_path = crate::instance::control_socket(instance_dir);
     let control = {
-        let (slot, output) = (Arc::clone(&supervisor_slot), Arc::clone(&output));
+        let (slot, logs) = (Arc::clone(&supervisor_slot), Arc::clone(&logs));
         let say = Arc::clone(&output);
         let file = file.clone();
-        let serve = move || service::control(Arc::clone(&slot), Arc::clone(&output), file.clone());
+        let serve = move || service::control(Arc::clone(&slot), Arc::clone(&logs), file.clone());
         match ControlSocket::open(&control_path, serve, move |text| say.say(text)).await {
             Ok(control) => control,
             Err(OpenError::AlreadyRunning(lock)) => {
@@ -74,7 +83,7 @@ pub async fn run(
             Err(err) => return Err(err.into()),
         }
     };
-    let host = match Host::builder().log_sink(output.clone()).build() {
+    let host = match Host::builder().log_sink(logs.clone()).build() {
         Ok(host) => host,
         Err(err) => {
             // No stale control socket is left for the next `up` or `status` to stumble on.
@@ -85,7 +94,7 @@ pub async fn run(
     let (notices_tx, mut notices) = broadcast::channel(1024);
     let supervisor = Supervisor::start(plan, host, notices_tx);
     let _ = supervisor_slot.set(supervisor.clone());
-    output.say(&format!("control socket {}", control_path.display()));
+    output.say(&format!("control socket {}; logs in {}", control_path.display(), logs_dir.display()));
 
     // Once a stop is under way, exits are its doing, not reasons to stop.
     let mut stopping = false;
@@ -163,6 +172,8 @@ pub async fn run(
         }
     }
     let failed = supervisor.finished().await;
+    flusher.abort();
+    logs.close();
     control.shutdown(CONTROL_DRAIN).await;
     let mut code = harness.exit_code(&supervisor, failed);
     if failed_to_start && code == exit::OK {

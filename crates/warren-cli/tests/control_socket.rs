@@ -119,7 +119,8 @@ fn attack(prepare: impl FnOnce(&OtherUser, &Path, &Path), expected: &str) {
     });
     // Where the victim's instance listens (its name is a hash of the configuration's directory).
     let line = up.wait_line("control socket ", BOUND);
-    let socket = PathBuf::from(line.text.split("control socket ").nth(1).expect("a path").trim());
+    let rest = line.text.split("control socket ").nth(1).expect("a path");
+    let socket = PathBuf::from(rest.split(';').next().unwrap_or(rest).trim());
     up.signal(Signal::TERM);
     up.wait_exit(BOUND);
     let dir = socket.parent().expect("its directory").to_owned();

@@ -55,7 +55,14 @@ impl Endpoint {
         if trimmed.contains('/') || trimmed.ends_with(".sock") {
             return Ok(Endpoint::Unix(PathBuf::from(trimmed)));
         }
-        Err(bad("unknown scheme"))
+        // `127.0.0.1:6379`, `localhost:8080`, `[::1]:80`: what people write for TCP.
+        if let Some((host, port)) = trimmed.rsplit_once(':')
+            && !host.is_empty()
+            && port.parse::<u16>().is_ok()
+        {
+            return Ok(Endpoint::Tcp(trimmed.to_owned()));
+        }
+        Err(bad("expected tcp:HOST:PORT, HOST:PORT, unix:PATH or a path"))
     }
 
     /// A Unix endpoint for `path`.
@@ -144,11 +151,13 @@ mod tests {
         assert_eq!(Endpoint::parse("tcp:127.0.0.1:7000").ok(), Some(Endpoint::Tcp("127.0.0.1:7000".into())));
         assert_eq!(Endpoint::parse("stdio:").ok(), Some(Endpoint::Stdio));
         assert_eq!(Endpoint::parse("tcp:[::1]:80").ok(), Some(Endpoint::Tcp("[::1]:80".into())));
+        assert_eq!(Endpoint::parse("127.0.0.1:6379").ok(), Some(Endpoint::Tcp("127.0.0.1:6379".into())));
+        assert_eq!(Endpoint::parse("localhost:80").ok(), Some(Endpoint::Tcp("localhost:80".into())));
     }
 
     #[test]
     fn rejects_with_the_input_named() {
-        for input in ["http://x", "tcp:localhost", "tcp::80", "unix:", "tcp:h:99999"] {
+        for input in ["http://x", "tcp:localhost", "tcp::80", "unix:", "tcp:h:99999", "host:http", ":80"] {
             let err = Endpoint::parse(input).expect_err(input);
             assert!(err.to_string().contains(input), "{err}");
         }

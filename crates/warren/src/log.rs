@@ -33,6 +33,8 @@ impl fmt::Display for Stream {
 pub struct LogLine {
     /// The child's name as given in its spec.
     pub child: Arc<str>,
+    /// The process id of the child that printed it: which instance of a restarted program.
+    pub pid: u32,
     /// The pipe it came from.
     pub stream: Stream,
     /// Counts lines per child and stream from 1, so gaps and reordering are visible.

@@ -36,6 +36,7 @@ impl Tail {
 pub async fn pump<R: AsyncRead + Unpin>(
     mut pipe: R,
     child: Arc<str>,
+    pid: u32,
     stream: Stream,
     max_line: usize,
     sink: Arc<dyn LogSink>,
@@ -50,7 +51,7 @@ pub async fn pump<R: AsyncRead + Unpin>(
         if let Some(tail) = &tail {
             tail.push(&text);
         }
-        sink.line(LogLine { child: Arc::clone(&child), stream, seq, text, continues, unterminated });
+        sink.line(LogLine { child: Arc::clone(&child), pid, stream, seq, text, continues, unterminated });
     };
     // Where scanning for a newline resumes: bytes before it are known to hold none.
     let mut scanned = 0;
@@ -119,7 +120,7 @@ mod tests {
 
     async fn lines_of(input: &[u8], max_line: usize) -> Vec<LogLine> {
         let sink = Arc::new(Collect::default());
-        pump(input, Arc::from("c"), Stream::Stdout, max_line, sink.clone(), None).await;
+        pump(input, Arc::from("c"), 1, Stream::Stdout, max_line, sink.clone(), None).await;
         sink.0.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 

@@ -42,8 +42,9 @@ pub(crate) fn start_pumps(
 ) -> Pumps {
     let tail = Arc::new(Tail::default());
     let closed = CancellationToken::new();
+    let pid = process.id();
     let start = |pipe: Box<dyn tokio::io::AsyncRead + Send + Unpin>, stream: Stream, tail: Option<Arc<Tail>>| {
-        tokio::spawn(pump::pump(pipe, Arc::clone(name), stream, max_line, Arc::clone(sink), tail))
+        tokio::spawn(pump::pump(pipe, Arc::clone(name), pid, stream, max_line, Arc::clone(sink), tail))
     };
     let mut tasks = Vec::new();
     if let Some(stdout) = process.stdout.take() {

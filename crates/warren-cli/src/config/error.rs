@@ -103,6 +103,14 @@ pub enum ErrorKind {
         /// The parser's words.
         reason: String,
     },
+    /// A size that does not parse.
+    #[error("invalid size {text:?}: {reason}")]
+    BadSize {
+        /// The value as written.
+        text: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A duration that must be positive.
     #[error("must be greater than zero")]
     Zero,
@@ -137,8 +145,8 @@ pub enum ErrorKind {
         /// The parser's words.
         reason: String,
     },
-    /// An endpoint that is neither `tcp:HOST:PORT` nor `unix:PATH`.
-    #[error("invalid endpoint {0:?} (expected tcp:HOST:PORT or unix:PATH)")]
+    /// An endpoint that is neither `tcp:HOST:PORT`, `HOST:PORT` nor `unix:PATH`.
+    #[error("invalid endpoint {0:?} (expected tcp:HOST:PORT, HOST:PORT or unix:PATH)")]
     BadEndpoint(String),
     /// An unknown `rpc` value.
     #[error("unknown rpc protocol {0:?} (expected true, false, \"warren\" or \"json\")")]

@@ -5,25 +5,38 @@ use std::path::Path;
 use warren::supervise::plan::Plan;
 
 use super::error::{Collector, ConfigError, ConfigErrors, ErrorKind, Section};
-use super::{graph, plan, raw};
+use super::{LogSettings, graph, plan, raw};
 
 /// Reads and checks the configuration file at `path`. On success, the programs are in the
 /// order of the file; [`Plan::start_order`] gives the order to start them in.
 pub fn load(path: &Path) -> Result<Plan, ConfigErrors> {
+    load_with_logs(path).map(|(plan, _)| plan)
+}
+
+/// [`load`], with the settings of the programs' log files.
+pub fn load_with_logs(path: &Path) -> Result<(Plan, LogSettings), ConfigErrors> {
     let text = std::fs::read_to_string(path).map_err(|err| file_error(path, ErrorKind::Read(err)))?;
-    parse(&text, path)
+    parse_with_logs(&text, path)
 }
 
 /// Checks configuration text read from `path`. Paths in it are relative to the directory of
 /// `path`; errors name `path` as given.
 pub fn parse(text: &str, path: &Path) -> Result<Plan, ConfigErrors> {
+    parse_with_logs(text, path).map(|(plan, _)| plan)
+}
+
+/// [`parse`], with the settings of the programs' log files.
+pub fn parse_with_logs(text: &str, path: &Path) -> Result<(Plan, LogSettings), ConfigErrors> {
     let absolute = std::path::absolute(path).map_err(|err| file_error(path, ErrorKind::BaseDir(err)))?;
     let base = absolute.parent().unwrap_or(Path::new("/"));
     let mut errors = Collector::new(path, text);
     let mut checked = None;
+    let mut logs = LogSettings::default();
     if let Some(file) = raw::read(text, &mut errors) {
-        let (mut programs, origins): (Vec<_>, Vec<_>) =
-            plan::build(&file, base, &mut errors).into_iter().map(|b| (b.program, b.origin)).unzip();
+        logs.dir = file.logs_dir.as_ref().map(|dir| base.join(dir.get_ref()).components().collect());
+        let built = plan::build(&file, base, &mut errors);
+        logs.limits = built.iter().map(|b| (b.program.name.clone(), b.log_limits)).collect();
+        let (mut programs, origins): (Vec<_>, Vec<_>) = built.into_iter().map(|b| (b.program, b.origin)).unzip();
         // Programs run in the configuration's directory unless told otherwise, so relative
         // paths in commands and shell lines mean the same wherever `warren up` is started.
         for program in &mut programs {
@@ -33,7 +46,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Plan, ConfigErrors> {
     }
     match (errors.finish(), checked) {
         (Some(errors), _) => Err(errors),
-        (None, Some(plan)) => Ok(plan),
+        (None, Some(plan)) => Ok((plan, logs)),
         // `raw::read` gives no file only after reporting a syntax error.
         (None, None) => Err(file_error(path, ErrorKind::NoPrograms)),
     }

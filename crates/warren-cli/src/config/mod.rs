@@ -11,6 +11,7 @@ mod checker;
 mod error;
 mod graph;
 mod load;
+mod logs;
 mod name;
 mod plan;
 mod probe;
@@ -18,4 +19,5 @@ mod raw;
 mod settings;
 
 pub use error::{ConfigError, ConfigErrors, ErrorKind, Section};
-pub use load::{load, parse};
+pub use load::{load, load_with_logs, parse, parse_with_logs};
+pub use logs::{LogLimits, LogSettings};

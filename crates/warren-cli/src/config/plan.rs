@@ -27,6 +27,7 @@ use super::settings::{Ready, Set, Settings};
 #[derive(Debug)]
 pub(crate) struct Built {
     pub(crate) program: Program,
+    pub(crate) log_limits: super::LogLimits,
     pub(crate) origin: Origin,
 }
 
@@ -75,7 +76,7 @@ fn program(
     let placeholder = Invocation::Shell(String::new());
     let Some(body) = &section.body else {
         let origin = Origin { ok: false, dependency_spans: Vec::new() };
-        return Built { program: Program::new(name, placeholder), origin };
+        return Built { program: Program::new(name, placeholder), log_limits: super::LogLimits::default(), origin };
     };
     let command = check.command(body, &name_span);
     let (depends_on, dependency_spans) = check.dependencies(&body.depends_on).into_iter().unzip();
@@ -85,9 +86,10 @@ fn program(
         check.ping_needs_rpc(&settings);
     }
     let ok = check.errors.count() == before && defaults_ok;
+    let log_limits = settings.log_limits();
     let mut program = settings.into_program(name, command.unwrap_or(placeholder));
     program.depends_on = depends_on;
-    Built { program, origin: Origin { ok, dependency_spans } }
+    Built { program, log_limits, origin: Origin { ok, dependency_spans } }
 }
 
 fn span<T>(field: &Field<T>) -> Option<Range<usize>> {
@@ -109,6 +111,11 @@ impl Checker<'_, '_> {
             health: raw.health.as_ref().and_then(|health| Some(Set::new(health, self.health(health)?))),
             on_socket_lost: raw.on_socket_lost.as_ref().and_then(|raw| self.on_socket_lost(raw)),
             reset_after: self.duration(&raw.reset_after, "reset_after", false),
+            max_size: raw.max_size.as_ref().and_then(|size| match super::logs::parse_size(size.get_ref()) {
+                Ok(bytes) => Some(Set::new(size, bytes)),
+                Err(reason) => self.fail(size, "max_size", ErrorKind::BadSize { text: size.get_ref().clone(), reason }),
+            }),
+            keep: self.count(&raw.keep, "keep"),
             ..Settings::default()
         };
         if let Some(backoff) = &raw.backoff {

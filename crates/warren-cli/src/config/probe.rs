@@ -79,15 +79,18 @@ impl Checker<'_, '_> {
         }
     }
 
-    /// `tcp:HOST:PORT` or `unix:PATH` (a relative path is made absolute like any other).
+    /// `tcp:HOST:PORT`, `HOST:PORT` (what people write for TCP) or `unix:PATH` (a relative
+    /// path is made absolute like any other).
     fn endpoint(&mut self, raw: &Spanned<String>, field: &str) -> Option<String> {
         let text = raw.get_ref();
-        if let Some(rest) = text.strip_prefix("tcp:")
+        let bare_tcp = !text.starts_with("unix:") && !text.contains('/');
+        let tcp = text.strip_prefix("tcp:").or(bare_tcp.then_some(text.as_str()));
+        if let Some(rest) = tcp
             && let Some((host, port)) = rest.rsplit_once(':')
             && !host.is_empty()
             && port.parse::<u16>().is_ok_and(|port| port != 0)
         {
-            return Some(text.clone());
+            return Some(format!("tcp:{rest}"));
         }
         if let Some(path) = text.strip_prefix("unix:")
             && !path.is_empty()

@@ -26,6 +26,8 @@ pub(crate) type Field<T> = Option<Spanned<T>>;
 /// The whole file.
 #[derive(Debug, Default)]
 pub(crate) struct RawFile {
+    /// `logs_dir`, at the top level.
+    pub(crate) logs_dir: Field<String>,
     pub(crate) defaults: Option<RawSection>,
     /// In the order of the file.
     pub(crate) programs: Vec<RawSection>,
@@ -62,6 +64,8 @@ pub(crate) struct RawProgram {
     pub(crate) health: Field<StringOr<RawHealth>>,
     pub(crate) on_socket_lost: Field<String>,
     pub(crate) reset_after: Field<DurationText>,
+    pub(crate) max_size: Field<String>,
+    pub(crate) keep: Field<u32>,
 }
 
 /// The table form of `ready`: one of `log`, `exec`, `shell`, `connect`.
@@ -216,6 +220,15 @@ pub(crate) fn read(text: &str, errors: &mut Collector<'_>) -> Option<RawFile> {
     for (key, value) in in_file_order(document.get_ref()) {
         match key.get_ref().as_ref() {
             "defaults" => file.defaults = Some(section(key, value, Section::Defaults, errors)),
+            "logs_dir" => match value.get_ref().as_str() {
+                Some(dir) => file.logs_dir = Some(Spanned::new(value.span(), dir.to_owned())),
+                None => errors.push(
+                    Some(value.span()),
+                    &Section::File,
+                    Some("logs_dir"),
+                    ErrorKind::Schema("expected a directory path (a string)".to_owned()),
+                ),
+            },
             "programs" => match value.get_ref().as_table() {
                 Some(programs) => {
                     for (name, body) in in_file_order(programs) {
@@ -231,8 +244,8 @@ pub(crate) fn read(text: &str, errors: &mut Collector<'_>) -> Option<RawFile> {
                 None,
                 ErrorKind::UnknownKey {
                     key: other.to_owned(),
-                    suggestion: closest(other, ["defaults", "programs"]),
-                    expected: vec!["defaults".into(), "programs".into()],
+                    suggestion: closest(other, ["defaults", "programs", "logs_dir"]),
+                    expected: vec!["defaults".into(), "programs".into(), "logs_dir".into()],
                 },
             ),
         }
@@ -372,7 +385,7 @@ mod tests {
             read_err("[defaults]\nzzz = 1\n"),
             "w.toml:2: [defaults]: unknown key \"zzz\" (expected one of command, shell, args, env, clear_env, cwd, \
              rpc, ready, ready_timeout, restart, backoff, crash_loop, stop_signal, grace, depends_on, health, \
-             on_socket_lost, reset_after)"
+             on_socket_lost, reset_after, max_size, keep)"
         );
         assert_eq!(read_err("[program.a]\n"), "w.toml:1: unknown key \"program\" (did you mean \"programs\"?)");
     }
@@ -401,7 +414,7 @@ mod tests {
             read_err("[programs.a]\nfoo = 1\n[programs.b]\nrpc = 1\n"),
             "w.toml:2: program \"a\": unknown key \"foo\" (expected one of command, shell, args, env, clear_env, cwd, \
              rpc, ready, ready_timeout, restart, backoff, crash_loop, stop_signal, grace, depends_on, health, \
-             on_socket_lost, reset_after)\n\
+             on_socket_lost, reset_after, max_size, keep)\n\
              w.toml:4: program \"b\", field \"rpc\": invalid type: integer `1`, expected true, false, \"warren\" or \"json\""
         );
     }

@@ -59,6 +59,8 @@ pub(super) struct Settings {
     pub(super) health: Option<Set<Option<Health>>>,
     pub(super) on_socket_lost: Option<Set<OnSocketLost>>,
     pub(super) reset_after: Option<Set<Duration>>,
+    pub(super) max_size: Option<Set<u64>>,
+    pub(super) keep: Option<Set<u32>>,
 }
 
 fn or_inherit<T: Clone>(own: Option<Set<T>>, defaults: &Option<Set<T>>) -> Option<Set<T>> {
@@ -95,6 +97,17 @@ impl Settings {
             health: or_inherit(self.health, &defaults.health),
             on_socket_lost: or_inherit(self.on_socket_lost, &defaults.on_socket_lost),
             reset_after: or_inherit(self.reset_after, &defaults.reset_after),
+            max_size: or_inherit(self.max_size, &defaults.max_size),
+            keep: or_inherit(self.keep, &defaults.keep),
+        }
+    }
+
+    /// The program's log rotation: its own keys, else `[defaults]`', else 10 MiB × 5.
+    pub(super) fn log_limits(&self) -> super::LogLimits {
+        let defaults = super::LogLimits::default();
+        super::LogLimits {
+            max_size: self.max_size.as_ref().map_or(defaults.max_size, |set| set.value),
+            keep: self.keep.as_ref().map_or(defaults.keep, |set| set.value),
         }
     }
 

@@ -159,6 +159,8 @@ impl Up {
             .env("WARREN_CONTROL", dir.path().join("ctl.sock"))
             .env("NO_COLOR", "1")
             .env("WARREN_TEST_TAG", &tag)
+            // Log files stay in the fixture's directory, not in the user's ~/.local/state.
+            .env("XDG_STATE_HOME", dir.path().join("state"))
             .env_remove("NOTIFY_SOCKET")
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())

@@ -1,0 +1,82 @@
+//! `warren export systemd`: the units pass `systemd-analyze verify`, say what warren would do,
+//! and note what systemd cannot.
+
+use std::process::Command;
+
+#[expect(dead_code, reason = "the fixture serves cli.rs too; this file uses part of it")]
+mod common;
+
+const CONFIG: &str = r#"
+[programs.db]
+command = @child@
+args = ["notify-ready", "100"]
+ready = "notify"
+grace = "3s"
+stop_signal = "INT"
+
+[programs.api]
+command = @child@
+args = ["sleeper", "with space", "100% $HOME \"quoted\""]
+env = { GREETING = "hello world", PCT = "50%" }
+depends_on = ["db"]
+restart = "on-failure"
+backoff = { initial = "250ms" }
+ready = { connect = "127.0.0.1:9" }
+health = { connect = "127.0.0.1:9" }
+
+[programs.job]
+shell = "echo $HOME && exit 0"
+restart = "never"
+depends_on = [{ name = "api", condition = "healthy" }]
+"#;
+
+#[test]
+fn exported_units_verify_and_say_what_systemd_cannot_do() {
+    if Command::new("systemd-analyze").arg("--version").output().is_err() {
+        testkit::skip::unavailable("systemd-analyze is not installed (.ci/run installs it)");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let project = dir.path().join("shop");
+    std::fs::create_dir(&project).expect("mkdir");
+    std::fs::write(project.join("warren.toml"), common::with_child(CONFIG)).expect("config");
+    let units = dir.path().join("units");
+    let output = Command::new(env!("CARGO_BIN_EXE_warren"))
+        .args(["export", "systemd", "--user", "-f"])
+        .arg(&project)
+        .arg(&units)
+        .output()
+        .expect("run warren export");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    let read = |name: &str| std::fs::read_to_string(units.join(name)).unwrap_or_else(|err| panic!("{name}: {err}"));
+    let (db, api, job, target) =
+        (read("shop-db.service"), read("shop-api.service"), read("shop-job.service"), read("shop.target"));
+
+    assert!(
+        db.contains("Type=notify") && db.contains("TimeoutStopSec=3000ms") && db.contains("KillSignal=SIGINT"),
+        "{db}"
+    );
+    assert!(api.contains("Requires=shop-db.service\nAfter=shop-db.service"), "{api}");
+    assert!(api.contains(r#""with space" "100%% $$HOME \"quoted\"""#), "arguments arrive as written: {api}");
+    assert!(
+        api.contains(r#"Environment="GREETING=hello world""#) && api.contains(r#"Environment="PCT=50%%""#),
+        "{api}"
+    );
+    assert!(api.contains("Restart=on-failure") && api.contains("RestartSec=250ms"), "{api}");
+    assert!(api.contains("# warren: ready when tcp:127.0.0.1:9 accepts a connection"), "{api}");
+    assert!(api.contains("# warren: has a health check"), "{api}");
+    assert!(job.contains(r#"ExecStart=/bin/sh -c "echo $$HOME && exit 0""#), "{job}");
+    assert!(job.contains("# warren: waits until api is healthy"), "{job}");
+    assert!(target.contains("Wants=shop-db.service shop-api.service shop-job.service"), "{target}");
+    assert!(target.contains("WantedBy=default.target"), "--user: {target}");
+    assert!(stdout.contains("note: has a health check") && stdout.contains("enable --now shop.target"), "{stdout}");
+
+    let files: Vec<_> = ["shop-db.service", "shop-api.service", "shop-job.service", "shop.target"]
+        .iter()
+        .map(|name| units.join(name))
+        .collect();
+    let verify = Command::new("systemd-analyze").args(["verify", "--man=no"]).args(&files).output().expect("verify");
+    let complaints = String::from_utf8_lossy(&verify.stderr);
+    assert!(verify.status.success() && complaints.trim().is_empty(), "systemd-analyze verify: {complaints}");
+}
