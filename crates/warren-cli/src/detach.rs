@@ -10,8 +10,8 @@
 //! writes [`UP`] and points its stderr at its own log: the command prints how to follow and
 //! stop the instance, and exits 0. (A line, not the end of the pipe: the host's watchdog is
 //! forked with every descriptor, the pipe's too, and holds it as long as the instance runs.) Programs' lines go to their log files (`warren logs`);
-//! warren's own lines go to `<control socket>.log` beside the control socket (the user's
-//! private runtime directory), rotated at [`OWN_LOG_BYTES`].
+//! warren's own lines go to `warren.log` in the instance's state directory, beside `logs/`,
+//! rotated at [`OWN_LOG_BYTES`].
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
@@ -31,9 +31,10 @@ pub const OWN_LOG_BYTES: u64 = 4 << 20;
 /// The line that says "every program is up" on the pipe.
 const UP: &str = "\u{1}warren: every program is up";
 
-/// Where a detached instance for `instance_dir` writes its own lines.
+/// Where a detached instance for `instance_dir` writes its own lines: its state directory,
+/// beside its programs' `logs/` (unless `logs_dir` put those elsewhere).
 pub fn own_log(instance_dir: &Path) -> PathBuf {
-    crate::instance::control_socket(instance_dir).with_extension("log")
+    crate::instance::state_dir(instance_dir).join("warren.log")
 }
 
 /// The command's side: starts the child and waits until it is up or has ended.
@@ -41,7 +42,7 @@ pub fn start(file: Option<&Path>, options: &UpOptions, instance_dir: &Path) -> a
     let exe = std::env::current_exe().context("cannot find the warren executable to run in the background")?;
     let log = own_log(instance_dir);
     if let Some(dir) = log.parent() {
-        crate::private_dir::ensure(dir)?;
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
     let mut command = Command::new(&exe);
     command.arg("up").arg("--detached-child");

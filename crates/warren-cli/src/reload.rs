@@ -10,6 +10,7 @@ use warren::supervise::{PlanDiff, Supervisor};
 use warren_rpc::{CallError, CallOptions, Client, HandlerError};
 
 use crate::control::{Outcome, OutcomeKind};
+use crate::logs::store::Store;
 use crate::remote::RemoteError;
 use crate::{config, exit, lifecycle};
 
@@ -40,17 +41,28 @@ pub struct ReloadAnswer {
 }
 
 /// Re-reads `file` and, unless `dry_run`, applies it; waits for the programs it starts or
-/// restarts to be up.
-pub async fn apply(supervisor: &Supervisor, file: Option<&Path>, dry_run: bool) -> Result<ReloadAnswer, HandlerError> {
+/// restarts to be up. Added programs get their log files in `logs` (the other log settings
+/// stay as `up` started with them).
+pub async fn apply(
+    supervisor: &Supervisor,
+    logs: &Store,
+    file: Option<&Path>,
+    dry_run: bool,
+) -> Result<ReloadAnswer, HandlerError> {
     let file = file.ok_or_else(|| {
         HandlerError::new(NO_FILE, "this instance runs the built-in example: it has no file to re-read")
     })?;
-    let plan = config::load(file).map_err(|errors| HandlerError::new(INVALID_CONFIG, errors.to_string()))?;
+    let (plan, settings) =
+        config::load_with_logs(file).map_err(|errors| HandlerError::new(INVALID_CONFIG, errors.to_string()))?;
     let mut diff = PlanDiff::between(&supervisor.plan(), &plan);
     let mut outcomes = Vec::new();
     if !dry_run {
         let stopped: Vec<String> =
             supervisor.status().into_iter().filter(|s| s.state == State::Stopped).map(|s| s.name).collect();
+        // Before the programs start, so that their first lines are recorded.
+        for name in &diff.added {
+            logs.add(name, settings.limits.get(name).copied().unwrap_or_default());
+        }
         outcomes = lifecycle::until_up(supervisor, || {
             diff = supervisor.reload(plan);
             // A program stopped on request stays so, with its new settings.

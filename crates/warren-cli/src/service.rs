@@ -38,7 +38,7 @@ pub fn control(slot: Arc<OnceLock<Supervisor>>, logs: Arc<Store>, file: Option<A
     let get = move || slot.get().cloned().ok_or_else(|| HandlerError::new(codes::NOT_RUNNING, "warren is starting"));
     let (status, start, stop, restart, call, down, reload) =
         (get.clone(), get.clone(), get.clone(), get.clone(), get.clone(), get.clone(), get);
-    let (open_logs, read_logs) = (Arc::clone(&logs), Arc::clone(&logs));
+    let (open_logs, read_logs, reload_logs) = (Arc::clone(&logs), Arc::clone(&logs), Arc::clone(&logs));
     Server::new().service("Control", move |s| {
         s.method("Status", move |_ctx, (): ()| {
             let supervisor = status();
@@ -64,8 +64,8 @@ pub fn control(slot: Arc<OnceLock<Supervisor>>, logs: Arc<Store>, file: Option<A
             async move { forward(supervisor?, request).await }
         })
         .method("Reload", move |_ctx, request: crate::reload::ReloadRequest| {
-            let (supervisor, file) = (reload(), file.clone());
-            async move { crate::reload::apply(&supervisor?, file.as_deref(), request.dry_run).await }
+            let (supervisor, file, logs) = (reload(), file.clone(), Arc::clone(&reload_logs));
+            async move { crate::reload::apply(&supervisor?, &logs, file.as_deref(), request.dry_run).await }
         })
         .method("Down", move |_ctx, (): ()| {
             let supervisor = down();

@@ -161,8 +161,9 @@ pub async fn run(
                     output.say(&format!("{signal}: reloading the configuration file"));
                     // Apart, so that updates go on being read while the changes are made.
                     let (supervisor, output, file) = (supervisor.clone(), Arc::clone(&output), file.clone());
+                    let logs = Arc::clone(&logs);
                     tokio::spawn(async move {
-                        match reload::apply(&supervisor, file.as_deref(), false).await {
+                        match reload::apply(&supervisor, &logs, file.as_deref(), false).await {
                             Ok(answer) => reload::describe(&answer).iter().for_each(|line| output.say(line)),
                             Err(err) => output.say(&format!("not reloaded, running as before: {}", err.message())),
                         }

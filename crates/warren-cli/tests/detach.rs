@@ -43,12 +43,20 @@ impl Detached {
             .current_dir(self.dir.path())
             .env("WARREN_CONTROL", self.dir.path().join("ctl.sock"))
             .env("WARREN_TEST_TAG", self.tag())
+            .env("XDG_STATE_HOME", self.dir.path().join("state"))
             .env("NO_COLOR", "1")
             .env_remove("RUST_LOG")
             .env_remove("NOTIFY_SOCKET")
             .timeout(BOUND)
             .output()
             .expect("run warren")
+    }
+
+    /// The detached instance's own lines, in its state directory.
+    fn own_log(&self) -> PathBuf {
+        let state = self.dir.path().join("state/warren");
+        let dir = std::fs::read_dir(&state).expect("the state directory").next().expect("one instance").expect("entry");
+        dir.path().join("warren.log")
     }
 
     /// The processes started from here.
@@ -141,9 +149,10 @@ fn up_d_returns_once_everything_is_up_and_is_found_by_status_and_down() {
         let target = std::fs::read_link(format!("/proc/{instance}/fd/{fd}")).expect("fd link");
         assert_eq!(target, Path::new("/dev/null"), "fd {fd}");
     }
-    // Its own lines went to its log, beside the control socket.
-    let log = std::fs::read_to_string(here.dir.path().join("ctl.log")).expect("the instance's own log");
+    // Its own lines went to its log, beside its programs' logs.
+    let log = std::fs::read_to_string(here.own_log()).expect("the instance's own log");
     assert!(log.contains("all programs are up"), "{log}");
+    assert!(here.own_log().with_file_name("logs").join("web.log").exists(), "web's log file");
 
     let out = here.warren(&["down"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -201,7 +210,7 @@ fn sighup_to_a_detached_instance_reloads_its_file() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(here.pid("db"), Some(db), "the unchanged program was restarted");
-    let log = std::fs::read_to_string(here.dir.path().join("ctl.log")).expect("log");
+    let log = std::fs::read_to_string(here.own_log()).expect("log");
     assert!(log.contains("SIGHUP: reloading") && log.contains("web: restarted"), "{log}");
     // SIGHUP does not count toward the second and third stop signals: three more are three
     // reloads with nothing to change, and the instance runs on.
@@ -210,7 +219,7 @@ fn sighup_to_a_detached_instance_reloads_its_file() {
     for n in 1..=3 {
         testkit::signal(instance, Signal::HUP);
         loop {
-            let log = std::fs::read_to_string(here.dir.path().join("ctl.log")).expect("log");
+            let log = std::fs::read_to_string(here.own_log()).expect("log");
             if log.matches("nothing to change").count() >= n {
                 break;
             }

@@ -78,6 +78,11 @@ fn a_reload_applies_the_difference_and_keeps_what_did_not_change() {
     assert!(!alive(before[1]), "the changed program's old process is still there");
     let added = pid(&mut up, "added");
     assert!(alive(added));
+    // The added program has a log file of its own, as those `up` started with do.
+    let state = up.dir().join("state/warren");
+    let instance = std::fs::read_dir(&state).expect("state directory").next().expect("one").expect("entry").path();
+    assert!(instance.join("logs/added.log").exists(), "no log file for the added program");
+    up.warren(["logs", "added"]).assert().success();
     for (old, name) in [(before[2], "gone"), (before[3], "gone-dep")] {
         let deadline = std::time::Instant::now() + BOUND;
         while alive(old) {
