@@ -114,6 +114,16 @@ pub enum Subcommand {
         #[command(flatten)]
         instance: Target,
     },
+    /// Re-read the configuration file the instance was started with and apply the difference:
+    /// new programs start, removed ones stop, changed ones restart, the others keep running.
+    /// A file with errors is refused and nothing changes.
+    Reload {
+        /// Print what would change without changing anything.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        instance: Target,
+    },
     /// Stop everything gracefully and end the running `warren up`.
     Down {
         #[command(flatten)]
@@ -211,6 +221,13 @@ pub struct UpOptions {
     /// Stop everything when this program exits, and exit with its code (a test harness).
     #[arg(long, value_name = "PROGRAM")]
     pub exit_code_from: Option<String>,
+    /// Run in the background: return once every program is up (exit 1 if one failed to
+    /// start); then follow it with `warren logs -f`, end it with `warren down`. SIGHUP reloads.
+    #[arg(short = 'd', long)]
+    pub detach: bool,
+    /// Internal: this is the background process `-d` started.
+    #[arg(long, hide = true)]
+    pub detached_child: bool,
 }
 
 /// Which running instance to talk to: the one started for this configuration's directory.

@@ -9,6 +9,7 @@ mod cli;
 pub mod config;
 mod control;
 mod control_socket;
+mod detach;
 mod diagnostics;
 mod exit;
 mod export;
@@ -19,6 +20,7 @@ mod logs;
 mod manual;
 mod output;
 mod private_dir;
+mod reload;
 mod remote;
 mod service;
 mod terminal;
@@ -48,7 +50,7 @@ pub fn main() -> ExitCode {
         }
     };
     let terminal = match &cli.command {
-        Subcommand::Up { run, .. } => match Terminal::start(run.timestamps) {
+        Subcommand::Up { run, file, .. } => match up_terminal(run, file.as_deref()) {
             Ok(terminal) => Some(terminal),
             Err(err) => {
                 eprintln!("warren: cannot start the terminal writer thread: {err}");
@@ -77,6 +79,16 @@ pub fn main() -> ExitCode {
             ExitCode::from(failure.code)
         }
     }
+}
+
+/// Where `up`'s own lines go: stdout, or the log of a detached instance, which first leaves
+/// the terminal's session.
+fn up_terminal(run: &cli::UpOptions, file: Option<&std::path::Path>) -> std::io::Result<Terminal> {
+    if !run.detached_child {
+        return Terminal::start(run.timestamps);
+    }
+    detach::enter_session()?;
+    detach::terminal(&cli::config_dir(file))
 }
 
 struct Failure {
@@ -145,6 +157,9 @@ async fn run(cli: Cli, terminal: Option<Terminal>) -> Result<u8, Failure> {
             remote::call(&client, &program, &method, arg.as_deref(), timeout.into()).await?;
             Ok(exit::OK)
         }
+        Subcommand::Reload { dry_run, instance } => {
+            Ok(reload::remote(&remote::connect(&instance.dir()).await?, dry_run).await?)
+        }
         Subcommand::Down { instance } => {
             remote::down(&remote::connect(&instance.dir()).await?).await?;
             Ok(exit::OK)
@@ -185,6 +200,10 @@ async fn up(file: Option<PathBuf>, example: bool, run: cli::UpOptions, terminal:
         None if !example => config::find(std::path::Path::new("")),
         None => None,
     };
+    let dir = cli::config_dir(file.as_deref());
+    if run.detach && !run.detached_child {
+        return Ok(detach::start(file.as_deref(), &run, &dir)?);
+    }
     let (plan, logs) = match &file {
         Some(file) => match config::load_with_logs(file) {
             Ok(loaded) => loaded,
@@ -192,6 +211,7 @@ async fn up(file: Option<PathBuf>, example: bool, run: cli::UpOptions, terminal:
         },
         None => (builtin::plan(), config::LogSettings::default()),
     };
-    let dir = cli::config_dir(file.as_deref());
-    Ok(up::run(plan, logs, &dir, run, terminal).await?)
+    // The path as given when `up` started, for `warren reload` to re-read.
+    let file = file.map(|f| std::path::absolute(&f).unwrap_or(f));
+    Ok(up::run(plan, logs, file, &dir, run, terminal).await?)
 }

@@ -21,6 +21,8 @@ pub struct Output {
     /// Never blocks: a stalled reader of `up`'s stdout must not stall the pipe pumps.
     terminal: Terminal,
     colours: HashMap<String, Style>,
+    /// A detached instance writes only its own lines: programs' lines are in their log files.
+    own_lines_only: std::sync::atomic::AtomicBool,
 }
 
 impl Output {
@@ -29,7 +31,7 @@ impl Output {
         let width = names.iter().map(|n| n.len()).max().unwrap_or(0).max("warren".len());
         let colours = names.iter().enumerate().map(|(i, name)| ((*name).to_owned(), colour(i))).collect();
         terminal.set_width(width);
-        Output { terminal, colours }
+        Output { terminal, colours, own_lines_only: Default::default() }
     }
 
     /// A line from warren itself: a state change, a summary.
@@ -37,7 +39,15 @@ impl Output {
         self.terminal.say(text);
     }
 
+    /// From now on, programs' lines are not written (a detached instance's).
+    pub fn own_lines_only(&self) {
+        self.own_lines_only.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
     fn print(&self, who: &str, style: Style, text: &str) {
+        if self.own_lines_only.load(std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
         self.terminal.line(who, style, text);
     }
 }

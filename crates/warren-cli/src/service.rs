@@ -1,6 +1,7 @@
 //! The control service that `warren up` serves on its control socket: what `status`, `start`,
-//! `stop`, `restart`, `logs`, `call` and `down` ask of the running instance.
+//! `stop`, `restart`, `logs`, `call`, `reload` and `down` ask of the running instance.
 
+use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -33,11 +34,11 @@ fn unknown(err: warren::supervise::UnknownProgram) -> HandlerError {
 
 /// The control service. Requests that arrive before the supervisor exists (a few microseconds
 /// at start) are answered as "starting".
-pub fn control(slot: Arc<OnceLock<Supervisor>>, logs: Arc<Store>) -> Server {
+pub fn control(slot: Arc<OnceLock<Supervisor>>, logs: Arc<Store>, file: Option<Arc<Path>>) -> Server {
     let get = move || slot.get().cloned().ok_or_else(|| HandlerError::new(codes::NOT_RUNNING, "warren is starting"));
-    let (status, start, stop, restart, call, down) =
-        (get.clone(), get.clone(), get.clone(), get.clone(), get.clone(), get);
-    let (open_logs, read_logs) = (Arc::clone(&logs), Arc::clone(&logs));
+    let (status, start, stop, restart, call, down, reload) =
+        (get.clone(), get.clone(), get.clone(), get.clone(), get.clone(), get.clone(), get);
+    let (open_logs, read_logs, reload_logs) = (Arc::clone(&logs), Arc::clone(&logs), Arc::clone(&logs));
     Server::new().service("Control", move |s| {
         s.method("Status", move |_ctx, (): ()| {
             let supervisor = status();
@@ -61,6 +62,10 @@ pub fn control(slot: Arc<OnceLock<Supervisor>>, logs: Arc<Store>) -> Server {
         .method("Call", move |_ctx, request: CallRequest| {
             let supervisor = call();
             async move { forward(supervisor?, request).await }
+        })
+        .method("Reload", move |_ctx, request: crate::reload::ReloadRequest| {
+            let (supervisor, file, logs) = (reload(), file.clone(), Arc::clone(&reload_logs));
+            async move { crate::reload::apply(&supervisor?, &logs, file.as_deref(), request.dry_run).await }
         })
         .method("Down", move |_ctx, (): ()| {
             let supervisor = down();

@@ -75,7 +75,7 @@ impl Terminal {
         Terminal::start_on(Box::new(anstream::AutoStream::new(raw, choice)), timestamps)
     }
 
-    fn start_on(out: Box<dyn Write + Send>, timestamps: bool) -> std::io::Result<Terminal> {
+    pub fn start_on(out: Box<dyn Write + Send>, timestamps: bool) -> std::io::Result<Terminal> {
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue::default()),
             wake: Condvar::new(),

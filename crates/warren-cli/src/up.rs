@@ -1,9 +1,10 @@
 //! `warren up`: supervise the plan, serve the control socket, render what happens, and stop
 //! everything in reverse dependency order on Ctrl-C, SIGTERM, SIGHUP or SIGQUIT; what a second
 //! and third signal, Ctrl-Z and `fg` do is `warren::Shutdown`'s policy. When it ends by itself
-//! is `harness`'s business.
+//! is `harness`'s business. Detached (`up -d`, see `detach`), SIGHUP reloads the file instead
+//! (`reload`), and a program that fails to start ends the instance.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -12,17 +13,18 @@ use tokio::sync::broadcast;
 use warren::supervise::machine::State;
 use warren::supervise::plan::Plan;
 use warren::supervise::{Supervisor, Update};
-use warren::{Host, Shutdown, ShutdownStep};
+use warren::{Host, Shutdown, ShutdownStep, Signal};
 
 use crate::cli::UpOptions;
 use crate::config::LogSettings;
 use crate::control_socket::{ControlSocket, OpenError};
+use crate::detach;
 use crate::exit;
 use crate::harness::{self, Harness};
 use crate::logs::store::Store;
 use crate::output::Output;
-use crate::service;
 use crate::terminal::Terminal;
+use crate::{reload, service};
 
 /// How long the control server lets calls finish when `up` ends.
 const CONTROL_DRAIN: Duration = Duration::from_secs(2);
@@ -30,6 +32,7 @@ const CONTROL_DRAIN: Duration = Duration::from_secs(2);
 pub async fn run(
     plan: Plan,
     log_settings: LogSettings,
+    file: Option<PathBuf>,
     instance_dir: &Path,
     options: UpOptions,
     terminal: Terminal,
@@ -40,9 +43,16 @@ pub async fn run(
             anyhow::bail!("--exit-code-from {name}: no program named {name:?} (known: {})", known.join(", "));
         }
     }
+    let detached = options.detached_child;
     let mut harness = Harness::new(options);
     // First of all, so that a Ctrl-C while programs start is an orderly stop, not a crash.
     let mut shutdown = Shutdown::install().context("cannot install signal handlers")?;
+    if detached {
+        shutdown = shutdown.reload_on(Signal::HUP);
+    }
+    let mut report = detached.then(detach::Report::default);
+    let mut failed_to_start = false;
+    let file: Option<Arc<Path>> = file.map(Arc::from);
     let output = Arc::new(Output::new(plan.programs().iter().map(|p| p.name.as_str()), terminal));
     let logs_dir = log_settings.dir.unwrap_or_else(|| crate::instance::state_dir(instance_dir).join("logs"));
     let limits =
@@ -50,12 +60,16 @@ pub async fn run(
     let say = Arc::clone(&output);
     let logs = Arc::new(Store::open(&logs_dir, limits, output.clone(), Arc::new(move |text: &str| say.say(text))));
     let flusher = logs.spawn_flusher();
+    if detached {
+        output.own_lines_only();
+    }
     let supervisor_slot: Arc<OnceLock<Supervisor>> = Arc::new(OnceLock::new());
     let control_path = crate::instance::control_socket(instance_dir);
     let control = {
         let (slot, logs) = (Arc::clone(&supervisor_slot), Arc::clone(&logs));
         let say = Arc::clone(&output);
-        let serve = move || service::control(Arc::clone(&slot), Arc::clone(&logs));
+        let file = file.clone();
+        let serve = move || service::control(Arc::clone(&slot), Arc::clone(&logs), file.clone());
         match ControlSocket::open(&control_path, serve, move |text| say.say(text)).await {
             Ok(control) => control,
             Err(OpenError::AlreadyRunning(lock)) => {
@@ -90,10 +104,17 @@ pub async fn run(
                 Ok(Update::Changed { name, state, pid }) => {
                     // Waiting is worth a line only for a program that has something to wait for.
                     let waits = supervisor.has_dependencies(&name);
+                    let line = describe(&supervisor, &name, &state, pid);
                     if state != State::Waiting || waits {
-                        output.say(&describe(&supervisor, &name, &state, pid));
+                        output.say(&line);
                     }
                     if stopping {
+                        continue;
+                    }
+                    if let Some(report) = report.as_ref().filter(|r| r.waiting() && did_not_start(&state)) {
+                        report.failed(&line);
+                        failed_to_start = true;
+                        stop_for(Some("a program did not come up: stopping everything".into()), &mut stopping, &output, &supervisor);
                         continue;
                     }
                     // Checked once the changes of one decision are all in, so that its last
@@ -106,6 +127,9 @@ pub async fn run(
                 }
                 Ok(Update::AllReady) => {
                     output.say("all programs are up");
+                    if let Some(report) = &mut report {
+                        report.up(instance_dir);
+                    }
                     // Lets `warren up` run as a systemd Type=notify service.
                     if let Err((path, err)) = warren::sd_notify("READY=1") {
                         output.say(&format!("cannot notify systemd at {path}: {err}"));
@@ -133,6 +157,18 @@ pub async fn run(
                     output.say(&format!("{signal} again: killing every process group now (again to exit at once)"));
                 }
                 ShutdownStep::Resumed => output.say("resumed every program"),
+                ShutdownStep::Reload(signal) => {
+                    output.say(&format!("{signal}: reloading the configuration file"));
+                    // Apart, so that updates go on being read while the changes are made.
+                    let (supervisor, output, file) = (supervisor.clone(), Arc::clone(&output), file.clone());
+                    let logs = Arc::clone(&logs);
+                    tokio::spawn(async move {
+                        match reload::apply(&supervisor, &logs, file.as_deref(), false).await {
+                            Ok(answer) => reload::describe(&answer).iter().for_each(|line| output.say(line)),
+                            Err(err) => output.say(&format!("not reloaded, running as before: {}", err.message())),
+                        }
+                    });
+                }
             }
         }
     }
@@ -140,7 +176,10 @@ pub async fn run(
     flusher.abort();
     logs.close();
     control.shutdown(CONTROL_DRAIN).await;
-    let code = harness.exit_code(&supervisor, failed);
+    let mut code = harness.exit_code(&supervisor, failed);
+    if failed_to_start && code == exit::OK {
+        code = exit::PROGRAM_FAILED;
+    }
     let mut text = String::from(if failed { "stopped; some programs failed" } else { "stopped" });
     if code != if failed { exit::PROGRAM_FAILED } else { exit::OK } {
         text.push_str(&format!("; exit code {code}"));
@@ -155,6 +194,16 @@ fn stop_for(why: Option<String>, stopping: &mut bool, output: &Output, superviso
         output.say(&why);
         *stopping = true;
         supervisor.shutdown();
+    }
+}
+
+/// A detached instance's start went wrong: the program failed, or ended in failure (and may
+/// be waiting to restart).
+fn did_not_start(state: &State) -> bool {
+    match state {
+        State::Failed { .. } | State::Backoff { .. } => true,
+        State::Exited { exit } => !exit.success(),
+        _ => false,
     }
 }
 

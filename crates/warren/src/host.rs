@@ -225,6 +225,8 @@ impl Host {
             match shutdown.next(signal_groups).await {
                 ShutdownStep::Stop(signal) | ShutdownStep::Killed(signal) => break signal,
                 ShutdownStep::Resumed => info!("resumed: continued every child's process group"),
+                // Not asked for here: `stop_on_signal` never calls `reload_on`.
+                ShutdownStep::Reload(_) => {}
             }
         };
         info!("received {first}: stopping {} children (grace {grace:?}); again to kill them", self.children().len());
@@ -237,7 +239,7 @@ impl Host {
                     ShutdownStep::Killed(signal) => info!(
                         "received {signal} again: killing every child's process group now; once more to exit at once"
                     ),
-                    ShutdownStep::Stop(_) | ShutdownStep::Resumed => {}
+                    ShutdownStep::Stop(_) | ShutdownStep::Resumed | ShutdownStep::Reload(_) => {}
                 },
             }
         }

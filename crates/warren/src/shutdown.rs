@@ -13,6 +13,9 @@
 //!   does not reach them; they are stopped with SIGSTOP, then this process stops itself. On
 //!   SIGCONT (`fg`, `bg`) the children's groups are continued too. cargo-nextest does the same
 //!   for its test processes.
+//! - A signal given to [`Shutdown::reload_on`] (SIGHUP for a detached `warren up`, as for
+//!   supervisord and nginx, which have no terminal to lose) is not a stop: it is returned as
+//!   [`ShutdownStep::Reload`] each time and does not count toward the second and third.
 
 use tracing::{debug, info};
 
@@ -30,6 +33,8 @@ pub enum ShutdownStep {
     /// The children's groups and this process were stopped (SIGTSTP) and are running again
     /// (SIGCONT).
     Resumed,
+    /// A signal set aside with [`Shutdown::reload_on`]: the caller reloads its configuration.
+    Reload(Signal),
 }
 
 /// Reads the signals that stop or suspend a host process and applies the policy (see the
@@ -39,6 +44,8 @@ pub enum ShutdownStep {
 pub struct Shutdown {
     signals: Signals,
     stops: u32,
+    /// Stop signals that mean "reload" here instead.
+    reload: Vec<Signal>,
 }
 
 impl Shutdown {
@@ -52,7 +59,16 @@ impl Shutdown {
     pub fn install() -> std::io::Result<Shutdown> {
         let mut which = Shutdown::STOP_SIGNALS.to_vec();
         which.extend([Signal::TSTP, Signal::CONT]);
-        Ok(Shutdown { signals: Signals::install(&which)?, stops: 0 })
+        Ok(Shutdown { signals: Signals::install(&which)?, stops: 0, reload: Vec::new() })
+    }
+
+    /// From now on `signal` (one of [`STOP_SIGNALS`](Self::STOP_SIGNALS)) asks for a reload
+    /// ([`ShutdownStep::Reload`]) rather than a stop.
+    pub fn reload_on(mut self, signal: Signal) -> Shutdown {
+        if !self.reload.contains(&signal) {
+            self.reload.push(signal);
+        }
+        self
     }
 
     /// How many stop signals have been received.
@@ -82,6 +98,7 @@ impl Shutdown {
                     signal_groups(Signal::CONT);
                     return ShutdownStep::Resumed;
                 }
+                reload if self.reload.contains(&reload) => return ShutdownStep::Reload(reload),
                 stop => {
                     self.stops += 1;
                     match self.stops {

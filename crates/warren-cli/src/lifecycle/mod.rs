@@ -144,6 +144,16 @@ pub async fn restart(supervisor: Supervisor, request: ProgramsRequest) -> Result
     Ok(in_order(&names, outcomes))
 }
 
+/// `warren reload`: `apply` starts or restarts programs and returns their names; waits, as
+/// bounded by their settings, until they are up.
+pub async fn until_up(supervisor: &Supervisor, apply: impl FnOnce() -> Vec<String>) -> Vec<Outcome> {
+    // Before the changes, so that no state change of theirs is missed.
+    let mut watch = Watch::new(supervisor);
+    let names = apply();
+    let limit = up_bound(&watch.plan(), &names);
+    in_order(&names, watch.until_up(&names, limit).await)
+}
+
 /// Waits for `asked` to be up if the request says so; otherwise says what is under way.
 async fn finish(watch: &mut Watch, request: &ProgramsRequest, asked: &[String], doing: &str) -> Vec<Outcome> {
     if !request.wait {

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::watch;
@@ -16,15 +16,21 @@ use super::writer::{Flushed, Limits, Writer};
 /// How often buffered records are written out, at the latest.
 pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
 
+/// How many programs an instance can log, those added by reloads included: a bound on the
+/// writers it keeps.
+pub const MAX_PROGRAMS: usize = 1024;
+
 /// Says something to the user (through `warren up`'s output).
 pub type Say = Arc<dyn Fn(&str) + Send + Sync>;
 
 /// The log files of an instance's programs.
 pub struct Store {
     dir: PathBuf,
-    names: Vec<String>,
-    index: HashMap<String, usize>,
-    writers: Vec<Mutex<Writer>>,
+    /// Every program's name and place, the configuration's first, then those a reload added.
+    programs: RwLock<(Vec<String>, HashMap<String, usize>)>,
+    /// Places for [`MAX_PROGRAMS`] writers, filled in order and never emptied, so that a
+    /// program's number stays valid for readers while a reload adds others.
+    writers: Vec<OnceLock<Mutex<Writer>>>,
     /// Bumped whenever records reach a file: what waiting readers watch.
     changed: watch::Sender<u64>,
     echo: Arc<dyn LogSink>,
@@ -35,7 +41,7 @@ pub struct Store {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("dir", &self.dir).field("programs", &self.names).finish_non_exhaustive()
+        f.debug_struct("Store").field("dir", &self.dir).field("programs", &self.names()).finish_non_exhaustive()
     }
 }
 
@@ -47,27 +53,64 @@ impl Store {
         echo: Arc<dyn LogSink>,
         say: Say,
     ) -> Store {
-        let (names, writers): (Vec<String>, Vec<Mutex<Writer>>) = programs
-            .into_iter()
-            .map(|(name, limits)| (name.clone(), Mutex::new(Writer::open(dir, &name, limits))))
-            .unzip();
-        let index = names.iter().enumerate().map(|(i, name)| (name.clone(), i)).collect();
         let (changed, _) = watch::channel(0);
-        Store { dir: dir.to_path_buf(), names, index, writers, changed, echo, say, closed: AtomicBool::new(false) }
+        let writers = std::iter::repeat_with(OnceLock::new).take(MAX_PROGRAMS).collect();
+        let places = RwLock::new((Vec::new(), HashMap::new()));
+        let store = Store {
+            dir: dir.to_path_buf(),
+            programs: places,
+            writers,
+            changed,
+            echo,
+            say,
+            closed: AtomicBool::new(false),
+        };
+        for (name, limits) in programs {
+            store.add(&name, limits);
+        }
+        store
     }
 
-    /// The programs, in the order of the configuration.
-    pub fn names(&self) -> &[String] {
-        &self.names
+    /// Opens the files of a program a reload added (a program it has already is left as it
+    /// is). Past [`MAX_PROGRAMS`], the program's lines are shown but not recorded, and said so.
+    pub fn add(&self, name: &str, limits: Limits) {
+        let mut programs = self.programs.write().unwrap_or_else(PoisonError::into_inner);
+        if programs.1.contains_key(name) {
+            return;
+        }
+        let place = programs.0.len();
+        let Some(slot) = self.writers.get(place) else {
+            (self.say)(&format!(
+                "{name}: not recorded in a log file: this instance logs at most {MAX_PROGRAMS} programs"
+            ));
+            return;
+        };
+        let _ = slot.set(Mutex::new(Writer::open(&self.dir, name, limits)));
+        programs.0.push(name.to_owned());
+        programs.1.insert(name.to_owned(), place);
+    }
+
+    /// The programs, in the order of the configuration, then those added by reloads.
+    pub fn names(&self) -> Vec<String> {
+        self.programs.read().unwrap_or_else(PoisonError::into_inner).0.clone()
     }
 
     pub fn find(&self, name: &str) -> Option<usize> {
-        self.index.get(name).copied()
+        self.programs.read().unwrap_or_else(PoisonError::into_inner).1.get(name).copied()
     }
 
-    /// One program's writer. A pump that panicked holding it leaves a usable writer.
+    fn count(&self) -> usize {
+        self.programs.read().unwrap_or_else(PoisonError::into_inner).0.len()
+    }
+
+    /// One program's writer (a number from [`find`](Self::find) or [`names`](Self::names)). A
+    /// pump that panicked holding it leaves a usable writer.
     pub fn writer(&self, program: usize) -> MutexGuard<'_, Writer> {
-        self.writers[program].lock().unwrap_or_else(PoisonError::into_inner)
+        match self.writers.get(program).and_then(OnceLock::get) {
+            Some(writer) => writer.lock().unwrap_or_else(PoisonError::into_inner),
+            // Numbers come from `find` and `names`, which only give out filled places.
+            None => unreachable!("no log writer number {program}"),
+        }
     }
 
     /// Lines of `name` that could not be written.
@@ -106,7 +149,7 @@ impl Store {
     }
 
     pub fn flush_all(&self) {
-        for program in 0..self.writers.len() {
+        for program in 0..self.count() {
             self.flush(program);
         }
     }

@@ -33,15 +33,42 @@ pub(super) struct Slot {
     health_failures: u32,
     /// Restart once the current stop completes: after a backoff (health failure), or at once
     /// (a restart request).
-    restart_after_stop: Option<Relaunch>,
+    pub(super) restart_after_stop: Option<Relaunch>,
     /// The stop was requested while the start was still in progress.
     pub(super) stop_when_started: bool,
-    timer_generation: u64,
+    pub(super) timer_generation: u64,
+    /// Removed by a reload: stopped (dependents first), then dropped.
+    pub(super) retiring: bool,
+    /// Its settings from a reload, taken up when its current instance has stopped.
+    pub(super) pending: Option<Program>,
+}
+
+impl Slot {
+    pub(super) fn new(program: Program, now: Instant) -> Slot {
+        Slot {
+            program,
+            state: State::Waiting,
+            since: now,
+            starts: VecDeque::new(),
+            attempt: 0,
+            restarts: 0,
+            last_exit: None,
+            last_end: None,
+            ready_at: None,
+            healthy: false,
+            health_failures: 0,
+            restart_after_stop: None,
+            stop_when_started: false,
+            timer_generation: 0,
+            retiring: false,
+            pending: None,
+        }
+    }
 }
 
 /// How a program stopped on purpose comes back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Relaunch {
+pub(super) enum Relaunch {
     Now,
     WithBackoff,
 }
@@ -65,26 +92,7 @@ impl fmt::Debug for Machine {
 impl Machine {
     /// A machine for `plan`; `seed` makes the backoff jitter reproducible.
     pub fn new(plan: &Plan, now: Instant, seed: u64) -> Machine {
-        let slots: Vec<Slot> = plan
-            .programs()
-            .iter()
-            .map(|program| Slot {
-                program: program.clone(),
-                state: State::Waiting,
-                since: now,
-                starts: VecDeque::new(),
-                attempt: 0,
-                restarts: 0,
-                last_exit: None,
-                last_end: None,
-                ready_at: None,
-                healthy: false,
-                health_failures: 0,
-                restart_after_stop: None,
-                stop_when_started: false,
-                timer_generation: 0,
-            })
-            .collect();
+        let slots: Vec<Slot> = plan.programs().iter().map(|program| Slot::new(program.clone(), now)).collect();
         let index = slots.iter().enumerate().map(|(i, s)| (s.program.name.clone(), i)).collect();
         Machine { slots, index, shutting_down: false, announced_ready: false, jitter: Jitter::new(seed) }
     }
@@ -138,6 +146,7 @@ impl Machine {
         let mut actions = Vec::new();
         match event {
             Event::Shutdown => self.shutdown(now, &mut actions),
+            Event::Reload { plan } => self.replace(now, &plan, &mut actions),
             Event::Start { name } => self.with(&name, |m, i| m.request_start(now, i, &mut actions)),
             Event::Stop { name } => self.with(&name, |m, i| m.request_stop(now, i, None, &mut actions)),
             Event::Restart { name } => self.with(&name, |m, i| m.request_restart(now, i, &mut actions)),
@@ -283,11 +292,14 @@ impl Machine {
         slot.stop_when_started = false;
         let was_stopping = slot.state == State::Stopping;
         let relaunch = slot.restart_after_stop.take();
-        if self.shutting_down || (was_stopping && relaunch.is_none()) {
+        if self.shutting_down || slot.retiring || (was_stopping && relaunch.is_none()) {
             self.set_state(now, i, State::Stopped, actions);
             return;
         }
         if relaunch == Some(Relaunch::Now) {
+            if let Some(program) = slot.pending.take() {
+                slot.program = program;
+            }
             slot.restarts = slot.restarts.saturating_add(1);
             self.set_state(now, i, State::Waiting, actions);
             return;
@@ -347,7 +359,13 @@ impl Machine {
         }
     }
 
-    fn request_stop(&mut self, now: Instant, i: usize, relaunch: Option<Relaunch>, actions: &mut Vec<Action>) {
+    pub(super) fn request_stop(
+        &mut self,
+        now: Instant,
+        i: usize,
+        relaunch: Option<Relaunch>,
+        actions: &mut Vec<Action>,
+    ) {
         let slot = &mut self.slots[i];
         slot.restart_after_stop = relaunch;
         match slot.state {
@@ -361,7 +379,7 @@ impl Machine {
         }
     }
 
-    fn request_restart(&mut self, now: Instant, i: usize, actions: &mut Vec<Action>) {
+    pub(super) fn request_restart(&mut self, now: Instant, i: usize, actions: &mut Vec<Action>) {
         if self.shutting_down {
             return;
         }

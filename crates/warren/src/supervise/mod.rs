@@ -14,6 +14,7 @@ pub mod machine;
 mod order;
 pub mod plan;
 mod probe;
+mod reload;
 mod runner;
 mod supervisor;
 
@@ -22,5 +23,6 @@ mod tests;
 
 pub use backoff::{Jitter, delay};
 pub use channel::Update;
+pub use reload::PlanDiff;
 pub use runner::endpoint_variable;
 pub use supervisor::{ProgramStatus, Supervisor, UnknownProgram};

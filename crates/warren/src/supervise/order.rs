@@ -37,6 +37,7 @@ impl Machine {
             if self.shutting_down {
                 self.stop_in_order(now, actions);
             } else {
+                self.retire(now, actions);
                 self.start_ready_ones(now, actions);
             }
             if actions.len() == before {
@@ -63,7 +64,7 @@ impl Machine {
 
     fn start_ready_ones(&mut self, now: Instant, actions: &mut Vec<Action>) {
         for i in 0..self.slots.len() {
-            if self.slots[i].state != State::Waiting {
+            if self.slots[i].state != State::Waiting || self.slots[i].retiring {
                 continue;
             }
             let deps: Vec<(usize, Condition, String)> = self.slots[i]

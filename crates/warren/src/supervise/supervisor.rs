@@ -1,8 +1,7 @@
 //! The handle users hold: control requests go to the runner over its channel; what it last
 //! published (every program's status and running child) is read without asking it.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use tokio::sync::{broadcast, mpsc, watch};
@@ -12,6 +11,7 @@ use warren_rpc::Client;
 use super::channel::{Input, Snapshot, Update};
 use super::machine::{Event, State};
 use super::plan::Plan;
+use super::reload::PlanDiff;
 use super::runner::Runner;
 use crate::child::Child;
 use crate::exit::Exit;
@@ -56,15 +56,15 @@ pub struct Supervisor {
     snapshot: watch::Receiver<Snapshot>,
     updates: broadcast::Sender<Update>,
     finished: watch::Receiver<Option<bool>>,
-    names: Arc<Vec<String>>,
-    dependencies: Arc<HashMap<String, Vec<String>>>,
-    plan: Arc<Plan>,
+    /// The plan asked for last: replaced by [`Supervisor::reload`], shared by every clone.
+    plan: Arc<RwLock<Arc<Plan>>>,
     host: Host,
 }
 
 impl std::fmt::Debug for Supervisor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Supervisor").field("programs", &self.names).finish()
+        let names: Vec<String> = self.plan().programs().iter().map(|p| p.name.clone()).collect();
+        f.debug_struct("Supervisor").field("programs", &names).finish()
     }
 }
 
@@ -75,22 +75,29 @@ impl Supervisor {
         let (inputs, queue) = mpsc::unbounded_channel();
         let (snapshot_tx, snapshot) = watch::channel(Snapshot::default());
         let (finished_tx, finished) = watch::channel(None);
-        let names = Arc::new(plan.programs().iter().map(|p| p.name.clone()).collect());
-        let dependencies = Arc::new(
-            plan.programs()
-                .iter()
-                .map(|p| (p.name.clone(), p.depends_on.iter().map(|d| d.name.clone()).collect()))
-                .collect(),
-        );
         let runner = Runner::new(&plan, host.clone(), inputs.clone(), snapshot_tx, updates.clone());
         tokio::spawn(runner.run(queue, finished_tx));
-        let plan = Arc::new(plan);
-        Supervisor { inputs, snapshot, updates, finished, names, dependencies, plan, host }
+        let plan = Arc::new(RwLock::new(Arc::new(plan)));
+        Supervisor { inputs, snapshot, updates, finished, plan, host }
     }
 
-    /// The plan it runs: each program's settings and dependencies.
+    /// The plan it runs: each program's settings and dependencies (the new one as soon as
+    /// [`reload`](Self::reload) has returned, while the changes are being carried out).
     pub fn plan(&self) -> Arc<Plan> {
-        Arc::clone(&self.plan)
+        Arc::clone(&self.plan.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Runs `plan` from now on, as a difference from the current one (see [`PlanDiff`]):
+    /// added programs start, removed ones stop, changed ones restart, the rest keep running.
+    /// Returns the difference at once; the changes happen as updates. During a shutdown the
+    /// plan is recorded but nothing starts.
+    pub fn reload(&self, plan: Plan) -> PlanDiff {
+        let mut current = self.plan.write().unwrap_or_else(PoisonError::into_inner);
+        let diff = PlanDiff::between(&current, &plan);
+        *current = Arc::new(plan.clone());
+        // Sent under the lock, so that two reloads reach the runner in the order of their diffs.
+        self.control(Event::Reload { plan });
+        diff
     }
 
     /// A receiver of every update from now on.
@@ -103,10 +110,12 @@ impl Supervisor {
     }
 
     fn check(&self, name: &str) -> Result<(), UnknownProgram> {
-        if self.names.iter().any(|n| n == name) {
+        let plan = self.plan();
+        if plan.program(name).is_some() {
             Ok(())
         } else {
-            Err(UnknownProgram { name: name.to_owned(), known: self.names.join(", ") })
+            let known: Vec<&str> = plan.programs().iter().map(|p| p.name.as_str()).collect();
+            Err(UnknownProgram { name: name.to_owned(), known: known.join(", ") })
         }
     }
 
@@ -138,7 +147,7 @@ impl Supervisor {
 
     /// Whether the program waits for others before it starts.
     pub fn has_dependencies(&self, name: &str) -> bool {
-        self.dependencies.get(name).is_some_and(|deps| !deps.is_empty())
+        self.plan().program(name).is_some_and(|p| !p.depends_on.is_empty())
     }
 
     /// SIGKILLs every process group now (a second Ctrl-C).

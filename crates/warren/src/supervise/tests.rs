@@ -359,3 +359,102 @@ async fn a_program_not_found_fails_at_once_and_a_start_that_timed_out_is_retried
     let actions = h.on(Event::StartFailed { name: "slow".into(), error });
     assert!(timer(&actions).is_some(), "a start that may work next time is retried");
 }
+
+fn stop_and_exit(h: &mut Harness, name: &str) -> Vec<Action> {
+    h.on(Event::Exited { name: name.into(), exit: Exit::Signal(crate::Signal::TERM) })
+}
+
+fn names(h: &Harness) -> Vec<String> {
+    h.machine.status().into_iter().map(|s| s.name).collect()
+}
+
+#[test]
+fn a_plan_diff_sorts_programs_by_what_happens_to_them() {
+    let old = Plan::new(vec![program("a"), program("b"), program("c")]).expect("plan");
+    let mut changed = program("b");
+    changed.env.push(("MARK".into(), "2".into()));
+    let new = Plan::new(vec![program("d"), changed, program("a")]).expect("plan");
+    let diff = super::PlanDiff::between(&old, &new);
+    assert_eq!(diff.added, ["d"]);
+    assert_eq!(diff.changed, ["b"]);
+    assert_eq!(diff.unchanged, ["a"]);
+    assert_eq!(diff.removed, ["c"]);
+    assert!(!diff.is_empty());
+    assert!(super::PlanDiff::between(&old, &old).is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reload_stops_removed_programs_dependents_first_restarts_changed_ones_and_starts_new_ones() {
+    let (mut h, _) = Harness::new(vec![program("db"), depends(program("api"), "db", Condition::Ready), program("web")]);
+    for name in ["db", "api", "web"] {
+        h.up(name);
+    }
+    let mut web = program("web");
+    web.env.push(("MARK".into(), "2".into()));
+    let new = Plan::new(vec![web.clone(), depends(program("cron"), "web", Condition::Ready)]).expect("plan");
+    let actions = h.on(Event::Reload { plan: new });
+    // api goes before db, which it depends on; web restarts; cron waits for the new web.
+    assert_eq!(stopped(&actions), ["web", "api"]);
+    assert!(spawned(&actions).is_empty(), "{actions:?}");
+    assert_eq!(h.state("db"), State::Ready);
+    let actions = stop_and_exit(&mut h, "api");
+    assert_eq!(stopped(&actions), ["db"]);
+    let actions = stop_and_exit(&mut h, "web");
+    assert_eq!(spawned(&actions), ["web"]);
+    assert_eq!(h.machine.program("web"), Some(&web), "restarted with its new settings");
+    let actions = h.up("web");
+    assert_eq!(spawned(&actions), ["cron"]);
+    stop_and_exit(&mut h, "db");
+    // Removed programs are forgotten once stopped; the order is the new plan's.
+    assert_eq!(names(&h), ["web", "cron"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unchanged_program_is_left_alone_and_a_removed_one_that_crashes_is_not_restarted() {
+    let mut keep = program("keep");
+    keep.restart = Restart::Always;
+    let mut gone = program("gone");
+    gone.restart = Restart::Always;
+    let (mut h, _) = Harness::new(vec![keep.clone(), gone, depends(program("user"), "gone", Condition::Started)]);
+    for name in ["keep", "gone", "user"] {
+        h.up(name);
+    }
+    let actions = h.on(Event::Reload { plan: Plan::new(vec![keep]).expect("plan") });
+    assert_eq!(stopped(&actions), ["user"], "gone waits for its dependent");
+    assert!(!actions.iter().any(|a| matches!(a, Action::Changed { name, .. } if name == "keep")), "{actions:?}");
+    // gone ends by itself while it waits: not restarted, despite `restart = always`.
+    let actions = h.crash("gone");
+    assert!(spawned(&actions).is_empty() && timer(&actions).is_none(), "{actions:?}");
+    stop_and_exit(&mut h, "user");
+    assert_eq!(names(&h), ["keep"]);
+    assert_eq!(h.state("keep"), State::Ready);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_program_stopped_on_request_takes_its_new_settings_but_stays_stopped() {
+    let (mut h, _) = Harness::new(vec![program("a")]);
+    h.up("a");
+    h.on(Event::Stop { name: "a".into() });
+    stop_and_exit(&mut h, "a");
+    let mut a = program("a");
+    a.grace = Duration::from_secs(30);
+    let actions = h.on(Event::Reload { plan: Plan::new(vec![a.clone()]).expect("plan") });
+    assert!(spawned(&actions).is_empty());
+    assert_eq!(h.state("a"), State::Stopped);
+    assert_eq!(h.machine.program("a"), Some(&a));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_program_named_again_while_it_is_being_removed_comes_back() {
+    let (mut h, _) = Harness::new(vec![program("a"), program("b")]);
+    h.up("a");
+    h.up("b");
+    let both = Plan::new(vec![program("a"), program("b")]).expect("plan");
+    let actions = h.on(Event::Reload { plan: Plan::new(vec![program("a")]).expect("plan") });
+    assert_eq!(stopped(&actions), ["b"]);
+    let actions = h.on(Event::Reload { plan: both });
+    assert!(stopped(&actions).is_empty());
+    let actions = stop_and_exit(&mut h, "b");
+    assert_eq!(spawned(&actions), ["b"]);
+    assert_eq!(names(&h), ["a", "b"]);
+}
