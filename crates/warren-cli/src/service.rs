@@ -5,14 +5,23 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio::sync::broadcast;
+use warren::supervise::machine::HealthStatus;
 use warren::supervise::Supervisor;
 use warren_rpc::{HandlerError, Server};
 
 use crate::control::{CallRequest, LOG_NOTIFICATION, LogsRequest, ProgramsRequest, StatusRow, codes};
 use crate::lifecycle;
+use crate::detail;
+use crate::usage::Sampler;
 use crate::output::Output;
 
 fn row(status: warren::supervise::ProgramStatus) -> StatusRow {
+    let (health, health_failures, health_reason) = match status.health {
+        None => (None, 0, None),
+        Some(HealthStatus::Pending) => (Some("pending"), 0, None),
+        Some(HealthStatus::Healthy) => (Some("healthy"), 0, None),
+        Some(HealthStatus::Unhealthy { failures, reason }) => (Some("unhealthy"), failures, Some(reason)),
+    };
     StatusRow {
         name: status.name,
         state: status.state.name().to_owned(),
@@ -22,6 +31,15 @@ fn row(status: warren::supervise::ProgramStatus) -> StatusRow {
         restarts: status.restarts,
         last_exit: status.last_exit.map(|e| e.to_string()),
         socket_lost: status.socket_lost.map(|lost| lost.to_string()),
+        health: health.map(str::to_owned),
+        health_failures,
+        health_reason,
+        checks_failed: status.checks_failed,
+        // Filled in by the sampler, which looks at /proc or the cgroup.
+        cpu_percent: None,
+        rss_bytes: None,
+        endpoint: status.endpoint,
+        last_restart: status.last_restart,
     }
 }
 
@@ -34,12 +52,36 @@ fn unknown(err: warren::supervise::UnknownProgram) -> HandlerError {
 pub fn control(slot: Arc<OnceLock<Supervisor>>, output: Arc<Output>) -> Server {
     let get = move || slot.get().cloned().ok_or_else(|| HandlerError::new(codes::NOT_RUNNING, "warren is starting"));
     let (status, start, stop, restart, call, down) =
-        (get.clone(), get.clone(), get.clone(), get.clone(), get.clone(), get);
+        (get.clone(), get.clone(), get.clone(), get.clone(), get.clone(), get.clone());
+    let program = get;
+    let sampler = Arc::new(Sampler::default());
+    let program_sampler = Arc::clone(&sampler);
     let (logs, follow) = (Arc::clone(&output), output);
     Server::new().service("Control", move |s| {
         s.method("Status", move |_ctx, (): ()| {
-            let supervisor = status();
-            async move { Ok(supervisor?.status().into_iter().map(row).collect::<Vec<_>>()) }
+            let (supervisor, sampler) = (status(), Arc::clone(&sampler));
+            async move {
+                let supervisor = supervisor?;
+                let mut rows: Vec<StatusRow> = supervisor.status().into_iter().map(row).collect();
+                sampler.fill(&supervisor, &mut rows).await;
+                Ok(rows)
+            }
+        })
+        .method("Program", move |_ctx, name: String| {
+            let (supervisor, sampler) = (program(), Arc::clone(&program_sampler));
+            async move {
+                let supervisor = supervisor?;
+                let all = supervisor.status();
+                let Some(status) = all.iter().find(|s| s.name == name) else {
+                    let known: Vec<&str> = all.iter().map(|s| s.name.as_str()).collect();
+                    let message = format!("no program named {name:?} (known: {})", known.join(", "));
+                    return Err(HandlerError::new(codes::UNKNOWN_PROGRAM, message));
+                };
+                let mut rows = [row(status.clone())];
+                sampler.fill(&supervisor, &mut rows).await;
+                let [one] = rows;
+                Ok(detail::build(&supervisor, status, one))
+            }
         })
         .method("StartPrograms", move |_ctx, request: ProgramsRequest| {
             let supervisor = start();

@@ -73,11 +73,11 @@ pub async fn run(plan: Plan, instance_dir: &Path, options: UpOptions, terminal: 
     loop {
         tokio::select! {
             notice = notices.recv() => match notice {
-                Ok(Update::Changed { name, state, pid }) => {
+                Ok(Update::Changed { name, state, pid, reason }) => {
                     // Waiting is worth a line only for a program that has something to wait for.
                     let waits = supervisor.has_dependencies(&name);
-                    if state != State::Waiting || waits {
-                        output.say(&describe(&supervisor, &name, &state, pid));
+                    if state != State::Waiting || waits || reason.is_some() {
+                        output.say(&describe(&supervisor, &name, &state, pid, reason.as_deref()));
                     }
                     if stopping {
                         continue;
@@ -142,8 +142,12 @@ fn stop_for(why: Option<String>, stopping: &mut bool, output: &Output, superviso
     }
 }
 
-fn describe(supervisor: &Supervisor, name: &str, state: &State, pid: Option<u32>) -> String {
+fn describe(supervisor: &Supervisor, name: &str, state: &State, pid: Option<u32>, reason: Option<&str>) -> String {
     let pid = pid.map(|pid| format!(" (pid {pid})")).unwrap_or_default();
+    // The reason of a restart names the exit too: "health check failed 3 times: … (killed by SIGTERM)".
+    if let Some(reason) = reason {
+        return format!("{name}: {state}: {reason}");
+    }
     match state {
         State::Running => format!("{name}: started{pid}"),
         State::Ready => format!("{name}: ready{pid}"),
