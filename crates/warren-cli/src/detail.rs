@@ -46,7 +46,8 @@ fn command_line(command: &Invocation) -> String {
         Invocation::Exec { program, args } => {
             let mut line = program.display().to_string();
             for arg in args {
-                let plain = !arg.is_empty() && arg.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c));
+                let plain =
+                    !arg.is_empty() && arg.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c));
                 line.push(' ');
                 line.push_str(&if plain { arg.clone() } else { format!("'{}'", arg.replace('\'', r"'\''")) });
             }

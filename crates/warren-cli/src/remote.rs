@@ -82,7 +82,11 @@ fn emit(text: &str) -> Result<(), RemoteError> {
 pub async fn status(client: &Client, name: Option<&str>, json: bool) -> Result<(), RemoteError> {
     if let Some(name) = name {
         let detail: ProgramDetail = client.call("Control.Program", name).await.map_err(refused)?;
-        let text = if json { serde_json::to_string_pretty(&detail).context("encoding JSON")? } else { detail::render(&detail) };
+        let text = if json {
+            serde_json::to_string_pretty(&detail).context("encoding JSON")?
+        } else {
+            detail::render(&detail)
+        };
         return emit(&text);
     }
     let rows: Vec<StatusRow> = client.call("Control.Status", &()).await.map_err(refused)?;
@@ -105,7 +109,8 @@ pub async fn status(client: &Client, name: Option<&str>, json: bool) -> Result<(
             detail = if detail.is_empty() { lost.clone() } else { format!("{detail}; {lost}") };
         }
         if let Some(why) = row.last_restart.as_ref().filter(|why| !detail.contains(why.as_str())) {
-            detail = if detail.is_empty() { format!("restarted: {why}") } else { format!("{detail}; restarted: {why}") };
+            detail =
+                if detail.is_empty() { format!("restarted: {why}") } else { format!("{detail}; restarted: {why}") };
         }
         let cpu = row.cpu_percent.map_or_else(|| "-".to_owned(), |cpu| format!("{cpu:.1}%"));
         let rss = row.rss_bytes.map_or_else(|| "-".to_owned(), crate::usage::bytes);

@@ -5,15 +5,15 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio::sync::broadcast;
-use warren::supervise::machine::HealthStatus;
 use warren::supervise::Supervisor;
+use warren::supervise::machine::HealthStatus;
 use warren_rpc::{HandlerError, Server};
 
 use crate::control::{CallRequest, LOG_NOTIFICATION, LogsRequest, ProgramsRequest, StatusRow, codes};
-use crate::lifecycle;
 use crate::detail;
-use crate::usage::Sampler;
+use crate::lifecycle;
 use crate::output::Output;
+use crate::usage::Sampler;
 
 fn row(status: warren::supervise::ProgramStatus) -> StatusRow {
     let (health, health_failures, health_reason) = match status.health {

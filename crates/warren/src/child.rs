@@ -118,7 +118,11 @@ impl Child {
     /// has one, else from its process group.
     pub fn usage(&self) -> crate::Usage {
         let running = &self.inner.running;
-        running.cgroup.as_deref().and_then(crate::usage::of_cgroup).unwrap_or_else(|| crate::usage::of_group(running.pid))
+        running
+            .cgroup
+            .as_deref()
+            .and_then(crate::usage::of_cgroup)
+            .unwrap_or_else(|| crate::usage::of_group(running.pid))
     }
 
     /// How long ago it was started (ready, for a child with a readiness check).

@@ -88,8 +88,8 @@ mod tests {
     #[tokio::test]
     async fn a_closed_port_is_a_connection_error() {
         let port = TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("address").port();
-        let result = get(&HttpProbe { url: format!("http://127.0.0.1:{port}/"), status: None }, Duration::from_secs(5));
-        let reason = result.await.expect_err("nothing listens");
+        let probe = HttpProbe { url: format!("http://127.0.0.1:{port}/"), status: None };
+        let reason = get(&probe, Duration::from_secs(5)).await.expect_err("nothing listens");
         assert!(reason.contains("refused"), "{reason}");
     }
 }

@@ -116,7 +116,7 @@ impl Instance {
                 Err(reason) => {
                     // Counted here for the log line; the machine counts for itself.
                     failures += 1;
-                    warn!(program = %self.name, "health check failed ({failures} of {}): {reason}", health.failures);
+                    warn!("{}: health check failed ({failures} of {}): {reason}", self.name, health.failures);
                     self.send(Event::HealthFailed { name, reason });
                 }
             }

@@ -280,7 +280,10 @@ impl Machine {
         slot.ready_at = Some(now);
         let limit = slot.program.health.as_ref().map_or(1, |h| h.failures);
         if slot.health_failures >= limit && !self.shutting_down {
-            let cause = format!("health check failed {} times: {}", slot.health_failures, slot.health_reason);
+            let cause = match slot.health_failures {
+                1 => format!("health check failed: {}", slot.health_reason),
+                n => format!("health check failed {n} times: {}", slot.health_reason),
+            };
             slot.stop_cause = Some(cause);
             self.slots[i].restart_after_stop = Some(Relaunch::WithBackoff);
             self.issue_stop(now, i, actions);

@@ -63,11 +63,18 @@ where
 }
 
 /// One health check, bounded by the check's timeout; why it failed, otherwise.
-pub(super) async fn health(check: &HealthCheck, timeout: Duration, child: &Child, program: &Program) -> Result<(), String> {
+pub(super) async fn health(
+    check: &HealthCheck,
+    timeout: Duration,
+    child: &Child,
+    program: &Program,
+) -> Result<(), String> {
     let attempt = async {
         match check {
             HealthCheck::RpcPing => match child.try_client() {
-                Some(client) => client.ping(Duration::from_secs(3600)).await.map(drop).map_err(|err| format!("ping: {err}")),
+                Some(client) => {
+                    client.ping(Duration::from_secs(3600)).await.map(drop).map_err(|err| format!("ping: {err}"))
+                }
                 None => Err("no RPC connection to ping".to_owned()),
             },
             HealthCheck::Exec(command) => run(command, program).await,
@@ -84,7 +91,11 @@ pub(super) async fn health(check: &HealthCheck, timeout: Duration, child: &Child
 
 /// A timeout as people write it in the configuration: `2s`, `1500ms`.
 pub(super) fn short(duration: Duration) -> String {
-    if duration.subsec_millis() == 0 { format!("{}s", duration.as_secs()) } else { format!("{}ms", duration.as_millis()) }
+    if duration.subsec_millis() == 0 {
+        format!("{}s", duration.as_secs())
+    } else {
+        format!("{}ms", duration.as_millis())
+    }
 }
 
 /// SIGKILLs a probe's process group when dropped before the probe ended: the leader is not
@@ -142,7 +153,8 @@ pub(super) async fn run(command: &Invocation, program: &Program) -> Result<(), S
     }
     let exit = match (status.code(), status.signal()) {
         (Some(code), _) => format!("exit code {code}"),
-        (None, Some(signal)) => Signal::from_number(signal).map_or_else(|| format!("killed by signal {signal}"), |s| format!("killed by {s}")),
+        (None, Some(signal)) => Signal::from_number(signal)
+            .map_or_else(|| format!("killed by signal {signal}"), |s| format!("killed by {s}")),
         (None, None) => status.to_string(),
     };
     Err(if last_line.is_empty() { exit } else { format!("{exit}: {last_line}") })
@@ -218,7 +230,10 @@ mod tests {
         program.env = vec![("ONLY".into(), "1".into())];
         // HOME, set for any login, must not reach a clear_env probe.
         let check = Invocation::Shell("test -z \"$HOME\" && test \"$ONLY\" = 1".into());
-        assert!(run(&check, &program).await.is_ok() == std::env::var_os("HOME").is_none(), "HOME passes without clear_env");
+        assert!(
+            run(&check, &program).await.is_ok() == std::env::var_os("HOME").is_none(),
+            "HOME passes without clear_env"
+        );
         program.clear_env = true;
         assert_eq!(run(&check, &program).await, Ok(()), "a clear_env probe sees only env");
     }

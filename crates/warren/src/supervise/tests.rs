@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use tokio::time::{Instant, advance};
 
-use super::machine::{Action, Event, Machine, State};
+use super::machine::{Action, Event, HealthStatus, Machine, State};
 use super::plan::{
     Backoff, Condition, CrashLoop, Dependency, Health, HealthCheck, Invocation, Plan, Program, ReadyCheck, Restart,
 };
@@ -199,10 +199,13 @@ async fn healthy_gating_and_restart_after_failed_health_checks() {
     let actions = h.on(failed());
     assert_eq!(stopped(&actions), ["db"], "two consecutive failures restart it");
     let why = "health check failed 2 times: HTTP 503";
-    let reasons: Vec<_> = actions.iter().filter_map(|a| match a {
-        Action::Changed { state: State::Stopping, reason, .. } => reason.clone(),
-        _ => None,
-    }).collect();
+    let reasons: Vec<_> = actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Changed { state: State::Stopping, reason, .. } => reason.clone(),
+            _ => None,
+        })
+        .collect();
     assert_eq!(reasons, [why], "the stop says why");
     let actions = h.on(Event::Exited { name: "db".into(), exit: Exit::Signal(crate::Signal::TERM) });
     assert!(timer(&actions).is_some(), "restarted after the stop, with backoff");
