@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{BOUND, Up, toml_string};
+use common::{BOUND, Up};
 use serde_json::Value;
 
 /// A web server that answers /healthz with 200, 503 while a file `sick` exists in its
@@ -34,13 +34,12 @@ fn web(port: u16, failures: u32, timeout: &str) -> String {
         r#"
 [programs.web]
 command = "python3"
-args = ["-c", {script}, "{port}"]
+args = ["-c", '''{SERVER}''', "{port}"]
 ready = {{ http = "{url}", interval = "50ms" }}
 restart = "always"
 backoff = {{ initial = "100ms" }}
 health = {{ http = "{url}", status = 200, interval = "200ms", timeout = "{timeout}", failures = {failures} }}
-"#,
-        script = toml_string(SERVER)
+"#
     )
 }
 
