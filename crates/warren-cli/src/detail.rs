@@ -105,7 +105,7 @@ pub fn render(detail: &ProgramDetail) -> String {
     line("name", &row.name);
     let pid = row.pid.map(|pid| format!(", pid {pid}")).unwrap_or_default();
     let since = humantime::format_duration(Duration::from_secs(row.for_ms / 1000));
-    line("state", &format!("{}{pid}, for {since}, {} restarts", row.detail, row.restarts));
+    line("state", &format!("{}{pid}, for {since}; restarts: {}", row.detail, row.restarts));
     line("command", &detail.command);
     if let Some(cwd) = &detail.cwd {
         line("cwd", cwd);

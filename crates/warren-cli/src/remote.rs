@@ -102,7 +102,11 @@ pub async fn status(client: &Client, name: Option<&str>, json: bool) -> Result<(
     for row in rows {
         let pid = row.pid.map_or_else(|| "-".to_owned(), |p| p.to_string());
         let mut detail = if row.detail == row.state { String::new() } else { row.detail.clone() };
-        if let Some(exit) = row.last_exit.as_ref().filter(|exit| !detail.contains(exit.as_str())) {
+        // A restart's reason names the exit it caused: no need to say it twice.
+        let restart = row.last_restart.as_deref().unwrap_or_default();
+        if let Some(exit) =
+            row.last_exit.as_ref().filter(|exit| !detail.contains(exit.as_str()) && !restart.contains(exit.as_str()))
+        {
             detail = if detail.is_empty() { format!("last: {exit}") } else { format!("{detail} (last: {exit})") };
         }
         if let Some(lost) = &row.socket_lost {

@@ -2,6 +2,7 @@
 //! server made ready through `http`, restarted when its health URL fails with the reason in
 //! `up`'s output and in `status`; health, CPU %, RSS and endpoint columns; `status NAME`.
 
+#[allow(dead_code)]
 mod common;
 
 use common::{BOUND, Up};

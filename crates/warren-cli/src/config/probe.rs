@@ -120,7 +120,7 @@ impl Checker<'_, '_> {
     fn http(&mut self, url: &Spanned<String>, status: &Field<u16>, table: &str) -> Option<HttpProbe> {
         let text = url.get_ref();
         let host = text.strip_prefix("http://").map(|rest| rest.split(['/', '?']).next().unwrap_or_default());
-        if !host.is_some_and(|host| !host.is_empty()) || text.chars().any(char::is_whitespace) {
+        if host.is_none_or(str::is_empty) || text.chars().any(char::is_whitespace) {
             return self.fail(url, &format!("{table}.http"), ErrorKind::BadUrl(text.clone()));
         }
         let status = match status {
