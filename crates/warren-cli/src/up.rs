@@ -144,9 +144,12 @@ fn stop_for(why: Option<String>, stopping: &mut bool, output: &Output, superviso
 
 fn describe(supervisor: &Supervisor, name: &str, state: &State, pid: Option<u32>, reason: Option<&str>) -> String {
     let pid = pid.map(|pid| format!(" (pid {pid})")).unwrap_or_default();
-    // The reason of a restart names the exit too: "health check failed 3 times: … (killed by SIGTERM)".
+    // "api: exited with code 1; restarting in 500 ms", "web: stopping: health check failed …".
     if let Some(reason) = reason {
-        return format!("{name}: {state}: {reason}");
+        return match state {
+            State::Backoff { .. } => format!("{name}: {reason}; {state}"),
+            _ => format!("{name}: {state}: {reason}"),
+        };
     }
     match state {
         State::Running => format!("{name}: started{pid}"),

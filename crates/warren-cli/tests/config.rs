@@ -313,9 +313,9 @@ health = "sometimes"
         errors(text),
         r#"w.toml:3: program "a", field "ready.log": invalid regular expression "(unclosed": unclosed group
 w.toml:6: program "b", field "ready": set exactly one of log, exec, shell, connect, http
-w.toml:9: program "c", field "ready.interval": interval applies only to exec, shell and connect
+w.toml:9: program "c", field "ready.interval": interval applies only to exec, shell, connect and http
 w.toml:12: program "d", field "ready.connect": invalid endpoint "127.0.0.1:80" (expected tcp:HOST:PORT or unix:PATH)
-w.toml:13: program "d", field "health": set exactly one of rpc_ping = true, exec, shell, connect
+w.toml:13: program "d", field "health": set exactly one of rpc_ping = true, exec, shell, connect, http
 w.toml:16: program "e", field "ready.connect": invalid endpoint "tcp:host:0" (expected tcp:HOST:PORT or unix:PATH)
 w.toml:17: program "e", field "health": unknown health check "sometimes" (expected "none" or a table with rpc_ping, exec, shell, connect or http)"#
     );

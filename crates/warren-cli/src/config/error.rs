@@ -127,7 +127,7 @@ pub enum ErrorKind {
     #[error("set exactly one of {0}")]
     ProbeChoice(&'static str),
     /// `interval` on a log-line readiness.
-    #[error("interval applies only to exec, shell and connect")]
+    #[error("interval applies only to exec, shell, connect and http")]
     IntervalWithLog,
     /// A log-line pattern that is not a regular expression.
     #[error("invalid regular expression {pattern:?}: {reason}")]

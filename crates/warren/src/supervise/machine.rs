@@ -373,10 +373,8 @@ impl Machine {
         }
         // Counted only now: a restart refused by the crash-loop limit never happens.
         self.slots[i].restarts = self.slots[i].restarts.saturating_add(1);
-        let why = match cause {
-            Some(cause) => format!("{cause} ({what})"),
-            None => what,
-        };
+        // The exit that a stop of warren's caused is in `last_exit`; the cause is the news.
+        let why = cause.unwrap_or(what);
         self.slots[i].last_restart = Some(why.clone());
         actions.push(Action::SetTimer { name, after: pause, generation });
         self.change(now, i, State::Backoff { delay: pause }, Some(why), actions);
