@@ -246,4 +246,14 @@ mod tests {
         let quiet = Invocation::Shell("exit 1".into());
         assert_eq!(run(&quiet, &program).await, Err("exit code 1".into()));
     }
+
+    #[tokio::test]
+    async fn a_probe_that_never_passes_says_why_its_last_try_failed() {
+        let mut program = Program::new("p", Invocation::Shell(String::new()));
+        let check = Invocation::Shell("echo 'not listening yet' >&2; exit 7".into());
+        program.readiness = ReadyCheck::Exec { command: check, interval: Duration::from_millis(20) };
+        program.ready_timeout = Duration::from_millis(300);
+        let error = wait_ready(&program).await.expect_err("never ready");
+        assert!(error.to_string().ends_with("last check: exit code 7: not listening yet"), "{error}");
+    }
 }
