@@ -29,8 +29,12 @@ pub enum Subcommand {
         #[command(flatten)]
         run: UpOptions,
     },
-    /// Show every program: state, pid, uptime, restarts, last exit.
+    /// Show every program: state, pid, uptime, restarts, health, CPU, memory, endpoint, last
+    /// exit; or one program in detail.
     Status {
+        /// Show this program in detail: its command, checks, last state changes and why.
+        #[arg(value_name = "NAME")]
+        name: Option<String>,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,

@@ -32,6 +32,62 @@ pub struct StatusRow {
     /// Lines that could not be written to the program's log file (a full disk).
     #[serde(default)]
     pub log_lost: u64,
+    /// `healthy`, `unhealthy` or `pending` (ready, not checked yet); null without a health
+    /// check.
+    #[serde(default)]
+    pub health: Option<String>,
+    /// Consecutive failed health checks (the n of "unhealthy (n)").
+    #[serde(default)]
+    pub health_failures: u32,
+    /// Why the last health check failed, while unhealthy.
+    #[serde(default)]
+    pub health_reason: Option<String>,
+    /// Health checks failed since its current instance started.
+    #[serde(default)]
+    pub checks_failed: u64,
+    /// CPU use of its whole tree (cgroup, else process group), in percent of one CPU, over
+    /// the time since the previous look (at least 0.2 s); null while nothing runs.
+    #[serde(default)]
+    pub cpu_percent: Option<f64>,
+    /// Resident memory of its whole tree's live processes, summed; null while nothing runs.
+    #[serde(default)]
+    pub rss_bytes: Option<u64>,
+    /// Where it serves RPC (`unix:/path`), while it runs.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// Why it was last restarted: "health check failed 3 times: no answer in 2s (…)", an exit.
+    #[serde(default)]
+    pub last_restart: Option<String>,
+}
+
+/// `warren status NAME`: one program in detail.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ProgramDetail {
+    pub status: StatusRow,
+    /// The command line, as run.
+    pub command: String,
+    pub cwd: Option<String>,
+    /// The names of the variables set for it (values are not shown: they may be secrets).
+    pub env: Vec<String>,
+    /// Its readiness and health checks, in words.
+    pub ready: String,
+    pub health_check: Option<String>,
+    /// How its last instance ended, in words (also a start that failed).
+    pub last_end: Option<String>,
+    /// Its last state changes, oldest first.
+    pub changes: Vec<ChangeRow>,
+}
+
+/// One state change of a program.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ChangeRow {
+    pub state: String,
+    /// The state with its detail ("restarting in 2.0 s").
+    pub detail: String,
+    /// Why, where the state does not say it.
+    pub reason: Option<String>,
+    /// How long ago, in milliseconds.
+    pub ago_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -10,6 +10,7 @@ pub mod config;
 mod control;
 mod control_socket;
 mod detach;
+mod detail;
 mod diagnostics;
 mod exit;
 mod export;
@@ -25,6 +26,7 @@ mod remote;
 mod service;
 mod terminal;
 mod up;
+mod usage;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -131,8 +133,8 @@ async fn run(cli: Cli, terminal: Option<Terminal>) -> Result<u8, Failure> {
             Some(terminal) => up(file, example, run, terminal).await,
             None => Err(anyhow::anyhow!("warren up started without its terminal writer").into()),
         },
-        Subcommand::Status { json, instance } => {
-            remote::status(&remote::connect(&instance.dir()).await?, json).await?;
+        Subcommand::Status { name, json, instance } => {
+            remote::status(&remote::connect(&instance.dir()).await?, name.as_deref(), json).await?;
             Ok(exit::OK)
         }
         Subcommand::Start { programs, wait, instance } => {

@@ -7,8 +7,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use warren_rpc::{CallError, CallOptions, Client, ConnectError};
 
-use crate::control::{CallRequest, Outcome, OutcomeKind, ProgramsRequest, StatusRow};
-use crate::exit;
+use crate::control::{CallRequest, Outcome, OutcomeKind, ProgramDetail, ProgramsRequest, StatusRow};
+use crate::{detail, exit};
 
 /// Why a remote command did not succeed, with the exit code it maps to.
 #[derive(Debug, thiserror::Error)]
@@ -77,20 +77,34 @@ fn emit(text: &str) -> Result<(), RemoteError> {
     }
 }
 
-pub async fn status(client: &Client, json: bool) -> Result<(), RemoteError> {
+pub async fn status(client: &Client, name: Option<&str>, json: bool) -> Result<(), RemoteError> {
+    if let Some(name) = name {
+        let detail: ProgramDetail = client.call("Control.Program", name).await.map_err(refused)?;
+        let text = if json {
+            serde_json::to_string_pretty(&detail).context("encoding JSON")?
+        } else {
+            detail::render(&detail)
+        };
+        return emit(&text);
+    }
     let rows: Vec<StatusRow> = client.call("Control.Status", &()).await.map_err(refused)?;
     if json {
         return emit(&serde_json::to_string_pretty(&rows).context("encoding JSON")?);
     }
     let width = rows.iter().map(|r| r.name.len()).max().unwrap_or(4).max(4);
+    let ends = rows.iter().map(|r| r.endpoint.as_deref().map_or(1, str::len)).max().unwrap_or(8).max(8);
     emit(&format!(
-        "{:<width$}  {:<9}  {:>7}  {:>11}  {:>8}  LAST EXIT / DETAIL",
-        "NAME", "STATE", "PID", "FOR", "RESTARTS"
+        "{:<width$}  {:<9}  {:>7}  {:>11}  {:>8}  {:<15}  {:>6}  {:>6}  {:<ends$}  LAST EXIT / DETAIL",
+        "NAME", "STATE", "PID", "FOR", "RESTARTS", "HEALTH", "CPU", "RSS", "ENDPOINT"
     ))?;
     for row in rows {
         let pid = row.pid.map_or_else(|| "-".to_owned(), |p| p.to_string());
         let mut detail = if row.detail == row.state { String::new() } else { row.detail.clone() };
-        if let Some(exit) = row.last_exit.as_ref().filter(|exit| !detail.contains(exit.as_str())) {
+        // A restart's reason names the exit it caused: no need to say it twice.
+        let restart = row.last_restart.as_deref().unwrap_or_default();
+        if let Some(exit) =
+            row.last_exit.as_ref().filter(|exit| !detail.contains(exit.as_str()) && !restart.contains(exit.as_str()))
+        {
             detail = if detail.is_empty() { format!("last: {exit}") } else { format!("{detail} (last: {exit})") };
         }
         if let Some(lost) = &row.socket_lost {
@@ -100,13 +114,23 @@ pub async fn status(client: &Client, json: bool) -> Result<(), RemoteError> {
             let lost = format!("{} log lines lost", row.log_lost);
             detail = if detail.is_empty() { lost } else { format!("{detail}; {lost}") };
         }
+        if let Some(why) = row.last_restart.as_ref().filter(|why| !detail.contains(why.as_str())) {
+            detail =
+                if detail.is_empty() { format!("restarted: {why}") } else { format!("{detail}; restarted: {why}") };
+        }
+        let cpu = row.cpu_percent.map_or_else(|| "-".to_owned(), |cpu| format!("{cpu:.1}%"));
+        let rss = row.rss_bytes.map_or_else(|| "-".to_owned(), crate::usage::bytes);
         emit(&format!(
-            "{:<width$}  {:<9}  {:>7}  {:>11}  {:>8}  {}",
+            "{:<width$}  {:<9}  {:>7}  {:>11}  {:>8}  {:<15}  {:>6}  {:>6}  {:<ends$}  {}",
             row.name,
             row.state,
             pid,
             short_duration(Duration::from_millis(row.for_ms)),
             row.restarts,
+            detail::health(&row),
+            cpu,
+            rss,
+            row.endpoint.as_deref().unwrap_or("-"),
             detail
         ))?;
     }

@@ -6,15 +6,24 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use warren::supervise::Supervisor;
+use warren::supervise::machine::HealthStatus;
 use warren_rpc::{HandlerError, Server};
 
 use crate::control::{CallRequest, ProgramsRequest, StatusRow, codes};
+use crate::detail;
 use crate::lifecycle;
 use crate::logs::api::{OpenRequest, ReadRequest};
 use crate::logs::serve;
 use crate::logs::store::Store;
+use crate::usage::Sampler;
 
 fn row(status: warren::supervise::ProgramStatus, logs: &Store) -> StatusRow {
+    let (health, health_failures, health_reason) = match status.health {
+        None => (None, 0, None),
+        Some(HealthStatus::Pending) => (Some("pending"), 0, None),
+        Some(HealthStatus::Healthy) => (Some("healthy"), 0, None),
+        Some(HealthStatus::Unhealthy { failures, reason }) => (Some("unhealthy"), failures, Some(reason)),
+    };
     StatusRow {
         log_lost: logs.lost(&status.name),
         name: status.name,
@@ -25,6 +34,15 @@ fn row(status: warren::supervise::ProgramStatus, logs: &Store) -> StatusRow {
         restarts: status.restarts,
         last_exit: status.last_exit.map(|e| e.to_string()),
         socket_lost: status.socket_lost.map(|lost| lost.to_string()),
+        health: health.map(str::to_owned),
+        health_failures,
+        health_reason,
+        checks_failed: status.checks_failed,
+        // Filled in by the sampler, which looks at /proc or the cgroup.
+        cpu_percent: None,
+        rss_bytes: None,
+        endpoint: status.endpoint,
+        last_restart: status.last_restart,
     }
 }
 
@@ -36,14 +54,37 @@ fn unknown(err: warren::supervise::UnknownProgram) -> HandlerError {
 /// at start) are answered as "starting".
 pub fn control(slot: Arc<OnceLock<Supervisor>>, logs: Arc<Store>, file: Option<Arc<Path>>) -> Server {
     let get = move || slot.get().cloned().ok_or_else(|| HandlerError::new(codes::NOT_RUNNING, "warren is starting"));
-    let (status, start, stop, restart, call, down, reload) =
-        (get.clone(), get.clone(), get.clone(), get.clone(), get.clone(), get.clone(), get);
-    let (open_logs, read_logs, reload_logs) = (Arc::clone(&logs), Arc::clone(&logs), Arc::clone(&logs));
+    let (status, start, stop, restart, call, down, reload, program) =
+        (get.clone(), get.clone(), get.clone(), get.clone(), get.clone(), get.clone(), get.clone(), get);
+    let (open_logs, read_logs, reload_logs, program_logs) =
+        (Arc::clone(&logs), Arc::clone(&logs), Arc::clone(&logs), Arc::clone(&logs));
+    let sampler = Arc::new(Sampler::default());
+    let program_sampler = Arc::clone(&sampler);
     Server::new().service("Control", move |s| {
         s.method("Status", move |_ctx, (): ()| {
-            let supervisor = status();
-            let logs = Arc::clone(&logs);
-            async move { Ok(supervisor?.status().into_iter().map(|s| row(s, &logs)).collect::<Vec<_>>()) }
+            let (supervisor, sampler, logs) = (status(), Arc::clone(&sampler), Arc::clone(&logs));
+            async move {
+                let supervisor = supervisor?;
+                let mut rows: Vec<StatusRow> = supervisor.status().into_iter().map(|s| row(s, &logs)).collect();
+                sampler.fill(&supervisor, &mut rows).await;
+                Ok(rows)
+            }
+        })
+        .method("Program", move |_ctx, name: String| {
+            let (supervisor, sampler, logs) = (program(), Arc::clone(&program_sampler), Arc::clone(&program_logs));
+            async move {
+                let supervisor = supervisor?;
+                let all = supervisor.status();
+                let Some(status) = all.iter().find(|s| s.name == name) else {
+                    let known: Vec<&str> = all.iter().map(|s| s.name.as_str()).collect();
+                    let message = format!("no program named {name:?} (known: {})", known.join(", "));
+                    return Err(HandlerError::new(codes::UNKNOWN_PROGRAM, message));
+                };
+                let mut rows = [row(status.clone(), &logs)];
+                sampler.fill(&supervisor, &mut rows).await;
+                let [one] = rows;
+                Ok(detail::build(&supervisor, status, one))
+            }
         })
         .method("StartPrograms", move |_ctx, request: ProgramsRequest| {
             let supervisor = start();

@@ -101,11 +101,11 @@ pub async fn run(
     loop {
         tokio::select! {
             notice = notices.recv() => match notice {
-                Ok(Update::Changed { name, state, pid }) => {
+                Ok(Update::Changed { name, state, pid, reason }) => {
                     // Waiting is worth a line only for a program that has something to wait for.
                     let waits = supervisor.has_dependencies(&name);
-                    let line = describe(&supervisor, &name, &state, pid);
-                    if state != State::Waiting || waits {
+                    let line = describe(&supervisor, &name, &state, pid, reason.as_deref());
+                    if state != State::Waiting || waits || reason.is_some() {
                         output.say(&line);
                     }
                     if stopping {
@@ -207,8 +207,15 @@ fn did_not_start(state: &State) -> bool {
     }
 }
 
-fn describe(supervisor: &Supervisor, name: &str, state: &State, pid: Option<u32>) -> String {
+fn describe(supervisor: &Supervisor, name: &str, state: &State, pid: Option<u32>, reason: Option<&str>) -> String {
     let pid = pid.map(|pid| format!(" (pid {pid})")).unwrap_or_default();
+    // "api: exited with code 1; restarting in 500 ms", "web: stopping: health check failed …".
+    if let Some(reason) = reason {
+        return match state {
+            State::Backoff { .. } => format!("{name}: {reason}; {state}"),
+            _ => format!("{name}: {state}: {reason}"),
+        };
+    }
     match state {
         State::Running => format!("{name}: started{pid}"),
         State::Ready => format!("{name}: ready{pid}"),

@@ -170,7 +170,8 @@ health = { exec = [@child@, "crash-before-ready"], interval = "100ms", timeout =
     );
     let first = pid_in(&up.wait_event("sickly", "ready", BOUND).text).expect("pid");
     up.wait_event("sickly", "stopping", BOUND);
-    up.wait_event("sickly", "exited with code 0; restarting in", BOUND);
+    // The restart says why: the check's exit code (and its last stderr line, if any).
+    up.wait_event("sickly", "health check failed 2 times: exit code", BOUND);
     let second = pid_in(&up.wait_events("sickly", "ready", 2, BOUND).text).expect("pid");
     up.learn(second);
     assert_ne!(first, second, "a new process");

@@ -277,7 +277,7 @@ env = { "A=B" = "x" }
         errors(text),
         r#"w.toml:3: program "api", field "restart": unknown policy "sometimes" (expected never, on-failure, always)
 w.toml:4: program "api", field "stop_signal": unknown signal "SIGFOO" (expected SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGKILL, SIGUSR1 or SIGUSR2)
-w.toml:5: program "api", field "ready": unknown readiness "maybe" (expected "none", "notify", "warren" or a table with log, exec, shell or connect)
+w.toml:5: program "api", field "ready": unknown readiness "maybe" (expected "none", "notify", "warren" or a table with log, exec, shell, connect or http)
 w.toml:6: program "api", field "backoff.factor": must be at least 1 (got 0.5)
 w.toml:6: program "api", field "backoff.jitter": must be between 0 and 1 (got 1.5)
 w.toml:7: program "api", field "crash_loop.max_starts": must be at least 1
@@ -315,12 +315,12 @@ health = "sometimes"
     assert_eq!(
         errors(text),
         r#"w.toml:3: program "a", field "ready.log": invalid regular expression "(unclosed": unclosed group
-w.toml:6: program "b", field "ready": set exactly one of log, exec, shell, connect
-w.toml:9: program "c", field "ready.interval": interval applies only to exec, shell and connect
-w.toml:13: program "d", field "health": set exactly one of rpc_ping = true, exec, shell, connect
+w.toml:6: program "b", field "ready": set exactly one of log, exec, shell, connect, http
+w.toml:9: program "c", field "ready.interval": interval applies only to exec, shell, connect and http
+w.toml:13: program "d", field "health": set exactly one of rpc_ping = true, exec, shell, connect, http
 w.toml:16: program "f", field "ready.connect": invalid endpoint "localhost:0" (expected tcp:HOST:PORT, HOST:PORT or unix:PATH)
 w.toml:19: program "e", field "ready.connect": invalid endpoint "tcp:host:0" (expected tcp:HOST:PORT, HOST:PORT or unix:PATH)
-w.toml:20: program "e", field "health": unknown health check "sometimes" (expected "none" or a table with rpc_ping, exec, shell or connect)"#
+w.toml:20: program "e", field "health": unknown health check "sometimes" (expected "none" or a table with rpc_ping, exec, shell, connect or http)"#
     );
 }
 

@@ -108,6 +108,10 @@ pub(crate) struct ChildCgroup {
 }
 
 impl ChildCgroup {
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     pub fn dir_fd(&self) -> RawFd {
         self.dir_fd.as_raw_fd()
     }

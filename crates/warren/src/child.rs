@@ -114,6 +114,17 @@ impl Child {
         self.inner.endpoint.as_ref()
     }
 
+    /// CPU time and memory of the child and everything it started: from its cgroup where it
+    /// has one, else from its process group.
+    pub fn usage(&self) -> crate::Usage {
+        let running = &self.inner.running;
+        running
+            .cgroup
+            .as_deref()
+            .and_then(crate::usage::of_cgroup)
+            .unwrap_or_else(|| crate::usage::of_group(running.pid))
+    }
+
     /// How long ago it was started (ready, for a child with a readiness check).
     pub fn uptime(&self) -> Duration {
         self.inner.started.elapsed()

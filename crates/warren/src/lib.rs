@@ -51,6 +51,7 @@ mod stop;
 pub mod supervise;
 mod sys;
 mod tasks;
+mod usage;
 
 pub use child::Child;
 pub use error::{HostError, PluginError, SpawnError};
@@ -63,3 +64,4 @@ pub use shutdown::{Shutdown, ShutdownStep};
 pub use signal::Signal;
 pub use socket_watch::{SocketLost, SocketWatch};
 pub use spec::{Readiness, Spec};
+pub use usage::Usage;

@@ -25,6 +25,8 @@ pub(crate) struct Running {
     /// Set once it is connected; `None` for a child without RPC.
     pub client: Option<Client>,
     pub socket_path: Option<PathBuf>,
+    /// Its cgroup's directory, where it has one (for its usage).
+    pub cgroup: Option<PathBuf>,
     pub notify: Option<Arc<NotifyListener>>,
     /// Published by the task that reaps it.
     pub exit: watch::Receiver<Option<Exit>>,

@@ -67,6 +67,7 @@ pub(crate) async fn spawn(ctx: Context<'_>, spec: Spec) -> Result<Child, SpawnEr
     let (exit_tx, exit) = watch::channel(None);
     let group = Arc::new(Group::new(pid));
     let watchdog = ctx.watchdog.map(Arc::downgrade);
+    let cgroup_dir = cgroup.as_ref().map(|cgroup| cgroup.dir().to_path_buf());
     tokio::spawn(tasks::reap(process, pid, cgroup, Arc::clone(&group), watchdog, Arc::clone(&name), exit_tx));
     let mut running = Running {
         name: Arc::clone(&name),
@@ -75,6 +76,7 @@ pub(crate) async fn spawn(ctx: Context<'_>, spec: Spec) -> Result<Child, SpawnEr
         stop_signal: spec.stop_signal,
         client: None,
         socket_path: prepared.socket_path,
+        cgroup: cgroup_dir,
         notify: prepared.notify.clone(),
         exit,
         pipes_closed: pumps.closed,

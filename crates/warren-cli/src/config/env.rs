@@ -218,12 +218,12 @@ fn expand_section(
     }
     if let Some(ready) = &mut body.ready {
         if let StringOr::Table(table) = ready.get_mut() {
-            probe(&mut expand, "ready", &mut table.exec, &mut table.shell, &mut table.connect);
+            probe(&mut expand, "ready", &mut table.exec, &mut table.shell, &mut table.connect, &mut table.http);
         }
     }
     if let Some(health) = &mut body.health {
         if let StringOr::Table(table) = health.get_mut() {
-            probe(&mut expand, "health", &mut table.exec, &mut table.shell, &mut table.connect);
+            probe(&mut expand, "health", &mut table.exec, &mut table.shell, &mut table.connect, &mut table.http);
         }
     }
 }
@@ -234,6 +234,7 @@ fn probe(
     exec: &mut Field<Vec<String>>,
     shell: &mut Field<String>,
     connect: &mut Field<String>,
+    http: &mut Field<String>,
 ) {
     if let Some(exec) = exec {
         let span = exec.span();
@@ -241,7 +242,7 @@ fn probe(
             expand(&span, word, &format!("{table}.exec"));
         }
     }
-    for (value, key) in [(shell, "shell"), (connect, "connect")] {
+    for (value, key) in [(shell, "shell"), (connect, "connect"), (http, "http")] {
         if let Some(value) = value {
             let span = value.span();
             expand(&span, value.get_mut(), &format!("{table}.{key}"));

@@ -124,18 +124,18 @@ pub enum ErrorKind {
     #[error("unknown signal {0:?} (expected SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGKILL, SIGUSR1 or SIGUSR2)")]
     UnknownSignal(String),
     #[error(
-        "unknown readiness {0:?} (expected \"none\", \"notify\", \"warren\" or a table with log, exec, shell or connect)"
+        "unknown readiness {0:?} (expected \"none\", \"notify\", \"warren\" or a table with log, exec, shell, connect or http)"
     )]
     /// An unknown `ready` word.
     UnknownReadiness(String),
     /// An unknown `health` word.
-    #[error("unknown health check {0:?} (expected \"none\" or a table with rpc_ping, exec, shell or connect)")]
+    #[error("unknown health check {0:?} (expected \"none\" or a table with rpc_ping, exec, shell, connect or http)")]
     UnknownHealth(String),
     /// A probe table with none, or more than one, of its kinds.
     #[error("set exactly one of {0}")]
     ProbeChoice(&'static str),
     /// `interval` on a log-line readiness.
-    #[error("interval applies only to exec, shell and connect")]
+    #[error("interval applies only to exec, shell, connect and http")]
     IntervalWithLog,
     /// A log-line pattern that is not a regular expression.
     #[error("invalid regular expression {pattern:?}: {reason}")]
@@ -200,6 +200,19 @@ pub enum ErrorKind {
     /// Condition `healthy` on a program without a health check.
     #[error("condition \"healthy\" on {0:?}, which has no health check")]
     NoHealthCheck(String),
+    /// An HTTP probe URL that is not `http://HOST[:PORT]/PATH`.
+    #[error("invalid URL {0:?} (expected http://HOST[:PORT]/PATH; probes speak plain HTTP)")]
+    BadUrl(String),
+    /// `status` on a probe that is not `http`.
+    #[error("status applies only to http")]
+    StatusWithoutHttp,
+    /// An HTTP status outside 100 to 599.
+    #[error("not an HTTP status: {0} (expected 100 to 599)")]
+    BadStatus(u16),
+    /// `timeout` on a readiness probe other than `http` (the others are bounded by
+    /// `ready_timeout` alone).
+    #[error("timeout applies only to http (other ready probes are bounded by ready_timeout)")]
+    TimeoutWithoutHttp,
     /// Condition `exited_ok` on a program that always restarts.
     #[error("condition \"exited_ok\" on {0:?}, which has restart = \"always\" and so never finishes")]
     ExitedOkWithAlways(String),

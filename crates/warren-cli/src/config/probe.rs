@@ -1,14 +1,14 @@
 //! The values of `ready` and `health`: a word, or a probe table (a log line, a command, an
-//! endpoint to connect to) with its timing.
+//! endpoint to connect to, a URL to GET) with its timing.
 
 use std::time::Duration;
 
 use toml::Spanned;
-use warren::supervise::plan::{Health, HealthCheck, Invocation, ReadyCheck};
+use warren::supervise::plan::{Health, HealthCheck, HttpProbe, Invocation, ReadyCheck};
 
 use super::checker::Checker;
 use super::error::ErrorKind;
-use super::raw::{Field, RawHealth, RawReady, StringOr};
+use super::raw::{DurationText, Field, RawHealth, RawReady, StringOr};
 use super::settings::Ready;
 
 /// How often a readiness probe is tried when `interval` is not given.
@@ -44,9 +44,23 @@ impl Checker<'_, '_> {
             }
             StringOr::Table(table) => table,
         };
-        let chosen = [table.log.is_some(), table.exec.is_some(), table.shell.is_some(), table.connect.is_some()];
+        let chosen = [
+            table.log.is_some(),
+            table.exec.is_some(),
+            table.shell.is_some(),
+            table.connect.is_some(),
+            table.http.is_some(),
+        ];
         if chosen.iter().filter(|&&c| c).count() != 1 {
-            return self.fail(raw, "ready", ErrorKind::ProbeChoice("log, exec, shell, connect"));
+            return self.fail(raw, "ready", ErrorKind::ProbeChoice("log, exec, shell, connect, http"));
+        }
+        if table.http.is_none() {
+            if let Some(status) = &table.status {
+                return self.fail(status, "ready.status", ErrorKind::StatusWithoutHttp);
+            }
+            if let Some(timeout) = &table.timeout {
+                return self.fail(timeout, "ready.timeout", ErrorKind::TimeoutWithoutHttp);
+            }
         }
         if let Some(log) = &table.log {
             if let Some(interval) = &table.interval {
@@ -58,9 +72,14 @@ impl Checker<'_, '_> {
             Some(_) => self.duration(&table.interval, "ready.interval", true)?.value,
             None => PROBE_INTERVAL,
         };
-        let readiness = match &table.connect {
-            Some(endpoint) => ReadyCheck::Connect { endpoint: self.endpoint(endpoint, "ready.connect")?, interval },
-            None => ReadyCheck::Exec { command: self.probe_command(&table.exec, &table.shell, "ready")?, interval },
+        let readiness = if let Some(url) = &table.http {
+            let probe = self.http(url, &table.status, "ready")?;
+            let timeout = self.probe_timeout(&table.timeout, "ready.timeout")?;
+            ReadyCheck::Http { probe, timeout, interval }
+        } else if let Some(endpoint) = &table.connect {
+            ReadyCheck::Connect { endpoint: self.endpoint(endpoint, "ready.connect")?, interval }
+        } else {
+            ReadyCheck::Exec { command: self.probe_command(&table.exec, &table.shell, "ready")?, interval }
         };
         Some(Ready::Plain(readiness))
     }
@@ -100,6 +119,31 @@ impl Checker<'_, '_> {
         self.fail(raw, field, ErrorKind::BadEndpoint(text.clone()))
     }
 
+    /// `http = "http://HOST[:PORT]/PATH"` and the `status` that passes (any 2xx if not given).
+    fn http(&mut self, url: &Spanned<String>, status: &Field<u16>, table: &str) -> Option<HttpProbe> {
+        let text = url.get_ref();
+        let host = text.strip_prefix("http://").map(|rest| rest.split(['/', '?']).next().unwrap_or_default());
+        if host.is_none_or(str::is_empty) || text.chars().any(char::is_whitespace) {
+            return self.fail(url, &format!("{table}.http"), ErrorKind::BadUrl(text.clone()));
+        }
+        let status = match status {
+            Some(raw) if !(100..=599).contains(raw.get_ref()) => {
+                return self.fail(raw, &format!("{table}.status"), ErrorKind::BadStatus(*raw.get_ref()));
+            }
+            Some(raw) => Some(*raw.get_ref()),
+            None => None,
+        };
+        Some(HttpProbe { url: text.clone(), status })
+    }
+
+    /// A ready probe's own timeout, [`HEALTH_TIMEOUT`] when not given.
+    fn probe_timeout(&mut self, raw: &Field<DurationText>, field: &str) -> Option<Duration> {
+        match raw {
+            Some(_) => self.duration(raw, field, true).map(|set| set.value),
+            None => Some(HEALTH_TIMEOUT),
+        }
+    }
+
     /// `Some(None)` for `health = "none"`, which turns off a check set in `[defaults]`.
     pub(super) fn health(&mut self, raw: &Spanned<StringOr<RawHealth>>) -> Option<Option<Health>> {
         let table = match raw.get_ref() {
@@ -108,9 +152,12 @@ impl Checker<'_, '_> {
             StringOr::Table(table) => table,
         };
         let ping = table.rpc_ping.as_ref().is_some_and(|ping| *ping.get_ref());
-        let chosen = [ping, table.exec.is_some(), table.shell.is_some(), table.connect.is_some()];
+        let chosen = [ping, table.exec.is_some(), table.shell.is_some(), table.connect.is_some(), table.http.is_some()];
         if chosen.iter().filter(|&&c| c).count() != 1 {
-            return self.fail(raw, "health", ErrorKind::ProbeChoice("rpc_ping = true, exec, shell, connect"));
+            return self.fail(raw, "health", ErrorKind::ProbeChoice("rpc_ping = true, exec, shell, connect, http"));
+        }
+        if let (None, Some(status)) = (&table.http, &table.status) {
+            return self.fail(status, "health.status", ErrorKind::StatusWithoutHttp);
         }
         let before = self.errors.count();
         let interval = self.duration(&table.interval, "health.interval", true).map_or(HEALTH_INTERVAL, |s| s.value);
@@ -118,6 +165,8 @@ impl Checker<'_, '_> {
         let failures = self.count(&table.failures, "health.failures").map_or(HEALTH_FAILURES, |s| s.value);
         let check = if ping {
             HealthCheck::RpcPing
+        } else if let Some(url) = &table.http {
+            HealthCheck::Http(self.http(url, &table.status, "health")?)
         } else if let Some(endpoint) = &table.connect {
             HealthCheck::Connect(self.endpoint(endpoint, "health.connect")?)
         } else {

@@ -79,6 +79,9 @@ pub(crate) struct RawReady {
     pub(crate) shell: Field<String>,
     pub(crate) connect: Field<String>,
     pub(crate) interval: Field<DurationText>,
+    pub(crate) http: Field<String>,
+    pub(crate) status: Field<u16>,
+    pub(crate) timeout: Field<DurationText>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -116,6 +119,8 @@ pub(crate) struct RawHealth {
     pub(crate) interval: Field<DurationText>,
     pub(crate) timeout: Field<DurationText>,
     pub(crate) failures: Field<u32>,
+    pub(crate) http: Field<String>,
+    pub(crate) status: Field<u16>,
 }
 
 /// `rpc` as written: a boolean, or the protocol's name (`"warren"`, `"json"`), checked later.

@@ -95,6 +95,10 @@ fn service(program: &Program, config: &Path, project: &str) -> Unit {
             notes.push(format!("ready when {endpoint} accepts a connection; systemd counts it ready once started"));
             "exec"
         }
+        ReadyCheck::Http { probe, .. } => {
+            notes.push(format!("ready when GET {} answers; systemd counts it ready once started", probe.url));
+            "exec"
+        }
     };
     let _ = writeln!(service, "Type={kind}");
     let _ = writeln!(service, "ExecStart={}", exec_start(&program.command));

@@ -62,7 +62,7 @@ impl Watch {
         while !pending.is_empty() {
             match self.next(deadline).await {
                 None => break,
-                Some(Some(Update::Changed { name, state, pid })) => {
+                Some(Some(Update::Changed { name, state, pid, .. })) => {
                     let Some(armed) = pending.get_mut(&name) else { continue };
                     if matches!(state, State::Waiting | State::Starting) {
                         *armed = true;

@@ -36,6 +36,8 @@ pub enum Update {
         state: State,
         /// The pid of its process, while one runs for it.
         pid: Option<u32>,
+        /// Why, where the state does not say it: "health check failed 3 times: …".
+        reason: Option<String>,
     },
     /// Every program is ready (or completed successfully).
     AllReady,

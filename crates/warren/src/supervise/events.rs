@@ -98,6 +98,9 @@ pub enum StartError {
     /// Its readiness probe did not pass within the program's ready timeout.
     #[error("not ready within {0:?}")]
     NotReady(Duration),
+    /// The same, with why its last try failed.
+    #[error("not ready within {0:?}; last check: {1}")]
+    NotReadyBecause(Duration, String),
 }
 
 impl StartError {
@@ -149,6 +152,8 @@ pub enum Event {
     HealthFailed {
         /// The program.
         name: String,
+        /// Why, in words: "exit code 1: …", "HTTP 503", "no answer in 2s".
+        reason: String,
     },
     /// Its socket file was deleted or replaced while it ran, and its program's
     /// [`on_socket_lost`](super::plan::Program::on_socket_lost) says to restart it.
@@ -217,6 +222,8 @@ pub enum Action {
         name: String,
         /// Its new state.
         state: State,
+        /// Why, where the state does not say it: "health check failed 3 times: …".
+        reason: Option<String>,
     },
     /// Everything has stopped after a shutdown.
     AllStopped,
@@ -240,4 +247,43 @@ pub struct Status {
     pub last_end: Option<String>,
     /// When it entered its current state.
     pub since: Instant,
+    /// Its health check's verdict; `None` without a check, or before the first while it is
+    /// not ready.
+    pub health: Option<HealthStatus>,
+    /// Health checks failed since it was started.
+    pub checks_failed: u64,
+    /// Why it was last restarted: "health check failed 3 times: no answer in 2s", an exit.
+    pub last_restart: Option<String>,
+    /// Its last state changes, oldest first (at most [`HISTORY`]).
+    pub history: Vec<Change>,
+}
+
+/// How many state changes of each program are kept for `status NAME`.
+pub const HISTORY: usize = 5;
+
+/// What a program's health check last said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HealthStatus {
+    /// Ready, not yet checked.
+    Pending,
+    /// The last check passed.
+    Healthy,
+    /// The last `failures` checks failed; the last one for `reason`.
+    Unhealthy {
+        /// Consecutive failures.
+        failures: u32,
+        /// Why the last one failed.
+        reason: String,
+    },
+}
+
+/// One state change of a program.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    /// The state it entered.
+    pub state: State,
+    /// Why, where the state does not say it.
+    pub reason: Option<String>,
+    /// When.
+    pub at: Instant,
 }

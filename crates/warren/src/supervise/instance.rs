@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
-use tracing::info;
+use tracing::{info, warn};
 
 use super::channel::{Input, Report};
 use super::machine::{Event, StartError};
@@ -104,12 +104,22 @@ impl Instance {
         let mut ticks = tokio::time::interval(health.interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticks.tick().await;
+        let mut failures = 0;
         loop {
             ticks.tick().await;
-            let check = probe::health(&health.check, child, program);
-            let passed = tokio::time::timeout(health.timeout, check).await.unwrap_or(false);
             let name = self.name.clone();
-            self.send(if passed { Event::HealthPassed { name } } else { Event::HealthFailed { name } });
+            match probe::health(&health.check, health.timeout, child, program).await {
+                Ok(()) => {
+                    failures = 0;
+                    self.send(Event::HealthPassed { name });
+                }
+                Err(reason) => {
+                    // Counted here for the log line; the machine counts for itself.
+                    failures += 1;
+                    warn!("{}: health check failed ({failures} of {}): {reason}", self.name, health.failures);
+                    self.send(Event::HealthFailed { name, reason });
+                }
+            }
         }
     }
 }

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use super::backoff::{Jitter, delay};
 use super::events::humanize;
-pub use super::events::{Action, Event, StartError, State, Status};
+pub use super::events::{Action, Change, Event, HISTORY, HealthStatus, StartError, State, Status};
 use super::plan::{Plan, Program, Restart};
 use crate::exit::Exit;
 
@@ -31,6 +31,14 @@ pub(super) struct Slot {
     ready_at: Option<Instant>,
     pub(super) healthy: bool,
     health_failures: u32,
+    /// Why the last health check failed, while failures are counted.
+    health_reason: String,
+    /// Health checks failed since the current instance started.
+    checks_failed: u64,
+    /// Why the current stop was issued, for the restart it leads to.
+    stop_cause: Option<String>,
+    last_restart: Option<String>,
+    history: VecDeque<Change>,
     /// Restart once the current stop completes: after a backoff (health failure), or at once
     /// (a restart request).
     pub(super) restart_after_stop: Option<Relaunch>,
@@ -57,6 +65,11 @@ impl Slot {
             ready_at: None,
             healthy: false,
             health_failures: 0,
+            health_reason: String::new(),
+            checks_failed: 0,
+            stop_cause: None,
+            last_restart: None,
+            history: VecDeque::new(),
             restart_after_stop: None,
             stop_when_started: false,
             timer_generation: 0,
@@ -130,6 +143,10 @@ impl Machine {
                 last_exit: s.last_exit,
                 last_end: s.last_end.clone(),
                 since: s.since,
+                health: s.health(),
+                checks_failed: s.checks_failed,
+                last_restart: s.last_restart.clone(),
+                history: s.history.iter().cloned().collect(),
             })
             .collect()
     }
@@ -164,7 +181,9 @@ impl Machine {
                 slot.health_failures = 0;
                 slot.healthy = slot.state == State::Ready;
             }),
-            Event::HealthFailed { name } => self.with(&name, |m, i| m.health_failed(now, i, &mut actions)),
+            Event::HealthFailed { name, reason } => {
+                self.with(&name, |m, i| m.health_failed(now, i, reason, &mut actions));
+            }
             Event::SocketLost { name } => self.with(&name, |m, i| m.socket_lost(now, i, &mut actions)),
             Event::Timer { name, generation } => self.with(&name, |m, i| {
                 let slot = &m.slots[i];
@@ -186,13 +205,22 @@ impl Machine {
     }
 
     pub(super) fn set_state(&mut self, now: Instant, i: usize, state: State, actions: &mut Vec<Action>) {
+        self.change(now, i, state, None, actions);
+    }
+
+    /// Enters `state` for `reason` (where the state does not say why), and keeps the change.
+    fn change(&mut self, now: Instant, i: usize, state: State, reason: Option<String>, actions: &mut Vec<Action>) {
         let slot = &mut self.slots[i];
         if slot.state == state {
             return;
         }
         slot.state = state.clone();
         slot.since = now;
-        actions.push(Action::Changed { name: slot.program.name.clone(), state });
+        if slot.history.len() == HISTORY {
+            slot.history.pop_front();
+        }
+        slot.history.push_back(Change { state: state.clone(), reason: reason.clone(), at: now });
+        actions.push(Action::Changed { name: slot.program.name.clone(), state, reason });
     }
 
     pub(super) fn spawn(&mut self, now: Instant, i: usize, actions: &mut Vec<Action>) {
@@ -211,6 +239,8 @@ impl Machine {
         slot.starts.push_back(now);
         slot.healthy = false;
         slot.health_failures = 0;
+        slot.checks_failed = 0;
+        slot.stop_cause = None;
         slot.ready_at = None;
         actions.push(Action::Spawn { name: slot.program.name.clone() });
         self.set_state(now, i, State::Starting, actions);
@@ -242,20 +272,28 @@ impl Machine {
 
     pub(super) fn issue_stop(&mut self, now: Instant, i: usize, actions: &mut Vec<Action>) {
         actions.push(Action::Stop { name: self.slots[i].program.name.clone() });
-        self.set_state(now, i, State::Stopping, actions);
+        let reason = self.slots[i].stop_cause.clone();
+        self.change(now, i, State::Stopping, reason, actions);
     }
 
-    fn health_failed(&mut self, now: Instant, i: usize, actions: &mut Vec<Action>) {
+    fn health_failed(&mut self, now: Instant, i: usize, reason: String, actions: &mut Vec<Action>) {
         let slot = &mut self.slots[i];
         if slot.state != State::Ready {
             return;
         }
         slot.health_failures += 1;
+        slot.checks_failed += 1;
+        slot.health_reason = reason;
         slot.healthy = false;
         // The period that resets the backoff is one of being ready *and* healthy: it starts over.
         slot.ready_at = Some(now);
         let limit = slot.program.health.as_ref().map_or(1, |h| h.failures);
         if slot.health_failures >= limit && !self.shutting_down {
+            let cause = match slot.health_failures {
+                1 => format!("health check failed: {}", slot.health_reason),
+                n => format!("health check failed {n} times: {}", slot.health_reason),
+            };
+            slot.stop_cause = Some(cause);
             self.slots[i].restart_after_stop = Some(Relaunch::WithBackoff);
             self.issue_stop(now, i, actions);
         }
@@ -265,6 +303,7 @@ impl Machine {
     /// the crash loop, so a socket deleted at every start ends in `Failed`, not in a loop.
     fn socket_lost(&mut self, now: Instant, i: usize, actions: &mut Vec<Action>) {
         if self.slots[i].state == State::Ready && !self.shutting_down {
+            self.slots[i].stop_cause = Some("its socket file was lost".to_owned());
             self.slots[i].restart_after_stop = Some(Relaunch::Now);
             self.issue_stop(now, i, actions);
         }
@@ -292,6 +331,8 @@ impl Machine {
         slot.stop_when_started = false;
         let was_stopping = slot.state == State::Stopping;
         let relaunch = slot.restart_after_stop.take();
+        // Why it ended, when that was warren's doing; otherwise its exit says it.
+        let cause = slot.stop_cause.take();
         if self.shutting_down || slot.retiring || (was_stopping && relaunch.is_none()) {
             self.set_state(now, i, State::Stopped, actions);
             return;
@@ -301,7 +342,8 @@ impl Machine {
                 slot.program = program;
             }
             slot.restarts = slot.restarts.saturating_add(1);
-            self.set_state(now, i, State::Waiting, actions);
+            slot.last_restart = cause.clone();
+            self.change(now, i, State::Waiting, cause, actions);
             return;
         }
         let restart_now = relaunch.is_some();
@@ -343,8 +385,11 @@ impl Machine {
         }
         // Counted only now: a restart refused by the crash-loop limit never happens.
         self.slots[i].restarts = self.slots[i].restarts.saturating_add(1);
+        // The exit that a stop of warren's caused is in `last_exit`; the cause is the news.
+        let why = cause.unwrap_or(what);
+        self.slots[i].last_restart = Some(why.clone());
         actions.push(Action::SetTimer { name, after: pause, generation });
-        self.set_state(now, i, State::Backoff { delay: pause }, actions);
+        self.change(now, i, State::Backoff { delay: pause }, Some(why), actions);
     }
 
     fn request_start(&mut self, now: Instant, i: usize, actions: &mut Vec<Action>) {
@@ -387,6 +432,7 @@ impl Machine {
         slot.attempt = 0;
         slot.starts.clear();
         if slot.state.is_active() {
+            slot.stop_cause = Some("restart requested".to_owned());
             self.request_stop(now, i, Some(Relaunch::Now), actions);
         } else {
             slot.timer_generation += 1;
@@ -404,6 +450,20 @@ impl Machine {
                 self.slots[i].timer_generation += 1;
                 self.set_state(now, i, State::Stopped, actions);
             }
+        }
+    }
+}
+
+impl Slot {
+    fn health(&self) -> Option<HealthStatus> {
+        self.program.health.as_ref()?;
+        if self.health_failures > 0 {
+            let reason = self.health_reason.clone();
+            Some(HealthStatus::Unhealthy { failures: self.health_failures, reason })
+        } else if self.healthy {
+            Some(HealthStatus::Healthy)
+        } else {
+            (self.state == State::Ready).then_some(HealthStatus::Pending)
         }
     }
 }

@@ -9,6 +9,7 @@
 mod backoff;
 mod channel;
 mod events;
+mod http;
 mod instance;
 pub mod machine;
 mod order;

@@ -118,12 +118,12 @@ impl Runner {
                         let _ = inputs.send(Input::Control(Event::Timer { name, generation }));
                     });
                 }
-                Action::Changed { name, state } => {
+                Action::Changed { name, state, reason } => {
                     let pid = match state.is_active() {
                         true => self.current.get(&name).and_then(|c| c.child.as_ref()).map(Child::pid),
                         false => None,
                     };
-                    let _ = self.updates.send(Update::Changed { name, state, pid });
+                    let _ = self.updates.send(Update::Changed { name, state, pid, reason });
                 }
                 Action::AllReady => {
                     let _ = self.updates.send(Update::AllReady);

@@ -9,7 +9,7 @@ use tokio::time::Instant;
 use warren_rpc::Client;
 
 use super::channel::{Input, Snapshot, Update};
-use super::machine::{Event, State};
+use super::machine::{Change, Event, HealthStatus, State};
 use super::plan::Plan;
 use super::reload::PlanDiff;
 use super::runner::Runner;
@@ -37,6 +37,17 @@ pub struct ProgramStatus {
     /// Its socket file went away while it runs (see [`Child::socket_lost`]); shown until it
     /// is restarted, which `on_socket_lost = restart` does at once.
     pub socket_lost: Option<crate::SocketLost>,
+    /// Its health check's verdict; `None` without a check (or before the first, while it is
+    /// not ready).
+    pub health: Option<HealthStatus>,
+    /// Health checks failed since its current instance started.
+    pub checks_failed: u64,
+    /// Why it was last restarted: "health check failed 3 times: no answer in 2s", an exit.
+    pub last_restart: Option<String>,
+    /// Its last state changes, oldest first.
+    pub history: Vec<Change>,
+    /// Where it serves RPC, while it runs.
+    pub endpoint: Option<String>,
 }
 
 /// A control request named a program the plan does not have.
@@ -166,6 +177,13 @@ impl Supervisor {
         Ok(self.snapshot.borrow().children.get(name).and_then(|c| c.try_client().cloned()))
     }
 
+    /// CPU time and memory of the program's running instance and all it started, if one runs.
+    /// Reads `/proc` (or its cgroup): for `status`, not for a loop.
+    pub fn usage(&self, name: &str) -> Option<crate::Usage> {
+        let child = self.snapshot.borrow().children.get(name).cloned()?;
+        Some(child.usage())
+    }
+
     /// Every program's status, in the order of the plan.
     pub fn status(&self) -> Vec<ProgramStatus> {
         let snapshot = self.snapshot.borrow();
@@ -184,6 +202,11 @@ impl Supervisor {
                     last_exit: s.last_exit,
                     last_end: s.last_end.clone(),
                     socket_lost: child.and_then(Child::socket_lost_now),
+                    health: s.health.clone(),
+                    checks_failed: s.checks_failed,
+                    last_restart: s.last_restart.clone(),
+                    history: s.history.clone(),
+                    endpoint: child.and_then(Child::endpoint).map(ToString::to_string),
                 }
             })
             .collect()

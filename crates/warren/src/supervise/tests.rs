@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use tokio::time::{Instant, advance};
 
-use super::machine::{Action, Event, Machine, State};
+use super::machine::{Action, Event, HealthStatus, Machine, State};
 use super::plan::{
     Backoff, Condition, CrashLoop, Dependency, Health, HealthCheck, Invocation, Plan, Program, ReadyCheck, Restart,
 };
@@ -194,11 +194,25 @@ async fn healthy_gating_and_restart_after_failed_health_checks() {
     assert_eq!(h.state("api"), State::Waiting, "ready is not yet healthy");
     let actions = h.on(Event::HealthPassed { name: "db".into() });
     assert_eq!(spawned(&actions), ["api"]);
-    assert!(stopped(&h.on(Event::HealthFailed { name: "db".into() })).is_empty(), "one failure is tolerated");
-    let actions = h.on(Event::HealthFailed { name: "db".into() });
+    let failed = || Event::HealthFailed { name: "db".into(), reason: "HTTP 503".into() };
+    assert!(stopped(&h.on(failed())).is_empty(), "one failure is tolerated");
+    let actions = h.on(failed());
     assert_eq!(stopped(&actions), ["db"], "two consecutive failures restart it");
+    let why = "health check failed 2 times: HTTP 503";
+    let reasons: Vec<_> = actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Changed { state: State::Stopping, reason, .. } => reason.clone(),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reasons, [why], "the stop says why");
     let actions = h.on(Event::Exited { name: "db".into(), exit: Exit::Signal(crate::Signal::TERM) });
     assert!(timer(&actions).is_some(), "restarted after the stop, with backoff");
+    let status = h.machine.status().into_iter().find(|s| s.name == "db").expect("db");
+    assert_eq!(status.last_restart.as_deref(), Some(why));
+    assert_eq!(status.health, Some(HealthStatus::Unhealthy { failures: 2, reason: "HTTP 503".into() }));
+    assert_eq!(status.history.last().and_then(|c| c.reason.as_deref()), status.last_restart.as_deref());
 }
 
 #[tokio::test(start_paused = true)]

@@ -10,8 +10,8 @@ mod program;
 
 pub use error::{PlanError, Problem, ProblemKind};
 pub use program::{
-    Backoff, Condition, CrashLoop, Dependency, Health, HealthCheck, Invocation, OnSocketLost, Program, ReadyCheck,
-    Restart,
+    Backoff, Condition, CrashLoop, Dependency, Health, HealthCheck, HttpProbe, Invocation, OnSocketLost, Program,
+    ReadyCheck, Restart,
 };
 pub use warren_rpc::Protocol;
 

@@ -88,6 +88,24 @@ pub enum ReadyCheck {
         /// How long to wait between tries.
         interval: Duration,
     },
+    /// An HTTP GET of this URL answers as expected.
+    Http {
+        /// The request and the answer it expects.
+        probe: HttpProbe,
+        /// How long one try may take.
+        timeout: Duration,
+        /// How long to wait between tries.
+        interval: Duration,
+    },
+}
+
+/// An HTTP GET (plain HTTP: probes are local) and the answer that passes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpProbe {
+    /// `http://HOST[:PORT]/PATH`.
+    pub url: String,
+    /// The status that passes; any 2xx when `None`.
+    pub status: Option<u16>,
 }
 
 /// A program whose socket file is gone keeps serving the connections it has, the
@@ -181,6 +199,8 @@ pub enum HealthCheck {
     Exec(Invocation),
     /// A connection to this endpoint (`tcp:HOST:PORT` or `unix:PATH`) succeeds.
     Connect(String),
+    /// An HTTP GET answers as expected within the timeout.
+    Http(HttpProbe),
 }
 
 impl Default for Backoff {
