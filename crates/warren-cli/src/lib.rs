@@ -138,13 +138,13 @@ async fn run(cli: Cli, terminal: Option<Terminal>) -> Result<u8, Failure> {
             Ok(exit::OK)
         }
         Subcommand::Call { program, method, arg, timeout, instance } => {
-            let client = remote::connect(&instance.dir()).await?;
+            let client = remote::connect_within(&instance.dir(), Some(timeout.into())).await?;
             remote::call(&client, &program, &method, arg.as_deref(), timeout.into()).await?;
             Ok(exit::OK)
         }
         Subcommand::Down { instance } => {
-            remote::down(&remote::connect(&instance.dir()).await?).await?;
-            Ok(exit::OK)
+            let escaped = remote::down(&remote::connect(&instance.dir()).await?).await?;
+            Ok(if escaped > 0 { exit::PROGRAM_FAILED } else { exit::OK })
         }
         Subcommand::Completions { shell } => Ok(manual::completions(shell)?),
         Subcommand::Man { subcommand } => manual::man(subcommand.as_deref()),

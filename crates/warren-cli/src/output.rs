@@ -14,6 +14,9 @@ use crate::terminal::Terminal;
 const PALETTE: [AnsiColor; 6] =
     [AnsiColor::Cyan, AnsiColor::Magenta, AnsiColor::Yellow, AnsiColor::Green, AnsiColor::Blue, AnsiColor::Red];
 
+/// The widest names are padded to: a longer name does not push every line to the right.
+pub const MAX_PADDING: usize = 16;
+
 /// How many recent lines per program `warren logs` can show.
 pub const LOG_BUFFER_LINES: usize = 2000;
 
@@ -29,7 +32,8 @@ pub struct Output {
 impl Output {
     pub fn new<'a>(programs: impl IntoIterator<Item = &'a str>, terminal: Terminal) -> Output {
         let names: Vec<&str> = programs.into_iter().collect();
-        let width = names.iter().map(|n| n.len()).max().unwrap_or(0).max("warren".len());
+        // Names longer than the cap are printed whole, but do not pad every other line.
+        let width = names.iter().map(|n| n.len()).max().unwrap_or(0).clamp("warren".len(), MAX_PADDING);
         let colours = names
             .iter()
             .enumerate()

@@ -129,6 +129,10 @@ pub async fn run(plan: Plan, instance_dir: &Path, options: UpOptions, terminal: 
     if code != if failed { exit::PROGRAM_FAILED } else { exit::OK } {
         text.push_str(&format!("; exit code {code}"));
     }
+    let escaped = supervisor.escaped_killed();
+    if escaped > 0 {
+        text.push_str(&format!("; {escaped} process(es) that had left their program's process group were killed"));
+    }
     output.say(&text);
     Ok(code)
 }

@@ -39,6 +39,8 @@ pub(crate) struct Context<'a> {
     pub socket_watch: &'a OnceLock<SocketWatch>,
     /// Told when the child's stop is over.
     pub registry: Weak<dyn Registry>,
+    /// Counts the descendants that had left their child's process group and were killed.
+    pub escaped: &'a Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// What is in place before the child starts.
@@ -67,7 +69,16 @@ pub(crate) async fn spawn(ctx: Context<'_>, spec: Spec) -> Result<Child, SpawnEr
     let (exit_tx, exit) = watch::channel(None);
     let group = Arc::new(Group::new(pid));
     let watchdog = ctx.watchdog.map(Arc::downgrade);
-    tokio::spawn(tasks::reap(process, pid, cgroup, Arc::clone(&group), watchdog, Arc::clone(&name), exit_tx));
+    tokio::spawn(tasks::reap(
+        process,
+        pid,
+        cgroup,
+        Arc::clone(&group),
+        watchdog,
+        Arc::clone(&name),
+        Arc::clone(ctx.escaped),
+        exit_tx,
+    ));
     let mut running = Running {
         name: Arc::clone(&name),
         pid,

@@ -1,6 +1,7 @@
 //! The tasks a child has from spawn to exit: its pipe pumps, the task that reaps it and settles
 //! its group, and the watches of its notify socket and of its socket file.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use tracing::{debug, warn};
 use warren_rpc::Client;
 
 use crate::cgroup::ChildCgroup;
+use crate::escapees;
 use crate::exit::Exit;
 use crate::group::Group;
 use crate::log::{LogSink, Stream};
@@ -76,6 +78,7 @@ pub(crate) async fn reap(
     group: Arc<Group>,
     watchdog: Option<Weak<Watchdog>>,
     name: Arc<str>,
+    escaped_total: Arc<AtomicUsize>,
     exit_tx: watch::Sender<Option<Exit>>,
 ) {
     let status = process.wait().await;
@@ -87,10 +90,15 @@ pub(crate) async fn reap(
     }
     // What is still in its cgroup left the group (its own session or group) and would outlive
     // every stop.
+    // Without cgroups, by the tag its descendants inherit (see `escapees`).
     let escaped = match &cgroup {
         Some(cgroup) => cgroup.settle().await,
-        None => 0,
+        None => {
+            let tag = escapees::Tag::new(&name, sys::current_pid());
+            tokio::task::spawn_blocking(move || escapees::kill_tagged(&tag)).await.unwrap_or(0)
+        }
     };
+    escaped_total.fetch_add(escaped, Ordering::Relaxed);
     if escaped > 0 {
         warn!(child = %name, "{escaped} descendant(s) that had left the child's process group outlived it; killed them");
         group.leaked(Leak::Escaped { count: escaped });
