@@ -180,7 +180,11 @@ fn command(spec: &Spec, prepared: &Prepared, cgroup: Option<&ChildCgroup>) -> sp
 /// Starts the process on the spawner thread and registers its group with the watchdog.
 async fn launch(ctx: &Context<'_>, spec: &Spec, command: &spawner::Command) -> Result<spawner::Process, SpawnError> {
     let process = ctx.spawner.spawn(command).await.map_err(|source| {
-        if source.kind() == std::io::ErrorKind::NotFound {
+        let cwd = source.get_ref().and_then(|err| err.downcast_ref::<sys::CwdError>());
+        if let (Some(cwd), Some(dir)) = (cwd, &spec.cwd) {
+            let source = std::io::Error::new(cwd.0.kind(), cwd.0.to_string());
+            SpawnError::Cwd { name: spec.name.clone(), dir: dir.clone(), source }
+        } else if source.kind() == std::io::ErrorKind::NotFound {
             SpawnError::NotFound { name: spec.name.clone(), program: spec.program.clone(), looked_in: looked_in(spec) }
         } else {
             SpawnError::Spawn { name: spec.name.clone(), program: spec.program.clone(), source }

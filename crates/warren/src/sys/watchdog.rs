@@ -15,6 +15,9 @@ pub struct Watchdog {
     pid: u32,
 }
 
+/// The watchdog's process name: at most 15 bytes, the kernel's limit for `comm`.
+pub const WATCHDOG_NAME: &std::ffi::CStr = c"warren-watchdog";
+
 /// Groups one watchdog can track; more are still stopped normally, only not after a host crash.
 const WATCHDOG_CAPACITY: usize = 16 * 1024;
 
@@ -28,7 +31,7 @@ impl Watchdog {
         let read_fd = read_end.as_raw_fd();
         let write_fd = write_end.as_raw_fd();
         // SAFETY: after fork the child runs only `watchdog_main`, which makes async-signal-safe
-        // syscalls (close, setpgid, sigaction, read, kill, open, write, _exit) on memory it owns, and never
+        // syscalls (close, prctl, setpgid, sigaction, read, kill, open, write, _exit) on memory it owns, and never
         // returns into Rust code that could touch locks held by other threads of the parent.
         let child = unsafe { libc::fork() };
         match child {
@@ -82,6 +85,16 @@ fn watchdog_main(read_fd: i32, write_fd: i32, groups: &mut [i32], cgroup_kill: O
     // syscall on file descriptors and memory this process owns.
     unsafe {
         libc::close(write_fd);
+        // A name of its own (the kernel's `comm`, which `killall NAME`, `pgrep NAME` and `top`
+        // match and show): `killall -9 warren` must kill the host and leave the watchdog to
+        // clean up after it. `pgrep -f` and `ps -f` read the command line, still the host's.
+        libc::prctl(
+            libc::PR_SET_NAME,
+            WATCHDOG_NAME.as_ptr(),
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+        );
         // Close every other inherited descriptor (the host's sockets, the children's pipes) so
         // the watchdog keeps nothing open that the host's peers wait on.
         close_all_but(read_fd);
