@@ -11,6 +11,7 @@ mod control;
 mod control_socket;
 mod diagnostics;
 mod exit;
+mod fd_limit;
 mod harness;
 mod instance;
 mod lifecycle;

@@ -32,6 +32,9 @@ pub async fn run(plan: Plan, instance_dir: &Path, options: UpOptions, terminal: 
             anyhow::bail!("--exit-code-from {name}: no program named {name:?} (known: {})", known.join(", "));
         }
     }
+    if let Err(err) = crate::fd_limit::raise() {
+        eprintln!("warren: cannot raise the open-file limit to its hard limit: {err}");
+    }
     let mut harness = Harness::new(options);
     // First of all, so that a Ctrl-C while programs start is an orderly stop, not a crash.
     let mut shutdown = Shutdown::install().context("cannot install signal handlers")?;
