@@ -423,6 +423,17 @@ mod tests {
     }
 
     #[test]
+    fn every_wrong_key_of_one_program_is_reported() {
+        let text = "[programs.a]\ncommand = 5\ngrace = true\nbackoff = { initial = 1, max = 2 }\nnope = 1\n";
+        let errors = read_err(text);
+        let lines: Vec<&str> = errors.lines().map(|l| l.split(':').take(2).collect::<Vec<_>>()[1]).collect();
+        assert_eq!(lines, ["2", "3", "4", "4", "5"], "{errors}");
+        for field in ["\"command\"", "\"grace\"", "\"backoff.initial\"", "\"backoff.max\"", "unknown key \"nope\""] {
+            assert!(errors.contains(field), "{field}: {errors}");
+        }
+    }
+
+    #[test]
     fn every_bad_program_is_reported() {
         assert_eq!(
             read_err("[programs.a]\nfoo = 1\n[programs.b]\nrpc = 1\n"),
