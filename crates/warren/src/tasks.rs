@@ -67,6 +67,13 @@ pub(crate) fn start_pumps(
     Pumps { handles: Mutex::new(handles), closed, tail }
 }
 
+/// What of its host the reaper of a child reports to.
+pub(crate) struct HostLinks {
+    pub watchdog: Option<Weak<Watchdog>>,
+    /// The host's count of killed descendants that had left their child's group.
+    pub escaped: Arc<AtomicUsize>,
+}
+
 /// Reaps the leader, then settles its group: members that outlived it are grandchildren that
 /// would otherwise run on unowned; they are killed and reaped (the host is their subreaper), and
 /// the group is released before anyone can see the exit, so no later signal can reach a
@@ -76,11 +83,11 @@ pub(crate) async fn reap(
     pgid: u32,
     cgroup: Option<ChildCgroup>,
     group: Arc<Group>,
-    watchdog: Option<Weak<Watchdog>>,
+    host: HostLinks,
     name: Arc<str>,
-    escaped_total: Arc<AtomicUsize>,
     exit_tx: watch::Sender<Option<Exit>>,
 ) {
+    let HostLinks { watchdog, escaped: escaped_total } = host;
     let status = process.wait().await;
     if sys::group_has_members(pgid) {
         let _ = sys::kill_group(pgid, Signal::KILL);
