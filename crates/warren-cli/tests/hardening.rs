@@ -99,6 +99,34 @@ fn the_watchdog_has_a_name_of_its_own_so_killall_warren_leaves_it_to_clean_up() 
     eprintln!("killall -9 warren: the whole tree gone {:?} after", started.elapsed());
 }
 
+#[test]
+fn a_watchdog_killed_alone_is_replaced_so_the_host_dying_last_still_takes_the_tree() {
+    let mut up = Up::start(FAMILY);
+    up.wait_event("family", "started", BOUND);
+    let tree = wait_processes(&mut up, "sleep 303", 3);
+    let watchdog = || up.processes("").into_iter().find(|&pid| comm(pid) == "warren-watchdog");
+    let first = watchdog().expect("a watchdog");
+    assert!(testkit::signal(first, Signal::KILL));
+    let replaced = Instant::now();
+    let mut second = None;
+    assert!(
+        testkit::wait_until(Duration::from_secs(1), || {
+            second = watchdog().filter(|&pid| pid != first);
+            second.is_some()
+        }),
+        "no new watchdog within 1 s:\n{}",
+        up.transcript()
+    );
+    let took = replaced.elapsed();
+    // Registered before the first one died: the new one must know the program's group.
+    up.signal(Signal::KILL);
+    let killed = Instant::now();
+    let gone = testkit::wait_until(Duration::from_secs(2), || tree.iter().all(|&pid| !alive(pid)));
+    let left: Vec<String> = tree.iter().filter(|&&pid| alive(pid)).map(|&pid| cmdline(pid)).collect();
+    assert!(gone, "left after the host died last: {left:?}");
+    eprintln!("watchdog {first} replaced by {second:?} in {took:?}; tree gone {:?} after up", killed.elapsed());
+}
+
 /// `pkill -9 warren` (or `kill -9` of both): the direct child dies by its parent-death signal
 /// at once. What is left needs one of the two alive: with cgroups the next host's start sweeps
 /// the dead host's cgroups; without, the grandchildren stay (RELIABILITY.md, Open).

@@ -1,18 +1,40 @@
 //! The fork watchdog: kills every child's group (and cgroup) when the host dies by any means.
 
+use std::collections::HashSet;
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::{Arc, Mutex, PoisonError};
 
-use super::process::pid;
+use super::process::{pid, wait_for};
 
 /// A forked process that outlives an abruptly killed host just long enough to SIGKILL every
 /// process group the host told it about. The host keeps the write end of a pipe; the kernel
 /// closes it when the host dies by any means, and the watchdog wakes on end-of-file.
+///
+/// The host watches it back: a thread waits for the watchdog's exit, and if it dies while the
+/// host lives (killed on its own), a new one is forked and told every group still registered,
+/// so whichever of the two dies last still cleans up.
 #[derive(Debug)]
 pub struct Watchdog {
+    shared: Arc<Shared>,
+    monitor: Option<std::thread::JoinHandle<()>>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    cgroup_kill: Option<CString>,
+    state: Mutex<State>,
+}
+
+#[derive(Debug)]
+struct State {
     pipe: Option<OwnedFd>,
     pid: u32,
+    /// What the current watchdog was told, to tell a replacement.
+    groups: HashSet<u32>,
+    /// Set by `Drop`: the watchdog's exit is the host's doing, not to be answered.
+    closing: bool,
 }
 
 /// The watchdog's process name: at most 15 bytes, the kernel's limit for `comm`.
@@ -25,57 +47,123 @@ impl Watchdog {
     /// `cgroup_kill`: the host's `cgroup.kill`, written to kill every child's cgroup at once,
     /// descendants that left their process group included.
     pub fn start(cgroup_kill: Option<CString>) -> io::Result<Watchdog> {
-        let (read_end, write_end) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
-        // Allocated before fork: the watchdog must not allocate.
-        let mut groups = vec![0i32; WATCHDOG_CAPACITY].into_boxed_slice();
-        let read_fd = read_end.as_raw_fd();
-        let write_fd = write_end.as_raw_fd();
-        // SAFETY: after fork the child runs only `watchdog_main`, which makes async-signal-safe
-        // syscalls (close, prctl, setpgid, sigaction, read, kill, open, write, _exit) on memory it owns, and never
-        // returns into Rust code that could touch locks held by other threads of the parent.
-        let child = unsafe { libc::fork() };
-        match child {
-            -1 => Err(io::Error::last_os_error()),
-            0 => watchdog_main(read_fd, write_fd, &mut groups, cgroup_kill.as_deref()),
-            pid => {
-                drop(read_end);
-                Ok(Watchdog { pipe: Some(write_end), pid: pid.unsigned_abs() })
+        let (pipe, pid) = fork_watchdog(cgroup_kill.as_deref())?;
+        let state = State { pipe: Some(pipe), pid, groups: HashSet::new(), closing: false };
+        let shared = Arc::new(Shared { cgroup_kill, state: Mutex::new(state) });
+        let watched = Arc::clone(&shared);
+        let monitor = std::thread::Builder::new().name("warren-watchdog-monitor".into()).spawn(move || {
+            monitor(&watched);
+        });
+        match monitor {
+            Ok(monitor) => Ok(Watchdog { shared, monitor: Some(monitor) }),
+            Err(err) => {
+                drop(Watchdog { shared, monitor: None });
+                Err(err)
             }
         }
     }
 
     /// Adds a group to kill if the host dies.
     pub fn watch(&self, pgid: u32) {
-        self.send(i32::try_from(pgid).unwrap_or(0));
+        let mut state = self.shared.lock();
+        if state.groups.len() < WATCHDOG_CAPACITY && state.groups.insert(pgid) {
+            send(&state, i32::try_from(pgid).unwrap_or(0));
+        }
     }
 
     /// Removes a group once it is stopped and reaped, so its id may be reused safely.
     pub fn unwatch(&self, pgid: u32) {
-        self.send(-i32::try_from(pgid).unwrap_or(0));
+        let mut state = self.shared.lock();
+        if state.groups.remove(&pgid) {
+            send(&state, -i32::try_from(pgid).unwrap_or(0));
+        }
     }
 
-    fn send(&self, value: i32) {
-        if value == 0 {
+    /// The current watchdog's pid (another one after a replacement).
+    pub fn pid(&self) -> u32 {
+        self.shared.lock().pid
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+fn send(state: &State, value: i32) {
+    if value == 0 {
+        return;
+    }
+    // Four bytes are below PIPE_BUF, so the write is atomic; the watchdog drains promptly.
+    if let Some(pipe) = &state.pipe {
+        let _ = rustix::io::write(pipe, &value.to_be_bytes());
+    }
+}
+
+/// Waits for the watchdog's exit (reaping it: no zombie), and replaces it unless the host is
+/// ending.
+fn monitor(shared: &Shared) {
+    loop {
+        let pid = shared.lock().pid;
+        let _ = wait_for(pid);
+        let mut state = shared.lock();
+        if state.closing {
             return;
         }
-        // Four bytes are below PIPE_BUF, so the write is atomic; the watchdog drains promptly.
-        if let Some(pipe) = &self.pipe {
-            let _ = rustix::io::write(pipe, &value.to_be_bytes());
+        match fork_watchdog(shared.cgroup_kill.as_deref()) {
+            Ok((pipe, new_pid)) => {
+                state.pipe = Some(pipe);
+                state.pid = new_pid;
+                for &pgid in &state.groups {
+                    send(&state, i32::try_from(pgid).unwrap_or(0));
+                }
+                tracing::warn!("the watchdog (pid {pid}) died; started another (pid {new_pid})");
+            }
+            Err(err) => {
+                state.pipe = None;
+                tracing::warn!("the watchdog (pid {pid}) died and cannot be started again: {err}");
+                return;
+            }
         }
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.pid
     }
 }
 
 impl Drop for Watchdog {
     fn drop(&mut self) {
         // Closing our end tells the watchdog the host ended normally; it kills whatever is still
-        // registered (nothing, after a clean stop) and exits. Reap it so it is no zombie.
-        drop(self.pipe.take());
-        if let Ok(pid) = pid(self.pid) {
+        // registered (nothing, after a clean stop) and exits, and the monitor reaps it.
+        {
+            let mut state = self.shared.lock();
+            state.closing = true;
+            drop(state.pipe.take());
+        }
+        if let Some(monitor) = self.monitor.take() {
+            let _ = monitor.join();
+        } else if let Ok(pid) = pid(self.shared.lock().pid) {
             let _ = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty());
+        }
+    }
+}
+
+/// Forks a watchdog; returns the write end of its pipe and its pid.
+fn fork_watchdog(cgroup_kill: Option<&std::ffi::CStr>) -> io::Result<(OwnedFd, u32)> {
+    let (read_end, write_end) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+    // Allocated before fork: the watchdog must not allocate.
+    let mut groups = vec![0i32; WATCHDOG_CAPACITY].into_boxed_slice();
+    let read_fd = read_end.as_raw_fd();
+    let write_fd = write_end.as_raw_fd();
+    // SAFETY: after fork the child runs only `watchdog_main`, which makes async-signal-safe
+    // syscalls (close, prctl, setpgid, sigaction, read, kill, open, write, _exit) on memory it
+    // owns, and never returns into Rust code that could touch locks held by other threads of
+    // the parent.
+    let child = unsafe { libc::fork() };
+    match child {
+        -1 => Err(io::Error::last_os_error()),
+        0 => watchdog_main(read_fd, write_fd, &mut groups, cgroup_kill),
+        pid => {
+            drop(read_end);
+            Ok((write_end, pid.unsigned_abs()))
         }
     }
 }
