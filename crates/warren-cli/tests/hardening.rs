@@ -82,7 +82,21 @@ shell = "sleep 3031 & setsid -f sleep 3032; exec sleep 3033"
 
 #[test]
 fn the_watchdog_has_a_name_of_its_own_so_killall_warren_leaves_it_to_clean_up() {
-    let mut up = Up::start(FAMILY);
+    killall_warren(None);
+}
+
+/// Without cgroups the watchdog finds the escaped grandchild by the host's tag in its
+/// environment.
+#[test]
+fn without_cgroups_killall_warren_leaves_nothing_either() {
+    let Some(user) = nobody() else {
+        return testkit::skip::unavailable("needs root to run warren up as nobody (no cgroups)");
+    };
+    killall_warren(Some(user));
+}
+
+fn killall_warren(user: Option<(u32, u32)>) {
+    let mut up = start_as(FAMILY, user);
     up.wait_event("family", "started", BOUND);
     let tree = wait_processes(&mut up, "sleep 303", 3);
     let watchdog = wait_processes(&mut up, "", 1).into_iter().find(|&pid| comm(pid) == "warren-watchdog");

@@ -9,9 +9,14 @@
 //! and reaped (the host is the subreaper, so an orphan's parent is the host).
 //!
 //! A process that clears or rewrites its environment is not found; `docs/SHUTDOWN.md` says so.
+//!
+//! The tag names the host by its pid, which every `Host` of one process shares: while another
+//! child of the same name runs in this process (under another `Host`), its processes carry the
+//! same tag, so the sweep is skipped rather than hit them ([`Claim`]).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::os::fd::{AsFd, OwnedFd};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use rustix::process::{Pid, PidfdFlags, Signal, WaitId, WaitIdOptions};
@@ -20,6 +25,36 @@ use rustix::process::{Pid, PidfdFlags, Signal, WaitId, WaitIdOptions};
 /// orphans are reparented before they can be found.
 const BOUND: Duration = Duration::from_secs(2);
 const TICK: Duration = Duration::from_millis(10);
+
+/// How many children of each name run in this process, across its hosts; entries go at zero.
+static LIVE: Mutex<BTreeMap<String, usize>> = Mutex::new(BTreeMap::new());
+
+/// A running child's hold on its name, from spawn to the end of its reaping.
+pub(crate) struct Claim(String);
+
+impl Claim {
+    pub fn new(name: &str) -> Claim {
+        *LIVE.lock().unwrap_or_else(PoisonError::into_inner).entry(name.to_owned()).or_default() += 1;
+        Claim(name.to_owned())
+    }
+
+    /// Whether this is the only child of its name in the process: then its tag is its own.
+    pub fn alone(&self) -> bool {
+        LIVE.lock().unwrap_or_else(PoisonError::into_inner).get(&self.0).is_none_or(|&n| n <= 1)
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        let mut live = LIVE.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(n) = live.get_mut(&self.0) {
+            *n -= 1;
+            if *n == 0 {
+                live.remove(&self.0);
+            }
+        }
+    }
+}
 
 /// The tag a child's descendants inherit.
 pub(crate) struct Tag {

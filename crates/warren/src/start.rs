@@ -69,7 +69,8 @@ pub(crate) async fn spawn(ctx: Context<'_>, spec: Spec) -> Result<Child, SpawnEr
     let (exit_tx, exit) = watch::channel(None);
     let group = Arc::new(Group::new(pid));
     let watchdog = ctx.watchdog.map(Arc::downgrade);
-    let links = tasks::HostLinks { watchdog, escaped: Arc::clone(ctx.escaped) };
+    let claim = crate::escapees::Claim::new(&name);
+    let links = tasks::HostLinks { watchdog, escaped: Arc::clone(ctx.escaped), claim };
     tokio::spawn(tasks::reap(process, pid, cgroup, Arc::clone(&group), links, Arc::clone(&name), exit_tx));
     let mut running = Running {
         name: Arc::clone(&name),

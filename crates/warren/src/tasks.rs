@@ -72,6 +72,7 @@ pub(crate) struct HostLinks {
     pub watchdog: Option<Weak<Watchdog>>,
     /// The host's count of killed descendants that had left their child's group.
     pub escaped: Arc<AtomicUsize>,
+    pub claim: escapees::Claim,
 }
 
 /// Reaps the leader, then settles its group: members that outlived it are grandchildren that
@@ -87,7 +88,7 @@ pub(crate) async fn reap(
     name: Arc<str>,
     exit_tx: watch::Sender<Option<Exit>>,
 ) {
-    let HostLinks { watchdog, escaped: escaped_total } = host;
+    let HostLinks { watchdog, escaped: escaped_total, claim } = host;
     let status = process.wait().await;
     if sys::group_has_members(pgid) {
         let _ = sys::kill_group(pgid, Signal::KILL);
@@ -100,9 +101,13 @@ pub(crate) async fn reap(
     // Without cgroups, by the tag its descendants inherit (see `escapees`).
     let escaped = match &cgroup {
         Some(cgroup) => cgroup.settle().await,
-        None => {
+        None if claim.alone() => {
             let tag = escapees::Tag::new(&name, sys::current_pid());
             tokio::task::spawn_blocking(move || escapees::kill_tagged(&tag)).await.unwrap_or(0)
+        }
+        None => {
+            debug!(child = %name, "another child of this name runs in this process: no sweep by tag");
+            0
         }
     };
     escaped_total.fetch_add(escaped, Ordering::Relaxed);

@@ -10,6 +10,7 @@
 mod async_fd;
 mod process;
 mod spawn;
+mod tagged;
 mod watchdog;
 
 pub use async_fd::async_fd;

@@ -136,6 +136,10 @@ impl Drop for Watchdog {
         {
             let mut state = self.shared.lock();
             state.closing = true;
+            // Goodbye first: the process lives on, so the watchdog must not sweep by its tag.
+            if let Some(pipe) = &state.pipe {
+                let _ = rustix::io::write(pipe, &0i32.to_be_bytes());
+            }
             drop(state.pipe.take());
         }
         if let Some(monitor) = self.monitor.take() {
@@ -151,6 +155,7 @@ fn fork_watchdog(cgroup_kill: Option<&std::ffi::CStr>) -> io::Result<(OwnedFd, u
     let (read_end, write_end) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
     // Allocated before fork: the watchdog must not allocate.
     let mut groups = vec![0i32; WATCHDOG_CAPACITY].into_boxed_slice();
+    let tag = format!("WARREN_HOST_PID={}", std::process::id()).into_bytes();
     let read_fd = read_end.as_raw_fd();
     let write_fd = write_end.as_raw_fd();
     // SAFETY: after fork the child runs only `watchdog_main`, which makes async-signal-safe
@@ -160,7 +165,7 @@ fn fork_watchdog(cgroup_kill: Option<&std::ffi::CStr>) -> io::Result<(OwnedFd, u
     let child = unsafe { libc::fork() };
     match child {
         -1 => Err(io::Error::last_os_error()),
-        0 => watchdog_main(read_fd, write_fd, &mut groups, cgroup_kill),
+        0 => watchdog_main(read_fd, write_fd, &mut groups, cgroup_kill, &tag),
         pid => {
             drop(read_end);
             Ok((write_end, pid.unsigned_abs()))
@@ -168,7 +173,13 @@ fn fork_watchdog(cgroup_kill: Option<&std::ffi::CStr>) -> io::Result<(OwnedFd, u
     }
 }
 
-fn watchdog_main(read_fd: i32, write_fd: i32, groups: &mut [i32], cgroup_kill: Option<&std::ffi::CStr>) -> ! {
+fn watchdog_main(
+    read_fd: i32,
+    write_fd: i32,
+    groups: &mut [i32],
+    cgroup_kill: Option<&std::ffi::CStr>,
+    tag: &[u8],
+) -> ! {
     // SAFETY (whole function): runs in the forked child; every call below is an async-signal-safe
     // syscall on file descriptors and memory this process owns.
     unsafe {
@@ -196,6 +207,8 @@ fn watchdog_main(read_fd: i32, write_fd: i32, groups: &mut [i32], cgroup_kill: O
         }
         let mut buf = [0u8; 4];
         let mut have = 0usize;
+        // A 0 record: the `Host` is dropped, its process lives on.
+        let mut goodbye = false;
         loop {
             let n = libc::read(read_fd, buf.as_mut_ptr().add(have).cast(), 4 - have);
             if n < 0 && *libc::__errno_location() == libc::EINTR {
@@ -210,7 +223,9 @@ fn watchdog_main(read_fd: i32, write_fd: i32, groups: &mut [i32], cgroup_kill: O
             }
             have = 0;
             let value = i32::from_be_bytes(buf);
-            if value > 0 {
+            if value == 0 {
+                goodbye = true;
+            } else if value > 0 {
                 if let Some(slot) = groups.iter_mut().find(|slot| **slot == 0) {
                     *slot = value;
                 }
@@ -246,6 +261,13 @@ fn watchdog_main(read_fd: i32, write_fd: i32, groups: &mut [i32], cgroup_kill: O
                 libc::write(fd, b"1".as_ptr().cast(), 1);
                 libc::close(fd);
             }
+        }
+        // Without cgroups, descendants that left their group are found by the host's tag in
+        // their environment (with cgroups there are none left by now) — only if the host's
+        // process died (no goodbye): every `Host` of a process shares the tag, and a `Host`
+        // dropped in a live process must not touch another one's children.
+        if !goodbye {
+            super::tagged::kill_tagged(tag, libc::getpid());
         }
         libc::_exit(0)
     }
