@@ -3,7 +3,8 @@
 /// Everything ran and stopped cleanly, or the command did what was asked.
 pub const OK: u8 = 0;
 /// At least one program failed: a crash loop, a failed start, a non-zero exit it was left in
-/// (`up`); a program did not come back up or did not stop in time (`start`, `restart`, `stop`).
+/// (`up`); a program did not come back up or did not stop in time (`start`, `restart`, `stop`);
+/// processes that had left their program's process group had to be found and killed (`down`).
 pub const PROGRAM_FAILED: u8 = 1;
 /// The configuration is invalid (the message names file, line, program and field).
 pub const CONFIG: u8 = 2;

@@ -14,6 +14,7 @@ mod detail;
 mod diagnostics;
 mod exit;
 mod export;
+mod fd_limit;
 mod harness;
 mod instance;
 mod lifecycle;
@@ -155,7 +156,7 @@ async fn run(cli: Cli, terminal: Option<Terminal>) -> Result<u8, Failure> {
             Ok(exit::OK)
         }
         Subcommand::Call { program, method, arg, timeout, instance } => {
-            let client = remote::connect(&instance.dir()).await?;
+            let client = remote::connect_within(&instance.dir(), Some(timeout.into())).await?;
             remote::call(&client, &program, &method, arg.as_deref(), timeout.into()).await?;
             Ok(exit::OK)
         }
@@ -163,8 +164,8 @@ async fn run(cli: Cli, terminal: Option<Terminal>) -> Result<u8, Failure> {
             Ok(reload::remote(&remote::connect(&instance.dir()).await?, dry_run).await?)
         }
         Subcommand::Down { instance } => {
-            remote::down(&remote::connect(&instance.dir()).await?).await?;
-            Ok(exit::OK)
+            let escaped = remote::down(&remote::connect(&instance.dir()).await?).await?;
+            Ok(if escaped > 0 { exit::PROGRAM_FAILED } else { exit::OK })
         }
         Subcommand::Completions { shell } => Ok(manual::completions(shell)?),
         Subcommand::Man { subcommand } => manual::man(subcommand.as_deref()),

@@ -16,6 +16,9 @@ pub fn colour(index: usize) -> Style {
     Style::new().fg_color(Some(PALETTE[index % PALETTE.len()].into()))
 }
 
+/// The widest names are padded to: a longer name does not push every line to the right.
+pub const MAX_PADDING: usize = 16;
+
 /// Prints lines (their files are `logs::store`'s business).
 pub struct Output {
     /// Never blocks: a stalled reader of `up`'s stdout must not stall the pipe pumps.
@@ -28,7 +31,8 @@ pub struct Output {
 impl Output {
     pub fn new<'a>(programs: impl IntoIterator<Item = &'a str>, terminal: Terminal) -> Output {
         let names: Vec<&str> = programs.into_iter().collect();
-        let width = names.iter().map(|n| n.len()).max().unwrap_or(0).max("warren".len());
+        // Names longer than the cap are printed whole, but do not pad every other line.
+        let width = names.iter().map(|n| n.len()).max().unwrap_or(0).clamp("warren".len(), MAX_PADDING);
         let colours = names.iter().enumerate().map(|(i, name)| ((*name).to_owned(), colour(i))).collect();
         terminal.set_width(width);
         Output { terminal, colours, own_lines_only: Default::default() }

@@ -32,6 +32,12 @@ impl RemoteError {
 }
 
 pub async fn connect(instance_dir: &Path) -> Result<Client, RemoteError> {
+    connect_within(instance_dir, None).await
+}
+
+/// [`connect`], with the connection and hello bounded by `timeout` (the client's own default
+/// otherwise): a command's `--timeout` covers an instance that accepts but never answers.
+pub async fn connect_within(instance_dir: &Path, timeout: Option<Duration>) -> Result<Client, RemoteError> {
     let socket = crate::instance::control_socket(instance_dir);
     let not_running = || {
         // The directory as the user can find it again, whatever the current directory.
@@ -48,8 +54,11 @@ pub async fn connect(instance_dir: &Path) -> Result<Client, RemoteError> {
         Err(unsafe_dir) => return Err(RemoteError::Other(unsafe_dir.into())),
     }
     let me = rustix::process::geteuid().as_raw();
-    let builder =
+    let mut builder =
         Client::builder().codecs(&[warren_rpc::Codec::Json]).server_users(warren_rpc::PeerPolicy::Users(vec![me]));
+    if let Some(timeout) = timeout {
+        builder = builder.connect_timeout(timeout);
+    }
     match builder.connect(&socket).await {
         Ok(client) => Ok(client),
         Err(ConnectError::Io { source, .. })
@@ -185,10 +194,19 @@ pub async fn call(
     emit(&serde_json::to_string_pretty(&reply).context("encoding JSON")?)
 }
 
-pub async fn down(client: &Client) -> Result<(), RemoteError> {
-    client.call::<_, ()>("Control.Down", &()).await.map_err(refused)?;
+/// Stops the instance; returns how many processes had escaped their program's process group
+/// (and were killed): a stop that was not clean.
+pub async fn down(client: &Client) -> Result<usize, RemoteError> {
     emit("stopping all programs")?;
+    let escaped: usize = client.call("Control.Down", &()).await.map_err(refused)?;
     // The instance closes its control socket once everything has stopped.
     client.closed().await;
-    emit("stopped")
+    if escaped > 0 {
+        emit(&format!(
+            "stopped; {escaped} process(es) had left their program's process group (setsid, a daemon's double fork) and were killed"
+        ))?;
+    } else {
+        emit("stopped")?;
+    }
+    Ok(escaped)
 }

@@ -111,8 +111,12 @@ pub fn control(slot: Arc<OnceLock<Supervisor>>, logs: Arc<Store>, file: Option<A
         .method("Down", move |_ctx, (): ()| {
             let supervisor = down();
             async move {
-                supervisor?.shutdown();
-                Ok(())
+                // Answered once everything has stopped, with what had escaped (the control socket
+                // drains its calls before it closes).
+                let supervisor = supervisor?;
+                supervisor.shutdown();
+                supervisor.finished().await;
+                Ok(supervisor.escaped_killed())
             }
         })
     })

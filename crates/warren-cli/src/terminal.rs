@@ -49,6 +49,10 @@ struct Shared {
     ///
     /// [`Output`]: crate::output::Output
     width: AtomicUsize,
+    /// Whether programs' control characters are shown escaped: on a terminal, an ESC sequence
+    /// printed by a program could retitle the window, move the cursor over warren's own lines
+    /// or worse.
+    escape: bool,
 }
 
 impl Shared {
@@ -72,15 +76,17 @@ impl Terminal {
         // buffer turns a batch of lines into one write.
         let choice = anstream::AutoStream::choice(&std::io::stdout());
         let raw: Box<dyn Write + Send> = Box::new(std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout()));
-        Terminal::start_on(Box::new(anstream::AutoStream::new(raw, choice)), timestamps)
+        let escape = std::io::IsTerminal::is_terminal(&std::io::stdout());
+        Terminal::start_on(Box::new(anstream::AutoStream::new(raw, choice)), timestamps, escape)
     }
 
-    pub fn start_on(out: Box<dyn Write + Send>, timestamps: bool) -> std::io::Result<Terminal> {
+    pub fn start_on(out: Box<dyn Write + Send>, timestamps: bool, escape: bool) -> std::io::Result<Terminal> {
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue::default()),
             wake: Condvar::new(),
             timestamps,
             width: AtomicUsize::new("warren".len()),
+            escape,
         });
         let (done_tx, done) = mpsc::channel();
         let writer = Arc::clone(&shared);
@@ -106,7 +112,8 @@ impl Terminal {
             return;
         }
         drop(queue);
-        self.push(format_line(&self.shared, who, style, text), QUEUE_BYTES);
+        let text = if self.shared.escape { escape_controls(text) } else { std::borrow::Cow::Borrowed(text) };
+        self.push(format_line(&self.shared, who, style, &text), QUEUE_BYTES);
     }
 
     /// A line of warren's own, with its reserve past the programs' bound.
@@ -201,6 +208,24 @@ fn format_line(shared: &Shared, who: &str, style: Style, text: &str) -> String {
     format!("{time}{style}{who:<width$}{style:#} | {text}\n")
 }
 
+/// `text` with every control character but tab shown as `\xNN` (C1 controls as `\u{NN}`), so
+/// that what a program prints cannot drive the terminal. Borrowed when there is none.
+fn escape_controls(text: &str) -> std::borrow::Cow<'_, str> {
+    let is_control = |c: char| c.is_control() && c != '\t';
+    if !text.contains(is_control) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        match c {
+            c if !is_control(c) => out.push(c),
+            c if c.is_ascii() => out.push_str(&format!("\\x{:02x}", u32::from(c))),
+            c => out.push_str(&format!("\\u{{{:x}}}", u32::from(c))),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// `12345` as `12,345`.
 fn thousands(n: u64) -> String {
     let digits = n.to_string();
@@ -217,6 +242,12 @@ fn thousands(n: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_are_escaped_and_tabs_and_text_kept() {
+        assert_eq!(escape_controls("plain\ttext é"), "plain\ttext é");
+        assert_eq!(escape_controls("\x1b]0;owned\x07\x1b[2J\r\u{9b}x"), "\\x1b]0;owned\\x07\\x1b[2J\\x0d\\u{9b}x");
+    }
 
     #[test]
     fn thousands_are_separated() {
@@ -254,7 +285,7 @@ mod tests {
         let open = Arc::new((Mutex::new(false), Condvar::new()));
         let written = Arc::new(Mutex::new(Vec::new()));
         let gate = Gate { open: Arc::clone(&open), written: Arc::clone(&written) };
-        let terminal = Terminal::start_on(Box::new(gate), false).expect("writer thread");
+        let terminal = Terminal::start_on(Box::new(gate), false, false).expect("writer thread");
         let text = "x".repeat(100);
         let started = std::time::Instant::now();
         let total = 3 * QUEUE_BYTES / 100;

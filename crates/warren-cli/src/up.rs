@@ -43,6 +43,9 @@ pub async fn run(
             anyhow::bail!("--exit-code-from {name}: no program named {name:?} (known: {})", known.join(", "));
         }
     }
+    if let Err(err) = crate::fd_limit::raise() {
+        eprintln!("warren: cannot raise the open-file limit to its hard limit: {err}");
+    }
     let detached = options.detached_child;
     let mut harness = Harness::new(options);
     // First of all, so that a Ctrl-C while programs start is an orderly stop, not a crash.
@@ -183,6 +186,10 @@ pub async fn run(
     let mut text = String::from(if failed { "stopped; some programs failed" } else { "stopped" });
     if code != if failed { exit::PROGRAM_FAILED } else { exit::OK } {
         text.push_str(&format!("; exit code {code}"));
+    }
+    let escaped = supervisor.escaped_killed();
+    if escaped > 0 {
+        text.push_str(&format!("; {escaped} process(es) that had left their program's process group were killed"));
     }
     output.say(&text);
     Ok(code)

@@ -22,6 +22,14 @@ pub enum SpawnError {
         #[source]
         source: std::io::Error,
     },
+    /// The child's working directory (`Spec::cwd`) is missing or not usable.
+    #[error("cannot start {name}: its working directory {} cannot be entered", .dir.display())]
+    Cwd {
+        name: String,
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     /// Something the child needs could not be made ready in the runtime directory.
     #[error("cannot prepare {name}: {what}")]
     Setup {

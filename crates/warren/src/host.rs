@@ -34,6 +34,8 @@ struct HostShared {
     signals: Mutex<Option<Shutdown>>,
     /// Started with the first RPC child, so hosts without any need no inotify instance.
     socket_watch: std::sync::OnceLock<SocketWatch>,
+    /// Descendants that had left their child's process group, killed at its stop.
+    escaped: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Registry for HostShared {
@@ -119,6 +121,7 @@ impl HostBuilder {
                 starting: Mutex::new(std::collections::HashSet::new()),
                 signals: Mutex::new(signals),
                 socket_watch: std::sync::OnceLock::new(),
+                escaped: Arc::default(),
             }),
         })
     }
@@ -157,6 +160,7 @@ impl Host {
             watchdog: shared.watchdog.as_ref(),
             socket_watch: &shared.socket_watch,
             registry,
+            escaped: &shared.escaped,
         };
         let spawned = start::spawn(ctx, spec).await;
         let mut starting = self.shared.starting.lock().unwrap_or_else(PoisonError::into_inner);
@@ -177,6 +181,13 @@ impl Host {
     /// writable cgroup2 hierarchy (root, or a delegated subtree) and Linux 5.14.
     pub fn uses_cgroups(&self) -> bool {
         self.shared.cgroup.is_some()
+    }
+
+    /// How many descendants that had left their child's process group (a `setsid`, a daemon's
+    /// double fork) were found and killed at their child's stop so far: through its cgroup, or
+    /// without cgroups by the `WARREN_NAME`/`WARREN_HOST_PID` their environment inherited.
+    pub fn escaped_killed(&self) -> usize {
+        self.shared.escaped.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The pid of the watchdog process, if it runs (see [`HostBuilder::watchdog`]).

@@ -30,6 +30,7 @@
 mod cgroup;
 mod child;
 mod error;
+mod escapees;
 mod exit;
 mod group;
 mod host;

@@ -39,6 +39,8 @@ pub(crate) struct Context<'a> {
     pub socket_watch: &'a OnceLock<SocketWatch>,
     /// Told when the child's stop is over.
     pub registry: Weak<dyn Registry>,
+    /// Counts the descendants that had left their child's process group and were killed.
+    pub escaped: &'a Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// What is in place before the child starts.
@@ -68,7 +70,9 @@ pub(crate) async fn spawn(ctx: Context<'_>, spec: Spec) -> Result<Child, SpawnEr
     let group = Arc::new(Group::new(pid));
     let watchdog = ctx.watchdog.map(Arc::downgrade);
     let cgroup_dir = cgroup.as_ref().map(|cgroup| cgroup.dir().to_path_buf());
-    tokio::spawn(tasks::reap(process, pid, cgroup, Arc::clone(&group), watchdog, Arc::clone(&name), exit_tx));
+    let claim = crate::escapees::Claim::new(&name);
+    let links = tasks::HostLinks { watchdog, escaped: Arc::clone(ctx.escaped), claim };
+    tokio::spawn(tasks::reap(process, pid, cgroup, Arc::clone(&group), links, Arc::clone(&name), exit_tx));
     let mut running = Running {
         name: Arc::clone(&name),
         pid,
@@ -171,7 +175,11 @@ fn command(spec: &Spec, prepared: &Prepared, cgroup: Option<&ChildCgroup>) -> sp
 /// Starts the process on the spawner thread and registers its group with the watchdog.
 async fn launch(ctx: &Context<'_>, spec: &Spec, command: &spawner::Command) -> Result<spawner::Process, SpawnError> {
     let process = ctx.spawner.spawn(command).await.map_err(|source| {
-        if source.kind() == std::io::ErrorKind::NotFound {
+        let cwd = source.get_ref().and_then(|err| err.downcast_ref::<sys::CwdError>());
+        if let (Some(cwd), Some(dir)) = (cwd, &spec.cwd) {
+            let source = std::io::Error::new(cwd.0.kind(), cwd.0.to_string());
+            SpawnError::Cwd { name: spec.name.clone(), dir: dir.clone(), source }
+        } else if source.kind() == std::io::ErrorKind::NotFound {
             SpawnError::NotFound { name: spec.name.clone(), program: spec.program.clone(), looked_in: looked_in(spec) }
         } else {
             SpawnError::Spawn { name: spec.name.clone(), program: spec.program.clone(), source }

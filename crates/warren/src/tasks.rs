@@ -1,6 +1,7 @@
 //! The tasks a child has from spawn to exit: its pipe pumps, the task that reaps it and settles
 //! its group, and the watches of its notify socket and of its socket file.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use tracing::{debug, warn};
 use warren_rpc::Client;
 
 use crate::cgroup::ChildCgroup;
+use crate::escapees;
 use crate::exit::Exit;
 use crate::group::Group;
 use crate::log::{LogSink, Stream};
@@ -66,6 +68,14 @@ pub(crate) fn start_pumps(
     Pumps { handles: Mutex::new(handles), closed, tail }
 }
 
+/// What of its host the reaper of a child reports to.
+pub(crate) struct HostLinks {
+    pub watchdog: Option<Weak<Watchdog>>,
+    /// The host's count of killed descendants that had left their child's group.
+    pub escaped: Arc<AtomicUsize>,
+    pub claim: escapees::Claim,
+}
+
 /// Reaps the leader, then settles its group: members that outlived it are grandchildren that
 /// would otherwise run on unowned; they are killed and reaped (the host is their subreaper), and
 /// the group is released before anyone can see the exit, so no later signal can reach a
@@ -75,10 +85,11 @@ pub(crate) async fn reap(
     pgid: u32,
     cgroup: Option<ChildCgroup>,
     group: Arc<Group>,
-    watchdog: Option<Weak<Watchdog>>,
+    host: HostLinks,
     name: Arc<str>,
     exit_tx: watch::Sender<Option<Exit>>,
 ) {
+    let HostLinks { watchdog, escaped: escaped_total, claim } = host;
     let status = process.wait().await;
     if sys::group_has_members(pgid) {
         let _ = sys::kill_group(pgid, Signal::KILL);
@@ -88,10 +99,19 @@ pub(crate) async fn reap(
     }
     // What is still in its cgroup left the group (its own session or group) and would outlive
     // every stop.
+    // Without cgroups, by the tag its descendants inherit (see `escapees`).
     let escaped = match &cgroup {
         Some(cgroup) => cgroup.settle().await,
-        None => 0,
+        None if claim.alone() => {
+            let tag = escapees::Tag::new(&name, sys::current_pid());
+            tokio::task::spawn_blocking(move || escapees::kill_tagged(&tag)).await.unwrap_or(0)
+        }
+        None => {
+            debug!(child = %name, "another child of this name runs in this process: no sweep by tag");
+            0
+        }
     };
+    escaped_total.fetch_add(escaped, Ordering::Relaxed);
     if escaped > 0 {
         warn!(child = %name, "{escaped} descendant(s) that had left the child's process group outlived it; killed them");
         group.leaked(Leak::Escaped { count: escaped });

@@ -308,25 +308,52 @@ fn section(
         errors.push(Some(value.span()), &at, None, ErrorKind::NotATable);
         return RawSection { name, body: None };
     };
-    match RawProgram::deserialize(ValueDeserializer::from(value.clone())) {
-        Ok(body) => RawSection { name, body: Some(body) },
-        Err(err) => {
-            let span = err.span().unwrap_or_else(|| key.span());
-            let mut path = key_path(table, &span);
-            let kind = match unknown_field(err.message()) {
-                Some((key, expected)) => {
-                    // The span is the unknown key itself: the field is the table around it.
-                    path.pop();
-                    let suggestion = closest(&key, expected.iter().map(String::as_str));
-                    ErrorKind::UnknownKey { key, suggestion, expected }
-                }
-                None => ErrorKind::Schema(err.message().to_owned()),
-            };
-            let field = (!path.is_empty()).then(|| path.join("."));
-            errors.push(Some(span), &at, field.as_deref(), kind);
-            RawSection { name, body: None }
+    // serde stops at the first error: the key it was about is taken out and the rest read
+    // again, so that every wrong key of the table is reported, not only the first. Each round
+    // removes a key, so this ends.
+    let mut table = table.clone();
+    let mut failed = false;
+    loop {
+        let attempt = Spanned::new(value.span(), DeValue::Table(table.clone()));
+        let err = match RawProgram::deserialize(ValueDeserializer::from(attempt)) {
+            Ok(body) => return RawSection { name, body: (!failed).then_some(body) },
+            Err(err) => err,
+        };
+        failed = true;
+        let span = err.span().unwrap_or_else(|| key.span());
+        let path = key_path(&table, &span);
+        report(&err, span, path.clone(), &at, errors);
+        if path.is_empty() || !remove_path(&mut table, &path) {
+            return RawSection { name, body: None };
         }
     }
+}
+
+/// Takes the key at `path` out of `table` (the key holding an array, for a path through one);
+/// false if there is none.
+fn remove_path(table: &mut DeTable<'_>, path: &[String]) -> bool {
+    let Some((first, rest)) = path.split_first() else { return false };
+    if !rest.is_empty()
+        && let Some(DeValue::Table(inner)) = table.get_mut(first.as_str()).map(Spanned::get_mut)
+    {
+        return remove_path(inner, rest);
+    }
+    table.remove(first.as_str()).is_some()
+}
+
+/// Reports what serde rejected at the line and key it is about.
+fn report(err: &toml::de::Error, span: Range<usize>, mut path: Vec<String>, at: &Section, errors: &mut Collector<'_>) {
+    let kind = match unknown_field(err.message()) {
+        Some((key, expected)) => {
+            // The span is the unknown key itself: the field is the table around it.
+            path.pop();
+            let suggestion = closest(&key, expected.iter().map(String::as_str));
+            ErrorKind::UnknownKey { key, suggestion, expected }
+        }
+        None => ErrorKind::Schema(err.message().to_owned()),
+    };
+    let field = (!path.is_empty()).then(|| path.join("."));
+    errors.push(Some(span), at, field.as_deref(), kind);
 }
 
 /// The dotted key path (`backoff.initial`) whose key or value holds `span`.
@@ -440,6 +467,17 @@ mod tests {
             read_err("[programs.a]\ncommand = 'a'\ncrash_loop = { max_starts = -1 }\n"),
             "w.toml:3: program \"a\", field \"crash_loop.max_starts\": invalid value: integer `-1`, expected u32"
         );
+    }
+
+    #[test]
+    fn every_wrong_key_of_one_program_is_reported() {
+        let text = "[programs.a]\ncommand = 5\ngrace = true\nbackoff = { initial = 1, max = 2 }\nnope = 1\n";
+        let errors = read_err(text);
+        let lines: Vec<&str> = errors.lines().map(|l| l.split(':').take(2).collect::<Vec<_>>()[1]).collect();
+        assert_eq!(lines, ["2", "3", "4", "4", "5"], "{errors}");
+        for field in ["\"command\"", "\"grace\"", "\"backoff.initial\"", "\"backoff.max\"", "unknown key \"nope\""] {
+            assert!(errors.contains(field), "{field}: {errors}");
+        }
     }
 
     #[test]

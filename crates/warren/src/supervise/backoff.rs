@@ -4,13 +4,17 @@ use std::time::Duration;
 
 use super::plan::Backoff;
 
-/// The delay before restart number `attempt` (0 for the first restart). `unit` is a uniform
-/// draw in [0, 1) that spreads the delay by ± `jitter`.
+/// The shortest delay before a restart, whatever the backoff says (`initial = 0`, a jitter of
+/// 1): a program that crashes at once must not make the supervisor spin on it.
+pub const MIN_DELAY: Duration = Duration::from_millis(100);
+
+/// The delay before restart number `attempt` (0 for the first restart), at least [`MIN_DELAY`].
+/// `unit` is a uniform draw in [0, 1) that spreads the delay by ± `jitter`.
 pub fn delay(backoff: &Backoff, attempt: u32, unit: f64) -> Duration {
     let base = backoff.initial.as_secs_f64() * backoff.factor.powi(i32::try_from(attempt).unwrap_or(i32::MAX));
     let capped = base.min(backoff.max.as_secs_f64());
     let spread = 1.0 + backoff.jitter * (2.0 * unit - 1.0);
-    Duration::try_from_secs_f64((capped * spread).max(0.0)).unwrap_or(backoff.max)
+    Duration::try_from_secs_f64((capped * spread).max(0.0)).unwrap_or(backoff.max).max(MIN_DELAY)
 }
 
 /// A small deterministic generator (xorshift64*): jitter needs spread, not cryptography, and a
@@ -44,6 +48,13 @@ mod tests {
             Backoff { initial: Duration::from_millis(100), factor: 2.0, max: Duration::from_secs(1), jitter: 0.0 };
         let delays: Vec<u128> = (0..6).map(|n| delay(&backoff, n, 0.5).as_millis()).collect();
         assert_eq!(delays, [100, 200, 400, 800, 1000, 1000]);
+    }
+
+    #[test]
+    fn no_delay_is_below_the_floor() {
+        let backoff = Backoff { initial: Duration::ZERO, factor: 1.0, max: Duration::ZERO, jitter: 1.0 };
+        assert_eq!(delay(&backoff, 0, 0.0), MIN_DELAY);
+        assert_eq!(delay(&backoff, 5, 0.99), MIN_DELAY);
     }
 
     #[test]

@@ -222,6 +222,12 @@ impl Supervisor {
             && snapshot.status.iter().all(|s| s.state.has_ended() && !matches!(s.state, State::Stopped))
     }
 
+    /// How many descendants that had left their program's process group were killed at its
+    /// stop (see [`Host::escaped_killed`]).
+    pub fn escaped_killed(&self) -> usize {
+        self.host.escaped_killed()
+    }
+
     /// Waits until everything has stopped after a shutdown; true if any program failed.
     pub async fn finished(&self) -> bool {
         let mut finished = self.finished.clone();

@@ -10,9 +10,10 @@
 mod async_fd;
 mod process;
 mod spawn;
+mod tagged;
 mod watchdog;
 
 pub use async_fd::async_fd;
 pub use process::*;
-pub use spawn::{Exec, spawn};
+pub use spawn::{CwdError, Exec, spawn};
 pub use watchdog::Watchdog;

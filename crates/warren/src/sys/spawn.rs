@@ -40,7 +40,8 @@ struct ChildArgs {
     parent: libc::pid_t,
     cgroup_procs: libc::c_int,
     last_signal: libc::c_int,
-    /// Set by the child to the errno of what failed; read by the parent after `clone` returns.
+    /// Set by the child to the errno of what failed (negated if it was the `chdir`); read by
+    /// the parent after `clone` returns.
     error: std::sync::atomic::AtomicI32,
 }
 
@@ -131,10 +132,20 @@ pub fn spawn(exec: &Exec) -> io::Result<u32> {
         if let Some(child) = Pid::from_raw(pid) {
             let _ = rustix::process::waitpid(Some(child), rustix::process::WaitOptions::empty());
         }
+        if error < 0 {
+            let source = io::Error::from_raw_os_error(-error);
+            return Err(io::Error::new(source.kind(), CwdError(source)));
+        }
         return Err(io::Error::from_raw_os_error(error));
     }
     Ok(pid.unsigned_abs())
 }
+
+/// The child could not change to its working directory: not to be taken for a missing program
+/// (both are `ENOENT`).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot change to the working directory: {0}")]
+pub struct CwdError(pub io::Error);
 
 /// `struct clone_args` of clone3 (Linux 5.7's, with `cgroup`).
 #[cfg(target_arch = "x86_64")]
@@ -244,7 +255,7 @@ unsafe fn child_exec(args: &ChildArgs) -> libc::c_int {
             return libc::ESRCH;
         }
         if !args.cwd.is_null() && libc::chdir(args.cwd) < 0 {
-            return errno();
+            return -errno();
         }
         // A clean signal state: handlers are reset before anything is unblocked, since a
         // handler of the host running here would act on the host's memory. exec would reset

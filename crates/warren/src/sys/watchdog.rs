@@ -1,19 +1,44 @@
 //! The fork watchdog: kills every child's group (and cgroup) when the host dies by any means.
 
+use std::collections::HashSet;
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::{Arc, Mutex, PoisonError};
 
-use super::process::pid;
+use super::process::{pid, wait_for};
 
 /// A forked process that outlives an abruptly killed host just long enough to SIGKILL every
 /// process group the host told it about. The host keeps the write end of a pipe; the kernel
 /// closes it when the host dies by any means, and the watchdog wakes on end-of-file.
+///
+/// The host watches it back: a thread waits for the watchdog's exit, and if it dies while the
+/// host lives (killed on its own), a new one is forked and told every group still registered,
+/// so whichever of the two dies last still cleans up.
 #[derive(Debug)]
 pub struct Watchdog {
+    shared: Arc<Shared>,
+    monitor: Option<std::thread::JoinHandle<()>>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    cgroup_kill: Option<CString>,
+    state: Mutex<State>,
+}
+
+#[derive(Debug)]
+struct State {
     pipe: Option<OwnedFd>,
     pid: u32,
+    /// What the current watchdog was told, to tell a replacement.
+    groups: HashSet<u32>,
+    /// Set by `Drop`: the watchdog's exit is the host's doing, not to be answered.
+    closing: bool,
 }
+
+/// The watchdog's process name: at most 15 bytes, the kernel's limit for `comm`.
+pub const WATCHDOG_NAME: &std::ffi::CStr = c"warren-watchdog";
 
 /// Groups one watchdog can track; more are still stopped normally, only not after a host crash.
 const WATCHDOG_CAPACITY: usize = 16 * 1024;
@@ -22,66 +47,153 @@ impl Watchdog {
     /// `cgroup_kill`: the host's `cgroup.kill`, written to kill every child's cgroup at once,
     /// descendants that left their process group included.
     pub fn start(cgroup_kill: Option<CString>) -> io::Result<Watchdog> {
-        let (read_end, write_end) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
-        // Allocated before fork: the watchdog must not allocate.
-        let mut groups = vec![0i32; WATCHDOG_CAPACITY].into_boxed_slice();
-        let read_fd = read_end.as_raw_fd();
-        let write_fd = write_end.as_raw_fd();
-        // SAFETY: after fork the child runs only `watchdog_main`, which makes async-signal-safe
-        // syscalls (close, setpgid, sigaction, read, kill, open, write, _exit) on memory it owns, and never
-        // returns into Rust code that could touch locks held by other threads of the parent.
-        let child = unsafe { libc::fork() };
-        match child {
-            -1 => Err(io::Error::last_os_error()),
-            0 => watchdog_main(read_fd, write_fd, &mut groups, cgroup_kill.as_deref()),
-            pid => {
-                drop(read_end);
-                Ok(Watchdog { pipe: Some(write_end), pid: pid.unsigned_abs() })
+        let (pipe, pid) = fork_watchdog(cgroup_kill.as_deref())?;
+        let state = State { pipe: Some(pipe), pid, groups: HashSet::new(), closing: false };
+        let shared = Arc::new(Shared { cgroup_kill, state: Mutex::new(state) });
+        let watched = Arc::clone(&shared);
+        let monitor = std::thread::Builder::new().name("warren-watchdog-monitor".into()).spawn(move || {
+            monitor(&watched);
+        });
+        match monitor {
+            Ok(monitor) => Ok(Watchdog { shared, monitor: Some(monitor) }),
+            Err(err) => {
+                drop(Watchdog { shared, monitor: None });
+                Err(err)
             }
         }
     }
 
     /// Adds a group to kill if the host dies.
     pub fn watch(&self, pgid: u32) {
-        self.send(i32::try_from(pgid).unwrap_or(0));
+        let mut state = self.shared.lock();
+        if state.groups.len() < WATCHDOG_CAPACITY && state.groups.insert(pgid) {
+            send(&state, i32::try_from(pgid).unwrap_or(0));
+        }
     }
 
     /// Removes a group once it is stopped and reaped, so its id may be reused safely.
     pub fn unwatch(&self, pgid: u32) {
-        self.send(-i32::try_from(pgid).unwrap_or(0));
+        let mut state = self.shared.lock();
+        if state.groups.remove(&pgid) {
+            send(&state, -i32::try_from(pgid).unwrap_or(0));
+        }
     }
 
-    fn send(&self, value: i32) {
-        if value == 0 {
+    /// The current watchdog's pid (another one after a replacement).
+    pub fn pid(&self) -> u32 {
+        self.shared.lock().pid
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+fn send(state: &State, value: i32) {
+    if value == 0 {
+        return;
+    }
+    // Four bytes are below PIPE_BUF, so the write is atomic; the watchdog drains promptly.
+    if let Some(pipe) = &state.pipe {
+        let _ = rustix::io::write(pipe, &value.to_be_bytes());
+    }
+}
+
+/// Waits for the watchdog's exit (reaping it: no zombie), and replaces it unless the host is
+/// ending.
+fn monitor(shared: &Shared) {
+    loop {
+        let pid = shared.lock().pid;
+        let _ = wait_for(pid);
+        let mut state = shared.lock();
+        if state.closing {
             return;
         }
-        // Four bytes are below PIPE_BUF, so the write is atomic; the watchdog drains promptly.
-        if let Some(pipe) = &self.pipe {
-            let _ = rustix::io::write(pipe, &value.to_be_bytes());
+        match fork_watchdog(shared.cgroup_kill.as_deref()) {
+            Ok((pipe, new_pid)) => {
+                state.pipe = Some(pipe);
+                state.pid = new_pid;
+                for &pgid in &state.groups {
+                    send(&state, i32::try_from(pgid).unwrap_or(0));
+                }
+                tracing::warn!("the watchdog (pid {pid}) died; started another (pid {new_pid})");
+            }
+            Err(err) => {
+                state.pipe = None;
+                tracing::warn!("the watchdog (pid {pid}) died and cannot be started again: {err}");
+                return;
+            }
         }
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.pid
     }
 }
 
 impl Drop for Watchdog {
     fn drop(&mut self) {
         // Closing our end tells the watchdog the host ended normally; it kills whatever is still
-        // registered (nothing, after a clean stop) and exits. Reap it so it is no zombie.
-        drop(self.pipe.take());
-        if let Ok(pid) = pid(self.pid) {
+        // registered (nothing, after a clean stop) and exits, and the monitor reaps it.
+        {
+            let mut state = self.shared.lock();
+            state.closing = true;
+            // Goodbye first: the process lives on, so the watchdog must not sweep by its tag.
+            if let Some(pipe) = &state.pipe {
+                let _ = rustix::io::write(pipe, &0i32.to_be_bytes());
+            }
+            drop(state.pipe.take());
+        }
+        if let Some(monitor) = self.monitor.take() {
+            let _ = monitor.join();
+        } else if let Ok(pid) = pid(self.shared.lock().pid) {
             let _ = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty());
         }
     }
 }
 
-fn watchdog_main(read_fd: i32, write_fd: i32, groups: &mut [i32], cgroup_kill: Option<&std::ffi::CStr>) -> ! {
+/// Forks a watchdog; returns the write end of its pipe and its pid.
+fn fork_watchdog(cgroup_kill: Option<&std::ffi::CStr>) -> io::Result<(OwnedFd, u32)> {
+    let (read_end, write_end) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+    // Allocated before fork: the watchdog must not allocate.
+    let mut groups = vec![0i32; WATCHDOG_CAPACITY].into_boxed_slice();
+    let tag = format!("WARREN_HOST_PID={}", std::process::id()).into_bytes();
+    let read_fd = read_end.as_raw_fd();
+    let write_fd = write_end.as_raw_fd();
+    // SAFETY: after fork the child runs only `watchdog_main`, which makes async-signal-safe
+    // syscalls (close, prctl, setpgid, sigaction, read, kill, open, write, _exit) on memory it
+    // owns, and never returns into Rust code that could touch locks held by other threads of
+    // the parent.
+    let child = unsafe { libc::fork() };
+    match child {
+        -1 => Err(io::Error::last_os_error()),
+        0 => watchdog_main(read_fd, write_fd, &mut groups, cgroup_kill, &tag),
+        pid => {
+            drop(read_end);
+            Ok((write_end, pid.unsigned_abs()))
+        }
+    }
+}
+
+fn watchdog_main(
+    read_fd: i32,
+    write_fd: i32,
+    groups: &mut [i32],
+    cgroup_kill: Option<&std::ffi::CStr>,
+    tag: &[u8],
+) -> ! {
     // SAFETY (whole function): runs in the forked child; every call below is an async-signal-safe
     // syscall on file descriptors and memory this process owns.
     unsafe {
         libc::close(write_fd);
+        // A name of its own (the kernel's `comm`, which `killall NAME`, `pgrep NAME` and `top`
+        // match and show): `killall -9 warren` must kill the host and leave the watchdog to
+        // clean up after it. `pgrep -f` and `ps -f` read the command line, still the host's.
+        libc::prctl(
+            libc::PR_SET_NAME,
+            WATCHDOG_NAME.as_ptr(),
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+        );
         // Close every other inherited descriptor (the host's sockets, the children's pipes) so
         // the watchdog keeps nothing open that the host's peers wait on.
         close_all_but(read_fd);
@@ -95,6 +207,8 @@ fn watchdog_main(read_fd: i32, write_fd: i32, groups: &mut [i32], cgroup_kill: O
         }
         let mut buf = [0u8; 4];
         let mut have = 0usize;
+        // A 0 record: the `Host` is dropped, its process lives on.
+        let mut goodbye = false;
         loop {
             let n = libc::read(read_fd, buf.as_mut_ptr().add(have).cast(), 4 - have);
             if n < 0 && *libc::__errno_location() == libc::EINTR {
@@ -109,7 +223,9 @@ fn watchdog_main(read_fd: i32, write_fd: i32, groups: &mut [i32], cgroup_kill: O
             }
             have = 0;
             let value = i32::from_be_bytes(buf);
-            if value > 0 {
+            if value == 0 {
+                goodbye = true;
+            } else if value > 0 {
                 if let Some(slot) = groups.iter_mut().find(|slot| **slot == 0) {
                     *slot = value;
                 }
@@ -145,6 +261,13 @@ fn watchdog_main(read_fd: i32, write_fd: i32, groups: &mut [i32], cgroup_kill: O
                 libc::write(fd, b"1".as_ptr().cast(), 1);
                 libc::close(fd);
             }
+        }
+        // Without cgroups, descendants that left their group are found by the host's tag in
+        // their environment (with cgroups there are none left by now) — only if the host's
+        // process died (no goodbye): every `Host` of a process shares the tag, and a `Host`
+        // dropped in a live process must not touch another one's children.
+        if !goodbye {
+            super::tagged::kill_tagged(tag, libc::getpid());
         }
         libc::_exit(0)
     }
