@@ -106,7 +106,7 @@ pub fn enter_session() -> std::io::Result<()> {
 pub fn terminal(instance_dir: &Path) -> std::io::Result<Terminal> {
     let log: Box<dyn Write + Send> = Box::new(RotatingFile::open(own_log(instance_dir), OWN_LOG_BYTES)?);
     // A file: no colour, whatever the environment says.
-    Terminal::start_on(Box::new(anstream::AutoStream::new(log, anstream::ColorChoice::Never)), true, true)
+    Terminal::start_on(log, true, true, false)
 }
 
 /// What the child reports to the command waiting for it, while it waits.

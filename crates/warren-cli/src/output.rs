@@ -59,7 +59,10 @@ impl Output {
 impl LogSink for Output {
     fn line(&self, line: LogLine) {
         let style = self.colours.get(&*line.child).copied().unwrap_or_default();
-        self.print(&line.child, style, &line.to_string());
+        match line.continues || line.unterminated {
+            true => self.print(&line.child, style, &line.to_string()),
+            false => self.print(&line.child, style, &line.text),
+        }
     }
 
     fn closed(&self, _child: &str, _stream: Stream) {}

@@ -53,6 +53,7 @@ struct Shared {
     /// printed by a program could retitle the window, move the cursor over warren's own lines
     /// or worse.
     escape: bool,
+    colour: bool,
 }
 
 impl Shared {
@@ -77,16 +78,28 @@ impl Terminal {
         let choice = anstream::AutoStream::choice(&std::io::stdout());
         let raw: Box<dyn Write + Send> = Box::new(std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout()));
         let escape = std::io::IsTerminal::is_terminal(&std::io::stdout());
-        Terminal::start_on(Box::new(anstream::AutoStream::new(raw, choice)), timestamps, escape)
+        // Without colour, lines are made without styles rather than made and then stripped:
+        // stripping every line cost a tenth of `up`'s CPU in a flood.
+        match choice {
+            anstream::ColorChoice::Never => Terminal::start_on(raw, timestamps, escape, false),
+            _ => Terminal::start_on(Box::new(anstream::AutoStream::new(raw, choice)), timestamps, escape, true),
+        }
     }
 
-    pub fn start_on(out: Box<dyn Write + Send>, timestamps: bool, escape: bool) -> std::io::Result<Terminal> {
+    /// Starts the writer thread on `out`; `colour`: whether names are styled.
+    pub fn start_on(
+        out: Box<dyn Write + Send>,
+        timestamps: bool,
+        escape: bool,
+        colour: bool,
+    ) -> std::io::Result<Terminal> {
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue::default()),
             wake: Condvar::new(),
             timestamps,
             width: AtomicUsize::new("warren".len()),
             escape,
+            colour,
         });
         let (done_tx, done) = mpsc::channel();
         let writer = Arc::clone(&shared);
@@ -131,6 +144,8 @@ impl Terminal {
             queue.skipped += 1;
             return;
         }
+        // The writer waits only on an empty queue: a wake-up per line cost more than the line.
+        let was_empty = queue.entries.is_empty();
         let skipped = std::mem::take(&mut queue.skipped);
         if skipped > 0 {
             queue.entries.push_back(Entry::Skipped(skipped));
@@ -138,7 +153,9 @@ impl Terminal {
         queue.bytes += cost(&line);
         queue.entries.push_back(Entry::Line(line));
         drop(queue);
-        self.shared.wake.notify_one();
+        if was_empty {
+            self.shared.wake.notify_one();
+        }
     }
 
     /// Writes what is queued and ends the thread, waiting at most `bound` for a reader that
@@ -205,6 +222,7 @@ fn format_line(shared: &Shared, who: &str, style: Style, text: &str) -> String {
         true => format!("{} ", humantime::format_rfc3339_millis(SystemTime::now())),
         false => String::new(),
     };
+    let style = if shared.colour { style } else { Style::new() };
     format!("{time}{style}{who:<width$}{style:#} | {text}\n")
 }
 
@@ -285,7 +303,7 @@ mod tests {
         let open = Arc::new((Mutex::new(false), Condvar::new()));
         let written = Arc::new(Mutex::new(Vec::new()));
         let gate = Gate { open: Arc::clone(&open), written: Arc::clone(&written) };
-        let terminal = Terminal::start_on(Box::new(gate), false, false).expect("writer thread");
+        let terminal = Terminal::start_on(Box::new(gate), false, false, true).expect("writer thread");
         let text = "x".repeat(100);
         let started = std::time::Instant::now();
         let total = 3 * QUEUE_BYTES / 100;

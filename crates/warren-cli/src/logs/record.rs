@@ -66,7 +66,15 @@ pub fn time_text(at: SystemTime) -> String {
 }
 
 /// Appends one record (with its newline) to `out`.
-pub fn write(out: &mut Vec<u8>, time: &str, program: &str, pid: u32, stream: Stream, seq: u64, text: &str) {
+pub fn write(
+    out: &mut Vec<u8>,
+    time: impl std::fmt::Display,
+    program: &str,
+    pid: u32,
+    stream: Stream,
+    seq: u64,
+    text: &str,
+) {
     use std::io::Write as _;
     // Writing into a Vec cannot fail.
     let _ = writeln!(out, "{time} {program}[{pid}] {} {seq} | {text}", stream.word());

@@ -10,7 +10,6 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 use warren::{LogLine, LogSink, Stream};
 
-use super::record;
 use super::writer::{Flushed, Limits, Writer};
 
 /// How often buffered records are written out, at the latest.
@@ -173,9 +172,13 @@ impl Store {
 impl LogSink for Store {
     fn line(&self, line: LogLine) {
         if let Some(program) = self.find(&line.child) {
-            let time = record::time_text(SystemTime::now());
-            let text = line.to_string();
-            let flushed = self.writer(program).push(&time, line.pid, line.stream.into(), &text);
+            // Formatted straight into the buffer: a flood pays for no String per line.
+            let time = humantime::format_rfc3339_micros(SystemTime::now());
+            let text = match line.continues || line.unterminated {
+                true => std::borrow::Cow::Owned(line.to_string()),
+                false => std::borrow::Cow::Borrowed(line.text.as_str()),
+            };
+            let flushed = self.writer(program).push(time, line.pid, line.stream.into(), &text);
             self.settle(flushed);
         }
         self.echo.line(line);

@@ -100,7 +100,7 @@ impl Writer {
     }
 
     /// Buffers one record; writes the buffer out when it is full.
-    pub fn push(&mut self, time: &str, pid: u32, stream: Stream, text: &str) -> Flushed {
+    pub fn push(&mut self, time: impl std::fmt::Display, pid: u32, stream: Stream, text: &str) -> Flushed {
         self.seq += 1;
         record::write(&mut self.buf, time, &self.name, pid, stream, self.seq, text);
         self.buf_lines += 1;
