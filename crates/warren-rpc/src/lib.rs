@@ -48,6 +48,7 @@ mod codec;
 mod endpoint;
 mod error;
 mod frame;
+mod gob;
 mod hello;
 mod jsonrpc;
 mod kind;

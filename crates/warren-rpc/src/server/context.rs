@@ -131,6 +131,8 @@ pub(crate) enum Push {
     /// connection when a 2.0 request arrives). Go's client drops the connection on any line
     /// that is not a reply, so a peer that has not is never sent one.
     JsonRpc { speaks_v2: Arc<AtomicBool> },
+    /// None: Go's net/rpc client takes nothing but answers (the gob wire).
+    Never,
 }
 
 /// A notification could not be pushed.
@@ -194,6 +196,7 @@ impl Notifier {
             Push::Frames => {
                 message::notify_frame(method, this.codec, value, this.limit).map_err(|err| encode_error(&err))?
             }
+            Push::Never => return Err(NotifyError::Unsupported { method: method.to_owned() }),
             Push::JsonRpc { speaks_v2 } => {
                 if !speaks_v2.load(Ordering::SeqCst) {
                     return Err(NotifyError::Unsupported { method: method.to_owned() });
