@@ -14,10 +14,6 @@ impl<'a> Reader<'a> {
         Reader { bytes }
     }
 
-    pub fn remaining(&self) -> usize {
-        self.bytes.len()
-    }
-
     pub fn uint(&mut self) -> Result<u64, GobError> {
         let (&first, rest) = self.bytes.split_first().ok_or_else(|| GobError("truncated integer".into()))?;
         if first < 0x80 {
