@@ -92,4 +92,8 @@ pub mod __wire {
     pub mod message {
         pub use crate::message::*;
     }
+    /// Go's gob: whole streams to and from serde types.
+    pub mod gob {
+        pub use crate::gob::{GobError, decode_stream, encode_stream};
+    }
 }
