@@ -102,11 +102,11 @@ mod tests {
         put_float(&mut out, 17.0);
         assert_eq!(out, [0xFE, 0x31, 0x40]);
         let mut r = Reader::new(&out);
-        assert_eq!(r.float().unwrap(), 17.0);
+        assert_eq!(r.float().expect("a float"), 17.0);
         for i in [0i64, 1, -1, 63, -64, 64, i64::MAX, i64::MIN] {
             let mut out = Vec::new();
             put_int(&mut out, i);
-            assert_eq!(Reader::new(&out).int().unwrap(), i);
+            assert_eq!(Reader::new(&out).int().expect("an int"), i);
         }
     }
 }
