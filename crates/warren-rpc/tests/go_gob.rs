@@ -16,7 +16,7 @@ use std::time::Duration;
 use common::{Todo, socket_dir, socket_in, within};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use warren_rpc::{Endpoint, HandlerError, Server};
+use warren_rpc::{CallError, Client, Endpoint, HandlerError, Protocol, Server};
 
 /// Builds `tests/go/<name>/main.go` once per test run, into cargo's scratch directory.
 fn go_program(name: &str) -> PathBuf {
@@ -225,4 +225,125 @@ async fn bad_gob_closes_only_its_connection() {
     let output = within("the Go client", run).await.expect("runs");
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     within("shutdown", running.shutdown(Duration::from_secs(1))).await;
+}
+
+/// The sketch's client, unmodified, dials `rpc.sock` in its working directory, where a warren
+/// service is bound.
+#[tokio::test]
+async fn the_sketch_client_as_written_calls_a_warren_service() {
+    let client = go_program("sketchclient");
+    let dir = socket_dir();
+    let running = task_server(Arc::default()).bind(&Endpoint::unix(socket_in(&dir, "rpc.sock"))).await.expect("bind");
+    let run = tokio::process::Command::new(&client).current_dir(dir.path()).kill_on_drop(true).output();
+    let output = within("the sketch client", run).await.expect("runs");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "new_id\n");
+    within("shutdown", running.shutdown(Duration::from_secs(1))).await;
+}
+
+/// Waits for a socket file to accept connections.
+async fn accepting(path: &Path) {
+    within("the Go server to listen", async {
+        while tokio::net::UnixStream::connect(path).await.is_err() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+}
+
+/// warren's client calls the sketch's server, unmodified (`rpc.HandleHTTP` + `http.Serve`).
+#[tokio::test]
+async fn a_warren_client_calls_the_sketch_server_as_written() {
+    let server = go_program("sketchserver");
+    let dir = socket_dir();
+    let path = socket_in(&dir, "rpc.sock");
+    let _server =
+        tokio::process::Command::new(&server).current_dir(dir.path()).kill_on_drop(true).spawn().expect("start");
+    accepting(&path).await;
+    let connect = Client::builder().protocol(Protocol::GoGob { http_connect: true }).connect(Endpoint::unix(&path));
+    let client = within("connect", connect).await.expect("connect");
+    let todo: Todo = within("Task.Get", client.call("Task.Get", "new_id")).await.expect("Task.Get");
+    assert_eq!(todo, Todo { id: "new_id".into() });
+    within("ping", client.ping(Duration::from_secs(5)))
+        .await
+        .expect("a Go server answers a ping with an error, which proves it alive");
+}
+
+async fn warren_client_calls_go(mode: &str) {
+    let server = go_program("gobserver");
+    let dir = socket_dir();
+    let path = socket_in(&dir, "go.sock");
+    let mut process = tokio::process::Command::new(&server)
+        .arg(mode)
+        .arg(&path)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start");
+    accepting(&path).await;
+    let protocol = Protocol::GoGob { http_connect: mode == "http" };
+    let client = within("connect", Client::builder().protocol(protocol).connect(Endpoint::unix(&path))).await;
+    let client = client.expect("connect");
+
+    // The Go server answers none until 64 are in, so this passes only if the calls overlap.
+    let calls = (0..64).map(|i| {
+        let client = client.clone();
+        async move { client.call::<_, Todo>("Task.Gather", &format!("todo-{i}")).await }
+    });
+    let answers = within("64 calls", futures_util::future::join_all(calls)).await;
+    for (i, answer) in answers.into_iter().enumerate() {
+        assert_eq!(answer.expect("Task.Gather"), Todo { id: format!("todo-{i}") });
+    }
+
+    let err = within("Task.Fail", client.call::<_, Todo>("Task.Fail", "x")).await.expect_err("fails");
+    assert!(matches!(&err, CallError::Remote { message, .. } if message == "no such todo: x"), "{err:?}");
+
+    let doc = Doc {
+        name: "doc".into(),
+        tags: vec!["a".into(), String::new()],
+        counts: HashMap::from([("one".into(), 1), ("minus".into(), -7)]),
+        blob: vec![0, 255, 7],
+        inner: Inner { level: -3, ratio: 0.5, ok: true, items: vec![Item { n: 1 << 40, label: "x".into() }] },
+        ptr: Some("pointed at".into()),
+        empty: Vec::new(),
+    };
+    let back: Doc = within("Task.Echo", client.call("Task.Echo", &doc)).await.expect("Task.Echo");
+    assert_eq!(back, doc);
+    let todo: Todo = within("Task.Get", client.call("Task.Get", "last")).await.expect("Task.Get");
+    assert_eq!(todo.id, "last");
+
+    drop(client);
+    drop(process.stdin.take());
+    let status = within("the Go server to exit", process.wait()).await.expect("wait");
+    assert!(status.success(), "{status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_warren_client_calls_a_go_gob_server_over_http_connect() {
+    warren_client_calls_go("http").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_warren_client_calls_a_go_gob_server_with_plain_gob() {
+    warren_client_calls_go("plain").await;
+}
+
+/// warren's GoGob client against a warren server: the same wire both ways.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_warren_gob_client_calls_a_warren_service() {
+    for http_connect in [false, true] {
+        let dir = socket_dir();
+        let path = socket_in(&dir, "task.sock");
+        let echoed = Arc::new(Mutex::new(Vec::new()));
+        let running = task_server(echoed).bind(&Endpoint::unix(&path)).await.expect("bind");
+        let connect = Client::builder().protocol(Protocol::GoGob { http_connect }).connect(Endpoint::unix(&path));
+        let client = within("connect", connect).await.expect("connect");
+        let todo: Todo = within("Task.Get", client.call("Task.Get", "new_id")).await.expect("Task.Get");
+        assert_eq!(todo.id, "new_id");
+        let err = within("Task.Fail", client.call::<_, Todo>("Task.Fail", "x")).await.expect_err("fails");
+        assert!(matches!(&err, CallError::Application { code: 1042, .. }), "{err:?}");
+        drop(client);
+        within("shutdown", running.shutdown(Duration::from_secs(1))).await;
+    }
 }

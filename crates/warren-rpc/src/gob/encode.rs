@@ -46,6 +46,33 @@ impl Encoded {
     }
 }
 
+/// Messages as one piece to queue; once it is dropped (copied into the writer's buffer, or
+/// written) its type definitions count as sent.
+pub(crate) fn queued<const N: usize>(parts: [Encoded; N]) -> bytes::Bytes {
+    let mut whole = Encoded { bytes: Vec::new(), defined: Vec::new() };
+    for part in parts {
+        whole.bytes.extend_from_slice(&part.bytes);
+        whole.defined.extend(part.defined);
+    }
+    bytes::Bytes::from_owner(Queued(whole))
+}
+
+struct Queued(Encoded);
+
+impl AsRef<[u8]> for Queued {
+    fn as_ref(&self) -> &[u8] {
+        &self.0.bytes
+    }
+}
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        for flag in &self.0.defined {
+            flag.store(true, Ordering::Release);
+        }
+    }
+}
+
 impl Encoder {
     pub fn encode(&mut self, value: &Value) -> Result<Encoded, GobError> {
         // A nil or a reply of `()` goes as an empty struct, which any Go struct accepts.

@@ -22,7 +22,7 @@ use crate::codec::Codec;
 use crate::error::ErrorCode;
 use crate::frame::MethodName;
 use crate::gob::decode::{Decoder, next_message};
-use crate::gob::encode::{Encoded, Encoder};
+use crate::gob::encode::{Encoder, queued};
 use crate::gob::{GobError, Value};
 use crate::outgoing::Outgoing;
 
@@ -201,7 +201,7 @@ impl GobReplies {
         if size > self.limit as usize {
             return Err(GobError(format!("answer of {size} bytes exceeds the limit of {} bytes", self.limit)));
         }
-        Ok(Bytes::from_owner(Queued::of(head, body)))
+        Ok(queued([head, body]))
     }
 
     fn error_answer(&self, seq: u64, code: ErrorCode, message: &str) -> Bytes {
@@ -213,33 +213,6 @@ impl GobReplies {
             warn!("cannot encode a gob error answer: {err}");
             Bytes::new()
         })
-    }
-}
-
-/// An answer's bytes; dropped once queued ahead of later answers, when its type definitions
-/// count as sent (see [`crate::gob::encode`]).
-struct Queued(Encoded);
-
-impl Queued {
-    fn of(head: Encoded, body: Encoded) -> Queued {
-        let Encoded { mut bytes, mut defined } = head;
-        bytes.extend_from_slice(&body.bytes);
-        defined.extend(body.defined);
-        Queued(Encoded { bytes, defined })
-    }
-}
-
-impl AsRef<[u8]> for Queued {
-    fn as_ref(&self) -> &[u8] {
-        &self.0.bytes
-    }
-}
-
-impl Drop for Queued {
-    fn drop(&mut self) {
-        for flag in &self.0.defined {
-            flag.store(true, std::sync::atomic::Ordering::Release);
-        }
     }
 }
 
