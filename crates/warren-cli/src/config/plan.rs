@@ -207,6 +207,9 @@ impl Checker<'_, '_> {
             RawRpc::Protocol(name) => match name.as_str() {
                 "warren" => Some(Protocol::Binary),
                 "json" => Some(Protocol::JsonRpc),
+                // Go's net/rpc with gob: `rpc.HandleHTTP` (the usual Go server), or `rpc.ServeConn`.
+                "go" => Some(Protocol::GoGob { http_connect: true }),
+                "go-plain" => Some(Protocol::GoGob { http_connect: false }),
                 other => return self.fail(raw, "rpc", ErrorKind::UnknownRpc(other.to_owned())),
             },
         };

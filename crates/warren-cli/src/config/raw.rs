@@ -112,7 +112,7 @@ pub(crate) struct RawHealth {
     pub(crate) failures: Field<u32>,
 }
 
-/// `rpc` as written: a boolean, or the protocol's name (`"warren"`, `"json"`), checked later.
+/// `rpc` as written: a boolean, or the protocol's name (`"warren"`, `"json"`, `"go"`, `"go-plain"`), checked later.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum RawRpc {
     Bool(bool),
