@@ -4,7 +4,8 @@
 // Usage: gobserver http|plain SOCKET
 //
 // It prints "listening" once the socket accepts connections, and serves until its stdin closes;
-// then it removes the socket and exits.
+// then it removes the socket and exits. With SOCKET "-" it is a warren child: it listens on
+// WARREN_ENDPOINT (unix:PATH) and serves until SIGTERM (crates/warren-cli/tests/go_child.rs).
 package main
 
 import (
@@ -15,7 +16,10 @@ import (
 	"net/http"
 	"net/rpc"
 	"os"
+	"os/signal"
+	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -91,7 +95,11 @@ func main() {
 	if err := rpc.Register(&Task{gathered: make(chan struct{})}); err != nil {
 		panic(err)
 	}
-	listener, err := net.Listen("unix", os.Args[2])
+	path := os.Args[2]
+	if path == "-" {
+		path = strings.TrimPrefix(os.Getenv("WARREN_ENDPOINT"), "unix:")
+	}
+	listener, err := net.Listen("unix", path)
 	if err != nil {
 		panic(err)
 	}
@@ -102,7 +110,13 @@ func main() {
 		go rpc.Accept(listener)
 	}
 	fmt.Println("listening")
-	io.Copy(io.Discard, os.Stdin)
+	if os.Args[2] == "-" {
+		stop := make(chan os.Signal, 1)
+		signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
+		<-stop
+	} else {
+		io.Copy(io.Discard, os.Stdin)
+	}
 	listener.Close()
-	os.Remove(os.Args[2])
+	os.Remove(path)
 }
