@@ -1,6 +1,8 @@
-//! `warren up` supervises an unmodified Go net/rpc server (gob behind `rpc.HandleHTTP`:
-//! `rpc = "go"`), `warren call` reaches it, `warren down` stops it cleanly. The Go program is
-//! `crates/warren-rpc/tests/go/gobserver`, built with the machine's `go`.
+//! `warren up` supervises unmodified Go net/rpc servers (gob behind `rpc.HandleHTTP`:
+//! `rpc = "go"`), `warren call` reaches them, `warren down` stops them cleanly: one that listens
+//! on `WARREN_ENDPOINT`, and the original sketch's server, which binds `rpc.sock` itself
+//! (`socket = "rpc.sock"`) and restarts cleanly. The Go programs are in
+//! `crates/warren-rpc/tests/go/`, built with the machine's `go`.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -11,11 +13,13 @@ use std::time::{Duration, Instant};
 const WARREN: &str = env!("CARGO_BIN_EXE_warren");
 const BOUND: Duration = Duration::from_secs(30);
 
-/// Builds the Go server into cargo's scratch directory.
-fn go_server() -> PathBuf {
+/// Builds a Go program of `crates/warren-rpc/tests/go/` into cargo's scratch directory.
+fn go_program(name: &str) -> PathBuf {
+    static BUILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = BUILD.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let scratch = Path::new(env!("CARGO_TARGET_TMPDIR")).join("go-child");
-    let binary = scratch.join("gobserver");
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../warren-rpc/tests/go/gobserver/main.go");
+    let binary = scratch.join(name);
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../warren-rpc/tests/go").join(name).join("main.go");
     let mut go = Command::new("go");
     go.arg("build").arg("-o").arg(&binary).arg(&source);
     go.env("GOCACHE", scratch.join("cache")).env("GOTOOLCHAIN", "local");
@@ -37,12 +41,8 @@ struct Up {
 }
 
 impl Up {
-    fn start(dir: &Path) -> Up {
+    fn start(dir: &Path, text: &str) -> Up {
         let config = dir.join("warren.toml");
-        let text = format!(
-            "[programs.task-go]\ncommand = {server:?}\nargs = [\"http\", \"-\"]\nready = {{ log = \"listening\" }}\nrpc = \"go\"\n",
-            server = go_server().display().to_string()
-        );
         std::fs::write(&config, text).expect("write the configuration");
         let control = dir.join("control.sock");
         let mut process = Command::new(WARREN)
@@ -110,7 +110,11 @@ impl Drop for Up {
 #[test]
 fn warren_up_supervises_a_go_gob_server_and_warren_call_reaches_it() {
     let dir = tempfile::Builder::new().prefix("wgo").tempdir_in("/tmp").expect("temp dir");
-    let mut up = Up::start(dir.path());
+    let text = format!(
+        "[programs.task-go]\ncommand = {server:?}\nargs = [\"http\", \"-\"]\nready = {{ log = \"listening\" }}\nrpc = \"go\"\n",
+        server = go_program("gobserver").display().to_string()
+    );
+    let mut up = Up::start(dir.path(), &text);
     up.wait_line("all programs are up");
 
     let call = up.warren(&["call", "task-go", "Task.Get", "\"new_id\""]);
@@ -129,4 +133,41 @@ fn warren_up_supervises_a_go_gob_server_and_warren_call_reaches_it() {
     assert!(down.status.success(), "warren down failed: {}", String::from_utf8_lossy(&down.stderr));
     assert_eq!(up.wait_exit(), Some(0), "up exits 0: every program stopped cleanly");
     assert!(!up.control.exists(), "the control socket is removed");
+}
+
+fn call_get(up: &Up, id: &str) {
+    let call = up.warren(&["call", "task-rpc", "Task.Get", &format!("{id:?}")]);
+    let stdout = String::from_utf8_lossy(&call.stdout);
+    assert!(call.status.success(), "warren call failed: {}{}", stdout, String::from_utf8_lossy(&call.stderr));
+    let reply: serde_json::Value = serde_json::from_str(&stdout).expect("the reply is JSON");
+    assert_eq!(reply, serde_json::json!({"ID": id}));
+}
+
+/// The sketch's server, as written, binds `rpc.sock` in its working directory and never removes
+/// it: warren removes the stale file before each start and after the stop, so it restarts
+/// cleanly, and calls it there.
+#[test]
+fn the_sketch_server_binds_its_own_socket_and_restarts_cleanly() {
+    let dir = tempfile::Builder::new().prefix("wgs").tempdir_in("/tmp").expect("temp dir");
+    let socket = dir.path().join("rpc.sock");
+    // A stale socket file, as a killed earlier run leaves it: bound, then nobody listening.
+    drop(std::os::unix::net::UnixListener::bind(&socket).expect("bind a stale socket"));
+    assert!(socket.exists());
+    let text = format!(
+        "[programs.task-rpc]\ncommand = {server:?}\ncwd = {cwd:?}\nrpc = \"go\"\nsocket = \"rpc.sock\"\n",
+        server = go_program("sketchserver").display().to_string(),
+        cwd = dir.path().display().to_string(),
+    );
+    let mut up = Up::start(dir.path(), &text);
+    up.wait_line("all programs are up");
+    call_get(&up, "new_id");
+    for round in 0..3 {
+        let restart = up.warren(&["restart", "task-rpc"]);
+        assert!(restart.status.success(), "restart {round}: {}", String::from_utf8_lossy(&restart.stderr));
+        call_get(&up, &format!("after-restart-{round}"));
+    }
+    let down = up.warren(&["down"]);
+    assert!(down.status.success(), "warren down failed: {}", String::from_utf8_lossy(&down.stderr));
+    up.wait_exit();
+    assert!(!socket.exists(), "the program's own socket is removed after it stops");
 }

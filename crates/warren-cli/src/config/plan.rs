@@ -108,6 +108,7 @@ impl Checker<'_, '_> {
             grace: self.duration(&raw.grace, "grace", false),
             health: raw.health.as_ref().and_then(|health| Some(Set::new(health, self.health(health)?))),
             on_socket_lost: raw.on_socket_lost.as_ref().and_then(|raw| self.on_socket_lost(raw)),
+            socket: raw.socket.as_ref().map(|socket| Set::new(socket, std::path::PathBuf::from(socket.get_ref()))),
             reset_after: self.duration(&raw.reset_after, "reset_after", false),
             ..Settings::default()
         };
