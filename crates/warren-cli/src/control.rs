@@ -28,6 +28,9 @@ pub struct StatusRow {
     /// "socket file … was deleted" while it runs: new clients cannot reach it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub socket_lost: Option<String>,
+    /// Where it serves RPC while it runs (`unix:PATH`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
 }
 
 /// A line of a program's output, as `warren logs` shows it.

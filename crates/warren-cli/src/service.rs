@@ -22,6 +22,7 @@ fn row(status: warren::supervise::ProgramStatus) -> StatusRow {
         restarts: status.restarts,
         last_exit: status.last_exit.map(|e| e.to_string()),
         socket_lost: status.socket_lost.map(|lost| lost.to_string()),
+        endpoint: status.endpoint,
     }
 }
 

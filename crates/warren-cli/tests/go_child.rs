@@ -161,6 +161,16 @@ fn the_sketch_server_binds_its_own_socket_and_restarts_cleanly() {
     let mut up = Up::start(dir.path(), &text);
     up.wait_line("all programs are up");
     call_get(&up, "new_id");
+
+    // Where to find it, without reading logs: `warren endpoint` alone, and in `status --json`.
+    let endpoint = up.warren(&["endpoint", "task-rpc"]);
+    assert!(endpoint.status.success(), "{}", String::from_utf8_lossy(&endpoint.stderr));
+    assert_eq!(String::from_utf8_lossy(&endpoint.stdout), format!("unix:{}\n", socket.display()));
+    let status = up.warren(&["status", "--json"]);
+    let rows: serde_json::Value = serde_json::from_slice(&status.stdout).expect("status is JSON");
+    assert_eq!(rows[0]["endpoint"], serde_json::json!(format!("unix:{}", socket.display())));
+    let unknown = up.warren(&["endpoint", "nope"]);
+    assert_eq!(unknown.status.code(), Some(5), "an unknown program is a failed request");
     for round in 0..3 {
         let restart = up.warren(&["restart", "task-rpc"]);
         assert!(restart.status.success(), "restart {round}: {}", String::from_utf8_lossy(&restart.stderr));

@@ -37,6 +37,8 @@ pub struct ProgramStatus {
     /// Its socket file went away while it runs (see [`Child::socket_lost`]); shown until it
     /// is restarted, which `on_socket_lost = restart` does at once.
     pub socket_lost: Option<crate::SocketLost>,
+    /// Where it serves RPC while it runs (`unix:PATH`), for `socat` and scripts.
+    pub endpoint: Option<String>,
 }
 
 /// A control request named a program the plan does not have.
@@ -175,6 +177,7 @@ impl Supervisor {
                     last_exit: s.last_exit,
                     last_end: s.last_end.clone(),
                     socket_lost: child.and_then(Child::socket_lost_now),
+                    endpoint: child.and_then(Child::endpoint).map(ToString::to_string),
                 }
             })
             .collect()
