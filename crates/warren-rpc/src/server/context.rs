@@ -159,9 +159,11 @@ pub enum NotifyError {
         /// Bytes waiting to be written to the client.
         unwritten: usize,
     },
-    /// A JSON-RPC client that has sent no JSON-RPC 2.0 request (Go's net/rpc/jsonrpc, for one)
-    /// cannot receive notifications.
-    #[error("cannot push {method}: this JSON-RPC client has not shown it accepts JSON-RPC 2.0 notifications")]
+    /// The client cannot receive notifications: a Go net/rpc (gob) client, or a JSON-RPC client
+    /// that has sent no JSON-RPC 2.0 request (Go's net/rpc/jsonrpc, for one).
+    #[error(
+        "cannot push {method}: this client takes no notifications (Go's net/rpc, or a JSON-RPC client that has not shown it speaks JSON-RPC 2.0)"
+    )]
     Unsupported {
         /// The `Service.Method` called.
         method: String,
