@@ -122,7 +122,8 @@ enum Sniffed {
 
 /// Reads the HTTP request of Go's `DialHTTP` if that is what the stream starts with.
 async fn go_connect<R: AsyncRead + Unpin>(reader: &mut FrameReader<R>) -> Result<bool, FrameError> {
-    if !reader.peek(GO_RPC_CONNECT.len()).await?.starts_with(GO_RPC_CONNECT) {
+    // Only a stream that starts with `C` is waited on for more: a short JSON line is not held.
+    if reader.peek(1).await? != b"C" || !reader.peek(GO_RPC_CONNECT.len()).await?.starts_with(GO_RPC_CONNECT) {
         return Ok(false);
     }
     // The request ends at a blank line; Go sends no headers. Bounded: anything longer is not Go.
@@ -296,6 +297,7 @@ pub async fn read_answer<R: AsyncRead + Unpin>(reader: &mut FrameReader<R>) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::AsyncWriteExt;
 
     async fn server_sees(bytes: &[u8]) -> (Result<Negotiated, FrameError>, Vec<u8>) {
         let mut reader = FrameReader::new(bytes, 1024);
@@ -331,6 +333,38 @@ mod tests {
         let opening = open(&mut reader, &mut reply, &[Codec::Json], 4096, Duration::from_secs(1)).await;
         assert!(matches!(opening, Ok(Opening::Binary(Negotiated { codec: Codec::Json, .. }))), "{opening:?}");
         assert!(reply.starts_with(&preface()), "WELCOME follows the preface");
+    }
+
+    /// Opens a connection whose peer sent `first` and keeps its end open.
+    async fn opening_of(first: &[u8]) -> (Result<Opening, FrameError>, Vec<u8>, Vec<u8>) {
+        let (mut peer, ours) = tokio::io::duplex(4096);
+        peer.write_all(first).await.expect("write");
+        let (read, mut write) = tokio::io::split(ours);
+        let mut reader = FrameReader::new(read, 1024);
+        let opening = open(&mut reader, &mut write, &[Codec::Json], 4096, Duration::from_secs(2)).await;
+        drop(write);
+        let mut answer = vec![0; 64];
+        let n = tokio::time::timeout(Duration::from_millis(100), tokio::io::AsyncReadExt::read(&mut peer, &mut answer))
+            .await
+            .map_or(0, |read| read.unwrap_or(0));
+        answer.truncate(n);
+        (opening, answer, reader.buffered().to_vec())
+    }
+
+    #[tokio::test]
+    async fn go_gob_is_told_from_its_first_bytes_and_short_json_is_not_held() {
+        // rpc.Dial: a gob type definition (length, type id -65 = FF 81).
+        let (opening, answer, left) = opening_of(&[0x3B, 0xFF, 0x81, 0x03]).await;
+        assert!(matches!(opening, Ok(Opening::Gob)), "{opening:?}");
+        assert!(answer.is_empty() && left.starts_with(&[0x3B, 0xFF, 0x81]), "nothing consumed or written");
+        // rpc.DialHTTP: the CONNECT is consumed and answered as Go's client expects.
+        let (opening, answer, left) = opening_of(b"CONNECT /_goRPC_ HTTP/1.0\n\n\x3B\xFF").await;
+        assert!(matches!(opening, Ok(Opening::Gob)), "{opening:?}");
+        assert_eq!(answer, b"HTTP/1.0 200 Connected to Go RPC\n\n");
+        assert_eq!(left, [0x3B, 0xFF]);
+        // A JSON line shorter than the CONNECT line is recognised without waiting for more.
+        let (opening, ..) = opening_of(b"{}\n").await;
+        assert!(matches!(opening, Ok(Opening::JsonRpc)), "{opening:?}");
     }
 
     #[tokio::test]

@@ -121,7 +121,7 @@ impl<R: AsyncRead + Unpin + Send + 'static> Wire for Gob<R> {
                 Ok(payload) => Bytes::from(payload),
                 Err(err) => return Err(self.broken(&GobError(format!("cannot pass the argument on: {err}")))),
             };
-            let method = MethodName::from(method.clone());
+            let method = MethodName::from(method);
             return Ok(Some(Inbound::Call(Call { id: Some(GobId { seq }), method, payload, timeout: None })));
         }
     }
