@@ -60,6 +60,10 @@ impl De {
 impl<'de> de::Deserializer<'de> for De {
     type Error = GobError;
 
+    fn is_human_readable(&self) -> bool {
+        false
+    }
+
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, GobError> {
         match self.present() {
             Value::Nil => visitor.visit_unit(),

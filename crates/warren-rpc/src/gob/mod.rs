@@ -159,6 +159,16 @@ mod tests {
     }
 
     #[test]
+    fn warren_bytes_are_a_go_byte_slice() {
+        let bytes = crate::Bytes::from(vec![1u8, 2, 3]);
+        let stream = encode_stream(&[bytes.clone()]).expect("encodes");
+        // Type id 5 ([]byte), field 0, three bytes: not base64 text.
+        assert_eq!(stream, [6, 0x0A, 0, 3, 1, 2, 3]);
+        let back: Vec<crate::Bytes> = decode_stream(&stream, 64).expect("decodes");
+        assert_eq!(back[0][..], [1, 2, 3]);
+    }
+
+    #[test]
     fn a_go_string_reply_is_as_in_gob_doc() {
         // Go: enc.Encode(3) is `03 04 00 06`.
         assert_eq!(encode_stream(&[3i64]).expect("encodes"), [3, 4, 0, 6]);

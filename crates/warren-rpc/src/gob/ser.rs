@@ -45,6 +45,11 @@ impl ser::Serializer for Ser {
     type SerializeStruct = Fields;
     type SerializeStructVariant = ser::Impossible<Value, GobError>;
 
+    /// Gob has byte slices: warren's `Bytes` go as `[]byte`, not as base64 text.
+    fn is_human_readable(&self) -> bool {
+        false
+    }
+
     fn serialize_bool(self, v: bool) -> Result<Value, GobError> {
         Ok(Value::Bool(v))
     }
