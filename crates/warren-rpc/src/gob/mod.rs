@@ -161,7 +161,7 @@ mod tests {
     #[test]
     fn warren_bytes_are_a_go_byte_slice() {
         let bytes = crate::Bytes::from(vec![1u8, 2, 3]);
-        let stream = encode_stream(&[bytes.clone()]).expect("encodes");
+        let stream = encode_stream(std::slice::from_ref(&bytes)).expect("encodes");
         // Type id 5 ([]byte), field 0, three bytes: not base64 text.
         assert_eq!(stream, [6, 0x0A, 0, 3, 1, 2, 3]);
         let back: Vec<crate::Bytes> = decode_stream(&stream, 64).expect("decodes");
