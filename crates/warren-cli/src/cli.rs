@@ -41,6 +41,13 @@ pub enum Subcommand {
         #[command(flatten)]
         instance: Target,
     },
+    /// Print where a running program serves RPC (`unix:PATH`), alone, for `socat` and scripts.
+    Endpoint {
+        /// The program.
+        program: String,
+        #[command(flatten)]
+        instance: Target,
+    },
     /// Start stopped, exited or failed programs (a failed one with its crash-loop count reset);
     /// returns once they are up. A running program is left alone.
     Start {

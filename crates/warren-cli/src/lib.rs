@@ -138,6 +138,10 @@ async fn run(cli: Cli, terminal: Option<Terminal>) -> Result<u8, Failure> {
             remote::status(&remote::connect(&instance.dir()).await?, name.as_deref(), json).await?;
             Ok(exit::OK)
         }
+        Subcommand::Endpoint { program, instance } => {
+            remote::endpoint(&remote::connect(&instance.dir()).await?, &program).await?;
+            Ok(exit::OK)
+        }
         Subcommand::Start { programs, wait, instance } => {
             let request = lifecycle_request(programs, !wait.no_wait, false, wait.timeout);
             Ok(remote::programs(&remote::connect(&instance.dir()).await?, "Control.StartPrograms", &request).await?)

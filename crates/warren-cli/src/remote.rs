@@ -86,6 +86,21 @@ fn emit(text: &str) -> Result<(), RemoteError> {
     }
 }
 
+/// `warren endpoint NAME`: the endpoint alone, or why there is none.
+pub async fn endpoint(client: &Client, program: &str) -> Result<(), RemoteError> {
+    let rows: Vec<StatusRow> = client.call("Control.Status", &()).await.map_err(refused)?;
+    let Some(row) = rows.iter().find(|row| row.name == program) else {
+        let known: Vec<&str> = rows.iter().map(|row| row.name.as_str()).collect();
+        return Err(RemoteError::Refused(format!("no program named {program:?} (known: {})", known.join(", "))));
+    };
+    match &row.endpoint {
+        Some(endpoint) => emit(endpoint),
+        None => {
+            Err(RemoteError::Refused(format!("{program} has no endpoint: it does not serve RPC, or is {}", row.state)))
+        }
+    }
+}
+
 pub async fn status(client: &Client, name: Option<&str>, json: bool) -> Result<(), RemoteError> {
     if let Some(name) = name {
         let detail: ProgramDetail = client.call("Control.Program", name).await.map_err(refused)?;

@@ -405,7 +405,7 @@ rpc = false
     );
     assert_eq!(
         errors("[programs.a]\ncommand = 'a'\nrpc = 'grpc'\n"),
-        r#"w.toml:3: program "a", field "rpc": unknown rpc protocol "grpc" (expected true, false, "warren" or "json")"#
+        r#"w.toml:3: program "a", field "rpc": unknown rpc protocol "grpc" (expected true, false, "warren", "json", "go" or "go-plain")"#
     );
 }
 

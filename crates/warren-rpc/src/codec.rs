@@ -19,6 +19,10 @@ pub enum Codec {
     MessagePack = 1,
     /// JSON text; warren's [`Bytes`](crate::Bytes) travel as base64 strings.
     Json = 2,
+    /// Values on their way between Go's gob and a handler, in a form that keeps gob's types
+    /// (signed or not, string or bytes, struct field names): used by the gob wire only, never
+    /// offered or accepted in a hello.
+    Gob = 3,
 }
 
 /// A value could not be encoded or decoded.
@@ -55,6 +59,9 @@ impl Codec {
                 value.serialize(&mut serializer).map_err(|e| e.to_string())
             }
             Codec::Json => serde_json::to_writer(&mut writer, value).map_err(|e| e.to_string()),
+            Codec::Gob => crate::gob::ser::to_value(value)
+                .map_err(|e| e.to_string())
+                .and_then(|value| rmp_serde::encode::write(&mut writer, &value).map_err(|e| e.to_string())),
         };
         result.map_err(|message| CodecError { codec: self, message })
     }
@@ -71,6 +78,7 @@ impl Codec {
             }
             // JSON carries bytes as base64 text: nothing to take out of line.
             Codec::Json => serde_json::to_writer((&mut frame.buf).writer(), value).map_err(|e| e.to_string()),
+            Codec::Gob => return self.encode_into(&mut frame.buf, value),
         };
         result.map_err(|message| CodecError { codec: self, message })
     }
@@ -87,6 +95,9 @@ impl Codec {
         let result = match self {
             Codec::MessagePack => rmp_serde::from_slice(bytes).map_err(|e| e.to_string()),
             Codec::Json => serde_json::from_slice(bytes).map_err(|e| e.to_string()),
+            Codec::Gob => rmp_serde::from_slice::<crate::gob::Value>(bytes)
+                .map_err(|e| e.to_string())
+                .and_then(|value| crate::gob::de::from_value(value).map_err(|e| e.to_string())),
         };
         result.map_err(|message| CodecError { codec: self, message })
     }

@@ -248,6 +248,17 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         Ok(Some(self.buf.split_to(n).freeze()))
     }
 
+    /// The first `n` bytes, or fewer if the stream ends first, without consuming them.
+    pub async fn peek(&mut self, n: usize) -> Result<&[u8], FrameError> {
+        while self.buf.len() < n && self.fill().await? {}
+        Ok(&self.buf[..self.buf.len().min(n)])
+    }
+
+    /// Drops `n` bytes already peeked at.
+    pub fn consume(&mut self, n: usize) {
+        self.buf.advance(n.min(self.buf.len()));
+    }
+
     /// Bytes read from the stream but not yet consumed.
     pub fn buffered(&self) -> &[u8] {
         &self.buf

@@ -95,6 +95,53 @@ pub enum Opening {
     /// JSON-RPC (`docs/PROTOCOL.md` §17). Nothing was consumed but that whitespace, and nothing
     /// was written.
     JsonRpc,
+    /// Go's `net/rpc` with gob (`docs/PROTOCOL.md` §18): the stream starts with a gob type
+    /// definition (`rpc.Dial`), or did after an HTTP `CONNECT /_goRPC_`, already answered
+    /// (`rpc.DialHTTP`). Nothing of the gob stream was consumed.
+    Gob,
+}
+
+/// The path Go's `rpc.DialHTTP` connects to (`rpc.DefaultRPCPath`).
+const GO_RPC_CONNECT: &[u8] = b"CONNECT /_goRPC_ HTTP/1.";
+
+/// Whether a stream starts like gob: a message length, then a negative type id (a type
+/// definition, which is how every gob stream of Go's net/rpc begins), whose encoding starts
+/// with a byte count (0xF8 and up). No HTTP method, JSON or the binary magic starts so.
+fn looks_like_gob(first: &[u8]) -> bool {
+    matches!(first, [len, id, ..] if (*len < 0x80 || *len >= 0xFE) && *id >= 0xF8)
+}
+
+/// How a connection started, before any answer.
+enum Sniffed {
+    Binary(Negotiated),
+    Json,
+    Gob,
+    /// A Go `DialHTTP`: its request is consumed, its answer not yet sent.
+    GoConnect,
+}
+
+/// Reads the HTTP request of Go's `DialHTTP` if that is what the stream starts with.
+async fn go_connect<R: AsyncRead + Unpin>(reader: &mut FrameReader<R>) -> Result<bool, FrameError> {
+    // Only a stream that starts with `C` is waited on for more: a short JSON line is not held.
+    if reader.peek(1).await? != b"C" || !reader.peek(GO_RPC_CONNECT.len()).await?.starts_with(GO_RPC_CONNECT) {
+        return Ok(false);
+    }
+    // The request ends at a blank line; Go sends no headers. Bounded: anything longer is not Go.
+    let mut seen = 0;
+    while seen < 4096 {
+        let buffered = reader.peek(seen + 1).await?;
+        if buffered.len() == seen {
+            return Ok(false);
+        }
+        seen = buffered.len();
+        for end in [&b"\n\n"[..], b"\r\n\r\n"] {
+            if let Some(at) = buffered.windows(end.len()).position(|w| w == end) {
+                reader.consume(at + end.len());
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
 }
 
 /// Server side of a connection's start: like [`accept`], but a peer whose first byte is `{` or
@@ -112,16 +159,29 @@ where
     W: AsyncWrite + Unpin,
 {
     let sniff_then_hello = async {
-        if matches!(reader.peek_past_whitespace().await?, Some(b'{' | b'[')) {
-            return Ok(None);
+        // Before skipping whitespace: a gob message may be 10 or 32 bytes long.
+        if looks_like_gob(reader.peek(2).await?) {
+            return Ok(Sniffed::Gob);
         }
-        read_hello(reader, supported).await.map(Some)
+        if go_connect(reader).await? {
+            return Ok(Sniffed::GoConnect);
+        }
+        if matches!(reader.peek_past_whitespace().await?, Some(b'{' | b'[')) {
+            return Ok(Sniffed::Json);
+        }
+        read_hello(reader, supported).await.map(Sniffed::Binary)
     };
     let outcome =
         tokio::time::timeout(timeout, sniff_then_hello).await.unwrap_or(Err(FrameError::HelloTimeout(timeout)));
     let outcome = match outcome {
-        Ok(None) => return Ok(Opening::JsonRpc),
-        Ok(Some(negotiated)) => Ok(negotiated),
+        Ok(Sniffed::Json) => return Ok(Opening::JsonRpc),
+        Ok(Sniffed::Gob) => return Ok(Opening::Gob),
+        Ok(Sniffed::GoConnect) => {
+            // Go's client checks this status line to the letter.
+            writer.write_all(b"HTTP/1.0 200 Connected to Go RPC\n\n").await.map_err(FrameError::Io)?;
+            return Ok(Opening::Gob);
+        }
+        Ok(Sniffed::Binary(negotiated)) => Ok(negotiated),
         Err(err) => Err(err),
     };
     answer(writer, &outcome, max_frame).await;
@@ -237,6 +297,7 @@ pub async fn read_answer<R: AsyncRead + Unpin>(reader: &mut FrameReader<R>) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::AsyncWriteExt;
 
     async fn server_sees(bytes: &[u8]) -> (Result<Negotiated, FrameError>, Vec<u8>) {
         let mut reader = FrameReader::new(bytes, 1024);
@@ -272,6 +333,38 @@ mod tests {
         let opening = open(&mut reader, &mut reply, &[Codec::Json], 4096, Duration::from_secs(1)).await;
         assert!(matches!(opening, Ok(Opening::Binary(Negotiated { codec: Codec::Json, .. }))), "{opening:?}");
         assert!(reply.starts_with(&preface()), "WELCOME follows the preface");
+    }
+
+    /// Opens a connection whose peer sent `first` and keeps its end open.
+    async fn opening_of(first: &[u8]) -> (Result<Opening, FrameError>, Vec<u8>, Vec<u8>) {
+        let (mut peer, ours) = tokio::io::duplex(4096);
+        peer.write_all(first).await.expect("write");
+        let (read, mut write) = tokio::io::split(ours);
+        let mut reader = FrameReader::new(read, 1024);
+        let opening = open(&mut reader, &mut write, &[Codec::Json], 4096, Duration::from_secs(2)).await;
+        drop(write);
+        let mut answer = vec![0; 64];
+        let n = tokio::time::timeout(Duration::from_millis(100), tokio::io::AsyncReadExt::read(&mut peer, &mut answer))
+            .await
+            .map_or(0, |read| read.unwrap_or(0));
+        answer.truncate(n);
+        (opening, answer, reader.buffered().to_vec())
+    }
+
+    #[tokio::test]
+    async fn go_gob_is_told_from_its_first_bytes_and_short_json_is_not_held() {
+        // rpc.Dial: a gob type definition (length, type id -65 = FF 81).
+        let (opening, answer, left) = opening_of(&[0x3B, 0xFF, 0x81, 0x03]).await;
+        assert!(matches!(opening, Ok(Opening::Gob)), "{opening:?}");
+        assert!(answer.is_empty() && left.starts_with(&[0x3B, 0xFF, 0x81]), "nothing consumed or written");
+        // rpc.DialHTTP: the CONNECT is consumed and answered as Go's client expects.
+        let (opening, answer, left) = opening_of(b"CONNECT /_goRPC_ HTTP/1.0\n\n\x3B\xFF").await;
+        assert!(matches!(opening, Ok(Opening::Gob)), "{opening:?}");
+        assert_eq!(answer, b"HTTP/1.0 200 Connected to Go RPC\n\n");
+        assert_eq!(left, [0x3B, 0xFF]);
+        // A JSON line shorter than the CONNECT line is recognised without waiting for more.
+        let (opening, ..) = opening_of(b"{}\n").await;
+        assert!(matches!(opening, Ok(Opening::JsonRpc)), "{opening:?}");
     }
 
     #[tokio::test]

@@ -48,6 +48,7 @@ mod codec;
 mod endpoint;
 mod error;
 mod frame;
+mod gob;
 mod hello;
 mod jsonrpc;
 mod kind;
@@ -90,5 +91,9 @@ pub mod __wire {
     /// The bodies of REQUEST, RESPONSE, ERROR and NOTIFY frames.
     pub mod message {
         pub use crate::message::*;
+    }
+    /// Go's gob: whole streams to and from serde types.
+    pub mod gob {
+        pub use crate::gob::{GobError, decode_stream, encode_stream};
     }
 }

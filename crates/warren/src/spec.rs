@@ -33,6 +33,7 @@ pub struct Spec {
     pub(crate) readiness: Readiness,
     pub(crate) rpc: bool,
     pub(crate) protocol: Protocol,
+    pub(crate) socket: Option<PathBuf>,
     pub(crate) ready_timeout: Duration,
     pub(crate) stop_signal: Signal,
     pub(crate) max_line: usize,
@@ -55,6 +56,7 @@ impl Spec {
             readiness: Readiness::Notify,
             rpc: true,
             protocol: Protocol::Binary,
+            socket: None,
             ready_timeout: Duration::from_secs(10),
             stop_signal: Signal::TERM,
             max_line: 64 * 1024,
@@ -117,6 +119,16 @@ impl Spec {
     /// (`docs/ANY-LANGUAGE.md`): the host's client then talks to it in that protocol.
     pub fn protocol(mut self, protocol: Protocol) -> Spec {
         self.protocol = protocol;
+        self
+    }
+
+    /// A socket the child binds itself, at a path of its own choosing (relative to its `cwd`),
+    /// instead of the endpoint in `WARREN_ENDPOINT`: an unmodified Go `net/rpc` server that
+    /// listens on `rpc.sock`. The host removes a stale file there before each start (never
+    /// one that accepts connections) and the file after the child stops, and with `rpc` calls
+    /// the child there.
+    pub fn socket(mut self, path: impl Into<PathBuf>) -> Spec {
+        self.socket = Some(path.into());
         self
     }
 

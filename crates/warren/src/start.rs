@@ -105,7 +105,9 @@ pub(crate) async fn spawn(ctx: Context<'_>, spec: Spec) -> Result<Child, SpawnEr
         }
     }
     let running = Arc::new(running);
-    if let (Some(path), Some(client)) = (&running.socket_path, &running.client) {
+    // Only sockets in the runtime directory are watched: a program's own may live anywhere.
+    let watched = running.socket_path.as_ref().filter(|path| path.parent() == Some(ctx.runtime_dir.path()));
+    if let (Some(path), Some(client)) = (watched, &running.client) {
         let gone = ctx.socket_watch.get_or_init(|| SocketWatch::start(ctx.runtime_dir.path())).watch(path);
         tokio::spawn(tasks::follow_socket(gone, client.clone(), Arc::downgrade(&running), lost_tx));
     }
@@ -116,8 +118,21 @@ pub(crate) async fn spawn(ctx: Context<'_>, spec: Spec) -> Result<Child, SpawnEr
 fn prepare(ctx: &Context<'_>, spec: &Spec) -> Result<Prepared, SpawnError> {
     let setup = |what: &'static str| move |source| SpawnError::Setup { name: spec.name.clone(), what, source };
     ctx.runtime_dir.ensure().map_err(setup("runtime directory"))?;
-    let socket_path = spec.rpc.then(|| ctx.runtime_dir.file_for(&spec.name, ".sock"));
-    if let Some(path) = &socket_path {
+    let own = spec.socket.as_ref().map(|path| match &spec.cwd {
+        Some(cwd) if path.is_relative() => cwd.join(path),
+        _ => path.clone(),
+    });
+    if let Some(path) = &own {
+        // A program that binds its own socket fails on a file left there, but the file may be
+        // another process's live socket: only one nobody accepts on is removed.
+        if std::os::unix::net::UnixStream::connect(path)
+            .is_err_and(|err| err.kind() == std::io::ErrorKind::ConnectionRefused)
+        {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+    let socket_path = spec.rpc.then(|| own.unwrap_or_else(|| ctx.runtime_dir.file_for(&spec.name, ".sock")));
+    if let Some(path) = socket_path.as_ref().filter(|_| spec.socket.is_none()) {
         // A previous instance that crashed may have left its socket here.
         let _ = std::fs::remove_file(path);
     }

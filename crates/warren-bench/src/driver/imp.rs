@@ -12,10 +12,12 @@ pub enum Imp {
     Tarpc,
     GoGob,
     GoJson,
+    /// warren's server (`wb-child`) answering Go's own net/rpc client in gob.
+    WarrenGob,
 }
 
 impl Imp {
-    pub const ALL: [Imp; 5] = [Imp::Raw, Imp::Warren, Imp::Tarpc, Imp::GoGob, Imp::GoJson];
+    pub const ALL: [Imp; 6] = [Imp::Raw, Imp::Warren, Imp::Tarpc, Imp::GoGob, Imp::GoJson, Imp::WarrenGob];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -24,6 +26,7 @@ impl Imp {
             Imp::Tarpc => "tarpc",
             Imp::GoGob => "go-gob",
             Imp::GoJson => "go-json",
+            Imp::WarrenGob => "warren-gob",
         }
     }
 
@@ -34,6 +37,7 @@ impl Imp {
             Imp::Tarpc => "tarpc (bincode)",
             Imp::GoGob => "Go net/rpc (gob, HTTP)",
             Imp::GoJson => "Go net/rpc/jsonrpc",
+            Imp::WarrenGob => "**warren** serving gob to Go's client",
         }
     }
 
@@ -43,7 +47,7 @@ impl Imp {
         let go = config.go.join("netrpc-server").display().to_string();
         match self {
             Imp::Raw => vec![bin("wb-raw-server"), s],
-            Imp::Warren => vec![bin("wb-child"), "serve".into(), s],
+            Imp::Warren | Imp::WarrenGob => vec![bin("wb-child"), "serve".into(), s],
             Imp::Tarpc => vec![bin("wb-tarpc-server"), s],
             Imp::GoGob => vec![go, "-codec".into(), "gob".into(), s],
             Imp::GoJson => vec![go, "-codec".into(), "json".into(), s],
@@ -53,7 +57,7 @@ impl Imp {
     pub(super) fn client(self, config: &Config) -> (PathBuf, &'static str) {
         match self {
             Imp::Raw | Imp::Warren | Imp::Tarpc => (config.bin.join("wb-client"), self.name()),
-            Imp::GoGob => (config.go.join("netrpc-client"), "gob"),
+            Imp::GoGob | Imp::WarrenGob => (config.go.join("netrpc-client"), "gob"),
             Imp::GoJson => (config.go.join("netrpc-client"), "json"),
         }
     }

@@ -68,7 +68,7 @@ pub fn run(config: &Config) -> anyhow::Result<usize> {
     let mut imps = vec![Imp::Raw, Imp::Warren, Imp::Tarpc];
     let mut notes = Vec::new();
     if config.go.join("netrpc-server").exists() && config.go.join("netrpc-client").exists() {
-        imps.extend([Imp::GoGob, Imp::GoJson]);
+        imps.extend([Imp::GoGob, Imp::GoJson, Imp::WarrenGob]);
     } else {
         notes.push(format!("Go peers skipped: no binaries in {}", config.go.display()));
     }

@@ -149,7 +149,7 @@ pub enum ErrorKind {
     #[error("invalid endpoint {0:?} (expected tcp:HOST:PORT, HOST:PORT or unix:PATH)")]
     BadEndpoint(String),
     /// An unknown `rpc` value.
-    #[error("unknown rpc protocol {0:?} (expected true, false, \"warren\" or \"json\")")]
+    #[error("unknown rpc protocol {0:?} (expected true, false, \"warren\", \"json\", \"go\" or \"go-plain\")")]
     UnknownRpc(String),
     /// `rpc = false` with `ready = "warren"`.
     #[error("rpc = false contradicts ready = \"warren\" (which means notify + rpc)")]

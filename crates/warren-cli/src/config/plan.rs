@@ -110,6 +110,7 @@ impl Checker<'_, '_> {
             grace: self.duration(&raw.grace, "grace", false),
             health: raw.health.as_ref().and_then(|health| Some(Set::new(health, self.health(health)?))),
             on_socket_lost: raw.on_socket_lost.as_ref().and_then(|raw| self.on_socket_lost(raw)),
+            socket: raw.socket.as_ref().map(|socket| Set::new(socket, std::path::PathBuf::from(socket.get_ref()))),
             reset_after: self.duration(&raw.reset_after, "reset_after", false),
             max_size: raw.max_size.as_ref().and_then(|size| match super::logs::parse_size(size.get_ref()) {
                 Ok(bytes) => Some(Set::new(size, bytes)),
@@ -214,6 +215,9 @@ impl Checker<'_, '_> {
             RawRpc::Protocol(name) => match name.as_str() {
                 "warren" => Some(Protocol::Binary),
                 "json" => Some(Protocol::JsonRpc),
+                // Go's net/rpc with gob: `rpc.HandleHTTP` (the usual Go server), or `rpc.ServeConn`.
+                "go" => Some(Protocol::GoGob { http_connect: true }),
+                "go-plain" => Some(Protocol::GoGob { http_connect: false }),
                 other => return self.fail(raw, "rpc", ErrorKind::UnknownRpc(other.to_owned())),
             },
         };

@@ -68,6 +68,7 @@ pub(crate) struct RawProgram {
     pub(crate) keep: Field<u32>,
     pub(crate) env_file: Field<OneOrMany>,
     pub(crate) dotenv: Field<bool>,
+    pub(crate) socket: Field<String>,
 }
 
 /// The table form of `ready`: one of `log`, `exec`, `shell`, `connect`.
@@ -123,7 +124,7 @@ pub(crate) struct RawHealth {
     pub(crate) status: Field<u16>,
 }
 
-/// `rpc` as written: a boolean, or the protocol's name (`"warren"`, `"json"`), checked later.
+/// `rpc` as written: a boolean, or the protocol's name (`"warren"`, `"json"`, `"go"`, `"go-plain"`), checked later.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum RawRpc {
     Bool(bool),
@@ -136,7 +137,7 @@ impl<'de> Deserialize<'de> for RawRpc {
         impl Visitor<'_> for Rpc {
             type Value = RawRpc;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("true, false, \"warren\" or \"json\"")
+                f.write_str("true, false, \"warren\", \"json\", \"go\" or \"go-plain\"")
             }
             fn visit_bool<E: de::Error>(self, value: bool) -> Result<RawRpc, E> {
                 Ok(RawRpc::Bool(value))
@@ -446,7 +447,7 @@ mod tests {
             read_err("[defaults]\nzzz = 1\n"),
             "w.toml:2: [defaults]: unknown key \"zzz\" (expected one of command, shell, args, env, clear_env, cwd, \
              rpc, ready, ready_timeout, restart, backoff, crash_loop, stop_signal, grace, depends_on, health, \
-             on_socket_lost, reset_after, max_size, keep, env_file, dotenv)"
+             on_socket_lost, reset_after, max_size, keep, env_file, dotenv, socket)"
         );
         assert_eq!(read_err("[program.a]\n"), "w.toml:1: unknown key \"program\" (did you mean \"programs\"?)");
     }
@@ -486,8 +487,8 @@ mod tests {
             read_err("[programs.a]\nfoo = 1\n[programs.b]\nrpc = 1\n"),
             "w.toml:2: program \"a\": unknown key \"foo\" (expected one of command, shell, args, env, clear_env, cwd, \
              rpc, ready, ready_timeout, restart, backoff, crash_loop, stop_signal, grace, depends_on, health, \
-             on_socket_lost, reset_after, max_size, keep, env_file, dotenv)\n\
-             w.toml:4: program \"b\", field \"rpc\": invalid type: integer `1`, expected true, false, \"warren\" or \"json\""
+             on_socket_lost, reset_after, max_size, keep, env_file, dotenv, socket)\n\
+             w.toml:4: program \"b\", field \"rpc\": invalid type: integer `1`, expected true, false, \"warren\", \"json\", \"go\" or \"go-plain\""
         );
     }
 

@@ -58,6 +58,8 @@ pub(super) struct Settings {
     pub(super) grace: Option<Set<Duration>>,
     pub(super) health: Option<Set<Option<Health>>>,
     pub(super) on_socket_lost: Option<Set<OnSocketLost>>,
+    /// `socket`: a path the program binds itself, relative to its `cwd`.
+    pub(super) socket: Option<Set<PathBuf>>,
     pub(super) reset_after: Option<Set<Duration>>,
     pub(super) max_size: Option<Set<u64>>,
     pub(super) keep: Option<Set<u32>>,
@@ -96,6 +98,7 @@ impl Settings {
             grace: or_inherit(self.grace, &defaults.grace),
             health: or_inherit(self.health, &defaults.health),
             on_socket_lost: or_inherit(self.on_socket_lost, &defaults.on_socket_lost),
+            socket: or_inherit(self.socket, &defaults.socket),
             reset_after: or_inherit(self.reset_after, &defaults.reset_after),
             max_size: or_inherit(self.max_size, &defaults.max_size),
             keep: or_inherit(self.keep, &defaults.keep),
@@ -131,6 +134,9 @@ impl Settings {
         }
         if let Some(cwd) = self.cwd {
             p.cwd = Some(cwd.value);
+        }
+        if let Some(socket) = self.socket {
+            p.socket = Some(socket.value);
         }
         if let Some(ready) = self.ready {
             p.readiness = match ready.value {

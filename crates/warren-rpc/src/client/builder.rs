@@ -34,6 +34,16 @@ pub enum Protocol {
     /// on the server, [`Client::ping`] is a call to `warren.Ping` that any answer satisfies,
     /// and an error without a code arrives as [`CallError::Remote`](crate::CallError::Remote).
     JsonRpc,
+    /// Go's `net/rpc` with its default codec, gob (`docs/PROTOCOL.md` §18), for an unmodified
+    /// Go server: `rpc.ServeConn` when `http_connect` is false, `rpc.HandleHTTP` (an HTTP
+    /// `CONNECT /_goRPC_` first) when true. Warren servers answer both. Values map to gob as
+    /// in [`PROTOCOL.md` §18](https://docs.rs/warren-rpc) (Rust `id` is Go `ID`); like
+    /// [`Protocol::JsonRpc`], no deadlines reach the server, nothing is cancelled on it, there
+    /// are no notifications, and [`Client::ping`] is a call that any answer satisfies.
+    GoGob {
+        /// Open with Go's `rpc.DialHTTP` handshake.
+        http_connect: bool,
+    },
 }
 
 /// Options for connecting.
@@ -186,6 +196,18 @@ impl ClientBuilder {
                 let lines = LineReader::new(read, BytesMut::new(), self.max_frame as usize);
                 let wire = Wire::JsonLines(wire::JsonLines { limit: self.max_frame });
                 Ok(self.start(Reading::Lines(lines), wire, write, negotiated, label))
+            }
+            Protocol::GoGob { http_connect } => {
+                let (mut read, mut write) = (read, write);
+                if http_connect {
+                    super::gob::connect(&mut read, &mut write)
+                        .await
+                        .map_err(|source| ConnectError::Io { endpoint: label.to_owned(), source })?;
+                }
+                let negotiated = Negotiated { codec: Codec::Gob, peer_max_frame: self.max_frame, features: 0 };
+                let max_frame = self.max_frame;
+                let wire = Wire::GoGob(super::gob::GoGob::new(max_frame));
+                Ok(self.start(Reading::Gob(read, max_frame), wire, write, negotiated, label))
             }
         }
     }

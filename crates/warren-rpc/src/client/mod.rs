@@ -11,6 +11,7 @@
 //! ```
 
 mod builder;
+mod gob;
 mod inflight;
 mod jsonline;
 mod reader;

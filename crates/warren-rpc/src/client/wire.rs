@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use tokio::io::AsyncRead;
 
 use super::inflight::InFlight;
-use super::{jsonline, reader};
+use super::{gob, jsonline, reader};
 use crate::codec::{Codec, CodecError};
 use crate::frame::{self, FrameReader, Kind};
 use crate::hello::{Negotiated, features};
@@ -143,10 +143,11 @@ impl ClientWire for JsonLines {
 
 /// The wire a client was connected with. The one place that dispatches on it: a new wire is
 /// one more variant here and its own module.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) enum Wire {
     Binary(Binary),
     JsonLines(JsonLines),
+    GoGob(gob::GoGob),
 }
 
 /// Calls `$body` with the wire inside `$wire` bound to `$w`.
@@ -155,6 +156,7 @@ macro_rules! each_wire {
         match $wire {
             Wire::Binary($w) => $body,
             Wire::JsonLines($w) => $body,
+            Wire::GoGob($w) => $body,
         }
     };
 }
@@ -199,6 +201,8 @@ impl ClientWire for Wire {
 pub(crate) enum Reading<R> {
     Frames(FrameReader<R>),
     Lines(LineReader<R>),
+    /// Go's gob responses, with the most bytes one message may have.
+    Gob(R, u32),
 }
 
 impl<R: AsyncRead + Unpin> Reading<R> {
@@ -207,6 +211,7 @@ impl<R: AsyncRead + Unpin> Reading<R> {
         match self {
             Reading::Frames(reader) => reader::run(reader, in_flight, tx, codec, endpoint).await,
             Reading::Lines(lines) => jsonline::run(lines, in_flight, endpoint).await,
+            Reading::Gob(read, max) => gob::run(read, max, in_flight, endpoint).await,
         }
     }
 }

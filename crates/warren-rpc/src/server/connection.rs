@@ -11,6 +11,7 @@ use super::Core;
 use super::binary::Binary;
 use super::context::PeerInfo;
 use super::dispatch::{self, LINGER};
+use super::gob::Gob;
 use super::jsonline::JsonLines;
 use super::stall::StallGuard;
 use crate::error::ErrorChain;
@@ -51,6 +52,11 @@ where
             read.watch_lines(&buffered);
             let lines = LineReader::new(read, buffered, max_frame as usize);
             let wire = JsonLines::new(lines, max_frame, Arc::clone(&peer));
+            dispatch::serve(core, wire, write, peer).await;
+        }
+        Ok(Opening::Gob) => {
+            let (read, buffered) = reader.into_parts();
+            let wire = Gob::new(read, buffered, max_frame, options.frame_timeout(), Arc::clone(&peer));
             dispatch::serve(core, wire, write, peer).await;
         }
         Err(err) => {

@@ -131,6 +131,8 @@ pub(crate) enum Push {
     /// connection when a 2.0 request arrives). Go's client drops the connection on any line
     /// that is not a reply, so a peer that has not is never sent one.
     JsonRpc { speaks_v2: Arc<AtomicBool> },
+    /// None: Go's net/rpc client takes nothing but answers (the gob wire).
+    Never,
 }
 
 /// A notification could not be pushed.
@@ -157,9 +159,11 @@ pub enum NotifyError {
         /// Bytes waiting to be written to the client.
         unwritten: usize,
     },
-    /// A JSON-RPC client that has sent no JSON-RPC 2.0 request (Go's net/rpc/jsonrpc, for one)
-    /// cannot receive notifications.
-    #[error("cannot push {method}: this JSON-RPC client has not shown it accepts JSON-RPC 2.0 notifications")]
+    /// The client cannot receive notifications: a Go net/rpc (gob) client, or a JSON-RPC client
+    /// that has sent no JSON-RPC 2.0 request (Go's net/rpc/jsonrpc, for one).
+    #[error(
+        "cannot push {method}: this client takes no notifications (Go's net/rpc, or a JSON-RPC client that has not shown it speaks JSON-RPC 2.0)"
+    )]
     Unsupported {
         /// The `Service.Method` called.
         method: String,
@@ -194,6 +198,7 @@ impl Notifier {
             Push::Frames => {
                 message::notify_frame(method, this.codec, value, this.limit).map_err(|err| encode_error(&err))?
             }
+            Push::Never => return Err(NotifyError::Unsupported { method: method.to_owned() }),
             Push::JsonRpc { speaks_v2 } => {
                 if !speaks_v2.load(Ordering::SeqCst) {
                     return Err(NotifyError::Unsupported { method: method.to_owned() });

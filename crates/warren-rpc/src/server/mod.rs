@@ -14,6 +14,7 @@ mod binary;
 mod connection;
 mod context;
 mod dispatch;
+mod gob;
 mod jsonline;
 mod listener;
 mod registry;

@@ -150,5 +150,8 @@ fn spec_for(program: &Program) -> Spec {
     if let Some(dir) = &program.cwd {
         spec = spec.cwd(dir);
     }
+    if let Some(socket) = &program.socket {
+        spec = spec.socket(socket);
+    }
     spec
 }

@@ -101,6 +101,21 @@ pub(super) fn targets(s: &Store) -> Vec<Target> {
             limit,
         ));
     }
+    // Issue #16: warren serving gob to Go's own client, against Go serving its own protocol.
+    for calls in [1, 64] {
+        t.push(ratio(
+            format!("tiny calls/s at c={calls}, Go's gob client: warren ÷ Go's net/rpc server"),
+            s.ratio(&m1_key(Workload::Tiny, calls, "calls_s"), Imp::WarrenGob.name(), Imp::GoGob.name()),
+            Want::AtLeast,
+            1.0,
+        ));
+    }
+    t.push(ratio(
+        "CPU per tiny call at c=64, Go's gob client: warren ÷ Go's net/rpc server".into(),
+        s.ratio(&m1_key(Workload::Tiny, 64, "cpu_us"), Imp::WarrenGob.name(), Imp::GoGob.name()),
+        Want::Below,
+        1.0,
+    ));
     let cpu64 = m1_key(Workload::Tiny, 64, "cpu_us");
     for peer in [Imp::Raw, Imp::Tarpc, Imp::GoGob, Imp::GoJson] {
         t.push(ratio(

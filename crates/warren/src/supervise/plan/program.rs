@@ -26,6 +26,8 @@ pub struct Program {
     pub rpc: bool,
     /// The protocol it serves RPC in: warren's binary protocol, or JSON-RPC lines.
     pub protocol: Protocol,
+    /// A socket it binds itself (relative to `cwd`), used instead of `WARREN_ENDPOINT`.
+    pub socket: Option<PathBuf>,
     /// When it counts as ready.
     pub readiness: ReadyCheck,
     /// How long it may take to become ready before the start counts as failed.
@@ -224,6 +226,7 @@ impl Program {
             env: Vec::new(),
             clear_env: false,
             cwd: None,
+            socket: None,
             rpc: false,
             protocol: Protocol::Binary,
             readiness: ReadyCheck::None,

@@ -1,0 +1,178 @@
+//! The client side of Go's `net/rpc` with gob ([`Protocol::GoGob`](super::Protocol)): calls to
+//! an unmodified Go server, over `rpc.ServeConn` or, after an HTTP `CONNECT /_goRPC_`, over
+//! `rpc.HandleHTTP` (`docs/PROTOCOL.md` §18).
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tracing::debug;
+
+use super::inflight::{Answer, InFlight};
+use super::wire::ClientWire;
+use crate::codec::{Codec, CodecError};
+use crate::error::LostReason;
+use crate::gob::decode::{Decoder, next_message};
+use crate::gob::encode::{Encoder, queued};
+use crate::gob::{GobError, Value, ser};
+use crate::message::EncodeError;
+use crate::outgoing::Outgoing;
+use crate::writer::{Flush, FrameSender, Unsent};
+
+/// What Go's `rpc.DialHTTP` sends, and the answer it expects.
+const CONNECT: &[u8] = b"CONNECT /_goRPC_ HTTP/1.0\n\n";
+const CONNECTED: &str = "HTTP/1.0 200 Connected to Go RPC";
+
+/// Go's `rpc.DialHTTP` handshake: the `CONNECT`, and the server's answer up to its blank line.
+pub(crate) async fn connect<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+    read: &mut R,
+    write: &mut W,
+) -> Result<(), std::io::Error> {
+    write.write_all(CONNECT).await?;
+    write.flush().await?;
+    // Read byte by byte: whatever follows the blank line is gob, for the reader.
+    let mut answer = Vec::new();
+    while !answer.ends_with(b"\n\n") && !answer.ends_with(b"\r\n\r\n") {
+        if answer.len() > 4096 {
+            break;
+        }
+        let byte = read.read_u8().await?;
+        answer.push(byte);
+    }
+    let status = String::from_utf8_lossy(&answer);
+    let status = status.lines().next().unwrap_or_default();
+    if status != CONNECTED {
+        return Err(std::io::Error::other(format!("the server answered the CONNECT with {status:?}, not Go RPC")));
+    }
+    Ok(())
+}
+
+/// Encodes calls on the connection's one gob stream.
+#[derive(Debug, Clone)]
+pub(crate) struct GoGob {
+    encoder: Arc<Mutex<Encoder>>,
+    limit: u32,
+}
+
+impl GoGob {
+    pub fn new(limit: u32) -> Self {
+        GoGob { encoder: Arc::new(Mutex::new(Encoder::default())), limit }
+    }
+
+    fn call<A: Serialize + ?Sized>(&self, seq: u32, method: &str, arg: &A) -> Result<Bytes, EncodeError> {
+        let gob_error = |err: GobError| EncodeError::Codec(CodecError { codec: Codec::Gob, message: err.0 });
+        let header = Value::Struct(
+            "Request".into(),
+            vec![("ServiceMethod".into(), Value::Str(method.to_owned())), ("Seq".into(), Value::Uint(seq.into()))],
+        );
+        let arg = ser::to_value(arg).map_err(gob_error)?;
+        let mut encoder = self.encoder.lock().unwrap_or_else(PoisonError::into_inner);
+        let head = encoder.encode(&header).map_err(gob_error)?;
+        let body = encoder.encode(&arg).map_err(gob_error)?;
+        let size = head.bytes.len() + body.bytes.len();
+        if size > self.limit as usize {
+            return Err(EncodeError::TooLarge { size: size as u64, limit: self.limit });
+        }
+        Ok(queued([head, body]))
+    }
+}
+
+impl ClientWire for GoGob {
+    fn request<A: Serialize + ?Sized>(
+        &self,
+        tx: &FrameSender,
+        flush: Flush,
+        id: u32,
+        method: &str,
+        _timeout: Option<Duration>,
+        arg: &A,
+    ) -> Result<(), Unsent<EncodeError>> {
+        let call = self.call(id, method, arg).map_err(Unsent::Encode)?;
+        tx.send_flush(call, flush).map_err(|_| Unsent::Gone)
+    }
+
+    fn notification<A: Serialize + ?Sized>(&self, method: &str, _: &A) -> Result<Outgoing, EncodeError> {
+        let message = format!("{method}: Go's net/rpc has no notifications");
+        Err(EncodeError::Codec(CodecError { codec: Codec::Gob, message }))
+    }
+
+    fn ping(&self, id: u32) -> Result<Bytes, EncodeError> {
+        // Go answers a call to a service it lacks with an error: that proves it alive.
+        self.call(id, "warren.Ping", &())
+    }
+
+    fn cancel(&self, _: u32) -> Option<Bytes> {
+        None
+    }
+
+    fn decode<R: DeserializeOwned>(&self, payload: &Bytes) -> Result<R, CodecError> {
+        Codec::Gob.decode(payload)
+    }
+
+    fn error_answers_ping(&self) -> bool {
+        true
+    }
+}
+
+/// Routes a Go server's responses to their calls until the connection ends.
+pub(crate) async fn run<R: AsyncRead + Unpin>(mut read: R, max: u32, in_flight: Arc<InFlight>, endpoint: Arc<str>) {
+    let mut buf = BytesMut::with_capacity(4096);
+    let mut decoder = Decoder::default();
+    let mut header: Option<(u64, String)> = None;
+    let reason = loop {
+        let message = match next_message(&buf, max as usize) {
+            Err(err) => break LostReason::Protocol(err.to_string()),
+            Ok(Some((prefix, len))) if buf.len() >= prefix + len => buf.split_to(prefix + len).split_off(prefix),
+            Ok(_) => match read.read_buf(&mut buf).await {
+                Ok(0) if buf.is_empty() => break LostReason::ClosedByPeer,
+                Ok(0) => break LostReason::Protocol("the server closed in the middle of a gob message".into()),
+                Ok(_) => continue,
+                Err(err) => break LostReason::Io(err.to_string()),
+            },
+        };
+        let value = match decoder.message(&message) {
+            Ok(Some(value)) => value,
+            Ok(None) => continue,
+            Err(err) => break LostReason::Protocol(err.to_string()),
+        };
+        let Some((seq, error)) = header.take() else {
+            header = Some(response_header(value));
+            continue;
+        };
+        let answer = if error.is_empty() {
+            match rmp_serde::to_vec(&value) {
+                Ok(payload) => Answer::Reply(Bytes::from(payload)),
+                Err(err) => Answer::Untyped(format!("cannot pass the reply on: {err}")),
+            }
+        } else {
+            match crate::jsonrpc::parse_error_string(&error) {
+                Some((code, message)) => Answer::Error { code, message: message.to_owned(), data: None },
+                None => Answer::Untyped(error),
+            }
+        };
+        match u32::try_from(seq) {
+            Ok(id) => in_flight.answer(id, answer),
+            Err(_) => debug!(%endpoint, seq, "response to a call this client did not make ignored"),
+        }
+    };
+    debug!(%endpoint, calls = in_flight.waiting(), "connection lost: {reason}");
+    in_flight.lose(reason, None);
+}
+
+/// `Seq` and `Error` of a `Response`.
+fn response_header(value: Value) -> (u64, String) {
+    let (mut seq, mut error) = (0, String::new());
+    if let Value::Struct(_, fields) = value {
+        for (name, value) in fields {
+            match (name.as_str(), value) {
+                ("Seq", Value::Uint(s)) => seq = s,
+                ("Error", Value::Str(e)) => error = e,
+                _ => {}
+            }
+        }
+    }
+    (seq, error)
+}

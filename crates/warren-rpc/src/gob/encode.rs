@@ -1,0 +1,205 @@
+//! [`Value`]s to gob messages, each type defined once per stream.
+//!
+//! A connection's answers are encoded by concurrent calls but written by one writer, in the
+//! order they are queued, which need not be the order they were encoded in. So a type counts as
+//! defined for the peer only once the message defining it has been queued ([`Encoded::defined`]
+//! flags, set by whoever queues it); until then another answer that needs the type defines it
+//! again under a fresh id of its own. That happens only while the first answers of a burst race.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::decode::MAX_TYPES;
+use super::prim::{put_bytes, put_float, put_int, put_uint};
+use super::types::{Ty, id, write_def};
+use super::{GobError, MAX_DEPTH, Value, err};
+
+/// One stream's writing state.
+#[derive(Debug)]
+pub(crate) struct Encoder {
+    known: HashMap<Ty, (i64, Arc<AtomicBool>)>,
+    next: i64,
+}
+
+impl Default for Encoder {
+    fn default() -> Self {
+        Encoder { known: HashMap::new(), next: id::FIRST_USER }
+    }
+}
+
+/// Messages ready to send: the type definitions a value needs, then the value.
+#[derive(Debug)]
+pub(crate) struct Encoded {
+    pub bytes: Vec<u8>,
+    /// To set once `bytes` is queued ahead of whatever is encoded next.
+    pub defined: Vec<Arc<AtomicBool>>,
+}
+
+impl Encoded {
+    /// Marks the definitions as sent: for a stream written in encoding order.
+    pub fn sent(self) -> Vec<u8> {
+        for flag in &self.defined {
+            flag.store(true, Ordering::Release);
+        }
+        self.bytes
+    }
+}
+
+/// Messages as one piece to queue; once it is dropped (copied into the writer's buffer, or
+/// written) its type definitions count as sent.
+pub(crate) fn queued<const N: usize>(parts: [Encoded; N]) -> bytes::Bytes {
+    let mut whole = Encoded { bytes: Vec::new(), defined: Vec::new() };
+    for part in parts {
+        whole.bytes.extend_from_slice(&part.bytes);
+        whole.defined.extend(part.defined);
+    }
+    bytes::Bytes::from_owner(Queued(whole))
+}
+
+struct Queued(Encoded);
+
+impl AsRef<[u8]> for Queued {
+    fn as_ref(&self) -> &[u8] {
+        &self.0.bytes
+    }
+}
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        for flag in &self.0.defined {
+            flag.store(true, Ordering::Release);
+        }
+    }
+}
+
+impl Encoder {
+    pub fn encode(&mut self, value: &Value) -> Result<Encoded, GobError> {
+        // A nil or a reply of `()` goes as an empty struct, which any Go struct accepts.
+        let ty = value.ty(0)?.unwrap_or(Ty::Struct(String::new(), Vec::new()));
+        let mut out = Vec::new();
+        let mut defined = Vec::new();
+        let top = self.type_id(&ty, &mut out, &mut defined, &mut HashMap::new(), 0)?;
+        let mut body = Vec::with_capacity(64);
+        put_int(&mut body, top);
+        if !matches!(ty, Ty::Struct(..)) {
+            // A value that is not a struct goes as field 0 of an implicit one.
+            put_uint(&mut body, 0);
+        }
+        write_value(&mut body, value, &ty, 0)?;
+        message(&mut out, &body);
+        Ok(Encoded { bytes: out, defined })
+    }
+
+    fn type_id(
+        &mut self,
+        ty: &Ty,
+        out: &mut Vec<u8>,
+        defined: &mut Vec<Arc<AtomicBool>>,
+        here: &mut HashMap<Ty, i64>,
+        depth: usize,
+    ) -> Result<i64, GobError> {
+        if let Some(builtin) = ty.builtin() {
+            return Ok(builtin);
+        }
+        if let Some(&id) = here.get(ty) {
+            return Ok(id);
+        }
+        let exists = match self.known.get(ty) {
+            Some((id, sent)) if sent.load(Ordering::Acquire) => return Ok(*id),
+            found => found.is_some(),
+        };
+        if depth > MAX_DEPTH {
+            return err(format!("type nested deeper than {MAX_DEPTH}"));
+        }
+        let parts: Vec<&Ty> = match ty {
+            Ty::Slice(elem) => vec![elem],
+            Ty::Map(key, elem) => vec![key, elem],
+            Ty::Struct(_, fields) => fields.iter().map(|(_, ty)| ty).collect(),
+            _ => Vec::new(),
+        };
+        let mut part_ids = Vec::with_capacity(parts.len());
+        for part in parts {
+            part_ids.push(self.type_id(part, out, defined, here, depth + 1)?);
+        }
+        // Redefinitions while racing count too: the peer keeps every definition.
+        if self.known.len() >= MAX_TYPES || self.next >= id::FIRST_USER + 4 * MAX_TYPES as i64 {
+            return err(format!("more than {MAX_TYPES} types on one stream"));
+        }
+        let type_id = self.next;
+        self.next += 1;
+        let mut body = Vec::new();
+        put_int(&mut body, -type_id);
+        write_def(&mut body, ty, type_id, &part_ids);
+        message(out, &body);
+        here.insert(ty.clone(), type_id);
+        if !exists {
+            let sent = Arc::new(AtomicBool::new(false));
+            self.known.insert(ty.clone(), (type_id, Arc::clone(&sent)));
+            defined.push(sent);
+        }
+        Ok(type_id)
+    }
+}
+
+fn message(out: &mut Vec<u8>, body: &[u8]) {
+    put_uint(out, body.len() as u64);
+    out.extend_from_slice(body);
+}
+
+fn write_value(out: &mut Vec<u8>, value: &Value, ty: &Ty, depth: usize) -> Result<(), GobError> {
+    if depth > MAX_DEPTH {
+        return err(format!("value nested deeper than {MAX_DEPTH}"));
+    }
+    match (ty, value) {
+        (_, Value::Absent(zero)) => write_value(out, zero, ty, depth + 1)?,
+        (Ty::Bool, Value::Bool(b)) => put_uint(out, u64::from(*b)),
+        (Ty::Int, Value::Int(i)) => put_int(out, *i),
+        (Ty::Uint, Value::Uint(u)) => put_uint(out, *u),
+        (Ty::Uint, Value::Byte(u)) => put_uint(out, u64::from(*u)),
+        (Ty::Float, Value::Float(f)) => put_float(out, *f),
+        (Ty::Bytes, Value::Bytes(bytes)) => put_bytes(out, bytes),
+        (Ty::String, Value::Str(s)) => put_bytes(out, s.as_bytes()),
+        (Ty::Slice(elem), Value::Seq(_, items)) => {
+            put_uint(out, items.len() as u64);
+            for item in items {
+                write_value(out, item, elem, depth + 1)?;
+            }
+        }
+        (Ty::Map(key, elem), Value::Map(_, entries)) => {
+            put_uint(out, entries.len() as u64);
+            for (k, v) in entries {
+                write_value(out, k, key, depth + 1)?;
+                write_value(out, v, elem, depth + 1)?;
+            }
+        }
+        (Ty::Struct(_, fields), Value::Struct(_, values)) => {
+            let mut last = -1i64;
+            for (index, (name, field_ty)) in fields.iter().enumerate() {
+                let Some((_, value)) = values.iter().find(|(field, _)| field == name) else { continue };
+                // Go sends no nil pointers and no fields it did not get.
+                if matches!(value, Value::Nil | Value::Absent(_)) {
+                    continue;
+                }
+                put_uint(out, (index as i64 - last) as u64);
+                write_value(out, value, field_ty, depth + 1)?;
+                last = index as i64;
+            }
+            put_uint(out, 0);
+        }
+        (Ty::Struct(..), Value::Nil) => put_uint(out, 0),
+        (ty, Value::Nil) => return err(format!("nil in a slice or map of {}", ty.go_name())),
+        (ty, value) => return err(format!("a value of type {} is not {value:?}", ty.go_name())),
+    }
+    Ok(())
+}
+
+/// Encodes values as one stream written in order (tests, and values sent whole).
+pub(crate) fn stream(values: &[Value]) -> Result<Vec<u8>, GobError> {
+    let mut encoder = Encoder::default();
+    let mut out = Vec::new();
+    for value in values {
+        out.extend(encoder.encode(value)?.sent());
+    }
+    Ok(out)
+}
