@@ -24,6 +24,8 @@ mod output;
 mod private_dir;
 mod reload;
 mod remote;
+mod round_robin;
+mod scale;
 mod service;
 mod terminal;
 mod up;
@@ -162,6 +164,9 @@ async fn run(cli: Cli, terminal: Option<Terminal>) -> Result<u8, Failure> {
         }
         Subcommand::Reload { dry_run, instance } => {
             Ok(reload::remote(&remote::connect(&instance.dir()).await?, dry_run).await?)
+        }
+        Subcommand::Scale { program, count, instance } => {
+            Ok(scale::remote(&remote::connect(&instance.dir()).await?, &program, count).await?)
         }
         Subcommand::Down { instance } => {
             let escaped = remote::down(&remote::connect(&instance.dir()).await?).await?;

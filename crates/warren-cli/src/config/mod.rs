@@ -21,6 +21,7 @@ mod plan;
 mod probe;
 mod procfile;
 mod raw;
+mod replicas;
 mod settings;
 
 pub use error::{ConfigError, ConfigErrors, ErrorKind, Section};

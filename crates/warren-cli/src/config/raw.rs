@@ -68,6 +68,7 @@ pub(crate) struct RawProgram {
     pub(crate) keep: Field<u32>,
     pub(crate) env_file: Field<OneOrMany>,
     pub(crate) dotenv: Field<bool>,
+    pub(crate) replicas: Field<u32>,
 }
 
 /// The table form of `ready`: one of `log`, `exec`, `shell`, `connect`.
@@ -446,7 +447,7 @@ mod tests {
             read_err("[defaults]\nzzz = 1\n"),
             "w.toml:2: [defaults]: unknown key \"zzz\" (expected one of command, shell, args, env, clear_env, cwd, \
              rpc, ready, ready_timeout, restart, backoff, crash_loop, stop_signal, grace, depends_on, health, \
-             on_socket_lost, reset_after, max_size, keep, env_file, dotenv)"
+             on_socket_lost, reset_after, max_size, keep, env_file, dotenv, replicas)"
         );
         assert_eq!(read_err("[program.a]\n"), "w.toml:1: unknown key \"program\" (did you mean \"programs\"?)");
     }
@@ -486,7 +487,7 @@ mod tests {
             read_err("[programs.a]\nfoo = 1\n[programs.b]\nrpc = 1\n"),
             "w.toml:2: program \"a\": unknown key \"foo\" (expected one of command, shell, args, env, clear_env, cwd, \
              rpc, ready, ready_timeout, restart, backoff, crash_loop, stop_signal, grace, depends_on, health, \
-             on_socket_lost, reset_after, max_size, keep, env_file, dotenv)\n\
+             on_socket_lost, reset_after, max_size, keep, env_file, dotenv, replicas)\n\
              w.toml:4: program \"b\", field \"rpc\": invalid type: integer `1`, expected true, false, \"warren\" or \"json\""
         );
     }
