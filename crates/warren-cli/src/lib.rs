@@ -15,6 +15,7 @@ mod diagnostics;
 mod exit;
 mod export;
 mod fd_limit;
+mod grouping;
 mod harness;
 mod instance;
 mod lifecycle;

@@ -43,6 +43,7 @@ fn row(status: warren::supervise::ProgramStatus, logs: &Store) -> StatusRow {
         rss_bytes: None,
         endpoint: status.endpoint,
         last_restart: status.last_restart,
+        replica_of: None,
     }
 }
 
@@ -68,6 +69,7 @@ pub fn control(slot: Arc<OnceLock<Supervisor>>, logs: Arc<Store>, file: Option<A
             async move {
                 let supervisor = supervisor?;
                 let mut rows: Vec<StatusRow> = supervisor.status().into_iter().map(|s| row(s, &logs)).collect();
+                crate::grouping::fill(&supervisor.plan(), &mut rows);
                 sampler.fill(&supervisor, &mut rows).await;
                 Ok(rows)
             }
