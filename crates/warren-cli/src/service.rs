@@ -137,9 +137,10 @@ async fn forward(
     request: CallRequest,
 ) -> Result<serde_json::Value, HandlerError> {
     let program = turns.pick(&supervisor, &request.program);
-    let client = supervisor.client(&program).map_err(unknown)?.ok_or_else(|| {
-        HandlerError::new(codes::NO_RPC, format!("{program} is not running, or does not serve RPC"))
-    })?;
+    let client = supervisor
+        .client(&program)
+        .map_err(unknown)?
+        .ok_or_else(|| HandlerError::new(codes::NO_RPC, format!("{program} is not running, or does not serve RPC")))?;
     let options = warren_rpc::CallOptions { timeout: request.timeout_ms.map(Duration::from_millis) };
     client.call_with::<_, serde_json::Value>(&request.method, &request.arg, options).await.map_err(|err| {
         let code = match err.code() {

@@ -168,8 +168,14 @@ replicas = 3
 fn bad_counts_and_taken_names_are_config_errors() {
     let dir = tempfile::tempdir().expect("temporary directory");
     for (text, message) in [
-        ("[programs.web]\nshell = 'true'\nreplicas = 0\n", "w.toml:3: program \"web\", field \"replicas\": replicas must be 1 to 1000, not 0"),
-        ("[defaults]\nreplicas = 2\n[programs.web]\nshell = 'true'\n", "w.toml:2: [defaults], field \"replicas\": cannot be set in [defaults]"),
+        (
+            "[programs.web]\nshell = 'true'\nreplicas = 0\n",
+            "w.toml:3: program \"web\", field \"replicas\": replicas must be 1 to 1000, not 0",
+        ),
+        (
+            "[defaults]\nreplicas = 2\n[programs.web]\nshell = 'true'\n",
+            "w.toml:2: [defaults], field \"replicas\": cannot be set in [defaults]",
+        ),
         (
             "[programs.web]\nshell = 'true'\nreplicas = 2\n[programs.\"web.7\"]\nshell = 'true'\n",
             "program \"web.7\": the name \"web.7\" is taken by a replica of \"web\"",

@@ -21,7 +21,12 @@ fn count(name: &str, raw: &Field<u32>, errors: &mut Collector<'_>) -> Option<u32
     let raw = raw.as_ref()?;
     let n = *raw.get_ref();
     if n == 0 || n > MAX_REPLICAS {
-        errors.push(Some(Spanned::span(raw)), &Section::Program(name.to_owned()), Some("replicas"), ErrorKind::BadReplicas(n));
+        errors.push(
+            Some(Spanned::span(raw)),
+            &Section::Program(name.to_owned()),
+            Some("replicas"),
+            ErrorKind::BadReplicas(n),
+        );
         return None;
     }
     Some(n)

@@ -75,10 +75,9 @@ pub fn expand_dependencies(programs: &mut [Program]) {
         let mut expanded = Vec::with_capacity(program.depends_on.len());
         for dependency in program.depends_on.drain(..) {
             match groups.iter().find(|(group, _)| *group == dependency.name) {
-                Some((_, names)) => expanded.extend(names.iter().map(|name| super::Dependency {
-                    name: name.clone(),
-                    condition: dependency.condition,
-                })),
+                Some((_, names)) => expanded.extend(
+                    names.iter().map(|name| super::Dependency { name: name.clone(), condition: dependency.condition }),
+                ),
                 None => expanded.push(dependency),
             }
         }
