@@ -131,6 +131,14 @@ fn scaling_keeps_the_other_members_running() {
     let refused = up.warren(["scale", "proxy", "2"]).assert().failure().get_output().stderr.clone();
     assert!(String::from_utf8_lossy(&refused).contains("not a replicated program"), "{refused:?}");
     up.warren(["scale", "web", "0"]).assert().failure();
+
+    // The group's name stands for its members in start, stop and restart.
+    up.warren(["stop", "--only", "web"]).assert().success();
+    for name in ["web.1", "web.2"] {
+        up.wait_status(name, BOUND, |row| row["state"] == "stopped");
+    }
+    up.warren(["start", "web"]).assert().success();
+    assert_ne!(pid(&mut up, "web.1"), before[0]);
     down(up);
 }
 
