@@ -33,6 +33,10 @@ pub struct ScaleAnswer {
 /// Scales, waits for the new members to be up (bounded by their settings) and the removed
 /// ones to be gone (bounded by their grace).
 pub async fn apply(supervisor: &Supervisor, logs: &Store, request: ScaleRequest) -> Result<ScaleAnswer, HandlerError> {
+    // Two scales at once would each build on the plan before the other's: one at a time, from
+    // reading the plan until the new one is in place.
+    static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let turn = ONE_AT_A_TIME.lock().await;
     let current = supervisor.plan();
     let plan = current
         .scale(&request.program, request.count)
@@ -48,6 +52,7 @@ pub async fn apply(supervisor: &Supervisor, logs: &Store, request: ScaleRequest)
     let added = diff.added.clone();
     let outcomes = lifecycle::until_up(supervisor, || {
         supervisor.reload(plan);
+        drop(turn);
         added
     })
     .await;

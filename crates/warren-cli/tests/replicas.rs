@@ -65,6 +65,8 @@ fn each_member_has_its_number_and_its_own_log() {
     let mut up = Up::start(ECHOING);
     up.wait_line("all programs are up", BOUND);
     assert_eq!(names(&mut up), ["web.1", "web.2", "web.3", "proxy"]);
+    let groups: Vec<Value> = up.status_json().iter().map(|row| row["replica_of"].clone()).collect();
+    assert_eq!(groups, [Value::from("web"), "web".into(), "web".into(), Value::Null]);
     let logs = logs_dir(&up);
     for i in 1..=3 {
         let pid = pid(&mut up, &format!("web.{i}"));
