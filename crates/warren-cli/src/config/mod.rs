@@ -23,6 +23,7 @@ mod procfile;
 mod raw;
 mod replicas;
 mod settings;
+mod values;
 
 pub use error::{ConfigError, ConfigErrors, ErrorKind, Section};
 pub use load::{load, load_with_logs, parse, parse_with_logs};
