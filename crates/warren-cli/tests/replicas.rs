@@ -171,6 +171,10 @@ replicas = 3
     assert_eq!(answered, expected, "members {members:?}");
     assert_eq!(call("api.2"), members[1]);
     assert_eq!(call("api.2"), members[1]);
+    // A member that is not ready is passed over.
+    up.warren(["stop", "api.2"]).assert().success();
+    let answered: HashSet<u32> = (0..4).map(|_| call("api")).collect();
+    assert_eq!(answered, HashSet::from([members[0], members[2]]));
     down(up);
 }
 
