@@ -135,6 +135,16 @@ pub enum Subcommand {
         #[command(flatten)]
         instance: Target,
     },
+    /// Run N members of a replicated program (one with `replicas`): new ones start, those
+    /// past N stop, the others keep running.
+    Scale {
+        /// The replicated program.
+        program: String,
+        /// How many members it runs from now on.
+        count: u32,
+        #[command(flatten)]
+        instance: Target,
+    },
     /// Stop everything gracefully and end the running `warren up`.
     Down {
         #[command(flatten)]

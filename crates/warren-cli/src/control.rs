@@ -58,6 +58,9 @@ pub struct StatusRow {
     /// Why it was last restarted: "health check failed 3 times: no answer in 2s (…)", an exit.
     #[serde(default)]
     pub last_restart: Option<String>,
+    /// The replicated program it is a member of (`web` for `web.2`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica_of: Option<String>,
 }
 
 /// `warren status NAME`: one program in detail.

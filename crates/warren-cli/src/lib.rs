@@ -15,6 +15,7 @@ mod diagnostics;
 mod exit;
 mod export;
 mod fd_limit;
+mod grouping;
 mod harness;
 mod instance;
 mod lifecycle;
@@ -24,6 +25,8 @@ mod output;
 mod private_dir;
 mod reload;
 mod remote;
+mod round_robin;
+mod scale;
 mod service;
 mod terminal;
 mod up;
@@ -166,6 +169,9 @@ async fn run(cli: Cli, terminal: Option<Terminal>) -> Result<u8, Failure> {
         }
         Subcommand::Reload { dry_run, instance } => {
             Ok(reload::remote(&remote::connect(&instance.dir()).await?, dry_run).await?)
+        }
+        Subcommand::Scale { program, count, instance } => {
+            Ok(scale::remote(&remote::connect(&instance.dir()).await?, &program, count).await?)
         }
         Subcommand::Down { instance } => {
             let escaped = remote::down(&remote::connect(&instance.dir()).await?).await?;

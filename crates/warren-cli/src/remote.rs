@@ -115,13 +115,17 @@ pub async fn status(client: &Client, name: Option<&str>, json: bool) -> Result<(
     if json {
         return emit(&serde_json::to_string_pretty(&rows).context("encoding JSON")?);
     }
-    let width = rows.iter().map(|r| r.name.len()).max().unwrap_or(4).max(4);
+    let width = rows.iter().map(crate::grouping::shown_len).max().unwrap_or(4).max(4);
+    let headers = crate::grouping::headers(&rows);
     let ends = rows.iter().map(|r| r.endpoint.as_deref().map_or(1, str::len)).max().unwrap_or(8).max(8);
     emit(&format!(
         "{:<width$}  {:<9}  {:>7}  {:>11}  {:>8}  {:<15}  {:>6}  {:>6}  {:<ends$}  LAST EXIT / DETAIL",
         "NAME", "STATE", "PID", "FOR", "RESTARTS", "HEALTH", "CPU", "RSS", "ENDPOINT"
     ))?;
-    for row in rows {
+    for (row, header) in rows.into_iter().zip(headers) {
+        if let Some((group, summary)) = header {
+            emit(&format!("{group:<width$}  {summary}"))?;
+        }
         let pid = row.pid.map_or_else(|| "-".to_owned(), |p| p.to_string());
         let mut detail = if row.detail == row.state { String::new() } else { row.detail.clone() };
         // A restart's reason names the exit it caused: no need to say it twice.
@@ -146,7 +150,7 @@ pub async fn status(client: &Client, name: Option<&str>, json: bool) -> Result<(
         let rss = row.rss_bytes.map_or_else(|| "-".to_owned(), crate::usage::bytes);
         emit(&format!(
             "{:<width$}  {:<9}  {:>7}  {:>11}  {:>8}  {:<15}  {:>6}  {:>6}  {:<ends$}  {}",
-            row.name,
+            crate::grouping::shown(&row),
             row.state,
             pid,
             short_duration(Duration::from_millis(row.for_ms)),

@@ -43,6 +43,7 @@ fn row(status: warren::supervise::ProgramStatus, logs: &Store) -> StatusRow {
         rss_bytes: None,
         endpoint: status.endpoint,
         last_restart: status.last_restart,
+        replica_of: None,
     }
 }
 
@@ -54,8 +55,10 @@ fn unknown(err: warren::supervise::UnknownProgram) -> HandlerError {
 /// at start) are answered as "starting".
 pub fn control(slot: Arc<OnceLock<Supervisor>>, logs: Arc<Store>, file: Option<Arc<Path>>) -> Server {
     let get = move || slot.get().cloned().ok_or_else(|| HandlerError::new(codes::NOT_RUNNING, "warren is starting"));
-    let (status, start, stop, restart, call, down, reload, program) =
-        (get.clone(), get.clone(), get.clone(), get.clone(), get.clone(), get.clone(), get.clone(), get);
+    let (status, start, stop, restart, call, down, reload, scale, program) =
+        (get.clone(), get.clone(), get.clone(), get.clone(), get.clone(), get.clone(), get.clone(), get.clone(), get);
+    let scale_logs = Arc::clone(&logs);
+    let turns = Arc::new(crate::round_robin::Turns::default());
     let (open_logs, read_logs, reload_logs, program_logs) =
         (Arc::clone(&logs), Arc::clone(&logs), Arc::clone(&logs), Arc::clone(&logs));
     let sampler = Arc::new(Sampler::default());
@@ -66,6 +69,7 @@ pub fn control(slot: Arc<OnceLock<Supervisor>>, logs: Arc<Store>, file: Option<A
             async move {
                 let supervisor = supervisor?;
                 let mut rows: Vec<StatusRow> = supervisor.status().into_iter().map(|s| row(s, &logs)).collect();
+                crate::grouping::fill(&supervisor.plan(), &mut rows);
                 sampler.fill(&supervisor, &mut rows).await;
                 Ok(rows)
             }
@@ -101,12 +105,16 @@ pub fn control(slot: Arc<OnceLock<Supervisor>>, logs: Arc<Store>, file: Option<A
         .method("OpenLogs", move |_ctx, request: OpenRequest| serve::open(Arc::clone(&open_logs), request))
         .method("ReadLogs", move |_ctx, request: ReadRequest| serve::read(Arc::clone(&read_logs), request))
         .method("Call", move |_ctx, request: CallRequest| {
-            let supervisor = call();
-            async move { forward(supervisor?, request).await }
+            let (supervisor, turns) = (call(), Arc::clone(&turns));
+            async move { forward(supervisor?, &turns, request).await }
         })
         .method("Reload", move |_ctx, request: crate::reload::ReloadRequest| {
             let (supervisor, file, logs) = (reload(), file.clone(), Arc::clone(&reload_logs));
             async move { crate::reload::apply(&supervisor?, &logs, file.as_deref(), request.dry_run).await }
+        })
+        .method("Scale", move |_ctx, request: crate::scale::ScaleRequest| {
+            let (supervisor, logs) = (scale(), Arc::clone(&scale_logs));
+            async move { crate::scale::apply(&supervisor?, &logs, request).await }
         })
         .method("Down", move |_ctx, (): ()| {
             let supervisor = down();
@@ -123,10 +131,16 @@ pub fn control(slot: Arc<OnceLock<Supervisor>>, logs: Arc<Store>, file: Option<A
 }
 
 /// `warren call`: the program's own RPC client carries the call; JSON in and out.
-async fn forward(supervisor: Supervisor, request: CallRequest) -> Result<serde_json::Value, HandlerError> {
-    let client = supervisor.client(&request.program).map_err(unknown)?.ok_or_else(|| {
-        HandlerError::new(codes::NO_RPC, format!("{} is not running, or does not serve RPC", request.program))
-    })?;
+async fn forward(
+    supervisor: Supervisor,
+    turns: &crate::round_robin::Turns,
+    request: CallRequest,
+) -> Result<serde_json::Value, HandlerError> {
+    let program = turns.pick(&supervisor, &request.program);
+    let client = supervisor
+        .client(&program)
+        .map_err(unknown)?
+        .ok_or_else(|| HandlerError::new(codes::NO_RPC, format!("{program} is not running, or does not serve RPC")))?;
     let options = warren_rpc::CallOptions { timeout: request.timeout_ms.map(Duration::from_millis) };
     client.call_with::<_, serde_json::Value>(&request.method, &request.arg, options).await.map_err(|err| {
         let code = match err.code() {

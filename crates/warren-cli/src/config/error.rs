@@ -77,6 +77,12 @@ pub enum ErrorKind {
     /// A key that only a program can set.
     #[error("cannot be set in [defaults] (set it on each program)")]
     NotInDefaults,
+    /// `replicas` out of range.
+    #[error("replicas must be 1 to {max}, not {0}", max = warren::supervise::plan::MAX_REPLICAS)]
+    BadReplicas(u32),
+    /// A program named as a member of a replicated one (`web.2` beside `web` with replicas).
+    #[error("the name {0:?} is taken by a replica of {1:?}")]
+    ReplicaName(String, String),
     /// Neither `command` nor `shell`.
     #[error("missing command (set command, or shell for a shell command line)")]
     MissingCommand,

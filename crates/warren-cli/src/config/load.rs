@@ -5,7 +5,7 @@ use std::path::Path;
 use warren::supervise::plan::Plan;
 
 use super::error::{Collector, ConfigError, ConfigErrors, ErrorKind, Section};
-use super::{LogSettings, env, graph, plan, procfile, raw};
+use super::{LogSettings, env, graph, plan, procfile, raw, replicas};
 
 /// Reads and checks the configuration file at `path`. On success, the programs are in the
 /// order of the file; [`Plan::start_order`] gives the order to start them in.
@@ -39,6 +39,7 @@ pub fn parse_with_logs(text: &str, path: &Path) -> Result<(Plan, LogSettings), C
         logs.dir = file.logs_dir.as_ref().map(|dir| base.join(dir.get_ref()).components().collect());
         let file_env = env::prepare(&mut file, base, &mut errors);
         let built = plan::build(&file, base, &mut errors);
+        let counts = replicas::counts(&built, &mut errors);
         logs.limits = built.iter().map(|b| (b.program.name.clone(), b.log_limits)).collect();
         let (mut programs, origins): (Vec<_>, Vec<_>) = built.into_iter().map(|b| (b.program, b.origin)).unzip();
         for (program, vars) in programs.iter_mut().zip(file_env) {
@@ -49,7 +50,8 @@ pub fn parse_with_logs(text: &str, path: &Path) -> Result<(Plan, LogSettings), C
         for program in &mut programs {
             program.cwd.get_or_insert_with(|| base.to_path_buf());
         }
-        checked = graph::plan(programs, &origins, &mut errors);
+        checked = graph::plan(programs, &origins, &mut errors)
+            .and_then(|plan| replicas::expand(plan, &counts, &mut logs.limits, &mut errors));
     }
     match (errors.finish(), checked) {
         (Some(errors), _) => Err(errors),

@@ -21,7 +21,9 @@ mod plan;
 mod probe;
 mod procfile;
 mod raw;
+mod replicas;
 mod settings;
+mod values;
 
 pub use error::{ConfigError, ConfigErrors, ErrorKind, Section};
 pub use load::{load, load_with_logs, parse, parse_with_logs};

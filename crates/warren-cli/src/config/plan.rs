@@ -29,6 +29,8 @@ pub(crate) struct Built {
     pub(crate) program: Program,
     pub(crate) log_limits: super::LogLimits,
     pub(crate) origin: Origin,
+    /// `replicas`, as written.
+    pub(crate) replicas: Field<u32>,
 }
 
 /// Builds every program of the file (also the broken ones, marked as such), reporting errors.
@@ -42,6 +44,7 @@ pub(crate) fn build(file: &RawFile, base: &Path, errors: &mut Collector<'_>) -> 
                 ("shell", span(&body.shell)),
                 ("args", span(&body.args)),
                 ("depends_on", span(&body.depends_on)),
+                ("replicas", span(&body.replicas)),
             ] {
                 if let Some(span) = set {
                     check.report(span, field, ErrorKind::NotInDefaults);
@@ -76,7 +79,8 @@ fn program(
     let placeholder = Invocation::Shell(String::new());
     let Some(body) = &section.body else {
         let origin = Origin { ok: false, dependency_spans: Vec::new() };
-        return Built { program: Program::new(name, placeholder), log_limits: super::LogLimits::default(), origin };
+        let log_limits = super::LogLimits::default();
+        return Built { program: Program::new(name, placeholder), log_limits, origin, replicas: None };
     };
     let command = check.command(body, &name_span);
     let (depends_on, dependency_spans) = check.dependencies(&body.depends_on).into_iter().unzip();
@@ -89,7 +93,7 @@ fn program(
     let log_limits = settings.log_limits();
     let mut program = settings.into_program(name, command.unwrap_or(placeholder));
     program.depends_on = depends_on;
-    Built { program, log_limits, origin: Origin { ok, dependency_spans } }
+    Built { program, log_limits, origin: Origin { ok, dependency_spans }, replicas: body.replicas.clone() }
 }
 
 fn span<T>(field: &Field<T>) -> Option<Range<usize>> {

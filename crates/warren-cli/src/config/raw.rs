@@ -19,6 +19,7 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use super::error::{Collector, ErrorKind, Section, closest};
+pub(crate) use super::values::{DurationText, OneOrMany, RawRpc};
 
 /// A key that may be absent, with the span of its value when present.
 pub(crate) type Field<T> = Option<Spanned<T>>;
@@ -69,6 +70,7 @@ pub(crate) struct RawProgram {
     pub(crate) env_file: Field<OneOrMany>,
     pub(crate) dotenv: Field<bool>,
     pub(crate) socket: Field<String>,
+    pub(crate) replicas: Field<u32>,
 }
 
 /// The table form of `ready`: one of `log`, `exec`, `shell`, `connect`.
@@ -122,80 +124,6 @@ pub(crate) struct RawHealth {
     pub(crate) failures: Field<u32>,
     pub(crate) http: Field<String>,
     pub(crate) status: Field<u16>,
-}
-
-/// `rpc` as written: a boolean, or the protocol's name (`"warren"`, `"json"`, `"go"`, `"go-plain"`), checked later.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum RawRpc {
-    Bool(bool),
-    Protocol(String),
-}
-
-impl<'de> Deserialize<'de> for RawRpc {
-    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Rpc;
-        impl Visitor<'_> for Rpc {
-            type Value = RawRpc;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("true, false, \"warren\", \"json\", \"go\" or \"go-plain\"")
-            }
-            fn visit_bool<E: de::Error>(self, value: bool) -> Result<RawRpc, E> {
-                Ok(RawRpc::Bool(value))
-            }
-            fn visit_str<E: de::Error>(self, text: &str) -> Result<RawRpc, E> {
-                Ok(RawRpc::Protocol(text.to_owned()))
-            }
-        }
-        deserializer.deserialize_any(Rpc)
-    }
-}
-
-/// A duration as written (`"500ms"`, `"1m 30s"`); only a string is accepted, so that a bare
-/// number (seconds? milliseconds?) is an error rather than a guess.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct DurationText(pub(crate) String);
-
-impl<'de> Deserialize<'de> for DurationText {
-    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Text;
-        impl Visitor<'_> for Text {
-            type Value = DurationText;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a duration such as \"500ms\" or \"1m 30s\"")
-            }
-            fn visit_str<E: de::Error>(self, text: &str) -> Result<DurationText, E> {
-                Ok(DurationText(text.to_owned()))
-            }
-        }
-        deserializer.deserialize_str(Text)
-    }
-}
-
-/// `env_file`: one path or a list of them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct OneOrMany(pub(crate) Vec<String>);
-
-impl<'de> Deserialize<'de> for OneOrMany {
-    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Paths;
-        impl<'de> Visitor<'de> for Paths {
-            type Value = OneOrMany;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a path or a list of paths")
-            }
-            fn visit_str<E: de::Error>(self, text: &str) -> Result<OneOrMany, E> {
-                Ok(OneOrMany(vec![text.to_owned()]))
-            }
-            fn visit_seq<S: de::SeqAccess<'de>>(self, mut seq: S) -> Result<OneOrMany, S::Error> {
-                let mut paths = Vec::new();
-                while let Some(path) = seq.next_element()? {
-                    paths.push(path);
-                }
-                Ok(OneOrMany(paths))
-            }
-        }
-        deserializer.deserialize_any(Paths)
-    }
 }
 
 /// A key that takes either a word (`ready = "notify"`) or a table (`ready = { log = "..." }`).
@@ -447,7 +375,7 @@ mod tests {
             read_err("[defaults]\nzzz = 1\n"),
             "w.toml:2: [defaults]: unknown key \"zzz\" (expected one of command, shell, args, env, clear_env, cwd, \
              rpc, ready, ready_timeout, restart, backoff, crash_loop, stop_signal, grace, depends_on, health, \
-             on_socket_lost, reset_after, max_size, keep, env_file, dotenv, socket)"
+             on_socket_lost, reset_after, max_size, keep, env_file, dotenv, socket, replicas)"
         );
         assert_eq!(read_err("[program.a]\n"), "w.toml:1: unknown key \"program\" (did you mean \"programs\"?)");
     }
@@ -487,7 +415,7 @@ mod tests {
             read_err("[programs.a]\nfoo = 1\n[programs.b]\nrpc = 1\n"),
             "w.toml:2: program \"a\": unknown key \"foo\" (expected one of command, shell, args, env, clear_env, cwd, \
              rpc, ready, ready_timeout, restart, backoff, crash_loop, stop_signal, grace, depends_on, health, \
-             on_socket_lost, reset_after, max_size, keep, env_file, dotenv, socket)\n\
+             on_socket_lost, reset_after, max_size, keep, env_file, dotenv, socket, replicas)\n\
              w.toml:4: program \"b\", field \"rpc\": invalid type: integer `1`, expected true, false, \"warren\", \"json\", \"go\" or \"go-plain\""
         );
     }

@@ -30,18 +30,29 @@ fn targets(supervisor: &Supervisor, request: &ProgramsRequest) -> Result<Vec<Str
     if request.all {
         return Ok(plan.programs().iter().map(|p| p.name.clone()).collect());
     }
-    let unknown: Vec<&str> = request.names.iter().filter(|n| plan.program(n).is_none()).map(String::as_str).collect();
+    // A replicated program's name stands for its members.
+    let names: Vec<String> = request
+        .names
+        .iter()
+        .flat_map(|n| match plan.replicas(n) {
+            members if plan.program(n).is_none() && !members.is_empty() => {
+                members.iter().map(|p| p.name.clone()).collect()
+            }
+            _ => vec![n.clone()],
+        })
+        .collect();
+    let unknown: Vec<&str> = names.iter().filter(|n| plan.program(n).is_none()).map(String::as_str).collect();
     if !unknown.is_empty() {
         let known: Vec<&str> = plan.programs().iter().map(|p| p.name.as_str()).collect();
         let unknown: Vec<String> = unknown.iter().map(|n| format!("{n:?}")).collect();
         let message = format!("no program named {} (known: {})", unknown.join(", "), known.join(", "));
         return Err(HandlerError::new(codes::UNKNOWN_PROGRAM, message));
     }
-    if request.names.is_empty() {
+    if names.is_empty() {
         return Err(HandlerError::new(codes::UNKNOWN_PROGRAM, "no program named (give names, or --all)"));
     }
     let mut seen = HashSet::new();
-    Ok(request.names.iter().filter(|n| seen.insert(n.as_str())).cloned().collect())
+    Ok(names.iter().filter(|n| seen.insert(n.as_str())).cloned().collect())
 }
 
 /// Every program `name` depends on, directly or not (`up = true`), or every program that

@@ -73,6 +73,11 @@ impl Writer {
         writer
     }
 
+    /// Its size and rotation limits: a program `scale` adds takes its group's.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
     fn file_path(&self, rotated: u32) -> PathBuf {
         if rotated == 0 {
             self.path.clone()

@@ -5,7 +5,8 @@
 //!
 //! Settings are compared as a whole ([`Program`](super::plan::Program)'s `PartialEq`): any change, down to an
 //! environment variable, is a reason to restart, because the running process was started
-//! with the old value.
+//! with the old value. Except `depends_on`: it decides when a program starts, not how it runs,
+//! so a change of it alone (a replicated dependency scaled, say) is taken up in place.
 
 use std::collections::HashMap;
 
@@ -13,7 +14,7 @@ use tokio::time::Instant;
 
 use super::events::{Action, State};
 use super::machine::{Machine, Relaunch, Slot};
-use super::plan::Plan;
+use super::plan::{Plan, Program};
 
 /// How a new plan differs from the running one, program by program: in the order of the new
 /// plan, and removed ones in the order of the old.
@@ -36,7 +37,7 @@ impl PlanDiff {
         for program in new.programs() {
             let list = match old.program(&program.name) {
                 None => &mut diff.added,
-                Some(before) if before == program => &mut diff.unchanged,
+                Some(before) if same_process(before, program) => &mut diff.unchanged,
                 Some(_) => &mut diff.changed,
             };
             list.push(program.name.clone());
@@ -50,6 +51,12 @@ impl PlanDiff {
     pub fn is_empty(&self) -> bool {
         self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty()
     }
+}
+
+/// Whether `a` and `b` differ in nothing but whom they depend on.
+fn same_process(a: &Program, b: &Program) -> bool {
+    let without = |p: &Program| Program { depends_on: Vec::new(), ..p.clone() };
+    without(a) == without(b)
 }
 
 impl Machine {
@@ -69,8 +76,10 @@ impl Machine {
                     if std::mem::take(&mut slot.retiring) {
                         slot.restart_after_stop = (slot.state == State::Stopping).then_some(Relaunch::Now);
                     }
-                    let current = slot.pending.as_ref().unwrap_or(&slot.program);
-                    if current != program {
+                    let current = slot.pending.as_mut().unwrap_or(&mut slot.program);
+                    if same_process(current, program) {
+                        current.depends_on.clone_from(&program.depends_on);
+                    } else {
                         slot.pending = Some(program.clone());
                         changed.push(program.name.clone());
                     }

@@ -7,12 +7,14 @@
 mod error;
 mod graph;
 mod program;
+mod replicas;
 
 pub use error::{PlanError, Problem, ProblemKind};
 pub use program::{
     Backoff, Condition, CrashLoop, Dependency, Health, HealthCheck, HttpProbe, Invocation, OnSocketLost, Program,
     ReadyCheck, Restart,
 };
+pub use replicas::{MAX_REPLICAS, Replica, ScaleError, expand_dependencies, replica};
 pub use warren_rpc::Protocol;
 
 /// Every program to run, in the order they were given; checked as a whole.

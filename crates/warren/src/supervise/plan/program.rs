@@ -51,6 +51,8 @@ pub struct Program {
     /// Once ready (and healthy, if checked) for this long, the backoff and the crash-loop count
     /// start over.
     pub reset_after: Duration,
+    /// Which replica of a replicated program it is; `None` for a program that is not.
+    pub replica: Option<super::Replica>,
 }
 
 /// How to start it: an executable and its arguments, or a shell command line when asked.
@@ -240,6 +242,7 @@ impl Program {
             health: None,
             on_socket_lost: OnSocketLost::default(),
             reset_after: Duration::from_secs(60),
+            replica: None,
         }
     }
 }
