@@ -150,5 +150,8 @@ fn spec_for(program: &Program) -> Spec {
     if let Some(dir) = &program.cwd {
         spec = spec.cwd(dir);
     }
-    spec
+    if let Some(identity) = &program.identity {
+        spec = spec.identity(identity.clone());
+    }
+    spec.limits(program.limits)
 }

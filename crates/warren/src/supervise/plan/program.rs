@@ -49,6 +49,12 @@ pub struct Program {
     /// Once ready (and healthy, if checked) for this long, the backoff and the crash-loop count
     /// start over.
     pub reset_after: Duration,
+    /// Resource limits for it and everything it starts (through its cgroup).
+    pub limits: crate::Limits,
+    /// The user it runs as, when not warren's.
+    pub identity: Option<crate::Identity>,
+    /// The env files its variables were read from (for `status`), in order.
+    pub env_files: Vec<PathBuf>,
 }
 
 /// How to start it: an executable and its arguments, or a shell command line when asked.
@@ -237,6 +243,9 @@ impl Program {
             health: None,
             on_socket_lost: OnSocketLost::default(),
             reset_after: Duration::from_secs(60),
+            limits: crate::Limits::default(),
+            identity: None,
+            env_files: Vec::new(),
         }
     }
 }
