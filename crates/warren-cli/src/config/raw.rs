@@ -68,6 +68,11 @@ pub(crate) struct RawProgram {
     pub(crate) keep: Field<u32>,
     pub(crate) env_file: Field<OneOrMany>,
     pub(crate) dotenv: Field<bool>,
+    pub(crate) user: Field<String>,
+    pub(crate) group: Field<String>,
+    pub(crate) memory_max: Field<String>,
+    pub(crate) cpu_max: Field<String>,
+    pub(crate) pids_max: Field<u64>,
 }
 
 /// The table form of `ready`: one of `log`, `exec`, `shell`, `connect`.
