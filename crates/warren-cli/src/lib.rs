@@ -18,6 +18,7 @@ mod fd_limit;
 mod harness;
 mod instance;
 mod lifecycle;
+mod limits;
 mod logs;
 mod manual;
 mod output;
