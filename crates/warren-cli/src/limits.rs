@@ -30,6 +30,7 @@ pub fn describe(supervisor: &Supervisor, limits: &Limits) -> Option<String> {
 
 /// `nobody (uid 65534), group nogroup (gid 65534)`.
 pub fn user(identity: &Identity) -> String {
-    let group = identity.group.as_ref().map(|group| format!(", group {group} (gid {})", identity.gid)).unwrap_or_default();
+    let group =
+        identity.group.as_ref().map(|group| format!(", group {group} (gid {})", identity.gid)).unwrap_or_default();
     format!("{} (uid {}){group}", identity.user, identity.uid)
 }

@@ -43,13 +43,18 @@ fn a_program_runs_as_its_user_with_that_users_groups() {
         return;
     }
     // cwd "/": nobody cannot enter the fixture's private directory (the chdir runs as nobody).
-    let mut up = Up::start("[programs.sleepy]\ncommand = \"sleep\"\nargs = [\"100\"]\nuser = \"nobody\"\ncwd = \"/\"\n");
+    let mut up =
+        Up::start("[programs.sleepy]\ncommand = \"sleep\"\nargs = [\"100\"]\nuser = \"nobody\"\ncwd = \"/\"\n");
     up.wait_event("sleepy", "ready", BOUND);
     let row = up.wait_status("sleepy", BOUND, |row| row["pid"].is_u64());
     let pid = row["pid"].as_u64().expect("pid");
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc/PID/status");
     let field = |name: &str| {
-        status.lines().find_map(|l| l.strip_prefix(name)).map(|v| v.split_whitespace().collect::<Vec<_>>()).unwrap()
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.split_whitespace().collect::<Vec<_>>())
+            .unwrap_or_else(|| panic!("no {name} line:\n{status}"))
     };
     assert_eq!(field("Uid:"), ["65534"; 4], "real, effective, saved and fs uid are nobody's:\n{status}");
     assert_eq!(field("Gid:"), ["65534"; 4], "{status}");
@@ -102,7 +107,8 @@ fn another_user_without_root_is_a_config_error_that_says_why() {
 
 #[test]
 fn limits_that_cannot_be_applied_are_said_so_at_start_and_in_status() {
-    let mut up = Up::start("[programs.capped]\ncommand = \"sleep\"\nargs = [\"100\"]\nmemory_max = \"64M\"\npids_max = 20\n");
+    let mut up =
+        Up::start("[programs.capped]\ncommand = \"sleep\"\nargs = [\"100\"]\nmemory_max = \"64M\"\npids_max = 20\n");
     up.wait_event("capped", "started", BOUND);
     match limits_line(&up, "capped") {
         Ok(line) => assert_eq!(line, "limits:       memory_max 64M, pids_max 20"),

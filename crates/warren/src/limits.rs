@@ -114,10 +114,15 @@ pub struct Identity {
     pub groups: Vec<u32>,
 }
 
-/// Applies `spec`'s limits to its cgroup before it starts; where they cannot be, says so in the
-/// host's log at every start (the child runs without them: refusing to start it would turn a
-/// missing controller into an outage).
-pub(crate) fn apply(ctx: &crate::start::Context<'_>, spec: &crate::Spec, cgroup: Option<&mut crate::cgroup::ChildCgroup>) {
+/// Applies `spec`'s limits to its cgroup before it starts. Where they cannot be, the child runs
+/// without them (refusing to start it would turn a missing controller into an outage): the
+/// host's owner says so once, through [`Host::limits_unavailable`](crate::Host::limits_unavailable);
+/// here it is only logged at debug level, as it repeats at every restart.
+pub(crate) fn apply(
+    ctx: &crate::start::Context<'_>,
+    spec: &crate::Spec,
+    cgroup: Option<&mut crate::cgroup::ChildCgroup>,
+) {
     let limits = &spec.limits;
     if !limits.any() {
         return;
@@ -134,7 +139,7 @@ pub(crate) fn apply(ctx: &crate::start::Context<'_>, spec: &crate::Spec, cgroup:
         (None, _) => vec![ctx.no_cgroup.unwrap_or("warren cannot create cgroups here").to_owned()],
     };
     if !problems.is_empty() {
-        tracing::warn!(child = %spec.name, "runs WITHOUT its limits ({limits}): {}", problems.join("; "));
+        tracing::debug!(child = %spec.name, "runs WITHOUT its limits ({limits}): {}", problems.join("; "));
     }
 }
 

@@ -144,7 +144,8 @@ impl Spec {
     }
 
     /// Resource limits, applied through the child's cgroup; where there is none (or it lacks a
-    /// controller), the child runs without them and the host says so in its log.
+    /// controller), the child runs without them: [`Host::limits_unavailable`](crate::Host::limits_unavailable)
+    /// says whether and why, for the caller to tell its user.
     pub fn limits(mut self, limits: crate::Limits) -> Spec {
         self.limits = limits;
         self

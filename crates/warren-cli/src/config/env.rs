@@ -113,7 +113,9 @@ impl Files<'_> {
                 let path: PathBuf = self.base.join(path).components().collect();
                 let named = (at, env_file.span());
                 ok &= self.read(&path, Some(named), errors).map(|v| vars.extend(v)).is_some();
-                read.push(path);
+                if !read.contains(&path) {
+                    read.push(path);
+                }
             }
         }
         ok.then_some((vars, read))

@@ -122,7 +122,7 @@ mod tests {
     fn cpu_max_is_a_percentage() {
         assert_eq!(percent("50%"), Ok(50));
         assert_eq!(percent(" 150 %"), Ok(150));
-        assert!(percent("50").unwrap_err().contains("percentage"));
+        assert!(percent("50").is_err_and(|why| why.contains("percentage")));
         assert!(percent("0%").is_err());
         assert!(percent("half%").is_err());
     }
