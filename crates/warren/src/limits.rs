@@ -165,6 +165,26 @@ mod tests {
         assert_eq!(size(1000), "1000");
     }
 
+    /// A directory standing in for a cgroup: the kernel's files are plain files to the writer.
+    #[test]
+    fn limits_are_written_and_oom_kills_read_where_the_kernel_keeps_them() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let limits = Limits { memory_max: Some(64 << 20), cpu_max: Some(150), pids_max: Some(20) };
+        assert_eq!(limits.apply(dir.path()), Vec::<String>::new());
+        let read = |file: &str| std::fs::read_to_string(dir.path().join(file)).unwrap_or_default();
+        assert_eq!(read("memory.max"), "67108864");
+        assert_eq!(read("cpu.max"), "150000 100000");
+        assert_eq!(read("pids.max"), "20");
+        assert!(!dir.path().join("memory.swap.max").exists(), "no swap file where swap is not accounted");
+        assert_eq!(oom_kills(dir.path()), 0, "no memory.events: no OOM kill");
+        std::fs::write(dir.path().join("memory.events"), "low 0\nhigh 0\nmax 12\noom 1\noom_kill 1\n").expect("events");
+        assert_eq!(oom_kills(dir.path()), 1);
+        let missing = dir.path().join("gone");
+        let problems = limits.apply(&missing);
+        assert_eq!(problems.len(), 3, "each file that cannot be written is named: {problems:?}");
+        assert!(problems[0].contains("memory.max"), "{problems:?}");
+    }
+
     #[test]
     fn cpu_percent_becomes_a_quota_per_period() {
         let limits = Limits { cpu_max: Some(50), ..Limits::default() };
