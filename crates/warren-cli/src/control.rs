@@ -58,6 +58,9 @@ pub struct StatusRow {
     /// Why it was last restarted: "health check failed 3 times: no answer in 2s (…)", an exit.
     #[serde(default)]
     pub last_restart: Option<String>,
+    /// Why its resource limits are not applied here, when it has some that are not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits_not_applied: Option<String>,
 }
 
 /// `warren status NAME`: one program in detail.

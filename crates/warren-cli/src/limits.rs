@@ -6,6 +6,7 @@ use warren::supervise::Supervisor;
 use warren::supervise::plan::Plan;
 use warren::{Host, Identity, Limits};
 
+use crate::control::StatusRow;
 use crate::output::Output;
 
 /// Warns, once at start, about each program whose limits will not be applied.
@@ -26,6 +27,16 @@ pub fn describe(supervisor: &Supervisor, limits: &Limits) -> Option<String> {
         Some(why) => format!("{limits} — NOT APPLIED: {why}"),
         None => limits.to_string(),
     })
+}
+
+/// Marks the status rows of programs whose limits are not applied, with why.
+pub fn mark(supervisor: &Supervisor, rows: &mut [StatusRow]) {
+    let plan = supervisor.plan();
+    for row in rows {
+        if let Some(program) = plan.program(&row.name) {
+            row.limits_not_applied = supervisor.limits_unavailable(&program.limits);
+        }
+    }
 }
 
 /// `nobody (uid 65534), group nogroup (gid 65534)`.

@@ -43,6 +43,7 @@ fn row(status: warren::supervise::ProgramStatus, logs: &Store) -> StatusRow {
         rss_bytes: None,
         endpoint: status.endpoint,
         last_restart: status.last_restart,
+        limits_not_applied: None,
     }
 }
 
@@ -67,6 +68,7 @@ pub fn control(slot: Arc<OnceLock<Supervisor>>, logs: Arc<Store>, file: Option<A
                 let supervisor = supervisor?;
                 let mut rows: Vec<StatusRow> = supervisor.status().into_iter().map(|s| row(s, &logs)).collect();
                 sampler.fill(&supervisor, &mut rows).await;
+                crate::limits::mark(&supervisor, &mut rows);
                 Ok(rows)
             }
         })

@@ -111,10 +111,18 @@ fn limits_that_cannot_be_applied_are_said_so_at_start_and_in_status() {
         Up::start("[programs.capped]\ncommand = \"sleep\"\nargs = [\"100\"]\nmemory_max = \"64M\"\npids_max = 20\n");
     up.wait_event("capped", "started", BOUND);
     match limits_line(&up, "capped") {
-        Ok(line) => assert_eq!(line, "limits:       memory_max 64M, pids_max 20"),
+        Ok(line) => {
+            assert_eq!(line, "limits:       memory_max 64M, pids_max 20");
+            assert_eq!(up.row("capped")["limits_not_applied"], serde_json::Value::Null);
+        }
         Err(why) => {
             let warning = up.wait_line("warning: capped runs WITHOUT its limits (memory_max 64M, pids_max 20)", BOUND);
             assert!(warning.text.contains(&why), "the same reason at start and in status: {why}\n{}", warning.text);
+            let row = up.row("capped");
+            assert_eq!(row["limits_not_applied"], why.as_str(), "{row:#}");
+            let table = up.warren(["status"]).output().expect("warren status");
+            let table = String::from_utf8_lossy(&table.stdout);
+            assert!(table.contains("limits NOT applied (see status NAME)"), "{table}");
         }
     }
     down(&mut up);
