@@ -61,6 +61,9 @@ pub struct StatusRow {
     /// The replicated program it is a member of (`web` for `web.2`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replica_of: Option<String>,
+    /// Why its resource limits are not applied here, when it has some that are not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits_not_applied: Option<String>,
 }
 
 /// `warren status NAME`: one program in detail.
@@ -72,6 +75,15 @@ pub struct ProgramDetail {
     pub cwd: Option<String>,
     /// The names of the variables set for it (values are not shown: they may be secrets).
     pub env: Vec<String>,
+    /// The env files its variables were read from, in order.
+    #[serde(default)]
+    pub env_files: Vec<String>,
+    /// The user (and group) it runs as, when not warren's.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Its resource limits in words, with a warning when they cannot be applied here.
+    #[serde(default)]
+    pub limits: Option<String>,
     /// Its readiness and health checks, in words.
     pub ready: String,
     pub health_check: Option<String>,

@@ -30,6 +30,9 @@ pub fn build(supervisor: &Supervisor, status: &ProgramStatus, row: StatusRow) ->
         command: program.map(|p| command_line(&p.command)).unwrap_or_default(),
         cwd: program.and_then(|p| p.cwd.as_ref()).map(|dir| dir.display().to_string()),
         env: program.map(|p| p.env.iter().map(|(key, _)| key.clone()).collect()).unwrap_or_default(),
+        env_files: program.map(|p| p.env_files.iter().map(|f| f.display().to_string()).collect()).unwrap_or_default(),
+        user: program.and_then(|p| p.identity.as_ref()).map(crate::limits::user),
+        limits: program.and_then(|p| crate::limits::describe(supervisor, &p.limits)),
         ready: program.map(ready).unwrap_or_default(),
         health_check: program.and_then(|p| p.health.as_ref()).map(|h| {
             let every = humantime::format_duration(h.interval);
@@ -112,6 +115,15 @@ pub fn render(detail: &ProgramDetail) -> String {
     }
     if !detail.env.is_empty() {
         line("env", &detail.env.join(", "));
+    }
+    if !detail.env_files.is_empty() {
+        line("env file", &detail.env_files.join(", "));
+    }
+    if let Some(user) = &detail.user {
+        line("user", user);
+    }
+    if let Some(limits) = &detail.limits {
+        line("limits", limits);
     }
     line("ready", &detail.ready);
     let mut health = health(row);

@@ -81,6 +81,7 @@ fn code_of(exit: Exit) -> u8 {
     match exit {
         Exit::Code(code) => u8::try_from(code & 0xff).unwrap_or(exit::PROGRAM_FAILED),
         Exit::Signal(signal) => u8::try_from(signal.exit_code()).unwrap_or(exit::PROGRAM_FAILED),
+        Exit::OutOfMemory { .. } => u8::try_from(warren::Signal::KILL.exit_code()).unwrap_or(exit::PROGRAM_FAILED),
         Exit::Unknown => exit::PROGRAM_FAILED,
     }
 }

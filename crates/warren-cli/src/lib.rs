@@ -19,6 +19,7 @@ mod grouping;
 mod harness;
 mod instance;
 mod lifecycle;
+mod limits;
 mod logs;
 mod manual;
 mod output;

@@ -138,6 +138,10 @@ pub async fn status(client: &Client, name: Option<&str>, json: bool) -> Result<(
         if let Some(lost) = &row.socket_lost {
             detail = if detail.is_empty() { lost.clone() } else { format!("{detail}; {lost}") };
         }
+        if row.limits_not_applied.is_some() {
+            let note = "limits NOT applied (see status NAME)";
+            detail = if detail.is_empty() { note.to_owned() } else { format!("{detail}; {note}") };
+        }
         if row.log_lost > 0 {
             let lost = format!("{} log lines lost", row.log_lost);
             detail = if detail.is_empty() { lost } else { format!("{detail}; {lost}") };

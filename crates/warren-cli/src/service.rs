@@ -44,6 +44,7 @@ fn row(status: warren::supervise::ProgramStatus, logs: &Store) -> StatusRow {
         endpoint: status.endpoint,
         last_restart: status.last_restart,
         replica_of: None,
+        limits_not_applied: None,
     }
 }
 
@@ -71,6 +72,7 @@ pub fn control(slot: Arc<OnceLock<Supervisor>>, logs: Arc<Store>, file: Option<A
                 let mut rows: Vec<StatusRow> = supervisor.status().into_iter().map(|s| row(s, &logs)).collect();
                 crate::grouping::fill(&supervisor.plan(), &mut rows);
                 sampler.fill(&supervisor, &mut rows).await;
+                crate::limits::mark(&supervisor, &mut rows);
                 Ok(rows)
             }
         })

@@ -95,6 +95,7 @@ pub async fn run(
         }
     };
     let (notices_tx, mut notices) = broadcast::channel(1024);
+    crate::limits::warn_at_start(&host, &plan, &output);
     let supervisor = Supervisor::start(plan, host, notices_tx);
     let _ = supervisor_slot.set(supervisor.clone());
     output.say(&format!("control socket {}; logs in {}", control_path.display(), logs_dir.display()));

@@ -23,6 +23,10 @@ restart = "on-failure"
 backoff = { initial = "250ms" }
 ready = { connect = "127.0.0.1:9" }
 health = { connect = "127.0.0.1:9" }
+user = "@me@"
+memory_max = "64M"
+cpu_max = "50%"
+pids_max = 100
 
 [programs.job]
 shell = "echo $HOME && exit 0"
@@ -39,7 +43,10 @@ fn exported_units_verify_and_say_what_systemd_cannot_do() {
     let dir = tempfile::tempdir().expect("tempdir");
     let project = dir.path().join("shop");
     std::fs::create_dir(&project).expect("mkdir");
-    std::fs::write(project.join("warren.toml"), common::with_child(CONFIG)).expect("config");
+    // Running as oneself needs no privilege, so the test runs as any user.
+    let me = Command::new("id").arg("-un").output().expect("id -un");
+    let me = String::from_utf8_lossy(&me.stdout).trim().to_owned();
+    std::fs::write(project.join("warren.toml"), common::with_child(CONFIG).replace("@me@", &me)).expect("config");
     let units = dir.path().join("units");
     let output = Command::new(env!("CARGO_BIN_EXE_warren"))
         .args(["export", "systemd", "--user", "-f"])
@@ -61,6 +68,11 @@ fn exported_units_verify_and_say_what_systemd_cannot_do() {
     assert!(api.contains(r#""with space" "100%% $$HOME \"quoted\"""#), "arguments arrive as written: {api}");
     assert!(
         api.contains(r#"Environment="GREETING=hello world""#) && api.contains(r#"Environment="PCT=50%%""#),
+        "{api}"
+    );
+    assert!(api.contains(&format!("User={me}\n")), "{api}");
+    assert!(
+        api.contains("MemoryMax=67108864\n") && api.contains("CPUQuota=50%\n") && api.contains("TasksMax=100\n"),
         "{api}"
     );
     assert!(api.contains("Restart=on-failure") && api.contains("RestartSec=250ms"), "{api}");

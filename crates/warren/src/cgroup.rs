@@ -11,6 +11,7 @@
 //! Where no writable cgroup2 hierarchy exists (no cgroup2 mounted, no delegation to this
 //! user), warren works as before, with process groups only.
 
+use std::collections::HashMap;
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -18,6 +19,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use tracing::debug;
@@ -29,13 +31,17 @@ const PREFIX: &str = "warren-";
 /// The host's cgroup; removed when the host ends.
 #[derive(Debug)]
 pub(crate) struct HostCgroup {
+    /// warren's own cgroup, which the host's is made in.
+    own: PathBuf,
     dir: PathBuf,
     next: AtomicU64,
+    /// Controllers asked for so far: enabled, or why not.
+    controllers: Mutex<HashMap<&'static str, Result<(), String>>>,
 }
 
 impl HostCgroup {
     /// Makes the host's cgroup, or says why it cannot (then warren uses process groups only).
-    pub fn create() -> Option<HostCgroup> {
+    pub fn create() -> Result<HostCgroup, String> {
         let attempt = || -> io::Result<HostCgroup> {
             let own = own_cgroup_dir()?;
             sweep_stale(&own);
@@ -46,18 +52,54 @@ impl HostCgroup {
                 let _ = std::fs::remove_dir(&dir);
                 return Err(io::Error::new(io::ErrorKind::Unsupported, "no cgroup.kill (Linux before 5.14)"));
             }
-            Ok(HostCgroup { dir, next: AtomicU64::new(0) })
+            Ok(HostCgroup { own, dir, next: AtomicU64::new(0), controllers: Mutex::default() })
         };
         match attempt() {
             Ok(cgroup) => {
                 debug!("children's cgroups under {}", cgroup.dir.display());
-                Some(cgroup)
+                Ok(cgroup)
             }
             Err(err) => {
                 debug!("no cgroup for children ({err}); a descendant that leaves its process group escapes a stop");
-                None
+                Err(format!("warren cannot create cgroups here ({err})"))
             }
         }
+    }
+
+    /// Enables each of `controllers` for the children's cgroups, once (in warren's own cgroup's
+    /// `cgroup.subtree_control`, then in the host's); why those that cannot be are missing.
+    /// Done only when a child asks for a limit: enabling a controller changes how the system
+    /// shares that resource among warren's siblings too.
+    pub fn enable(&self, controllers: &[&'static str]) -> Vec<String> {
+        let mut known = self.controllers.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut problems = Vec::new();
+        for &controller in controllers {
+            let outcome = known.entry(controller).or_insert_with(|| self.enable_one(controller));
+            if let Err(why) = outcome {
+                problems.push(why.clone());
+            }
+        }
+        problems
+    }
+
+    fn enable_one(&self, controller: &str) -> Result<(), String> {
+        let available = std::fs::read_to_string(self.own.join("cgroup.controllers")).unwrap_or_default();
+        if !available.split_whitespace().any(|c| c == controller) {
+            return Err(format!(
+                "the {controller} controller is not available to warren's cgroup {} (not in its cgroup.controllers)",
+                self.own.display()
+            ));
+        }
+        for dir in [&self.own, &self.dir] {
+            let file = dir.join("cgroup.subtree_control");
+            let enabled = std::fs::read_to_string(&file).unwrap_or_default();
+            if enabled.split_whitespace().any(|c| c == controller) {
+                continue;
+            }
+            std::fs::write(&file, format!("+{controller}"))
+                .map_err(|err| format!("cannot enable the {controller} controller in {}: {err}", file.display()))?;
+        }
+        Ok(())
     }
 
     /// A cgroup for one child of `name`.
@@ -76,7 +118,7 @@ impl HostCgroup {
                 Ok((dir_fd, OwnedFd::from(procs)))
             });
         match opened {
-            Ok((dir_fd, procs)) => Ok(ChildCgroup { dir, dir_fd, procs }),
+            Ok((dir_fd, procs)) => Ok(ChildCgroup { dir, dir_fd, procs, memory_max: None }),
             Err(err) => {
                 let _ = std::fs::remove_dir(&dir);
                 Err(err)
@@ -105,11 +147,27 @@ pub(crate) struct ChildCgroup {
     /// Open before the child starts, which writes "0" to it to join where it could not be
     /// created in the cgroup.
     procs: OwnedFd,
+    /// The memory limit written to it, to tell an OOM kill from another SIGKILL.
+    memory_max: Option<u64>,
 }
 
 impl ChildCgroup {
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Writes `limits` into this cgroup; what could not be applied, and why.
+    pub fn limit(&mut self, limits: &crate::Limits) -> Vec<String> {
+        let problems = limits.apply(&self.dir);
+        if problems.is_empty() {
+            self.memory_max = limits.memory_max;
+        }
+        problems
+    }
+
+    /// The memory limit, if the kernel OOM-killed in this cgroup under it.
+    pub fn out_of_memory(&self) -> Option<u64> {
+        self.memory_max.filter(|_| crate::limits::oom_kills(&self.dir) > 0)
     }
 
     pub fn dir_fd(&self) -> RawFd {

@@ -11,6 +11,11 @@ pub enum Exit {
     Code(i32),
     /// A signal ended it.
     Signal(Signal),
+    /// The kernel's OOM killer ended it, its cgroup being at its `memory_max` (in bytes).
+    OutOfMemory {
+        /// The limit it reached.
+        memory_max: u64,
+    },
     /// Its status could not be read (waiting for it failed, or the runtime shut down first).
     Unknown,
 }
@@ -37,6 +42,9 @@ impl fmt::Display for Exit {
         match self {
             Exit::Code(code) => write!(f, "exited with code {code}"),
             Exit::Signal(signal) => write!(f, "killed by {signal}"),
+            Exit::OutOfMemory { memory_max } => {
+                write!(f, "killed: out of memory (memory_max {})", crate::limits::size(*memory_max))
+            }
             Exit::Unknown => f.write_str("ended with a status that could not be read"),
         }
     }

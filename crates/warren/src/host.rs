@@ -27,6 +27,8 @@ struct HostShared {
     watchdog: Option<Arc<Watchdog>>,
     /// Where children's cgroups go, when the system lets us have them.
     cgroup: Option<HostCgroup>,
+    /// Why there is no `cgroup`.
+    no_cgroup: Option<String>,
     children: Mutex<Vec<Child>>,
     /// Names whose spawn is under way.
     starting: Mutex<std::collections::HashSet<String>>,
@@ -105,7 +107,10 @@ impl HostBuilder {
         tokio::runtime::Handle::try_current().map_err(|_| HostError::NoRuntime)?;
         let runtime_dir = RuntimeDir::create().map_err(HostError::RuntimeDir)?;
         sys::become_subreaper().map_err(HostError::Subreaper)?;
-        let cgroup = HostCgroup::create();
+        let (cgroup, no_cgroup) = match HostCgroup::create() {
+            Ok(cgroup) => (Some(cgroup), None),
+            Err(why) => (None, Some(why)),
+        };
         let kill_file = cgroup.as_ref().and_then(HostCgroup::kill_file);
         let watchdog =
             if self.watchdog { Some(Arc::new(Watchdog::start(kill_file).map_err(HostError::Watchdog)?)) } else { None };
@@ -117,6 +122,7 @@ impl HostBuilder {
                 sink: self.sink,
                 watchdog,
                 cgroup,
+                no_cgroup,
                 children: Mutex::new(Vec::new()),
                 starting: Mutex::new(std::collections::HashSet::new()),
                 signals: Mutex::new(signals),
@@ -157,6 +163,7 @@ impl Host {
             spawner: &shared.spawner,
             sink: &shared.sink,
             cgroup: shared.cgroup.as_ref(),
+            no_cgroup: shared.no_cgroup.as_deref(),
             watchdog: shared.watchdog.as_ref(),
             socket_watch: &shared.socket_watch,
             registry,
@@ -181,6 +188,19 @@ impl Host {
     /// writable cgroup2 hierarchy (root, or a delegated subtree) and Linux 5.14.
     pub fn uses_cgroups(&self) -> bool {
         self.shared.cgroup.is_some()
+    }
+
+    /// Why `limits` cannot be applied to children here (no cgroups, or a controller missing),
+    /// or `None` when they can.
+    pub fn limits_unavailable(&self, limits: &crate::Limits) -> Option<String> {
+        if !limits.any() {
+            return None;
+        }
+        let problems = match &self.shared.cgroup {
+            Some(cgroup) => cgroup.enable(&limits.controllers()),
+            None => vec![self.shared.no_cgroup.clone().unwrap_or_default()],
+        };
+        (!problems.is_empty()).then(|| problems.join("; "))
     }
 
     /// How many descendants that had left their child's process group (a `setsid`, a daemon's

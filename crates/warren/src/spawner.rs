@@ -79,6 +79,7 @@ pub struct Command {
     env: Vec<EnvChange>,
     cwd: Option<PathBuf>,
     cgroup: Option<(RawFd, RawFd)>,
+    user: Option<sys::User>,
 }
 
 #[derive(Debug)]
@@ -90,7 +91,14 @@ enum EnvChange {
 
 impl Command {
     pub fn new(program: impl AsRef<Path>) -> Command {
-        Command { program: program.as_ref().to_owned(), args: Vec::new(), env: Vec::new(), cwd: None, cgroup: None }
+        Command {
+            program: program.as_ref().to_owned(),
+            args: Vec::new(),
+            env: Vec::new(),
+            cwd: None,
+            cgroup: None,
+            user: None,
+        }
     }
 
     pub fn args<S: AsRef<OsStr>>(&mut self, args: impl IntoIterator<Item = S>) -> &mut Command {
@@ -126,6 +134,12 @@ impl Command {
     /// open until the spawn has returned.
     pub fn cgroup(&mut self, dir: RawFd, procs: RawFd) -> &mut Command {
         self.cgroup = Some((dir, procs));
+        self
+    }
+
+    /// Runs the child as this user, with these groups (set before exec; needs root).
+    pub fn user(&mut self, uid: u32, gid: u32, groups: &[u32]) -> &mut Command {
+        self.user = Some(sys::User { uid, gid, groups: groups.to_vec() });
         self
     }
 
@@ -192,6 +206,7 @@ impl Command {
             stdio: [stdin_read, stdout_write, stderr_write],
             parent,
             cgroup: self.cgroup,
+            user: self.user.clone(),
         };
         Ok((exec, [stdin_write, stdout_read, stderr_read]))
     }
@@ -353,7 +368,7 @@ mod tests {
 
     #[test]
     fn a_child_starts_in_its_cgroup() {
-        let Some(cgroups) = crate::cgroup::HostCgroup::create() else {
+        let Ok(cgroups) = crate::cgroup::HostCgroup::create() else {
             eprintln!("skipped: no writable cgroup2 hierarchy here");
             return;
         };

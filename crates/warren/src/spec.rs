@@ -37,6 +37,8 @@ pub struct Spec {
     pub(crate) ready_timeout: Duration,
     pub(crate) stop_signal: Signal,
     pub(crate) max_line: usize,
+    pub(crate) limits: crate::Limits,
+    pub(crate) identity: Option<crate::Identity>,
 }
 
 impl Spec {
@@ -60,6 +62,8 @@ impl Spec {
             ready_timeout: Duration::from_secs(10),
             stop_signal: Signal::TERM,
             max_line: 64 * 1024,
+            limits: crate::Limits::default(),
+            identity: None,
         }
     }
 
@@ -148,6 +152,20 @@ impl Spec {
     /// Longest line kept whole in the log; longer ones are split and marked (default 64 KiB).
     pub fn max_line(mut self, bytes: usize) -> Spec {
         self.max_line = bytes;
+        self
+    }
+
+    /// Resource limits, applied through the child's cgroup; where there is none (or it lacks a
+    /// controller), the child runs without them: [`Host::limits_unavailable`](crate::Host::limits_unavailable)
+    /// says whether and why, for the caller to tell its user.
+    pub fn limits(mut self, limits: crate::Limits) -> Spec {
+        self.limits = limits;
+        self
+    }
+
+    /// Runs the child as this user, groups included (the host must be root).
+    pub fn identity(mut self, identity: crate::Identity) -> Spec {
+        self.identity = Some(identity);
         self
     }
 

@@ -34,6 +34,8 @@ pub(crate) struct Context<'a> {
     pub spawner: &'a Spawner,
     pub sink: &'a Arc<dyn LogSink>,
     pub cgroup: Option<&'a HostCgroup>,
+    /// Why there is no `cgroup`.
+    pub no_cgroup: Option<&'a str>,
     pub watchdog: Option<&'a Arc<Watchdog>>,
     /// Started with the first RPC child, so hosts without any need no inotify instance.
     pub socket_watch: &'a OnceLock<SocketWatch>,
@@ -56,9 +58,10 @@ struct Prepared {
 pub(crate) async fn spawn(ctx: Context<'_>, spec: Spec) -> Result<Child, SpawnError> {
     let name: Arc<str> = Arc::from(spec.name.as_str());
     let prepared = prepare(&ctx, &spec)?;
-    let cgroup = ctx.cgroup.and_then(|cgroups| {
+    let mut cgroup = ctx.cgroup.and_then(|cgroups| {
         cgroups.child(&spec.name).map_err(|err| debug!(child = %name, "no cgroup of its own: {err}")).ok()
     });
+    crate::limits::apply(&ctx, &spec, cgroup.as_mut());
     let command = command(&spec, &prepared, cgroup.as_ref());
     let mut process = launch(&ctx, &spec, &command).await?;
     let pid = process.id();
@@ -168,6 +171,9 @@ fn command(spec: &Spec, prepared: &Prepared, cgroup: Option<&ChildCgroup>) -> sp
         command.cgroup(cgroup.dir_fd(), cgroup.procs_fd());
     }
     command.args(&spec.args);
+    if let Some(id) = &spec.identity {
+        command.user(id.uid, id.gid, &id.groups);
+    }
     if spec.clear_env {
         command.env_clear();
     }

@@ -76,6 +76,7 @@ pub(crate) async fn run(child: &Running, grace: Duration) -> StopReport {
         match exit {
             Some(Exit::Code(code)) => Outcome::Exited { code },
             Some(Exit::Signal(signal)) => Outcome::Signalled { signal },
+            Some(Exit::OutOfMemory { .. }) => Outcome::Signalled { signal: Signal::KILL },
             Some(Exit::Unknown) => Outcome::Unknown,
             None => Outcome::Killed { after: took },
         }

@@ -116,12 +116,18 @@ pub(crate) async fn reap(
         warn!(child = %name, "{escaped} descendant(s) that had left the child's process group outlived it; killed them");
         group.leaked(Leak::Escaped { count: escaped });
     }
+    let out_of_memory = cgroup.as_ref().and_then(ChildCgroup::out_of_memory);
     drop(cgroup);
     group.release();
     if let Some(watchdog) = watchdog.and_then(|watchdog| watchdog.upgrade()) {
         watchdog.unwatch(pgid);
     }
-    let _ = exit_tx.send(Some(status.map_or(Exit::Unknown, Exit::from_status)));
+    let exit = match (status.map_or(Exit::Unknown, Exit::from_status), out_of_memory) {
+        // The OOM killer's SIGKILL is the only one the kernel counts in memory.events.
+        (Exit::Signal(Signal::KILL), Some(memory_max)) => Exit::OutOfMemory { memory_max },
+        (exit, _) => exit,
+    };
+    let _ = exit_tx.send(Some(exit));
 }
 
 /// Keeps reading the child's notifications after READY=1 (STATUS=, STOPPING=1, WATCHDOG=1) so

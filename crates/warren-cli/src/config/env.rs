@@ -28,8 +28,8 @@ pub(crate) const DOTENV: &str = ".env";
 pub(crate) type Vars = Vec<(String, String)>;
 
 /// Expands the values of every section in place and gives, per program of `file` (in order),
-/// the variables its env files set.
-pub(crate) fn prepare(file: &mut RawFile, base: &Path, errors: &mut Collector<'_>) -> Vec<Vars> {
+/// the variables its env files set and the files they came from.
+pub(crate) fn prepare(file: &mut RawFile, base: &Path, errors: &mut Collector<'_>) -> Vec<(Vars, Vec<PathBuf>)> {
     let warren: HashMap<String, String> = std::env::vars_os()
         .filter_map(|(name, value)| Some((name.into_string().ok()?, value.into_string().ok()?)))
         .collect();
@@ -38,14 +38,14 @@ pub(crate) fn prepare(file: &mut RawFile, base: &Path, errors: &mut Collector<'_
     if let Some(defaults) = file.defaults.as_mut().and_then(|d| d.body.as_mut()) {
         inherited = (defaults.env_file.clone(), defaults.dotenv.as_ref().map(|d| *d.get_ref()));
         let dotenv = inherited.1.unwrap_or(true);
-        if let Some(vars) = files.of(&Section::Defaults, dotenv, &inherited.0, errors) {
+        if let Some((vars, _)) = files.of(&Section::Defaults, dotenv, &inherited.0, errors) {
             expand_section(defaults, &lookup(&warren, &vars), &Section::Defaults, errors);
         }
     }
     let mut per_program = Vec::with_capacity(file.programs.len());
     for section in &mut file.programs {
         let Some(body) = section.body.as_mut() else {
-            per_program.push(Vars::new());
+            per_program.push((Vars::new(), Vec::new()));
             continue;
         };
         let at = Section::Program(section.name.get_ref().clone());
@@ -55,19 +55,20 @@ pub(crate) fn prepare(file: &mut RawFile, base: &Path, errors: &mut Collector<'_
             Some(own) => (Some(own.clone()), at.clone()),
             None => (inherited.0.clone(), Section::Defaults),
         };
-        let Some(vars) = files.of(&owner, dotenv, &env_file, errors) else {
+        let Some((vars, read)) = files.of(&owner, dotenv, &env_file, errors) else {
             // What the missing file would have set is unknown: "not set" errors would mislead.
-            per_program.push(Vars::new());
+            per_program.push((Vars::new(), Vec::new()));
             continue;
         };
         expand_section(body, &lookup(&warren, &vars), &at, errors);
-        per_program.push(vars);
+        per_program.push((vars, read));
     }
     per_program
 }
 
-/// Puts the env files' variables under the program's own `env`.
-pub(crate) fn apply(program: &mut Program, vars: Vars) {
+/// Puts the env files' variables under the program's own `env`, and notes the files.
+pub(crate) fn apply(program: &mut Program, (vars, files): (Vars, Vec<PathBuf>)) {
+    program.env_files = files;
     if vars.is_empty() {
         return;
     }
@@ -91,28 +92,33 @@ struct Files<'b> {
 
 impl Files<'_> {
     /// The variables of the `.env` (if `dotenv` and it exists) and of `env_file`, in order; `None`
-    /// if one of them could not be read (reported).
+    /// if one of them could not be read (reported). With them, the files read.
     fn of(
         &mut self,
         at: &Section,
         dotenv: bool,
         env_file: &Field<OneOrMany>,
         errors: &mut Collector<'_>,
-    ) -> Option<Vars> {
+    ) -> Option<(Vars, Vec<PathBuf>)> {
         let mut vars = Vars::new();
+        let mut read = Vec::new();
         let mut ok = true;
         let auto = self.base.join(DOTENV);
         if dotenv && auto.exists() {
             ok &= self.read(&auto, None, errors).map(|v| vars.extend(v)).is_some();
+            read.push(auto);
         }
         if let Some(env_file) = env_file {
             for path in &env_file.get_ref().0 {
                 let path: PathBuf = self.base.join(path).components().collect();
                 let named = (at, env_file.span());
                 ok &= self.read(&path, Some(named), errors).map(|v| vars.extend(v)).is_some();
+                if !read.contains(&path) {
+                    read.push(path);
+                }
             }
         }
-        ok.then_some(vars)
+        ok.then_some((vars, read))
     }
 
     fn read(

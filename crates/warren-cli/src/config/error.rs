@@ -117,6 +117,17 @@ pub enum ErrorKind {
         /// What is wrong with it.
         reason: String,
     },
+    /// A resource limit that does not parse.
+    #[error("invalid limit {text:?}: {reason}")]
+    BadLimit {
+        /// The value as written.
+        text: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A `user` or `group` that cannot be used, and why.
+    #[error("{0}")]
+    BadIdentity(String),
     /// A duration that must be positive.
     #[error("must be greater than zero")]
     Zero,

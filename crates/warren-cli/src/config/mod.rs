@@ -14,6 +14,7 @@ mod env;
 mod error;
 mod graph;
 mod interpolate;
+mod limits;
 mod load;
 mod logs;
 mod name;

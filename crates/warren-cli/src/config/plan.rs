@@ -141,6 +141,7 @@ impl Checker<'_, '_> {
             s.max_starts = self.count(&crash_loop.max_starts, "crash_loop.max_starts");
             s.window = self.duration(&crash_loop.window, "crash_loop.window", true);
         }
+        self.limits(raw, &mut s);
         s
     }
 

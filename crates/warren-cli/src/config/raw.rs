@@ -71,6 +71,11 @@ pub(crate) struct RawProgram {
     pub(crate) dotenv: Field<bool>,
     pub(crate) socket: Field<String>,
     pub(crate) replicas: Field<u32>,
+    pub(crate) user: Field<String>,
+    pub(crate) group: Field<String>,
+    pub(crate) memory_max: Field<String>,
+    pub(crate) cpu_max: Field<String>,
+    pub(crate) pids_max: Field<u64>,
 }
 
 /// The table form of `ready`: one of `log`, `exec`, `shell`, `connect`.
@@ -375,7 +380,8 @@ mod tests {
             read_err("[defaults]\nzzz = 1\n"),
             "w.toml:2: [defaults]: unknown key \"zzz\" (expected one of command, shell, args, env, clear_env, cwd, \
              rpc, ready, ready_timeout, restart, backoff, crash_loop, stop_signal, grace, depends_on, health, \
-             on_socket_lost, reset_after, max_size, keep, env_file, dotenv, socket, replicas)"
+             on_socket_lost, reset_after, max_size, keep, env_file, dotenv, socket, replicas, user, group, \
+             memory_max, cpu_max, pids_max)"
         );
         assert_eq!(read_err("[program.a]\n"), "w.toml:1: unknown key \"program\" (did you mean \"programs\"?)");
     }
@@ -415,7 +421,8 @@ mod tests {
             read_err("[programs.a]\nfoo = 1\n[programs.b]\nrpc = 1\n"),
             "w.toml:2: program \"a\": unknown key \"foo\" (expected one of command, shell, args, env, clear_env, cwd, \
              rpc, ready, ready_timeout, restart, backoff, crash_loop, stop_signal, grace, depends_on, health, \
-             on_socket_lost, reset_after, max_size, keep, env_file, dotenv, socket, replicas)\n\
+             on_socket_lost, reset_after, max_size, keep, env_file, dotenv, socket, replicas, user, group, \
+             memory_max, cpu_max, pids_max)\n\
              w.toml:4: program \"b\", field \"rpc\": invalid type: integer `1`, expected true, false, \"warren\", \"json\", \"go\" or \"go-plain\""
         );
     }

@@ -63,6 +63,11 @@ pub(super) struct Settings {
     pub(super) reset_after: Option<Set<Duration>>,
     pub(super) max_size: Option<Set<u64>>,
     pub(super) keep: Option<Set<u32>>,
+    pub(super) user: Option<Set<String>>,
+    pub(super) group: Option<Set<String>>,
+    pub(super) memory_max: Option<Set<u64>>,
+    pub(super) cpu_max: Option<Set<u32>>,
+    pub(super) pids_max: Option<Set<u64>>,
 }
 
 fn or_inherit<T: Clone>(own: Option<Set<T>>, defaults: &Option<Set<T>>) -> Option<Set<T>> {
@@ -102,6 +107,11 @@ impl Settings {
             reset_after: or_inherit(self.reset_after, &defaults.reset_after),
             max_size: or_inherit(self.max_size, &defaults.max_size),
             keep: or_inherit(self.keep, &defaults.keep),
+            user: or_inherit(self.user, &defaults.user),
+            group: or_inherit(self.group, &defaults.group),
+            memory_max: or_inherit(self.memory_max, &defaults.memory_max),
+            cpu_max: or_inherit(self.cpu_max, &defaults.cpu_max),
+            pids_max: or_inherit(self.pids_max, &defaults.pids_max),
         }
     }
 
@@ -121,6 +131,8 @@ impl Settings {
 
     pub(super) fn into_program(self, name: String, command: Invocation) -> Program {
         let mut p = Program::new(name, command);
+        p.limits = self.resource_limits();
+        p.identity = self.identity();
         let serves_rpc = self.serves_rpc();
         p.rpc = serves_rpc;
         if let Some(Set { value: Some(protocol), .. }) = self.rpc {

@@ -129,6 +129,22 @@ fn service(program: &Program, config: &Path, project: &str) -> Unit {
         let _ = writeln!(service, "TimeoutStartSec={}", seconds(program.ready_timeout));
     }
     let _ = writeln!(service, "KillSignal={}", program.stop_signal);
+    if let Some(identity) = &program.identity {
+        let _ = writeln!(service, "User={}", identity.user);
+        if let Some(group) = &identity.group {
+            let _ = writeln!(service, "Group={group}");
+        }
+    }
+    let limits = program.limits;
+    if let Some(bytes) = limits.memory_max {
+        let _ = writeln!(service, "MemoryMax={bytes}");
+    }
+    if let Some(percent) = limits.cpu_max {
+        let _ = writeln!(service, "CPUQuota={percent}%");
+    }
+    if let Some(count) = limits.pids_max {
+        let _ = writeln!(service, "TasksMax={count}");
+    }
     if program.health.is_some() {
         notes.push("has a health check, which systemd does not run".to_owned());
     }

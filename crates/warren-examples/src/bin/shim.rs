@@ -161,6 +161,7 @@ impl Shim {
         let exit_code = match exit {
             Exit::Code(code) => code,
             Exit::Signal(signal) => signal.exit_code(),
+            Exit::OutOfMemory { .. } => warren::Signal::KILL.exit_code(),
             // What the shim reported before the status had a variant of its own.
             Exit::Unknown => -1,
         };

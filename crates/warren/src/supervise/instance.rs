@@ -153,5 +153,8 @@ fn spec_for(program: &Program) -> Spec {
     if let Some(socket) = &program.socket {
         spec = spec.socket(socket);
     }
-    spec
+    if let Some(identity) = &program.identity {
+        spec = spec.identity(identity.clone());
+    }
+    spec.limits(program.limits)
 }

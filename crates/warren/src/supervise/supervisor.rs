@@ -228,6 +228,12 @@ impl Supervisor {
         self.host.escaped_killed()
     }
 
+    /// Why `limits` cannot be applied here, or `None` when they can (see
+    /// [`Host::limits_unavailable`]).
+    pub fn limits_unavailable(&self, limits: &crate::Limits) -> Option<String> {
+        self.host.limits_unavailable(limits)
+    }
+
     /// Waits until everything has stopped after a shutdown; true if any program failed.
     pub async fn finished(&self) -> bool {
         let mut finished = self.finished.clone();

@@ -25,6 +25,18 @@ pub struct Exec {
     /// The child's cgroup, if it has one: its directory and its `cgroup.procs`. The child is
     /// created in it (`CLONE_INTO_CGROUP`), or where that is not available joins it before exec.
     pub cgroup: Option<(RawFd, RawFd)>,
+    /// Who the child runs as, when not the host's user.
+    pub user: Option<User>,
+}
+
+/// A user to switch to before exec: ids only, resolved beforehand (no NSS lookup can run in
+/// the child).
+#[derive(Debug, Clone)]
+pub struct User {
+    pub uid: u32,
+    pub gid: u32,
+    /// Supplementary groups (`setgroups`).
+    pub groups: Vec<u32>,
 }
 
 /// What the child of [`spawn`] reads: raw pointers into an [`Exec`] and pointer arrays made
@@ -39,6 +51,12 @@ struct ChildArgs {
     stdio: [libc::c_int; 3],
     parent: libc::pid_t,
     cgroup_procs: libc::c_int,
+    /// Whether to switch to `uid`, `gid` and `groups` (`group_count` of them).
+    switch_user: bool,
+    uid: libc::uid_t,
+    gid: libc::gid_t,
+    groups: *const libc::gid_t,
+    group_count: usize,
     last_signal: libc::c_int,
     /// Set by the child to the errno of what failed (negated if it was the `chdir`); read by
     /// the parent after `clone` returns.
@@ -74,6 +92,11 @@ pub fn spawn(exec: &Exec) -> io::Result<u32> {
         stdio: [exec.stdio[0].as_raw_fd(), exec.stdio[1].as_raw_fd(), exec.stdio[2].as_raw_fd()],
         parent: libc::pid_t::try_from(exec.parent).unwrap_or(0),
         cgroup_procs: -1,
+        switch_user: exec.user.is_some(),
+        uid: exec.user.as_ref().map_or(0, |user| user.uid),
+        gid: exec.user.as_ref().map_or(0, |user| user.gid),
+        groups: exec.user.as_ref().map_or(std::ptr::null(), |user| user.groups.as_ptr()),
+        group_count: exec.user.as_ref().map_or(0, |user| user.groups.len()),
         last_signal: libc::SIGRTMAX(),
         error: std::sync::atomic::AtomicI32::new(0),
     };
@@ -212,7 +235,7 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
     // SAFETY: `arg` is the `ChildArgs` of the suspended `spawn` frame (see there).
     let args = unsafe { &*arg.cast::<ChildArgs>() };
     // SAFETY: the pointers in `args` are valid, NUL-terminated and null-terminated where
-    // arrays; every call is a plain syscall wrapper (async-signal-safe).
+    // arrays (`groups` holds `group_count` ids, from the borrowed `Exec`); every call is a plain syscall wrapper (async-signal-safe).
     let error = unsafe { child_exec(args) };
     args.error.store(error, std::sync::atomic::Ordering::Release);
     // SAFETY: `_exit` ends this process without running anything of the host's (no atexit
@@ -244,6 +267,15 @@ unsafe fn child_exec(args: &ChildArgs) -> libc::c_int {
         // process groups only, as where no cgroup is available.
         if args.cgroup_procs >= 0 {
             libc::write(args.cgroup_procs, b"0".as_ptr().cast(), 1);
+        }
+        // Its user, before the death signal: a change of credentials clears that signal.
+        // Groups first, then the group, then the user: after setuid the others are refused.
+        if args.switch_user
+            && (libc::setgroups(args.group_count, args.groups) < 0
+                || libc::setgid(args.gid) < 0
+                || libc::setuid(args.uid) < 0)
+        {
+            return errno();
         }
         // prctl is variadic and reads its arguments as unsigned longs: pass them as such.
         let (kill, zero) = (libc::SIGKILL as libc::c_ulong, 0 as libc::c_ulong);

@@ -53,6 +53,12 @@ pub struct Program {
     pub reset_after: Duration,
     /// Which replica of a replicated program it is; `None` for a program that is not.
     pub replica: Option<super::Replica>,
+    /// Resource limits for it and everything it starts (through its cgroup).
+    pub limits: crate::Limits,
+    /// The user it runs as, when not warren's.
+    pub identity: Option<crate::Identity>,
+    /// The env files its variables were read from (for `status`), in order.
+    pub env_files: Vec<PathBuf>,
 }
 
 /// How to start it: an executable and its arguments, or a shell command line when asked.
@@ -243,6 +249,9 @@ impl Program {
             on_socket_lost: OnSocketLost::default(),
             reset_after: Duration::from_secs(60),
             replica: None,
+            limits: crate::Limits::default(),
+            identity: None,
+            env_files: Vec::new(),
         }
     }
 }
