@@ -1,0 +1,276 @@
+//! Reliability round 2 (#14 point 4): whatever its control clients do, `warren up`'s memory
+//! stays bounded. Each attack runs against a real `warren up` for [`attack_time`] — 8 s, so
+//! that the file takes under a minute; 30 s, as the issue asks, with `WARREN_LONG_TESTS=1` —
+//! while `up`'s resident memory is read from `/proc/<pid>/status` every second. Every sample,
+//! and the peak the kernel recorded over `up`'s whole life (`VmHWM`), must stay below
+//! [`RSS_BOUND_KIB`]; `up` must go on answering `status` throughout, and stop cleanly after.
+//!
+//! The figures (peak, samples, rates) are printed on stderr: `cargo test -p warren-cli --test
+//! memory_bound -- --nocapture`. RELIABILITY.md quotes them.
+
+#[expect(dead_code, reason = "the fixture serves cli.rs too; this file uses part of it")]
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use common::{BOUND, Up, WARREN};
+use rustix::process::Signal;
+use warren_rpc::__wire::{hello, message};
+use warren_rpc::Codec;
+
+/// The documented bound on `up`'s resident memory under every attack (RELIABILITY.md §1).
+const RSS_BOUND_KIB: u64 = 64 * 1024;
+
+/// The largest frame the raw clients accept: the control client's own default.
+const MAX_FRAME: u32 = 16 << 20;
+
+fn attack_time() -> Duration {
+    let long = std::env::var("WARREN_LONG_TESTS").is_ok_and(|v| v == "1");
+    Duration::from_secs(if long { 30 } else { 8 })
+}
+
+/// The fixture's outer bound: the attack, plus starting and stopping.
+fn outer_bound() -> Duration {
+    attack_time() + Duration::from_secs(40)
+}
+
+/// A program that prints ~100-byte lines as fast as it can, without end.
+const FLOOD: &str = r#"
+[programs.flood]
+command = @child@
+args = ["flood", "1000000000000"]
+"#;
+
+/// A program that prints 1 MiB lines as fast as it can, without end.
+const LONG_LINES: &str = r#"
+[programs.flood]
+command = @child@
+args = ["flood-long", "1048576"]
+"#;
+
+/// A value of `/proc/<pid>/status` in KiB (`VmRSS`, `VmHWM`).
+fn status_kib(pid: u32, key: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    text.lines()
+        .find_map(|line| line.strip_prefix(key)?.strip_prefix(':')?.trim().strip_suffix("kB")?.trim().parse().ok())
+}
+
+/// Reads `pipe` to its end on a thread, counting lines; a line containing `needle` sets `seen`.
+struct Drain {
+    lines: Arc<AtomicU64>,
+    seen: Arc<AtomicBool>,
+}
+
+impl Drain {
+    fn start(pipe: impl Read + Send + 'static, needle: &'static str) -> Drain {
+        let (lines, seen) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicBool::new(false)));
+        let (count, found) = (Arc::clone(&lines), Arc::clone(&seen));
+        std::thread::spawn(move || {
+            let mut reader = BufReader::with_capacity(256 * 1024, pipe);
+            let mut line = Vec::new();
+            loop {
+                line.clear();
+                match reader.read_until(b'\n', &mut line) {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {
+                        count.fetch_add(1, Ordering::Relaxed);
+                        if !needle.is_empty() && line.windows(needle.len()).any(|w| w == needle.as_bytes()) {
+                            found.store(true, Ordering::Relaxed);
+                        }
+                    }
+                }
+            }
+        });
+        Drain { lines, seen }
+    }
+
+    fn lines(&self) -> u64 {
+        self.lines.load(Ordering::Relaxed)
+    }
+
+    fn wait_lines(&self, n: u64, what: &str) {
+        let deadline = Instant::now() + BOUND;
+        while self.lines() < n {
+            assert!(Instant::now() < deadline, "{what}: {} of {n} lines within {BOUND:?}", self.lines());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// Where `up`'s stdout goes: a pipe read as fast as it comes (a terminal that keeps up), or one
+/// nobody reads until [`Screen::resume`] (`warren up | less` left unscrolled).
+struct Screen {
+    stalled: Option<std::io::PipeReader>,
+    drain: Option<Drain>,
+}
+
+impl Screen {
+    fn start(config: &str, stalled: bool) -> (Up, Screen) {
+        let (reader, writer) = std::io::pipe().expect("a pipe for up's stdout");
+        let up = Up::start_within(config, outer_bound(), move |command, _| {
+            command.stdout(Stdio::from(writer));
+        });
+        let screen = if stalled {
+            Screen { stalled: Some(reader), drain: None }
+        } else {
+            Screen { stalled: None, drain: Some(Drain::start(reader, "lines not shown")) }
+        };
+        (up, screen)
+    }
+
+    /// The reader reads again: what was skipped meanwhile must be said.
+    fn resume(&mut self) {
+        if let Some(reader) = self.stalled.take() {
+            self.drain = Some(Drain::start(reader, "lines not shown"));
+        }
+    }
+
+    fn said_skipped(&self) -> bool {
+        self.drain.as_ref().is_some_and(|d| d.seen.load(Ordering::Relaxed))
+    }
+}
+
+/// `up`'s resident memory over an attack, in KiB.
+struct Measured {
+    samples: Vec<u64>,
+    /// `VmHWM` at the end: the peak over `up`'s life, between the samples too.
+    peak: u64,
+    /// The slowest `warren status` during the attack.
+    slowest_status: Duration,
+}
+
+/// Samples `up`'s VmRSS every second for [`attack_time`]; after each sample `warren status`
+/// must answer (unless `status` is false: the attack holds every place of the socket).
+fn measure(up: &mut Up, attack: &str, status: bool) -> Measured {
+    let start = Instant::now();
+    let end = start + attack_time();
+    let mut samples = Vec::new();
+    let mut slowest_status = Duration::ZERO;
+    let mut next = start;
+    loop {
+        let rss = status_kib(up.pid(), "VmRSS").expect("up's VmRSS");
+        samples.push(rss);
+        assert!(
+            rss < RSS_BOUND_KIB,
+            "{attack}: up's RSS reached {rss} KiB after {:.1?} (bound {RSS_BOUND_KIB} KiB); samples: {samples:?}",
+            start.elapsed()
+        );
+        if Instant::now() >= end {
+            break;
+        }
+        if status {
+            let asked = Instant::now();
+            up.warren(["status"]).assert().success();
+            slowest_status = slowest_status.max(asked.elapsed());
+        }
+        next += Duration::from_secs(1);
+        std::thread::sleep(next.saturating_duration_since(Instant::now()));
+    }
+    let peak = status_kib(up.pid(), "VmHWM").expect("up's VmHWM");
+    eprintln!(
+        "{attack}: {:.0?}: RSS samples (KiB) {samples:?}; peak (VmHWM) {peak} KiB; slowest status {slowest_status:.0?}",
+        start.elapsed()
+    );
+    assert!(peak < RSS_BOUND_KIB, "{attack}: up's peak RSS (VmHWM) {peak} KiB, bound {RSS_BOUND_KIB} KiB");
+    Measured { samples, peak, slowest_status }
+}
+
+/// The sequence number of the last record of `program`'s current log file: how many records it
+/// has had in this instance.
+fn records(up: &Up, program: &str) -> u64 {
+    let file = find(&up.dir().join("state"), &format!("{program}.log")).expect("the program's log file");
+    let text = std::fs::read(&file).expect("read the log file");
+    let text = String::from_utf8_lossy(&text);
+    text.lines().rev().find_map(|line| line.split(' ').nth(3)?.parse().ok()).unwrap_or(0)
+}
+
+fn find(dir: &Path, name: &str) -> Option<PathBuf> {
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            if let Some(found) = find(&path, name) {
+                return Some(found);
+            }
+        } else if entry.file_name() == name {
+            return Some(path);
+        }
+    }
+    None
+}
+
+/// Waits until `flood` runs and has written something to its log.
+fn wait_flooding(up: &mut Up) {
+    // Its stdout is not the test's to read: the control socket says when it is there.
+    let deadline = Instant::now() + BOUND;
+    while !up.warren(["status"]).output().is_ok_and(|out| out.status.success()) {
+        assert!(Instant::now() < deadline, "warren up did not answer status within {BOUND:?}:\n{}", up.transcript());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    up.wait_status("flood", BOUND, |row| row["state"] == "running" || row["state"] == "ready");
+    let deadline = Instant::now() + BOUND;
+    while find(&up.dir().join("state"), "flood.log").is_none_or(|_| records(up, "flood") == 0) {
+        assert!(Instant::now() < deadline, "flood wrote nothing to its log within {BOUND:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Stops `up` with SIGTERM: it must exit 0 within the bound and leave nothing behind.
+fn stop(mut up: Up) {
+    up.signal(Signal::TERM);
+    let status = up.wait_exit(BOUND);
+    assert!(status.success() || status.code() == Some(1), "warren up: {status}\n{}", up.transcript());
+    up.assert_no_leftovers(BOUND);
+}
+
+fn rate(count: u64, took: Duration) -> String {
+    format!("{count} in {took:.1?} ({:.0}/s)", count as f64 / took.as_secs_f64())
+}
+
+#[test]
+fn a_stopped_follower_does_not_grow_up_while_a_program_floods() {
+    let (mut up, _screen) = Screen::start(FLOOD, false);
+    wait_flooding(&mut up);
+    let mut follower = Owned(
+        Command::new(WARREN)
+            .args(["logs", "-f", "flood"])
+            .env("WARREN_CONTROL", up.socket())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start warren logs -f"),
+    );
+    let drain = Drain::start(follower.0.stdout.take().expect("stdout"), "");
+    drain.wait_lines(1000, "warren logs -f before it is stopped");
+    assert!(testkit::signal(follower.0.id(), Signal::STOP), "SIGSTOP the follower");
+    let before = records(&up, "flood");
+    let started = Instant::now();
+    let measured = measure(&mut up, "a SIGSTOPped `warren logs -f` beside a flood", true);
+    let flooded = records(&up, "flood") - before;
+    let took = started.elapsed();
+    eprintln!("flood: {} lines; follower had read {} lines when stopped", rate(flooded, took), drain.lines());
+    // The follower resumes where it was: it was not dropped.
+    let read = drain.lines();
+    assert!(testkit::signal(follower.0.id(), Signal::CONT), "SIGCONT the follower");
+    drain.wait_lines(read + 1000, "warren logs -f after it is continued");
+    assert!(flooded > 10_000, "the flood ran during the attack: {flooded} lines");
+    assert!(measured.samples.len() >= 2);
+    stop(up);
+}
+
+/// A `warren` command of the test's, killed and reaped when dropped.
+struct Owned(Child);
+
+impl Drop for Owned {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
