@@ -167,7 +167,17 @@ fn measure(up: &mut Up, attack: &str, status: bool) -> Measured {
         }
         if status {
             let asked = Instant::now();
-            up.warren(["status"]).assert().success();
+            let out = up.warren(["status"]).output().expect("run warren status");
+            if !out.status.success() {
+                up.wait_for("more of up's stderr", Duration::from_millis(500), |_| Some(()));
+                panic!(
+                    "{attack}: warren status failed after {:.1?}: {}{}\nup's stderr:\n{}",
+                    start.elapsed(),
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr),
+                    up.transcript()
+                );
+            }
             slowest_status = slowest_status.max(asked.elapsed());
         }
         next += Duration::from_secs(1);
@@ -256,12 +266,97 @@ fn a_stopped_follower_does_not_grow_up_while_a_program_floods() {
     let flooded = records(&up, "flood") - before;
     let took = started.elapsed();
     eprintln!("flood: {} lines; follower had read {} lines when stopped", rate(flooded, took), drain.lines());
+    eprintln!("figures: peak {} KiB, slowest status {:.0?}", measured.peak, measured.slowest_status);
     // The follower resumes where it was: it was not dropped.
     let read = drain.lines();
     assert!(testkit::signal(follower.0.id(), Signal::CONT), "SIGCONT the follower");
     drain.wait_lines(read + 1000, "warren logs -f after it is continued");
     assert!(flooded > 10_000, "the flood ran during the attack: {flooded} lines");
     assert!(measured.samples.len() >= 2);
+    stop(up);
+}
+
+/// How many connections pipeline calls at once.
+const PIPELINERS: usize = 2;
+
+/// A control client that sends calls and never reads an answer: on a thread, `Control.ReadLogs`
+/// for a full page from flood's oldest record, and `Control.Status`, in turn, as fast as the
+/// socket takes them, in the control client's wire (binary frames, JSON bodies).
+struct Pipeliner {
+    stream: UnixStream,
+    sent: Arc<AtomicU64>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Pipeliner {
+    fn start(socket: &Path) -> Pipeliner {
+        let stream = UnixStream::connect(socket).expect("connect to the control socket");
+        let mut write = stream.try_clone().expect("a second handle on the connection");
+        let sent = Arc::new(AtomicU64::new(0));
+        let count = Arc::clone(&sent);
+        let thread = std::thread::spawn(move || {
+            if write.write_all(&hello::client_hello(&[Codec::Json], MAX_FRAME)).is_err() {
+                return;
+            }
+            let page = serde_json::json!({
+                "cursor": {"flood": {"generation": 0, "offset": 0, "seq": null}},
+                "filter": {"stream": null, "grep": null},
+                "limit": 10_000,
+                "wait_ms": 0,
+            });
+            for id in 1u32.. {
+                let request = if id % 2 == 1 {
+                    message::request(id, "Control.ReadLogs", None, Codec::Json, &page, MAX_FRAME)
+                } else {
+                    message::request(id, "Control.Status", None, Codec::Json, &(), MAX_FRAME)
+                };
+                // Blocks once the server stops reading and the socket buffers are full; ends when
+                // the test shuts the connection down.
+                if write.write_all(&request.expect("encode a request")).is_err() {
+                    return;
+                }
+                count.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        Pipeliner { stream, sent, thread: Some(thread) }
+    }
+
+    fn sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Pipeliner {
+    fn drop(&mut self) {
+        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+#[test]
+fn pipelined_calls_never_read_do_not_grow_up() {
+    let (mut up, _screen) = Screen::start(FLOOD, false);
+    wait_flooding(&mut up);
+    // A few MiB of log first, so that every page asked for is a full one.
+    let deadline = Instant::now() + BOUND;
+    while records(&up, "flood") < 100_000 {
+        assert!(Instant::now() < deadline, "flood did not reach 100,000 lines within {BOUND:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let attackers: Vec<Pipeliner> = (0..PIPELINERS).map(|_| Pipeliner::start(&up.socket())).collect();
+    let started = Instant::now();
+    let measured = measure(&mut up, "pipelined Control.ReadLogs/Status calls never read", true);
+    let took = started.elapsed();
+    let sent: Vec<u64> = attackers.iter().map(Pipeliner::sent).collect();
+    eprintln!(
+        "calls sent per connection: {sent:?} in {took:.1?}; figures: peak {} KiB, slowest status {:.0?}",
+        measured.peak, measured.slowest_status
+    );
+    drop(attackers);
+    // The connections ended: up serves a new one as before.
+    up.warren(["status"]).assert().success();
     stop(up);
 }
 
