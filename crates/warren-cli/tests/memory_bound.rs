@@ -360,6 +360,90 @@ fn pipelined_calls_never_read_do_not_grow_up() {
     stop(up);
 }
 
+#[test]
+fn one_mib_lines_are_bounded_by_the_terminal_queue_and_the_log_store() {
+    // The terminal stops reading: every line for it waits in, or is skipped from, up's queue.
+    let (mut up, mut screen) = Screen::start(LONG_LINES, true);
+    wait_flooding(&mut up);
+    // A reader of the files beside it, which keeps up.
+    let mut follower = Owned(
+        Command::new(WARREN)
+            .args(["logs", "-f", "flood"])
+            .env("WARREN_CONTROL", up.socket())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start warren logs -f"),
+    );
+    let drain = Drain::start(follower.0.stdout.take().expect("stdout"), "");
+    let before = records(&up, "flood");
+    let started = Instant::now();
+    let measured = measure(&mut up, "1 MiB lines, a stalled terminal and a follower", true);
+    let took = started.elapsed();
+    // Each 1 MiB line is recorded as 16 pieces of at most 64 KiB.
+    let pieces = records(&up, "flood") - before;
+    eprintln!(
+        "1 MiB lines: {} pieces of 64 KiB ({:.0} MiB/s); follower read {} pieces; figures: peak {} KiB, slowest status {:.0?}",
+        rate(pieces, took),
+        pieces as f64 / 16.0 / took.as_secs_f64(),
+        drain.lines(),
+        measured.peak,
+        measured.slowest_status
+    );
+    assert!(pieces >= 16 * 10, "the program printed at least 10 lines of 1 MiB: {pieces} pieces");
+    assert!(drain.lines() > 0, "the follower read some of them");
+    // The terminal reads again: the lines it missed are said to be missed.
+    screen.resume();
+    let deadline = Instant::now() + BOUND;
+    while !screen.said_skipped() {
+        assert!(
+            Instant::now() < deadline,
+            "no \"lines not shown\" notice within {BOUND:?} of the terminal reading again"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stop(up);
+}
+
+/// Connections held open past `max_connections` (1024): 64 more than the control socket takes.
+const IDLE: usize = 1024 + 64;
+
+#[test]
+fn many_idle_control_connections_do_not_grow_up() {
+    let nofile = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    let want = (IDLE as u64) + 256;
+    if nofile.maximum.is_some_and(|max| max < want) {
+        return testkit::unavailable(&format!("{want} open files needed, the hard limit is {:?}", nofile.maximum));
+    }
+    let raised =
+        rustix::process::Rlimit { current: Some(want.max(nofile.current.unwrap_or(0))), maximum: nofile.maximum };
+    rustix::process::setrlimit(rustix::process::Resource::Nofile, raised).expect("raise the open-file limit");
+    let (mut up, _screen) = Screen::start(FLOOD, false);
+    wait_flooding(&mut up);
+    let opened = Instant::now();
+    let idle: Vec<UnixStream> = (0..IDLE)
+        .map(|_| {
+            let mut stream = UnixStream::connect(up.socket()).expect("connect to the control socket");
+            // Past the hello, a connection is never dropped for being idle.
+            stream.write_all(&hello::client_hello(&[Codec::Json], MAX_FRAME)).expect("send a hello");
+            stream
+        })
+        .collect();
+    eprintln!("{IDLE} connections opened in {:.1?}", opened.elapsed());
+    // Every place is taken: status would be refused (OVERLOADED), as documented.
+    let measured = measure(&mut up, "1,088 idle control connections", false);
+    eprintln!("figures: peak {} KiB", measured.peak);
+    drop(idle);
+    // Places free up once they close.
+    let deadline = Instant::now() + BOUND;
+    while !up.warren(["status"]).output().is_ok_and(|out| out.status.success()) {
+        assert!(Instant::now() < deadline, "status still refused {BOUND:?} after the idle connections closed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    stop(up);
+}
+
 /// A `warren` command of the test's, killed and reaped when dropped.
 struct Owned(Child);
 
