@@ -62,6 +62,8 @@ pub fn control(slot: Arc<OnceLock<Supervisor>>, logs: Arc<Store>, file: Option<A
     let turns = Arc::new(crate::round_robin::Turns::default());
     let (open_logs, read_logs, reload_logs, program_logs) =
         (Arc::clone(&logs), Arc::clone(&logs), Arc::clone(&logs), Arc::clone(&logs));
+    let open_readers = Arc::new(serve::Readers::default());
+    let read_readers = Arc::clone(&open_readers);
     let sampler = Arc::new(Sampler::default());
     let program_sampler = Arc::clone(&sampler);
     Server::new().service("Control", move |s| {
@@ -104,8 +106,12 @@ pub fn control(slot: Arc<OnceLock<Supervisor>>, logs: Arc<Store>, file: Option<A
             let supervisor = restart();
             async move { lifecycle::restart(supervisor?, request).await }
         })
-        .method("OpenLogs", move |_ctx, request: OpenRequest| serve::open(Arc::clone(&open_logs), request))
-        .method("ReadLogs", move |_ctx, request: ReadRequest| serve::read(Arc::clone(&read_logs), request))
+        .method("OpenLogs", move |ctx, request: OpenRequest| {
+            serve::open(Arc::clone(&open_logs), Arc::clone(&open_readers), ctx.peer().connection, request)
+        })
+        .method("ReadLogs", move |ctx, request: ReadRequest| {
+            serve::read(Arc::clone(&read_logs), Arc::clone(&read_readers), ctx.peer().connection, request)
+        })
         .method("Call", move |_ctx, request: CallRequest| {
             let (supervisor, turns) = (call(), Arc::clone(&turns));
             async move { forward(supervisor?, &turns, request).await }

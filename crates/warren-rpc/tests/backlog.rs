@@ -115,3 +115,52 @@ async fn notifications_to_a_client_that_does_not_read_are_refused_not_queued() {
     drop(stream);
     running.shutdown(Duration::from_secs(1)).await;
 }
+
+/// A client that stopped reading, then left: its connection ends. It used to wait for room in
+/// a writer that had stopped, which returned at once, for ever, and held a runtime thread (on a
+/// one-thread runtime, the whole server). Run on a thread of its own, bounded from outside the
+/// runtime, since a held runtime cannot fire its own timers.
+#[test]
+fn a_backlogged_connection_whose_client_leaves_does_not_hold_the_server() {
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        runtime.block_on(backlogged_then_gone());
+        let _ = done.send(());
+    });
+    finished
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the server still answers after a backlogged client left (within 20 s)");
+}
+
+async fn backlogged_then_gone() {
+    let dir = socket_dir();
+    let path = socket_in(&dir, "g.sock");
+    let server = Server::new()
+        .max_unwritten(MAX_UNWRITTEN)
+        .service("Task", |s| s.method("Big", |_ctx, (): ()| async move { Ok(Bytes::from(vec![7u8; REPLY])) }));
+    let running = server.bind(&Endpoint::unix(&path)).await.expect("bind");
+    let stream = tokio::net::UnixStream::connect(&path).await.expect("connect");
+    let (read, mut write) = stream.into_split();
+    write.write_all(&hello::client_hello(&[Codec::MessagePack], 1 << 20)).await.expect("hello");
+    let sending = tokio::spawn(async move {
+        for id in 1..=CALLS {
+            let id = u32::try_from(id).expect("id");
+            let request = message::request(id, "Task.Big", None, Codec::MessagePack, &(), 1 << 20).expect("encode");
+            if write.write_all(&request).await.is_err() {
+                return;
+            }
+        }
+        std::future::pending::<()>().await;
+    });
+    // Backlogged: the server has stopped reading this client.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    sending.abort();
+    let _ = sending.await;
+    drop(read);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let client = warren_rpc::Client::connect(running.endpoint()).await.expect("a new client connects");
+    let reply: Bytes = client.call("Task.Big", &()).await.expect("and is answered");
+    assert_eq!(reply.len(), REPLY);
+    running.shutdown(Duration::from_secs(1)).await;
+}

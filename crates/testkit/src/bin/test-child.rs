@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! test-child flood N          N numbered lines on stdout as fast as possible, then exit 0
+//! test-child flood-long BYTES lines of BYTES bytes (and a newline) on stdout without end
 //! test-child odd-output       a long line, invalid UTF-8, and a last line without newline
 //! test-child echo-stdin       echo stdin lines to stdout upper-cased; exit 0 at EOF
 //! test-child crash-before-ready   complain on stderr and exit 3
@@ -42,6 +43,7 @@ fn main() -> ExitCode {
     let flag = |name: &str| args.iter().any(|a| a == name);
     match mode {
         "flood" => flood(args.get(1).and_then(|n| n.parse().ok()).unwrap_or(1000)),
+        "flood-long" => flood_long(args.get(1).and_then(|n| n.parse().ok()).unwrap_or(1 << 20)),
         "odd-output" => odd_output(),
         "echo-stdin" => echo_stdin(),
         "crash-before-ready" => {
@@ -231,6 +233,17 @@ fn flood(lines: u64) -> ExitCode {
         }
     }
     if out.flush().is_err() { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+}
+
+fn flood_long(bytes: usize) -> ExitCode {
+    let mut line = vec![b'x'; bytes];
+    line.push(b'\n');
+    let mut out = std::io::stdout().lock();
+    loop {
+        if out.write_all(&line).is_err() {
+            return ExitCode::FAILURE;
+        }
+    }
 }
 
 fn odd_output() -> ExitCode {

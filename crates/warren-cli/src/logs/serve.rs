@@ -1,8 +1,11 @@
 //! The control methods behind `warren logs`: `Control.OpenLogs` finds where to start,
 //! `Control.ReadLogs` returns the page after a cursor, waiting at the end when asked to.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
+
+use tokio::sync::Semaphore;
 
 use warren_rpc::HandlerError;
 
@@ -18,6 +21,62 @@ const MAX_ROWS: usize = 10_000;
 const MAX_BYTES: usize = 2 * 1024 * 1024;
 /// The longest a read waits at the end; the reader asks again.
 const MAX_WAIT: Duration = Duration::from_secs(30);
+
+/// How many pages are read from the files at once, for every connection together: each holds up
+/// to a chunk of the file and a page of rows (a few MiB), and reading is quick, so more at once
+/// would only cost memory and starve the runtime of CPU.
+const PAGES_AT_ONCE: usize = 2;
+
+/// Who is reading. A reader asks for its next page once it has the last, so a connection has
+/// one log request in flight at a time; more are refused rather than queued. A connection
+/// whose answers are not read is then held to its server's `max_unwritten` plus one page, where
+/// thousands of pipelined requests would each have built a page of its own.
+#[derive(Debug)]
+pub struct Readers {
+    connections: Mutex<HashSet<u64>>,
+    pages: Semaphore,
+}
+
+impl Default for Readers {
+    fn default() -> Readers {
+        Readers { connections: Mutex::new(HashSet::new()), pages: Semaphore::new(PAGES_AT_ONCE) }
+    }
+}
+
+/// A connection's log request in flight; the place is freed when it ends (or is cancelled).
+struct Reading {
+    readers: Arc<Readers>,
+    connection: u64,
+}
+
+impl Readers {
+    fn enter(self: &Arc<Self>, connection: u64, method: &str) -> Result<Reading, HandlerError> {
+        let mut connections = self.connections.lock().unwrap_or_else(PoisonError::into_inner);
+        if !connections.insert(connection) {
+            return Err(bad_request(format!(
+                "{method} refused: this connection already has a log request in flight (ask for the next page once the last has come)"
+            )));
+        }
+        Ok(Reading { readers: Arc::clone(self), connection })
+    }
+}
+
+impl Drop for Reading {
+    fn drop(&mut self) {
+        self.readers.connections.lock().unwrap_or_else(PoisonError::into_inner).remove(&self.connection);
+    }
+}
+
+/// Runs `work` on the blocking pool once one of the [`PAGES_AT_ONCE`] places is free.
+async fn reading<T: Send + 'static>(
+    readers: &Readers,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, HandlerError> {
+    // The semaphore is never closed.
+    let _permit =
+        readers.pages.acquire().await.map_err(|err| bad_request(format!("reading the logs failed: {err}")))?;
+    blocking(work).await
+}
 
 fn bad_request(message: String) -> HandlerError {
     HandlerError::new(codes::BAD_REQUEST, message)
@@ -49,10 +108,17 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) 
         .map_err(|err| HandlerError::new(codes::BAD_REQUEST, format!("reading the logs failed: {err}")))
 }
 
-pub async fn open(store: Arc<Store>, request: OpenRequest) -> Result<Opened, HandlerError> {
+pub async fn open(
+    store: Arc<Store>,
+    readers: Arc<Readers>,
+    connection: u64,
+    request: OpenRequest,
+) -> Result<Opened, HandlerError> {
+    let _reading = readers.enter(connection, "Control.OpenLogs")?;
     let programs = programs(&store, &request.programs)?;
     let matcher = matcher(&request.filter)?;
-    let cursor = blocking(move || start(&store, &programs, &matcher, &request.start).map(|c| (store, c))).await?;
+    let cursor =
+        reading(&readers, move || start(&store, &programs, &matcher, &request.start).map(|c| (store, c))).await?;
     let (store, cursor) = cursor?;
     Ok(Opened { programs: store.names().to_vec(), cursor })
 }
@@ -90,7 +156,13 @@ fn start(store: &Store, programs: &[usize], matcher: &Matcher, start: &Start) ->
     }
 }
 
-pub async fn read(store: Arc<Store>, request: ReadRequest) -> Result<Page, HandlerError> {
+pub async fn read(
+    store: Arc<Store>,
+    readers: Arc<Readers>,
+    connection: u64,
+    request: ReadRequest,
+) -> Result<Page, HandlerError> {
+    let _reading = readers.enter(connection, "Control.ReadLogs")?;
     let names: Vec<String> = request.cursor.keys().cloned().collect();
     let programs = programs(&store, &names)?;
     if programs.is_empty() {
@@ -106,7 +178,7 @@ pub async fn read(store: Arc<Store>, request: ReadRequest) -> Result<Page, Handl
         // Marked seen before reading: a change after the read wakes the wait below.
         changed.borrow_and_update();
         let (store2, matcher2, programs2) = (Arc::clone(&store), Arc::clone(&matcher), programs.clone());
-        let page = blocking(move || page(&store2, &programs2, &matcher2, cursor, limit)).await?;
+        let page = reading(&readers, move || page(&store2, &programs2, &matcher2, cursor, limit)).await?;
         let (page, at_end) = page;
         if !page.rows.is_empty() || !at_end {
             return Ok(page);

@@ -146,6 +146,17 @@ impl Up {
 
     /// The same, with more settings on the command (environment variables, say).
     pub fn start_with(config: &str, configure: impl FnOnce(&mut std::process::Command, &Path)) -> Up {
+        Up::start_within(config, OUTER_BOUND, configure)
+    }
+
+    /// The same, killed after `outer` rather than the usual outer bound (a test that runs long
+    /// on purpose). `configure` may take stdout elsewhere (`Stdio::from` a pipe of the test's):
+    /// then only stderr is seen.
+    pub fn start_within(
+        config: &str,
+        outer: Duration,
+        configure: impl FnOnce(&mut std::process::Command, &Path),
+    ) -> Up {
         let dir = tempfile::tempdir().expect("temporary directory");
         let file = dir.path().join("warren.toml");
         std::fs::write(&file, with_child(config)).expect("write warren.toml");
@@ -169,17 +180,19 @@ impl Up {
         configure(&mut command, dir.path());
         let mut process = command.spawn().expect("start warren up");
         let (tx, lines) = mpsc::channel();
-        forward(process.stdout.take().expect("stdout"), Stream::Stdout, tx.clone());
+        if let Some(stdout) = process.stdout.take() {
+            forward(stdout, Stream::Stdout, tx.clone());
+        }
         forward(process.stderr.take().expect("stderr"), Stream::Stderr, tx);
         let reaped = Arc::new(Mutex::new(false));
         let (stop, stopped) = mpsc::channel::<()>();
         let pid = process.id();
         let guard_reaped = Arc::clone(&reaped);
         let guard = std::thread::spawn(move || {
-            if stopped.recv_timeout(OUTER_BOUND) == Err(mpsc::RecvTimeoutError::Timeout) {
+            if stopped.recv_timeout(outer) == Err(mpsc::RecvTimeoutError::Timeout) {
                 let reaped = guard_reaped.lock().unwrap_or_else(PoisonError::into_inner);
                 if !*reaped {
-                    eprintln!("warren up ran longer than the outer bound of {OUTER_BOUND:?}: killing it");
+                    eprintln!("warren up ran longer than the outer bound of {outer:?}: killing it");
                     signal_pid(pid, Signal::KILL);
                 }
             }

@@ -167,7 +167,9 @@ impl<R: Replies> Connection<R> {
                 self.tx.flush_now();
             }
             tokio::select! {
-                () = self.tx.wait_below(max_unwritten), if backlogged => {}
+                // A writer that stopped (the peer went away) never brings the backlog down:
+                // waiting for it again would return at once, for ever, and hold this worker.
+                stopped = self.tx.wait_below(max_unwritten), if backlogged => if stopped { break },
                 read = wire.read(), if input_open && !backlogged => match read {
                     Ok(Some(inbound)) => {
                         if let Err(Duplicate) = self.on_message(inbound, draining) {

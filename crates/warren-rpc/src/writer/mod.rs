@@ -235,16 +235,20 @@ impl FrameSender {
         self.shared.unwritten.load(Ordering::SeqCst)
     }
 
-    /// Waits until no more than `limit` bytes wait to be written, or the writer has stopped.
-    pub async fn wait_below(&self, limit: usize) {
+    /// Waits until no more than `limit` bytes wait to be written, or the writer has stopped;
+    /// true in the second case: what waits will never be written.
+    pub async fn wait_below(&self, limit: usize) -> bool {
         let shared = &*self.shared;
         loop {
             let notified = shared.room.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
             shared.room_wanted.store(true, Ordering::SeqCst);
-            if shared.unwritten.load(Ordering::SeqCst) <= limit || shared.lock().stopped {
-                return;
+            if shared.lock().stopped {
+                return true;
+            }
+            if shared.unwritten.load(Ordering::SeqCst) <= limit {
+                return false;
             }
             notified.await;
         }
