@@ -94,6 +94,11 @@ pub async fn run(
             return Err(anyhow::Error::new(err).context("cannot set up the host"));
         }
     };
+    // Every child of this process is started by warren, so orphans may be reaped (PID 1 in a
+    // container, or any subreaper).
+    let reaper = warren::reaper::reap_orphans()
+        .inspect_err(|err| output.say(&format!("orphans will not be reaped: cannot watch SIGCHLD: {err}")))
+        .ok();
     let (notices_tx, mut notices) = broadcast::channel(1024);
     let supervisor = Supervisor::start(plan, host, notices_tx);
     let _ = supervisor_slot.set(supervisor.clone());
@@ -176,6 +181,10 @@ pub async fn run(
         }
     }
     let failed = supervisor.finished().await;
+    if let Some(reaper) = reaper {
+        reaper.abort();
+        warren::reaper::reap_now();
+    }
     flusher.abort();
     logs.close();
     control.shutdown(CONTROL_DRAIN).await;
