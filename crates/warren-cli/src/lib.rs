@@ -16,6 +16,7 @@ mod exit;
 mod export;
 mod fd_limit;
 mod harness;
+mod http;
 mod instance;
 mod lifecycle;
 mod logs;
