@@ -28,8 +28,7 @@ pub(crate) type Field<T> = Option<Spanned<T>>;
 pub(crate) struct RawFile {
     /// `logs_dir`, at the top level.
     pub(crate) logs_dir: Field<String>,
-    /// `[http] listen`, read by [`super::http`].
-    pub(crate) http: Option<std::net::SocketAddr>,
+    pub(crate) http: Option<std::net::SocketAddr>, // `[http] listen`, read by `super::http`
     pub(crate) defaults: Option<RawSection>,
     /// In the order of the file.
     pub(crate) programs: Vec<RawSection>,
