@@ -134,9 +134,12 @@ async fn metrics(State(shared): State<Shared>) -> Response {
     let restarts = int(&mut registry, "restarts", "Restarts since warren started it");
     let exit_code = int(&mut registry, "last_exit_code", "Exit code of its last run (128+N for signal N)");
     let rss = int(&mut registry, "rss_bytes", "Resident memory of its process tree");
+    let lines = int(&mut registry, "log_lines", "Lines in its log (the last line's sequence number, kept across runs)");
     let lost = int(&mut registry, "log_lost_lines", "Lines that could not be written to its log file");
     let cpu = Family::<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
     registry.register("cpu_seconds", "CPU time used by its running process tree", cpu.clone());
+    let last_exits: std::collections::HashMap<String, warren::Exit> =
+        supervisor.status().into_iter().filter_map(|s| Some((s.name, s.last_exit?))).collect();
     for row in &rows {
         let labels = vec![("program".to_owned(), row.name.clone())];
         let running = row.pid.is_some();
@@ -146,14 +149,17 @@ async fn metrics(State(shared): State<Shared>) -> Response {
         healthy.get_or_create(&labels).set(i64::from(is_healthy));
         restarts.get_or_create(&labels).set(i64::from(row.restarts));
         lost.get_or_create(&labels).set(i64::try_from(row.log_lost).unwrap_or(i64::MAX));
+        if let Some(program) = shared.logs.find(&row.name) {
+            let seq = shared.logs.writer(program).seq();
+            lines.get_or_create(&labels).set(i64::try_from(seq).unwrap_or(i64::MAX));
+        }
         if let Some(bytes) = row.rss_bytes {
             rss.get_or_create(&labels).set(i64::try_from(bytes).unwrap_or(i64::MAX));
         }
         if let Some(usage) = supervisor.usage(&row.name) {
             cpu.get_or_create(&labels).set(usage.cpu.as_secs_f64());
         }
-        let last = supervisor.status().into_iter().find(|s| s.name == row.name).and_then(|s| s.last_exit);
-        match last {
+        match last_exits.get(&row.name).copied() {
             Some(warren::Exit::Code(code)) => exit_code.get_or_create(&labels).set(i64::from(code)),
             Some(warren::Exit::Signal(signal)) => {
                 exit_code.get_or_create(&labels).set(128 + i64::from(signal.number()))

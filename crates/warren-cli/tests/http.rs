@@ -51,8 +51,8 @@ fn healthz_readyz_metrics_and_status_over_loopback() {
 listen = "127.0.0.1:{port}"
 
 [programs.web]
-command = "sleep"
-args = ["30"]
+command = "/bin/sh"
+args = ["-c", "echo one; echo two; exec sleep 30"]
 
 [programs.never]
 command = "sleep"
@@ -79,6 +79,16 @@ ready_timeout = "60s"
     assert!(metric(&text, "warren_program_rss_bytes").get("web").is_some_and(|&rss| rss > 100_000.0), "{text}");
     assert!(metric(&text, "warren_program_cpu_seconds").contains_key("web"), "{text}");
     assert_eq!(metric(&text, "warren_program_log_lost_lines").get("web"), Some(&0.0), "{text}");
+    // The two lines reach the log as the pump reads them.
+    let deadline = std::time::Instant::now() + BOUND;
+    loop {
+        let text = get(port, "/metrics").1;
+        if metric(&text, "warren_program_log_lines").get("web") == Some(&2.0) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "web's two lines are not counted:\n{text}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 
     let (code, json) = get(port, "/status");
     assert_eq!(code, 200, "{json}");
