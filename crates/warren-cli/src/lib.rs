@@ -17,6 +17,7 @@ mod export;
 mod fd_limit;
 mod grouping;
 mod harness;
+mod http;
 mod instance;
 mod lifecycle;
 mod limits;

@@ -17,7 +17,7 @@ use crate::logs::serve;
 use crate::logs::store::Store;
 use crate::usage::Sampler;
 
-fn row(status: warren::supervise::ProgramStatus, logs: &Store) -> StatusRow {
+pub(crate) fn row(status: warren::supervise::ProgramStatus, logs: &Store) -> StatusRow {
     let (health, health_failures, health_reason) = match status.health {
         None => (None, 0, None),
         Some(HealthStatus::Pending) => (Some("pending"), 0, None),

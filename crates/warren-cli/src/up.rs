@@ -57,6 +57,7 @@ pub async fn run(
     let mut failed_to_start = false;
     let file: Option<Arc<Path>> = file.map(Arc::from);
     let output = Arc::new(Output::new(plan.programs().iter().map(|p| p.name.as_str()), terminal));
+    let log_settings_http = log_settings.http;
     let logs_dir = log_settings.dir.unwrap_or_else(|| crate::instance::state_dir(instance_dir).join("logs"));
     let limits =
         plan.programs().iter().map(|p| (p.name.clone(), log_settings.limits.get(&p.name).copied().unwrap_or_default()));
@@ -93,6 +94,24 @@ pub async fn run(
             control.shutdown(Duration::ZERO).await;
             return Err(anyhow::Error::new(err).context("cannot set up the host"));
         }
+    };
+    // Every child of this process is started by warren, so orphans may be reaped (PID 1 in a
+    // container, or any subreaper).
+    let reaper = warren::reaper::reap_orphans()
+        .inspect_err(|err| output.say(&format!("orphans will not be reaped: cannot watch SIGCHLD: {err}")))
+        .ok();
+    let http = match log_settings_http {
+        Some(listen) => match crate::http::serve(listen, Arc::clone(&supervisor_slot), Arc::clone(&logs)).await {
+            Ok(endpoint) => {
+                output.say(&format!("HTTP endpoint on http://{listen} (/healthz /readyz /metrics /status)"));
+                Some(endpoint)
+            }
+            Err(err) => {
+                control.shutdown(Duration::ZERO).await;
+                return Err(anyhow::Error::new(err));
+            }
+        },
+        None => None,
     };
     let (notices_tx, mut notices) = broadcast::channel(1024);
     crate::limits::warn_at_start(&host, &plan, &output);
@@ -177,9 +196,16 @@ pub async fn run(
         }
     }
     let failed = supervisor.finished().await;
+    if let Some(reaper) = reaper {
+        reaper.abort();
+        warren::reaper::reap_now();
+    }
     flusher.abort();
     logs.close();
     control.shutdown(CONTROL_DRAIN).await;
+    if let Some(http) = http {
+        http.shutdown().await;
+    }
     let mut code = harness.exit_code(&supervisor, failed);
     if failed_to_start && code == exit::OK {
         code = exit::PROGRAM_FAILED;

@@ -39,6 +39,7 @@ mod log;
 mod notify;
 pub mod plugin;
 mod pump;
+pub mod reaper;
 mod report;
 mod running;
 mod runtime_dir;

@@ -39,7 +39,7 @@ impl Spawner {
         let (jobs, queue) = mpsc::channel::<Job>();
         std::thread::Builder::new().name("warren-spawner".into()).spawn(move || {
             while let Ok((exec, reply)) = queue.recv() {
-                let started = sys::spawn(&exec);
+                let started = crate::reaper::register(|| sys::spawn(&exec), |pid| Some(*pid));
                 // Closes the child's ends of its pipes here, so the host sees end-of-file when
                 // the child closes them.
                 drop(exec);
@@ -48,6 +48,7 @@ impl Spawner {
                     // not run on unowned.
                     let _ = sys::kill_group(pid, crate::Signal::KILL);
                     let _ = sys::wait_for(pid);
+                    crate::reaper::unregister(pid);
                 }
             }
         })?;
@@ -275,8 +276,9 @@ impl Process {
     }
 
     /// Waits for the child to exit and reaps it.
-    pub async fn wait(self) -> io::Result<ExitStatus> {
-        match self.exit {
+    pub async fn wait(mut self) -> io::Result<ExitStatus> {
+        // `self` is dropped (and the pid unregistered) only once the child is reaped.
+        match std::mem::replace(&mut self.exit, ExitWatch::Blocking) {
             ExitWatch::PidFd(pidfd) => loop {
                 let mut ready = pidfd.readable().await?;
                 let options = rustix::process::WaitIdOptions::EXITED | rustix::process::WaitIdOptions::NOHANG;
@@ -292,6 +294,13 @@ impl Process {
                 tokio::task::spawn_blocking(move || sys::wait_for(pid)).await.map_err(io::Error::other)?
             }
         }
+    }
+}
+
+/// Nobody waits for this child by pid any more: the orphan reaper may take it.
+impl Drop for Process {
+    fn drop(&mut self) {
+        crate::reaper::unregister(self.pid);
     }
 }
 

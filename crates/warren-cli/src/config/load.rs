@@ -36,6 +36,7 @@ pub fn parse_with_logs(text: &str, path: &Path) -> Result<(Plan, LogSettings), C
     let mut checked = None;
     let mut logs = LogSettings::default();
     if let Some(mut file) = raw::read(text, &mut errors) {
+        logs.http = file.http;
         logs.dir = file.logs_dir.as_ref().map(|dir| base.join(dir.get_ref()).components().collect());
         let file_env = env::prepare(&mut file, base, &mut errors);
         let built = plan::build(&file, base, &mut errors);

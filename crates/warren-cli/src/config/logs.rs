@@ -28,6 +28,9 @@ pub struct LogSettings {
     pub dir: Option<PathBuf>,
     /// Each program's limits (the defaults for a program not listed).
     pub limits: HashMap<String, LogLimits>,
+    /// `[http] listen`: where `warren up` serves its HTTP endpoint (none without `[http]`).
+    /// A file-wide setting like `logs_dir`, so it travels with these.
+    pub http: Option<std::net::SocketAddr>,
 }
 
 /// A size as written: a whole number with an optional unit, `B`, `KiB`, `MiB`, `GiB` (or `K`,

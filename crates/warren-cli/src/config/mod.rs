@@ -13,6 +13,7 @@ mod checker;
 mod env;
 mod error;
 mod graph;
+mod http;
 mod interpolate;
 mod limits;
 mod load;

@@ -29,6 +29,7 @@ pub(crate) type Field<T> = Option<Spanned<T>>;
 pub(crate) struct RawFile {
     /// `logs_dir`, at the top level.
     pub(crate) logs_dir: Field<String>,
+    pub(crate) http: Option<std::net::SocketAddr>, // `[http] listen`, read by `super::http`
     pub(crate) defaults: Option<RawSection>,
     /// In the order of the file.
     pub(crate) programs: Vec<RawSection>,
@@ -197,6 +198,7 @@ pub(crate) fn read(text: &str, errors: &mut Collector<'_>) -> Option<RawFile> {
                     ErrorKind::Schema("expected a directory path (a string)".to_owned()),
                 ),
             },
+            "http" => file.http = super::http::read(value, errors),
             "programs" => match value.get_ref().as_table() {
                 Some(programs) => {
                     for (name, body) in in_file_order(programs) {
@@ -212,8 +214,8 @@ pub(crate) fn read(text: &str, errors: &mut Collector<'_>) -> Option<RawFile> {
                 None,
                 ErrorKind::UnknownKey {
                     key: other.to_owned(),
-                    suggestion: closest(other, ["defaults", "programs", "logs_dir"]),
-                    expected: vec!["defaults".into(), "programs".into(), "logs_dir".into()],
+                    suggestion: closest(other, ["defaults", "programs", "logs_dir", "http"]),
+                    expected: vec!["defaults".into(), "programs".into(), "logs_dir".into(), "http".into()],
                 },
             ),
         }

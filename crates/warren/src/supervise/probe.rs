@@ -102,12 +102,17 @@ pub(super) fn short(duration: Duration) -> String {
 /// reaped yet then, so the group id is still the probe's own.
 struct GroupGuard {
     pgid: Option<u32>,
+    /// Registered with the orphan reaper until the probe is reaped or given up.
+    pid: Option<u32>,
 }
 
 impl Drop for GroupGuard {
     fn drop(&mut self) {
         if let Some(pgid) = self.pgid {
             let _ = sys::kill_group(pgid, Signal::KILL);
+        }
+        if let Some(pid) = self.pid {
+            crate::reaper::unregister(pid);
         }
     }
 }
@@ -141,8 +146,9 @@ pub(super) async fn run(command: &Invocation, program: &Program) -> Result<(), S
     cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
     cmd.process_group(0);
     cmd.kill_on_drop(true);
-    let mut child = cmd.spawn().map_err(|err| format!("cannot run the probe: {err}"))?;
-    let mut guard = GroupGuard { pgid: child.id() };
+    let mut child = crate::reaper::register(|| cmd.spawn(), tokio::process::Child::id)
+        .map_err(|err| format!("cannot run the probe: {err}"))?;
+    let mut guard = GroupGuard { pgid: child.id(), pid: child.id() };
     let stderr = child.stderr.take();
     let (status, last_line) = tokio::join!(child.wait(), last_line(stderr));
     // Reaped: the group id may belong to someone else from now on.

@@ -64,11 +64,11 @@ pub fn kill_process(raw_pid: u32, signal: Signal) -> io::Result<()> {
     rustix::process::kill_process(pid(raw_pid)?, to_rustix(signal)?).map_err(io::Error::from)
 }
 
-/// Reaps `raw_pid` if it is an exited child of ours; never waits.
-pub fn reap_if_exited(raw_pid: u32) {
-    if let Ok(child) = pid(raw_pid) {
-        let _ = rustix::process::waitpid(Some(child), rustix::process::WaitOptions::NOHANG);
-    }
+/// Reaps `raw_pid` if it is an exited child of ours; never waits. Whether it was reaped.
+pub fn reap_if_exited(raw_pid: u32) -> bool {
+    pid(raw_pid).is_ok_and(|child| {
+        matches!(rustix::process::waitpid(Some(child), rustix::process::WaitOptions::NOHANG), Ok(Some(_)))
+    })
 }
 
 /// Whether a process exists (zombies included).

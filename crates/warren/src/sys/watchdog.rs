@@ -47,7 +47,7 @@ impl Watchdog {
     /// `cgroup_kill`: the host's `cgroup.kill`, written to kill every child's cgroup at once,
     /// descendants that left their process group included.
     pub fn start(cgroup_kill: Option<CString>) -> io::Result<Watchdog> {
-        let (pipe, pid) = fork_watchdog(cgroup_kill.as_deref())?;
+        let (pipe, pid) = crate::reaper::register(|| fork_watchdog(cgroup_kill.as_deref()), |(_, pid)| Some(*pid))?;
         let state = State { pipe: Some(pipe), pid, groups: HashSet::new(), closing: false };
         let shared = Arc::new(Shared { cgroup_kill, state: Mutex::new(state) });
         let watched = Arc::clone(&shared);
@@ -107,11 +107,12 @@ fn monitor(shared: &Shared) {
     loop {
         let pid = shared.lock().pid;
         let _ = wait_for(pid);
+        crate::reaper::unregister(pid);
         let mut state = shared.lock();
         if state.closing {
             return;
         }
-        match fork_watchdog(shared.cgroup_kill.as_deref()) {
+        match crate::reaper::register(|| fork_watchdog(shared.cgroup_kill.as_deref()), |(_, pid)| Some(*pid)) {
             Ok((pipe, new_pid)) => {
                 state.pipe = Some(pipe);
                 state.pid = new_pid;
@@ -146,6 +147,7 @@ impl Drop for Watchdog {
             let _ = monitor.join();
         } else if let Ok(pid) = pid(self.shared.lock().pid) {
             let _ = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty());
+            crate::reaper::unregister(pid.as_raw_nonzero().get().unsigned_abs());
         }
     }
 }
