@@ -143,7 +143,7 @@ backoff = { initial = "100ms" }
     );
     up.wait_event("hog", "started", BOUND);
     if let Err(why) = limits_line(&up, "hog") {
-        testkit::skip::unavailable(&format!("memory_max is not applied here: {why}"));
+        testkit::skip::unavailable_known("cgroup2-memory", &format!("memory_max is not applied here: {why}"));
         down(&mut up);
         return;
     }
@@ -164,7 +164,7 @@ pids_max = 20
     );
     up.wait_event("bomb", "started", BOUND);
     if let Err(why) = limits_line(&up, "bomb") {
-        testkit::skip::unavailable(&format!("pids_max is not applied here: {why}"));
+        testkit::skip::unavailable_known("cgroup2-pids", &format!("pids_max is not applied here: {why}"));
         down(&mut up);
         return;
     }
