@@ -8,7 +8,7 @@ use super::plan::Backoff;
 /// 1): a program that crashes at once must not make the supervisor spin on it.
 pub const MIN_DELAY: Duration = Duration::from_millis(100);
 
-/// The delay before restart number `attempt` (0 for the first restart), at least [`MIN_DELAY`].
+/// The delay before restart number `attempt` (0 for the first restart), at least `MIN_DELAY` (100 ms, so that a crash loop with a zero backoff cannot spin).
 /// `unit` is a uniform draw in [0, 1) that spreads the delay by ± `jitter`.
 pub fn delay(backoff: &Backoff, attempt: u32, unit: f64) -> Duration {
     let base = backoff.initial.as_secs_f64() * backoff.factor.powi(i32::try_from(attempt).unwrap_or(i32::MAX));

@@ -185,7 +185,7 @@ pub enum Event {
     },
     /// Stop everything, dependents before their dependencies.
     Shutdown,
-    /// Control request: run this plan from now on (see [`super::reload`]): new programs start,
+    /// Control request: run this plan from now on (see `supervise/reload.rs`): new programs start,
     /// removed ones stop, changed ones restart with their new settings, the others go on.
     Reload {
         /// The new plan.
