@@ -27,7 +27,7 @@ impl<S: Subscriber> Layer<S> for ToTerminal {
                 Level::WARN => AnsiColor::Yellow,
                 _ => AnsiColor::BrightBlack,
             };
-            let style = Style::new().bold().fg_color(Some(colour.into()));
+            let style = self.0.styled(Style::new().bold().fg_color(Some(colour.into())));
             let _ = write!(text, "{style}{level}{style:#} ");
         }
         text.push_str(&fields.message);

@@ -110,6 +110,12 @@ impl Terminal {
         Ok(Terminal { shared, done: Arc::new(Mutex::new(Some(done))) })
     }
 
+    /// `style` where lines are coloured, no style where they are not: for text that carries its
+    /// own styling (the level words of diagnostics), which is written as it is.
+    pub fn styled(&self, style: Style) -> Style {
+        if self.shared.colour { style } else { Style::new() }
+    }
+
     /// Pads names to `width` (the longest program name) in warren's own lines.
     pub fn set_width(&self, width: usize) {
         self.shared.width.store(width, Ordering::Relaxed);
