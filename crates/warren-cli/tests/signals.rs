@@ -82,8 +82,19 @@ fn a_second_signal_kills_every_group_and_a_third_exits_130() {
     up.wait_line("SIGHUP again: killing every process group now", BOUND);
     let stopped = up.wait_event("stubborn", "stopped", BOUND);
     assert!(stopped.at - again < Duration::from_secs(2), "killed at once, not after the 60 s grace");
-    // The escapee's grandchild holds the pipes, so warren up still waits for them to drain.
+    // (A grandchild that moved itself out of its cgroup, as root can, is out of warren's reach:
+    // RELIABILITY.md, open items. The fixture kills it when the test ends.)
+    up.wait_exit(BOUND);
+
+    // The third signal ends `up` at once, whatever the stop still waits for. Sent right behind
+    // the second, it is handled before the killed programs are even reaped: once they are,
+    // escaped processes included, nothing is left to wait for and `up` would end by itself.
+    let mut up = Up::stubborn_with_an_escaped_grandchild();
+    up.signal(Signal::TERM);
+    up.wait_line("SIGTERM: stopping all programs", BOUND);
+    up.wait_line("stubborn | ignoring SIGTERM", BOUND);
     let third = Instant::now();
+    up.signal(Signal::HUP);
     up.signal(Signal::QUIT);
     let status = up.wait_exit(BOUND);
     assert!(third.elapsed() < Duration::from_millis(1500), "exited at once:\n{}", up.transcript());
