@@ -46,7 +46,8 @@ pub struct ControlSocket {
     servers: Arc<Mutex<Vec<Running>>>,
     healer: JoinHandle<()>,
     /// Held, not read: the lock lasts as long as the open file.
-    _lock: File,
+    lock: File,
+    lock_path: PathBuf,
 }
 
 impl ControlSocket {
@@ -67,7 +68,7 @@ impl ControlSocket {
         };
         let servers = Arc::new(Mutex::new(vec![running]));
         let healer = tokio::spawn(heal(path.to_owned(), Arc::clone(&servers), serve, say));
-        Ok(ControlSocket { servers, healer, _lock: lock })
+        Ok(ControlSocket { servers, healer, lock, lock_path: lock_path(path) })
     }
 
     /// Stops binding again, then shuts every server down (letting calls finish for `drain`).
@@ -79,6 +80,9 @@ impl ControlSocket {
             stopping.spawn(async move { server.shutdown(drain).await });
         }
         while stopping.join_next().await.is_some() {}
+        // Removed while still held, so that no other `up` can take it in between (see `lock`).
+        let _ = std::fs::remove_file(&self.lock_path);
+        drop(self.lock);
     }
 }
 
@@ -86,18 +90,33 @@ fn lock_path(socket: &Path) -> PathBuf {
     socket.with_extension("lock")
 }
 
-/// Takes the instance's lock, or says who has it. The file stays when `up` ends: removing it
-/// could let two later `up`s each lock a different file of the same name.
+/// Takes the instance's lock, or says who has it. `up` removes the file when it ends (still
+/// holding the lock), so a lock taken on a file that was opened just before its removal is
+/// a lock on nothing: the lock counts only if the path still names the locked file, and is
+/// taken again otherwise.
 fn lock(socket: &Path) -> Result<File, OpenError> {
+    use std::os::unix::fs::MetadataExt;
     let path = lock_path(socket);
     let io = |source| OpenError::Lock { path: path.clone(), source };
-    let file = File::options().create(true).truncate(false).write(true).open(&path).map_err(io)?;
-    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
-        Ok(()) => Ok(file),
-        Err(rustix::io::Errno::WOULDBLOCK) => Err(OpenError::AlreadyRunning(path)),
-        Err(errno) => Err(io(errno.into())),
+    for _ in 0..LOCK_TRIES {
+        let file = File::options().create(true).truncate(false).write(true).open(&path).map_err(io)?;
+        match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => {}
+            Err(rustix::io::Errno::WOULDBLOCK) => return Err(OpenError::AlreadyRunning(path)),
+            Err(errno) => return Err(io(errno.into())),
+        }
+        let locked = file.metadata().map_err(io)?;
+        match std::fs::metadata(&path) {
+            Ok(named) if (named.dev(), named.ino()) == (locked.dev(), locked.ino()) => return Ok(file),
+            _ => continue,
+        }
     }
+    Err(io(std::io::Error::other("the lock file kept being replaced while it was locked")))
 }
+
+/// Attempts at a lock whose file is removed under it: each one means another `up` ended
+/// just then, which cannot go on for long.
+const LOCK_TRIES: usize = 10;
 
 /// Binds `path` again whenever the file there stops being the one a server of ours made.
 async fn heal(

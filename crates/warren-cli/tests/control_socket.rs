@@ -42,8 +42,11 @@ fn a_second_up_is_refused_by_the_lock_even_without_the_socket() {
     let stderr = String::from_utf8_lossy(&second.stderr);
     assert_eq!(second.status.code(), Some(3), "{stderr}");
     assert!(stderr.contains("already running") && stderr.contains(".lock"), "{stderr}");
+    let lock = up.socket().with_extension("lock");
+    assert!(lock.exists(), "the lock file is there while up runs");
     up.warren(["down"]).assert().success();
     up.wait_exit(BOUND);
+    assert!(!lock.exists(), "up removes its lock file when it ends");
     up.assert_no_leftovers(Duration::from_secs(3));
 }
 
