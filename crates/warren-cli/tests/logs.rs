@@ -195,9 +195,11 @@ logs_dir = "logs"
 [defaults]
 max_size = "100MiB"
 
+# The flood waits for the go-ahead: the ticker's first lines must be on disk before the disk
+# fills, or its later gap has no line before it to be told after.
 [programs.flood]
-command = @child@
-args = ["flood", "50000"]
+shell = "while [ ! -e go ]; do sleep 0.02; done; exec \"$CHILD\" flood 50000"
+env = { CHILD = @child@ }
 restart = "never"
 
 [programs.ticker]
@@ -216,6 +218,12 @@ shell = "while :; do echo tick; sleep 0.02; done"
         return;
     }
     up.wait_line("control socket", BOUND);
+    let deadline = Instant::now() + BOUND;
+    while !stdout(&up, &["logs", "ticker", "-n", "1"]).contains("tick") {
+        assert!(Instant::now() < deadline, "the ticker's first line never reached its file");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::fs::write(up.dir().join("go"), "").expect("let the flood start");
     up.wait_line("flood: cannot write its log", BOUND);
     // 5 MB into a quarter of a MiB: flood still ran to its end, never blocked on its pipe.
     let row = up.wait_status("flood", BOUND, |row| row["state"] == "exited");
