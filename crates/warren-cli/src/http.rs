@@ -14,12 +14,14 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 use warren::supervise::Supervisor;
 
+use crate::call_counts::CallCounts;
 use crate::control::StatusRow;
 use crate::logs::store::Store;
 use crate::usage::Sampler;
@@ -29,6 +31,7 @@ struct Shared {
     supervisor: Arc<OnceLock<Supervisor>>,
     logs: Arc<Store>,
     sampler: Arc<Sampler>,
+    call_counts: Arc<CallCounts>,
 }
 
 /// The running endpoint; [`Endpoint::shutdown`] stops it.
@@ -50,11 +53,12 @@ pub async fn serve(
     listen: SocketAddr,
     supervisor: Arc<OnceLock<Supervisor>>,
     logs: Arc<Store>,
+    call_counts: Arc<CallCounts>,
 ) -> std::io::Result<Endpoint> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|err| std::io::Error::new(err.kind(), format!("cannot listen on {listen} ([http] listen): {err}")))?;
-    let shared = Shared { supervisor, logs, sampler: Arc::new(Sampler::default()) };
+    let shared = Shared { supervisor, logs, sampler: Arc::new(Sampler::default()), call_counts };
     let app = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
@@ -136,6 +140,10 @@ async fn metrics(State(shared): State<Shared>) -> Response {
     let rss = int(&mut registry, "rss_bytes", "Resident memory of its process tree");
     let lines = int(&mut registry, "log_lines", "Lines in its log (the last line's sequence number, kept across runs)");
     let lost = int(&mut registry, "log_lost_lines", "Lines that could not be written to its log file");
+    let rpc_calls = Family::<Labels, Counter>::default();
+    registry.register("rpc_calls", "Calls warren carried to it (`warren call`)", rpc_calls.clone());
+    let rpc_errors = Family::<Labels, Counter>::default();
+    registry.register("rpc_errors", "Calls warren carried to it that failed", rpc_errors.clone());
     let cpu = Family::<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
     registry.register("cpu_seconds", "CPU time used by its running process tree", cpu.clone());
     let last_exits: std::collections::HashMap<String, warren::Exit> =
@@ -148,6 +156,11 @@ async fn metrics(State(shared): State<Shared>) -> Response {
         let is_healthy = row.state == "ready" && row.health.as_deref().is_none_or(|h| h == "healthy");
         healthy.get_or_create(&labels).set(i64::from(is_healthy));
         restarts.get_or_create(&labels).set(i64::from(row.restarts));
+        let calls = shared.call_counts.get(&row.name);
+        if row.endpoint.is_some() || calls.calls > 0 {
+            rpc_calls.get_or_create(&labels).inc_by(calls.calls);
+            rpc_errors.get_or_create(&labels).inc_by(calls.errors);
+        }
         lost.get_or_create(&labels).set(i64::try_from(row.log_lost).unwrap_or(i64::MAX));
         if let Some(program) = shared.logs.find(&row.name) {
             let seq = shared.logs.writer(program).seq();

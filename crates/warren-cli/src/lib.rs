@@ -5,6 +5,7 @@
 #![warn(missing_docs)]
 
 mod builtin;
+mod call_counts;
 mod cli;
 pub mod config;
 mod control;

@@ -9,6 +9,7 @@ use warren::supervise::Supervisor;
 use warren::supervise::machine::HealthStatus;
 use warren_rpc::{HandlerError, Server};
 
+use crate::call_counts::CallCounts;
 use crate::control::{CallRequest, ProgramsRequest, StatusRow, codes};
 use crate::detail;
 use crate::lifecycle;
@@ -54,7 +55,12 @@ fn unknown(err: warren::supervise::UnknownProgram) -> HandlerError {
 
 /// The control service. Requests that arrive before the supervisor exists (a few microseconds
 /// at start) are answered as "starting".
-pub fn control(slot: Arc<OnceLock<Supervisor>>, logs: Arc<Store>, file: Option<Arc<Path>>) -> Server {
+pub fn control(
+    slot: Arc<OnceLock<Supervisor>>,
+    logs: Arc<Store>,
+    file: Option<Arc<Path>>,
+    call_counts: Arc<CallCounts>,
+) -> Server {
     let get = move || slot.get().cloned().ok_or_else(|| HandlerError::new(codes::NOT_RUNNING, "warren is starting"));
     let (status, start, stop, restart, call, down, reload, scale, program) =
         (get.clone(), get.clone(), get.clone(), get.clone(), get.clone(), get.clone(), get.clone(), get.clone(), get);
@@ -113,8 +119,8 @@ pub fn control(slot: Arc<OnceLock<Supervisor>>, logs: Arc<Store>, file: Option<A
             serve::read(Arc::clone(&read_logs), Arc::clone(&read_readers), ctx.peer().connection, request)
         })
         .method("Call", move |_ctx, request: CallRequest| {
-            let (supervisor, turns) = (call(), Arc::clone(&turns));
-            async move { forward(supervisor?, &turns, request).await }
+            let (supervisor, turns, counts) = (call(), Arc::clone(&turns), Arc::clone(&call_counts));
+            async move { forward(supervisor?, &turns, &counts, request).await }
         })
         .method("Reload", move |_ctx, request: crate::reload::ReloadRequest| {
             let (supervisor, file, logs) = (reload(), file.clone(), Arc::clone(&reload_logs));
@@ -142,6 +148,7 @@ pub fn control(slot: Arc<OnceLock<Supervisor>>, logs: Arc<Store>, file: Option<A
 async fn forward(
     supervisor: Supervisor,
     turns: &crate::round_robin::Turns,
+    counts: &CallCounts,
     request: CallRequest,
 ) -> Result<serde_json::Value, HandlerError> {
     let program = turns.pick(&supervisor, &request.program);
@@ -150,7 +157,9 @@ async fn forward(
         .map_err(unknown)?
         .ok_or_else(|| HandlerError::new(codes::NO_RPC, format!("{program} is not running, or does not serve RPC")))?;
     let options = warren_rpc::CallOptions { timeout: request.timeout_ms.map(Duration::from_millis) };
-    client.call_with::<_, serde_json::Value>(&request.method, &request.arg, options).await.map_err(|err| {
+    let result = client.call_with::<_, serde_json::Value>(&request.method, &request.arg, options).await;
+    counts.record(&program, result.is_ok());
+    result.map_err(|err| {
         let code = match err.code() {
             warren_rpc::ErrorCode::Application(code) => code,
             _ => codes::CALL_FAILED,

@@ -68,12 +68,15 @@ pub async fn run(
         output.own_lines_only();
     }
     let supervisor_slot: Arc<OnceLock<Supervisor>> = Arc::new(OnceLock::new());
+    let call_counts = Arc::new(crate::call_counts::CallCounts::default());
     let control_path = crate::instance::control_socket(instance_dir);
     let control = {
         let (slot, logs) = (Arc::clone(&supervisor_slot), Arc::clone(&logs));
         let say = Arc::clone(&output);
         let file = file.clone();
-        let serve = move || service::control(Arc::clone(&slot), Arc::clone(&logs), file.clone());
+        let call_counts = Arc::clone(&call_counts);
+        let serve =
+            move || service::control(Arc::clone(&slot), Arc::clone(&logs), file.clone(), Arc::clone(&call_counts));
         match ControlSocket::open(&control_path, serve, move |text| say.say(text)).await {
             Ok(control) => control,
             Err(OpenError::AlreadyRunning(lock)) => {
@@ -101,16 +104,18 @@ pub async fn run(
         .inspect_err(|err| output.say(&format!("orphans will not be reaped: cannot watch SIGCHLD: {err}")))
         .ok();
     let http = match log_settings_http {
-        Some(listen) => match crate::http::serve(listen, Arc::clone(&supervisor_slot), Arc::clone(&logs)).await {
-            Ok(endpoint) => {
-                output.say(&format!("HTTP endpoint on http://{listen} (/healthz /readyz /metrics /status)"));
-                Some(endpoint)
+        Some(listen) => {
+            match crate::http::serve(listen, Arc::clone(&supervisor_slot), Arc::clone(&logs), call_counts).await {
+                Ok(endpoint) => {
+                    output.say(&format!("HTTP endpoint on http://{listen} (/healthz /readyz /metrics /status)"));
+                    Some(endpoint)
+                }
+                Err(err) => {
+                    control.shutdown(Duration::ZERO).await;
+                    return Err(anyhow::Error::new(err));
+                }
             }
-            Err(err) => {
-                control.shutdown(Duration::ZERO).await;
-                return Err(anyhow::Error::new(err));
-            }
-        },
+        }
         None => None,
     };
     let (notices_tx, mut notices) = broadcast::channel(1024);

@@ -116,3 +116,39 @@ fn an_http_table_with_a_bad_address_is_a_config_error() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success() && stderr.contains("http.listen"), "{stderr}");
 }
+
+#[test]
+fn metrics_count_the_calls_warren_carries_to_each_rpc_program() {
+    let port = free_port();
+    let mut up = Up::start(&format!(
+        r#"
+[http]
+listen = "127.0.0.1:{port}"
+
+[programs.api]
+command = @child@
+args = ["plugin"]
+ready = "warren"
+
+[programs.quiet]
+command = "sleep"
+args = ["30"]
+"#
+    ));
+    up.wait_line("all programs are up", BOUND);
+    let (_, before) = get(port, "/metrics");
+    assert_eq!(metric(&before, "warren_program_rpc_calls_total").get("api"), Some(&0.0), "{before}");
+    assert!(!metric(&before, "warren_program_rpc_calls_total").contains_key("quiet"), "no RPC, no figure:\n{before}");
+
+    up.warren(["call", "api", "Task.Get", r#""a""#]).assert().success();
+    up.warren(["call", "api", "Task.Get", r#""b""#]).assert().success();
+    up.warren(["call", "api", "Task.NoSuchMethod", "null"]).assert().failure();
+
+    let (_, text) = get(port, "/metrics");
+    assert_eq!(metric(&text, "warren_program_rpc_calls_total").get("api"), Some(&3.0), "{text}");
+    assert_eq!(metric(&text, "warren_program_rpc_errors_total").get("api"), Some(&1.0), "{text}");
+
+    up.signal(Signal::TERM);
+    assert_eq!(up.wait_exit(BOUND).code(), Some(0));
+    up.assert_no_leftovers(BOUND);
+}
