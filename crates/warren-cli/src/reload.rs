@@ -9,7 +9,7 @@ use warren::supervise::machine::State;
 use warren::supervise::{PlanDiff, Supervisor};
 use warren_rpc::{CallError, CallOptions, Client, HandlerError};
 
-use crate::control::{Outcome, OutcomeKind};
+use crate::control::Outcome;
 use crate::logs::store::Store;
 use crate::remote::RemoteError;
 use crate::{config, exit, lifecycle};
@@ -113,16 +113,6 @@ pub async fn remote(client: &Client, dry_run: bool) -> Result<u8, RemoteError> {
     for line in describe(&answer) {
         println!("{line}");
     }
-    let mut code = exit::OK;
-    for outcome in &answer.outcomes {
-        match outcome.kind {
-            OutcomeKind::Done => println!("{}: {}", outcome.program, outcome.text),
-            OutcomeKind::Warning => eprintln!("warren: warning: {}: {}", outcome.program, outcome.text),
-            OutcomeKind::Failed => {
-                eprintln!("warren: {}: {}", outcome.program, outcome.text);
-                code = exit::PROGRAM_FAILED;
-            }
-        }
-    }
+    let code = crate::remote::print_outcomes(&answer.outcomes)?;
     Ok(code)
 }

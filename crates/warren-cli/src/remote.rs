@@ -181,6 +181,12 @@ pub async fn programs(client: &Client, method: &str, request: &ProgramsRequest) 
     // client deadline is set only with --timeout, a little later, so that its answer comes first.
     let timeout = request.timeout_ms.map(|ms| Duration::from_millis(ms) + Duration::from_secs(5));
     let outcomes: Vec<Outcome> = client.call_with(method, request, CallOptions { timeout }).await.map_err(refused)?;
+    print_outcomes(&outcomes)
+}
+
+/// One line per program: what was done on stdout, warnings and failures on stderr; exit 1 if a
+/// program did not do what was asked.
+pub(crate) fn print_outcomes(outcomes: &[Outcome]) -> Result<u8, RemoteError> {
     let mut code = exit::OK;
     for outcome in outcomes {
         let line = format!("{}: {}", outcome.program, outcome.text);

@@ -9,10 +9,10 @@ use serde::{Deserialize, Serialize};
 use warren::supervise::{PlanDiff, Supervisor};
 use warren_rpc::{CallError, CallOptions, Client, HandlerError};
 
-use crate::control::{Outcome, OutcomeKind, codes};
+use crate::control::{Outcome, codes};
+use crate::lifecycle;
 use crate::logs::store::Store;
 use crate::remote::RemoteError;
-use crate::{exit, lifecycle};
 
 /// What `warren scale` asks.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -80,17 +80,7 @@ pub async fn remote(client: &Client, program: &str, count: u32) -> Result<u8, Re
     for name in &answer.removed {
         println!("{name}: stopped (scaled down)");
     }
-    let mut code = exit::OK;
-    for outcome in &answer.outcomes {
-        match outcome.kind {
-            OutcomeKind::Done => println!("{}: {}", outcome.program, outcome.text),
-            OutcomeKind::Warning => eprintln!("warren: warning: {}: {}", outcome.program, outcome.text),
-            OutcomeKind::Failed => {
-                eprintln!("warren: {}: {}", outcome.program, outcome.text);
-                code = exit::PROGRAM_FAILED;
-            }
-        }
-    }
+    let code = crate::remote::print_outcomes(&answer.outcomes)?;
     if answer.added.is_empty() && answer.removed.is_empty() {
         println!("{program}: already {count} replicas");
     }
