@@ -144,9 +144,19 @@ health = { rpc_ping = true, interval = "100ms" }
 [programs.idle]
 command = @child@
 args = ["sleeper"]
+
+[programs.slow]
+command = @child@
+args = ["sleeper"]
+ready = { exec = ["false"], interval = "100ms" }
+ready_timeout = "60s"
+health = { exec = ["true"], interval = "100ms" }
 "#,
     );
     up.wait_event("busy", "started", BOUND);
+    // A check that has not answered yet is not "no check".
+    let slow = up.wait_status("slow", BOUND, |row| row["state"] == "running");
+    assert_eq!(slow["health"], "pending", "{slow:#}");
     up.wait_event("rpc", "ready", BOUND);
     up.wait_event("idle", "started", BOUND);
     // A busy loop uses CPU in any window of a few tenths of a second, shared CPUs or not; the

@@ -76,6 +76,7 @@ fn a_reload_applies_the_difference_and_keeps_what_did_not_change() {
     let changed = pid(&mut up, "change");
     assert_ne!(changed, before[1], "the changed program kept its process");
     assert!(!alive(before[1]), "the changed program's old process is still there");
+    assert_eq!(up.row("change")["last_restart"], "its settings changed", "the restart says why");
     let added = pid(&mut up, "added");
     assert!(alive(added));
     // The added program has a log file of its own, as those `up` started with do.

@@ -166,7 +166,9 @@ impl Machine {
             Event::Reload { plan } => self.replace(now, &plan, &mut actions),
             Event::Start { name } => self.with(&name, |m, i| m.request_start(now, i, &mut actions)),
             Event::Stop { name } => self.with(&name, |m, i| m.request_stop(now, i, None, &mut actions)),
-            Event::Restart { name } => self.with(&name, |m, i| m.request_restart(now, i, &mut actions)),
+            Event::Restart { name } => {
+                self.with(&name, |m, i| m.request_restart(now, i, "restart requested", &mut actions))
+            }
             Event::Started { name } => self.with(&name, |m, i| m.started(now, i, &mut actions)),
             Event::Ready { name } => self.with(&name, |m, i| m.ready(now, i, &mut actions)),
             Event::StartFailed { name, error } => {
@@ -424,7 +426,8 @@ impl Machine {
         }
     }
 
-    pub(super) fn request_restart(&mut self, now: Instant, i: usize, actions: &mut Vec<Action>) {
+    /// Restarts program `i`; `cause` is what its stop is reported with.
+    pub(super) fn request_restart(&mut self, now: Instant, i: usize, cause: &str, actions: &mut Vec<Action>) {
         if self.shutting_down {
             return;
         }
@@ -432,7 +435,7 @@ impl Machine {
         slot.attempt = 0;
         slot.starts.clear();
         if slot.state.is_active() {
-            slot.stop_cause = Some("restart requested".to_owned());
+            slot.stop_cause = Some(cause.to_owned());
             self.request_stop(now, i, Some(Relaunch::Now), actions);
         } else {
             slot.timer_generation += 1;
@@ -463,7 +466,9 @@ impl Slot {
         } else if self.healthy {
             Some(HealthStatus::Healthy)
         } else {
-            (self.state == State::Ready).then_some(HealthStatus::Pending)
+            // Checks begin once it is ready; until then (and until the first verdict) it has
+            // a check that has not answered yet, which "-" (no check) would hide.
+            matches!(self.state, State::Starting | State::Running | State::Ready).then_some(HealthStatus::Pending)
         }
     }
 }

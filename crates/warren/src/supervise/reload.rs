@@ -126,7 +126,7 @@ impl Machine {
                 return;
             }
         }
-        self.request_restart(now, i, actions);
+        self.request_restart(now, i, "its settings changed", actions);
     }
 
     /// Stops each retiring program once nothing active depends on it, and drops the retiring
