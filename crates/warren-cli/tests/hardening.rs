@@ -111,6 +111,21 @@ fn killall_warren(user: Option<(u32, u32)>) {
     let left: Vec<String> = tree.iter().filter(|&&pid| alive(pid)).map(|&pid| cmdline(pid)).collect();
     assert!(gone, "left {:?} after up was killed: {left:?}", started.elapsed());
     eprintln!("killall -9 warren: the whole tree gone {:?} after", started.elapsed());
+    // The watchdog also removes the dead host's runtime directory, which its children emptied.
+    let removed = testkit::wait_until(Duration::from_secs(2), || runtime_dirs(up.pid()).is_empty());
+    assert!(removed, "the dead host's runtime directory is left: {:?}", runtime_dirs(up.pid()));
+}
+
+/// The runtime directories (`warren-<pid>-<random>`) of the host `pid`.
+fn runtime_dirs(pid: u32) -> Vec<std::path::PathBuf> {
+    let prefix = format!("warren-{pid}-");
+    let bases = std::env::var_os("XDG_RUNTIME_DIR").into_iter().map(std::path::PathBuf::from).chain(["/tmp".into()]);
+    bases
+        .filter_map(|base| std::fs::read_dir(base).ok())
+        .flat_map(|entries| entries.flatten())
+        .filter(|entry| entry.file_name().to_string_lossy().starts_with(&prefix))
+        .map(|entry| entry.path())
+        .collect()
 }
 
 #[test]
@@ -159,6 +174,11 @@ fn both_killed_at_once(user: Option<(u32, u32)>) -> (Vec<u32>, Duration) {
     let took = killed.elapsed();
     std::thread::sleep(Duration::from_millis(300));
     let left = up.processes("sleep 303");
+    // Nobody was left to remove the host's runtime directory; the next host of the same user
+    // would sweep it, but the test's user may never start another.
+    for dir in runtime_dirs(up.pid()) {
+        let _ = std::fs::remove_dir_all(dir);
+    }
     (left, took)
     // Dropping `up` kills what is left.
 }

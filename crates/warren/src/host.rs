@@ -17,7 +17,7 @@ use crate::socket_watch::SocketWatch;
 use crate::spawner::Spawner;
 use crate::spec::Spec;
 use crate::start::{self, Context};
-use crate::sys::{self, Watchdog};
+use crate::sys::{self, Leftovers, Watchdog};
 
 struct HostShared {
     runtime_dir: RuntimeDir,
@@ -111,9 +111,12 @@ impl HostBuilder {
             Ok(cgroup) => (Some(cgroup), None),
             Err(why) => (None, Some(why)),
         };
-        let kill_file = cgroup.as_ref().and_then(HostCgroup::kill_file);
+        let leftovers = Leftovers {
+            cgroup_kill: cgroup.as_ref().and_then(HostCgroup::kill_file),
+            runtime_dir: std::ffi::CString::new(runtime_dir.path().as_os_str().as_encoded_bytes()).ok(),
+        };
         let watchdog =
-            if self.watchdog { Some(Arc::new(Watchdog::start(kill_file).map_err(HostError::Watchdog)?)) } else { None };
+            if self.watchdog { Some(Arc::new(Watchdog::start(leftovers).map_err(HostError::Watchdog)?)) } else { None };
         let spawner = Spawner::start().map_err(HostError::Spawner)?;
         Ok(Host {
             shared: Arc::new(HostShared {

@@ -16,4 +16,4 @@ mod watchdog;
 pub use async_fd::async_fd;
 pub use process::*;
 pub use spawn::{CwdError, Exec, User, spawn};
-pub use watchdog::Watchdog;
+pub use watchdog::{Leftovers, Watchdog};

@@ -23,8 +23,21 @@ pub struct Watchdog {
 
 #[derive(Debug)]
 struct Shared {
-    cgroup_kill: Option<CString>,
+    leftovers: Leftovers,
     state: Mutex<State>,
+}
+
+/// What the watchdog cleans up besides the groups it is told of, as paths made before the fork
+/// (the watchdog must not allocate).
+#[derive(Debug, Default)]
+pub struct Leftovers {
+    /// The host's `cgroup.kill`, written to kill every child's cgroup at once, descendants that
+    /// left their process group included.
+    pub cgroup_kill: Option<CString>,
+    /// The host's runtime directory: removed if the host died and its children, asked to stop,
+    /// removed their socket files (a directory still holding files stays for the next host's
+    /// sweep).
+    pub runtime_dir: Option<CString>,
 }
 
 #[derive(Debug)]
@@ -44,12 +57,10 @@ pub const WATCHDOG_NAME: &std::ffi::CStr = c"warren-watchdog";
 const WATCHDOG_CAPACITY: usize = 16 * 1024;
 
 impl Watchdog {
-    /// `cgroup_kill`: the host's `cgroup.kill`, written to kill every child's cgroup at once,
-    /// descendants that left their process group included.
-    pub fn start(cgroup_kill: Option<CString>) -> io::Result<Watchdog> {
-        let (pipe, pid) = crate::reaper::register(|| fork_watchdog(cgroup_kill.as_deref()), |(_, pid)| Some(*pid))?;
+    pub fn start(leftovers: Leftovers) -> io::Result<Watchdog> {
+        let (pipe, pid) = crate::reaper::register(|| fork_watchdog(&leftovers), |(_, pid)| Some(*pid))?;
         let state = State { pipe: Some(pipe), pid, groups: HashSet::new(), closing: false };
-        let shared = Arc::new(Shared { cgroup_kill, state: Mutex::new(state) });
+        let shared = Arc::new(Shared { leftovers, state: Mutex::new(state) });
         let watched = Arc::clone(&shared);
         let monitor = std::thread::Builder::new().name("warren-watchdog-monitor".into()).spawn(move || {
             monitor(&watched);
@@ -112,7 +123,7 @@ fn monitor(shared: &Shared) {
         if state.closing {
             return;
         }
-        match crate::reaper::register(|| fork_watchdog(shared.cgroup_kill.as_deref()), |(_, pid)| Some(*pid)) {
+        match crate::reaper::register(|| fork_watchdog(&shared.leftovers), |(_, pid)| Some(*pid)) {
             Ok((pipe, new_pid)) => {
                 state.pipe = Some(pipe);
                 state.pid = new_pid;
@@ -153,7 +164,7 @@ impl Drop for Watchdog {
 }
 
 /// Forks a watchdog; returns the write end of its pipe and its pid.
-fn fork_watchdog(cgroup_kill: Option<&std::ffi::CStr>) -> io::Result<(OwnedFd, u32)> {
+fn fork_watchdog(leftovers: &Leftovers) -> io::Result<(OwnedFd, u32)> {
     let (read_end, write_end) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
     // Allocated before fork: the watchdog must not allocate.
     let mut groups = vec![0i32; WATCHDOG_CAPACITY].into_boxed_slice();
@@ -161,13 +172,13 @@ fn fork_watchdog(cgroup_kill: Option<&std::ffi::CStr>) -> io::Result<(OwnedFd, u
     let read_fd = read_end.as_raw_fd();
     let write_fd = write_end.as_raw_fd();
     // SAFETY: after fork the child runs only `watchdog_main`, which makes async-signal-safe
-    // syscalls (close, prctl, setpgid, sigaction, read, kill, open, write, _exit) on memory it
+    // syscalls (close, prctl, setpgid, sigaction, read, kill, open, write, rmdir, _exit) on memory it
     // owns, and never returns into Rust code that could touch locks held by other threads of
     // the parent.
     let child = unsafe { libc::fork() };
     match child {
         -1 => Err(io::Error::last_os_error()),
-        0 => watchdog_main(read_fd, write_fd, &mut groups, cgroup_kill, &tag),
+        0 => watchdog_main(read_fd, write_fd, &mut groups, leftovers, &tag),
         pid => {
             drop(read_end);
             Ok((write_end, pid.unsigned_abs()))
@@ -175,13 +186,7 @@ fn fork_watchdog(cgroup_kill: Option<&std::ffi::CStr>) -> io::Result<(OwnedFd, u
     }
 }
 
-fn watchdog_main(
-    read_fd: i32,
-    write_fd: i32,
-    groups: &mut [i32],
-    cgroup_kill: Option<&std::ffi::CStr>,
-    tag: &[u8],
-) -> ! {
+fn watchdog_main(read_fd: i32, write_fd: i32, groups: &mut [i32], leftovers: &Leftovers, tag: &[u8]) -> ! {
     // SAFETY (whole function): runs in the forked child; every call below is an async-signal-safe
     // syscall on file descriptors and memory this process owns.
     unsafe {
@@ -257,7 +262,7 @@ fn watchdog_main(
         }
         // And whatever left its group: everything in the children's cgroups. After a clean
         // stop they are empty and this does nothing; the host itself is not in them.
-        if let Some(path) = cgroup_kill {
+        if let Some(path) = &leftovers.cgroup_kill {
             let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
             if fd >= 0 {
                 libc::write(fd, b"1".as_ptr().cast(), 1);
@@ -270,6 +275,10 @@ fn watchdog_main(
         // dropped in a live process must not touch another one's children.
         if !goodbye {
             super::tagged::kill_tagged(tag, libc::getpid());
+            // A dropped `Host` removes its directory itself.
+            if let Some(path) = &leftovers.runtime_dir {
+                libc::rmdir(path.as_ptr());
+            }
         }
         libc::_exit(0)
     }
