@@ -58,6 +58,7 @@ pub async fn run(
     let file: Option<Arc<Path>> = file.map(Arc::from);
     let output = Arc::new(Output::new(plan.programs().iter().map(|p| p.name.as_str()), terminal));
     let log_settings_http = log_settings.http;
+    let pid_namespace = log_settings.pid_namespace;
     let logs_dir = log_settings.dir.unwrap_or_else(|| crate::instance::state_dir(instance_dir).join("logs"));
     let limits =
         plan.programs().iter().map(|p| (p.name.clone(), log_settings.limits.get(&p.name).copied().unwrap_or_default()));
@@ -90,7 +91,7 @@ pub async fn run(
             Err(err) => return Err(err.into()),
         }
     };
-    let host = match Host::builder().log_sink(logs.clone()).build() {
+    let host = match Host::builder().log_sink(logs.clone()).pid_namespace(pid_namespace).build() {
         Ok(host) => host,
         Err(err) => {
             // No stale control socket is left for the next `up` or `status` to stumble on.

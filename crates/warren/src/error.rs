@@ -100,6 +100,10 @@ pub enum HostError {
     /// The thread that starts every child could not be started.
     #[error("cannot start the spawner thread")]
     Spawner(#[source] std::io::Error),
+    /// [`HostBuilder::pid_namespace`](crate::HostBuilder::pid_namespace) was asked for and the
+    /// namespace or its init could not be made.
+    #[error("cannot start the children's PID namespace")]
+    PidNamespace(#[source] std::io::Error),
     /// [`HostBuilder::catch_signals`](crate::HostBuilder::catch_signals) could not install its
     /// handlers.
     #[error("cannot install the handlers of the stop signals")]

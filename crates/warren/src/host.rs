@@ -69,6 +69,7 @@ pub struct HostBuilder {
     sink: Arc<dyn LogSink>,
     watchdog: bool,
     catch_signals: bool,
+    pid_namespace: bool,
 }
 
 impl std::fmt::Debug for HostBuilder {
@@ -88,6 +89,17 @@ impl HostBuilder {
     /// killed (default on).
     pub fn watchdog(mut self, enabled: bool) -> Self {
         self.watchdog = enabled;
+        self
+    }
+
+    /// Starts the children in a PID namespace of their own (default off; needs root), whose
+    /// first process ends with the host. Then the kernel kills every process of the tree when
+    /// the host dies, even when its watchdog is killed at the same instant (`pkill -9`),
+    /// grandchildren that left their group and cgroup included. The price: the children see
+    /// their own pids as numbered in the namespace (`getpid()` is small, and a pid file holds a
+    /// number that means another process outside), while `/proc` is still the host's.
+    pub fn pid_namespace(mut self, enabled: bool) -> Self {
+        self.pid_namespace = enabled;
         self
     }
 
@@ -117,7 +129,7 @@ impl HostBuilder {
         };
         let watchdog =
             if self.watchdog { Some(Arc::new(Watchdog::start(leftovers).map_err(HostError::Watchdog)?)) } else { None };
-        let spawner = Spawner::start().map_err(HostError::Spawner)?;
+        let spawner = Spawner::start(self.pid_namespace)?;
         Ok(Host {
             shared: Arc::new(HostShared {
                 runtime_dir,
@@ -144,7 +156,7 @@ impl Host {
 
     /// Options for a host: log sink, watchdog, catching signals early.
     pub fn builder() -> HostBuilder {
-        HostBuilder { sink: Arc::new(TracingSink), watchdog: true, catch_signals: false }
+        HostBuilder { sink: Arc::new(TracingSink), watchdog: true, catch_signals: false, pid_namespace: false }
     }
 
     /// Starts a child and returns once it is ready and, for RPC children, connected.

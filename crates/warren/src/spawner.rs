@@ -32,31 +32,66 @@ type Job = (sys::Exec, oneshot::Sender<io::Result<u32>>);
 #[derive(Debug)]
 pub struct Spawner {
     jobs: mpsc::Sender<Job>,
+    /// The host's pid as its children see it: 0 from inside a PID namespace, whose processes
+    /// cannot see their parent outside it.
+    parent_seen_by_children: u32,
 }
 
 impl Spawner {
-    pub fn start() -> io::Result<Spawner> {
+    /// `pid_namespace`: start every child in a new PID namespace of this thread's
+    /// (`sys::pid_namespace`), which ends when the thread does.
+    pub fn start(pid_namespace: bool) -> Result<Spawner, crate::HostError> {
         let (jobs, queue) = mpsc::channel::<Job>();
-        std::thread::Builder::new().name("warren-spawner".into()).spawn(move || {
-            while let Ok((exec, reply)) = queue.recv() {
-                let started = crate::reaper::register(|| sys::spawn(&exec), |pid| Some(*pid));
-                // Closes the child's ends of its pipes here, so the host sees end-of-file when
-                // the child closes them.
-                drop(exec);
-                if let Err(Ok(pid)) = reply.send(started) {
-                    // Nobody waits for this child any more (the spawn was cancelled): it must
-                    // not run on unowned.
-                    let _ = sys::kill_group(pid, crate::Signal::KILL);
-                    let _ = sys::wait_for(pid);
-                    crate::reaper::unregister(pid);
+        let (ready, started) = mpsc::sync_channel::<io::Result<()>>(1);
+        std::thread::Builder::new()
+            .name("warren-spawner".into())
+            .spawn(move || {
+                let anchor = if pid_namespace {
+                    match crate::reaper::register(sys::enter_new_pid_namespace, |anchor| Some(anchor.pid)) {
+                        Ok(anchor) => Some(anchor),
+                        Err(err) => {
+                            let _ = ready.send(Err(err));
+                            return;
+                        }
+                    }
+                } else {
+                    None
+                };
+                let _ = ready.send(Ok(()));
+                while let Ok((exec, reply)) = queue.recv() {
+                    let started = crate::reaper::register(|| sys::spawn(&exec), |pid| Some(*pid));
+                    // Closes the child's ends of its pipes here, so the host sees end-of-file when
+                    // the child closes them.
+                    drop(exec);
+                    if let Err(Ok(pid)) = reply.send(started) {
+                        // Nobody waits for this child any more (the spawn was cancelled): it must
+                        // not run on unowned.
+                        let _ = sys::kill_group(pid, crate::Signal::KILL);
+                        let _ = sys::wait_for(pid);
+                        crate::reaper::unregister(pid);
+                    }
                 }
+                // Every owner of the children is gone: the anchor ends (at once if the namespace is
+                // empty, as it is after an orderly stop) and is reaped here.
+                if let Some(anchor) = anchor {
+                    let _ = sys::kill_process(anchor.pid, crate::Signal::TERM);
+                    let _ = sys::wait_for(anchor.pid);
+                    crate::reaper::unregister(anchor.pid);
+                }
+            })
+            .map_err(crate::HostError::Spawner)?;
+        match started.recv() {
+            Ok(Ok(())) => {
+                let parent_seen_by_children = if pid_namespace { 0 } else { sys::current_pid() };
+                Ok(Spawner { jobs, parent_seen_by_children })
             }
-        })?;
-        Ok(Spawner { jobs })
+            Ok(Err(err)) => Err(crate::HostError::PidNamespace(err)),
+            Err(_) => Err(crate::HostError::Spawner(io::Error::other("the spawner thread ended at its start"))),
+        }
     }
 
     pub async fn spawn(&self, command: &Command) -> io::Result<Process> {
-        let (exec, ends) = command.prepare(sys::current_pid())?;
+        let (exec, ends) = command.prepare(self.parent_seen_by_children)?;
         // Made ready for the reactor before the child exists, so that nothing can fail once it
         // runs.
         let [stdin, stdout, stderr] = ends;
@@ -354,7 +389,7 @@ mod tests {
     #[test]
     fn a_child_starts_in_its_own_group_with_a_clean_signal_state_in_its_directory() {
         runtime().block_on(async {
-            let spawner = Spawner::start().expect("spawner");
+            let spawner = Spawner::start(false).expect("spawner");
             // grep reads its own status: the spawned process itself, not a shell's child.
             let mut command = Command::new("grep");
             command.args(["-E", "^(Pid|NSpgid|SigBlk|SigIgn):", "/proc/self/status"]);
@@ -382,7 +417,7 @@ mod tests {
             return;
         };
         runtime().block_on(async {
-            let spawner = Spawner::start().expect("spawner");
+            let spawner = Spawner::start(false).expect("spawner");
             let cgroup = cgroups.child("spawner-test").expect("child cgroup");
             let mut command = Command::new("cat");
             command.args(["/proc/self/cgroup"]).cgroup(cgroup.dir_fd(), cgroup.procs_fd());
@@ -404,7 +439,7 @@ mod tests {
     #[test]
     fn a_child_dies_with_the_thread_that_started_it() {
         runtime().block_on(async {
-            let spawner = Spawner::start().expect("spawner");
+            let spawner = Spawner::start(false).expect("spawner");
             let process = spawner.spawn(Command::new("sleep").args(["30"])).await.expect("spawn");
             // The spawner thread ends once its queue is dropped; the death signal follows it.
             drop(spawner);
@@ -417,7 +452,7 @@ mod tests {
     #[test]
     fn a_missing_program_is_not_found() {
         runtime().block_on(async {
-            let spawner = Spawner::start().expect("spawner");
+            let spawner = Spawner::start(false).expect("spawner");
             let err = spawner.spawn(&Command::new("/nonexistent/program")).await.expect_err("no such program");
             assert_eq!(err.kind(), io::ErrorKind::NotFound);
             let err = spawner.spawn(&Command::new("no-such-program-in-path")).await.expect_err("no such program");

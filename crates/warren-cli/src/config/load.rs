@@ -37,6 +37,7 @@ pub fn parse_with_logs(text: &str, path: &Path) -> Result<(Plan, LogSettings), C
     let mut logs = LogSettings::default();
     if let Some(mut file) = raw::read(text, &mut errors) {
         logs.http = file.http;
+        logs.pid_namespace = file.pid_namespace;
         logs.dir = file.logs_dir.as_ref().map(|dir| base.join(dir.get_ref()).components().collect());
         let file_env = env::prepare(&mut file, base, &mut errors);
         let built = plan::build(&file, base, &mut errors);

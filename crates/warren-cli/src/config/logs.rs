@@ -31,6 +31,9 @@ pub struct LogSettings {
     /// `[http] listen`: where `warren up` serves its HTTP endpoint (none without `[http]`).
     /// A file-wide setting like `logs_dir`, so it travels with these.
     pub http: Option<std::net::SocketAddr>,
+    /// `pid_namespace`: the programs run in a PID namespace that ends with `warren up`
+    /// (another file-wide setting that travels with these).
+    pub pid_namespace: bool,
 }
 
 /// A size as written: a whole number with an optional unit, `B`, `KiB`, `MiB`, `GiB` (or `K`,

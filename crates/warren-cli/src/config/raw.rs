@@ -30,6 +30,8 @@ pub(crate) struct RawFile {
     /// `logs_dir`, at the top level.
     pub(crate) logs_dir: Field<String>,
     pub(crate) http: Option<std::net::SocketAddr>, // `[http] listen`, read by `super::http`
+    /// `pid_namespace`, at the top level.
+    pub(crate) pid_namespace: bool,
     pub(crate) defaults: Option<RawSection>,
     /// In the order of the file.
     pub(crate) programs: Vec<RawSection>,
@@ -199,6 +201,15 @@ pub(crate) fn read(text: &str, errors: &mut Collector<'_>) -> Option<RawFile> {
                 ),
             },
             "http" => file.http = super::http::read(value, errors),
+            "pid_namespace" => match value.get_ref().as_bool() {
+                Some(on) => file.pid_namespace = on,
+                None => errors.push(
+                    Some(value.span()),
+                    &Section::File,
+                    Some("pid_namespace"),
+                    ErrorKind::Schema("expected true or false".to_owned()),
+                ),
+            },
             "programs" => match value.get_ref().as_table() {
                 Some(programs) => {
                     for (name, body) in in_file_order(programs) {
@@ -214,8 +225,8 @@ pub(crate) fn read(text: &str, errors: &mut Collector<'_>) -> Option<RawFile> {
                 None,
                 ErrorKind::UnknownKey {
                     key: other.to_owned(),
-                    suggestion: closest(other, ["defaults", "programs", "logs_dir", "http"]),
-                    expected: vec!["defaults".into(), "programs".into(), "logs_dir".into(), "http".into()],
+                    suggestion: closest(other, ["defaults", "programs", "logs_dir", "http", "pid_namespace"]),
+                    expected: ["defaults", "programs", "logs_dir", "http", "pid_namespace"].map(String::from).to_vec(),
                 },
             ),
         }

@@ -8,12 +8,14 @@
 #![expect(unsafe_code, reason = "the one module allowed to make raw syscalls")]
 
 mod async_fd;
+mod pid_namespace;
 mod process;
 mod spawn;
 mod tagged;
 mod watchdog;
 
 pub use async_fd::async_fd;
+pub use pid_namespace::enter_new as enter_new_pid_namespace;
 pub use process::*;
 pub use spawn::{CwdError, Exec, User, spawn};
 pub use watchdog::{Leftovers, Watchdog};

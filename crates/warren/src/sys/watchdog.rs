@@ -284,8 +284,9 @@ fn watchdog_main(read_fd: i32, write_fd: i32, groups: &mut [i32], leftovers: &Le
     }
 }
 
-/// Closes every descriptor from 3 up except `keep`. Called only in the forked watchdog.
-unsafe fn close_all_but(keep: i32) {
+/// Closes every descriptor from 3 up except `keep`. Called only in forked processes (the
+/// watchdog, a PID namespace's anchor).
+pub(super) unsafe fn close_all_but(keep: i32) {
     // SAFETY: close_range and close are async-signal-safe; closing fds this process inherited
     // affects only this process.
     unsafe {
