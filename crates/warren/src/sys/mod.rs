@@ -15,5 +15,5 @@ mod watchdog;
 
 pub use async_fd::async_fd;
 pub use process::*;
-pub use spawn::{CwdError, Exec, User, spawn};
+pub use spawn::{CgroupJoinError, CwdError, Exec, User, spawn};
 pub use watchdog::Watchdog;
