@@ -417,20 +417,16 @@ mod tests {
             process.stdout.take().expect("stdout").read_to_string(&mut out).await.expect("read");
             assert!(process.wait().await.expect("wait").success(), "{out}");
             for controller in controllers {
+                // Lines: hierarchy-id:controller-list:path
                 let path = out
                     .lines()
-                    .find_map(|line| {
-                        line.splitn(3, ':')
-                            .nth(1)
-                            .is_some_and(|list| list.split(',').any(|c| c == controller))
-                            .then(|| line.rsplit(':').next())
-                    })
-                    .flatten()
+                    .filter_map(|line| line.split_once(':')?.1.split_once(':'))
+                    .find_map(|(list, path)| list.split(',').any(|c| c == controller).then_some(path))
                     .unwrap_or_else(|| panic!("no {controller} line in {out}"));
                 assert!(path.ends_with("/v1_test-0"), "in its {controller} cgroup: {out}");
             }
             assert_eq!(child.settle().await, 0, "nothing left behind by cat");
-            assert!(!child.out_of_memory().is_some(), "cat was not OOM-killed");
+            assert_eq!(child.out_of_memory(), None, "cat was not OOM-killed");
             child.remove().await;
         });
         assert!(dirs.iter().all(|dir| !dir.exists()), "the child's cgroups are removed: {dirs:?}");
