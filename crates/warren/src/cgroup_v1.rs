@@ -319,7 +319,9 @@ fn sweep_stale(parent: &Path) {
             continue;
         };
         if pid.parse::<u32>().is_ok_and(|pid| pid != sys::current_pid() && !sys::process_exists(pid)) {
-            remove_tree(&entry.path(), Instant::now() + SETTLE);
+            // Briefly: a directory whose processes this process cannot see (another pid
+            // namespace's) never empties, and every start would wait for it.
+            remove_tree(&entry.path(), Instant::now() + Duration::from_millis(200));
         }
     }
 }
@@ -432,5 +434,25 @@ mod tests {
         assert!(dirs.iter().all(|dir| !dir.exists()), "the child's cgroups are removed: {dirs:?}");
         drop(cgroups);
         assert!(hosts.iter().all(|dir| !dir.exists()), "the host's cgroups are removed: {hosts:?}");
+    }
+
+    /// A host killed before it could remove its directories: the next host's first use of
+    /// the hierarchy removes them.
+    #[test]
+    fn a_dead_hosts_v1_cgroups_are_swept() {
+        let own = match own_dir("pids") {
+            Ok(own) => own,
+            Err(why) => return eprintln!("skipped: {why}"),
+        };
+        let mut gone = std::process::Command::new("true").spawn().expect("spawn true");
+        let dead = gone.id();
+        gone.wait().expect("wait");
+        let stale = own.join(format!("{PREFIX}{dead}-abcdef"));
+        if let Err(err) = std::fs::create_dir_all(stale.join("left-0")) {
+            return eprintln!("skipped: cannot create cgroups in the pids hierarchy ({err})");
+        }
+        let cgroups = V1Cgroups::new();
+        assert_eq!(cgroups.usable("pids"), Ok(()));
+        assert!(!stale.exists(), "the dead host's cgroups are removed: {}", stale.display());
     }
 }
