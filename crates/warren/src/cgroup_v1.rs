@@ -455,4 +455,23 @@ mod tests {
         assert_eq!(cgroups.usable("pids"), Ok(()));
         assert!(!stale.exists(), "the dead host's cgroups are removed: {}", stale.display());
     }
+
+    /// A `cgroup.procs` that refuses the child (here a descriptor not open for writing): the
+    /// child does not run, and the error says why.
+    #[test]
+    fn a_child_that_cannot_join_its_v1_cgroup_is_not_started() {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let unwritable = std::fs::File::open("/dev/null").expect("open /dev/null");
+        let marker = tempfile::tempdir().expect("tempdir");
+        let ran = marker.path().join("ran");
+        runtime.block_on(async {
+            let spawner = crate::spawner::Spawner::start().expect("spawner");
+            let mut command = crate::spawner::Command::new("touch");
+            command.args([&ran]).join_cgroups([unwritable.as_raw_fd()]);
+            let err = spawner.spawn(&command).await.err().expect("the spawn fails");
+            assert!(err.get_ref().is_some_and(|inner| inner.is::<sys::CgroupJoinError>()), "{err}");
+            assert!(err.to_string().contains("cannot join its cgroup"), "{err}");
+        });
+        assert!(!ran.exists(), "the program never ran");
+    }
 }
