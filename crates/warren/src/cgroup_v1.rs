@@ -468,7 +468,7 @@ mod tests {
             let spawner = crate::spawner::Spawner::start().expect("spawner");
             let mut command = crate::spawner::Command::new("touch");
             command.args([&ran]).join_cgroups([unwritable.as_raw_fd()]);
-            let err = spawner.spawn(&command).await.err().expect("the spawn fails");
+            let Err(err) = spawner.spawn(&command).await else { panic!("the spawn fails") };
             assert!(err.get_ref().is_some_and(|inner| inner.is::<sys::CgroupJoinError>()), "{err}");
             assert!(err.to_string().contains("cannot join its cgroup"), "{err}");
         });
