@@ -29,6 +29,8 @@ struct HostShared {
     cgroup: Option<HostCgroup>,
     /// Why there is no `cgroup`.
     no_cgroup: Option<String>,
+    /// Where limits go whose controllers cgroup2 does not have here.
+    v1: crate::cgroup_v1::V1Cgroups,
     children: Mutex<Vec<Child>>,
     /// Names whose spawn is under way.
     starting: Mutex<std::collections::HashSet<String>>,
@@ -138,6 +140,7 @@ impl HostBuilder {
                 watchdog,
                 cgroup,
                 no_cgroup,
+                v1: crate::cgroup_v1::V1Cgroups::new(),
                 children: Mutex::new(Vec::new()),
                 starting: Mutex::new(std::collections::HashSet::new()),
                 signals: Mutex::new(signals),
@@ -179,6 +182,7 @@ impl Host {
             sink: &shared.sink,
             cgroup: shared.cgroup.as_ref(),
             no_cgroup: shared.no_cgroup.as_deref(),
+            v1: &shared.v1,
             watchdog: shared.watchdog.as_ref(),
             socket_watch: &shared.socket_watch,
             registry,
@@ -205,16 +209,15 @@ impl Host {
         self.shared.cgroup.is_some()
     }
 
-    /// Why `limits` cannot be applied to children here (no cgroups, or a controller missing),
-    /// or `None` when they can.
+    /// Why `limits` cannot be applied to children here (neither a cgroup2 controller nor a
+    /// cgroup v1 hierarchy usable for one of them), or `None` when they can.
     pub fn limits_unavailable(&self, limits: &crate::Limits) -> Option<String> {
         if !limits.any() {
             return None;
         }
-        let problems = match &self.shared.cgroup {
-            Some(cgroup) => cgroup.enable(&limits.controllers()),
-            None => vec![self.shared.no_cgroup.clone().unwrap_or_default()],
-        };
+        let shared = &self.shared;
+        let problems =
+            crate::limits::route(shared.cgroup.as_ref(), shared.no_cgroup.as_deref(), &shared.v1, limits).problems;
         (!problems.is_empty()).then(|| problems.join("; "))
     }
 

@@ -28,6 +28,7 @@
 #![warn(missing_docs)]
 
 mod cgroup;
+mod cgroup_v1;
 mod child;
 mod error;
 mod escapees;

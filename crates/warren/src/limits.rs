@@ -16,7 +16,12 @@ pub struct Limits {
 }
 
 /// The cgroup period `cpu_max` is expressed in, in microseconds (the kernel's default).
-const CPU_PERIOD_US: u64 = 100_000;
+pub(crate) const CPU_PERIOD_US: u64 = 100_000;
+
+/// The CPU time per period that `percent` of one CPU is, in microseconds.
+pub(crate) fn cpu_quota_us(percent: u32) -> u64 {
+    u64::from(percent) * CPU_PERIOD_US / 100
+}
 
 impl Limits {
     /// Whether any limit is set.
@@ -39,6 +44,16 @@ impl Limits {
         needed
     }
 
+    /// Sets `controller`'s limit to `from`'s.
+    fn take(&mut self, controller: &str, from: &Limits) {
+        match controller {
+            "memory" => self.memory_max = from.memory_max,
+            "cpu" => self.cpu_max = from.cpu_max,
+            "pids" => self.pids_max = from.pids_max,
+            _ => {}
+        }
+    }
+
     /// The files and values to write in the child's cgroup.
     fn files(&self) -> Vec<(&'static str, String)> {
         let mut files = Vec::new();
@@ -48,7 +63,7 @@ impl Limits {
             files.push(("memory.swap.max", "0".to_owned()));
         }
         if let Some(percent) = self.cpu_max {
-            files.push(("cpu.max", format!("{} {CPU_PERIOD_US}", u64::from(percent) * CPU_PERIOD_US / 100)));
+            files.push(("cpu.max", format!("{} {CPU_PERIOD_US}", cpu_quota_us(percent))));
         }
         if let Some(count) = self.pids_max {
             files.push(("pids.max", count.to_string()));
@@ -114,33 +129,81 @@ pub struct Identity {
     pub groups: Vec<u32>,
 }
 
-/// Applies `spec`'s limits to its cgroup before it starts. Where they cannot be, the child runs
-/// without them (refusing to start it would turn a missing controller into an outage): the
-/// host's owner says so once, through [`Host::limits_unavailable`](crate::Host::limits_unavailable);
-/// here it is only logged at debug level, as it repeats at every restart.
+/// Where the controllers of a child's limits are: cgroup2's where warren's cgroup can give
+/// them to its children, else a cgroup v1 hierarchy's (a hybrid layout); why neither, for the
+/// others.
+#[derive(Debug, Default)]
+pub(crate) struct Routes {
+    pub v2: Limits,
+    pub v1: Limits,
+    pub problems: Vec<String>,
+}
+
+/// Finds where each of `limits`' controllers can be had, enabling (v2) or creating (v1) what
+/// is needed on first use.
+pub(crate) fn route(
+    cgroup: Option<&crate::cgroup::HostCgroup>,
+    no_cgroup: Option<&str>,
+    v1: &crate::cgroup_v1::V1Cgroups,
+    limits: &Limits,
+) -> Routes {
+    let mut routes = Routes::default();
+    let mut add = |problem: String| {
+        if !routes.problems.contains(&problem) {
+            routes.problems.push(problem);
+        }
+    };
+    for controller in limits.controllers() {
+        let v2_problem = match cgroup {
+            Some(cgroups) => cgroups.enable(&[controller]).pop(),
+            None => Some(no_cgroup.unwrap_or("warren cannot create cgroups here").to_owned()),
+        };
+        let Some(v2_problem) = v2_problem else {
+            routes.v2.take(controller, limits);
+            continue;
+        };
+        match v1.usable(controller) {
+            Ok(()) => routes.v1.take(controller, limits),
+            Err(v1_problem) => {
+                add(v2_problem);
+                add(v1_problem);
+            }
+        }
+    }
+    routes
+}
+
+/// Applies `spec`'s limits to its cgroups before it starts: those of cgroup2 controllers to
+/// `cgroup`, the others to cgroups made in the v1 hierarchies (returned, for the child to join
+/// before exec). Where they cannot be, the child runs without them (refusing to start it would
+/// turn a missing controller into an outage): the host's owner says so once, through
+/// [`Host::limits_unavailable`](crate::Host::limits_unavailable); here it is only logged at
+/// debug level, as it repeats at every restart.
 pub(crate) fn apply(
     ctx: &crate::start::Context<'_>,
     spec: &crate::Spec,
     cgroup: Option<&mut crate::cgroup::ChildCgroup>,
-) {
+) -> Option<crate::cgroup_v1::V1Child> {
     let limits = &spec.limits;
     if !limits.any() {
-        return;
+        return None;
     }
-    let problems = match (ctx.cgroup, cgroup) {
-        (Some(cgroups), Some(cgroup)) => {
-            let mut problems = cgroups.enable(&limits.controllers());
-            if problems.is_empty() {
-                problems = cgroup.limit(limits);
-            }
-            problems
+    let Routes { v2, v1, mut problems } = route(ctx.cgroup, ctx.no_cgroup, ctx.v1, limits);
+    if v2.any() {
+        match cgroup {
+            Some(cgroup) => problems.extend(cgroup.limit(&v2)),
+            None => problems.push("it has no cgroup of its own".to_owned()),
         }
-        (Some(_), None) => vec!["it has no cgroup of its own".to_owned()],
-        (None, _) => vec![ctx.no_cgroup.unwrap_or("warren cannot create cgroups here").to_owned()],
-    };
-    if !problems.is_empty() {
-        tracing::debug!(child = %spec.name, "runs WITHOUT its limits ({limits}): {}", problems.join("; "));
     }
+    let v1 = v1.any().then(|| {
+        let (child, v1_problems) = ctx.v1.child(&spec.name, &v1);
+        problems.extend(v1_problems);
+        child
+    });
+    if !problems.is_empty() {
+        tracing::debug!(child = %spec.name, "runs WITHOUT (some of) its limits ({limits}): {}", problems.join("; "));
+    }
+    v1
 }
 
 /// How many times the kernel OOM-killed in the cgroup at `dir` (`memory.events`' `oom_kill`).

@@ -115,6 +115,7 @@ pub struct Command {
     env: Vec<EnvChange>,
     cwd: Option<PathBuf>,
     cgroup: Option<(RawFd, RawFd)>,
+    join: Vec<RawFd>,
     user: Option<sys::User>,
 }
 
@@ -133,6 +134,7 @@ impl Command {
             env: Vec::new(),
             cwd: None,
             cgroup: None,
+            join: Vec::new(),
             user: None,
         }
     }
@@ -170,6 +172,13 @@ impl Command {
     /// open until the spawn has returned.
     pub fn cgroup(&mut self, dir: RawFd, procs: RawFd) -> &mut Command {
         self.cgroup = Some((dir, procs));
+        self
+    }
+
+    /// The child joins the cgroups of these `cgroup.procs` descriptors (cgroup v1 hierarchies)
+    /// before it execs, or is not started; the caller keeps them open until the spawn returns.
+    pub fn join_cgroups(&mut self, procs: impl IntoIterator<Item = RawFd>) -> &mut Command {
+        self.join.extend(procs);
         self
     }
 
@@ -242,6 +251,7 @@ impl Command {
             stdio: [stdin_read, stdout_write, stderr_write],
             parent,
             cgroup: self.cgroup,
+            join: self.join.clone(),
             user: self.user.clone(),
         };
         Ok((exec, [stdin_write, stdout_read, stderr_read]))

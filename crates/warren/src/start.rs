@@ -36,6 +36,8 @@ pub(crate) struct Context<'a> {
     pub cgroup: Option<&'a HostCgroup>,
     /// Why there is no `cgroup`.
     pub no_cgroup: Option<&'a str>,
+    /// Where limits go whose controllers cgroup2 does not have here.
+    pub v1: &'a crate::cgroup_v1::V1Cgroups,
     pub watchdog: Option<&'a Arc<Watchdog>>,
     /// Started with the first RPC child, so hosts without any need no inotify instance.
     pub socket_watch: &'a OnceLock<SocketWatch>,
@@ -61,8 +63,11 @@ pub(crate) async fn spawn(ctx: Context<'_>, spec: Spec) -> Result<Child, SpawnEr
     let mut cgroup = ctx.cgroup.and_then(|cgroups| {
         cgroups.child(&spec.name).map_err(|err| debug!(child = %name, "no cgroup of its own: {err}")).ok()
     });
-    crate::limits::apply(&ctx, &spec, cgroup.as_mut());
-    let command = command(&spec, &prepared, cgroup.as_ref());
+    let v1 = crate::limits::apply(&ctx, &spec, cgroup.as_mut());
+    let mut command = command(&spec, &prepared, cgroup.as_ref());
+    if let Some(v1) = &v1 {
+        command.join_cgroups(v1.procs_fds());
+    }
     let mut process = launch(&ctx, &spec, &command).await?;
     let pid = process.id();
     debug!(child = %name, pid, program = %spec.program.display(), "started");
@@ -75,7 +80,8 @@ pub(crate) async fn spawn(ctx: Context<'_>, spec: Spec) -> Result<Child, SpawnEr
     let cgroup_dir = cgroup.as_ref().map(|cgroup| cgroup.dir().to_path_buf());
     let claim = crate::escapees::Claim::new(&name);
     let links = tasks::HostLinks { watchdog, escaped: Arc::clone(ctx.escaped), claim };
-    tokio::spawn(tasks::reap(process, pid, cgroup, Arc::clone(&group), links, Arc::clone(&name), exit_tx));
+    let cgroups = tasks::Cgroups { v2: cgroup, v1 };
+    tokio::spawn(tasks::reap(process, pid, cgroups, Arc::clone(&group), links, Arc::clone(&name), exit_tx));
     let mut running = Running {
         name: Arc::clone(&name),
         pid,
@@ -197,7 +203,10 @@ fn command(spec: &Spec, prepared: &Prepared, cgroup: Option<&ChildCgroup>) -> sp
 async fn launch(ctx: &Context<'_>, spec: &Spec, command: &spawner::Command) -> Result<spawner::Process, SpawnError> {
     let process = ctx.spawner.spawn(command).await.map_err(|source| {
         let cwd = source.get_ref().and_then(|err| err.downcast_ref::<sys::CwdError>());
-        if let (Some(cwd), Some(dir)) = (cwd, &spec.cwd) {
+        let joining = source.get_ref().is_some_and(|err| err.is::<sys::CgroupJoinError>());
+        if joining {
+            SpawnError::Spawn { name: spec.name.clone(), program: spec.program.clone(), source }
+        } else if let (Some(cwd), Some(dir)) = (cwd, &spec.cwd) {
             let source = std::io::Error::new(cwd.0.kind(), cwd.0.to_string());
             SpawnError::Cwd { name: spec.name.clone(), dir: dir.clone(), source }
         } else if source.kind() == std::io::ErrorKind::NotFound {

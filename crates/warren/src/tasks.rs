@@ -76,6 +76,12 @@ pub(crate) struct HostLinks {
     pub claim: escapees::Claim,
 }
 
+/// A child's cgroups: its cgroup2 one, and those of its limits in cgroup v1 hierarchies.
+pub(crate) struct Cgroups {
+    pub v2: Option<ChildCgroup>,
+    pub v1: Option<crate::cgroup_v1::V1Child>,
+}
+
 /// Reaps the leader, then settles its group: members that outlived it are grandchildren that
 /// would otherwise run on unowned; they are killed and reaped (the host is their subreaper), and
 /// the group is released before anyone can see the exit, so no later signal can reach a
@@ -83,13 +89,15 @@ pub(crate) struct HostLinks {
 pub(crate) async fn reap(
     process: spawner::Process,
     pgid: u32,
-    cgroup: Option<ChildCgroup>,
+    cgroups: Cgroups,
     group: Arc<Group>,
     host: HostLinks,
     name: Arc<str>,
     exit_tx: watch::Sender<Option<Exit>>,
 ) {
     let HostLinks { watchdog, escaped: escaped_total, claim } = host;
+    let Cgroups { v2: cgroup, v1 } = cgroups;
+    let v1 = v1.filter(|v1| !v1.is_empty());
     let status = process.wait().await;
     if sys::group_has_members(pgid) {
         let _ = sys::kill_group(pgid, Signal::KILL);
@@ -100,13 +108,14 @@ pub(crate) async fn reap(
     // What is still in its cgroup left the group (its own session or group) and would outlive
     // every stop.
     // Without cgroups, by the tag its descendants inherit (see `escapees`).
-    let escaped = match &cgroup {
-        Some(cgroup) => cgroup.settle().await,
-        None if claim.alone() => {
+    let escaped = match (&cgroup, &v1) {
+        (Some(cgroup), _) => cgroup.settle().await,
+        (None, Some(v1)) => v1.settle().await,
+        (None, None) if claim.alone() => {
             let tag = escapees::Tag::new(&name, sys::current_pid());
             tokio::task::spawn_blocking(move || escapees::kill_tagged(&tag)).await.unwrap_or(0)
         }
-        None => {
+        (None, None) => {
             debug!(child = %name, "another child of this name runs in this process: no sweep by tag");
             0
         }
@@ -116,14 +125,21 @@ pub(crate) async fn reap(
         warn!(child = %name, "{escaped} descendant(s) that had left the child's process group outlived it; killed them");
         group.leaked(Leak::Escaped { count: escaped });
     }
-    let out_of_memory = cgroup.as_ref().and_then(ChildCgroup::out_of_memory);
+    let out_of_memory = cgroup
+        .as_ref()
+        .and_then(ChildCgroup::out_of_memory)
+        .or_else(|| v1.as_ref().and_then(crate::cgroup_v1::V1Child::out_of_memory));
     drop(cgroup);
+    if let Some(v1) = v1 {
+        v1.remove().await;
+    }
     group.release();
     if let Some(watchdog) = watchdog.and_then(|watchdog| watchdog.upgrade()) {
         watchdog.unwatch(pgid);
     }
     let exit = match (status.map_or(Exit::Unknown, Exit::from_status), out_of_memory) {
-        // The OOM killer's SIGKILL is the only one the kernel counts in memory.events.
+        // The OOM killer's SIGKILL is the only one the kernel counts (memory.events in v2,
+        // memory.oom_control in v1).
         (Exit::Signal(Signal::KILL), Some(memory_max)) => Exit::OutOfMemory { memory_max },
         (exit, _) => exit,
     };

@@ -17,5 +17,5 @@ mod watchdog;
 pub use async_fd::async_fd;
 pub use pid_namespace::enter_new as enter_new_pid_namespace;
 pub use process::*;
-pub use spawn::{CwdError, Exec, User, spawn};
+pub use spawn::{CgroupJoinError, CwdError, Exec, User, spawn};
 pub use watchdog::{Leftovers, Watchdog};

@@ -25,6 +25,10 @@ pub struct Exec {
     /// The child's cgroup, if it has one: its directory and its `cgroup.procs`. The child is
     /// created in it (`CLONE_INTO_CGROUP`), or where that is not available joins it before exec.
     pub cgroup: Option<(RawFd, RawFd)>,
+    /// The `cgroup.procs` of the child's cgroups in cgroup v1 hierarchies (where its limits'
+    /// controllers are not cgroup2's): it writes "0" to each before exec, so it allocates,
+    /// forks and runs nothing outside them. A write refused fails the spawn.
+    pub join: Vec<RawFd>,
     /// Who the child runs as, when not the host's user.
     pub user: Option<User>,
 }
@@ -51,6 +55,11 @@ struct ChildArgs {
     stdio: [libc::c_int; 3],
     parent: libc::pid_t,
     cgroup_procs: libc::c_int,
+    /// `join_count` descriptors of v1 `cgroup.procs` files to join.
+    join: *const libc::c_int,
+    join_count: usize,
+    /// Set by the child when joining one of `join` failed (then `error` is that errno).
+    join_failed: std::sync::atomic::AtomicBool,
     /// Whether to switch to `uid`, `gid` and `groups` (`group_count` of them).
     switch_user: bool,
     uid: libc::uid_t,
@@ -92,6 +101,9 @@ pub fn spawn(exec: &Exec) -> io::Result<u32> {
         stdio: [exec.stdio[0].as_raw_fd(), exec.stdio[1].as_raw_fd(), exec.stdio[2].as_raw_fd()],
         parent: libc::pid_t::try_from(exec.parent).unwrap_or(0),
         cgroup_procs: -1,
+        join: exec.join.as_ptr(),
+        join_count: exec.join.len(),
+        join_failed: std::sync::atomic::AtomicBool::new(false),
         switch_user: exec.user.is_some(),
         uid: exec.user.as_ref().map_or(0, |user| user.uid),
         gid: exec.user.as_ref().map_or(0, |user| user.gid),
@@ -155,6 +167,10 @@ pub fn spawn(exec: &Exec) -> io::Result<u32> {
         if let Some(child) = Pid::from_raw(pid) {
             let _ = rustix::process::waitpid(Some(child), rustix::process::WaitOptions::empty());
         }
+        if args.join_failed.load(std::sync::atomic::Ordering::Acquire) {
+            let source = io::Error::from_raw_os_error(error);
+            return Err(io::Error::new(source.kind(), CgroupJoinError(source)));
+        }
         if error < 0 {
             let source = io::Error::from_raw_os_error(-error);
             return Err(io::Error::new(source.kind(), CwdError(source)));
@@ -169,6 +185,12 @@ pub fn spawn(exec: &Exec) -> io::Result<u32> {
 #[derive(Debug, thiserror::Error)]
 #[error("cannot change to the working directory: {0}")]
 pub struct CwdError(pub io::Error);
+
+/// The child could not join one of its cgroup v1 cgroups, so it was not started: it would have
+/// run without its limits.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot join its cgroup (a cgroup v1 hierarchy's cgroup.procs refused it): {0}")]
+pub struct CgroupJoinError(pub io::Error);
 
 /// `struct clone_args` of clone3 (Linux 5.7's, with `cgroup`).
 #[cfg(target_arch = "x86_64")]
@@ -235,7 +257,8 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
     // SAFETY: `arg` is the `ChildArgs` of the suspended `spawn` frame (see there).
     let args = unsafe { &*arg.cast::<ChildArgs>() };
     // SAFETY: the pointers in `args` are valid, NUL-terminated and null-terminated where
-    // arrays (`groups` holds `group_count` ids, from the borrowed `Exec`); every call is a plain syscall wrapper (async-signal-safe).
+    // arrays (`groups` holds `group_count` ids and `join` `join_count` descriptors, from the
+    // borrowed `Exec`); every call is a plain syscall wrapper (async-signal-safe).
     let error = unsafe { child_exec(args) };
     args.error.store(error, std::sync::atomic::Ordering::Release);
     // SAFETY: `_exit` ends this process without running anything of the host's (no atexit
@@ -267,6 +290,14 @@ unsafe fn child_exec(args: &ChildArgs) -> libc::c_int {
         // process groups only, as where no cgroup is available.
         if args.cgroup_procs >= 0 {
             libc::write(args.cgroup_procs, b"0".as_ptr().cast(), 1);
+        }
+        // The v1 cgroups that hold its limits: unlike the above, not joining them is an error,
+        // as it would run without the limits it was started with.
+        for i in 0..args.join_count {
+            if libc::write(*args.join.add(i), b"0".as_ptr().cast(), 1) < 0 {
+                args.join_failed.store(true, std::sync::atomic::Ordering::Release);
+                return errno();
+            }
         }
         // Its user, before the death signal: a change of credentials clears that signal.
         // Groups first, then the group, then the user: after setuid the others are refused.
