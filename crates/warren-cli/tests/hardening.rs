@@ -57,22 +57,6 @@ fn comm(pid: u32) -> String {
     std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default().trim().to_owned()
 }
 
-/// The tree's processes whose command line contains `needle`, once there are `n` of them.
-fn wait_processes(up: &mut Up, needle: &str, n: usize) -> Vec<u32> {
-    let deadline = Instant::now() + BOUND;
-    loop {
-        let found = up.processes(needle);
-        if found.len() >= n {
-            for &pid in &found {
-                up.learn(pid);
-            }
-            return found;
-        }
-        assert!(Instant::now() < deadline, "{n} processes {needle:?} not there:\n{}", up.transcript());
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// A program with a grandchild in its group (`sleep 3031`) and one that escaped it with
 /// `setsid` (`sleep 3032`), itself `sleep 3033`.
 const FAMILY: &str = r#"
@@ -98,8 +82,8 @@ fn without_cgroups_killall_warren_leaves_nothing_either() {
 fn killall_warren(user: Option<(u32, u32)>) {
     let mut up = start_as(FAMILY, user);
     up.wait_event("family", "started", BOUND);
-    let tree = wait_processes(&mut up, "sleep 303", 3);
-    let watchdog = wait_processes(&mut up, "", 1).into_iter().find(|&pid| comm(pid) == "warren-watchdog");
+    let tree = up.wait_processes("sleep 303", 3);
+    let watchdog = up.wait_processes("", 1).into_iter().find(|&pid| comm(pid) == "warren-watchdog");
     let watchdog = watchdog.unwrap_or_else(|| panic!("no process named warren-watchdog in the tree"));
     // What `killall -9 warren` (and `pgrep -x warren`) match: the kernel's name, exactly.
     assert_eq!(comm(up.pid()), "warren");
@@ -132,7 +116,7 @@ fn runtime_dirs(pid: u32) -> Vec<std::path::PathBuf> {
 fn a_watchdog_killed_alone_is_replaced_so_the_host_dying_last_still_takes_the_tree() {
     let mut up = Up::start(FAMILY);
     up.wait_event("family", "started", BOUND);
-    let tree = wait_processes(&mut up, "sleep 303", 3);
+    let tree = up.wait_processes("sleep 303", 3);
     let watchdog = || up.processes("").into_iter().find(|&pid| comm(pid) == "warren-watchdog");
     let first = watchdog().expect("a watchdog");
     assert!(testkit::signal(first, Signal::KILL));
@@ -162,8 +146,8 @@ fn a_watchdog_killed_alone_is_replaced_so_the_host_dying_last_still_takes_the_tr
 fn both_killed_at_once(user: Option<(u32, u32)>) -> (Vec<u32>, Duration) {
     let mut up = start_as(FAMILY, user);
     up.wait_event("family", "started", BOUND);
-    let direct = wait_processes(&mut up, "sleep 3033", 1);
-    wait_processes(&mut up, "sleep 303", 3);
+    let direct = up.wait_processes("sleep 3033", 1);
+    up.wait_processes("sleep 303", 3);
     let watchdog = up.processes("").into_iter().find(|&pid| comm(pid) == "warren-watchdog").expect("watchdog");
     let killed = Instant::now();
     assert!(testkit::signal(up.pid(), Signal::KILL) && testkit::signal(watchdog, Signal::KILL));
@@ -225,7 +209,7 @@ shell = "setsid sh -c 'sleep 3041 & exit 0' & setsid -f sleep 3042; exec sleep 3
 "#;
     let mut up = start_as(config, Some(user));
     up.wait_event("daemon", "started", BOUND);
-    let tree = wait_processes(&mut up, "sleep 304", 3);
+    let tree = up.wait_processes("sleep 304", 3);
     let escaped = tree.iter().filter(|&&pid| !cmdline(pid).contains("3043")).count();
     assert_eq!(escaped, 2, "{tree:?}");
     let cgroup = std::fs::read_to_string(format!("/proc/{}/cgroup", tree[0])).unwrap_or_default();

@@ -36,18 +36,7 @@ fn is_root() -> bool {
 /// The family's `n` sleeps, once they all run.
 fn family(up: &mut Up, n: usize) -> Vec<u32> {
     up.wait_event("family", "started", BOUND);
-    let deadline = Instant::now() + BOUND;
-    loop {
-        let found = up.processes("sleep 304");
-        if found.len() >= n {
-            for &pid in &found {
-                up.learn(pid);
-            }
-            return found;
-        }
-        assert!(Instant::now() < deadline, "the family's sleeps are not there:\n{}", up.transcript());
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    up.wait_processes("sleep 304", n)
 }
 
 #[test]

@@ -407,6 +407,24 @@ grace = "60s"
         tagged(&self.tag).into_iter().filter(|&pid| cmdline(pid).contains(needle)).collect()
     }
 
+    /// The instance's processes whose command line contains `needle`, once there are `n` of
+    /// them; learned, so that the end-of-test check looks for them too.
+    #[allow(dead_code, reason = "used by some of the test files that share this fixture")]
+    pub fn wait_processes(&mut self, needle: &str, n: usize) -> Vec<u32> {
+        let deadline = Instant::now() + BOUND;
+        loop {
+            let found = self.processes(needle);
+            if found.len() >= n {
+                for &pid in &found {
+                    self.learn(pid);
+                }
+                return found;
+            }
+            assert!(Instant::now() < deadline, "{n} processes {needle:?} not there:\n{}", self.transcript());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Waits for `warren up` to exit (at most `bound`) and for the end of its output.
     pub fn wait_exit(&mut self, bound: Duration) -> ExitStatus {
         let deadline = Instant::now() + bound;
