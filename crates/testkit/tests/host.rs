@@ -314,3 +314,21 @@ async fn a_log_line_can_be_the_readiness_signal() {
     let err = host.spawn(bad).await.expect_err("invalid pattern");
     assert!(matches!(err, SpawnError::BadPattern { .. }), "{err}");
 }
+
+/// A shell loop's `sleep` gets the stop signal with the shell and may end a moment after it:
+/// that is not a process outliving the child. Several rounds, since it is a race.
+#[tokio::test]
+async fn members_ending_with_their_leader_are_not_reported_as_outliving_it() {
+    let (host, _sink) = host_with_sink();
+    for round in 0..8 {
+        let spec = Spec::new("/bin/sh")
+            .name("loop")
+            .args(["-c", "while sleep 2; do :; done"])
+            .rpc(false)
+            .readiness(Readiness::Started);
+        let child = host.spawn(spec).await.expect("spawn");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let report = within("stop", child.stop(Duration::from_secs(2))).await;
+        assert!(report.leaks.is_empty(), "round {round}: {report}");
+    }
+}

@@ -82,6 +82,27 @@ pub(crate) struct Cgroups {
     pub v1: Option<crate::cgroup_v1::V1Child>,
 }
 
+/// How long the members of a group have to end by themselves once its leader has: a stop
+/// signal reaches the whole group at once, and a member (the `sleep` of a shell loop) can be a
+/// moment behind its leader on the way out.
+const MEMBERS_BEHIND: Duration = Duration::from_millis(100);
+
+/// Whether the leader's group empties by itself within [`MEMBERS_BEHIND`], reaping the members
+/// that end (the host is their subreaper: a dead one stays a member until reaped).
+async fn group_empties(pgid: u32) -> bool {
+    let deadline = tokio::time::Instant::now() + MEMBERS_BEHIND;
+    loop {
+        sys::reap_group(pgid);
+        if !sys::group_has_members(pgid) {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 /// Reaps the leader, then settles its group: members that outlived it are grandchildren that
 /// would otherwise run on unowned; they are killed and reaped (the host is their subreaper), and
 /// the group is released before anyone can see the exit, so no later signal can reach a
@@ -99,7 +120,7 @@ pub(crate) async fn reap(
     let Cgroups { v2: cgroup, v1 } = cgroups;
     let v1 = v1.filter(|v1| !v1.is_empty());
     let status = process.wait().await;
-    if sys::group_has_members(pgid) {
+    if !group_empties(pgid).await {
         let _ = sys::kill_group(pgid, Signal::KILL);
         warn!(child = %name, pgid, "processes of the child's group outlived it; killed them");
         group.leaked(Leak::GroupMembers);
