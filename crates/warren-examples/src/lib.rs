@@ -27,6 +27,31 @@ pub fn init_logging() {
     }
 }
 
+/// The longest `Task.Sleep` accepted, so that one call cannot hold a handler for ever.
+pub const MAX_SLEEP_MS: i64 = 60_000;
+/// The code of the `Task.Sleep` error for a sleep cut short because its call was abandoned.
+pub const ERR_SLEEP_CANCELLED: u32 = 1002;
+
+/// `Task.Sleep(ms)`: a slow method, to watch a deadline or a cancellation being honoured. It
+/// sleeps `ms` milliseconds and returns `ms`, unless the call's deadline passes or its caller
+/// cancels first: then it stops at once (the caller gets DEADLINE_EXCEEDED or CANCELLED from
+/// the server). The argument is signed because a Go caller sends an `int`.
+pub async fn sleep(ctx: warren_rpc::Context, ms: i64) -> Result<i64, warren_rpc::HandlerError> {
+    if !(0..=MAX_SLEEP_MS).contains(&ms) {
+        return Err(warren_rpc::HandlerError::bad_argument(format!(
+            "Task.Sleep takes 0 to {MAX_SLEEP_MS} ms, not {ms}"
+        )));
+    }
+    let started = std::time::Instant::now();
+    tokio::select! {
+        () = tokio::time::sleep(std::time::Duration::from_millis(ms.unsigned_abs())) => Ok(ms),
+        () = ctx.cancelled() => Err(warren_rpc::HandlerError::new(
+            ERR_SLEEP_CANCELLED,
+            format!("Task.Sleep({ms}) stopped after {} ms: the call was abandoned", started.elapsed().as_millis()),
+        )),
+    }
+}
+
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct Todo {
     #[serde(rename = "ID")]

@@ -26,7 +26,7 @@ pub struct Config {
     pub out: PathBuf,
     /// Every sample, as JSON.
     pub json: Option<PathBuf>,
-    /// Which parts to run: m1 (with m2), m3, m4, m5, m6.
+    /// Which parts to run: m1 (with m2), m3, m4, m5, m6, gob.
     pub only: Vec<String>,
     pub command_line: String,
 }
@@ -56,6 +56,8 @@ impl Config {
                 .trim()
                 .to_owned(),
         };
+        // Go's gob against Go's own server (#16), unless `--only` says otherwise.
+        config.only.push("gob".into());
         let mut it = args.into_iter();
         while let Some(flag) = it.next() {
             if flag == "--quick" {

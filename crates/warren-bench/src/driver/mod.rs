@@ -5,6 +5,7 @@
 
 mod cells;
 mod config;
+mod gob;
 mod imp;
 mod lifecycle;
 mod logs;

@@ -89,6 +89,9 @@ pub fn run(config: &Config) -> anyhow::Result<usize> {
         if config.runs("m3") {
             runner.m3(round, &mut others);
         }
+        if config.runs("gob") {
+            runner.gob(round, &mut others);
+        }
         if config.runs("m4") {
             runner.m4(round);
         }

@@ -159,6 +159,9 @@ fn write_value(out: &mut Vec<u8>, value: &Value, ty: &Ty, depth: usize) -> Resul
         (Ty::Uint, Value::Byte(u)) => put_uint(out, u64::from(*u)),
         (Ty::Float, Value::Float(f)) => put_float(out, *f),
         (Ty::Bytes, Value::Bytes(bytes)) => put_bytes(out, bytes),
+        // An empty `Vec<u8>` serializes as a sequence with nothing in it to call it bytes; where
+        // its slice or struct already says `[]byte` (another element had bytes), it is one.
+        (Ty::Bytes, Value::Seq(_, items)) if items.is_empty() => put_bytes(out, &[]),
         (Ty::String, Value::Str(s)) => put_bytes(out, s.as_bytes()),
         (Ty::Slice(elem), Value::Seq(_, items)) => {
             put_uint(out, items.len() as u64);

@@ -169,6 +169,25 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_byte_vec_next_to_full_ones_is_an_empty_byte_slice() {
+        // Found by the Rust → Go → Rust test: `[[1], []]` was refused ("a value of type
+        // []uint8 is not Seq(None, [])"), and so was a struct whose empty `Vec<u8>` field was
+        // typed `[]byte` by another element of its slice.
+        let blobs: Vec<Vec<u8>> = vec![vec![1], vec![]];
+        let stream = encode_stream(std::slice::from_ref(&blobs)).expect("encodes");
+        let back: Vec<Vec<Vec<u8>>> = decode_stream(&stream, 64).expect("decodes");
+        assert_eq!(back, [blobs]);
+        let mut empty = sample();
+        empty.blob = vec![];
+        let mut full = sample();
+        full.blob = vec![7];
+        let both = vec![full, empty];
+        let stream = encode_stream(std::slice::from_ref(&both)).expect("encodes");
+        let back: Vec<Vec<Sample>> = decode_stream(&stream, 1 << 10).expect("decodes");
+        assert_eq!(back, [both]);
+    }
+
+    #[test]
     fn a_go_string_reply_is_as_in_gob_doc() {
         // Go: enc.Encode(3) is `03 04 00 06`.
         assert_eq!(encode_stream(&[3i64]).expect("encodes"), [3, 4, 0, 6]);

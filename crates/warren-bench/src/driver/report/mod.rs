@@ -2,6 +2,7 @@
 
 mod environment;
 mod format;
+mod gob;
 mod render;
 mod splice;
 mod targets;

@@ -147,6 +147,8 @@ pub fn render(config: &Config, env: &Environment, s: &Store) -> String {
         }
     }
 
+    w.push_str(&super::gob::section(s));
+
     let _ = writeln!(
         w,
         "\n### M3: pinned latency, tiny call, c=1\n\nServer and client started under `taskset`: both on CPU 0, \
