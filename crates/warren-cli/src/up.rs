@@ -91,7 +91,9 @@ pub async fn run(
             Err(err) => return Err(err.into()),
         }
     };
-    let host = match Host::builder().log_sink(logs.clone()).pid_namespace(pid_namespace).build() {
+    let builder = Host::builder().log_sink(logs.clone()).pid_namespace(pid_namespace);
+    // A killed `up` cannot remove its control socket; its watchdog can.
+    let host = match builder.remove_on_death(&control_path).build() {
         Ok(host) => host,
         Err(err) => {
             // No stale control socket is left for the next `up` or `status` to stumble on.

@@ -98,6 +98,9 @@ fn killall_warren(user: Option<(u32, u32)>) {
     // The watchdog also removes the dead host's runtime directory, which its children emptied.
     let removed = testkit::wait_until(Duration::from_secs(2), || runtime_dirs(up.pid()).is_empty());
     assert!(removed, "the dead host's runtime directory is left: {:?}", runtime_dirs(up.pid()));
+    // And its control socket, which `up` could not remove.
+    let removed = testkit::wait_until(Duration::from_secs(2), || !up.socket().exists());
+    assert!(removed, "the dead up's control socket {} is left", up.socket().display());
 }
 
 /// The runtime directories (`warren-<pid>-<random>`) of the host `pid`.

@@ -72,6 +72,7 @@ pub struct HostBuilder {
     watchdog: bool,
     catch_signals: bool,
     pid_namespace: bool,
+    remove_on_death: Vec<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for HostBuilder {
@@ -91,6 +92,13 @@ impl HostBuilder {
     /// killed (default on).
     pub fn watchdog(mut self, enabled: bool) -> Self {
         self.watchdog = enabled;
+        self
+    }
+
+    /// A file of the caller's (a control socket) that the watchdog removes if this process
+    /// dies without removing it, unless another file has taken its path by then.
+    pub fn remove_on_death(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.remove_on_death.push(path.into());
         self
     }
 
@@ -128,6 +136,8 @@ impl HostBuilder {
         let leftovers = Leftovers {
             cgroup_kill: cgroup.as_ref().and_then(HostCgroup::kill_file),
             runtime_dir: std::ffi::CString::new(runtime_dir.path().as_os_str().as_encoded_bytes()).ok(),
+            // A file already gone has nothing to remove.
+            files: self.remove_on_death.iter().filter_map(|path| sys::OwnFile::new(path).ok()).collect(),
         };
         let watchdog =
             if self.watchdog { Some(Arc::new(Watchdog::start(leftovers).map_err(HostError::Watchdog)?)) } else { None };
@@ -159,7 +169,13 @@ impl Host {
 
     /// Options for a host: log sink, watchdog, catching signals early.
     pub fn builder() -> HostBuilder {
-        HostBuilder { sink: Arc::new(TracingSink), watchdog: true, catch_signals: false, pid_namespace: false }
+        HostBuilder {
+            sink: Arc::new(TracingSink),
+            watchdog: true,
+            catch_signals: false,
+            pid_namespace: false,
+            remove_on_death: Vec::new(),
+        }
     }
 
     /// Starts a child and returns once it is ready and, for RPC children, connected.

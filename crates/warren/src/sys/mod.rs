@@ -18,4 +18,4 @@ pub use async_fd::async_fd;
 pub use pid_namespace::enter_new as enter_new_pid_namespace;
 pub use process::*;
 pub use spawn::{CgroupJoinError, CwdError, Exec, User, spawn};
-pub use watchdog::{Leftovers, Watchdog};
+pub use watchdog::{Leftovers, OwnFile, Watchdog};

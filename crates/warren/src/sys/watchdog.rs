@@ -38,6 +38,26 @@ pub struct Leftovers {
     /// removed their socket files (a directory still holding files stays for the next host's
     /// sweep).
     pub runtime_dir: Option<CString>,
+    /// Files of the host's own (its control socket) to remove if it dies.
+    pub files: Vec<OwnFile>,
+}
+
+/// A file the host made, named by its path and told apart from a later file at the same path
+/// (the next host's) by its device and inode.
+#[derive(Debug)]
+pub struct OwnFile {
+    path: CString,
+    dev: u64,
+    ino: u64,
+}
+
+impl OwnFile {
+    pub fn new(path: &std::path::Path) -> io::Result<OwnFile> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::symlink_metadata(path)?;
+        let path = CString::new(path.as_os_str().as_encoded_bytes()).map_err(io::Error::other)?;
+        Ok(OwnFile { path, dev: meta.dev(), ino: meta.ino() })
+    }
 }
 
 #[derive(Debug)]
@@ -172,7 +192,8 @@ fn fork_watchdog(leftovers: &Leftovers) -> io::Result<(OwnedFd, u32)> {
     let read_fd = read_end.as_raw_fd();
     let write_fd = write_end.as_raw_fd();
     // SAFETY: after fork the child runs only `watchdog_main`, which makes async-signal-safe
-    // syscalls (close, prctl, setpgid, sigaction, read, kill, open, write, rmdir, _exit) on memory it
+    // syscalls (close, prctl, setpgid, sigaction, read, kill, open, write, rmdir, lstat, unlink,
+    // _exit) on memory it
     // owns, and never returns into Rust code that could touch locks held by other threads of
     // the parent.
     let child = unsafe { libc::fork() };
@@ -278,6 +299,15 @@ fn watchdog_main(read_fd: i32, write_fd: i32, groups: &mut [i32], leftovers: &Le
             // A dropped `Host` removes its directory itself.
             if let Some(path) = &leftovers.runtime_dir {
                 libc::rmdir(path.as_ptr());
+            }
+            for file in &leftovers.files {
+                let mut meta: libc::stat = std::mem::zeroed();
+                let same = libc::lstat(file.path.as_ptr(), &mut meta) == 0
+                    && meta.st_dev == file.dev
+                    && meta.st_ino == file.ino;
+                if same {
+                    libc::unlink(file.path.as_ptr());
+                }
             }
         }
         libc::_exit(0)
