@@ -8,6 +8,7 @@ mod config;
 mod imp;
 mod lifecycle;
 mod logs;
+mod logs_files;
 mod process;
 pub mod report;
 mod runner;

@@ -2,6 +2,7 @@
 
 mod environment;
 mod format;
+mod logs_files;
 mod render;
 mod splice;
 mod targets;
