@@ -78,29 +78,42 @@ pub struct LineBatch<'a> {
     pub first_seq: u64,
     /// The lines, each ended by `\n` (a `\r` before it is not part of the line).
     text: &'a str,
-    count: usize,
+    /// Where each line's `\n` is in `text`: found once, by the pump, for every reader.
+    ends: &'a [usize],
 }
 
 impl<'a> LineBatch<'a> {
-    /// A batch of `count` lines; `text` must hold exactly `count` lines, each ending in `\n`.
-    pub(crate) fn new(child: &'a str, pid: u32, stream: Stream, first_seq: u64, text: &'a str, count: usize) -> Self {
-        LineBatch { child, pid, stream, first_seq, text, count }
+    /// A batch of the lines of `text` that end at `ends`, the places of its every `\n` in order.
+    pub(crate) fn new(
+        child: &'a str,
+        pid: u32,
+        stream: Stream,
+        first_seq: u64,
+        text: &'a str,
+        ends: &'a [usize],
+    ) -> Self {
+        LineBatch { child, pid, stream, first_seq, text, ends }
     }
 
     /// How many lines.
     pub fn len(&self) -> usize {
-        self.count
+        self.ends.len()
     }
 
     /// Never true: a batch holds at least one line.
     pub fn is_empty(&self) -> bool {
-        self.count == 0
+        self.ends.is_empty()
     }
 
     /// The lines' texts, in order, without their line endings.
     pub fn lines(&self) -> impl Iterator<Item = &'a str> + use<'a> {
         let text = self.text;
-        text.split_terminator('\n').map(|line| line.strip_suffix('\r').unwrap_or(line))
+        let starts = std::iter::once(0).chain(self.ends.iter().map(|end| end + 1));
+        self.ends.iter().zip(starts).map(move |(&end, start)| {
+            // `\n` is ASCII: every end and start is a character boundary.
+            let line = text.get(start..end).unwrap_or_default();
+            line.strip_suffix('\r').unwrap_or(line)
+        })
     }
 
     /// The lines one by one, as [`LogSink::line`] takes them.

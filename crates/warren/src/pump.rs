@@ -42,7 +42,7 @@ pub async fn pump<R: AsyncRead + Unpin>(
     sink: Arc<dyn LogSink>,
     tail: Option<Arc<Tail>>,
 ) -> u64 {
-    let mut lines = Lines { child, pid, stream, max_line: max_line.max(1), sink, tail, seq: 0 };
+    let mut lines = Lines { child, pid, stream, max_line: max_line.max(1), sink, tail, seq: 0, ends: Vec::new() };
     let mut buf: Vec<u8> = Vec::with_capacity(READ_BYTES);
     loop {
         // What is left from the last read holds no newline, so the last newline in the buffer
@@ -83,22 +83,25 @@ struct Lines {
     sink: Arc<dyn LogSink>,
     tail: Option<Arc<Tail>>,
     seq: u64,
+    /// Where the lines of the current read end (kept: no allocation per read).
+    ends: Vec<usize>,
 }
 
 impl Lines {
     /// Hands on `text`, whole lines each ending in a newline: as one batch when it is valid
     /// UTF-8 with no line over the bound (a flood's every read), else line by line.
     fn whole(&mut self, text: &[u8]) {
-        let mut count = 0;
+        self.ends.clear();
+        self.ends.extend(memchr::memchr_iter(b'\n', text));
         let mut start = 0;
-        let mut within = true;
-        for end in memchr::memchr_iter(b'\n', text) {
-            count += 1;
-            within &= end - start <= self.max_line;
+        let within = self.ends.iter().all(|&end| {
+            let line = end - start;
             start = end + 1;
-        }
+            line <= self.max_line
+        });
         if within && let Ok(text) = std::str::from_utf8(text) {
-            let batch = LineBatch::new(&self.child, self.pid, self.stream, self.seq + 1, text, count);
+            let count = self.ends.len();
+            let batch = LineBatch::new(&self.child, self.pid, self.stream, self.seq + 1, text, &self.ends);
             self.seq += count as u64;
             if let Some(tail) = &self.tail {
                 // Only the last lines can stay in the tail.

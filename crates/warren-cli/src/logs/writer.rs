@@ -194,10 +194,12 @@ impl Writer {
 
     /// Appends `records` (whole lines), never letting a file pass `max_size` unless a single
     /// record is larger. On failure, how many records were written before it.
-    fn write_records(&mut self, mut records: &[u8]) -> Result<(), (u64, io::Error)> {
-        let mut written = 0;
+    fn write_records(&mut self, all: &[u8]) -> Result<(), (u64, io::Error)> {
+        let mut records = all;
         while !records.is_empty() {
-            let fail = |err| (written, err);
+            // Counted only on failure: a flood's every flush would pay for it.
+            let written = all.len() - records.len();
+            let fail = |err| (memchr::memchr_iter(b'\n', &all[..written]).count() as u64, err);
             if self.file.is_none() {
                 self.open_current().map_err(fail)?;
             }
@@ -205,9 +207,9 @@ impl Writer {
             let take = if records.len() <= room {
                 records.len()
             } else {
-                match records[..room].iter().rposition(|&b| b == b'\n') {
+                match memchr::memrchr(b'\n', &records[..room]) {
                     Some(end) => end + 1,
-                    None if self.size == 0 => records.iter().position(|&b| b == b'\n').map_or(records.len(), |e| e + 1),
+                    None if self.size == 0 => memchr::memchr(b'\n', records).map_or(records.len(), |e| e + 1),
                     None => {
                         self.rotate().map_err(fail)?;
                         continue;
@@ -215,7 +217,6 @@ impl Writer {
                 }
             };
             self.append(&records[..take]).map_err(fail)?;
-            written += records[..take].iter().filter(|&&b| b == b'\n').count() as u64;
             records = &records[take..];
         }
         Ok(())
