@@ -339,6 +339,25 @@ mod tests {
 
     #[test]
     fn a_stalled_writer_skips_lines_without_blocking_and_says_how_many_in_place() {
+        stalled_writer(|terminal, text, total| {
+            for _ in 0..total {
+                terminal.line("p", Style::new(), text);
+            }
+        });
+    }
+
+    #[test]
+    fn a_stalled_writer_skips_batches_in_part_and_counts_every_line() {
+        stalled_writer(|terminal, text, total| {
+            // Batches of 7 do not divide the queue's room: one is cut short where it fills.
+            for start in (0..total).step_by(7) {
+                let n = 7.min(total - start);
+                terminal.lines("p", Style::new(), std::iter::repeat_n(text, n), n);
+            }
+        });
+    }
+
+    fn stalled_writer(push: impl Fn(&Terminal, &str, usize)) {
         let open = Arc::new((Mutex::new(false), Condvar::new()));
         let written = Arc::new(Mutex::new(Vec::new()));
         let gate = Gate { open: Arc::clone(&open), written: Arc::clone(&written) };
@@ -346,9 +365,7 @@ mod tests {
         let text = "x".repeat(100);
         let started = std::time::Instant::now();
         let total = 3 * QUEUE_BYTES / 100;
-        for _ in 0..total {
-            terminal.line("p", Style::new(), &text);
-        }
+        push(&terminal, &text, total);
         terminal.say("while full");
         assert!(started.elapsed() < Duration::from_secs(5), "pushing never waits for the writer");
         {
