@@ -141,9 +141,10 @@ impl Runner<'_> {
         let printed = out.stdout.split(|&b| b == b'\n').filter(|l| !l.is_empty()).count() as u64;
         ensure!(printed == asked, "`warren logs -n {asked} c0` printed {printed} lines");
         let last = out.stdout.split(|&b| b == b'\n').rfind(|l| !l.is_empty()).unwrap_or_default();
-        let wanted = format!("| {:09} ", lines - 1);
+        // One program: its lines without a prefix.
+        let wanted = format!("{:09} ", lines - 1);
         ensure!(
-            String::from_utf8_lossy(last).contains(&wanted),
+            String::from_utf8_lossy(last).starts_with(&wanted),
             "`warren logs -n` ends with {:?}, not line {}",
             String::from_utf8_lossy(last),
             lines - 1
