@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use anstyle::{AnsiColor, Style};
-use warren::{LogLine, LogSink, Stream};
+use warren::{LineBatch, LogLine, LogSink, Stream};
 
 use crate::terminal::Terminal;
 
@@ -63,6 +63,14 @@ impl LogSink for Output {
             true => self.print(&line.child, style, &line.to_string()),
             false => self.print(&line.child, style, &line.text),
         }
+    }
+
+    fn lines(&self, batch: &LineBatch<'_>) {
+        if self.own_lines_only.load(std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
+        let style = self.colours.get(batch.child).copied().unwrap_or_default();
+        self.terminal.lines(batch.child, style, batch.lines(), batch.len());
     }
 
     fn closed(&self, _child: &str, _stream: Stream) {}

@@ -26,7 +26,8 @@ pub const OWN_RESERVE_BYTES: usize = 256 << 10;
 
 /// What waits for the writer thread.
 enum Entry {
-    Line(String),
+    /// One line or several, with what they cost (see [`cost`]).
+    Lines(String, usize),
     /// Lines skipped at this place in the output.
     Skipped(u64),
 }
@@ -124,40 +125,63 @@ impl Terminal {
     /// A program's line: `who | text`, `who` styled and padded; queued, or skipped if the
     /// reader is behind.
     pub fn line(&self, who: &str, style: Style, text: &str) {
+        self.lines(who, style, std::iter::once(text), 1);
+    }
+
+    /// `count` lines of one program read at once, queued as one entry: one allocation, one
+    /// lock and at most one wake-up for them all. Those that do not fit are skipped and counted.
+    pub fn lines<'a>(&self, who: &str, style: Style, lines: impl Iterator<Item = &'a str>, count: usize) {
         // A flood into a full queue is counted without the cost of formatting each line.
-        let mut queue = self.shared.lock();
-        if queue.bytes >= QUEUE_BYTES {
-            queue.skipped += 1;
-            return;
+        let room = QUEUE_BYTES.saturating_sub(self.shared.lock().bytes);
+        let mut block = String::new();
+        let (mut spent, mut shown) = (0, 0);
+        if room > 0 {
+            let head = line_head(&self.shared, who, style);
+            for text in lines {
+                let text = if self.shared.escape { escape_controls(text) } else { std::borrow::Cow::Borrowed(text) };
+                let line_cost = cost(head.len() + text.len() + 1);
+                if spent + line_cost > room {
+                    break;
+                }
+                block.push_str(&head);
+                block.push_str(&text);
+                block.push('\n');
+                spent += line_cost;
+                shown += 1;
+            }
         }
-        drop(queue);
-        let text = if self.shared.escape { escape_controls(text) } else { std::borrow::Cow::Borrowed(text) };
-        self.push(format_line(&self.shared, who, style, &text), QUEUE_BYTES);
+        self.push(block, spent, shown, count.saturating_sub(shown), QUEUE_BYTES);
     }
 
     /// A line of warren's own, with its reserve past the programs' bound.
     pub fn say(&self, text: &str) {
         let line = format_line(&self.shared, "warren", Style::new().bold(), text);
-        self.push(line, QUEUE_BYTES + OWN_RESERVE_BYTES);
+        let spent = cost(line.len());
+        self.push(line, spent, 1, 0, QUEUE_BYTES + OWN_RESERVE_BYTES);
     }
 
-    fn push(&self, line: String, limit: usize) {
+    /// Queues `lines` lines (`text`, costing `spent`) unless that passes `limit`, then counts
+    /// `skipped` more after them.
+    fn push(&self, text: String, spent: usize, lines: usize, skipped: usize, limit: usize) {
         let mut queue = self.shared.lock();
         if queue.closed {
             return;
         }
-        if queue.bytes + cost(&line) > limit {
-            queue.skipped += 1;
-            return;
+        let mut skipped = skipped as u64;
+        let mut was_empty = false;
+        if lines > 0 && queue.bytes + spent > limit {
+            skipped += lines as u64;
+        } else if lines > 0 {
+            // The writer waits only on an empty queue: a wake-up per line cost more than the line.
+            was_empty = queue.entries.is_empty();
+            let before = std::mem::take(&mut queue.skipped);
+            if before > 0 {
+                queue.entries.push_back(Entry::Skipped(before));
+            }
+            queue.bytes += spent;
+            queue.entries.push_back(Entry::Lines(text, spent));
         }
-        // The writer waits only on an empty queue: a wake-up per line cost more than the line.
-        let was_empty = queue.entries.is_empty();
-        let skipped = std::mem::take(&mut queue.skipped);
-        if skipped > 0 {
-            queue.entries.push_back(Entry::Skipped(skipped));
-        }
-        queue.bytes += cost(&line);
-        queue.entries.push_back(Entry::Line(line));
+        queue.skipped += skipped;
         drop(queue);
         if was_empty {
             self.shared.wake.notify_one();
@@ -200,9 +224,9 @@ fn write_loop(shared: &Shared, mut out: Box<dyn Write + Send>) {
             // A closed stdout (`warren up | head`) must not take the supervisor down: lines are
             // still taken off the queue, and go nowhere.
             let _ = match entry {
-                Entry::Line(line) => {
-                    let written = out.write_all(line.as_bytes());
-                    shared.lock().bytes -= cost(&line);
+                Entry::Lines(lines, spent) => {
+                    let written = out.write_all(lines.as_bytes());
+                    shared.lock().bytes -= spent;
                     written
                 }
                 Entry::Skipped(n) => {
@@ -215,21 +239,30 @@ fn write_loop(shared: &Shared, mut out: Box<dyn Write + Send>) {
     }
 }
 
-/// What a queued line costs in memory: its text, the queue's entry and the allocation's own
-/// overhead, so that a flood of empty lines is bounded as well as one of long ones.
-fn cost(line: &str) -> usize {
-    line.len() + 64
+/// What a queued line of `len` bytes costs in memory: its text, and a queue entry's and an
+/// allocation's overhead, so that a flood of empty lines is bounded as well as one of long ones
+/// (counted per line even where lines share an entry).
+fn cost(len: usize) -> usize {
+    len + 64
 }
 
-/// One line as printed: `[time ]who | text\n`.
-fn format_line(shared: &Shared, who: &str, style: Style, text: &str) -> String {
+/// What starts a line as printed: `[time ]who | `.
+fn line_head(shared: &Shared, who: &str, style: Style) -> String {
     let width = shared.width.load(Ordering::Relaxed);
     let time = match shared.timestamps {
         true => format!("{} ", humantime::format_rfc3339_millis(SystemTime::now())),
         false => String::new(),
     };
     let style = if shared.colour { style } else { Style::new() };
-    format!("{time}{style}{who:<width$}{style:#} | {text}\n")
+    format!("{time}{style}{who:<width$}{style:#} | ")
+}
+
+/// One line as printed: `[time ]who | text\n`.
+fn format_line(shared: &Shared, who: &str, style: Style, text: &str) -> String {
+    let mut line = line_head(shared, who, style);
+    line.push_str(text);
+    line.push('\n');
+    line
 }
 
 /// `text` with every control character but tab shown as `\xNN` (C1 controls as `\u{NN}`), so
@@ -306,6 +339,25 @@ mod tests {
 
     #[test]
     fn a_stalled_writer_skips_lines_without_blocking_and_says_how_many_in_place() {
+        stalled_writer(|terminal, text, total| {
+            for _ in 0..total {
+                terminal.line("p", Style::new(), text);
+            }
+        });
+    }
+
+    #[test]
+    fn a_stalled_writer_skips_batches_in_part_and_counts_every_line() {
+        stalled_writer(|terminal, text, total| {
+            // Batches of 7 do not divide the queue's room: one is cut short where it fills.
+            for start in (0..total).step_by(7) {
+                let n = 7.min(total - start);
+                terminal.lines("p", Style::new(), std::iter::repeat_n(text, n), n);
+            }
+        });
+    }
+
+    fn stalled_writer(push: impl Fn(&Terminal, &str, usize)) {
         let open = Arc::new((Mutex::new(false), Condvar::new()));
         let written = Arc::new(Mutex::new(Vec::new()));
         let gate = Gate { open: Arc::clone(&open), written: Arc::clone(&written) };
@@ -313,9 +365,7 @@ mod tests {
         let text = "x".repeat(100);
         let started = std::time::Instant::now();
         let total = 3 * QUEUE_BYTES / 100;
-        for _ in 0..total {
-            terminal.line("p", Style::new(), &text);
-        }
+        push(&terminal, &text, total);
         terminal.say("while full");
         assert!(started.elapsed() < Duration::from_secs(5), "pushing never waits for the writer");
         {

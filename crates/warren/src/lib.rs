@@ -62,7 +62,7 @@ pub use error::{HostError, PluginError, SpawnError};
 pub use exit::Exit;
 pub use host::{Host, HostBuilder};
 pub use limits::{Identity, Limits};
-pub use log::{LogLine, LogSink, SPLIT_MARKER, Stream, TracingSink};
+pub use log::{LineBatch, LogLine, LogSink, SPLIT_MARKER, Stream, TracingSink};
 pub use notify::{Notice, send as sd_notify};
 pub use report::{Leak, Outcome, Step, StopReport};
 pub use shutdown::{Shutdown, ShutdownStep};

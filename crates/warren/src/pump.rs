@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-use crate::log::{LogLine, LogSink, Stream};
+use crate::log::{LineBatch, LogLine, LogSink, Stream};
 
 /// The last lines of stderr, kept to explain a child that fails before it is ready.
 #[derive(Debug, Default)]
@@ -42,38 +42,21 @@ pub async fn pump<R: AsyncRead + Unpin>(
     sink: Arc<dyn LogSink>,
     tail: Option<Arc<Tail>>,
 ) -> u64 {
-    let max_line = max_line.max(1);
-    let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
-    let mut seq = 0u64;
-    let mut emit = |bytes: &[u8], continues: bool, unterminated: bool| {
-        seq += 1;
-        let text = String::from_utf8_lossy(bytes).into_owned();
-        if let Some(tail) = &tail {
-            tail.push(&text);
-        }
-        sink.line(LogLine { child: Arc::clone(&child), pid, stream, seq, text, continues, unterminated });
-    };
-    // Where scanning for a newline resumes: bytes before it are known to hold none.
-    let mut scanned = 0;
+    let mut lines = Lines { child, pid, stream, max_line: max_line.max(1), sink, tail, seq: 0, ends: Vec::new() };
+    let mut buf: Vec<u8> = Vec::with_capacity(READ_BYTES);
     loop {
-        let mut start = 0;
-        while let Some(offset) = memchr(b'\n', &buf[scanned..]) {
-            let end = scanned + offset;
-            let line = &buf[start..end];
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
-            let rest = emit_long_prefix(line, max_line, &mut emit);
-            emit(rest, false, false);
-            start = end + 1;
-            scanned = start;
+        // What is left from the last read holds no newline, so the last newline in the buffer
+        // ends the whole lines this read completed: they go on together.
+        if let Some(last) = memchr::memrchr(b'\n', &buf) {
+            lines.whole(&buf[..=last]);
+            buf.drain(..=last);
         }
         // No newline in what is left: cut off bound-sized pieces now rather than buffer a line
         // without limit.
-        let rest_len = emit_long_prefix(&buf[start..], max_line, &mut emit).len();
-        start = buf.len() - rest_len;
-        buf.drain(..start);
-        scanned = buf.len();
-        if buf.capacity() - buf.len() < 4096 {
-            buf.reserve(64 * 1024);
+        let rest_len = lines.long_prefix(&buf).len();
+        buf.drain(..buf.len() - rest_len);
+        if buf.capacity() - buf.len() < READ_BYTES / 16 {
+            buf.reserve(READ_BYTES);
         }
         match pipe.read_buf(&mut buf).await {
             Ok(0) | Err(_) => break,
@@ -81,28 +64,92 @@ pub async fn pump<R: AsyncRead + Unpin>(
         }
     }
     if !buf.is_empty() {
-        emit(&buf, false, true);
+        lines.emit(&buf, false, true);
     }
-    sink.closed(&child, stream);
-    seq
+    lines.sink.closed(&lines.child, stream);
+    lines.seq
 }
 
-/// Emits bound-sized pieces of `text` marked as continuing, as long as more than `max_line`
-/// bytes remain; returns the remainder (at most `max_line` bytes). Never cuts a UTF-8 sequence.
-fn emit_long_prefix<'a>(mut text: &'a [u8], max_line: usize, emit: &mut impl FnMut(&[u8], bool, bool)) -> &'a [u8] {
-    while text.len() > max_line {
-        let mut cut = max_line;
-        while cut > 1 && (text[cut] & 0b1100_0000) == 0b1000_0000 {
-            cut -= 1;
+/// How much one read asks for: a pipe's default capacity, so that a child printing as fast as it
+/// can is emptied in one read.
+const READ_BYTES: usize = 64 * 1024;
+
+/// One pipe's lines on their way to the sink, numbered.
+struct Lines {
+    child: Arc<str>,
+    pid: u32,
+    stream: Stream,
+    max_line: usize,
+    sink: Arc<dyn LogSink>,
+    tail: Option<Arc<Tail>>,
+    seq: u64,
+    /// Where the lines of the current read end (kept: no allocation per read).
+    ends: Vec<usize>,
+}
+
+impl Lines {
+    /// Hands on `text`, whole lines each ending in a newline: as one batch when it is valid
+    /// UTF-8 with no line over the bound (a flood's every read), else line by line.
+    fn whole(&mut self, text: &[u8]) {
+        self.ends.clear();
+        self.ends.extend(memchr::memchr_iter(b'\n', text));
+        let mut start = 0;
+        let within = self.ends.iter().all(|&end| {
+            let line = end - start;
+            start = end + 1;
+            line <= self.max_line
+        });
+        if within && let Ok(text) = std::str::from_utf8(text) {
+            let count = self.ends.len();
+            let batch = LineBatch::new(&self.child, self.pid, self.stream, self.seq + 1, text, &self.ends);
+            self.seq += count as u64;
+            if let Some(tail) = &self.tail {
+                // Only the last lines can stay in the tail.
+                let skip = count.saturating_sub(TAIL_LINES);
+                batch.lines().skip(skip).for_each(|line| tail.push(line));
+            }
+            self.sink.lines(&batch);
+            return;
         }
-        emit(&text[..cut], true, false);
-        text = &text[cut..];
+        for line in text.split_inclusive(|&b| b == b'\n') {
+            let line = &line[..line.len() - 1];
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            let rest = self.long_prefix(line);
+            self.emit(rest, false, false);
+        }
     }
-    text
-}
 
-fn memchr(needle: u8, haystack: &[u8]) -> Option<usize> {
-    haystack.iter().position(|&b| b == needle)
+    fn emit(&mut self, bytes: &[u8], continues: bool, unterminated: bool) {
+        self.seq += 1;
+        let text = String::from_utf8_lossy(bytes).into_owned();
+        if let Some(tail) = &self.tail {
+            tail.push(&text);
+        }
+        let child = Arc::clone(&self.child);
+        self.sink.line(LogLine {
+            child,
+            pid: self.pid,
+            stream: self.stream,
+            seq: self.seq,
+            text,
+            continues,
+            unterminated,
+        });
+    }
+
+    /// Emits bound-sized pieces of `text` marked as continuing, as long as more than the bound
+    /// remains; returns the remainder (at most the bound). Never cuts a UTF-8 sequence.
+    fn long_prefix<'a>(&mut self, mut text: &'a [u8]) -> &'a [u8] {
+        while text.len() > self.max_line {
+            let mut cut = self.max_line;
+            while cut > 1 && (text[cut] & 0b1100_0000) == 0b1000_0000 {
+                cut -= 1;
+            }
+            self.emit(&text[..cut], true, false);
+            text = &text[cut..];
+        }
+        text
+    }
 }
 
 #[cfg(test)]
@@ -122,6 +169,40 @@ mod tests {
         let sink = Arc::new(Collect::default());
         pump(input, Arc::from("c"), 1, Stream::Stdout, max_line, sink.clone(), None).await;
         sink.0.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Records what arrives how: `(first seq, lines)` for a batch, `(seq, 0)` for a single line.
+    #[derive(Default)]
+    struct Shapes(Mutex<Vec<(u64, usize, String)>>);
+
+    impl LogSink for Shapes {
+        fn line(&self, line: LogLine) {
+            self.0.lock().unwrap_or_else(PoisonError::into_inner).push((line.seq, 0, line.text));
+        }
+
+        fn lines(&self, batch: &LineBatch<'_>) {
+            let text = batch.lines().collect::<Vec<_>>().join(",");
+            self.0.lock().unwrap_or_else(PoisonError::into_inner).push((batch.first_seq, batch.len(), text));
+        }
+    }
+
+    #[tokio::test]
+    async fn whole_lines_of_a_read_go_on_as_one_batch_and_odd_ones_alone_numbered_on() {
+        let sink = Arc::new(Shapes::default());
+        let input: &[u8] = b"a\r\nb\nc\n";
+        pump(input, Arc::from("c"), 1, Stream::Stdout, 100, sink.clone(), None).await;
+        let bad: &[u8] = b"ok\n\xff\nlast";
+        pump(bad, Arc::from("c"), 1, Stream::Stdout, 100, sink.clone(), None).await;
+        let shapes = sink.0.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        let expected = [
+            (1, 3, "a,b,c"),
+            // Invalid UTF-8 in a read: its lines one by one, decoded lossily.
+            (1, 0, "ok"),
+            (2, 0, "\u{fffd}"),
+            (3, 0, "last"),
+        ];
+        let shapes: Vec<(u64, usize, &str)> = shapes.iter().map(|(s, n, t)| (*s, *n, t.as_str())).collect();
+        assert_eq!(shapes, expected);
     }
 
     #[tokio::test]

@@ -327,17 +327,27 @@ struct LineWatch {
     seen: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
 }
 
-impl LogSink for LineWatch {
-    fn line(&self, line: crate::log::LogLine) {
+impl LineWatch {
+    fn watch<'a>(&self, mut lines: impl Iterator<Item = &'a str>) {
         let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
         if seen.is_some()
-            && self.regex.is_match(&line.text)
+            && lines.any(|line| self.regex.is_match(line))
             && let Some(tx) = seen.take()
         {
             let _ = tx.send(());
         }
-        drop(seen);
+    }
+}
+
+impl LogSink for LineWatch {
+    fn line(&self, line: crate::log::LogLine) {
+        self.watch(std::iter::once(line.text.as_str()));
         self.inner.line(line);
+    }
+
+    fn lines(&self, batch: &crate::log::LineBatch<'_>) {
+        self.watch(batch.lines());
+        self.inner.lines(batch);
     }
 
     fn closed(&self, child: &str, stream: Stream) {

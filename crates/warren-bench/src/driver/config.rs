@@ -26,7 +26,7 @@ pub struct Config {
     pub out: PathBuf,
     /// Every sample, as JSON.
     pub json: Option<PathBuf>,
-    /// Which parts to run: m1 (with m2), m3, m4, m5, m6, gob.
+    /// Which parts to run: m1 (with m2), m3, m4, m5, m6, gob, logfiles.
     pub only: Vec<String>,
     pub command_line: String,
 }
@@ -49,7 +49,7 @@ impl Config {
             supervisord: None,
             out: PathBuf::from("BENCHMARKS.md"),
             json: None,
-            only: vec!["m1".into(), "m3".into(), "m4".into(), "m5".into(), "m6".into()],
+            only: vec!["m1".into(), "m3".into(), "m4".into(), "m5".into(), "m6".into(), "logfiles".into()],
             // bench/run-all says how it was invoked; its own flags (paths) are not news.
             command_line: std::env::var("WB_COMMAND")
                 .unwrap_or_else(|_| format!("wb-run {}", args.join(" ")))

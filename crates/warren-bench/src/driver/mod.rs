@@ -9,6 +9,7 @@ mod gob;
 mod imp;
 mod lifecycle;
 mod logs;
+mod logs_files;
 mod process;
 pub mod report;
 mod runner;

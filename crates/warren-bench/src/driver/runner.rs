@@ -125,6 +125,9 @@ pub fn run(config: &Config) -> anyhow::Result<usize> {
                 runner.logs_supervisord(round, sv);
             }
         }
+        if config.runs("logfiles") {
+            runner.logs_files(round);
+        }
         info.load_end = proc::loadavg();
         info.others_cpus = others;
         info.seconds = started.elapsed().as_secs_f64();

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::watch;
-use warren::{LogLine, LogSink, Stream};
+use warren::{LineBatch, LogLine, LogSink, Stream};
 
 use super::writer::{Flushed, Limits, Writer};
 
@@ -182,6 +182,16 @@ impl LogSink for Store {
             self.settle(flushed);
         }
         self.echo.line(line);
+    }
+
+    fn lines(&self, batch: &LineBatch<'_>) {
+        if let Some(program) = self.find(batch.child) {
+            // One read, one time: the lines arrived together.
+            let time = humantime::format_rfc3339_micros(SystemTime::now());
+            let flushed = self.writer(program).push_all(time, batch.pid, batch.stream.into(), batch.lines());
+            self.settle(flushed);
+        }
+        self.echo.lines(batch);
     }
 
     fn closed(&self, child: &str, stream: Stream) {

@@ -31,6 +31,14 @@ pub struct Flushed {
     pub report: Option<String>,
 }
 
+impl Flushed {
+    /// What two flushes did together (the first report kept: a failure and a recovery are at
+    /// least five seconds apart, so two never come in one batch).
+    fn and(self, later: Flushed) -> Flushed {
+        Flushed { wrote: self.wrote || later.wrote, report: self.report.or(later.report) }
+    }
+}
+
 /// A program's log files and the records not written yet.
 #[derive(Debug)]
 pub struct Writer {
@@ -43,6 +51,8 @@ pub struct Writer {
     /// Counts rotations (from an arbitrary start): a reader's position names its file by this.
     generation: u64,
     buf: Vec<u8>,
+    /// The head of the records being pushed (reused: no allocation per batch).
+    head: Vec<u8>,
     buf_lines: u64,
     seq: u64,
     lost: u64,
@@ -62,6 +72,7 @@ impl Writer {
             size: 0,
             generation: u64::from(limits.keep) + 1,
             buf: Vec::with_capacity(BUFFER_BYTES),
+            head: Vec::new(),
             buf_lines: 0,
             seq: 0,
             lost: 0,
@@ -106,10 +117,31 @@ impl Writer {
 
     /// Buffers one record; writes the buffer out when it is full.
     pub fn push(&mut self, time: impl std::fmt::Display, pid: u32, stream: Stream, text: &str) -> Flushed {
-        self.seq += 1;
-        record::write(&mut self.buf, time, &self.name, pid, stream, self.seq, text);
-        self.buf_lines += 1;
-        if self.buf.len() >= BUFFER_BYTES { self.flush() } else { Flushed::default() }
+        self.push_all(time, pid, stream, std::iter::once(text))
+    }
+
+    /// Buffers the records of one read (one time, pid and stream: their head is made once);
+    /// writes the buffer out whenever it is full.
+    pub fn push_all<'a>(
+        &mut self,
+        time: impl std::fmt::Display,
+        pid: u32,
+        stream: Stream,
+        lines: impl Iterator<Item = &'a str>,
+    ) -> Flushed {
+        self.head.clear();
+        record::head(&mut self.head, time, &self.name, pid, stream);
+        let mut flushed = Flushed::default();
+        for text in lines {
+            self.seq += 1;
+            self.buf.extend_from_slice(&self.head);
+            record::body(&mut self.buf, self.seq, text);
+            self.buf_lines += 1;
+            if self.buf.len() >= BUFFER_BYTES {
+                flushed = flushed.and(self.flush());
+            }
+        }
+        flushed
     }
 
     /// The sequence number of the last record pushed.
@@ -162,10 +194,12 @@ impl Writer {
 
     /// Appends `records` (whole lines), never letting a file pass `max_size` unless a single
     /// record is larger. On failure, how many records were written before it.
-    fn write_records(&mut self, mut records: &[u8]) -> Result<(), (u64, io::Error)> {
-        let mut written = 0;
+    fn write_records(&mut self, all: &[u8]) -> Result<(), (u64, io::Error)> {
+        let mut records = all;
         while !records.is_empty() {
-            let fail = |err| (written, err);
+            // Counted only on failure: a flood's every flush would pay for it.
+            let written = all.len() - records.len();
+            let fail = |err| (memchr::memchr_iter(b'\n', &all[..written]).count() as u64, err);
             if self.file.is_none() {
                 self.open_current().map_err(fail)?;
             }
@@ -173,9 +207,9 @@ impl Writer {
             let take = if records.len() <= room {
                 records.len()
             } else {
-                match records[..room].iter().rposition(|&b| b == b'\n') {
+                match memchr::memrchr(b'\n', &records[..room]) {
                     Some(end) => end + 1,
-                    None if self.size == 0 => records.iter().position(|&b| b == b'\n').map_or(records.len(), |e| e + 1),
+                    None if self.size == 0 => memchr::memchr(b'\n', records).map_or(records.len(), |e| e + 1),
                     None => {
                         self.rotate().map_err(fail)?;
                         continue;
@@ -183,7 +217,6 @@ impl Writer {
                 }
             };
             self.append(&records[..take]).map_err(fail)?;
-            written += records[..take].iter().filter(|&&b| b == b'\n').count() as u64;
             records = &records[take..];
         }
         Ok(())

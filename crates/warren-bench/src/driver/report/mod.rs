@@ -3,6 +3,7 @@
 mod environment;
 mod format;
 mod gob;
+mod logs_files;
 mod render;
 mod splice;
 mod targets;

@@ -266,6 +266,8 @@ pub fn render(config: &Config, env: &Environment, s: &Store) -> String {
         );
     }
 
+    super::logs_files::render(config, s, w);
+
     let _ = writeln!(
         w,
         "\n### M6: footprint (MB = 10⁶ bytes)\n\nRSS counts every resident page the process maps, shared ones \

@@ -192,6 +192,25 @@ pub(super) fn targets(s: &Store) -> Vec<Target> {
     t.push(abs("log lines through the host", s.get("m5/lines_s", "warren"), Want::AtLeast, 1_000_000.0, "lines/s"));
     t.push(abs("log lines lost or out of order", s.get("m5/lost", "warren"), Want::AtMost, 0.0, "lines"));
     t.push(abs(
+        "log lines into files, 10 programs (`warren up`)",
+        s.get("logfiles/lines_s", "warren"),
+        Want::AtLeast,
+        1_000_000.0,
+        "lines/s",
+    ));
+    t.push(ratio(
+        "log lines into files, 10 programs: warren up ÷ supervisord (lines/s)".into(),
+        s.ratio("logfiles/lines_s", "warren", "supervisord"),
+        Want::AtLeast,
+        2.0,
+    ));
+    t.push(ratio(
+        "`warren up` RSS through the flood, after warm-up: max ÷ min".into(),
+        s.get("logfiles/rss_max_over_min", "warren"),
+        Want::AtMost,
+        1.1,
+    ));
+    t.push(abs(
         "warren child RSS (wb-child under a host)",
         s.get("m6/child_rss_mb", "warren"),
         Want::AtMost,
