@@ -156,7 +156,28 @@ fn spawn_sleeper(ignore_term: bool) -> u32 {
     // stdout and stderr are inherited: the grandchild holds the host's pipes open.
     #[expect(clippy::zombie_processes, reason = "the grandchild is meant to outlive this process")]
     let child = command.spawn().expect("spawn grandchild");
+    catches_term(child.id());
     child.id()
+}
+
+/// Waits (at most 5 s) until `pid` has its SIGTERM handler: until then a stop signal would end
+/// it as if it did not ignore it, and a test of a grandchild that outlives its parent would see
+/// none.
+fn catches_term(pid: u32) {
+    const SIGTERM_BIT: u64 = 1 << (15 - 1);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while std::time::Instant::now() < deadline {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let caught = status
+            .lines()
+            .find_map(|line| line.strip_prefix("SigCgt:"))
+            .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+            .is_some_and(|mask| mask & SIGTERM_BIT != 0);
+        if caught {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
 }
 
 /// A grandchild in its own process group: signals to the child's group do not reach it. With
