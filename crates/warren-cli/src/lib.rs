@@ -221,11 +221,11 @@ async fn up(file: Option<PathBuf>, example: bool, run: cli::UpOptions, terminal:
         return Ok(detach::start(file.as_deref(), &run, &dir)?);
     }
     let (plan, logs) = match &file {
-        Some(file) => match config::load_with_logs(file) {
+        Some(file) => match config::load_with_settings(file) {
             Ok(loaded) => loaded,
             Err(errors) => return Err(Failure { message: errors.to_string(), code: exit::CONFIG }),
         },
-        None => (builtin::plan(), config::LogSettings::default()),
+        None => (builtin::plan(), config::FileSettings::default()),
     };
     // The path as given when `up` started, for `warren reload` to re-read.
     let file = file.map(|f| std::path::absolute(&f).unwrap_or(f));

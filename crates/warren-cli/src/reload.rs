@@ -53,7 +53,7 @@ pub async fn apply(
         HandlerError::new(NO_FILE, "this instance runs the built-in example: it has no file to re-read")
     })?;
     let (plan, settings) =
-        config::load_with_logs(file).map_err(|errors| HandlerError::new(INVALID_CONFIG, errors.to_string()))?;
+        config::load_with_settings(file).map_err(|errors| HandlerError::new(INVALID_CONFIG, errors.to_string()))?;
     let mut diff = PlanDiff::between(&supervisor.plan(), &plan);
     let mut outcomes = Vec::new();
     if !dry_run {
@@ -61,7 +61,7 @@ pub async fn apply(
             supervisor.status().into_iter().filter(|s| s.state == State::Stopped).map(|s| s.name).collect();
         // Before the programs start, so that their first lines are recorded.
         for name in &diff.added {
-            logs.add(name, settings.limits.get(name).copied().unwrap_or_default());
+            logs.add(name, settings.log_limits.get(name).copied().unwrap_or_default());
         }
         outcomes = lifecycle::until_up(supervisor, || {
             diff = supervisor.reload(plan);

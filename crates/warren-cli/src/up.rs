@@ -16,7 +16,7 @@ use warren::supervise::{Supervisor, Update};
 use warren::{Host, Shutdown, ShutdownStep, Signal};
 
 use crate::cli::UpOptions;
-use crate::config::LogSettings;
+use crate::config::FileSettings;
 use crate::control_socket::{ControlSocket, OpenError};
 use crate::detach;
 use crate::exit;
@@ -31,7 +31,7 @@ const CONTROL_DRAIN: Duration = Duration::from_secs(2);
 
 pub async fn run(
     plan: Plan,
-    log_settings: LogSettings,
+    settings: FileSettings,
     file: Option<PathBuf>,
     instance_dir: &Path,
     options: UpOptions,
@@ -57,11 +57,11 @@ pub async fn run(
     let mut failed_to_start = false;
     let file: Option<Arc<Path>> = file.map(Arc::from);
     let output = Arc::new(Output::new(plan.programs().iter().map(|p| p.name.as_str()), terminal));
-    let log_settings_http = log_settings.http;
-    let pid_namespace = log_settings.pid_namespace;
-    let logs_dir = log_settings.dir.unwrap_or_else(|| crate::instance::state_dir(instance_dir).join("logs"));
+    let http_listen = settings.http;
+    let pid_namespace = settings.pid_namespace;
+    let logs_dir = settings.logs_dir.unwrap_or_else(|| crate::instance::state_dir(instance_dir).join("logs"));
     let limits =
-        plan.programs().iter().map(|p| (p.name.clone(), log_settings.limits.get(&p.name).copied().unwrap_or_default()));
+        plan.programs().iter().map(|p| (p.name.clone(), settings.log_limits.get(&p.name).copied().unwrap_or_default()));
     let say = Arc::clone(&output);
     let logs = Arc::new(Store::open(&logs_dir, limits, output.clone(), Arc::new(move |text: &str| say.say(text))));
     let flusher = logs.spawn_flusher();
@@ -106,7 +106,7 @@ pub async fn run(
     let reaper = warren::reaper::reap_orphans()
         .inspect_err(|err| output.say(&format!("orphans will not be reaped: cannot watch SIGCHLD: {err}")))
         .ok();
-    let http = match log_settings_http {
+    let http = match http_listen {
         Some(listen) => {
             match crate::http::serve(listen, Arc::clone(&supervisor_slot), Arc::clone(&logs), call_counts).await {
                 Ok(endpoint) => {

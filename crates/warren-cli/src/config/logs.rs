@@ -1,9 +1,6 @@
 //! The keys about log files: `logs_dir` (top level), `max_size` and `keep` (`[defaults]` or a
 //! program), and what they resolve to.
 
-use std::collections::HashMap;
-use std::path::PathBuf;
-
 /// When one program's log file is rotated, and how many rotated files are kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LogLimits {
@@ -18,22 +15,6 @@ impl Default for LogLimits {
     fn default() -> LogLimits {
         LogLimits { max_size: 10 * 1024 * 1024, keep: 5 }
     }
-}
-
-/// The log settings of a configuration.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct LogSettings {
-    /// `logs_dir`, made absolute against the file's directory; the instance's state directory
-    /// when `None`.
-    pub dir: Option<PathBuf>,
-    /// Each program's limits (the defaults for a program not listed).
-    pub limits: HashMap<String, LogLimits>,
-    /// `[http] listen`: where `warren up` serves its HTTP endpoint (none without `[http]`).
-    /// A file-wide setting like `logs_dir`, so it travels with these.
-    pub http: Option<std::net::SocketAddr>,
-    /// `pid_namespace`: the programs run in a PID namespace that ends with `warren up`
-    /// (another file-wide setting that travels with these).
-    pub pid_namespace: bool,
 }
 
 /// A size as written: a whole number with an optional unit, `B`, `KiB`, `MiB`, `GiB` (or `K`,

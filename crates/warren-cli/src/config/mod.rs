@@ -12,6 +12,7 @@
 mod checker;
 mod env;
 mod error;
+mod file_settings;
 mod graph;
 mod http;
 mod interpolate;
@@ -28,6 +29,7 @@ mod settings;
 mod values;
 
 pub use error::{ConfigError, ConfigErrors, ErrorKind, Section};
-pub use load::{load, load_with_logs, parse, parse_with_logs};
-pub use logs::{LogLimits, LogSettings};
+pub use file_settings::FileSettings;
+pub use load::{load, load_with_settings, parse, parse_with_settings};
+pub use logs::LogLimits;
 pub use procfile::{find, import};

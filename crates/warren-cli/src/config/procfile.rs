@@ -62,8 +62,8 @@ pub fn import(path: &Path) -> Result<String, ConfigErrors> {
 }
 
 /// Runs a Procfile: the plan of what [`import`] makes of it.
-pub(crate) fn load(path: &Path) -> Result<(Plan, super::LogSettings), ConfigErrors> {
-    super::parse_with_logs(&import(path)?, path)
+pub(crate) fn load(path: &Path) -> Result<(Plan, super::FileSettings), ConfigErrors> {
+    super::parse_with_settings(&import(path)?, path)
 }
 
 /// The `(name, command)` of each line, reporting the lines that are neither that, blank nor
