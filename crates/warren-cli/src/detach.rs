@@ -78,14 +78,25 @@ pub fn start(file: Option<&Path>, options: &UpOptions, instance_dir: &Path) -> a
         return Ok(status.code().and_then(|c| u8::try_from(c).ok()).unwrap_or(exit::PROGRAM_FAILED));
     }
     let target = match file {
-        Some(file) => format!(" --file {}", shell_word(&std::path::absolute(file)?.display().to_string())),
-        None => String::new(),
+        Some(file) if !found_from_here(file) => {
+            // Resolved, so a `-f ../warren.toml` is shown as the path it means.
+            let file = file.canonicalize().or_else(|_| std::path::absolute(file))?;
+            format!(" --file {}", shell_word(&file.display().to_string()))
+        }
+        _ => String::new(),
     };
     println!("warren: every program is up; running in the background (pid {})", child.id());
     println!("  follow it:  warren logs -f{target}");
     println!("  stop it:    warren down{target}");
     println!("  its own lines (state changes, reloads): {}", log.display());
     Ok(exit::OK)
+}
+
+/// Whether a command run here without `--file` would find `file` itself, so the hints can
+/// leave the flag out as the user did.
+fn found_from_here(file: &Path) -> bool {
+    let same = |a: &Path, b: &Path| matches!((a.canonicalize(), b.canonicalize()), (Ok(a), Ok(b)) if a == b);
+    std::env::current_dir().ok().and_then(|here| crate::config::find(&here)).is_some_and(|found| same(&found, file))
 }
 
 /// `text` as one word for a POSIX shell.

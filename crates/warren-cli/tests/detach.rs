@@ -38,9 +38,13 @@ impl Detached {
     }
 
     fn warren(&self, args: &[&str]) -> std::process::Output {
+        self.warren_in(self.dir.path(), args)
+    }
+
+    fn warren_in(&self, cwd: &Path, args: &[&str]) -> std::process::Output {
         assert_cmd::Command::new(WARREN)
             .args(args)
-            .current_dir(self.dir.path())
+            .current_dir(cwd)
             .env("WARREN_CONTROL", self.dir.path().join("ctl.sock"))
             .env("WARREN_TEST_TAG", self.tag())
             .env("XDG_STATE_HOME", self.dir.path().join("state"))
@@ -137,7 +141,8 @@ fn up_d_returns_once_everything_is_up_and_is_found_by_status_and_down() {
     assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
     // web becomes ready one second after it starts: `up -d` waited for it.
     assert!(started.elapsed() >= Duration::from_millis(900), "returned after {:?}", started.elapsed());
-    assert!(stdout.contains("warren logs -f") && stdout.contains("warren down"), "{stdout}");
+    assert!(stdout.contains("warren logs -f\n") && stdout.contains("warren down\n"), "{stdout}");
+    assert!(!stdout.contains("--file"), "run from the file's directory, the hints need no --file: {stdout}");
     let rows = here.status();
     assert!(rows.iter().all(|row| row["state"] == "ready"), "{rows:#?}");
 
@@ -157,7 +162,19 @@ fn up_d_returns_once_everything_is_up_and_is_found_by_status_and_down() {
     let out = here.warren(&["down"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     here.wait_gone();
-    // A second `up -d` for the same directory works once the first is gone.
+    // A second `up -d` for the same directory works once the first is gone; started from
+    // elsewhere, its hints name the file, and they work as printed.
+    let elsewhere = here.dir.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).expect("a second directory");
+    let out = here.warren_in(&elsewhere, &["up", "-d", "-f", "../warren.toml"]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    let down = stdout.lines().find_map(|line| line.trim().strip_prefix("stop it:")).expect("a hint to stop it").trim();
+    let file = here.file().canonicalize().expect("the file's path");
+    assert_eq!(down, format!("warren down --file {}", file.display()), "{stdout}");
+    let out = here.warren_in(&elsewhere, &["down", "--file", file.to_str().expect("utf-8 path")]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    here.wait_gone();
     let out = here.warren(&["up", "-d"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let out = here.warren(&["up", "-d"]);
