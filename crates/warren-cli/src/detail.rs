@@ -20,7 +20,7 @@ pub fn build(supervisor: &Supervisor, status: &ProgramStatus, row: StatusRow) ->
         .iter()
         .map(|change| ChangeRow {
             state: change.state.name().to_owned(),
-            detail: change.state.to_string(),
+            detail: change.state.as_change(change.reason.is_some()),
             reason: change.reason.clone(),
             ago_ms: u64::try_from(now.duration_since(change.at).as_millis()).unwrap_or(u64::MAX),
         })

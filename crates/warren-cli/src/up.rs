@@ -255,7 +255,7 @@ fn describe(supervisor: &Supervisor, name: &str, state: &State, pid: Option<u32>
     if let Some(reason) = reason {
         return match state {
             State::Backoff { .. } => format!("{name}: {reason}; {state}"),
-            _ => format!("{name}: {state}: {reason}"),
+            _ => format!("{name}: {}: {reason}", state.as_change(true)),
         };
     }
     match state {

@@ -77,6 +77,9 @@ fn a_reload_applies_the_difference_and_keeps_what_did_not_change() {
     assert_ne!(changed, before[1], "the changed program kept its process");
     assert!(!alive(before[1]), "the changed program's old process is still there");
     assert_eq!(up.row("change")["last_restart"], "its settings changed", "the restart says why");
+    let (_, detail, _) = output(&up, &["status", "change"]);
+    assert!(detail.contains("restarting: its settings changed"), "its recent changes say it restarted:\n{detail}");
+    assert!(!detail.contains("waiting: its settings changed"), "not 'waiting':\n{detail}");
     let added = pid(&mut up, "added");
     assert!(alive(added));
     // The added program has a log file of its own, as those `up` started with do.

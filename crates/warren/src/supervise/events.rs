@@ -80,6 +80,17 @@ impl fmt::Display for State {
     }
 }
 
+impl State {
+    /// How entering this state reads when the change has a reason: a program waiting to start
+    /// again because something asked for it (a reload, a lost socket) is restarting.
+    pub fn as_change(&self, has_reason: bool) -> String {
+        match self {
+            State::Waiting if has_reason => "restarting".to_owned(),
+            other => other.to_string(),
+        }
+    }
+}
+
 /// A delay as a person reads it: `250 ms`, `1.5 s`.
 pub(super) fn humanize(duration: Duration) -> String {
     if duration < Duration::from_secs(1) {
