@@ -144,6 +144,22 @@ pub fn control(
     })
 }
 
+/// Why there is no connection to call `program` on, in the words that lead to the fix.
+fn no_client(supervisor: &Supervisor, program: &str) -> HandlerError {
+    let plan = supervisor.plan();
+    let serves = plan.program(program).is_some_and(|p| p.rpc || p.socket.is_some());
+    let status = supervisor.status().into_iter().find(|s| s.name == program);
+    let message = match status {
+        _ if !serves => format!(
+            "{program} does not serve RPC: give it `ready = \"warren\"`, `rpc = true` (or \"json\", \"go\") or `socket = \"PATH\"` in its settings"
+        ),
+        Some(status) if status.state.is_active() => format!("{program} is {} and not connected yet", status.state),
+        Some(status) => format!("{program} is not running ({})", status.state),
+        None => format!("{program} is not running"),
+    };
+    HandlerError::new(codes::NO_RPC, message)
+}
+
 /// `warren call`: the program's own RPC client carries the call; JSON in and out.
 async fn forward(
     supervisor: Supervisor,
@@ -152,10 +168,7 @@ async fn forward(
     request: CallRequest,
 ) -> Result<serde_json::Value, HandlerError> {
     let program = turns.pick(&supervisor, &request.program);
-    let client = supervisor
-        .client(&program)
-        .map_err(unknown)?
-        .ok_or_else(|| HandlerError::new(codes::NO_RPC, format!("{program} is not running, or does not serve RPC")))?;
+    let client = supervisor.client(&program).map_err(unknown)?.ok_or_else(|| no_client(&supervisor, &program))?;
     let options = warren_rpc::CallOptions { timeout: request.timeout_ms.map(Duration::from_millis) };
     let result = client.call_with::<_, serde_json::Value>(&request.method, &request.arg, options).await;
     counts.record(&program, result.is_ok());

@@ -151,6 +151,11 @@ args = ["sleeper"]
     assert_eq!(row["state"], "failed", "{row:#}");
     assert_eq!(row["pid"], Value::Null, "{row:#}");
     assert!(row["detail"].as_str().unwrap_or_default().contains("warming up forever"), "its stderr explains: {row:#}");
+    // A call to a running program that serves no RPC says what would make it serve.
+    up.warren(["call", "idle", "Task.Get"])
+        .assert()
+        .code(5)
+        .stderr(predicate::str::contains("idle does not serve RPC: give it"));
 
     assert_eq!(down(&mut up), Some(1));
 }
@@ -338,6 +343,13 @@ fn status_call_logs_and_restart_drive_the_running_instance() {
     assert!(!alive(u32::try_from(before).expect("a pid")), "the old alpha is gone: {row:#}");
     assert_eq!(row["restarts"], 1, "{row:#}");
     assert_eq!(up.row("beta")["restarts"], 0, "only alpha was restarted");
+
+    // A call to a stopped program says so, not "not running, or does not serve RPC".
+    up.warren(["stop", "beta"]).assert().success();
+    up.warren(["call", "beta", "Task.Get", r#""x""#])
+        .assert()
+        .code(5)
+        .stderr(predicate::str::contains("beta is not running (stopped)"));
 
     assert_eq!(down(&mut up), Some(0));
 }

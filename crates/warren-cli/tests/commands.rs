@@ -184,6 +184,14 @@ fn stop_stops_dependents_first_and_says_which() {
 
     // Again: nothing left to do, and it says so.
     up.warren(["stop", "db"]).assert().success().stdout(predicate::str::contains("db: already stopped"));
+
+    // Starting db again leaves its dependents stopped, and says how to start them.
+    let output = up.warren(["start", "db"]).output().expect("run warren start");
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let said = stdout(&output);
+    assert!(said.contains("api: still stopped (it depends on db); `warren start api` starts it"), "{said}");
+    assert!(said.contains("web: still stopped"), "{said}");
+    assert_eq!(up.row("web")["state"], "stopped");
     down(&mut up, 0);
 }
 

@@ -381,12 +381,15 @@ fn line_of(text: &str, offset: usize) -> usize {
     if end == text.len() && text.ends_with('\n') { line - 1 } else { line }
 }
 
-/// The candidate closest to `word` by edit distance, if it is close enough to be a typo.
+/// The candidate closest to `word` by edit distance (a swap of two letters is one edit), if it
+/// is close enough to be a typo.
 pub(crate) fn closest<'c>(word: &str, candidates: impl IntoIterator<Item = &'c str>) -> Option<String> {
-    let limit = (word.chars().count() / 3).max(2);
+    // A third of the word, rounded up: two edits make a typo of `restrat`, but not of `tcp`
+    // (whose nearest key, `http`, is not what was meant; the list of keys serves better).
+    let limit = word.chars().count().div_ceil(3).max(1);
     candidates
         .into_iter()
-        .map(|c| (strsim::levenshtein(word, c), c))
+        .map(|c| (strsim::osa_distance(word, c), c))
         .filter(|&(d, _)| d <= limit)
         .min_by_key(|&(d, _)| d)
         .map(|(_, c)| c.to_owned())
@@ -411,10 +414,12 @@ mod tests {
 
     #[test]
     fn typos_find_their_word() {
-        assert_eq!(strsim::levenshtein("restrat", "restart"), 2);
+        assert_eq!(strsim::osa_distance("restrat", "restart"), 1, "a swap is one edit");
         assert_eq!(closest("restrat", ["restart", "ready", "rpc"]).as_deref(), Some("restart"));
         assert_eq!(closest("inital", ["initial", "max"]).as_deref(), Some("initial"));
         assert_eq!(closest("zzz", ["restart", "ready"]), None);
+        assert_eq!(closest("tcp", ["log", "exec", "shell", "connect", "http"]), None, "two edits of three letters");
+        assert_eq!(closest("evn", ["env", "args"]).as_deref(), Some("env"));
     }
 
     #[test]

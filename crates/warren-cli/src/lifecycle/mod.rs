@@ -140,7 +140,29 @@ pub async fn start(supervisor: Supervisor, request: ProgramsRequest) -> Result<V
         let _ = supervisor.start_program(&name);
     }
     outcomes.extend(finish(&mut watch, &request, &asked, "starting").await);
-    Ok(in_order(&names, outcomes))
+    let mut outcomes = in_order(&names, outcomes);
+    outcomes.extend(left_stopped(&supervisor, &asked));
+    Ok(outcomes)
+}
+
+/// The programs that depend on those just started and stay stopped (`stop` stops dependents
+/// first; `start` does not bring them back unasked): said, so nobody wonders why a worker
+/// never came back with its queue.
+fn left_stopped(supervisor: &Supervisor, started: &[String]) -> Vec<Outcome> {
+    let plan = supervisor.plan();
+    let now = states(supervisor);
+    let mut seen = HashSet::new();
+    let mut notes = Vec::new();
+    for name in started {
+        for dependent in related(&plan, name, false) {
+            let stopped = matches!(now.get(&dependent), Some((State::Stopped, _)));
+            if stopped && !started.contains(&dependent) && seen.insert(dependent.clone()) {
+                let text = format!("still stopped (it depends on {name}); `warren start {dependent}` starts it");
+                notes.push(Outcome::new(&dependent, OutcomeKind::Done, text));
+            }
+        }
+    }
+    notes
 }
 
 /// `warren restart`: each program stops and starts again at once (a stopped or failed one just
