@@ -34,6 +34,9 @@ pub struct ReloadAnswer {
     pub removed: Vec<String>,
     pub changed: Vec<String>,
     pub unchanged: Vec<String>,
+    /// The added programs with `autostart = false`: added, not started.
+    #[serde(default)]
+    pub manual: Vec<String>,
     /// Whether the changes were made (false on a dry run).
     pub applied: bool,
     /// How the programs started or restarted came up.
@@ -55,6 +58,7 @@ pub async fn apply(
     let (plan, settings) =
         config::load_with_settings(file).map_err(|errors| HandlerError::new(INVALID_CONFIG, errors.to_string()))?;
     let mut diff = PlanDiff::between(&supervisor.plan(), &plan);
+    let manual: Vec<String> = plan.programs().iter().filter(|p| !p.autostart).map(|p| p.name.clone()).collect();
     let mut outcomes = Vec::new();
     if !dry_run {
         let stopped: Vec<String> =
@@ -66,12 +70,15 @@ pub async fn apply(
         outcomes = lifecycle::until_up(supervisor, || {
             diff = supervisor.reload(plan);
             // A program stopped on request stays so, with its new settings.
-            diff.added.iter().chain(diff.changed.iter().filter(|n| !stopped.contains(n))).cloned().collect()
+            // Nor does one added with `autostart = false`.
+            let added = diff.added.iter().filter(|n| !manual.contains(n));
+            added.chain(diff.changed.iter().filter(|n| !stopped.contains(n))).cloned().collect()
         })
         .await;
     }
     let PlanDiff { added, removed, changed, unchanged } = diff;
-    Ok(ReloadAnswer { added, removed, changed, unchanged, applied: !dry_run, outcomes })
+    let manual = added.iter().filter(|n| manual.contains(n)).cloned().collect();
+    Ok(ReloadAnswer { added, removed, changed, unchanged, manual, applied: !dry_run, outcomes })
 }
 
 /// The plan, one line per program that changes, then a summary.
@@ -79,7 +86,11 @@ pub fn describe(answer: &ReloadAnswer) -> Vec<String> {
     let verb = |now: &str, later: &str| if answer.applied { now.to_owned() } else { format!("would {later}") };
     let mut lines = Vec::new();
     for name in &answer.added {
-        lines.push(format!("{name}: {} (new)", verb("started", "start")));
+        if answer.manual.contains(name) {
+            lines.push(format!("{name}: {} (new; autostart = false)", verb("added, not started", "add, not start")));
+        } else {
+            lines.push(format!("{name}: {} (new)", verb("started", "start")));
+        }
     }
     for name in &answer.changed {
         lines.push(format!("{name}: {} (settings changed)", verb("restarted", "restart")));

@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use warren::supervise::Supervisor;
-use warren::supervise::machine::HealthStatus;
+use warren::supervise::machine::{HealthStatus, State};
 use warren_rpc::{HandlerError, Server};
 
 use crate::call_counts::CallCounts;
@@ -25,11 +25,16 @@ pub(crate) fn row(status: warren::supervise::ProgramStatus, logs: &Store) -> Sta
         Some(HealthStatus::Healthy) => (Some("healthy"), 0, None),
         Some(HealthStatus::Unhealthy { failures, reason }) => (Some("unhealthy"), failures, Some(reason)),
     };
+    // A program stopped for a reason of its own (`autostart = false`) says it where it is listed.
+    let why_stopped = match (&status.state, status.history.last()) {
+        (State::Stopped, Some(change)) if change.state == State::Stopped => change.reason.clone(),
+        _ => None,
+    };
     StatusRow {
         log_lost: logs.lost(&status.name),
         name: status.name,
         state: status.state.name().to_owned(),
-        detail: status.state.to_string(),
+        detail: why_stopped.map_or_else(|| status.state.to_string(), |why| format!("stopped ({why})")),
         pid: status.pid,
         for_ms: u64::try_from(status.for_.as_millis()).unwrap_or(u64::MAX),
         restarts: status.restarts,

@@ -157,7 +157,15 @@ pub async fn run(
                     stop_for(why, &mut stopping, &output, &supervisor);
                 }
                 Ok(Update::AllReady) => {
-                    output.say("all programs are up");
+                    let plan = supervisor.plan();
+                    let manual: Vec<&str> = plan.programs().iter().filter(|p| !p.autostart).map(|p| p.name.as_str()).collect();
+                    match manual.as_slice() {
+                        [] => output.say("all programs are up"),
+                        names => output.say(&format!(
+                            "all programs are up; not started (autostart = false): {} (`warren start NAME`)",
+                            names.join(", ")
+                        )),
+                    }
                     if let Some(report) = &mut report {
                         report.up(instance_dir);
                     }

@@ -451,3 +451,37 @@ ready = "warren"
     assert_eq!(up.wait_exit(BOUND).code(), Some(0), "{}", up.transcript());
     up.assert_no_leftovers(Duration::from_secs(3));
 }
+
+#[test]
+fn autostart_false_programs_wait_stopped_for_warren_start() {
+    let config = r#"
+[programs.api]
+command = @child@
+args = ["plugin"]
+ready = "warren"
+
+[programs.tool]
+command = @child@
+args = ["plugin"]
+ready = "warren"
+autostart = false
+"#;
+    let mut up = Up::start(config);
+    // `up` is ready without it, and says what it left out.
+    up.wait_line("all programs are up; not started (autostart = false): tool", BOUND);
+    let row = up.row("tool");
+    assert_eq!((&row["state"], &row["detail"]), (&"stopped".into(), &"stopped (autostart = false)".into()), "{row:#}");
+    let output = up.warren(["start", "tool"]).output().expect("run warren start");
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(stdout(&output).contains("tool: ready (pid"), "{}", stdout(&output));
+    assert!(alive(u32::try_from(pid(&mut up, "tool")).expect("a pid")));
+
+    // Added by a reload, such a program is not started either.
+    let added = "\n[programs.later]\ncommand = @child@\nargs = [\"sleeper\"]\nautostart = false\n";
+    std::fs::write(up.config(), common::with_child(&format!("{config}{added}"))).expect("rewrite warren.toml");
+    let output = up.warren(["reload"]).output().expect("run warren reload");
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(stdout(&output).contains("later: added, not started (new; autostart = false)"), "{}", stdout(&output));
+    assert_eq!(up.row("later")["state"], "stopped");
+    down(&mut up, 0);
+}

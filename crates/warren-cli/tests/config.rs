@@ -433,6 +433,16 @@ depends_on = [{ name = "cache", condition = "healthy" }]
 [programs.late]
 command = "late"
 depends_on = [{ name = "cache", condition = "exited_ok" }]
+[programs.tool]
+command = "tool"
+autostart = false
+[programs.uses_tool]
+command = "uses-tool"
+depends_on = ["tool"]
+[programs.also_manual]
+command = "also-manual"
+autostart = false
+depends_on = ["tool"]
 "#;
     assert_eq!(
         errors(text),
@@ -441,7 +451,8 @@ w.toml:3: program "api", field "depends_on": unknown program "cahce" (did you me
 w.toml:3: program "api", field "depends_on": a program cannot depend on itself
 w.toml:3: program "api", field "depends_on": "cache" is listed twice
 w.toml:9: program "web", field "depends_on": condition "healthy" on "cache", which has no health check
-w.toml:12: program "late", field "depends_on": condition "exited_ok" on "cache", which has restart = "always" and so never finishes"#
+w.toml:12: program "late", field "depends_on": condition "exited_ok" on "cache", which has restart = "always" and so never finishes
+w.toml:18: program "uses_tool", field "depends_on": "tool" has autostart = false, so this program would wait for it forever (give this one autostart = false too)"#
     );
 }
 

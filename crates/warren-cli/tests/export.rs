@@ -32,6 +32,11 @@ pids_max = 100
 shell = "echo $HOME && exit 0"
 restart = "never"
 depends_on = [{ name = "api", condition = "healthy" }]
+
+[programs.tool]
+command = @child@
+args = ["sleeper"]
+autostart = false
 "#;
 
 #[test]
@@ -80,11 +85,13 @@ fn exported_units_verify_and_say_what_systemd_cannot_do() {
     assert!(api.contains("# warren: has a health check"), "{api}");
     assert!(job.contains(r#"ExecStart=/bin/sh -c "echo $$HOME && exit 0""#), "{job}");
     assert!(job.contains("# warren: waits until api is healthy"), "{job}");
-    assert!(target.contains("Wants=shop-db.service shop-api.service shop-job.service"), "{target}");
+    assert!(target.contains("Wants=shop-db.service shop-api.service shop-job.service\n"), "not tool: {target}");
+    let tool = read("shop-tool.service");
+    assert!(!tool.contains("[Install]"), "autostart = false: started by hand, never enabled: {tool}");
     assert!(target.contains("WantedBy=default.target"), "--user: {target}");
     assert!(stdout.contains("note: has a health check") && stdout.contains("enable --now shop.target"), "{stdout}");
 
-    let files: Vec<_> = ["shop-db.service", "shop-api.service", "shop-job.service", "shop.target"]
+    let files: Vec<_> = ["shop-db.service", "shop-api.service", "shop-job.service", "shop-tool.service", "shop.target"]
         .iter()
         .map(|name| units.join(name))
         .collect();

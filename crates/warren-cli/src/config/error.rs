@@ -233,6 +233,11 @@ pub enum ErrorKind {
     /// Condition `exited_ok` on a program that always restarts.
     #[error("condition \"exited_ok\" on {0:?}, which has restart = \"always\" and so never finishes")]
     ExitedOkWithAlways(String),
+    /// A program started with the others depends on one started only when asked.
+    #[error(
+        "{0:?} has autostart = false, so this program would wait for it forever (give this one autostart = false too)"
+    )]
+    DependsOnManual(String),
     /// A `${...}` reference that cannot be expanded, in `interpolate`'s words.
     #[error("{0}")]
     Expansion(String),

@@ -49,8 +49,11 @@ fn report(err: &PlanError, names: &[String], origins: &[Origin], errors: &mut Co
             ProblemKind::Cycle(cycle) => ErrorKind::Cycle(cycle.clone()),
             ProblemKind::NoHealthCheck(name) if target_ok(name) => ErrorKind::NoHealthCheck(name.clone()),
             ProblemKind::ExitedOkWithAlways(name) if target_ok(name) => ErrorKind::ExitedOkWithAlways(name.clone()),
+            ProblemKind::DependsOnManual(name) if target_ok(name) => ErrorKind::DependsOnManual(name.clone()),
             // About a program whose own section is broken: reported there already.
-            ProblemKind::NoHealthCheck(_) | ProblemKind::ExitedOkWithAlways(_) => continue,
+            ProblemKind::NoHealthCheck(_) | ProblemKind::ExitedOkWithAlways(_) | ProblemKind::DependsOnManual(_) => {
+                continue;
+            }
         };
         let field = (!matches!(kind, ErrorKind::DuplicateProgram(_))).then_some("depends_on");
         errors.push(span, &at, field, kind);

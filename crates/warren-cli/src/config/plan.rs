@@ -110,6 +110,7 @@ impl Checker<'_, '_> {
             ready: raw.ready.as_ref().and_then(|ready| Some(Set::new(ready, self.ready(ready)?))),
             ready_timeout: self.duration(&raw.ready_timeout, "ready_timeout", true),
             restart: raw.restart.as_ref().and_then(|restart| self.restart(restart)),
+            autostart: raw.autostart.as_ref().map(|autostart| Set::new(autostart, *autostart.get_ref())),
             stop_signal: raw.stop_signal.as_ref().and_then(|signal| self.signal(signal)),
             grace: self.duration(&raw.grace, "grace", false),
             health: raw.health.as_ref().and_then(|health| Some(Set::new(health, self.health(health)?))),

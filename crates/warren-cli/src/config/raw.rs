@@ -60,6 +60,7 @@ pub(crate) struct RawProgram {
     pub(crate) ready: Field<StringOr<RawReady>>,
     pub(crate) ready_timeout: Field<DurationText>,
     pub(crate) restart: Field<String>,
+    pub(crate) autostart: Field<bool>,
     pub(crate) backoff: Field<RawBackoff>,
     pub(crate) crash_loop: Field<RawCrashLoop>,
     pub(crate) stop_signal: Field<String>,
@@ -392,7 +393,7 @@ mod tests {
         assert_eq!(
             read_err("[defaults]\nzzz = 1\n"),
             "w.toml:2: [defaults]: unknown key \"zzz\" (expected one of command, shell, args, env, clear_env, cwd, \
-             rpc, ready, ready_timeout, restart, backoff, crash_loop, stop_signal, grace, depends_on, health, \
+             rpc, ready, ready_timeout, restart, autostart, backoff, crash_loop, stop_signal, grace, depends_on, health, \
              on_socket_lost, reset_after, max_size, keep, env_file, dotenv, socket, replicas, user, group, \
              memory_max, cpu_max, pids_max)"
         );
@@ -433,7 +434,7 @@ mod tests {
         assert_eq!(
             read_err("[programs.a]\nfoo = 1\n[programs.b]\nrpc = 1\n"),
             "w.toml:2: program \"a\": unknown key \"foo\" (expected one of command, shell, args, env, clear_env, cwd, \
-             rpc, ready, ready_timeout, restart, backoff, crash_loop, stop_signal, grace, depends_on, health, \
+             rpc, ready, ready_timeout, restart, autostart, backoff, crash_loop, stop_signal, grace, depends_on, health, \
              on_socket_lost, reset_after, max_size, keep, env_file, dotenv, socket, replicas, user, group, \
              memory_max, cpu_max, pids_max)\n\
              w.toml:4: program \"b\", field \"rpc\": invalid type: integer `1`, expected true, false, \"warren\", \"json\", \"go\" or \"go-plain\""

@@ -48,6 +48,7 @@ pub(super) struct Settings {
     pub(super) ready: Option<Set<Ready>>,
     pub(super) ready_timeout: Option<Set<Duration>>,
     pub(super) restart: Option<Set<Restart>>,
+    pub(super) autostart: Option<Set<bool>>,
     pub(super) initial: Option<Set<Duration>>,
     pub(super) factor: Option<Set<f64>>,
     pub(super) max: Option<Set<Duration>>,
@@ -93,6 +94,7 @@ impl Settings {
             ready: or_inherit(self.ready, &defaults.ready),
             ready_timeout: or_inherit(self.ready_timeout, &defaults.ready_timeout),
             restart: or_inherit(self.restart, &defaults.restart),
+            autostart: or_inherit(self.autostart, &defaults.autostart),
             initial: or_inherit(self.initial, &defaults.initial),
             factor: or_inherit(self.factor, &defaults.factor),
             max: or_inherit(self.max, &defaults.max),
@@ -183,6 +185,9 @@ impl Settings {
         }
         if let Some(set) = self.restart {
             p.restart = set.value;
+        }
+        if let Some(set) = self.autostart {
+            p.autostart = set.value;
         }
         if let Some(set) = self.stop_signal {
             p.stop_signal = set.value;

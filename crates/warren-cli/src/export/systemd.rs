@@ -31,7 +31,13 @@ pub enum Scope {
 pub fn units(plan: &Plan, config: &Path, project: &str, scope: Scope) -> Vec<Unit> {
     let project = unit_name_part(project);
     let mut units: Vec<Unit> = plan.programs().iter().map(|program| service(program, config, &project)).collect();
-    let wants: Vec<String> = units.iter().map(|unit| unit.file_name.clone()).collect();
+    // `autostart = false`: started by hand (`systemctl start`), so not wanted by the target.
+    let wants: Vec<String> = units
+        .iter()
+        .zip(plan.programs())
+        .filter(|(_, program)| program.autostart)
+        .map(|(unit, _)| unit.file_name.clone())
+        .collect();
     let wanted_by = match scope {
         Scope::User => "default.target",
         Scope::System => "multi-user.target",
@@ -159,7 +165,10 @@ fn service(program: &Program, config: &Path, project: &str) -> Unit {
     for note in &notes {
         let _ = writeln!(text, "# warren: {note}");
     }
-    let _ = write!(text, "{unit}\n{service}\n[Install]\nWantedBy={project}.target\n");
+    let _ = write!(text, "{unit}\n{service}");
+    if program.autostart {
+        let _ = write!(text, "\n[Install]\nWantedBy={project}.target\n");
+    }
     Unit { file_name: name(&program.name), text, notes }
 }
 

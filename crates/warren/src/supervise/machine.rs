@@ -53,9 +53,17 @@ pub(super) struct Slot {
 
 impl Slot {
     pub(super) fn new(program: Program, now: Instant) -> Slot {
+        // One started only when asked begins as stopped on request: `up` keeps running for it,
+        // `warren start` starts it.
+        let (state, history) = if program.autostart {
+            (State::Waiting, VecDeque::new())
+        } else {
+            let change = Change { state: State::Stopped, reason: Some("autostart = false".to_owned()), at: now };
+            (State::Stopped, VecDeque::from([change]))
+        };
         Slot {
             program,
-            state: State::Waiting,
+            state,
             since: now,
             starts: VecDeque::new(),
             attempt: 0,
@@ -69,7 +77,7 @@ impl Slot {
             checks_failed: 0,
             stop_cause: None,
             last_restart: None,
-            history: VecDeque::new(),
+            history,
             restart_after_stop: None,
             stop_when_started: false,
             timer_generation: 0,

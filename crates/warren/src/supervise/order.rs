@@ -58,6 +58,7 @@ impl Machine {
         self.slots.iter().all(|s| match &s.state {
             State::Ready => true,
             State::Exited { exit } => exit.success(),
+            State::Stopped => !s.program.autostart,
             _ => false,
         })
     }

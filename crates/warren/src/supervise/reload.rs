@@ -115,14 +115,16 @@ impl Machine {
 
     /// A changed program: a running one restarts and takes up its new settings when stopped
     /// (its old ones still say whom it depends on until then); one that is not running takes
-    /// them up now and starts again, unless it was stopped on request.
+    /// them up now and starts again, unless it was stopped on request — or was never started
+    /// for `autostart = false` that the new settings drop.
     fn restart_with_pending(&mut self, now: Instant, i: usize, actions: &mut Vec<Action>) {
         let slot = &mut self.slots[i];
         if !slot.state.is_active() {
+            let was_manual = !slot.program.autostart;
             if let Some(program) = slot.pending.take() {
                 slot.program = program;
             }
-            if slot.state == State::Stopped {
+            if slot.state == State::Stopped && !(was_manual && slot.program.autostart) {
                 return;
             }
         }

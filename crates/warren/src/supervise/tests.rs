@@ -294,6 +294,19 @@ async fn stop_start_and_restart_requests() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn autostart_false_waits_stopped_for_a_start_and_does_not_hold_up_all_ready() {
+    let mut tool = program("tool");
+    tool.autostart = false;
+    let (mut h, actions) = Harness::new(vec![program("api"), tool]);
+    assert_eq!(spawned(&actions), ["api"]);
+    assert_eq!(h.state("tool"), State::Stopped);
+    assert!(h.up("api").contains(&Action::AllReady), "the program left stopped on purpose is not waited for");
+    assert_eq!(spawned(&h.on(Event::Start { name: "tool".into() })), ["tool"]);
+    h.up("tool");
+    assert_eq!(h.state("tool"), State::Ready);
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_stop_requested_while_starting_happens_once_started() {
     let (mut h, _) = Harness::new(vec![program("slow")]);
     assert!(stopped(&h.on(Event::Shutdown)).is_empty(), "cannot stop what has no pid yet");

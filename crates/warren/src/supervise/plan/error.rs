@@ -79,4 +79,9 @@ pub enum ProblemKind {
     /// Condition `exited_ok` on a program that restarts always, and so never finishes.
     #[error("condition \"exited_ok\" on {0:?}, which has restart = \"always\" and so never finishes")]
     ExitedOkWithAlways(String),
+    /// A program started with the others depends on one that is started only when asked.
+    #[error(
+        "{0:?} has autostart = false, so this program would wait for it forever (give this one autostart = false too)"
+    )]
+    DependsOnManual(String),
 }

@@ -41,6 +41,9 @@ pub(super) fn check(programs: &[Program]) -> Vec<Problem> {
                 continue;
             }
             let target = &programs[to];
+            if program.autostart && !target.autostart {
+                report(ProblemKind::DependsOnManual(name.to_owned()));
+            }
             match dependency.condition {
                 Condition::Healthy if target.health.is_none() => report(ProblemKind::NoHealthCheck(name.to_owned())),
                 Condition::ExitedOk if target.restart == Restart::Always => {

@@ -34,6 +34,9 @@ pub struct Program {
     pub ready_timeout: Duration,
     /// Whether it is started again when it ends.
     pub restart: Restart,
+    /// Started with the others (`true`), or only when asked (`warren start`): a tool, a
+    /// one-off job, a program kept ready to run.
+    pub autostart: bool,
     /// The delays between restarts.
     pub backoff: Backoff,
     /// How many starts in how long mean it is given up on.
@@ -240,6 +243,7 @@ impl Program {
             readiness: ReadyCheck::None,
             ready_timeout: Duration::from_secs(30),
             restart: Restart::Never,
+            autostart: true,
             backoff: Backoff::default(),
             crash_loop: CrashLoop::default(),
             stop_signal: Signal::TERM,
