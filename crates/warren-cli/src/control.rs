@@ -64,6 +64,9 @@ pub struct StatusRow {
     /// Why its resource limits are not applied here, when it has some that are not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limits_not_applied: Option<String>,
+    /// The last `STATUS=` it sent on its notify socket ("processing 3 jobs"), while it runs.
+    #[serde(default)]
+    pub notify_status: Option<String>,
 }
 
 /// `warren status NAME`: one program in detail.

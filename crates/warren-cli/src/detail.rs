@@ -109,6 +109,9 @@ pub fn render(detail: &ProgramDetail) -> String {
     let pid = row.pid.map(|pid| format!(", pid {pid}")).unwrap_or_default();
     let since = humantime::format_duration(Duration::from_secs(row.for_ms / 1000));
     line("state", &format!("{}{pid}, for {since}; restarts: {}", row.detail, row.restarts));
+    if let Some(said) = &row.notify_status {
+        line("says", &format!("{said:?}"));
+    }
     line("command", &detail.command);
     if let Some(cwd) = &detail.cwd {
         line("cwd", cwd);

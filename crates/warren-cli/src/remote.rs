@@ -138,6 +138,11 @@ pub async fn status(client: &Client, name: Option<&str>, json: bool) -> Result<(
         if let Some(lost) = &row.socket_lost {
             detail = if detail.is_empty() { lost.clone() } else { format!("{detail}; {lost}") };
         }
+        if let Some(said) = &row.notify_status {
+            // Quoted and escaped: the program chose these bytes, not the terminal's owner.
+            let said = format!("{said:?}");
+            detail = if detail.is_empty() { said } else { format!("{detail}; {said}") };
+        }
         if row.limits_not_applied.is_some() {
             let note = "limits NOT applied (see status NAME)";
             detail = if detail.is_empty() { note.to_owned() } else { format!("{detail}; {note}") };

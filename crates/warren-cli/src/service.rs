@@ -51,6 +51,7 @@ pub(crate) fn row(status: warren::supervise::ProgramStatus, logs: &Store) -> Sta
         last_restart: status.last_restart,
         replica_of: None,
         limits_not_applied: None,
+        notify_status: status.notify_status,
     }
 }
 

@@ -216,3 +216,54 @@ fn http_probe_keys_are_checked() {
         assert!(!output.status.success() && text.contains(message), "{probe}: {text}");
     }
 }
+
+#[test]
+fn a_program_that_stops_its_watchdog_keepalives_is_restarted_and_its_status_text_shows() {
+    // 6 keep-alives 50 ms apart keep it alive past its 200 ms period; then it hangs.
+    let mut up = Up::start(
+        r#"
+[programs.worker]
+command = @child@
+args = ["watchdog", "6"]
+ready = "notify"
+watchdog = "200ms"
+backoff = { initial = "100ms" }
+"#,
+    );
+    up.wait_event("worker", "ready", BOUND);
+    let row = up.row("worker");
+    assert_eq!(row["notify_status"], "serving", "STATUS= reaches status: {row:#}");
+    let table = stdout(&up.warren(["status"]).output().expect("run warren status"));
+    assert!(table.contains(r#""serving""#), "{table}");
+
+    up.wait_event("worker", "stopping: watchdog: no WATCHDOG=1 within 200 ms", BOUND);
+    // Kept alive by its pings: stopped only after it said it sent its last (300 ms after ready).
+    let (said, stopping) = up.wait_for("its last keep-alive and its stop", BOUND, |lines| {
+        let said = lines.iter().position(|l| l.text.contains("no more keep-alives"))?;
+        Some((said, lines.iter().position(|l| l.is_event("worker", "stopping"))?))
+    });
+    assert!(said < stopping, "stopped while it still sent keep-alives:\n{}", up.transcript());
+    up.wait_events("worker", "ready", 2, BOUND);
+    let row = up.wait_status("worker", BOUND, |row| row["restarts"] == 1);
+    assert!(row["last_restart"].as_str().is_some_and(|why| why.starts_with("watchdog: ")), "{row:#}");
+    let detail = stdout(&up.warren(["status", "worker"]).output().expect("run warren status worker"));
+    assert!(detail.contains("says:"), "{detail}");
+    down(&mut up);
+}
+
+#[test]
+fn a_watchdog_needs_a_notify_socket() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("warren.toml");
+    std::fs::write(&file, "[programs.a]\ncommand = \"sleep\"\nargs = [\"1\"]\nwatchdog = \"1s\"\n").expect("write");
+    let output =
+        std::process::Command::new(common::WARREN).arg("up").arg("-f").arg(&file).output().expect("run warren up");
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(
+            "warren.toml:4: program \"a\", field \"watchdog\": watchdog needs ready = \"notify\" or \"warren\""
+        ),
+        "{stderr}"
+    );
+}

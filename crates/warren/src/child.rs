@@ -148,6 +148,12 @@ impl Child {
         self.inner.socket_lost.borrow().clone()
     }
 
+    /// What it has said on its notify socket so far (`STATUS=`, `WATCHDOG=`), and its changes;
+    /// always the default for a child without a notify socket.
+    pub fn notices(&self) -> tokio::sync::watch::Receiver<crate::NotifyState> {
+        self.inner.running.notices.subscribe()
+    }
+
     /// How the child ended, if it has (published once it is reaped and its group settled).
     pub fn exit(&self) -> Option<Exit> {
         self.inner.running.exit_now()

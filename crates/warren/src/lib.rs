@@ -63,7 +63,7 @@ pub use exit::Exit;
 pub use host::{Host, HostBuilder};
 pub use limits::{Identity, Limits};
 pub use log::{LineBatch, LogLine, LogSink, SPLIT_MARKER, Stream, TracingSink};
-pub use notify::{Notice, send as sd_notify};
+pub use notify::{Notice, NotifyState, send as sd_notify};
 pub use report::{Leak, Outcome, Step, StopReport};
 pub use shutdown::{Shutdown, ShutdownStep};
 pub use signal::Signal;

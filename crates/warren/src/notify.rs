@@ -19,6 +19,10 @@ pub struct Notice {
     pub stopping: bool,
     /// `STATUS=...`: a free-form status line.
     pub status: Option<String>,
+    /// `WATCHDOG=1`: the child is alive (systemd's watchdog keep-alive).
+    pub watchdog: bool,
+    /// `WATCHDOG=trigger`: the child asks to be treated as hung.
+    pub watchdog_trigger: bool,
 }
 
 impl Notice {
@@ -30,10 +34,37 @@ impl Notice {
                 Some(("READY", "1")) => notice.ready = true,
                 Some(("STOPPING", "1")) => notice.stopping = true,
                 Some(("STATUS", status)) => notice.status = Some(status.to_owned()),
+                Some(("WATCHDOG", "1")) => notice.watchdog = true,
+                Some(("WATCHDOG", "trigger")) => notice.watchdog_trigger = true,
                 _ => {}
             }
         }
         notice
+    }
+}
+
+/// What a child has said on its notify socket so far, for whoever asks later (`status`, the
+/// supervisor's watchdog).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NotifyState {
+    /// The last `STATUS=` text.
+    pub status: Option<String>,
+    /// How many `WATCHDOG=1` keep-alives have come.
+    pub watchdog_pings: u64,
+    /// It sent `WATCHDOG=trigger`.
+    pub watchdog_triggered: bool,
+}
+
+impl NotifyState {
+    /// Takes in one notice; true if it changed anything worth waking a watcher for.
+    pub fn record(&mut self, notice: &Notice) -> bool {
+        let before = (self.watchdog_pings, self.watchdog_triggered, self.status.clone());
+        if let Some(status) = &notice.status {
+            self.status = Some(status.clone());
+        }
+        self.watchdog_pings += u64::from(notice.watchdog);
+        self.watchdog_triggered |= notice.watchdog_trigger;
+        before != (self.watchdog_pings, self.watchdog_triggered, self.status.clone())
     }
 }
 
@@ -104,8 +135,21 @@ mod tests {
     #[test]
     fn parses_the_systemd_keys() {
         let notice = Notice::parse(b"READY=1\nSTATUS=listening on 7000\nMAINPID=42\n");
-        assert_eq!(notice, Notice { ready: true, stopping: false, status: Some("listening on 7000".into()) });
+        let expected = Notice { ready: true, status: Some("listening on 7000".into()), ..Notice::default() };
+        assert_eq!(notice, expected);
         assert!(Notice::parse(b"STOPPING=1").stopping);
         assert!(!Notice::parse(b"READY=0").ready);
+        assert!(Notice::parse(b"WATCHDOG=1").watchdog);
+        assert!(Notice::parse(b"WATCHDOG=trigger").watchdog_trigger);
+    }
+
+    #[test]
+    fn the_state_keeps_the_last_status_and_counts_keepalives() {
+        let mut state = NotifyState::default();
+        assert!(state.record(&Notice::parse(b"STATUS=warming up")));
+        assert!(state.record(&Notice::parse(b"WATCHDOG=1")));
+        assert!(!state.record(&Notice::parse(b"STOPPING=1")), "nothing a watcher needs");
+        assert!(state.record(&Notice::parse(b"WATCHDOG=1\nSTATUS=serving")));
+        assert_eq!(state, NotifyState { status: Some("serving".into()), watchdog_pings: 2, watchdog_triggered: false });
     }
 }

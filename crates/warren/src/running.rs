@@ -14,7 +14,7 @@ use warren_rpc::Client;
 
 use crate::exit::Exit;
 use crate::group::Group;
-use crate::notify::NotifyListener;
+use crate::notify::{NotifyListener, NotifyState};
 use crate::signal::Signal;
 
 pub(crate) struct Running {
@@ -28,6 +28,8 @@ pub(crate) struct Running {
     /// Its cgroup's directory, where it has one (for its usage).
     pub cgroup: Option<PathBuf>,
     pub notify: Option<Arc<NotifyListener>>,
+    /// What it said on its notify socket (`STATUS=`, `WATCHDOG=`).
+    pub notices: watch::Sender<NotifyState>,
     /// Published by the task that reaps it.
     pub exit: watch::Receiver<Option<Exit>>,
     /// Cancelled once both stdout and stderr reached end-of-file.

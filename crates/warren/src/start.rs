@@ -17,7 +17,7 @@ use crate::error::SpawnError;
 use crate::exit::Exit;
 use crate::group::Group;
 use crate::log::{LogSink, Stream};
-use crate::notify::NotifyListener;
+use crate::notify::{NotifyListener, NotifyState};
 use crate::pump::Tail;
 use crate::running::Running;
 use crate::runtime_dir::RuntimeDir;
@@ -91,6 +91,7 @@ pub(crate) async fn spawn(ctx: Context<'_>, spec: Spec) -> Result<Child, SpawnEr
         socket_path: prepared.socket_path,
         cgroup: cgroup_dir,
         notify: prepared.notify.clone(),
+        notices: watch::channel(NotifyState::default()).0,
         exit,
         pipes_closed: pumps.closed,
         pumps: pumps.handles,
@@ -99,7 +100,7 @@ pub(crate) async fn spawn(ctx: Context<'_>, spec: Spec) -> Result<Child, SpawnEr
     let deadline = Instant::now() + spec.ready_timeout;
     wait_ready(&running, prepared.notify.as_deref(), prepared.ready_line, spec.ready_timeout, &pumps.tail).await?;
     if let Some(listener) = prepared.notify {
-        tokio::spawn(tasks::follow_notices(listener, Arc::clone(&name), running.exit.clone()));
+        tokio::spawn(tasks::follow_notices(listener, running.notices.clone(), running.exit.clone()));
     }
     let endpoint = running.socket_path.as_ref().map(Endpoint::unix);
     let (lost_tx, socket_lost) = watch::channel(None);
@@ -264,10 +265,10 @@ async fn wait_ready(
         tokio::select! {
             true = line => return Ok(()),
             notice = notice => match notice {
-                Ok(notice) if notice.ready => return Ok(()),
                 Ok(notice) => {
-                    if let Some(status) = notice.status {
-                        debug!(child = %child.name, "status: {status}");
+                    child.notices.send_if_modified(|state| state.record(&notice));
+                    if notice.ready {
+                        return Ok(());
                     }
                 }
                 Err(err) => debug!(child = %child.name, "notify socket: {err}"),

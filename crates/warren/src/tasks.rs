@@ -16,7 +16,7 @@ use crate::escapees;
 use crate::exit::Exit;
 use crate::group::Group;
 use crate::log::{LogSink, Stream};
-use crate::notify::NotifyListener;
+use crate::notify::{NotifyListener, NotifyState};
 use crate::pump::{self, Tail};
 use crate::report::Leak;
 use crate::running::Running;
@@ -167,23 +167,19 @@ pub(crate) async fn reap(
     let _ = exit_tx.send(Some(exit));
 }
 
-/// Keeps reading the child's notifications after READY=1 (STATUS=, STOPPING=1, WATCHDOG=1) so
-/// that a child sending them never blocks on a full socket queue.
+/// Keeps reading the child's notifications after READY=1 (STATUS=, STOPPING=1, WATCHDOG=1):
+/// they are published for `status` and the watchdog, and a child sending them never blocks on
+/// a full socket queue.
 pub(crate) async fn follow_notices(
     listener: Arc<NotifyListener>,
-    name: Arc<str>,
+    notices: watch::Sender<NotifyState>,
     mut exit: watch::Receiver<Option<Exit>>,
 ) {
     loop {
         tokio::select! {
             notice = listener.next() => match notice {
                 Ok(notice) => {
-                    if let Some(status) = notice.status {
-                        debug!(child = %name, "status: {status}");
-                    }
-                    if notice.stopping {
-                        debug!(child = %name, "stopping");
-                    }
+                    notices.send_if_modified(|state| state.record(&notice));
                 }
                 Err(_) => return,
             },

@@ -113,6 +113,20 @@ async fn async_main(mode: &str, flags: Flags) -> ExitCode {
             term.recv().await;
             ExitCode::SUCCESS
         }
+        "watchdog" => {
+            // Ready with a status, then `millis` keep-alives 50 ms apart, then hung (but still
+            // answering SIGTERM, so a stop is quick): what a deadlocked worker looks like.
+            let mut term = signal(SignalKind::terminate()).expect("handler");
+            notify("READY=1\nSTATUS=serving");
+            for _ in 0..millis {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                notify("WATCHDOG=1");
+            }
+            notify("STATUS=stuck");
+            eprintln!("no more keep-alives");
+            term.recv().await;
+            ExitCode::SUCCESS
+        }
         "crash-after" => {
             ready();
             tokio::time::sleep(Duration::from_millis(millis)).await;
@@ -140,7 +154,11 @@ async fn async_main(mode: &str, flags: Flags) -> ExitCode {
 }
 
 fn ready() {
-    if let Err((path, err)) = warren::sd_notify("READY=1") {
+    notify("READY=1");
+}
+
+fn notify(message: &str) {
+    if let Err((path, err)) = warren::sd_notify(message) {
         eprintln!("cannot notify {path}: {err}");
     }
 }

@@ -174,6 +174,9 @@ pub enum ErrorKind {
     /// An RPC ping on a program that serves no RPC.
     #[error("rpc_ping needs a program that serves RPC (rpc = true or ready = \"warren\")")]
     PingWithoutRpc,
+    /// A watchdog on a program that has no notify socket to send its keep-alives on.
+    #[error("watchdog needs ready = \"notify\" or \"warren\": the program sends WATCHDOG=1 on NOTIFY_SOCKET")]
+    WatchdogWithoutNotify,
     /// A backoff factor below 1.
     #[error("must be at least 1 (got {0})")]
     FactorBelowOne(f64),

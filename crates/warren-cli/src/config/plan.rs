@@ -88,6 +88,7 @@ fn program(
     if check.errors.count() == before && defaults_ok {
         check.consistent(&settings);
         check.ping_needs_rpc(&settings);
+        check.watchdog_needs_notify(&settings);
     }
     let ok = check.errors.count() == before && defaults_ok;
     let log_limits = settings.log_limits();
@@ -114,6 +115,7 @@ impl Checker<'_, '_> {
             stop_signal: raw.stop_signal.as_ref().and_then(|signal| self.signal(signal)),
             grace: self.duration(&raw.grace, "grace", false),
             health: raw.health.as_ref().and_then(|health| Some(Set::new(health, self.health(health)?))),
+            watchdog: self.duration(&raw.watchdog, "watchdog", true),
             on_socket_lost: raw.on_socket_lost.as_ref().and_then(|raw| self.on_socket_lost(raw)),
             socket: raw.socket.as_ref().map(|socket| Set::new(socket, std::path::PathBuf::from(socket.get_ref()))),
             reset_after: self.duration(&raw.reset_after, "reset_after", false),
@@ -178,6 +180,19 @@ impl Checker<'_, '_> {
             && !s.serves_rpc()
         {
             self.report(span.clone(), "health", ErrorKind::PingWithoutRpc);
+        }
+    }
+
+    /// The keep-alives come on the notify socket, which only `notify` and `warren` give it.
+    fn watchdog_needs_notify(&mut self, s: &Settings) {
+        let notified = matches!(
+            &s.ready,
+            Some(Set { value: Ready::Warren | Ready::Plain(warren::supervise::plan::ReadyCheck::Notify), .. })
+        );
+        if let Some(Set { span, .. }) = &s.watchdog
+            && !notified
+        {
+            self.report(span.clone(), "watchdog", ErrorKind::WatchdogWithoutNotify);
         }
     }
 

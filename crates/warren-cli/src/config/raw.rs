@@ -67,6 +67,7 @@ pub(crate) struct RawProgram {
     pub(crate) grace: Field<DurationText>,
     pub(crate) depends_on: Field<Vec<Spanned<StringOr<RawDependency>>>>,
     pub(crate) health: Field<StringOr<RawHealth>>,
+    pub(crate) watchdog: Field<DurationText>,
     pub(crate) on_socket_lost: Field<String>,
     pub(crate) reset_after: Field<DurationText>,
     pub(crate) max_size: Field<String>,
@@ -394,7 +395,7 @@ mod tests {
             read_err("[defaults]\nzzz = 1\n"),
             "w.toml:2: [defaults]: unknown key \"zzz\" (expected one of command, shell, args, env, clear_env, cwd, \
              rpc, ready, ready_timeout, restart, autostart, backoff, crash_loop, stop_signal, grace, depends_on, health, \
-             on_socket_lost, reset_after, max_size, keep, env_file, dotenv, socket, replicas, user, group, \
+             watchdog, on_socket_lost, reset_after, max_size, keep, env_file, dotenv, socket, replicas, user, group, \
              memory_max, cpu_max, pids_max)"
         );
         assert_eq!(read_err("[program.a]\n"), "w.toml:1: unknown key \"program\" (did you mean \"programs\"?)");
@@ -435,7 +436,7 @@ mod tests {
             read_err("[programs.a]\nfoo = 1\n[programs.b]\nrpc = 1\n"),
             "w.toml:2: program \"a\": unknown key \"foo\" (expected one of command, shell, args, env, clear_env, cwd, \
              rpc, ready, ready_timeout, restart, autostart, backoff, crash_loop, stop_signal, grace, depends_on, health, \
-             on_socket_lost, reset_after, max_size, keep, env_file, dotenv, socket, replicas, user, group, \
+             watchdog, on_socket_lost, reset_after, max_size, keep, env_file, dotenv, socket, replicas, user, group, \
              memory_max, cpu_max, pids_max)\n\
              w.toml:4: program \"b\", field \"rpc\": invalid type: integer `1`, expected true, false, \"warren\", \"json\", \"go\" or \"go-plain\""
         );

@@ -58,6 +58,7 @@ pub(super) struct Settings {
     pub(super) stop_signal: Option<Set<Signal>>,
     pub(super) grace: Option<Set<Duration>>,
     pub(super) health: Option<Set<Option<Health>>>,
+    pub(super) watchdog: Option<Set<Duration>>,
     pub(super) on_socket_lost: Option<Set<OnSocketLost>>,
     /// `socket`: a path the program binds itself, relative to its `cwd`.
     pub(super) socket: Option<Set<PathBuf>>,
@@ -104,6 +105,7 @@ impl Settings {
             stop_signal: or_inherit(self.stop_signal, &defaults.stop_signal),
             grace: or_inherit(self.grace, &defaults.grace),
             health: or_inherit(self.health, &defaults.health),
+            watchdog: or_inherit(self.watchdog, &defaults.watchdog),
             on_socket_lost: or_inherit(self.on_socket_lost, &defaults.on_socket_lost),
             socket: or_inherit(self.socket, &defaults.socket),
             reset_after: or_inherit(self.reset_after, &defaults.reset_after),
@@ -197,6 +199,9 @@ impl Settings {
         }
         if let Some(set) = self.health {
             p.health = set.value;
+        }
+        if let Some(set) = self.watchdog {
+            p.watchdog = Some(set.value);
         }
         p
     }

@@ -166,6 +166,14 @@ pub enum Event {
         /// Why, in words: "exit code 1: …", "HTTP 503", "no answer in 2s".
         reason: String,
     },
+    /// It has a [`watchdog`](super::plan::Program::watchdog) and missed its keep-alive (or
+    /// sent `WATCHDOG=trigger`).
+    WatchdogExpired {
+        /// The program.
+        name: String,
+        /// Why, in words: "no WATCHDOG=1 within 2 s".
+        reason: String,
+    },
     /// Its socket file was deleted or replaced while it ran, and its program's
     /// [`on_socket_lost`](super::plan::Program::on_socket_lost) says to restart it.
     SocketLost {

@@ -83,6 +83,7 @@ impl Instance {
                 _ = child.wait() => {}
                 () = self.check_health(program, child) => {}
                 () = self.follow_socket(program, child) => {}
+                () = self.watch_keepalives(program, child) => {}
             }
         }
     }
@@ -95,6 +96,35 @@ impl Instance {
             info!(program = %self.name, "{lost}: restarting it so that it binds its socket again");
             self.send(Event::SocketLost { name: self.name.clone() });
         }
+        std::future::pending().await
+    }
+
+    /// Reports a missed `WATCHDOG=1` (or a `WATCHDOG=trigger`) once; never returns, the caller
+    /// selects on the exit. The first period starts at ready, as systemd's does.
+    async fn watch_keepalives(&self, program: &Program, child: &Child) {
+        let Some(period) = program.watchdog else { return std::future::pending().await };
+        let mut notices = child.notices();
+        let mut pings = notices.borrow_and_update().watchdog_pings;
+        let mut deadline = tokio::time::Instant::now() + period;
+        let reason = loop {
+            match tokio::time::timeout_at(deadline, notices.changed()).await {
+                Err(_) => break format!("no WATCHDOG=1 within {}", super::events::humanize(period)),
+                // The child's end is gone with it: its exit ends this.
+                Ok(Err(_)) => return std::future::pending().await,
+                Ok(Ok(())) => {
+                    let state = notices.borrow_and_update().clone();
+                    if state.watchdog_triggered {
+                        break "it sent WATCHDOG=trigger".to_owned();
+                    }
+                    if state.watchdog_pings != pings {
+                        pings = state.watchdog_pings;
+                        deadline = tokio::time::Instant::now() + period;
+                    }
+                }
+            }
+        };
+        // No line of its own here: the stop it causes says why.
+        self.send(Event::WatchdogExpired { name: self.name.clone(), reason });
         std::future::pending().await
     }
 
@@ -152,6 +182,9 @@ fn spec_for(program: &Program) -> Spec {
     }
     if let Some(socket) = &program.socket {
         spec = spec.socket(socket);
+    }
+    if let Some(period) = program.watchdog {
+        spec = spec.env("WATCHDOG_USEC", period.as_micros().to_string());
     }
     if let Some(identity) = &program.identity {
         spec = spec.identity(identity.clone());

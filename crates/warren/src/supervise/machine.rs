@@ -195,6 +195,9 @@ impl Machine {
                 self.with(&name, |m, i| m.health_failed(now, i, reason, &mut actions));
             }
             Event::SocketLost { name } => self.with(&name, |m, i| m.socket_lost(now, i, &mut actions)),
+            Event::WatchdogExpired { name, reason } => {
+                self.with(&name, |m, i| m.watchdog_expired(now, i, reason, &mut actions));
+            }
             Event::Timer { name, generation } => self.with(&name, |m, i| {
                 let slot = &m.slots[i];
                 if slot.timer_generation == generation && matches!(slot.state, State::Backoff { .. }) {
@@ -307,6 +310,17 @@ impl Machine {
             self.slots[i].restart_after_stop = Some(Relaunch::WithBackoff);
             self.issue_stop(now, i, actions);
         }
+    }
+
+    /// A hung program is restarted as one whose health check failed: stopped, then started
+    /// again after its backoff, whatever its restart policy.
+    fn watchdog_expired(&mut self, now: Instant, i: usize, reason: String, actions: &mut Vec<Action>) {
+        if self.slots[i].state != State::Ready || self.shutting_down {
+            return;
+        }
+        self.slots[i].stop_cause = Some(format!("watchdog: {reason}"));
+        self.slots[i].restart_after_stop = Some(Relaunch::WithBackoff);
+        self.issue_stop(now, i, actions);
     }
 
     /// Restarts at once — no crash happened, so no backoff — but the start still counts toward

@@ -48,6 +48,8 @@ pub struct ProgramStatus {
     pub history: Vec<Change>,
     /// Where it serves RPC, while it runs.
     pub endpoint: Option<String>,
+    /// The last `STATUS=` it sent on its notify socket, while it runs.
+    pub notify_status: Option<String>,
 }
 
 /// A control request named a program the plan does not have.
@@ -207,6 +209,7 @@ impl Supervisor {
                     last_restart: s.last_restart.clone(),
                     history: s.history.clone(),
                     endpoint: child.and_then(Child::endpoint).map(ToString::to_string),
+                    notify_status: child.and_then(|c| c.notices().borrow().status.clone()),
                 }
             })
             .collect()

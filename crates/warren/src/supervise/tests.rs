@@ -307,6 +307,22 @@ async fn autostart_false_waits_stopped_for_a_start_and_does_not_hold_up_all_read
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_missed_watchdog_restarts_a_ready_program_with_backoff_whatever_its_policy() {
+    let mut worker = program("worker");
+    worker.watchdog = Some(Duration::from_millis(200));
+    let (mut h, _) = Harness::new(vec![worker]);
+    let expired = || Event::WatchdogExpired { name: "worker".into(), reason: "no WATCHDOG=1 within 200 ms".into() };
+    h.on(Event::Started { name: "worker".into() });
+    assert!(stopped(&h.on(expired())).is_empty(), "not ready yet: its ready timeout covers it");
+    h.on(Event::Ready { name: "worker".into() });
+    assert_eq!(stopped(&h.on(expired())), ["worker"]);
+    let actions = h.on(Event::Exited { name: "worker".into(), exit: Exit::Signal(crate::Signal::TERM) });
+    assert_eq!(timer(&actions).map(|(after, _)| after), Some(Duration::from_secs(1)), "after its backoff");
+    let status = h.machine.status().into_iter().find(|s| s.name == "worker").expect("worker");
+    assert_eq!(status.last_restart.as_deref(), Some("watchdog: no WATCHDOG=1 within 200 ms"));
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_stop_requested_while_starting_happens_once_started() {
     let (mut h, _) = Harness::new(vec![program("slow")]);
     assert!(stopped(&h.on(Event::Shutdown)).is_empty(), "cannot stop what has no pid yet");

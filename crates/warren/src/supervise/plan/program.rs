@@ -49,6 +49,9 @@ pub struct Program {
     pub depends_on: Vec<Dependency>,
     /// Its health check, if it has one.
     pub health: Option<Health>,
+    /// The longest it may go without `WATCHDOG=1` on its notify socket once ready (systemd's
+    /// `WatchdogSec`, passed to it as `WATCHDOG_USEC`); then it counts as hung and is restarted.
+    pub watchdog: Option<Duration>,
     /// What to do when its socket file is deleted or replaced while it runs (RPC programs).
     pub on_socket_lost: OnSocketLost,
     /// Once ready (and healthy, if checked) for this long, the backoff and the crash-loop count
@@ -250,6 +253,7 @@ impl Program {
             grace: Duration::from_secs(10),
             depends_on: Vec::new(),
             health: None,
+            watchdog: None,
             on_socket_lost: OnSocketLost::default(),
             reset_after: Duration::from_secs(60),
             replica: None,
