@@ -155,6 +155,14 @@ pub enum Subcommand {
         /// The shell to complete for.
         shell: clap_complete::Shell,
     },
+    /// Check a configuration file as `warren up` reads it, without running anything: every
+    /// error with its line (exit 2), or the programs in the order they would start.
+    Check {
+        /// The configuration file, or a directory with one (default: ./warren.toml, else
+        /// ./Procfile).
+        #[arg(short = 'f', long = "file", value_name = "FILE")]
+        file: Option<PathBuf>,
+    },
     /// Print the warren.toml that runs what a Procfile runs (`warren import Procfile > warren.toml`);
     /// `warren up -f Procfile` runs it without the file.
     Import {

@@ -6,6 +6,7 @@
 
 mod builtin;
 mod call_counts;
+mod check;
 mod cli;
 pub mod config;
 mod control;
@@ -188,6 +189,22 @@ async fn run(cli: Cli, terminal: Option<Terminal>) -> Result<u8, Failure> {
             let scope = if user { export::systemd::Scope::User } else { export::systemd::Scope::System };
             export::systemd(&file, &dir, scope)
         }
+        Subcommand::Check { file } => {
+            let Some(file) = config_file(file) else {
+                let message = "no warren.toml or Procfile here: name one with -f".to_owned();
+                return Err(Failure { message, code: exit::CONFIG });
+            };
+            match check::check(&file) {
+                Ok((summary, warnings)) => {
+                    print!("{summary}");
+                    for warning in warnings {
+                        eprintln!("warren: warning: {warning}");
+                    }
+                    Ok(exit::OK)
+                }
+                Err(errors) => Err(Failure { message: errors.to_string(), code: exit::CONFIG }),
+            }
+        }
         Subcommand::Import { file } => match config::import(&file) {
             Ok(toml) => {
                 print!("{toml}");
@@ -208,14 +225,18 @@ fn lifecycle_request(
     control::ProgramsRequest { names: programs.names, all: programs.all, wait, only, timeout_ms }
 }
 
-async fn up(file: Option<PathBuf>, example: bool, run: cli::UpOptions, terminal: Terminal) -> Result<u8, Failure> {
-    // `-f DIR` means DIR/warren.toml, or DIR/Procfile without one; no `-f`, the same here.
-    let file = file.map(|f| if f.is_dir() { config::find(&f).unwrap_or_else(|| f.join("warren.toml")) } else { f });
-    let file = match file {
+/// The file `-f` names: `-f DIR` means DIR/warren.toml, or DIR/Procfile without one; no `-f`,
+/// the same in the current directory (`None` if it has neither).
+fn config_file(file: Option<PathBuf>) -> Option<PathBuf> {
+    match file {
+        Some(dir) if dir.is_dir() => Some(config::find(&dir).unwrap_or_else(|| dir.join("warren.toml"))),
         Some(file) => Some(file),
-        None if !example => config::find(std::path::Path::new("")),
-        None => None,
-    };
+        None => config::find(std::path::Path::new("")),
+    }
+}
+
+async fn up(file: Option<PathBuf>, example: bool, run: cli::UpOptions, terminal: Terminal) -> Result<u8, Failure> {
+    let file = if example { None } else { config_file(file) };
     let dir = cli::config_dir(file.as_deref());
     if run.detach && !run.detached_child {
         return Ok(detach::start(file.as_deref(), &run, &dir)?);

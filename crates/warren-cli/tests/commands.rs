@@ -355,7 +355,8 @@ fn usage_errors_exit_64_and_help_exits_0() {
 
 #[test]
 fn completions_and_man_page_come_from_the_command_definitions() {
-    let subcommands = ["up", "status", "start", "stop", "restart", "logs", "call", "down", "completions", "man"];
+    let subcommands =
+        ["up", "status", "start", "stop", "restart", "logs", "call", "down", "check", "completions", "man"];
     for (shell, marker) in [("bash", "complete -F"), ("zsh", "#compdef warren"), ("fish", "complete -c warren")] {
         let output = Command::new(WARREN).args(["completions", shell]).output().expect("run warren completions");
         assert!(output.status.success(), "{shell}: {}", stderr(&output));
@@ -484,4 +485,49 @@ autostart = false
     assert!(stdout(&output).contains("later: added, not started (new; autostart = false)"), "{}", stdout(&output));
     assert_eq!(up.row("later")["state"], "stopped");
     down(&mut up, 0);
+}
+
+#[test]
+fn check_reads_a_file_as_up_would_and_runs_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("warren.toml");
+    let good = r#"
+[programs.web]
+command = "/nonexistent/but/not/run"
+depends_on = ["db"]
+
+[programs.db]
+command = "sh"
+
+[programs.worker]
+shell = "touch started"
+depends_on = ["db"]
+
+[programs.console]
+command = "sh"
+autostart = false
+"#;
+    std::fs::write(&file, good).expect("write");
+    let output = Command::new(WARREN).arg("check").current_dir(dir.path()).output().expect("run warren check");
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(
+        stdout(&output),
+        format!(
+            "{}: 4 programs, started in this order:\n  1. db\n  2. web, worker\n  not started (autostart = false): console\n",
+            file.strip_prefix(dir.path()).map_or(file.clone(), |_| "warren.toml".into()).display()
+        )
+    );
+    assert!(!dir.path().join("started").exists(), "nothing ran");
+    // Valid, but not going to work on this machine: said, not an error.
+    assert_eq!(stderr(&output), "warren: warning: web: command /nonexistent/but/not/run is not found here\n");
+
+    std::fs::write(&file, "[programs.web]\ncommand = \"sh\"\nrestrat = \"always\"\n").expect("write");
+    let output = Command::new(WARREN).args(["check", "-f"]).arg(dir.path()).output().expect("run warren check");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("warren.toml:3: program \"web\": unknown key \"restrat\""), "{}", stderr(&output));
+
+    let empty = tempfile::tempdir().expect("tempdir");
+    let output = Command::new(WARREN).arg("check").current_dir(empty.path()).output().expect("run warren check");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("no warren.toml or Procfile here"), "{}", stderr(&output));
 }

@@ -193,11 +193,7 @@ fn resolve(program: &Path) -> PathBuf {
     if program.components().count() > 1 || program.is_absolute() {
         return program.to_path_buf();
     }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(program))
-        .find(|candidate| candidate.is_file())
-        .unwrap_or_else(|| program.to_path_buf())
+    which::which(program).unwrap_or_else(|_| program.to_path_buf())
 }
 
 /// One word for systemd: double-quoted when needed, with `\`, `"`, `%` (specifiers) and `$`
