@@ -68,7 +68,8 @@ pub use error::{
 };
 pub use kind::Kind as FrameKind;
 pub use server::{
-    Cancellation, Context, Notifier, NotifyError, PeerInfo, PeerPolicy, Running, Server, ServerHandle, ServiceBuilder,
+    Cancellation, Context, Inherited, Notifier, NotifyError, PeerInfo, PeerPolicy, Running, Server, ServerHandle,
+    ServiceBuilder,
     ShutdownReport,
 };
 
