@@ -186,6 +186,11 @@ impl Machine {
             Event::HealthFailed { name, reason } => {
                 self.with(&name, |m, i| m.health_failed(now, i, reason, &mut actions));
             }
+            Event::Rolled { name } => self.with(&name, |m, i| m.rolled(now, i, &mut actions)),
+            Event::Retired { name, exit } => self.with(&name, |m, i| {
+                m.slots[i].last_exit = Some(exit);
+                m.slots[i].last_end = Some(format!("{exit} (old instance, rolling restart)"));
+            }),
             Event::SocketLost { name } => self.with(&name, |m, i| m.socket_lost(now, i, &mut actions)),
             Event::Timer { name, generation } => self.with(&name, |m, i| {
                 let slot = &m.slots[i];
@@ -441,6 +446,28 @@ impl Machine {
             slot.timer_generation += 1;
             self.set_state(now, i, State::Waiting, actions);
         }
+    }
+
+    /// A new instance took over while the program stayed ready: a restart, with no state of
+    /// its own to pass through, so the change is recorded and announced as it is.
+    fn rolled(&mut self, now: Instant, i: usize, actions: &mut Vec<Action>) {
+        let slot = &mut self.slots[i];
+        if slot.state != State::Ready {
+            return;
+        }
+        let reason = "rolling restart: the new instance is ready, the old one stops".to_owned();
+        slot.restarts = slot.restarts.saturating_add(1);
+        slot.last_restart = Some("rolling restart".to_owned());
+        slot.ready_at = Some(now);
+        slot.since = now;
+        slot.healthy = slot.program.health.is_none();
+        slot.health_failures = 0;
+        slot.checks_failed = 0;
+        if slot.history.len() == HISTORY {
+            slot.history.pop_front();
+        }
+        slot.history.push_back(Change { state: State::Ready, reason: Some(reason.clone()), at: now });
+        actions.push(Action::Changed { name: slot.program.name.clone(), state: State::Ready, reason: Some(reason) });
     }
 
     fn shutdown(&mut self, now: Instant, actions: &mut Vec<Action>) {
