@@ -83,7 +83,8 @@ impl Load {
                 std::thread::spawn(move || {
                     let began = Instant::now();
                     let mut seen = Vec::new();
-                    while !stop.load(Ordering::Relaxed) && seen.len() < MAX_REQUESTS && began.elapsed() < MAX_LOAD_TIME {
+                    while !stop.load(Ordering::Relaxed) && seen.len() < MAX_REQUESTS && began.elapsed() < MAX_LOAD_TIME
+                    {
                         let at = Instant::now();
                         let outcome = request(&target);
                         seen.push((at, at.elapsed(), outcome));
@@ -149,7 +150,8 @@ fn twenty_rolling_restarts_under_load_drop_nothing() {
     }
     let took = began.elapsed();
     let seen = load.finish();
-    let (ok, refused, failed) = (count(&seen, Outcome::Ok), count(&seen, Outcome::Refused), count(&seen, Outcome::Failed));
+    let (ok, refused, failed) =
+        (count(&seen, Outcome::Ok), count(&seen, Outcome::Refused), count(&seen, Outcome::Failed));
     let gap = longest_gap(&seen);
     eprintln!(
         "20 rolling restarts in {took:.1?}: {ok} requests answered, {refused} refused, {failed} failed; \
@@ -192,7 +194,8 @@ fn a_plain_restart_keeps_connections_waiting_in_the_backlog() {
     let after = up.row("web")["pid"].as_u64().expect("a pid");
     std::thread::sleep(Duration::from_millis(200));
     let seen = load.finish();
-    let (ok, refused, failed) = (count(&seen, Outcome::Ok), count(&seen, Outcome::Refused), count(&seen, Outcome::Failed));
+    let (ok, refused, failed) =
+        (count(&seen, Outcome::Ok), count(&seen, Outcome::Refused), count(&seen, Outcome::Failed));
     let gap = longest_gap(&seen);
     eprintln!("plain restart: {ok} answered, {refused} refused, {failed} failed; longest wait {gap:.1?}");
     assert_ne!(before, after, "a new instance");

@@ -147,7 +147,8 @@ fn prepare(ctx: &Context<'_>, spec: &Spec) -> Result<Prepared, SpawnError> {
     }
     let notify = match spec.readiness {
         Readiness::Notify => Some(Arc::new(
-            NotifyListener::bind(&ctx.runtime_dir.file_for(spec.slot_name(), ".notify")).map_err(setup("notify socket"))?,
+            NotifyListener::bind(&ctx.runtime_dir.file_for(spec.slot_name(), ".notify"))
+                .map_err(setup("notify socket"))?,
         )),
         Readiness::Started | Readiness::LogLine(_) => None,
     };

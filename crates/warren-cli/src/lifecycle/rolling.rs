@@ -55,9 +55,7 @@ async fn one(supervisor: &Supervisor, request: &ProgramsRequest, name: &str) -> 
             let kind = if old_exit.success() { OutcomeKind::Done } else { OutcomeKind::Warning };
             Outcome::new(name, kind, format!("rolled: ready (pid {pid}); the old instance (pid {old_pid}) {old_exit}"))
         }
-        Ok(Rolled::Restarted) => {
-            Outcome::new(name, OutcomeKind::Done, "restarting (no ready instance to roll from)")
-        }
+        Ok(Rolled::Restarted) => Outcome::new(name, OutcomeKind::Done, "restarting (no ready instance to roll from)"),
         Err(why) => Outcome::new(name, OutcomeKind::Failed, format!("rolling restart failed: {why}")),
     }
 }

@@ -254,7 +254,11 @@ impl Server {
         let mut listeners = Vec::new();
         let mut socket = None;
         for listener in inherited {
-            listeners.push(listener.into_listener().map_err(|source| BindError::Io { endpoint: "inherited socket".to_owned(), source })?);
+            listeners.push(
+                listener
+                    .into_listener()
+                    .map_err(|source| BindError::Io { endpoint: "inherited socket".to_owned(), source })?,
+            );
         }
         if let Some(endpoint) = endpoint {
             let (listener, file) = listener::bind(endpoint, self.options.socket_mode).await?;
@@ -266,7 +270,9 @@ impl Server {
             Some(listener::Listener::Unix { path, .. }) => Some(Endpoint::Unix(path.clone())),
             None => None,
         };
-        let local = local.or_else(|| endpoint.cloned()).ok_or_else(|| BindError::NotListenable { endpoint: "nothing to listen on".to_owned() })?;
+        let local = local
+            .or_else(|| endpoint.cloned())
+            .ok_or_else(|| BindError::NotListenable { endpoint: "nothing to listen on".to_owned() })?;
         let core = self.into_core();
         *core.control.socket.lock().unwrap_or_else(PoisonError::into_inner) = socket;
         let handle = ServerHandle { control: Arc::clone(&core.control) };

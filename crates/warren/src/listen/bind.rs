@@ -40,7 +40,8 @@ impl Bound {
                 remove_stale(path)?;
                 let fd = rustix::net::socket_with(AddressFamily::UNIX, SocketType::STREAM, SocketFlags::CLOEXEC, None)?;
                 let addr = rustix::net::SocketAddrUnix::new(path.as_path())?;
-                rustix::net::bind(&fd, &addr).map_err(|err| io::Error::new(err.kind(), format!("bind {}: {err}", path.display())))?;
+                rustix::net::bind(&fd, &addr)
+                    .map_err(|err| io::Error::new(err.kind(), format!("bind {}: {err}", path.display())))?;
                 // Between bind and listen a connect is refused: the mode is in place before
                 // anyone can get in.
                 let metadata = std::fs::metadata(path)?;
@@ -60,7 +61,9 @@ impl Bound {
 /// A file left at `path` by an earlier run is removed; a socket someone accepts on is not.
 fn remove_stale(path: &std::path::Path) -> io::Result<()> {
     match std::os::unix::net::UnixStream::connect(path) {
-        Ok(_) => Err(io::Error::new(io::ErrorKind::AddrInUse, format!("{} is in use by another process", path.display()))),
+        Ok(_) => {
+            Err(io::Error::new(io::ErrorKind::AddrInUse, format!("{} is in use by another process", path.display())))
+        }
         Err(err) if err.kind() == io::ErrorKind::ConnectionRefused => std::fs::remove_file(path),
         Err(_) => Ok(()),
     }

@@ -46,7 +46,11 @@ impl Address {
                 return Err("`unix:` needs a path".to_owned());
             }
             if path.len() > warren_rpc::MAX_UNIX_PATH {
-                return Err(format!("the path is {} bytes, over the {} a Unix socket allows", path.len(), warren_rpc::MAX_UNIX_PATH));
+                return Err(format!(
+                    "the path is {} bytes, over the {} a Unix socket allows",
+                    path.len(),
+                    warren_rpc::MAX_UNIX_PATH
+                ));
             }
             return Ok(Address::Unix(PathBuf::from(path)));
         }

@@ -28,7 +28,6 @@ pub(super) struct Instance {
 }
 
 impl Instance {
-
     fn report(&self, report: Report) {
         let _ = self.inputs.send(Input::Instance { name: self.name.clone(), instance: self.instance, report });
     }

@@ -57,7 +57,8 @@ impl Runner {
         let instance = self.next_instance;
         let stop = self.launch(name, instance, Some(format!("{name}~{instance}")))?;
         info!(program = name, "rolling restart: starting a new instance beside the running one");
-        let extra = Extra { name: name.to_owned(), role: Role::Next, child: None, stop: Some(stop), reply: Some(reply) };
+        let extra =
+            Extra { name: name.to_owned(), role: Role::Next, child: None, stop: Some(stop), reply: Some(reply) };
         self.extra.insert(instance, extra);
         None
     }
@@ -119,7 +120,8 @@ impl Runner {
         if let Some(stop) = old.stop.take() {
             let _ = stop.send(());
         }
-        let leaving = Extra { name: name.clone(), role: Role::Leaving, child: old.child, stop: None, reply: next.reply };
+        let leaving =
+            Extra { name: name.clone(), role: Role::Leaving, child: old.child, stop: None, reply: next.reply };
         self.extra.insert(old.instance, leaving);
         Some(Event::Rolled { name })
     }
