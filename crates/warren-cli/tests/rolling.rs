@@ -207,3 +207,65 @@ fn a_plain_restart_keeps_connections_waiting_in_the_backlog() {
     assert!(!path.exists(), "warren removes its socket file when it stops");
     up.assert_no_leftovers(BOUND);
 }
+
+#[derive(serde::Deserialize)]
+struct Pids {
+    pid: u32,
+}
+
+/// `Task.Pids` over a new connection to `endpoint`: the pid of whichever instance answered.
+fn pid_over(endpoint: &str) -> u32 {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    runtime.block_on(async {
+        let client = tokio::time::timeout(BOUND, warren_rpc::Client::connect(endpoint))
+            .await
+            .expect("connect in time")
+            .expect("connect");
+        let pids: Pids = client.call("Task.Pids", &()).await.expect("Task.Pids");
+        pids.pid
+    })
+}
+
+#[test]
+fn a_plugin_serves_its_passed_socket_and_replicas_roll_one_at_a_time() {
+    // Two members of one program share one socket: warren binds it once.
+    let mut up = Up::start(
+        "[programs.api]\ncommand = @child@\nargs = [\"plugin\"]\nready = \"warren\"\nreplicas = 2\n\
+         listen = [\"unix:api.sock\"]\nrestart_mode = \"rolling\"\n",
+    );
+    up.wait_line("all programs are up", BOUND);
+    let endpoint = format!("unix:{}", up.dir().join("api.sock").display());
+    let members = ["api.1", "api.2"];
+    let before: Vec<u64> = members.iter().map(|m| up.row(m)["pid"].as_u64().expect("a pid")).collect();
+    // warren::plugin::serve accepts on the passed socket (and on its WARREN_ENDPOINT, which
+    // `warren call` goes through).
+    let answered = pid_over(&endpoint);
+    assert!(before.contains(&u64::from(answered)), "a member answered on api.sock: {answered} of {before:?}");
+    up.warren(["call", "api.1", "Task.Get", "\"x\""]).assert().success();
+
+    let output = up.warren(["restart", "api"]).output().expect("run restart");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(output.status.success(), "{text}{}", String::from_utf8_lossy(&output.stderr));
+    for (member, old) in members.iter().zip(&before) {
+        let line = text.lines().find(|l| l.contains(member)).unwrap_or_else(|| panic!("{member} in {text}"));
+        assert!(line.contains(&format!("the old instance (pid {old}) exited with code 0")), "{line}");
+    }
+    // One at a time: the second member's new instance started only after the first's old one
+    // had ended, so at no point were both old instances gone before a new one was ready.
+    let first_old_ended = format!("api.1: ready: rolling restart: the old instance (pid {}) exited", before[0]);
+    let first_old_ended = up.wait_line(&first_old_ended, BOUND).at;
+    // The new api.2 says where it serves: its runtime socket is named after its slot.
+    let second_started = up.wait_line("api_2_", BOUND).at;
+    assert!(second_started >= first_old_ended, "api.2 rolled only after api.1 was done:\n{}", up.transcript());
+    let after: Vec<u64> = members.iter().map(|m| up.row(m)["pid"].as_u64().expect("a pid")).collect();
+    assert!(after.iter().all(|p| !before.contains(p)), "new instances: {before:?} → {after:?}");
+    // The supervisor's RPC connection followed the new instance, and so does the socket.
+    let reply = up.warren(["call", "api.1", "Task.Pids", "null"]).assert().success().get_output().stdout.clone();
+    let reply: serde_json::Value = serde_json::from_slice(&reply).expect("JSON");
+    assert_eq!(reply["pid"].as_u64(), Some(after[0]), "warren calls the new api.1");
+    assert!(after.contains(&u64::from(pid_over(&endpoint))), "a new instance answers on api.sock");
+
+    up.warren(["down"]).assert().success();
+    assert_eq!(up.wait_exit(BOUND).code(), Some(0));
+    up.assert_no_leftovers(BOUND);
+}

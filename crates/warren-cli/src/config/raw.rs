@@ -449,7 +449,7 @@ mod tests {
             "w.toml:2: program \"a\": unknown key \"foo\" (expected one of command, shell, args, env, clear_env, cwd, \
              rpc, ready, ready_timeout, restart, backoff, crash_loop, stop_signal, grace, depends_on, health, \
              on_socket_lost, reset_after, max_size, keep, env_file, dotenv, socket, replicas, user, group, \
-             memory_max, cpu_max, pids_max)\n\
+             memory_max, cpu_max, pids_max, listen, restart_mode)\n\
              w.toml:4: program \"b\", field \"rpc\": invalid type: integer `1`, expected true, false, \"warren\", \"json\", \"go\" or \"go-plain\""
         );
     }

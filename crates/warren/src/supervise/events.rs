@@ -196,6 +196,8 @@ pub enum Event {
     Retired {
         /// The program.
         name: String,
+        /// Its pid.
+        pid: u32,
         /// How it ended.
         exit: Exit,
     },

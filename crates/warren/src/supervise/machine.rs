@@ -19,26 +19,26 @@ use crate::exit::Exit;
 pub(super) struct Slot {
     pub(super) program: Program,
     pub(super) state: State,
-    since: Instant,
+    pub(super) since: Instant,
     /// Start times within the crash-loop window.
     starts: VecDeque<Instant>,
     /// Restarts since the last reset, the backoff exponent.
     attempt: u32,
-    restarts: u32,
-    last_exit: Option<Exit>,
+    pub(super) restarts: u32,
+    pub(super) last_exit: Option<Exit>,
     /// How its last instance ended, in words: its exit, or why it never got going.
-    last_end: Option<String>,
-    ready_at: Option<Instant>,
+    pub(super) last_end: Option<String>,
+    pub(super) ready_at: Option<Instant>,
     pub(super) healthy: bool,
-    health_failures: u32,
+    pub(super) health_failures: u32,
     /// Why the last health check failed, while failures are counted.
     health_reason: String,
     /// Health checks failed since the current instance started.
-    checks_failed: u64,
+    pub(super) checks_failed: u64,
     /// Why the current stop was issued, for the restart it leads to.
     stop_cause: Option<String>,
-    last_restart: Option<String>,
-    history: VecDeque<Change>,
+    pub(super) last_restart: Option<String>,
+    pub(super) history: VecDeque<Change>,
     /// Restart once the current stop completes: after a backoff (health failure), or at once
     /// (a restart request).
     pub(super) restart_after_stop: Option<Relaunch>,
@@ -187,10 +187,7 @@ impl Machine {
                 self.with(&name, |m, i| m.health_failed(now, i, reason, &mut actions));
             }
             Event::Rolled { name } => self.with(&name, |m, i| m.rolled(now, i, &mut actions)),
-            Event::Retired { name, exit } => self.with(&name, |m, i| {
-                m.slots[i].last_exit = Some(exit);
-                m.slots[i].last_end = Some(format!("{exit} (old instance, rolling restart)"));
-            }),
+            Event::Retired { name, pid, exit } => self.with(&name, |m, i| m.retired(now, i, pid, exit, &mut actions)),
             Event::SocketLost { name } => self.with(&name, |m, i| m.socket_lost(now, i, &mut actions)),
             Event::Timer { name, generation } => self.with(&name, |m, i| {
                 let slot = &m.slots[i];
@@ -446,28 +443,6 @@ impl Machine {
             slot.timer_generation += 1;
             self.set_state(now, i, State::Waiting, actions);
         }
-    }
-
-    /// A new instance took over while the program stayed ready: a restart, with no state of
-    /// its own to pass through, so the change is recorded and announced as it is.
-    fn rolled(&mut self, now: Instant, i: usize, actions: &mut Vec<Action>) {
-        let slot = &mut self.slots[i];
-        if slot.state != State::Ready {
-            return;
-        }
-        let reason = "rolling restart: the new instance is ready, the old one stops".to_owned();
-        slot.restarts = slot.restarts.saturating_add(1);
-        slot.last_restart = Some("rolling restart".to_owned());
-        slot.ready_at = Some(now);
-        slot.since = now;
-        slot.healthy = slot.program.health.is_none();
-        slot.health_failures = 0;
-        slot.checks_failed = 0;
-        if slot.history.len() == HISTORY {
-            slot.history.pop_front();
-        }
-        slot.history.push_back(Change { state: State::Ready, reason: Some(reason.clone()), at: now });
-        actions.push(Action::Changed { name: slot.program.name.clone(), state: State::Ready, reason: Some(reason) });
     }
 
     fn shutdown(&mut self, now: Instant, actions: &mut Vec<Action>) {

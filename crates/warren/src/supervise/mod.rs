@@ -16,6 +16,7 @@ mod order;
 pub mod plan;
 mod probe;
 mod reload;
+mod rolled;
 mod runner;
 mod supervisor;
 

@@ -56,7 +56,7 @@ impl Runner {
         }
         let instance = self.next_instance;
         let stop = self.launch(name, instance, Some(format!("{name}~{instance}")))?;
-        info!(program = name, "rolling restart: starting a new instance beside the running one");
+        info!("{name}: rolling restart: starting a new instance beside the running one");
         let extra =
             Extra { name: name.to_owned(), role: Role::Next, child: None, stop: Some(stop), reply: Some(reply) };
         self.extra.insert(instance, extra);
@@ -91,19 +91,19 @@ impl Runner {
                 let extra = self.extra.remove(&instance)?;
                 if extra.role == Role::Next {
                     let why = format!("the new instance ended before it was ready: {exit}; the old one keeps serving");
-                    warn!(program = name, "rolling restart: {why}");
+                    warn!("{name}: rolling restart: {why}");
                     if let Some(reply) = extra.reply {
                         let _ = reply.send(Err(why));
                     }
                     return None;
                 }
                 let old_pid = extra.child.as_ref().map_or(0, Child::pid);
-                info!(program = name, "rolling restart: the old instance (pid {old_pid}) ended: {exit}");
+                info!("{name}: rolling restart: the old instance (pid {old_pid}) ended: {exit}");
                 if let Some(reply) = extra.reply {
                     let pid = self.current.get(&name).and_then(|c| c.child.as_ref()).map_or(0, Child::pid);
                     let _ = reply.send(Ok(Rolled::Replaced { pid, old_pid, old_exit: exit }));
                 }
-                Some(Event::Retired { name, exit })
+                Some(Event::Retired { name, pid: old_pid, exit })
             }
             // Health, socket loss, a failure after take-over: the old instance is leaving anyway.
             Report::Event(_) => None,
@@ -129,7 +129,7 @@ impl Runner {
     /// Gives up on a new instance: it is stopped (if it runs) and the requester told why.
     fn give_up(&mut self, instance: u64, why: String) {
         let Some(extra) = self.extra.get_mut(&instance) else { return };
-        warn!(program = extra.name, "rolling restart: {why}");
+        warn!("{}: rolling restart: {why}", extra.name);
         if let Some(reply) = extra.reply.take() {
             let _ = reply.send(Err(why));
         }
