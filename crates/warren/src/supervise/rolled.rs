@@ -45,3 +45,45 @@ impl Machine {
         self.announce(now, i, format!("rolling restart: the old instance (pid {pid}) {exit}"), actions);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tokio::time::Instant;
+
+    use crate::exit::Exit;
+    use crate::supervise::machine::{Action, Event, Machine, State};
+    use crate::supervise::plan::{Invocation, Plan, Program};
+
+    #[test]
+    fn a_roll_is_a_restart_that_never_leaves_ready() {
+        let plan = Plan::new(vec![Program::new("web", Invocation::Shell("true".into()))]).expect("a valid plan");
+        let mut machine = Machine::new(&plan, Instant::now(), 1);
+        machine.begin(Instant::now());
+        for event in [Event::Started { name: "web".into() }, Event::Ready { name: "web".into() }] {
+            machine.handle(Instant::now(), event);
+        }
+        let actions = machine.handle(Instant::now(), Event::Rolled { name: "web".into() });
+        let reasons: Vec<_> = actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Changed { state: State::Ready, reason, .. } => reason.clone(),
+                Action::Spawn { .. } | Action::Stop { .. } => panic!("a roll spawns and stops nothing here: {a:?}"),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(reasons, ["rolling restart: the new instance is ready, the old one stops"]);
+        let exit = Exit::Code(0);
+        let actions = machine.handle(Instant::now(), Event::Retired { name: "web".into(), pid: 7, exit });
+        assert!(
+            actions.iter().any(|a| matches!(a, Action::Changed { reason: Some(r), .. }
+                if r == "rolling restart: the old instance (pid 7) exited with code 0")),
+            "{actions:?}"
+        );
+        let status = &machine.status()[0];
+        assert_eq!((&status.state, status.restarts, status.last_exit), (&State::Ready, 1, Some(exit)));
+        assert_eq!(status.last_restart.as_deref(), Some("rolling restart"));
+        // A roll of a program that is not ready (it stopped meanwhile) changes nothing.
+        machine.handle(Instant::now(), Event::Stop { name: "web".into() });
+        assert!(machine.handle(Instant::now(), Event::Rolled { name: "web".into() }).is_empty());
+    }
+}
