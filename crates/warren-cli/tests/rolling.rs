@@ -269,3 +269,34 @@ fn a_plugin_serves_its_passed_socket_and_replicas_roll_one_at_a_time() {
     assert_eq!(up.wait_exit(BOUND).code(), Some(0));
     up.assert_no_leftovers(BOUND);
 }
+
+#[test]
+fn a_new_instance_that_fails_leaves_the_old_one_serving() {
+    // Starts fail while the file `fail` exists in warren's directory.
+    let mut up = Up::start(
+        "[programs.api]\ncommand = \"/bin/sh\"\nargs = [\"-c\", \"test -e fail && exit 3; exec \\\"$0\\\" plugin\", @child@]\n\
+         ready = \"warren\"\nrestart_mode = \"rolling\"\n",
+    );
+    up.wait_line("all programs are up", BOUND);
+    let pid = up.row("api")["pid"].as_u64().expect("a pid");
+    std::fs::write(up.dir().join("fail"), "").expect("create fail");
+    let output = up.warren(["restart", "api"]).output().expect("run restart");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(text.contains("rolling restart failed: the new instance did not come up"), "{text}");
+    assert!(text.contains("exited with code 3") && text.contains("the old one keeps serving"), "{text}");
+    let row = up.row("api");
+    assert_eq!((row["state"].as_str(), row["pid"].as_u64()), (Some("ready"), Some(pid)), "the old one serves: {row:#}");
+    up.warren(["call", "api", "Task.Get", "\"x\""]).assert().success();
+
+    // Nothing ready to roll from: a plain restart, waited for as one.
+    std::fs::remove_file(up.dir().join("fail")).expect("remove fail");
+    up.warren(["stop", "api"]).assert().success();
+    let output = up.warren(["restart", "api"]).output().expect("run restart");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success() && text.contains("ready (pid"), "{text}");
+
+    up.warren(["down"]).assert().success();
+    assert_eq!(up.wait_exit(BOUND).code(), Some(0));
+    up.assert_no_leftovers(BOUND);
+}

@@ -8,7 +8,8 @@ use std::time::Duration;
 use warren::supervise::plan::{Plan, RestartMode};
 use warren::supervise::{Rolled, Supervisor};
 
-use super::{MARGIN, bound};
+use super::wait::Watch;
+use super::{MARGIN, bound, up_bound};
 use crate::control::{Outcome, OutcomeKind, ProgramsRequest};
 
 pub fn is_rolling(plan: &Plan, name: &str) -> bool {
@@ -42,6 +43,8 @@ fn limit(supervisor: &Supervisor, request: &ProgramsRequest, name: &str) -> Dura
 
 async fn one(supervisor: &Supervisor, request: &ProgramsRequest, name: &str) -> Outcome {
     let limit = limit(supervisor, request, name);
+    // Before the request: a plain restart instead is then watched as `restart` watches one.
+    let mut watch = Watch::new(supervisor);
     let rolled = match tokio::time::timeout(limit, supervisor.roll_program(name)).await {
         Err(_) => {
             let text = format!("rolling restart not over within {}", humantime::format_duration(limit));
@@ -54,6 +57,12 @@ async fn one(supervisor: &Supervisor, request: &ProgramsRequest, name: &str) -> 
         Ok(Rolled::Replaced { pid, old_pid, old_exit }) => {
             let kind = if old_exit.success() { OutcomeKind::Done } else { OutcomeKind::Warning };
             Outcome::new(name, kind, format!("rolled: ready (pid {pid}); the old instance (pid {old_pid}) {old_exit}"))
+        }
+        Ok(Rolled::Restarted) if request.wait => {
+            let bound = bound(request, up_bound(&supervisor.plan(), &[name.to_owned()]));
+            watch.until_up(&[name.to_owned()], bound).await.pop().unwrap_or_else(|| {
+                Outcome::new(name, OutcomeKind::Failed, "restarted (no ready instance to roll from), fate unknown")
+            })
         }
         Ok(Rolled::Restarted) => Outcome::new(name, OutcomeKind::Done, "restarting (no ready instance to roll from)"),
         Err(why) => Outcome::new(name, OutcomeKind::Failed, format!("rolling restart failed: {why}")),
