@@ -112,8 +112,10 @@ pub fn spawn(exec: &Exec) -> io::Result<u32> {
     // The child writes its pid into this copy of the entry; `exec.envp` is borrowed, not ours.
     let mut pid_entry = [0u8; LISTEN_PID.len() + PID_DIGITS + 1];
     pid_entry[..LISTEN_PID.len()].copy_from_slice(LISTEN_PID);
+    // Both pointers from one base, so that neither borrow invalidates the other.
+    let pid_base = pid_entry.as_mut_ptr();
     if let Some(slot) = exec.listen_pid.and_then(|index| envp.get_mut(index).filter(|p| !p.is_null())) {
-        *slot = pid_entry.as_ptr().cast();
+        *slot = pid_base.cast_const().cast();
     }
     let listen: Vec<libc::c_int> = exec.listen.iter().map(AsRawFd::as_raw_fd).collect();
     let mut args = ChildArgs {
@@ -137,7 +139,7 @@ pub fn spawn(exec: &Exec) -> io::Result<u32> {
         listen: listen.as_ptr(),
         listen_count: listen.len(),
         listen_pid: match exec.listen_pid {
-            Some(_) => pid_entry[LISTEN_PID.len()..].as_mut_ptr(),
+            Some(_) => pid_base.wrapping_add(LISTEN_PID.len()),
             None => std::ptr::null_mut(),
         },
         error: std::sync::atomic::AtomicI32::new(0),
