@@ -79,6 +79,11 @@ pub enum Subcommand {
         programs: Programs,
         #[command(flatten)]
         wait: Wait,
+        /// Start each new instance beside the old one (on the same `listen` sockets) and stop
+        /// the old one once the new one is ready; replicas one at a time (the default for
+        /// programs with `restart_mode = "rolling"`).
+        #[arg(long)]
+        rolling: bool,
         #[command(flatten)]
         instance: Target,
     },

@@ -130,6 +130,10 @@ pub struct ProgramsRequest {
     /// How long the instance may take; None for the bound it derives from the programs'
     /// settings.
     pub timeout_ms: Option<u64>,
+    /// `restart`: the rolling way (new instance ready before the old one stops), whatever
+    /// the programs' `restart_mode`.
+    #[serde(default)]
+    pub rolling: bool,
 }
 
 /// One line of the answer to `start`, `stop` or `restart`.

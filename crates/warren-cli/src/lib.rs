@@ -157,8 +157,9 @@ async fn run(cli: Cli, terminal: Option<Terminal>) -> Result<u8, Failure> {
             let request = lifecycle_request(programs, true, only, timeout);
             Ok(remote::programs(&remote::connect(&instance.dir()).await?, "Control.StopPrograms", &request).await?)
         }
-        Subcommand::Restart { programs, wait, instance } => {
-            let request = lifecycle_request(programs, !wait.no_wait, false, wait.timeout);
+        Subcommand::Restart { programs, wait, rolling, instance } => {
+            let request =
+                control::ProgramsRequest { rolling, ..lifecycle_request(programs, !wait.no_wait, false, wait.timeout) };
             Ok(remote::programs(&remote::connect(&instance.dir()).await?, "Control.RestartPrograms", &request).await?)
         }
         Subcommand::Logs { programs, follow, lines, since, grep, stream, timestamps, json, instance } => {
@@ -222,7 +223,7 @@ fn lifecycle_request(
     timeout: Option<humantime::Duration>,
 ) -> control::ProgramsRequest {
     let timeout_ms = timeout.map(|t| u64::try_from(std::time::Duration::from(t).as_millis()).unwrap_or(u64::MAX));
-    control::ProgramsRequest { names: programs.names, all: programs.all, wait, only, timeout_ms }
+    control::ProgramsRequest { names: programs.names, all: programs.all, wait, only, timeout_ms, rolling: false }
 }
 
 /// The file `-f` names: `-f DIR` means DIR/warren.toml, or DIR/Procfile without one; no `-f`,

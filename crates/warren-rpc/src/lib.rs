@@ -68,8 +68,8 @@ pub use error::{
 };
 pub use kind::Kind as FrameKind;
 pub use server::{
-    Cancellation, Context, Notifier, NotifyError, PeerInfo, PeerPolicy, Running, Server, ServerHandle, ServiceBuilder,
-    ShutdownReport,
+    Cancellation, Context, Inherited, Notifier, NotifyError, PeerInfo, PeerPolicy, Running, Server, ServerHandle,
+    ServiceBuilder, ShutdownReport,
 };
 
 /// The version of the binary protocol this crate speaks (`docs/PROTOCOL.md`), announced in every

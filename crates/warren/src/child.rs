@@ -34,6 +34,8 @@ pub struct Child {
 
 struct ChildInner {
     running: Arc<Running>,
+    /// What its runtime files are named after (see [`Spec::slot`]).
+    slot: String,
     program: PathBuf,
     endpoint: Option<Endpoint>,
     stdin: tokio::sync::Mutex<Option<pipe::Sender>>,
@@ -64,6 +66,7 @@ impl Child {
         Child {
             inner: Arc::new(ChildInner {
                 running,
+                slot: spec.slot_name().to_owned(),
                 program: spec.program.clone(),
                 endpoint,
                 stdin: tokio::sync::Mutex::new(stdin),
@@ -73,6 +76,11 @@ impl Child {
                 registry,
             }),
         }
+    }
+
+    /// What its runtime files are named after: its name, unless started with [`Spec::slot`].
+    pub(crate) fn slot(&self) -> &str {
+        &self.inner.slot
     }
 
     /// Whether both handles are clones of one child.

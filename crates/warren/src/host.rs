@@ -182,12 +182,12 @@ impl Host {
     pub async fn spawn(&self, spec: Spec) -> Result<Child, SpawnError> {
         // The name is reserved before anything is done in the runtime directory: its socket and
         // notify paths are derived from it, so two starts of one name must never overlap.
-        let name = spec.name.clone();
+        let name = spec.slot_name().to_owned();
         {
             let mut starting = self.shared.starting.lock().unwrap_or_else(PoisonError::into_inner);
-            let running = self.children().iter().any(|c| c.name() == name);
+            let running = self.children().iter().any(|c| c.slot() == name);
             if running || !starting.insert(name.clone()) {
-                return Err(SpawnError::DuplicateName { name });
+                return Err(SpawnError::DuplicateName { name: spec.name.clone() });
             }
         }
         let shared = &self.shared;

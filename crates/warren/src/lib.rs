@@ -36,6 +36,7 @@ mod exit;
 mod group;
 mod host;
 mod limits;
+pub mod listen;
 mod log;
 mod notify;
 pub mod plugin;

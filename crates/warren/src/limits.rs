@@ -196,7 +196,7 @@ pub(crate) fn apply(
         }
     }
     let v1 = v1.any().then(|| {
-        let (child, v1_problems) = ctx.v1.child(&spec.name, &v1);
+        let (child, v1_problems) = ctx.v1.child(spec.slot_name(), &v1);
         problems.extend(v1_problems);
         child
     });

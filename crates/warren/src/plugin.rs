@@ -41,7 +41,9 @@ use crate::sys;
 /// usually longer, so a plugin normally finishes on its own terms).
 pub const DEFAULT_DRAIN: Duration = Duration::from_secs(3);
 
-/// Binds the endpoint the host chose (`WARREN_ENDPOINT`), tells the host it is ready
+/// Binds the endpoint the host chose (`WARREN_ENDPOINT`) and accepts on the sockets passed to
+/// it, if any (`LISTEN_FDS` with its own `LISTEN_PID`, as warren's `listen` and systemd's
+/// socket activation pass them; either alone is enough), tells the host it is ready
 /// (`READY=1` on `NOTIFY_SOCKET`), and serves until SIGTERM, SIGINT, a `warren.Shutdown` call
 /// or the host's death; then stops accepting, finishes in-flight calls (for at most
 /// [`DEFAULT_DRAIN`]), deletes its socket file and returns, so `main` can exit 0.
@@ -101,8 +103,11 @@ fn program_name() -> String {
 
 /// [`serve`] with another drain period than [`DEFAULT_DRAIN`].
 pub async fn serve_with_drain(server: Server, drain: Duration) -> Result<(), PluginError> {
-    let endpoint = std::env::var("WARREN_ENDPOINT").map_err(|_| PluginError::NotUnderHost)?;
-    let endpoint = Endpoint::parse(&endpoint)?;
+    let endpoint = std::env::var("WARREN_ENDPOINT").ok().map(|e| Endpoint::parse(&e)).transpose()?;
+    let passed = passed_sockets();
+    if endpoint.is_none() && passed.is_empty() {
+        return Err(PluginError::NotUnderHost);
+    }
     let mut signals = Signals::install(&[crate::Signal::TERM, crate::Signal::INT]).map_err(PluginError::Signals)?;
     let host_gone = watch_host();
     let shutdown_requested = CancellationToken::new();
@@ -118,8 +123,8 @@ pub async fn serve_with_drain(server: Server, drain: Duration) -> Result<(), Plu
             })
         })
     };
-    let running = server.bind(&endpoint).await?;
-    let where_ = match &endpoint {
+    let running = server.bind_with(endpoint.as_ref(), passed).await?;
+    let where_ = match running.endpoint() {
         Endpoint::Unix(path) => format!("unix {}", path.display()),
         other => other.to_string(),
     };
@@ -137,12 +142,31 @@ pub async fn serve_with_drain(server: Server, drain: Duration) -> Result<(), Plu
     if report.drain_deadline_hit {
         warn!(target: "warren::plugin", "calls still running after {drain:?} were cancelled");
     }
-    if let Endpoint::Unix(path) = &endpoint
+    if let Some(Endpoint::Unix(path)) = &endpoint
         && !path.exists()
     {
         info!(target: "warren::plugin", "deleted socket file: {}", path.display());
     }
     Ok(())
+}
+
+/// The listening sockets passed to this process (socket activation: `LISTEN_FDS` with this
+/// process's `LISTEN_PID`), served beside `WARREN_ENDPOINT`; one that is not a stream socket of
+/// a known family is skipped with a warning.
+fn passed_sockets() -> Vec<warren_rpc::Inherited> {
+    sys::take_listen_fds()
+        .into_iter()
+        .filter_map(|(name, fd)| match rustix::net::getsockname(&fd).map(|addr| addr.address_family()) {
+            Ok(rustix::net::AddressFamily::UNIX) => Some(warren_rpc::Inherited::Unix(fd.into())),
+            Ok(rustix::net::AddressFamily::INET | rustix::net::AddressFamily::INET6) => {
+                Some(warren_rpc::Inherited::Tcp(fd.into()))
+            }
+            _ => {
+                warn!(target: "warren::plugin", "passed socket {name:?} is neither TCP nor Unix: not served");
+                None
+            }
+        })
+        .collect()
 }
 
 /// Fires if the host dies. The kernel's parent-death signal is re-armed as SIGTERM (the host

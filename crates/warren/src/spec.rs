@@ -39,6 +39,8 @@ pub struct Spec {
     pub(crate) max_line: usize,
     pub(crate) limits: crate::Limits,
     pub(crate) identity: Option<crate::Identity>,
+    pub(crate) listen: Vec<crate::listen::Passed>,
+    pub(crate) slot: Option<String>,
 }
 
 impl Spec {
@@ -64,6 +66,8 @@ impl Spec {
             max_line: 64 * 1024,
             limits: crate::Limits::default(),
             identity: None,
+            listen: Vec::new(),
+            slot: None,
         }
     }
 
@@ -167,6 +171,27 @@ impl Spec {
     pub fn identity(mut self, identity: crate::Identity) -> Spec {
         self.identity = Some(identity);
         self
+    }
+
+    /// Sockets passed to the child as systemd's socket activation passes them: fds 3, 4, …,
+    /// `LISTEN_FDS`, `LISTEN_PID` (the child's own pid) and `LISTEN_FDNAMES` (these names).
+    /// The caller keeps its descriptors, so the sockets outlive the child.
+    pub fn listen(mut self, sockets: Vec<crate::listen::Passed>) -> Spec {
+        self.listen = sockets;
+        self
+    }
+
+    /// Lets this child run beside another of the same name (a rolling restart's new instance
+    /// beside the old one): its files in the runtime directory (RPC and notify sockets) are
+    /// named after `slot` instead, and only two children of one slot are refused.
+    pub fn slot(mut self, slot: impl Into<String>) -> Spec {
+        self.slot = Some(slot.into());
+        self
+    }
+
+    /// What the child's runtime files are named after: its slot, else its name.
+    pub(crate) fn slot_name(&self) -> &str {
+        self.slot.as_deref().unwrap_or(&self.name)
     }
 
     /// The program to run.

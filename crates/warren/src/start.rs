@@ -61,7 +61,7 @@ pub(crate) async fn spawn(ctx: Context<'_>, spec: Spec) -> Result<Child, SpawnEr
     let name: Arc<str> = Arc::from(spec.name.as_str());
     let prepared = prepare(&ctx, &spec)?;
     let mut cgroup = ctx.cgroup.and_then(|cgroups| {
-        cgroups.child(&spec.name).map_err(|err| debug!(child = %name, "no cgroup of its own: {err}")).ok()
+        cgroups.child(spec.slot_name()).map_err(|err| debug!(child = %name, "no cgroup of its own: {err}")).ok()
     });
     let v1 = crate::limits::apply(&ctx, &spec, cgroup.as_mut());
     let mut command = command(&spec, &prepared, cgroup.as_ref());
@@ -141,14 +141,15 @@ fn prepare(ctx: &Context<'_>, spec: &Spec) -> Result<Prepared, SpawnError> {
             let _ = std::fs::remove_file(path);
         }
     }
-    let socket_path = spec.rpc.then(|| own.unwrap_or_else(|| ctx.runtime_dir.file_for(&spec.name, ".sock")));
+    let socket_path = spec.rpc.then(|| own.unwrap_or_else(|| ctx.runtime_dir.file_for(spec.slot_name(), ".sock")));
     if let Some(path) = socket_path.as_ref().filter(|_| spec.socket.is_none()) {
         // A previous instance that crashed may have left its socket here.
         let _ = std::fs::remove_file(path);
     }
     let notify = match spec.readiness {
         Readiness::Notify => Some(Arc::new(
-            NotifyListener::bind(&ctx.runtime_dir.file_for(&spec.name, ".notify")).map_err(setup("notify socket"))?,
+            NotifyListener::bind(&ctx.runtime_dir.file_for(spec.slot_name(), ".notify"))
+                .map_err(setup("notify socket"))?,
         )),
         Readiness::Started | Readiness::LogLine(_) => None,
     };
@@ -189,6 +190,16 @@ fn command(spec: &Spec, prepared: &Prepared, cgroup: Option<&ChildCgroup>) -> sp
     command.env("WARREN_HOST_PID", sys::current_pid().to_string());
     if let Some(path) = &prepared.socket_path {
         command.env("WARREN_ENDPOINT", Endpoint::unix(path).to_string());
+    }
+    // Socket activation's variables are the host's own if it was socket-activated itself:
+    // never passed on, only set for a child given sockets.
+    for key in ["LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"] {
+        command.env_remove(key);
+    }
+    if !spec.listen.is_empty() {
+        let names: Vec<&str> = spec.listen.iter().map(|(name, _)| name.as_str()).collect();
+        command.env("LISTEN_FDS", spec.listen.len().to_string()).env("LISTEN_FDNAMES", names.join(":"));
+        command.listen(spec.listen.iter().map(|(_, fd)| Arc::clone(fd)));
     }
     match &prepared.notify {
         Some(listener) => command.env("NOTIFY_SOCKET", listener.path()),

@@ -137,6 +137,12 @@ pub enum ErrorKind {
     /// An unknown `on_socket_lost` action.
     #[error("unknown action {0:?} (expected restart or report)")]
     UnknownOnSocketLost(String),
+    /// A `listen` entry that cannot be used.
+    #[error("{0}")]
+    BadListen(String),
+    /// An unknown `restart_mode`.
+    #[error("unknown restart mode {0:?} (expected \"stop\" or \"rolling\")")]
+    UnknownRestartMode(String),
     /// An unknown stop signal.
     #[error("unknown signal {0:?} (expected SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGKILL, SIGUSR1 or SIGUSR2)")]
     UnknownSignal(String),

@@ -17,6 +17,7 @@ mod graph;
 mod http;
 mod interpolate;
 mod limits;
+mod listen;
 mod load;
 mod logs;
 mod name;

@@ -45,6 +45,7 @@ pub(crate) fn build(file: &RawFile, base: &Path, errors: &mut Collector<'_>) -> 
                 ("args", span(&body.args)),
                 ("depends_on", span(&body.depends_on)),
                 ("replicas", span(&body.replicas)),
+                ("listen", span(&body.listen)),
             ] {
                 if let Some(span) = set {
                     check.report(span, field, ErrorKind::NotInDefaults);
@@ -85,6 +86,8 @@ fn program(
     let command = check.command(body, &name_span);
     let (depends_on, dependency_spans) = check.dependencies(&body.depends_on).into_iter().unzip();
     let settings = check.settings(body).over(defaults);
+    let dir = settings.cwd.as_ref().map_or(base, |cwd| cwd.value.as_path());
+    let listen = body.listen.as_ref().and_then(|raw| check.listen(raw, dir, &name));
     if check.errors.count() == before && defaults_ok {
         check.consistent(&settings);
         check.ping_needs_rpc(&settings);
@@ -94,6 +97,7 @@ fn program(
     let log_limits = settings.log_limits();
     let mut program = settings.into_program(name, command.unwrap_or(placeholder));
     program.depends_on = depends_on;
+    program.listen = listen.unwrap_or_default();
     Built { program, log_limits, origin: Origin { ok, dependency_spans }, replicas: body.replicas.clone() }
 }
 
@@ -124,6 +128,7 @@ impl Checker<'_, '_> {
                 Err(reason) => self.fail(size, "max_size", ErrorKind::BadSize { text: size.get_ref().clone(), reason }),
             }),
             keep: self.count(&raw.keep, "keep"),
+            restart_mode: raw.restart_mode.as_ref().and_then(|mode| self.restart_mode(mode)),
             ..Settings::default()
         };
         if let Some(backoff) = &raw.backoff {

@@ -81,6 +81,17 @@ pub(crate) struct RawProgram {
     pub(crate) memory_max: Field<String>,
     pub(crate) cpu_max: Field<String>,
     pub(crate) pids_max: Field<u64>,
+    pub(crate) listen: Field<Vec<Spanned<StringOr<RawListen>>>>,
+    pub(crate) restart_mode: Field<String>,
+}
+
+/// The table form of a `listen` entry (the string form is the address alone).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawListen {
+    pub(crate) address: Spanned<String>,
+    pub(crate) name: Field<String>,
+    pub(crate) mode: Field<u32>,
 }
 
 /// The table form of `ready`: one of `log`, `exec`, `shell`, `connect`.
@@ -153,6 +164,9 @@ impl Expecting for RawReady {
 }
 impl Expecting for RawHealth {
     const EXPECTING: &'static str = "\"none\" or a table such as { rpc_ping = true }";
+}
+impl Expecting for RawListen {
+    const EXPECTING: &'static str = "an address or a table such as { address = \"unix:api.sock\", name = \"api\" }";
 }
 impl Expecting for RawDependency {
     const EXPECTING: &'static str = "a program name or a table such as { name = \"db\", condition = \"ready\" }";
@@ -396,7 +410,7 @@ mod tests {
             "w.toml:2: [defaults]: unknown key \"zzz\" (expected one of command, shell, args, env, clear_env, cwd, \
              rpc, ready, ready_timeout, restart, autostart, backoff, crash_loop, stop_signal, grace, depends_on, health, \
              watchdog, on_socket_lost, reset_after, max_size, keep, env_file, dotenv, socket, replicas, user, group, \
-             memory_max, cpu_max, pids_max)"
+             memory_max, cpu_max, pids_max, listen, restart_mode)"
         );
         assert_eq!(read_err("[program.a]\n"), "w.toml:1: unknown key \"program\" (did you mean \"programs\"?)");
     }
@@ -437,7 +451,7 @@ mod tests {
             "w.toml:2: program \"a\": unknown key \"foo\" (expected one of command, shell, args, env, clear_env, cwd, \
              rpc, ready, ready_timeout, restart, autostart, backoff, crash_loop, stop_signal, grace, depends_on, health, \
              watchdog, on_socket_lost, reset_after, max_size, keep, env_file, dotenv, socket, replicas, user, group, \
-             memory_max, cpu_max, pids_max)\n\
+             memory_max, cpu_max, pids_max, listen, restart_mode)\n\
              w.toml:4: program \"b\", field \"rpc\": invalid type: integer `1`, expected true, false, \"warren\", \"json\", \"go\" or \"go-plain\""
         );
     }

@@ -70,6 +70,7 @@ pub(super) struct Settings {
     pub(super) memory_max: Option<Set<u64>>,
     pub(super) cpu_max: Option<Set<u32>>,
     pub(super) pids_max: Option<Set<u64>>,
+    pub(super) restart_mode: Option<Set<warren::supervise::plan::RestartMode>>,
 }
 
 fn or_inherit<T: Clone>(own: Option<Set<T>>, defaults: &Option<Set<T>>) -> Option<Set<T>> {
@@ -116,6 +117,7 @@ impl Settings {
             memory_max: or_inherit(self.memory_max, &defaults.memory_max),
             cpu_max: or_inherit(self.cpu_max, &defaults.cpu_max),
             pids_max: or_inherit(self.pids_max, &defaults.pids_max),
+            restart_mode: or_inherit(self.restart_mode, &defaults.restart_mode),
         }
     }
 
@@ -202,6 +204,9 @@ impl Settings {
         }
         if let Some(set) = self.watchdog {
             p.watchdog = Some(set.value);
+        }
+        if let Some(set) = self.restart_mode {
+            p.restart_mode = set.value;
         }
         p
     }

@@ -5,6 +5,7 @@
 //! machine events, so that the machine's decisions stay as they are: this module only orders
 //! requests and watches what comes of them.
 
+mod rolling;
 mod stop;
 mod wait;
 
@@ -169,11 +170,16 @@ fn left_stopped(supervisor: &Supervisor, started: &[String]) -> Vec<Outcome> {
 /// starts); dependencies come up first, as at `up`.
 pub async fn restart(supervisor: Supervisor, request: ProgramsRequest) -> Result<Vec<Outcome>, HandlerError> {
     let names = targets(&supervisor, &request)?;
+    let plan = supervisor.plan();
+    let (rolled, plain): (Vec<String>, Vec<String>) =
+        names.iter().cloned().partition(|name| request.rolling || rolling::is_rolling(&plan, name));
     let mut watch = Watch::new(&supervisor);
-    for name in dependencies_first(&supervisor.plan(), &names) {
+    for name in dependencies_first(&plan, &plain) {
         let _ = supervisor.restart_program(&name);
     }
-    let outcomes = finish(&mut watch, &request, &names, "restarting").await;
+    let rolls = rolling::roll(&supervisor, &request, dependencies_first(&plan, &rolled));
+    let (mut outcomes, rolled) = tokio::join!(finish(&mut watch, &request, &plain, "restarting"), rolls);
+    outcomes.extend(rolled);
     Ok(in_order(&names, outcomes))
 }
 

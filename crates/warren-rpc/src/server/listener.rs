@@ -31,6 +31,33 @@ pub(crate) enum Listener {
     Tcp(TcpListener),
 }
 
+/// A listening socket made by another process or part of the program: accepted on as it is.
+#[derive(Debug)]
+pub enum Inherited {
+    /// A Unix stream socket.
+    Unix(std::os::unix::net::UnixListener),
+    /// A TCP socket.
+    Tcp(std::net::TcpListener),
+}
+
+impl Inherited {
+    /// Made non-blocking for the reactor; that flag is the socket's, shared with every process
+    /// that holds it.
+    pub(crate) fn into_listener(self) -> std::io::Result<Listener> {
+        match self {
+            Inherited::Unix(listener) => {
+                listener.set_nonblocking(true)?;
+                let path = listener.local_addr()?.as_pathname().map(Path::to_path_buf).unwrap_or_default();
+                Ok(Listener::Unix { listener: UnixListener::from_std(listener)?, path })
+            }
+            Inherited::Tcp(listener) => {
+                listener.set_nonblocking(true)?;
+                Ok(Listener::Tcp(TcpListener::from_std(listener)?))
+            }
+        }
+    }
+}
+
 pub(crate) async fn bind(endpoint: &Endpoint, socket_mode: u32) -> Result<(Listener, Option<SocketFile>), BindError> {
     match endpoint {
         Endpoint::Unix(path) => {

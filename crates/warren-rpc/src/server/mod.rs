@@ -32,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use context::{Cancellation, Context, Notifier, NotifyError, PeerInfo};
+pub use listener::Inherited;
 pub use registry::ServiceBuilder;
 
 use crate::codec::Codec;
@@ -243,6 +244,41 @@ impl Server {
         *core.control.socket.lock().unwrap_or_else(PoisonError::into_inner) = socket;
         let handle = ServerHandle { control: Arc::clone(&core.control) };
         core.control.connections.spawn(listener::accept_loop(Arc::clone(&core), listener));
+        Ok(Running { handle, endpoint: local })
+    }
+
+    /// Like [`bind`](Self::bind), and also accepts on sockets made elsewhere (passed by a
+    /// supervisor, systemd's socket activation); `endpoint` may then be `None`. Those sockets'
+    /// files, if any, are left alone: they belong to whoever made them.
+    pub async fn bind_with(self, endpoint: Option<&Endpoint>, inherited: Vec<Inherited>) -> Result<Running, BindError> {
+        let mut listeners = Vec::new();
+        let mut socket = None;
+        for listener in inherited {
+            listeners.push(
+                listener
+                    .into_listener()
+                    .map_err(|source| BindError::Io { endpoint: "inherited socket".to_owned(), source })?,
+            );
+        }
+        if let Some(endpoint) = endpoint {
+            let (listener, file) = listener::bind(endpoint, self.options.socket_mode).await?;
+            socket = file;
+            listeners.insert(0, listener);
+        }
+        let local = match listeners.first() {
+            Some(listener::Listener::Tcp(tcp)) => tcp.local_addr().map(|a| Endpoint::Tcp(a.to_string())).ok(),
+            Some(listener::Listener::Unix { path, .. }) => Some(Endpoint::Unix(path.clone())),
+            None => None,
+        };
+        let local = local
+            .or_else(|| endpoint.cloned())
+            .ok_or_else(|| BindError::NotListenable { endpoint: "nothing to listen on".to_owned() })?;
+        let core = self.into_core();
+        *core.control.socket.lock().unwrap_or_else(PoisonError::into_inner) = socket;
+        let handle = ServerHandle { control: Arc::clone(&core.control) };
+        for listener in listeners {
+            core.control.connections.spawn(listener::accept_loop(Arc::clone(&core), listener));
+        }
         Ok(Running { handle, endpoint: local })
     }
 

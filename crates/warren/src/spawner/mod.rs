@@ -117,6 +117,7 @@ pub struct Command {
     cgroup: Option<(RawFd, RawFd)>,
     join: Vec<RawFd>,
     user: Option<sys::User>,
+    listen: Vec<std::sync::Arc<OwnedFd>>,
 }
 
 #[derive(Debug)]
@@ -136,6 +137,7 @@ impl Command {
             cgroup: None,
             join: Vec::new(),
             user: None,
+            listen: Vec::new(),
         }
     }
 
@@ -188,6 +190,13 @@ impl Command {
         self
     }
 
+    /// Passes these sockets as fds 3, 4, … with `LISTEN_PID` set to the child's pid (the
+    /// caller sets `LISTEN_FDS` and `LISTEN_FDNAMES`).
+    pub fn listen(&mut self, fds: impl IntoIterator<Item = std::sync::Arc<OwnedFd>>) -> &mut Command {
+        self.listen.extend(fds);
+        self
+    }
+
     pub fn current_dir(&mut self, dir: impl AsRef<Path>) -> &mut Command {
         self.cwd = Some(dir.as_ref().to_owned());
         self
@@ -232,6 +241,19 @@ impl Command {
                 }
             }
         }
+        let listen_pid = (!self.listen.is_empty()).then(|| {
+            envp.push(CString::from(c"LISTEN_PID=0"));
+            envp.len() - 1
+        });
+        // Copies numbered above every target (3 + i), so that placing one never closes another
+        // in the child; close-on-exec here, dropped with the `Exec` after the spawn.
+        let lowest = i32::try_from(3 + self.listen.len())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "too many sockets to pass"))?;
+        let listen = self
+            .listen
+            .iter()
+            .map(|fd| rustix::io::fcntl_dupfd_cloexec(fd, lowest).map_err(io::Error::from))
+            .collect::<io::Result<Vec<_>>>()?;
         let candidates =
             search_path(&self.program, path.as_deref()).into_iter().map(c_string).collect::<io::Result<Vec<_>>>()?;
         let argv = std::iter::once(self.program.clone().into_os_string())
@@ -253,6 +275,8 @@ impl Command {
             cgroup: self.cgroup,
             join: self.join.clone(),
             user: self.user.clone(),
+            listen,
+            listen_pid,
         };
         Ok((exec, [stdin_write, stdout_read, stderr_read]))
     }

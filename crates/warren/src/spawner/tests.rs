@@ -133,3 +133,27 @@ fn an_inherited_variable_is_replaced_or_removed_once_and_path_is_the_childs() {
     assert_eq!(exec.envp.len(), host.len() + usize::from(!had_path));
     assert_eq!(exec.candidates, [CString::new("/opt/warren-test/true").expect("no NUL")]);
 }
+
+#[test]
+fn passed_sockets_are_fds_from_3_with_the_childs_own_pid() {
+    runtime().block_on(async {
+        let spawner = Spawner::start(false).expect("spawner");
+        let a = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let b = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        // Descriptors 3 and 4 of this process are taken (by whatever the harness and the runtime
+        // opened first): placing the passed ones there in the child must not lose either.
+        let fds = [a, b].map(|l| std::sync::Arc::new(OwnedFd::from(l)));
+        let mut command = Command::new("/bin/sh");
+        // $$ is the shell's pid: the process that was spawned (sh execs nothing before this).
+        command.args(["-c", "echo \"$LISTEN_PID $$\"; readlink /proc/$$/fd/3 /proc/$$/fd/4; test ! -e /proc/$$/fd/5"]);
+        command.env_remove("LISTEN_PID").listen(fds.iter().cloned());
+        let (out, status) = output(&spawner, &command).await;
+        assert!(status.success(), "only 3 and 4 are passed: {out}");
+        let mut lines = out.lines();
+        let pids: Vec<&str> = lines.next().expect("the pid line").split(' ').collect();
+        assert_eq!(pids[0], pids[1], "LISTEN_PID is the child's own pid: {out}");
+        assert!(lines.all(|l| l.starts_with("socket:")), "fds 3 and 4 are the sockets: {out}");
+        drop(command);
+        assert_eq!(std::sync::Arc::strong_count(&fds[0]), 1, "the caller's copy is the only one left");
+    });
+}

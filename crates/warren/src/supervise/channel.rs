@@ -15,6 +15,25 @@ pub(super) enum Input {
     Instance { name: String, instance: u64, report: Report },
     /// From a user or a timer.
     Control(Event),
+    /// A rolling restart of a program, answered once it is over.
+    Roll { name: String, reply: tokio::sync::oneshot::Sender<Result<Rolled, String>> },
+}
+
+/// How a rolling restart went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rolled {
+    /// The new instance is ready and serves; the old one has ended as `old_exit`.
+    Replaced {
+        /// The new instance's pid.
+        pid: u32,
+        /// The old instance's pid.
+        old_pid: u32,
+        /// How the old instance ended.
+        old_exit: crate::Exit,
+    },
+    /// Nothing was ready to keep serving (not started, starting, backing off): the program
+    /// was restarted the plain way instead; its new instance is on its way.
+    Restarted,
 }
 
 /// What an instance's task tells the runner.

@@ -109,6 +109,9 @@ pub enum StartError {
     /// Its readiness probe did not pass within the program's ready timeout.
     #[error("not ready within {0:?}")]
     NotReady(Duration),
+    /// A socket of its `listen` could not be bound (the address is in use, not allowed, …).
+    #[error("cannot listen: {0}")]
+    Listen(String),
     /// The same, with why its last try failed.
     #[error("not ready within {0:?}; last check: {1}")]
     NotReadyBecause(Duration, String),
@@ -201,6 +204,21 @@ pub enum Event {
     Restart {
         /// The program.
         name: String,
+    },
+    /// A rolling restart's new instance is ready and now the program's; its old one is being
+    /// stopped.
+    Rolled {
+        /// The program.
+        name: String,
+    },
+    /// A rolling restart's old instance has ended.
+    Retired {
+        /// The program.
+        name: String,
+        /// Its pid.
+        pid: u32,
+        /// How it ended.
+        exit: Exit,
     },
     /// Stop everything, dependents before their dependencies.
     Shutdown,

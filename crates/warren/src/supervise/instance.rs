@@ -13,20 +13,21 @@ use super::plan::{self, Invocation, Program, ReadyCheck};
 use super::probe;
 use crate::child::Child;
 use crate::host::Host;
+use crate::listen::Sockets;
 use crate::spec::{Readiness, Spec};
 
 pub(super) struct Instance {
-    name: String,
-    instance: u64,
-    inputs: mpsc::UnboundedSender<Input>,
-    host: Host,
+    pub(super) name: String,
+    pub(super) instance: u64,
+    pub(super) inputs: mpsc::UnboundedSender<Input>,
+    pub(super) host: Host,
+    /// Where its `listen` sockets come from (bound once, kept across instances).
+    pub(super) sockets: Arc<Sockets>,
+    /// Its runtime files' name when it runs beside another instance (see [`Spec::slot`]).
+    pub(super) slot: Option<String>,
 }
 
 impl Instance {
-    pub(super) fn new(name: &str, instance: u64, inputs: mpsc::UnboundedSender<Input>, host: Host) -> Instance {
-        Instance { name: name.to_owned(), instance, inputs, host }
-    }
-
     fn report(&self, report: Report) {
         let _ = self.inputs.send(Input::Instance { name: self.name.clone(), instance: self.instance, report });
     }
@@ -36,7 +37,18 @@ impl Instance {
     }
 
     pub(super) async fn run(self, program: Program, stop: oneshot::Receiver<()>) {
-        let child = match self.host.spawn(spec_for(&program)).await {
+        let listen = match self.sockets.get(&program.listen, program.cwd.as_deref()) {
+            Ok(listen) => listen,
+            Err(why) => {
+                self.send(Event::StartFailed { name: self.name.clone(), error: StartError::Listen(why) });
+                return;
+            }
+        };
+        let mut spec = spec_for(&program).listen(listen);
+        if let Some(slot) = &self.slot {
+            spec = spec.slot(slot);
+        }
+        let child = match self.host.spawn(spec).await {
             Ok(child) => child,
             Err(err) => {
                 let error = StartError::Spawn(Arc::new(err));

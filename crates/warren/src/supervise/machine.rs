@@ -19,26 +19,26 @@ use crate::exit::Exit;
 pub(super) struct Slot {
     pub(super) program: Program,
     pub(super) state: State,
-    since: Instant,
+    pub(super) since: Instant,
     /// Start times within the crash-loop window.
     starts: VecDeque<Instant>,
     /// Restarts since the last reset, the backoff exponent.
     attempt: u32,
-    restarts: u32,
-    last_exit: Option<Exit>,
+    pub(super) restarts: u32,
+    pub(super) last_exit: Option<Exit>,
     /// How its last instance ended, in words: its exit, or why it never got going.
-    last_end: Option<String>,
-    ready_at: Option<Instant>,
+    pub(super) last_end: Option<String>,
+    pub(super) ready_at: Option<Instant>,
     pub(super) healthy: bool,
-    health_failures: u32,
+    pub(super) health_failures: u32,
     /// Why the last health check failed, while failures are counted.
     health_reason: String,
     /// Health checks failed since the current instance started.
-    checks_failed: u64,
+    pub(super) checks_failed: u64,
     /// Why the current stop was issued, for the restart it leads to.
     stop_cause: Option<String>,
-    last_restart: Option<String>,
-    history: VecDeque<Change>,
+    pub(super) last_restart: Option<String>,
+    pub(super) history: VecDeque<Change>,
     /// Restart once the current stop completes: after a backoff (health failure), or at once
     /// (a restart request).
     pub(super) restart_after_stop: Option<Relaunch>,
@@ -194,6 +194,8 @@ impl Machine {
             Event::HealthFailed { name, reason } => {
                 self.with(&name, |m, i| m.health_failed(now, i, reason, &mut actions));
             }
+            Event::Rolled { name } => self.with(&name, |m, i| m.rolled(now, i, &mut actions)),
+            Event::Retired { name, pid, exit } => self.with(&name, |m, i| m.retired(now, i, pid, exit, &mut actions)),
             Event::SocketLost { name } => self.with(&name, |m, i| m.socket_lost(now, i, &mut actions)),
             Event::WatchdogExpired { name, reason } => {
                 self.with(&name, |m, i| m.watchdog_expired(now, i, reason, &mut actions));

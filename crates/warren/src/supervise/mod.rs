@@ -16,6 +16,7 @@ mod order;
 pub mod plan;
 mod probe;
 mod reload;
+mod rolled;
 mod runner;
 mod supervisor;
 
@@ -23,7 +24,7 @@ mod supervisor;
 mod tests;
 
 pub use backoff::{Jitter, delay};
-pub use channel::Update;
+pub use channel::{Rolled, Update};
 pub use reload::PlanDiff;
 pub use runner::endpoint_variable;
 pub use supervisor::{ProgramStatus, Supervisor, UnknownProgram};

@@ -153,6 +153,17 @@ impl Supervisor {
         Ok(())
     }
 
+    /// Restarts a program the rolling way: a new instance starts beside the running one (on the
+    /// same `listen` sockets), and once it is ready the old one is stopped gracefully. Returns
+    /// once the old one has ended, or why the new one did not take over (the old one then
+    /// keeps running). A program with no ready instance is restarted the plain way.
+    pub async fn roll_program(&self, name: &str) -> Result<Result<super::Rolled, String>, UnknownProgram> {
+        self.check(name)?;
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let _ = self.inputs.send(Input::Roll { name: name.to_owned(), reply });
+        Ok(answer.await.unwrap_or_else(|_| Err("the supervisor stopped first".to_owned())))
+    }
+
     /// Stops everything, dependents first.
     pub fn shutdown(&self) {
         self.control(Event::Shutdown);

@@ -8,6 +8,7 @@
 #![expect(unsafe_code, reason = "the one module allowed to make raw syscalls")]
 
 mod async_fd;
+mod passed;
 mod pid_namespace;
 mod process;
 mod spawn;
@@ -15,6 +16,7 @@ mod tagged;
 mod watchdog;
 
 pub use async_fd::async_fd;
+pub use passed::take_listen_fds;
 pub use pid_namespace::enter_new as enter_new_pid_namespace;
 pub use process::*;
 pub use spawn::{CgroupJoinError, CwdError, Exec, User, spawn};

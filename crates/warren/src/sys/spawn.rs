@@ -31,6 +31,13 @@ pub struct Exec {
     pub join: Vec<RawFd>,
     /// Who the child runs as, when not the host's user.
     pub user: Option<User>,
+    /// Sockets passed as systemd passes them: the i-th becomes fd 3 + i in the child (without
+    /// close-on-exec there). Each must be numbered at or above 3 + their count, so that no
+    /// `dup2` onto 3 + i closes one not yet placed.
+    pub listen: Vec<OwnedFd>,
+    /// The index in `envp` of the `LISTEN_PID=` entry, filled in by the child with its own pid:
+    /// only the child knows it (and in a PID namespace, only as the child sees it).
+    pub listen_pid: Option<usize>,
 }
 
 /// A user to switch to before exec: ids only, resolved beforehand (no NSS lookup can run in
@@ -67,10 +74,20 @@ struct ChildArgs {
     groups: *const libc::gid_t,
     group_count: usize,
     last_signal: libc::c_int,
+    /// `listen_count` descriptors to place at 3, 4, …
+    listen: *const libc::c_int,
+    listen_count: usize,
+    /// Where the child writes its pid's digits and a NUL (the `LISTEN_PID=` entry, after its
+    /// `=`), with room for `PID_DIGITS` + 1 bytes; null when no socket is passed.
+    listen_pid: *mut u8,
     /// Set by the child to the errno of what failed (negated if it was the `chdir`); read by
     /// the parent after `clone` returns.
     error: std::sync::atomic::AtomicI32,
 }
+
+const LISTEN_PID: &[u8] = b"LISTEN_PID=";
+/// A pid has at most 10 decimal digits (`pid_max` is at most 2^22).
+const PID_DIGITS: usize = 10;
 
 /// Room for the child's frames until exec: `child_main` and a few libc wrappers.
 const CHILD_STACK: usize = 64 * 1024;
@@ -91,7 +108,16 @@ pub fn spawn(exec: &Exec) -> io::Result<u32> {
     };
     let candidates = pointers(&exec.candidates);
     let argv = pointers(&exec.argv);
-    let envp = pointers(&exec.envp);
+    let mut envp = pointers(&exec.envp);
+    // The child writes its pid into this copy of the entry; `exec.envp` is borrowed, not ours.
+    let mut pid_entry = [0u8; LISTEN_PID.len() + PID_DIGITS + 1];
+    pid_entry[..LISTEN_PID.len()].copy_from_slice(LISTEN_PID);
+    // Both pointers from one base, so that neither borrow invalidates the other.
+    let pid_base = pid_entry.as_mut_ptr();
+    if let Some(slot) = exec.listen_pid.and_then(|index| envp.get_mut(index).filter(|p| !p.is_null())) {
+        *slot = pid_base.cast_const().cast();
+    }
+    let listen: Vec<libc::c_int> = exec.listen.iter().map(AsRawFd::as_raw_fd).collect();
     let mut args = ChildArgs {
         candidates: candidates.as_ptr(),
         candidate_count: exec.candidates.len(),
@@ -110,6 +136,12 @@ pub fn spawn(exec: &Exec) -> io::Result<u32> {
         groups: exec.user.as_ref().map_or(std::ptr::null(), |user| user.groups.as_ptr()),
         group_count: exec.user.as_ref().map_or(0, |user| user.groups.len()),
         last_signal: libc::SIGRTMAX(),
+        listen: listen.as_ptr(),
+        listen_count: listen.len(),
+        listen_pid: match exec.listen_pid {
+            Some(_) => pid_base.wrapping_add(LISTEN_PID.len()),
+            None => std::ptr::null_mut(),
+        },
         error: std::sync::atomic::AtomicI32::new(0),
     };
     // u128 keeps the stack 16-byte aligned, as the ABI wants at a call.
@@ -121,7 +153,7 @@ pub fn spawn(exec: &Exec) -> io::Result<u32> {
     // exec'd or exited; `args`, the pointer arrays and the strings they point to are not
     // touched by anyone else meanwhile (they belong to this frame, and `exec` is borrowed).
     // Other threads of the host keep running, but the child reads only that memory and writes
-    // only `args.error`, its own stack, and errno (this thread's, which is suspended). Every
+    // only `args.error`, `pid_entry` (this frame's), its own stack, and errno (this thread's, which is suspended). Every
     // signal is blocked here first, so the child inherits an all-blocked mask and no handler
     // of the host can run in it before it has reset them; the mask is restored right after.
     unsafe {
@@ -257,13 +289,39 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
     // SAFETY: `arg` is the `ChildArgs` of the suspended `spawn` frame (see there).
     let args = unsafe { &*arg.cast::<ChildArgs>() };
     // SAFETY: the pointers in `args` are valid, NUL-terminated and null-terminated where
-    // arrays (`groups` holds `group_count` ids and `join` `join_count` descriptors, from the
-    // borrowed `Exec`); every call is a plain syscall wrapper (async-signal-safe).
+    // arrays (`groups` holds `group_count` ids, `join` `join_count` and `listen` `listen_count`
+    // descriptors, from the borrowed `Exec`; `listen_pid` has room for a pid, in `spawn`'s
+    // frame); every call is a plain syscall wrapper (async-signal-safe).
     let error = unsafe { child_exec(args) };
     args.error.store(error, std::sync::atomic::Ordering::Release);
     // SAFETY: `_exit` ends this process without running anything of the host's (no atexit
     // handlers, no stdio flush: those buffers belong to the host).
     unsafe { libc::_exit(127) }
+}
+
+/// Writes `pid` in decimal and a NUL at `out`, which has room for `PID_DIGITS` + 1 bytes.
+///
+/// # Safety
+/// `out` must be valid for that many bytes. No allocation, no formatting machinery: this runs
+/// between clone and exec.
+unsafe fn write_pid(pid: libc::pid_t, out: *mut u8) {
+    let mut digits = [0u8; PID_DIGITS];
+    let mut n = pid.unsigned_abs();
+    let mut len = 0;
+    loop {
+        digits[len] = b'0' + (n % 10) as u8;
+        n /= 10;
+        len += 1;
+        if n == 0 || len == PID_DIGITS {
+            break;
+        }
+    }
+    for i in 0..len {
+        // SAFETY: i < len <= PID_DIGITS, within `out`'s room (see above).
+        unsafe { *out.add(i) = digits[len - 1 - i] };
+    }
+    // SAFETY: len <= PID_DIGITS, so this is the last byte of `out`'s room at most.
+    unsafe { *out.add(len) = 0 };
 }
 
 /// Sets the child up and execs it; returns the errno of what failed (it returns only then).
@@ -342,6 +400,18 @@ unsafe fn child_exec(args: &ChildArgs) -> libc::c_int {
         let mut none: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut none);
         libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+        // The passed sockets, last: earlier steps write to descriptors (cgroup.procs) that a
+        // dup2 onto 3 + i could close. dup2 leaves the copy without close-on-exec, the source
+        // (numbered above every target) keeps its flag and goes at exec.
+        for i in 0..args.listen_count {
+            let target = 3 + i as libc::c_int;
+            if libc::dup2(*args.listen.add(i), target) < 0 {
+                return errno();
+            }
+        }
+        if !args.listen_pid.is_null() {
+            write_pid(libc::getpid(), args.listen_pid);
+        }
         // execvp's search, without its fall-back to /bin/sh for a file that is no executable.
         let mut denied = false;
         for i in 0..args.candidate_count {

@@ -12,7 +12,7 @@ mod replicas;
 pub use error::{PlanError, Problem, ProblemKind};
 pub use program::{
     Backoff, Condition, CrashLoop, Dependency, Health, HealthCheck, HttpProbe, Invocation, OnSocketLost, Program,
-    ReadyCheck, Restart,
+    ReadyCheck, Restart, RestartMode,
 };
 pub use replicas::{MAX_REPLICAS, Replica, ScaleError, expand_dependencies, replica};
 pub use warren_rpc::Protocol;

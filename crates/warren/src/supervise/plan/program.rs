@@ -65,6 +65,21 @@ pub struct Program {
     pub identity: Option<crate::Identity>,
     /// The env files its variables were read from (for `status`), in order.
     pub env_files: Vec<PathBuf>,
+    /// Sockets warren binds, holds across its restarts, and passes to it (socket activation).
+    pub listen: Vec<crate::listen::Listen>,
+    /// How `restart` replaces it: stop then start, or the new instance first.
+    pub restart_mode: RestartMode,
+}
+
+/// How a restart asked for replaces a running instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RestartMode {
+    /// Stop the old instance, then start the new one.
+    #[default]
+    Stop,
+    /// Start the new instance beside the old one (on the same `listen` sockets), wait until it
+    /// is ready, then stop the old one gracefully.
+    Rolling,
 }
 
 /// How to start it: an executable and its arguments, or a shell command line when asked.
@@ -260,6 +275,8 @@ impl Program {
             limits: crate::Limits::default(),
             identity: None,
             env_files: Vec::new(),
+            listen: Vec::new(),
+            restart_mode: RestartMode::Stop,
         }
     }
 }

@@ -7,7 +7,10 @@
 //! channel, so decisions are taken one at a time, in order, without locks around them. A stop
 //! is a request to the instance's task, which alone ends its child.
 
+mod rolling;
+
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::Instant;
@@ -19,6 +22,8 @@ use super::machine::{Action, Event, Machine};
 use super::plan::Plan;
 use crate::child::Child;
 use crate::host::Host;
+use crate::listen::Sockets;
+use rolling::Extra;
 
 /// The runner's hold on a program's current instance.
 struct Current {
@@ -36,6 +41,11 @@ pub(super) struct Runner {
     updates: broadcast::Sender<Update>,
     /// Each program's current instance: reports of older instances are stale.
     current: HashMap<String, Current>,
+    /// Instances beside a program's current one, by instance: a rolling restart's new one
+    /// until it is ready, old ones until they have ended.
+    extra: HashMap<u64, Extra>,
+    /// The `listen` sockets, bound on first use and held until the runner ends.
+    sockets: Arc<Sockets>,
     next_instance: u64,
 }
 
@@ -49,7 +59,17 @@ impl Runner {
     ) -> Runner {
         let seed = u64::from(std::process::id()) ^ 0x5eed;
         let machine = Machine::new(plan, Instant::now(), seed);
-        Runner { machine, host, inputs, snapshot, updates, current: HashMap::new(), next_instance: 1 }
+        Runner {
+            machine,
+            host,
+            inputs,
+            snapshot,
+            updates,
+            current: HashMap::new(),
+            extra: HashMap::new(),
+            sockets: Arc::default(),
+            next_instance: 1,
+        }
     }
 
     pub(super) async fn run(
@@ -59,17 +79,14 @@ impl Runner {
     ) {
         let actions = self.machine.begin(Instant::now());
         self.publish();
-        if self.execute(actions) {
-            let _ = finished.send(Some(self.machine.any_failed()));
-            return;
-        }
-        while let Some(input) = queue.recv().await {
+        // Everything stopped: over once no extra instance (an old one draining) runs either.
+        let mut stopped = self.execute(actions);
+        while !(stopped && self.extra.is_empty()) {
+            let Some(input) = queue.recv().await else { break };
             let Some(event) = self.accept(input) else { continue };
             let actions = self.machine.handle(Instant::now(), event);
             self.publish();
-            if self.execute(actions) {
-                break;
-            }
+            stopped |= self.execute(actions);
         }
         let _ = finished.send(Some(self.machine.any_failed()));
     }
@@ -79,8 +96,12 @@ impl Runner {
     fn accept(&mut self, input: Input) -> Option<Event> {
         let (name, instance, report) = match input {
             Input::Control(event) => return Some(event),
+            Input::Roll { name, reply } => return self.roll(&name, reply),
             Input::Instance { name, instance, report } => (name, instance, report),
         };
+        if self.extra.contains_key(&instance) {
+            return self.extra_report(instance, report);
+        }
         let Some(current) = self.current.get_mut(&name).filter(|c| c.instance == instance) else {
             debug!(program = name, instance, "stale report ignored");
             return None;
@@ -93,6 +114,7 @@ impl Runner {
             Report::Event(event) => {
                 if let Event::Exited { .. } = event {
                     self.current.remove(&name);
+                    self.abandon_roll(&name, "the old instance ended during the rolling restart");
                 }
                 Some(event)
             }
@@ -138,7 +160,15 @@ impl Runner {
     }
 
     fn spawn(&mut self, name: &str) {
-        let Some(mut program) = self.machine.program(name).cloned() else { return };
+        let instance = self.next_instance;
+        let Some(stop) = self.launch(name, instance, None) else { return };
+        self.current.insert(name.to_owned(), Current { instance, stop: Some(stop), child: None });
+    }
+
+    /// Starts instance `instance` of `name` in a task of its own (runtime files named after
+    /// `slot` when given); returns the sender that asks it to stop.
+    fn launch(&mut self, name: &str, instance: u64, slot: Option<String>) -> Option<oneshot::Sender<()>> {
+        let mut program = self.machine.program(name).cloned()?;
         // A dependent finds the RPC endpoints of what it depends on in its environment, so that
         // it calls the supervised program rather than starting a copy of its own.
         for dependency in &program.depends_on {
@@ -148,15 +178,22 @@ impl Runner {
                 program.env.insert(0, (endpoint_variable(&dependency.name), endpoint.to_string()));
             }
         }
-        let instance = self.next_instance;
-        self.next_instance += 1;
+        self.next_instance = instance + 1;
         let (stop, stop_requested) = oneshot::channel();
-        self.current.insert(name.to_owned(), Current { instance, stop: Some(stop), child: None });
-        let work = Instance::new(name, instance, self.inputs.clone(), self.host.clone());
+        let work = Instance {
+            name: name.to_owned(),
+            instance,
+            inputs: self.inputs.clone(),
+            host: self.host.clone(),
+            sockets: Arc::clone(&self.sockets),
+            slot,
+        };
         tokio::spawn(work.run(program, stop_requested));
+        Some(stop)
     }
 
     fn stop(&mut self, name: &str) {
+        self.abandon_roll(name, "the program is being stopped");
         // The instance's task stops its child and reports the exit.
         if let Some(stop) = self.current.get_mut(name).and_then(|c| c.stop.take()) {
             let _ = stop.send(());

@@ -1,0 +1,125 @@
+//! Sockets warren binds and holds for its programs, passed to them as systemd's socket
+//! activation passes them (`LISTEN_FDS`, `LISTEN_PID`, `LISTEN_FDNAMES`, fds from 3).
+//!
+//! warren keeps its own copy of each socket for as long as it runs: between one instance of a
+//! program and the next, connections wait in the socket's backlog instead of being refused,
+//! and during a rolling restart the old and the new instance accept on the same socket.
+
+mod bind;
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+
+pub use bind::Bound;
+
+/// The longest name `LISTEN_FDNAMES` allows for one socket (systemd's limit).
+pub const MAX_NAME: usize = 255;
+
+/// One entry of a program's `listen`: where, under which name, with which file mode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listen {
+    /// `tcp:HOST:PORT` or `unix:PATH` (a relative path is relative to the program's `cwd`).
+    pub address: String,
+    /// Its name in `LISTEN_FDNAMES`.
+    pub name: String,
+    /// The mode of a Unix socket's file (default 0600); not used for TCP.
+    pub mode: Option<u32>,
+}
+
+/// Where a socket listens.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Address {
+    /// A TCP address, as written (resolved when bound).
+    Tcp(String),
+    /// A Unix socket's path.
+    Unix(PathBuf),
+}
+
+impl Address {
+    /// Parses `tcp:HOST:PORT` or `unix:PATH`; the error says what is wrong.
+    pub fn parse(text: &str) -> Result<Address, String> {
+        if let Some(path) = text.strip_prefix("unix:") {
+            if path.is_empty() {
+                return Err("`unix:` needs a path".to_owned());
+            }
+            if path.len() > warren_rpc::MAX_UNIX_PATH {
+                return Err(format!(
+                    "the path is {} bytes, over the {} a Unix socket allows",
+                    path.len(),
+                    warren_rpc::MAX_UNIX_PATH
+                ));
+            }
+            return Ok(Address::Unix(PathBuf::from(path)));
+        }
+        let Some(hostport) = text.strip_prefix("tcp:") else {
+            return Err("expected `tcp:HOST:PORT` or `unix:PATH`".to_owned());
+        };
+        let Some((host, port)) = hostport.rsplit_once(':') else {
+            return Err("`tcp:` needs HOST:PORT".to_owned());
+        };
+        if host.is_empty() {
+            return Err("`tcp:` needs a host before the port (0.0.0.0 for every interface)".to_owned());
+        }
+        port.parse::<u16>().map_err(|_| format!("{port:?} is not a port number (0 to 65535)"))?;
+        Ok(Address::Tcp(hostport.to_owned()))
+    }
+
+    /// The address with a relative Unix path made relative to `cwd`.
+    fn resolved(self, cwd: Option<&Path>) -> Address {
+        match (self, cwd) {
+            (Address::Unix(path), Some(cwd)) if path.is_relative() => Address::Unix(cwd.join(path)),
+            (other, _) => other,
+        }
+    }
+
+    fn socket_addr(host_port: &str) -> std::io::Result<SocketAddr> {
+        host_port.to_socket_addrs()?.next().ok_or_else(|| std::io::Error::other("the host resolves to no address"))
+    }
+}
+
+/// Whether `name` can go into `LISTEN_FDNAMES`: printable ASCII without `:`, at most
+/// [`MAX_NAME`] bytes.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= MAX_NAME && name.bytes().all(|b| b.is_ascii_graphic() && b != b':')
+}
+
+/// Every socket bound so far, by address, held until this is dropped (when the supervisor
+/// has stopped everything): a program's next instance gets the same sockets.
+#[derive(Debug, Default)]
+pub struct Sockets {
+    bound: Mutex<HashMap<Address, Arc<Bound>>>,
+}
+
+/// One socket for a child: its name and the descriptor warren holds.
+pub type Passed = (String, Arc<OwnedFd>);
+
+impl Sockets {
+    /// The sockets of `listen` for a program started in `cwd`, bound on first use; the error
+    /// names the entry that could not be bound and why.
+    pub fn get(&self, listen: &[Listen], cwd: Option<&Path>) -> Result<Vec<Passed>, String> {
+        let mut bound = self.bound.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut passed = Vec::with_capacity(listen.len());
+        for entry in listen {
+            let address = Address::parse(&entry.address).map_err(|why| format!("listen {:?}: {why}", entry.address))?;
+            let address = address.resolved(cwd);
+            let socket = match bound.get(&address) {
+                Some(socket) => Arc::clone(socket),
+                None => {
+                    let socket = Arc::new(
+                        Bound::new(&address, entry.mode).map_err(|err| format!("listen {:?}: {err}", entry.address))?,
+                    );
+                    bound.insert(address, Arc::clone(&socket));
+                    socket
+                }
+            };
+            passed.push((entry.name.clone(), socket.fd()));
+        }
+        Ok(passed)
+    }
+}
+
+#[cfg(test)]
+mod tests;
