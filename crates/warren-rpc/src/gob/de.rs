@@ -4,6 +4,7 @@ use serde::de::value::{MapDeserializer, SeqDeserializer};
 use serde::de::{self, DeserializeOwned, IntoDeserializer, Visitor};
 
 use super::{GobError, Value, same_field};
+use crate::bytes::{ZERO_COPY_MIN, decoding_from};
 
 impl de::Error for GobError {
     fn custom<T: std::fmt::Display>(msg: T) -> Self {
@@ -73,7 +74,11 @@ impl<'de> de::Deserializer<'de> for De {
             Value::Uint(u) => visitor.visit_u64(u),
             Value::Byte(b) => visitor.visit_u8(b),
             Value::Float(f) => visitor.visit_f64(f),
-            Value::Bytes(bytes) => visitor.visit_byte_buf(bytes),
+            // A large slice reaches a warren `Bytes` uncopied, as from MessagePack.
+            Value::Bytes(bytes) if bytes.len() >= ZERO_COPY_MIN => {
+                decoding_from(&bytes, || visitor.visit_bytes(&bytes))
+            }
+            Value::Bytes(bytes) => visitor.visit_bytes(&bytes),
             Value::Str(s) => visitor.visit_string(s),
             Value::Seq(_, items) => visitor.visit_seq(SeqDeserializer::new(items.into_iter())),
             Value::Map(_, entries) => visitor.visit_map(MapDeserializer::new(entries.into_iter())),

@@ -10,21 +10,26 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::decode::MAX_TYPES;
-use super::prim::{put_bytes, put_float, put_int, put_uint};
+use bytes::Bytes;
+
+use super::decode::{Decoder, MAX_TYPES, next_message};
+use super::prim::{Sink, put_bytes, put_float, put_int, put_shared_bytes, put_uint, uint_len};
 use super::types::{Ty, id, write_def};
 use super::{GobError, MAX_DEPTH, Value, err};
+use crate::outgoing::FrameBuf;
 
 /// One stream's writing state.
 #[derive(Debug)]
 pub(crate) struct Encoder {
     known: HashMap<Ty, (i64, Arc<AtomicBool>)>,
     next: i64,
+    /// The flags of the definitions written by the encode under way.
+    defining: Vec<Arc<AtomicBool>>,
 }
 
 impl Default for Encoder {
     fn default() -> Self {
-        Encoder { known: HashMap::new(), next: id::FIRST_USER }
+        Encoder { known: HashMap::new(), next: id::FIRST_USER, defining: Vec::new() }
     }
 }
 
@@ -75,11 +80,8 @@ impl Drop for Queued {
 
 impl Encoder {
     pub fn encode(&mut self, value: &Value) -> Result<Encoded, GobError> {
-        // A nil or a reply of `()` goes as an empty struct, which any Go struct accepts.
-        let ty = value.ty(0)?.unwrap_or(Ty::Struct(String::new(), Vec::new()));
         let mut out = Vec::new();
-        let mut defined = Vec::new();
-        let top = self.type_id(&ty, &mut out, &mut defined, &mut HashMap::new(), 0)?;
+        let (ty, top) = self.define(value, &mut out)?;
         let mut body = Vec::with_capacity(64);
         put_int(&mut body, top);
         if !matches!(ty, Ty::Struct(..)) {
@@ -88,7 +90,62 @@ impl Encoder {
         }
         write_value(&mut body, value, &ty, 0)?;
         message(&mut out, &body);
+        let defined = std::mem::take(&mut self.defining);
         Ok(Encoded { bytes: out, defined })
+    }
+
+    /// Writes to `out` the definitions `value`'s type needs that this stream lacks: its type
+    /// and id. The flags of the definitions are left in `self.defining`.
+    fn define(&mut self, value: &Value, out: &mut Vec<u8>) -> Result<(Ty, i64), GobError> {
+        // A nil or a reply of `()` goes as an empty struct, which any Go struct accepts.
+        let ty = value.ty(0)?.unwrap_or(Ty::Struct(String::new(), Vec::new()));
+        let top = self.define_ty(&ty, out)?;
+        Ok((ty, top))
+    }
+
+    fn define_ty(&mut self, ty: &Ty, out: &mut Vec<u8>) -> Result<i64, GobError> {
+        let mut defined = std::mem::take(&mut self.defining);
+        let top = self.type_id(ty, out, &mut defined, &mut HashMap::new(), 0);
+        self.defining = defined;
+        top
+    }
+
+    /// Messages that put `head`, then a value in the [`standalone`] form, on this stream: the
+    /// value's type is defined here, and its bytes, which name no types, pass on as they are
+    /// (`parts`, in order; large ones are not copied). Returns the messages up to the value's
+    /// bytes and the bytes, `body_len` of them.
+    pub fn reencode(&mut self, head: &Value, parts: Vec<Bytes>) -> Result<(Encoded, Vec<Bytes>), GobError> {
+        let mut parts = parts.into_iter().filter(|part| !part.is_empty());
+        let first = parts.next().unwrap_or_default();
+        // The definitions and the start of the value are in the first part: only a large byte
+        // slice starts a part of its own.
+        let mut decoder = Decoder::default();
+        let mut at = 0;
+        let (value, body_len) = loop {
+            let Some((prefix, len)) = next_message(&first[at..], usize::MAX)? else {
+                return err("a standalone value ends before its value");
+            };
+            let end = (at + prefix + len).min(first.len());
+            if let Some(value) = decoder.read(first.slice(at..end), prefix)? {
+                let body_len = len + prefix - value.body();
+                break (value, body_len);
+            }
+            at = end;
+        };
+        let ty = decoder.ty(&value)?;
+        let mut head = self.encode(head)?;
+        let top = self.define_ty(&ty, &mut head.bytes)?;
+        head.defined.append(&mut self.defining);
+        let zigzag = if top < 0 { ((!top as u64) << 1) | 1 } else { (top as u64) << 1 };
+        let field = usize::from(!matches!(ty, Ty::Struct(..)));
+        put_uint(&mut head.bytes, (uint_len(zigzag) + field + body_len) as u64);
+        put_int(&mut head.bytes, top);
+        if field == 1 {
+            put_uint(&mut head.bytes, 0);
+        }
+        let mut body = vec![value.whole().slice(value.body()..)];
+        body.extend(parts);
+        Ok((head, body))
     }
 
     fn type_id(
@@ -147,7 +204,7 @@ fn message(out: &mut Vec<u8>, body: &[u8]) {
     out.extend_from_slice(body);
 }
 
-fn write_value(out: &mut Vec<u8>, value: &Value, ty: &Ty, depth: usize) -> Result<(), GobError> {
+fn write_value(out: &mut impl Sink, value: &Value, ty: &Ty, depth: usize) -> Result<(), GobError> {
     if depth > MAX_DEPTH {
         return err(format!("value nested deeper than {MAX_DEPTH}"));
     }
@@ -158,7 +215,7 @@ fn write_value(out: &mut Vec<u8>, value: &Value, ty: &Ty, depth: usize) -> Resul
         (Ty::Uint, Value::Uint(u)) => put_uint(out, *u),
         (Ty::Uint, Value::Byte(u)) => put_uint(out, u64::from(*u)),
         (Ty::Float, Value::Float(f)) => put_float(out, *f),
-        (Ty::Bytes, Value::Bytes(bytes)) => put_bytes(out, bytes),
+        (Ty::Bytes, Value::Bytes(bytes)) => put_shared_bytes(out, bytes),
         // An empty `Vec<u8>` serializes as a sequence with nothing in it to call it bytes; where
         // its slice or struct already says `[]byte` (another element had bytes), it is one.
         (Ty::Bytes, Value::Seq(_, items)) if items.is_empty() => put_bytes(out, &[]),
@@ -194,6 +251,25 @@ fn write_value(out: &mut Vec<u8>, value: &Value, ty: &Ty, depth: usize) -> Resul
         (ty, Value::Nil) => return err(format!("nil in a slice or map of {}", ty.go_name())),
         (ty, value) => return err(format!("a value of type {} is not {value:?}", ty.go_name())),
     }
+    Ok(())
+}
+
+/// A value as a stream of its own, its type definitions first: the
+/// [`Codec::Gob`](crate::Codec::Gob) form, which [`Encoder::reencode`] puts on a connection's
+/// stream. Large byte slices stay in their own buffers.
+pub(crate) fn standalone(out: &mut FrameBuf, value: &Value) -> Result<(), GobError> {
+    let mut encoder = Encoder::default();
+    let mut defs = Vec::new();
+    let (ty, top) = encoder.define(value, &mut defs)?;
+    out.buf.extend_from_slice(&defs);
+    let mut body = FrameBuf::with_capacity(64);
+    put_int(&mut body, top);
+    if !matches!(ty, Ty::Struct(..)) {
+        put_uint(&mut body, 0);
+    }
+    write_value(&mut body, value, &ty, 0)?;
+    put_uint(out, body.len() as u64);
+    out.append(&body);
     Ok(())
 }
 

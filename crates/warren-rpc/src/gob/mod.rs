@@ -42,6 +42,25 @@ pub fn decode_stream<T: serde::de::DeserializeOwned>(bytes: &[u8], max: usize) -
     decode::stream(bytes, max)?.into_iter().map(de::from_value).collect()
 }
 
+/// Appends `value` in the [`Codec::Gob`](crate::Codec::Gob) form: a gob stream of its own.
+pub(crate) fn encode_payload<T: serde::Serialize + ?Sized>(
+    out: &mut crate::outgoing::FrameBuf,
+    value: &T,
+) -> Result<(), GobError> {
+    encode::standalone(out, &ser::to_value(value)?)
+}
+
+/// The value of a payload in the [`Codec::Gob`](crate::Codec::Gob) form; its large byte
+/// strings are slices of `payload`.
+pub(crate) fn decode_payload<T: serde::de::DeserializeOwned>(payload: &bytes::Bytes) -> Result<T, GobError> {
+    let mut values = decode::stream_of(payload, usize::MAX)?;
+    match (values.pop(), values.is_empty()) {
+        (Some(value), true) => de::from_value(value),
+        (None, _) => err("no value in the payload"),
+        (Some(_), false) => err("more than one value in the payload"),
+    }
+}
+
 /// How deep values and types may nest: bounds the recursion of every decoder and encoder.
 pub(crate) const MAX_DEPTH: usize = 64;
 

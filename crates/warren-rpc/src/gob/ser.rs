@@ -3,6 +3,7 @@
 use serde::ser::{self, Serialize};
 
 use super::{GobError, Value, go_name};
+use crate::bytes::take_out_of_line;
 
 impl ser::Error for GobError {
     fn custom<T: std::fmt::Display>(msg: T) -> Self {
@@ -90,7 +91,8 @@ impl ser::Serializer for Ser {
         Ok(Value::Str(v.to_owned()))
     }
     fn serialize_bytes(self, v: &[u8]) -> Result<Value, GobError> {
-        Ok(Value::Bytes(v.to_vec()))
+        // A large warren `Bytes` under an `OutOfLine` is taken as it is.
+        Ok(Value::Bytes(take_out_of_line(v).unwrap_or_else(|| bytes::Bytes::copy_from_slice(v))))
     }
     fn serialize_none(self) -> Result<Value, GobError> {
         Ok(Value::Nil)
@@ -161,7 +163,7 @@ impl Collect {
         let bytes = !self.items.is_empty() && self.items.iter().all(|item| matches!(item, Value::Byte(_)));
         if bytes {
             let bytes = self.items.iter().filter_map(|item| if let Value::Byte(b) = item { Some(*b) } else { None });
-            return Value::Bytes(bytes.collect());
+            return Value::Bytes(bytes.collect::<Vec<u8>>().into());
         }
         Value::Seq(None, self.items)
     }
