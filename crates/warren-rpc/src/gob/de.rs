@@ -1,5 +1,7 @@
 //! [`Value`] to serde's data model: what a gob argument becomes for its handler.
 
+use std::borrow::Cow;
+
 use serde::de::value::{MapDeserializer, SeqDeserializer};
 use serde::de::{self, DeserializeOwned, IntoDeserializer, Visitor};
 
@@ -143,13 +145,13 @@ impl<'de> de::Deserializer<'de> for De {
                         .iter()
                         .find(|rust| **rust == go)
                         .or_else(|| names.iter().find(|rust| same_field(&go, rust)));
-                    found.map_or(go, |rust| (*rust).to_owned())
+                    found.map_or(Cow::Owned(go), |rust| Cow::Borrowed(*rust))
                 };
-                let mut fields: Vec<(Value, Value)> =
-                    fields.into_iter().map(|(name, value)| (Value::Str(rust_name(name)), value)).collect();
+                let mut fields: Vec<(Cow<'static, str>, Value)> =
+                    fields.into_iter().map(|(name, value)| (rust_name(name), value)).collect();
                 for name in names {
-                    if !fields.iter().any(|(field, _)| matches!(field, Value::Str(f) if f == name)) {
-                        fields.push((Value::Str((*name).to_owned()), unknown_zero()));
+                    if !fields.iter().any(|(field, _)| field == name) {
+                        fields.push((Cow::Borrowed(*name), unknown_zero()));
                     }
                 }
                 visitor.visit_map(MapDeserializer::new(fields.into_iter()))

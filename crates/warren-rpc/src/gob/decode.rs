@@ -3,6 +3,7 @@
 //! [`MAX_DEPTH`], and the number of types a peer may define is bounded.
 
 use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
 
 use bytes::{Bytes, BytesMut};
 
@@ -20,12 +21,34 @@ const ZERO_BUDGET: usize = 4096;
 /// One stream's reading state.
 #[derive(Debug, Default)]
 pub(crate) struct Decoder {
-    defs: HashMap<i64, WireDef>,
-    /// Each definition message as it came, length prefix included, to pass on with the values
-    /// that need it.
-    raw: HashMap<i64, Bytes>,
+    /// Each definition, with its message as it came (length prefix included) to pass on with
+    /// the values that need it.
+    defs: ById<(WireDef, Bytes)>,
     /// For each type of value passed on so far, the definitions it needs, back to back.
-    needs: HashMap<i64, Bytes>,
+    needs: ById<Bytes>,
+}
+
+/// A map by type id. Ids are small numbers, at most [`MAX_TYPES`] of them: a multiplication
+/// spreads them well enough, and SipHash would cost more than reading a small value does.
+type ById<T> = HashMap<i64, T, BuildHasherDefault<IdHasher>>;
+
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(byte)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_i64(&mut self, id: i64) {
+        self.0 = (id as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
 }
 
 /// A value message, whole with its length prefix, its value not read yet.
@@ -35,18 +58,6 @@ pub(crate) struct ValueMessage {
     whole: Bytes,
     /// Where the body starts in `whole`, past the type id.
     body: usize,
-}
-
-impl ValueMessage {
-    /// The message whole, length prefix included.
-    pub fn whole(&self) -> &Bytes {
-        &self.whole
-    }
-
-    /// Where its value starts (past a non-struct's field number).
-    pub fn body(&self) -> usize {
-        self.body
-    }
 }
 
 /// Where the next message of a stream is: the length of its prefix and of its body, once
@@ -72,7 +83,7 @@ impl Decoder {
         let mut r = Reader::shared(&whole, prefix);
         let type_id = r.int()?;
         if type_id >= 0 {
-            if !matches!(self.defs.get(&type_id), Some(WireDef::Struct { .. })) && r.uint()? != 0 {
+            if !matches!(self.defs.get(&type_id), Some((WireDef::Struct { .. }, _))) && r.uint()? != 0 {
                 return err("a value that is not a struct must start with field number 0");
             }
             let body = whole.len() - r.left();
@@ -87,8 +98,7 @@ impl Decoder {
             return err(format!("more than {MAX_TYPES} types defined"));
         }
         let def = read_def(&mut r)?;
-        self.defs.insert(defined, def);
-        self.raw.insert(defined, whole);
+        self.defs.insert(defined, (def, whole));
         Ok(None)
     }
 
@@ -128,7 +138,7 @@ impl Decoder {
             if next < id::FIRST_USER || !seen.insert(next) {
                 continue;
             }
-            let (Some(def), Some(raw)) = (self.defs.get(&next), self.raw.get(&next)) else {
+            let Some((def, raw)) = self.defs.get(&next) else {
                 return err(format!("value of undefined type {next}"));
             };
             out.extend_from_slice(raw);
@@ -142,12 +152,24 @@ impl Decoder {
         Ok(out.freeze())
     }
 
-    /// The type of a value message's value, as warren writes types: for a stream warren wrote.
-    pub fn ty(&self, message: &ValueMessage) -> Result<Ty, GobError> {
-        self.ty_of(message.type_id, 0)
+    /// Reads the type definitions `defs` holds, and nothing else.
+    pub fn read_all(&mut self, defs: &Bytes) -> Result<(), GobError> {
+        let mut at = 0;
+        while at < defs.len() {
+            let Some((prefix, len)) = next_message(&defs[at..], usize::MAX)? else { return err("truncated message") };
+            let Some(end) = at.checked_add(prefix + len).filter(|&end| end <= defs.len()) else {
+                return err("truncated message");
+            };
+            if self.read(defs.slice(at..end), prefix)?.is_some() {
+                return err("a value among type definitions");
+            }
+            at = end;
+        }
+        Ok(())
     }
 
-    fn ty_of(&self, type_id: i64, depth: usize) -> Result<Ty, GobError> {
+    /// The type with this id, as warren writes types: for a stream warren wrote.
+    pub fn ty_of(&self, type_id: i64, depth: usize) -> Result<Ty, GobError> {
         if depth > MAX_DEPTH {
             return err(format!("type nested deeper than {MAX_DEPTH}"));
         }
@@ -158,7 +180,7 @@ impl Decoder {
             id::FLOAT => Ty::Float,
             id::BYTES => Ty::Bytes,
             id::STRING => Ty::String,
-            _ => match self.defs.get(&type_id) {
+            _ => match self.defs.get(&type_id).map(|(def, _)| def) {
                 Some(WireDef::Slice { elem }) => Ty::Slice(Box::new(self.ty_of(*elem, depth + 1)?)),
                 Some(WireDef::Map { key, elem }) => {
                     Ty::Map(Box::new(self.ty_of(*key, depth + 1)?), Box::new(self.ty_of(*elem, depth + 1)?))
@@ -188,7 +210,7 @@ impl Decoder {
             id::STRING => Value::Str(r.string()?),
             id::COMPLEX => Value::Seq(None, vec![Value::Float(r.float()?), Value::Float(r.float()?)]),
             id::INTERFACE => return err("interface values are not supported"),
-            _ => match self.defs.get(&type_id) {
+            _ => match self.defs.get(&type_id).map(|(def, _)| def) {
                 None => return err(format!("value of undefined type {type_id}")),
                 Some(WireDef::Array { elem, len }) => {
                     let n = r.count()?;
@@ -249,7 +271,7 @@ impl Decoder {
             id::FLOAT => Value::Float(0.0),
             id::BYTES => Value::Bytes(Bytes::new()),
             id::STRING => Value::Str(String::new()),
-            _ => match self.defs.get(&type_id) {
+            _ => match self.defs.get(&type_id).map(|(def, _)| def) {
                 Some(WireDef::Array { .. } | WireDef::Slice { .. }) => Value::Seq(None, Vec::new()),
                 Some(WireDef::Map { .. }) => Value::Map(None, Vec::new()),
                 Some(WireDef::Opaque) => Value::Bytes(Bytes::new()),

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use bytes::Bytes;
 
 use super::decode::{Decoder, MAX_TYPES, next_message};
-use super::prim::{Sink, put_bytes, put_float, put_int, put_shared_bytes, put_uint, uint_len};
+use super::prim::{Reader, Sink, int_len, put_bytes, put_float, put_int, put_shared_bytes, put_uint};
 use super::types::{Ty, id, write_def};
 use super::{GobError, MAX_DEPTH, Value, err};
 use crate::outgoing::FrameBuf;
@@ -25,11 +25,14 @@ pub(crate) struct Encoder {
     next: i64,
     /// The flags of the definitions written by the encode under way.
     defining: Vec<Arc<AtomicBool>>,
+    /// The definitions of a [`standalone`] value (the bytes before its value), with the id
+    /// its type has on this stream, whether it is a struct, and whether that is sent.
+    standalone: HashMap<Bytes, (i64, bool, Arc<AtomicBool>)>,
 }
 
 impl Default for Encoder {
     fn default() -> Self {
-        Encoder { known: HashMap::new(), next: id::FIRST_USER, defining: Vec::new() }
+        Encoder { known: HashMap::new(), next: id::FIRST_USER, defining: Vec::new(), standalone: HashMap::new() }
     }
 }
 
@@ -113,37 +116,53 @@ impl Encoder {
     /// Messages that put `head`, then a value in the [`standalone`] form, on this stream: the
     /// value's type is defined here, and its bytes, which name no types, pass on as they are
     /// (`parts`, in order; large ones are not copied). Returns the messages up to the value's
-    /// bytes and the bytes, `body_len` of them.
+    /// bytes, and the bytes.
     pub fn reencode(&mut self, head: &Value, parts: Vec<Bytes>) -> Result<(Encoded, Vec<Bytes>), GobError> {
         let mut parts = parts.into_iter().filter(|part| !part.is_empty());
         let first = parts.next().unwrap_or_default();
         // The definitions and the start of the value are in the first part: only a large byte
         // slice starts a part of its own.
-        let mut decoder = Decoder::default();
         let mut at = 0;
-        let (value, body_len) = loop {
-            let Some((prefix, len)) = next_message(&first[at..], usize::MAX)? else {
+        let (prefix, len, standalone_id) = loop {
+            let Some((prefix, len)) = next_message(first.get(at..).unwrap_or_default(), usize::MAX)? else {
                 return err("a standalone value ends before its value");
             };
-            let end = (at + prefix + len).min(first.len());
-            if let Some(value) = decoder.read(first.slice(at..end), prefix)? {
-                let body_len = len + prefix - value.body();
-                break (value, body_len);
+            let type_id = Reader::new(&first[at + prefix..]).int()?;
+            if type_id >= 0 {
+                break (prefix, len, type_id);
             }
-            at = end;
+            at += prefix + len;
         };
-        let ty = decoder.ty(&value)?;
+        let defs = first.slice(..at);
         let mut head = self.encode(head)?;
-        let top = self.define_ty(&ty, &mut head.bytes)?;
-        head.defined.append(&mut self.defining);
-        let zigzag = if top < 0 { ((!top as u64) << 1) | 1 } else { (top as u64) << 1 };
-        let field = usize::from(!matches!(ty, Ty::Struct(..)));
-        put_uint(&mut head.bytes, (uint_len(zigzag) + field + body_len) as u64);
+        let (top, is_struct) = match self.standalone.get(&defs) {
+            // Types this stream has sent: nothing to read or define.
+            Some((top, is_struct, sent)) if sent.load(Ordering::Acquire) => (*top, *is_struct),
+            _ => {
+                let mut decoder = Decoder::default();
+                decoder.read_all(&defs)?;
+                let ty = decoder.ty_of(standalone_id, 0)?;
+                let top = self.define_ty(&ty, &mut head.bytes)?;
+                head.defined.append(&mut self.defining);
+                let is_struct = matches!(ty, Ty::Struct(..));
+                if let Some((id, sent)) = self.known.get(&ty).filter(|(id, _)| *id == top)
+                    && self.standalone.len() < MAX_TYPES
+                {
+                    self.standalone.insert(defs, (*id, is_struct, Arc::clone(sent)));
+                }
+                (top, is_struct)
+            }
+        };
+        // The value's bytes, past its type id and a non-struct's field number.
+        let skip = at + prefix + int_len(standalone_id) + usize::from(!is_struct);
+        let Some(body_len) = (at + prefix + len).checked_sub(skip) else { return err("a standalone value too short") };
+        let field = usize::from(!is_struct);
+        put_uint(&mut head.bytes, (int_len(top) + field + body_len) as u64);
         put_int(&mut head.bytes, top);
-        if field == 1 {
+        if !is_struct {
             put_uint(&mut head.bytes, 0);
         }
-        let mut body = vec![value.whole().slice(value.body()..)];
+        let mut body = vec![first.slice(skip.min(first.len())..)];
         body.extend(parts);
         Ok((head, body))
     }
@@ -258,9 +277,9 @@ fn write_value(out: &mut impl Sink, value: &Value, ty: &Ty, depth: usize) -> Res
 /// [`Codec::Gob`](crate::Codec::Gob) form, which [`Encoder::reencode`] puts on a connection's
 /// stream. Large byte slices stay in their own buffers.
 pub(crate) fn standalone(out: &mut FrameBuf, value: &Value) -> Result<(), GobError> {
-    let mut encoder = Encoder::default();
+    let ty = value.ty(0)?.unwrap_or(Ty::Struct(String::new(), Vec::new()));
     let mut defs = Vec::new();
-    let (ty, top) = encoder.define(value, &mut defs)?;
+    let top = define_fresh(&ty, &mut defs, &mut Vec::new(), 0)?;
     out.buf.extend_from_slice(&defs);
     let mut body = FrameBuf::with_capacity(64);
     put_int(&mut body, top);
@@ -271,6 +290,44 @@ pub(crate) fn standalone(out: &mut FrameBuf, value: &Value) -> Result<(), GobErr
     put_uint(out, body.len() as u64);
     out.append(&body);
     Ok(())
+}
+
+/// Defines `ty` on a stream of its own, which has defined the types in `seen` (`seen` is
+/// short, and no map is worth building for it).
+fn define_fresh<'a>(ty: &'a Ty, out: &mut Vec<u8>, seen: &mut Vec<&'a Ty>, depth: usize) -> Result<i64, GobError> {
+    if let Some(builtin) = ty.builtin() {
+        return Ok(builtin);
+    }
+    if let Some(at) = seen.iter().position(|known| *known == ty) {
+        return Ok(id::FIRST_USER + at as i64);
+    }
+    if depth > MAX_DEPTH {
+        return err(format!("type nested deeper than {MAX_DEPTH}"));
+    }
+    let mut part_ids = Vec::new();
+    match ty {
+        Ty::Slice(elem) => part_ids.push(define_fresh(elem, out, seen, depth + 1)?),
+        Ty::Map(key, elem) => {
+            part_ids.push(define_fresh(key, out, seen, depth + 1)?);
+            part_ids.push(define_fresh(elem, out, seen, depth + 1)?);
+        }
+        Ty::Struct(_, fields) => {
+            for (_, field) in fields {
+                part_ids.push(define_fresh(field, out, seen, depth + 1)?);
+            }
+        }
+        _ => {}
+    }
+    if seen.len() >= MAX_TYPES {
+        return err(format!("more than {MAX_TYPES} types in one value"));
+    }
+    let type_id = id::FIRST_USER + seen.len() as i64;
+    seen.push(ty);
+    let mut body = Vec::with_capacity(64);
+    put_int(&mut body, -type_id);
+    write_def(&mut body, ty, type_id, &part_ids);
+    message(out, &body);
+    Ok(type_id)
 }
 
 /// Encodes values as one stream written in order (tests, and values sent whole).

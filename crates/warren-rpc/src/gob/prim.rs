@@ -132,9 +132,18 @@ pub(crate) fn uint_len(u: u64) -> usize {
     if u < 0x80 { 1 } else { 1 + 8 - (u.leading_zeros() / 8) as usize }
 }
 
+/// How many bytes `put_int` writes for `i`.
+pub(crate) fn int_len(i: i64) -> usize {
+    uint_len(zigzag(i))
+}
+
+/// A signed integer as gob sends it: the low bit says whether the rest is complemented.
+fn zigzag(i: i64) -> u64 {
+    if i < 0 { ((!i as u64) << 1) | 1 } else { (i as u64) << 1 }
+}
+
 pub(crate) fn put_int(out: &mut impl Sink, i: i64) {
-    let u = if i < 0 { ((!i as u64) << 1) | 1 } else { (i as u64) << 1 };
-    put_uint(out, u);
+    put_uint(out, zigzag(i));
 }
 
 pub(crate) fn put_float(out: &mut impl Sink, f: f64) {
@@ -173,6 +182,7 @@ mod tests {
             let mut out = Vec::new();
             put_int(&mut out, i);
             assert_eq!(Reader::new(&out).int().expect("an int"), i);
+            assert_eq!(out.len(), int_len(i), "{i}");
         }
         for u in [0u64, 0x7F, 0x80, 0xFF, 0x100, u64::MAX] {
             let mut out = Vec::new();
