@@ -140,7 +140,7 @@ pub(crate) async fn run<R: AsyncRead + Unpin>(mut read: R, max: u32, in_flight: 
         };
         let Some((seq, error)) = header.take() else {
             match decoder.value(&message) {
-                Ok(value) => header = Some(response_header(value)),
+                Ok(value) => header = Some(value.header("Error").unwrap_or_default()),
                 Err(err) => break LostReason::Protocol(err.to_string()),
             }
             continue;
@@ -172,19 +172,4 @@ fn reserved(buf: &mut BytesMut, found: Result<Option<(usize, usize)>, GobError>)
         buf.reserve((prefix + len).saturating_sub(buf.len()));
     }
     buf
-}
-
-/// `Seq` and `Error` of a `Response`.
-fn response_header(value: Value) -> (u64, String) {
-    let (mut seq, mut error) = (0, String::new());
-    if let Value::Struct(_, fields) = value {
-        for (name, value) in fields {
-            match (name.as_str(), value) {
-                ("Seq", Value::Uint(s)) => seq = s,
-                ("Error", Value::Str(e)) => error = e,
-                _ => {}
-            }
-        }
-    }
-    (seq, error)
 }

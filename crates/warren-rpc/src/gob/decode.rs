@@ -157,7 +157,8 @@ impl Decoder {
         let mut at = 0;
         while at < defs.len() {
             let Some((prefix, len)) = next_message(&defs[at..], usize::MAX)? else { return err("truncated message") };
-            let Some(end) = at.checked_add(prefix + len).filter(|&end| end <= defs.len()) else {
+            let Some(end) = at.checked_add(prefix).and_then(|at| at.checked_add(len)).filter(|&end| end <= defs.len())
+            else {
                 return err("truncated message");
             };
             if self.read(defs.slice(at..end), prefix)?.is_some() {
@@ -300,7 +301,8 @@ pub(crate) fn stream_of(bytes: &Bytes, max: usize) -> Result<Vec<Value>, GobErro
     let mut at = 0;
     while at < bytes.len() {
         let Some((prefix, len)) = next_message(&bytes[at..], max)? else { return err("truncated message length") };
-        let Some(end) = at.checked_add(prefix + len).filter(|&end| end <= bytes.len()) else {
+        let Some(end) = at.checked_add(prefix).and_then(|at| at.checked_add(len)).filter(|&end| end <= bytes.len())
+        else {
             return err("truncated message");
         };
         if let Some(message) = decoder.read(bytes.slice(at..end), prefix)? {

@@ -36,6 +36,9 @@ impl Default for Encoder {
     }
 }
 
+/// Most bytes a value in the standalone form may have: far more than any answer may.
+const MAX_STANDALONE: usize = 1 << 48;
+
 /// Messages ready to send: the type definitions a value needs, then the value.
 #[derive(Debug)]
 pub(crate) struct Encoded {
@@ -124,7 +127,8 @@ impl Encoder {
         // slice starts a part of its own.
         let mut at = 0;
         let (prefix, len, standalone_id) = loop {
-            let Some((prefix, len)) = next_message(first.get(at..).unwrap_or_default(), usize::MAX)? else {
+            // A value's bytes may run on into the parts after this one.
+            let Some((prefix, len)) = next_message(first.get(at..).unwrap_or_default(), MAX_STANDALONE)? else {
                 return err("a standalone value ends before its value");
             };
             let type_id = Reader::new(&first[at + prefix..]).int()?;

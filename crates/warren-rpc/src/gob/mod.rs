@@ -53,7 +53,7 @@ pub(crate) fn encode_payload<T: serde::Serialize + ?Sized>(
 /// The value of a payload in the [`Codec::Gob`](crate::Codec::Gob) form; its large byte
 /// strings are slices of `payload`.
 pub(crate) fn decode_payload<T: serde::de::DeserializeOwned>(payload: &bytes::Bytes) -> Result<T, GobError> {
-    let mut values = decode::stream_of(payload, usize::MAX)?;
+    let mut values = decode::stream_of(payload, payload.len())?;
     match (values.pop(), values.is_empty()) {
         (Some(value), true) => de::from_value(value),
         (None, _) => err("no value in the payload"),
@@ -132,6 +132,11 @@ mod tests {
             let at = flip % real.len();
             real[at] ^= 1 << bit;
             let _ = decode::stream(&real, 1024);
+            // The payload form, both ways.
+            let _ = decode_payload::<Sample>(&bytes::Bytes::from(noise.clone()));
+            let _ = decode_payload::<Sample>(&bytes::Bytes::from(real));
+            let head = Value::Struct("Response".into(), Vec::new());
+            let _ = encode::Encoder::default().reencode(&head, vec![noise.into()]);
         }
     }
 
@@ -204,6 +209,46 @@ mod tests {
         let stream = encode_stream(std::slice::from_ref(&both)).expect("encodes");
         let back: Vec<Vec<Sample>> = decode_stream(&stream, 1 << 10).expect("decodes");
         assert_eq!(back, [both]);
+    }
+
+    #[test]
+    fn a_large_byte_slice_crosses_the_payload_form_uncopied() {
+        use crate::outgoing::{FrameBuf, Outgoing};
+        let big = crate::Bytes::from(vec![7u8; 1 << 20]);
+        let mut frame = FrameBuf::default();
+        {
+            let _out_of_line = crate::bytes::OutOfLine::begin();
+            encode_payload(&mut frame, &big).expect("encodes");
+        }
+        let Outgoing::Parts(parts) = frame.into_outgoing() else { panic!("the bytes are not a part of their own") };
+        assert!(parts.iter().any(|part| part.as_ptr() == big.as_ptr()), "the handler's own buffer is sent");
+        let payload = Outgoing::Parts(parts).into_bytes();
+        let back: crate::Bytes = decode_payload(&payload).expect("decodes");
+        assert_eq!(back, big);
+        let inside = payload.as_ptr_range().contains(&back.as_ptr());
+        assert!(inside, "the handler's argument is a slice of the payload");
+    }
+
+    #[test]
+    fn a_payload_reencoded_on_a_stream_defines_its_types_once() {
+        use crate::outgoing::FrameBuf;
+        let head = Value::Struct("Response".into(), vec![("Seq".into(), Value::Uint(1))]);
+        let mut encoder = encode::Encoder::default();
+        let mut stream = Vec::new();
+        for _ in 0..2 {
+            let mut frame = FrameBuf::default();
+            encode_payload(&mut frame, &sample()).expect("encodes");
+            let (head, body) = encoder.reencode(&head, vec![frame.buf.freeze()]).expect("reencodes");
+            stream.extend(head.sent());
+            body.iter().for_each(|part| stream.extend_from_slice(part));
+        }
+        // Byte for byte what one encoder writes for the four values, types defined once.
+        let value = ser::to_value(&sample()).expect("a value");
+        let direct = encode::stream(&[head.clone(), value.clone(), head, value]).expect("encodes");
+        assert_eq!(stream, direct);
+        let values = decode::stream(&stream, 1 << 20).expect("decodes");
+        let back: Sample = de::from_value(values[3].clone()).expect("a sample");
+        assert_eq!(back, sample());
     }
 
     #[test]

@@ -27,6 +27,21 @@ pub(crate) enum Value {
 }
 
 impl Value {
+    /// `Seq` and the string field `text` of a net/rpc `Request` or `Response` header; `None`
+    /// when it is not a struct. Go leaves zero values out: a missing field is 0 or "".
+    pub fn header(self, text: &str) -> Option<(u64, String)> {
+        let Value::Struct(_, fields) = self else { return None };
+        let (mut seq, mut found) = (0, String::new());
+        for (name, value) in fields {
+            match value {
+                Value::Uint(s) if name == "Seq" => seq = s,
+                Value::Str(t) if name == text => found = t,
+                _ => {}
+            }
+        }
+        Some((seq, found))
+    }
+
     /// The gob type of this value; `None` when nothing in it says (a nil, an empty slice of
     /// unknown elements): such a struct field is left out of its struct's type.
     pub fn ty(&self, depth: usize) -> Result<Option<Ty>, GobError> {

@@ -16,7 +16,6 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tracing::{debug, warn};
 
 use super::context::{PeerInfo, Push};
-use super::registry::Shape;
 use super::wire::{Broken, Call, Inbound, Replies, Wire};
 use crate::bytes::ZERO_COPY_MIN;
 use crate::codec::Codec;
@@ -116,7 +115,11 @@ impl<R: AsyncRead + Unpin + Send + 'static> Wire for Gob<R> {
                 Err(err) => return Err(self.broken(&err)),
             };
             let Some((seq, method)) = self.header.take() else {
-                let header = self.decoder.value(&message).and_then(request_header);
+                let header = self.decoder.value(&message).and_then(|value| {
+                    value
+                        .header("ServiceMethod")
+                        .ok_or_else(|| GobError("a request header that is not a struct".into()))
+                });
                 self.header = Some(header.map_err(|err| self.broken(&err))?);
                 continue;
             };
@@ -142,33 +145,6 @@ impl<R: AsyncRead + Unpin + Send + 'static> Wire for Gob<R> {
         })
         .await;
     }
-
-    fn shutting_down(&self) -> Option<Bytes> {
-        None
-    }
-
-    fn drained(&self) -> Option<Bytes> {
-        None
-    }
-
-    fn duplicate(&self) -> Broken {
-        // Gob calls have no cancel key, so no call is ever a duplicate.
-        Broken::Gone
-    }
-}
-
-/// `ServiceMethod` and `Seq` of a `Request`.
-fn request_header(value: Value) -> Result<(u64, String), GobError> {
-    let Value::Struct(_, fields) = value else { return Err(GobError("a request header that is not a struct".into())) };
-    let (mut seq, mut method) = (0, String::new());
-    for (name, value) in fields {
-        match (name.as_str(), value) {
-            ("Seq", Value::Uint(s)) => seq = s,
-            ("ServiceMethod", Value::Str(m)) => method = m,
-            _ => {}
-        }
-    }
-    Ok((seq, method))
 }
 
 /// A call's `Seq`, which its answer repeats.
@@ -255,14 +231,6 @@ impl Replies for GobReplies {
 
     fn limit(&self) -> u32 {
         self.limit
-    }
-
-    fn shape(&self, _: Option<&GobId>) -> Shape {
-        Shape::Payload
-    }
-
-    fn cancel_key(_: &GobId) -> Option<u32> {
-        None
     }
 
     fn success(&self, id: &GobId, reply: Outgoing) -> Outgoing {
