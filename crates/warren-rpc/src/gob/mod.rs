@@ -8,6 +8,14 @@
 //! serializes into a `Value` ([`ser`]), which encodes as gob ([`encode`]) with each type
 //! defined once per connection, as Go expects.
 //!
+//! Between a connection and a handler a value travels in the [`Codec::Gob`](crate::Codec::Gob)
+//! form: a gob stream of its own, the definitions of its type and then the value. A call's
+//! argument is the message as read, with the definitions it needs put before it (none for a
+//! `[]byte`: the payload is then a slice of the read buffer); a reply's value bytes name no
+//! type ids, so the connection only defines its type on its own stream and sends those bytes
+//! as they are. A large byte slice is never copied on its way: it is a slice of the buffer it
+//! was read into, and the handler's own buffer on the way out.
+//!
 //! Field names. Go matches struct fields by exact name, and only exported (capitalised) names
 //! travel. Warren emits the Go name a Go programmer would write for a serde field name: each
 //! `_`-separated word capitalised, Go's common initialisms upper-cased (`id` → `ID`,
