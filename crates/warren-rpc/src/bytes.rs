@@ -151,7 +151,8 @@ impl<'de> Visitor<'de> for BytesVisitor {
     }
 
     fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Bytes, E> {
-        Ok(Bytes(bytes::Bytes::copy_from_slice(v)))
+        // Gob's decoder hands over slices of the buffer it reads from.
+        Ok(Bytes(slice_of_source(v).unwrap_or_else(|| bytes::Bytes::copy_from_slice(v))))
     }
 
     fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<Bytes, E> {

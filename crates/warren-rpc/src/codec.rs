@@ -19,9 +19,10 @@ pub enum Codec {
     MessagePack = 1,
     /// JSON text; warren's [`Bytes`](crate::Bytes) travel as base64 strings.
     Json = 2,
-    /// Values on their way between Go's gob and a handler, in a form that keeps gob's types
-    /// (signed or not, string or bytes, struct field names): used by the gob wire only, never
-    /// offered or accepted in a hello.
+    /// Values on their way between Go's gob and a handler: one value as a gob stream of its own
+    /// (its type definitions, then the value), which keeps gob's types (signed or not, string
+    /// or bytes, struct field names). Used by the gob wire only, never offered or accepted in a
+    /// hello.
     Gob = 3,
 }
 
@@ -59,9 +60,15 @@ impl Codec {
                 value.serialize(&mut serializer).map_err(|e| e.to_string())
             }
             Codec::Json => serde_json::to_writer(&mut writer, value).map_err(|e| e.to_string()),
-            Codec::Gob => crate::gob::ser::to_value(value)
-                .map_err(|e| e.to_string())
-                .and_then(|value| rmp_serde::encode::write(&mut writer, &value).map_err(|e| e.to_string())),
+            Codec::Gob => {
+                let mut frame = FrameBuf::default();
+                crate::gob::encode_payload(&mut frame, value).map(|()| {
+                    for part in frame.slices() {
+                        writer.get_mut().extend_from_slice(&part);
+                    }
+                })
+            }
+            .map_err(|e| e.to_string()),
         };
         result.map_err(|message| CodecError { codec: self, message })
     }
@@ -78,7 +85,10 @@ impl Codec {
             }
             // JSON carries bytes as base64 text: nothing to take out of line.
             Codec::Json => serde_json::to_writer((&mut frame.buf).writer(), value).map_err(|e| e.to_string()),
-            Codec::Gob => return self.encode_into(&mut frame.buf, value),
+            Codec::Gob => {
+                let _out_of_line = OutOfLine::begin();
+                crate::gob::encode_payload(frame, value).map_err(|e| e.to_string())
+            }
         };
         result.map_err(|message| CodecError { codec: self, message })
     }
@@ -95,9 +105,7 @@ impl Codec {
         let result = match self {
             Codec::MessagePack => rmp_serde::from_slice(bytes).map_err(|e| e.to_string()),
             Codec::Json => serde_json::from_slice(bytes).map_err(|e| e.to_string()),
-            Codec::Gob => rmp_serde::from_slice::<crate::gob::Value>(bytes)
-                .map_err(|e| e.to_string())
-                .and_then(|value| crate::gob::de::from_value(value).map_err(|e| e.to_string())),
+            Codec::Gob => crate::gob::decode_payload(&Bytes::copy_from_slice(bytes)).map_err(|e| e.to_string()),
         };
         result.map_err(|message| CodecError { codec: self, message })
     }
@@ -105,6 +113,11 @@ impl Codec {
     /// Like [`decode`](Self::decode), but large byte strings in `bytes` come out as slices of it
     /// rather than copies.
     pub fn decode_shared<T: DeserializeOwned>(self, bytes: &Bytes) -> Result<T, CodecError> {
+        if self == Codec::Gob {
+            // Gob's decoder slices large byte strings out of `bytes` itself.
+            let decoded = crate::gob::decode_payload(bytes);
+            return decoded.map_err(|err| CodecError { codec: self, message: err.to_string() });
+        }
         decoding_from(bytes, || self.decode(bytes))
     }
 }

@@ -129,6 +129,24 @@ pub fn payload<T: Serialize + ?Sized>(codec: Codec, value: &T, limit: u32) -> Re
     Ok(buf.freeze())
 }
 
+/// Like [`payload`], but a codec that can (gob's) leaves large byte strings in their own
+/// buffers, for the wire to put in its answer uncopied.
+pub(crate) fn payload_outgoing<T: Serialize + ?Sized>(
+    codec: Codec,
+    value: &T,
+    limit: u32,
+) -> Result<Outgoing, EncodeError> {
+    if codec != Codec::Gob {
+        return payload(codec, value, limit).map(Outgoing::from);
+    }
+    let mut frame = FrameBuf::with_capacity(64);
+    codec.encode_frame(&mut frame, value)?;
+    if frame.len() > limit as usize {
+        return Err(EncodeError::TooLarge { size: frame.len() as u64, limit });
+    }
+    Ok(frame.into_outgoing())
+}
+
 /// ERROR: `code u32 | message_len u32 | message | data?`.
 pub fn error(id: u32, code: ErrorCode, message: &str, data: Option<(&serde_json::Value, Codec)>) -> Bytes {
     let mut buf = BytesMut::with_capacity(32 + message.len());

@@ -14,9 +14,10 @@ use crate::workload::Workload;
 const SERVERS: [Imp; 2] = [Imp::WarrenGob, Imp::GoGob];
 pub(super) const CALLERS: [usize; 2] = [1, 64];
 
-/// The workloads measured: a quick run keeps to the tiny call.
+/// The workloads measured: a quick run keeps to the tiny call. The 1 MiB echo is where copies
+/// of the payload show.
 pub(super) fn workloads(quick: bool) -> &'static [Workload] {
-    if quick { &[Workload::Tiny] } else { &[Workload::Tiny, Workload::Echo4k] }
+    if quick { &[Workload::Tiny] } else { &[Workload::Tiny, Workload::Echo4k, Workload::Echo1m] }
 }
 
 /// The figure `metric` of `workload` with `callers` callers.

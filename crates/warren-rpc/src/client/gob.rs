@@ -109,7 +109,7 @@ impl ClientWire for GoGob {
     }
 
     fn decode<R: DeserializeOwned>(&self, payload: &Bytes) -> Result<R, CodecError> {
-        Codec::Gob.decode(payload)
+        Codec::Gob.decode_shared(payload)
     }
 
     fn error_answers_ping(&self) -> bool {
@@ -125,27 +125,31 @@ pub(crate) async fn run<R: AsyncRead + Unpin>(mut read: R, max: u32, in_flight: 
     let reason = loop {
         let message = match next_message(&buf, max as usize) {
             Err(err) => break LostReason::Protocol(err.to_string()),
-            Ok(Some((prefix, len))) if buf.len() >= prefix + len => buf.split_to(prefix + len).split_off(prefix),
-            Ok(_) => match read.read_buf(&mut buf).await {
+            Ok(Some((prefix, len))) if buf.len() >= prefix + len => (buf.split_to(prefix + len).freeze(), prefix),
+            found => match read.read_buf(reserved(&mut buf, found)).await {
                 Ok(0) if buf.is_empty() => break LostReason::ClosedByPeer,
                 Ok(0) => break LostReason::Protocol("the server closed in the middle of a gob message".into()),
                 Ok(_) => continue,
                 Err(err) => break LostReason::Io(err.to_string()),
             },
         };
-        let value = match decoder.message(&message) {
-            Ok(Some(value)) => value,
+        let message = match decoder.read(message.0, message.1) {
+            Ok(Some(message)) => message,
             Ok(None) => continue,
             Err(err) => break LostReason::Protocol(err.to_string()),
         };
         let Some((seq, error)) = header.take() else {
-            header = Some(response_header(value));
+            match decoder.value(&message) {
+                Ok(value) => header = Some(value.header("Error").unwrap_or_default()),
+                Err(err) => break LostReason::Protocol(err.to_string()),
+            }
             continue;
         };
         let answer = if error.is_empty() {
-            match rmp_serde::to_vec(&value) {
-                Ok(payload) => Answer::Reply(Bytes::from(payload)),
-                Err(err) => Answer::Untyped(format!("cannot pass the reply on: {err}")),
+            // Read by the caller, into its type (Codec::Gob).
+            match decoder.standalone(message) {
+                Ok(payload) => Answer::Reply(payload),
+                Err(err) => break LostReason::Protocol(err.to_string()),
             }
         } else {
             match crate::jsonrpc::parse_error_string(&error) {
@@ -162,17 +166,10 @@ pub(crate) async fn run<R: AsyncRead + Unpin>(mut read: R, max: u32, in_flight: 
     in_flight.lose(reason, None);
 }
 
-/// `Seq` and `Error` of a `Response`.
-fn response_header(value: Value) -> (u64, String) {
-    let (mut seq, mut error) = (0, String::new());
-    if let Value::Struct(_, fields) = value {
-        for (name, value) in fields {
-            match (name.as_str(), value) {
-                ("Seq", Value::Uint(s)) => seq = s,
-                ("Error", Value::Str(e)) => error = e,
-                _ => {}
-            }
-        }
+/// `buf`, with room for the whole of the message it starts, if it says how long that is.
+fn reserved(buf: &mut BytesMut, found: Result<Option<(usize, usize)>, GobError>) -> &mut BytesMut {
+    if let Ok(Some((prefix, len))) = found {
+        buf.reserve((prefix + len).saturating_sub(buf.len()));
     }
-    (seq, error)
+    buf
 }

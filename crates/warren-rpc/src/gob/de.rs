@@ -1,9 +1,12 @@
 //! [`Value`] to serde's data model: what a gob argument becomes for its handler.
 
+use std::borrow::Cow;
+
 use serde::de::value::{MapDeserializer, SeqDeserializer};
 use serde::de::{self, DeserializeOwned, IntoDeserializer, Visitor};
 
 use super::{GobError, Value, same_field};
+use crate::bytes::{ZERO_COPY_MIN, decoding_from};
 
 impl de::Error for GobError {
     fn custom<T: std::fmt::Display>(msg: T) -> Self {
@@ -73,7 +76,11 @@ impl<'de> de::Deserializer<'de> for De {
             Value::Uint(u) => visitor.visit_u64(u),
             Value::Byte(b) => visitor.visit_u8(b),
             Value::Float(f) => visitor.visit_f64(f),
-            Value::Bytes(bytes) => visitor.visit_byte_buf(bytes),
+            // A large slice reaches a warren `Bytes` uncopied, as from MessagePack.
+            Value::Bytes(bytes) if bytes.len() >= ZERO_COPY_MIN => {
+                decoding_from(&bytes, || visitor.visit_bytes(&bytes))
+            }
+            Value::Bytes(bytes) => visitor.visit_bytes(&bytes),
             Value::Str(s) => visitor.visit_string(s),
             Value::Seq(_, items) => visitor.visit_seq(SeqDeserializer::new(items.into_iter())),
             Value::Map(_, entries) => visitor.visit_map(MapDeserializer::new(entries.into_iter())),
@@ -138,13 +145,13 @@ impl<'de> de::Deserializer<'de> for De {
                         .iter()
                         .find(|rust| **rust == go)
                         .or_else(|| names.iter().find(|rust| same_field(&go, rust)));
-                    found.map_or(go, |rust| (*rust).to_owned())
+                    found.map_or(Cow::Owned(go), |rust| Cow::Borrowed(*rust))
                 };
-                let mut fields: Vec<(Value, Value)> =
-                    fields.into_iter().map(|(name, value)| (Value::Str(rust_name(name)), value)).collect();
+                let mut fields: Vec<(Cow<'static, str>, Value)> =
+                    fields.into_iter().map(|(name, value)| (rust_name(name), value)).collect();
                 for name in names {
-                    if !fields.iter().any(|(field, _)| matches!(field, Value::Str(f) if f == name)) {
-                        fields.push((Value::Str((*name).to_owned()), unknown_zero()));
+                    if !fields.iter().any(|(field, _)| field == name) {
+                        fields.push((Cow::Borrowed(*name), unknown_zero()));
                     }
                 }
                 visitor.visit_map(MapDeserializer::new(fields.into_iter()))

@@ -10,23 +10,34 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::decode::MAX_TYPES;
-use super::prim::{put_bytes, put_float, put_int, put_uint};
+use bytes::Bytes;
+
+use super::decode::{Decoder, MAX_TYPES, next_message};
+use super::prim::{Reader, Sink, int_len, put_bytes, put_float, put_int, put_shared_bytes, put_uint};
 use super::types::{Ty, id, write_def};
 use super::{GobError, MAX_DEPTH, Value, err};
+use crate::outgoing::FrameBuf;
 
 /// One stream's writing state.
 #[derive(Debug)]
 pub(crate) struct Encoder {
     known: HashMap<Ty, (i64, Arc<AtomicBool>)>,
     next: i64,
+    /// The flags of the definitions written by the encode under way.
+    defining: Vec<Arc<AtomicBool>>,
+    /// The definitions of a [`standalone`] value (the bytes before its value), with the id
+    /// its type has on this stream, whether it is a struct, and whether that is sent.
+    standalone: HashMap<Bytes, (i64, bool, Arc<AtomicBool>)>,
 }
 
 impl Default for Encoder {
     fn default() -> Self {
-        Encoder { known: HashMap::new(), next: id::FIRST_USER }
+        Encoder { known: HashMap::new(), next: id::FIRST_USER, defining: Vec::new(), standalone: HashMap::new() }
     }
 }
+
+/// Most bytes a value in the standalone form may have: far more than any answer may.
+const MAX_STANDALONE: usize = 1 << 48;
 
 /// Messages ready to send: the type definitions a value needs, then the value.
 #[derive(Debug)]
@@ -75,11 +86,8 @@ impl Drop for Queued {
 
 impl Encoder {
     pub fn encode(&mut self, value: &Value) -> Result<Encoded, GobError> {
-        // A nil or a reply of `()` goes as an empty struct, which any Go struct accepts.
-        let ty = value.ty(0)?.unwrap_or(Ty::Struct(String::new(), Vec::new()));
         let mut out = Vec::new();
-        let mut defined = Vec::new();
-        let top = self.type_id(&ty, &mut out, &mut defined, &mut HashMap::new(), 0)?;
+        let (ty, top) = self.define(value, &mut out)?;
         let mut body = Vec::with_capacity(64);
         put_int(&mut body, top);
         if !matches!(ty, Ty::Struct(..)) {
@@ -88,7 +96,79 @@ impl Encoder {
         }
         write_value(&mut body, value, &ty, 0)?;
         message(&mut out, &body);
+        let defined = std::mem::take(&mut self.defining);
         Ok(Encoded { bytes: out, defined })
+    }
+
+    /// Writes to `out` the definitions `value`'s type needs that this stream lacks: its type
+    /// and id. The flags of the definitions are left in `self.defining`.
+    fn define(&mut self, value: &Value, out: &mut Vec<u8>) -> Result<(Ty, i64), GobError> {
+        // A nil or a reply of `()` goes as an empty struct, which any Go struct accepts.
+        let ty = value.ty(0)?.unwrap_or(Ty::Struct(String::new(), Vec::new()));
+        let top = self.define_ty(&ty, out)?;
+        Ok((ty, top))
+    }
+
+    fn define_ty(&mut self, ty: &Ty, out: &mut Vec<u8>) -> Result<i64, GobError> {
+        let mut defined = std::mem::take(&mut self.defining);
+        let top = self.type_id(ty, out, &mut defined, &mut HashMap::new(), 0);
+        self.defining = defined;
+        top
+    }
+
+    /// Messages that put `head`, then a value in the [`standalone`] form, on this stream: the
+    /// value's type is defined here, and its bytes, which name no types, pass on as they are
+    /// (`parts`, in order; large ones are not copied). Returns the messages up to the value's
+    /// bytes, and the bytes.
+    pub fn reencode(&mut self, head: &Value, parts: Vec<Bytes>) -> Result<(Encoded, Vec<Bytes>), GobError> {
+        let mut parts = parts.into_iter().filter(|part| !part.is_empty());
+        let first = parts.next().unwrap_or_default();
+        // The definitions and the start of the value are in the first part: only a large byte
+        // slice starts a part of its own.
+        let mut at = 0;
+        let (prefix, len, standalone_id) = loop {
+            // A value's bytes may run on into the parts after this one.
+            let Some((prefix, len)) = next_message(first.get(at..).unwrap_or_default(), MAX_STANDALONE)? else {
+                return err("a standalone value ends before its value");
+            };
+            let type_id = Reader::new(&first[at + prefix..]).int()?;
+            if type_id >= 0 {
+                break (prefix, len, type_id);
+            }
+            at += prefix + len;
+        };
+        let defs = first.slice(..at);
+        let mut head = self.encode(head)?;
+        let (top, is_struct) = match self.standalone.get(&defs) {
+            // Types this stream has sent: nothing to read or define.
+            Some((top, is_struct, sent)) if sent.load(Ordering::Acquire) => (*top, *is_struct),
+            _ => {
+                let mut decoder = Decoder::default();
+                decoder.read_all(&defs)?;
+                let ty = decoder.ty_of(standalone_id, 0)?;
+                let top = self.define_ty(&ty, &mut head.bytes)?;
+                head.defined.append(&mut self.defining);
+                let is_struct = matches!(ty, Ty::Struct(..));
+                if let Some((id, sent)) = self.known.get(&ty).filter(|(id, _)| *id == top)
+                    && self.standalone.len() < MAX_TYPES
+                {
+                    self.standalone.insert(defs, (*id, is_struct, Arc::clone(sent)));
+                }
+                (top, is_struct)
+            }
+        };
+        // The value's bytes, past its type id and a non-struct's field number.
+        let skip = at + prefix + int_len(standalone_id) + usize::from(!is_struct);
+        let Some(body_len) = (at + prefix + len).checked_sub(skip) else { return err("a standalone value too short") };
+        let field = usize::from(!is_struct);
+        put_uint(&mut head.bytes, (int_len(top) + field + body_len) as u64);
+        put_int(&mut head.bytes, top);
+        if !is_struct {
+            put_uint(&mut head.bytes, 0);
+        }
+        let mut body = vec![first.slice(skip.min(first.len())..)];
+        body.extend(parts);
+        Ok((head, body))
     }
 
     fn type_id(
@@ -147,7 +227,7 @@ fn message(out: &mut Vec<u8>, body: &[u8]) {
     out.extend_from_slice(body);
 }
 
-fn write_value(out: &mut Vec<u8>, value: &Value, ty: &Ty, depth: usize) -> Result<(), GobError> {
+fn write_value(out: &mut impl Sink, value: &Value, ty: &Ty, depth: usize) -> Result<(), GobError> {
     if depth > MAX_DEPTH {
         return err(format!("value nested deeper than {MAX_DEPTH}"));
     }
@@ -158,7 +238,7 @@ fn write_value(out: &mut Vec<u8>, value: &Value, ty: &Ty, depth: usize) -> Resul
         (Ty::Uint, Value::Uint(u)) => put_uint(out, *u),
         (Ty::Uint, Value::Byte(u)) => put_uint(out, u64::from(*u)),
         (Ty::Float, Value::Float(f)) => put_float(out, *f),
-        (Ty::Bytes, Value::Bytes(bytes)) => put_bytes(out, bytes),
+        (Ty::Bytes, Value::Bytes(bytes)) => put_shared_bytes(out, bytes),
         // An empty `Vec<u8>` serializes as a sequence with nothing in it to call it bytes; where
         // its slice or struct already says `[]byte` (another element had bytes), it is one.
         (Ty::Bytes, Value::Seq(_, items)) if items.is_empty() => put_bytes(out, &[]),
@@ -195,6 +275,63 @@ fn write_value(out: &mut Vec<u8>, value: &Value, ty: &Ty, depth: usize) -> Resul
         (ty, value) => return err(format!("a value of type {} is not {value:?}", ty.go_name())),
     }
     Ok(())
+}
+
+/// A value as a stream of its own, its type definitions first: the
+/// [`Codec::Gob`](crate::Codec::Gob) form, which [`Encoder::reencode`] puts on a connection's
+/// stream. Large byte slices stay in their own buffers.
+pub(crate) fn standalone(out: &mut FrameBuf, value: &Value) -> Result<(), GobError> {
+    let ty = value.ty(0)?.unwrap_or(Ty::Struct(String::new(), Vec::new()));
+    let mut defs = Vec::new();
+    let top = define_fresh(&ty, &mut defs, &mut Vec::new(), 0)?;
+    out.buf.extend_from_slice(&defs);
+    let mut body = FrameBuf::with_capacity(64);
+    put_int(&mut body, top);
+    if !matches!(ty, Ty::Struct(..)) {
+        put_uint(&mut body, 0);
+    }
+    write_value(&mut body, value, &ty, 0)?;
+    put_uint(out, body.len() as u64);
+    out.append(&body);
+    Ok(())
+}
+
+/// Defines `ty` on a stream of its own, which has defined the types in `seen` (`seen` is
+/// short, and no map is worth building for it).
+fn define_fresh<'a>(ty: &'a Ty, out: &mut Vec<u8>, seen: &mut Vec<&'a Ty>, depth: usize) -> Result<i64, GobError> {
+    if let Some(builtin) = ty.builtin() {
+        return Ok(builtin);
+    }
+    if let Some(at) = seen.iter().position(|known| *known == ty) {
+        return Ok(id::FIRST_USER + at as i64);
+    }
+    if depth > MAX_DEPTH {
+        return err(format!("type nested deeper than {MAX_DEPTH}"));
+    }
+    let mut part_ids = Vec::new();
+    match ty {
+        Ty::Slice(elem) => part_ids.push(define_fresh(elem, out, seen, depth + 1)?),
+        Ty::Map(key, elem) => {
+            part_ids.push(define_fresh(key, out, seen, depth + 1)?);
+            part_ids.push(define_fresh(elem, out, seen, depth + 1)?);
+        }
+        Ty::Struct(_, fields) => {
+            for (_, field) in fields {
+                part_ids.push(define_fresh(field, out, seen, depth + 1)?);
+            }
+        }
+        _ => {}
+    }
+    if seen.len() >= MAX_TYPES {
+        return err(format!("more than {MAX_TYPES} types in one value"));
+    }
+    let type_id = id::FIRST_USER + seen.len() as i64;
+    seen.push(ty);
+    let mut body = Vec::with_capacity(64);
+    put_int(&mut body, -type_id);
+    write_def(&mut body, ty, type_id, &part_ids);
+    message(out, &body);
+    Ok(type_id)
 }
 
 /// Encodes values as one stream written in order (tests, and values sent whole).

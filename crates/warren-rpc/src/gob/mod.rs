@@ -8,6 +8,14 @@
 //! serializes into a `Value` ([`ser`]), which encodes as gob ([`encode`]) with each type
 //! defined once per connection, as Go expects.
 //!
+//! Between a connection and a handler a value travels in the [`Codec::Gob`](crate::Codec::Gob)
+//! form: a gob stream of its own, the definitions of its type and then the value. A call's
+//! argument is the message as read, with the definitions it needs put before it (none for a
+//! `[]byte`: the payload is then a slice of the read buffer); a reply's value bytes name no
+//! type ids, so the connection only defines its type on its own stream and sends those bytes
+//! as they are. A large byte slice is never copied on its way: it is a slice of the buffer it
+//! was read into, and the handler's own buffer on the way out.
+//!
 //! Field names. Go matches struct fields by exact name, and only exported (capitalised) names
 //! travel. Warren emits the Go name a Go programmer would write for a serde field name: each
 //! `_`-separated word capitalised, Go's common initialisms upper-cased (`id` → `ID`,
@@ -40,6 +48,25 @@ pub fn encode_stream<T: serde::Serialize>(values: &[T]) -> Result<Vec<u8>, GobEr
 /// `max` bytes.
 pub fn decode_stream<T: serde::de::DeserializeOwned>(bytes: &[u8], max: usize) -> Result<Vec<T>, GobError> {
     decode::stream(bytes, max)?.into_iter().map(de::from_value).collect()
+}
+
+/// Appends `value` in the [`Codec::Gob`](crate::Codec::Gob) form: a gob stream of its own.
+pub(crate) fn encode_payload<T: serde::Serialize + ?Sized>(
+    out: &mut crate::outgoing::FrameBuf,
+    value: &T,
+) -> Result<(), GobError> {
+    encode::standalone(out, &ser::to_value(value)?)
+}
+
+/// The value of a payload in the [`Codec::Gob`](crate::Codec::Gob) form; its large byte
+/// strings are slices of `payload`.
+pub(crate) fn decode_payload<T: serde::de::DeserializeOwned>(payload: &bytes::Bytes) -> Result<T, GobError> {
+    let mut values = decode::stream_of(payload, payload.len())?;
+    match (values.pop(), values.is_empty()) {
+        (Some(value), true) => de::from_value(value),
+        (None, _) => err("no value in the payload"),
+        (Some(_), false) => err("more than one value in the payload"),
+    }
 }
 
 /// How deep values and types may nest: bounds the recursion of every decoder and encoder.
@@ -113,6 +140,11 @@ mod tests {
             let at = flip % real.len();
             real[at] ^= 1 << bit;
             let _ = decode::stream(&real, 1024);
+            // The payload form, both ways.
+            let _ = decode_payload::<Sample>(&bytes::Bytes::from(noise.clone()));
+            let _ = decode_payload::<Sample>(&bytes::Bytes::from(real));
+            let head = Value::Struct("Response".into(), Vec::new());
+            let _ = encode::Encoder::default().reencode(&head, vec![noise.into()]);
         }
     }
 
@@ -185,6 +217,46 @@ mod tests {
         let stream = encode_stream(std::slice::from_ref(&both)).expect("encodes");
         let back: Vec<Vec<Sample>> = decode_stream(&stream, 1 << 10).expect("decodes");
         assert_eq!(back, [both]);
+    }
+
+    #[test]
+    fn a_large_byte_slice_crosses_the_payload_form_uncopied() {
+        use crate::outgoing::{FrameBuf, Outgoing};
+        let big = crate::Bytes::from(vec![7u8; 1 << 20]);
+        let mut frame = FrameBuf::default();
+        {
+            let _out_of_line = crate::bytes::OutOfLine::begin();
+            encode_payload(&mut frame, &big).expect("encodes");
+        }
+        let Outgoing::Parts(parts) = frame.into_outgoing() else { panic!("the bytes are not a part of their own") };
+        assert!(parts.iter().any(|part| part.as_ptr() == big.as_ptr()), "the handler's own buffer is sent");
+        let payload = Outgoing::Parts(parts).into_bytes();
+        let back: crate::Bytes = decode_payload(&payload).expect("decodes");
+        assert_eq!(back, big);
+        let inside = payload.as_ptr_range().contains(&back.as_ptr());
+        assert!(inside, "the handler's argument is a slice of the payload");
+    }
+
+    #[test]
+    fn a_payload_reencoded_on_a_stream_defines_its_types_once() {
+        use crate::outgoing::FrameBuf;
+        let head = Value::Struct("Response".into(), vec![("Seq".into(), Value::Uint(1))]);
+        let mut encoder = encode::Encoder::default();
+        let mut stream = Vec::new();
+        for _ in 0..2 {
+            let mut frame = FrameBuf::default();
+            encode_payload(&mut frame, &sample()).expect("encodes");
+            let (head, body) = encoder.reencode(&head, vec![frame.buf.freeze()]).expect("reencodes");
+            stream.extend(head.sent());
+            body.iter().for_each(|part| stream.extend_from_slice(part));
+        }
+        // Byte for byte what one encoder writes for the four values, types defined once.
+        let value = ser::to_value(&sample()).expect("a value");
+        let direct = encode::stream(&[head.clone(), value.clone(), head, value]).expect("encodes");
+        assert_eq!(stream, direct);
+        let values = decode::stream(&stream, 1 << 20).expect("decodes");
+        let back: Sample = de::from_value(values[3].clone()).expect("a sample");
+        assert_eq!(back, sample());
     }
 
     #[test]

@@ -3,15 +3,24 @@
 //! bits), and counted byte strings.
 
 use super::{GobError, err};
+use crate::bytes::ZERO_COPY_MIN;
+use crate::outgoing::FrameBuf;
 
 /// Reads primitives from one message; every read is bounds-checked.
 pub(crate) struct Reader<'a> {
     bytes: &'a [u8],
+    /// The buffer `bytes` lies in, when large byte slices may be taken out of it uncopied.
+    source: Option<&'a bytes::Bytes>,
 }
 
 impl<'a> Reader<'a> {
     pub fn new(bytes: &'a [u8]) -> Self {
-        Reader { bytes }
+        Reader { bytes, source: None }
+    }
+
+    /// A reader of `source[from..]`, whose large byte slices are slices of `source`.
+    pub fn shared(source: &'a bytes::Bytes, from: usize) -> Self {
+        Reader { bytes: source.get(from..).unwrap_or_default(), source: Some(source) }
     }
 
     pub fn uint(&mut self) -> Result<u64, GobError> {
@@ -55,35 +64,101 @@ impl<'a> Reader<'a> {
         Ok(taken)
     }
 
+    /// A byte slice of its own: a slice of the source when large, else a copy (a small slice
+    /// would keep a whole read buffer alive).
+    pub fn owned_bytes(&mut self) -> Result<bytes::Bytes, GobError> {
+        let bytes = self.bytes()?;
+        Ok(match self.source {
+            Some(source) if bytes.len() >= ZERO_COPY_MIN => source.slice_ref(bytes),
+            _ => bytes::Bytes::copy_from_slice(bytes),
+        })
+    }
+
+    /// How many bytes are left.
+    pub fn left(&self) -> usize {
+        self.bytes.len()
+    }
+
     pub fn string(&mut self) -> Result<String, GobError> {
         let bytes = self.bytes()?;
         String::from_utf8(bytes.to_vec()).map_err(|_| GobError("string is not UTF-8".into()))
     }
 }
 
-pub(crate) fn put_uint(out: &mut Vec<u8>, u: u64) {
+/// Where gob bytes are written: a message being built, or a frame whose large byte slices stay
+/// in their own buffers.
+pub(crate) trait Sink {
+    fn put(&mut self, bytes: &[u8]);
+
+    /// A byte slice the sink may keep by reference rather than copy.
+    fn put_shared(&mut self, bytes: &bytes::Bytes) {
+        self.put(bytes);
+    }
+}
+
+impl Sink for Vec<u8> {
+    #[inline]
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
+impl Sink for FrameBuf {
+    #[inline]
+    fn put(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    fn put_shared(&mut self, bytes: &bytes::Bytes) {
+        self.push(bytes.clone(), ZERO_COPY_MIN - 1);
+    }
+}
+
+pub(crate) fn put_uint(out: &mut impl Sink, u: u64) {
     if u < 0x80 {
-        out.push(u as u8);
+        out.put(&[u as u8]);
         return;
     }
     let digits = u.to_be_bytes();
     let skip = digits.iter().take_while(|&&d| d == 0).count();
-    out.push((8 - skip as u8).wrapping_neg());
-    out.extend_from_slice(&digits[skip..]);
+    let mut encoded = [0u8; 9];
+    encoded[0] = (8 - skip as u8).wrapping_neg();
+    encoded[1..=8 - skip].copy_from_slice(&digits[skip..]);
+    out.put(&encoded[..=8 - skip]);
 }
 
-pub(crate) fn put_int(out: &mut Vec<u8>, i: i64) {
-    let u = if i < 0 { ((!i as u64) << 1) | 1 } else { (i as u64) << 1 };
-    put_uint(out, u);
+/// How many bytes `put_uint` writes for `u`.
+pub(crate) fn uint_len(u: u64) -> usize {
+    if u < 0x80 { 1 } else { 1 + 8 - (u.leading_zeros() / 8) as usize }
 }
 
-pub(crate) fn put_float(out: &mut Vec<u8>, f: f64) {
+/// How many bytes `put_int` writes for `i`.
+pub(crate) fn int_len(i: i64) -> usize {
+    uint_len(zigzag(i))
+}
+
+/// A signed integer as gob sends it: the low bit says whether the rest is complemented.
+fn zigzag(i: i64) -> u64 {
+    if i < 0 { ((!i as u64) << 1) | 1 } else { (i as u64) << 1 }
+}
+
+pub(crate) fn put_int(out: &mut impl Sink, i: i64) {
+    put_uint(out, zigzag(i));
+}
+
+pub(crate) fn put_float(out: &mut impl Sink, f: f64) {
     put_uint(out, f.to_bits().swap_bytes());
 }
 
-pub(crate) fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+pub(crate) fn put_bytes(out: &mut impl Sink, bytes: &[u8]) {
     put_uint(out, bytes.len() as u64);
-    out.extend_from_slice(bytes);
+    out.put(bytes);
+}
+
+/// Like [`put_bytes`], keeping a large slice by reference where the sink can.
+pub(crate) fn put_shared_bytes(out: &mut impl Sink, bytes: &bytes::Bytes) {
+    put_uint(out, bytes.len() as u64);
+    out.put_shared(bytes);
 }
 
 #[cfg(test)]
@@ -107,6 +182,12 @@ mod tests {
             let mut out = Vec::new();
             put_int(&mut out, i);
             assert_eq!(Reader::new(&out).int().expect("an int"), i);
+            assert_eq!(out.len(), int_len(i), "{i}");
+        }
+        for u in [0u64, 0x7F, 0x80, 0xFF, 0x100, u64::MAX] {
+            let mut out = Vec::new();
+            put_uint(&mut out, u);
+            assert_eq!(out.len(), uint_len(u), "{u}");
         }
     }
 }

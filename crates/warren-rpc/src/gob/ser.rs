@@ -3,6 +3,7 @@
 use serde::ser::{self, Serialize};
 
 use super::{GobError, Value, go_name};
+use crate::bytes::take_out_of_line;
 
 impl ser::Error for GobError {
     fn custom<T: std::fmt::Display>(msg: T) -> Self {
@@ -19,7 +20,12 @@ struct Ser;
 
 /// A slice, a tuple or a map being collected.
 pub(crate) struct Collect {
+    /// The elements while they are all `u8`s: a `Vec<u8>` is a gob `[]byte`, and a `Value`
+    /// for each of a megabyte of bytes would cost thirty times the bytes.
+    bytes: Vec<u8>,
     items: Vec<Value>,
+    /// How many elements the serializer said are coming, to reserve for at the first.
+    hint: usize,
     entries: Vec<(Value, Value)>,
     key: Option<Value>,
 }
@@ -90,7 +96,8 @@ impl ser::Serializer for Ser {
         Ok(Value::Str(v.to_owned()))
     }
     fn serialize_bytes(self, v: &[u8]) -> Result<Value, GobError> {
-        Ok(Value::Bytes(v.to_vec()))
+        // A large warren `Bytes` under an `OutOfLine` is taken as it is.
+        Ok(Value::Bytes(take_out_of_line(v).unwrap_or_else(|| bytes::Bytes::copy_from_slice(v))))
     }
     fn serialize_none(self) -> Result<Value, GobError> {
         Ok(Value::Nil)
@@ -122,7 +129,8 @@ impl ser::Serializer for Ser {
         Ok(Value::Struct(name.to_owned(), vec![(go_name(variant), value.serialize(Ser)?)]))
     }
     fn serialize_seq(self, len: Option<usize>) -> Result<Collect, GobError> {
-        Ok(Collect { items: Vec::with_capacity(len.unwrap_or(0).min(4096)), entries: Vec::new(), key: None })
+        let hint = len.unwrap_or(0);
+        Ok(Collect { bytes: Vec::new(), items: Vec::new(), hint, entries: Vec::new(), key: None })
     }
     fn serialize_tuple(self, len: usize) -> Result<Collect, GobError> {
         self.serialize_seq(Some(len))
@@ -158,10 +166,8 @@ impl ser::Serializer for Ser {
 
 impl Collect {
     fn seq(self) -> Value {
-        let bytes = !self.items.is_empty() && self.items.iter().all(|item| matches!(item, Value::Byte(_)));
-        if bytes {
-            let bytes = self.items.iter().filter_map(|item| if let Value::Byte(b) = item { Some(*b) } else { None });
-            return Value::Bytes(bytes.collect());
+        if self.items.is_empty() && !self.bytes.is_empty() {
+            return Value::Bytes(self.bytes.into());
         }
         Value::Seq(None, self.items)
     }
@@ -171,7 +177,23 @@ impl ser::SerializeSeq for Collect {
     type Ok = Value;
     type Error = GobError;
     fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), GobError> {
-        self.items.push(value.serialize(Ser)?);
+        let first = self.items.is_empty() && self.bytes.is_empty();
+        match value.serialize(Ser)? {
+            Value::Byte(byte) if self.items.is_empty() => {
+                if first {
+                    self.bytes.reserve(self.hint.min(1 << 24));
+                }
+                self.bytes.push(byte);
+            }
+            value => {
+                if first {
+                    self.items.reserve(self.hint.min(4096));
+                }
+                // Not all bytes after all: the ones so far become elements.
+                self.items.extend(self.bytes.drain(..).map(Value::Byte));
+                self.items.push(value);
+            }
+        }
         Ok(())
     }
     fn end(self) -> Result<Value, GobError> {

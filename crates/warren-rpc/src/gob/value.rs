@@ -1,13 +1,10 @@
 //! The value tree between gob and serde.
 
-use serde::{Deserialize, Serialize};
-
 use super::types::Ty;
 use super::{GobError, MAX_DEPTH, err};
 
-/// A value with the types gob needs. Also the payload a gob call hands its handler (in the
-/// [`Codec::Gob`](crate::Codec::Gob) encoding, which is this tree in MessagePack).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A value with the types gob needs.
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Value {
     /// `None`: gob sends nothing for it.
     Nil,
@@ -17,8 +14,8 @@ pub(crate) enum Value {
     /// A `u8`, which is a gob `uint` alone and makes a slice of them a `[]byte`.
     Byte(u8),
     Float(f64),
-    #[serde(with = "serde_bytes_compat")]
-    Bytes(Vec<u8>),
+    /// A large one is a slice of the buffer it came in or the `Bytes` it was serialized from.
+    Bytes(bytes::Bytes),
     Str(String),
     /// A slice, with its element type when the elements alone cannot tell it (none, or all nil).
     Seq(Option<Ty>, Vec<Value>),
@@ -30,6 +27,21 @@ pub(crate) enum Value {
 }
 
 impl Value {
+    /// `Seq` and the string field `text` of a net/rpc `Request` or `Response` header; `None`
+    /// when it is not a struct. Go leaves zero values out: a missing field is 0 or "".
+    pub fn header(self, text: &str) -> Option<(u64, String)> {
+        let Value::Struct(_, fields) = self else { return None };
+        let (mut seq, mut found) = (0, String::new());
+        for (name, value) in fields {
+            match value {
+                Value::Uint(s) if name == "Seq" => seq = s,
+                Value::Str(t) if name == text => found = t,
+                _ => {}
+            }
+        }
+        Some((seq, found))
+    }
+
     /// The gob type of this value; `None` when nothing in it says (a nil, an empty slice of
     /// unknown elements): such a struct field is left out of its struct's type.
     pub fn ty(&self, depth: usize) -> Result<Option<Ty>, GobError> {
@@ -101,18 +113,4 @@ fn merge(a: Ty, b: Ty) -> Result<Ty, GobError> {
         (Ty::Map(ak, av), Ty::Map(bk, bv)) => Ty::Map(Box::new(merge(*ak, *bk)?), Box::new(merge(*av, *bv)?)),
         (a, b) => return err(format!("elements of one slice or map have different types ({a:?} and {b:?})")),
     })
-}
-
-/// Byte slices as MessagePack `bin` rather than arrays of numbers.
-mod serde_bytes_compat {
-    use serde::{Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_bytes(bytes)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        let bytes: crate::Bytes = serde::Deserialize::deserialize(d)?;
-        Ok(bytes.to_vec())
-    }
 }

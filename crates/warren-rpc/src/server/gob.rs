@@ -16,8 +16,8 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tracing::{debug, warn};
 
 use super::context::{PeerInfo, Push};
-use super::registry::Shape;
 use super::wire::{Broken, Call, Inbound, Replies, Wire};
+use crate::bytes::ZERO_COPY_MIN;
 use crate::codec::Codec;
 use crate::error::ErrorCode;
 use crate::frame::MethodName;
@@ -47,16 +47,18 @@ impl<R: AsyncRead + Unpin + Send + 'static> Gob<R> {
         Gob { io, buf: buffered, decoder: Decoder::default(), max, message_timeout, peer, header: None, replies }
     }
 
-    /// The next whole message; `None` at a clean end of input.
-    async fn message(&mut self) -> Result<Option<Bytes>, Broken> {
+    /// The next whole message with the length of its length prefix; `None` at a clean end of
+    /// input.
+    async fn message(&mut self) -> Result<Option<(Bytes, usize)>, Broken> {
         loop {
             match next_message(&self.buf, self.max as usize) {
                 Err(err) => return Err(self.broken(&err)),
                 Ok(Some((prefix, len))) if self.buf.len() >= prefix + len => {
-                    let mut message = self.buf.split_to(prefix + len);
-                    return Ok(Some(message.split_off(prefix).freeze()));
+                    return Ok(Some((self.buf.split_to(prefix + len).freeze(), prefix)));
                 }
-                Ok(_) => {}
+                // Room for the whole message at once, rather than doubling up to it.
+                Ok(Some((prefix, len))) => self.buf.reserve(prefix + len - self.buf.len()),
+                Ok(None) => {}
             }
             let started = !self.buf.is_empty();
             let read = self.io.read_buf(&mut self.buf);
@@ -106,21 +108,23 @@ impl<R: AsyncRead + Unpin + Send + 'static> Wire for Gob<R> {
 
     async fn read(&mut self) -> Result<Option<Inbound<GobId>>, Broken> {
         loop {
-            let Some(message) = self.message().await? else { return Ok(None) };
-            let value = match self.decoder.message(&message) {
-                Ok(Some(value)) => value,
+            let Some((whole, prefix)) = self.message().await? else { return Ok(None) };
+            let message = match self.decoder.read(whole, prefix) {
+                Ok(Some(message)) => message,
                 Ok(None) => continue,
                 Err(err) => return Err(self.broken(&err)),
             };
             let Some((seq, method)) = self.header.take() else {
-                self.header = Some(request_header(value).map_err(|err| self.broken(&err))?);
+                let header = self.decoder.value(&message).and_then(|value| {
+                    value
+                        .header("ServiceMethod")
+                        .ok_or_else(|| GobError("a request header that is not a struct".into()))
+                });
+                self.header = Some(header.map_err(|err| self.broken(&err))?);
                 continue;
             };
-            // The argument travels to its handler in the typed form gob needs (Codec::Gob).
-            let payload = match rmp_serde::to_vec(&value) {
-                Ok(payload) => Bytes::from(payload),
-                Err(err) => return Err(self.broken(&GobError(format!("cannot pass the argument on: {err}")))),
-            };
+            // The argument travels to its handler as gob (Codec::Gob), read only there.
+            let payload = self.decoder.standalone(message).map_err(|err| self.broken(&err))?;
             let method = MethodName::from(method);
             return Ok(Some(Inbound::Call(Call { id: Some(GobId { seq }), method, payload, timeout: None })));
         }
@@ -141,33 +145,6 @@ impl<R: AsyncRead + Unpin + Send + 'static> Wire for Gob<R> {
         })
         .await;
     }
-
-    fn shutting_down(&self) -> Option<Bytes> {
-        None
-    }
-
-    fn drained(&self) -> Option<Bytes> {
-        None
-    }
-
-    fn duplicate(&self) -> Broken {
-        // Gob calls have no cancel key, so no call is ever a duplicate.
-        Broken::Gone
-    }
-}
-
-/// `ServiceMethod` and `Seq` of a `Request`.
-fn request_header(value: Value) -> Result<(u64, String), GobError> {
-    let Value::Struct(_, fields) = value else { return Err(GobError("a request header that is not a struct".into())) };
-    let (mut seq, mut method) = (0, String::new());
-    for (name, value) in fields {
-        match (name.as_str(), value) {
-            ("Seq", Value::Uint(s)) => seq = s,
-            ("ServiceMethod", Value::Str(m)) => method = m,
-            _ => {}
-        }
-    }
-    Ok((seq, method))
 }
 
 /// A call's `Seq`, which its answer repeats.
@@ -182,33 +159,62 @@ pub(crate) struct GobReplies {
     limit: u32,
 }
 
+/// A `Response` header.
+fn response(seq: u64, error: &str) -> Value {
+    Value::Struct(
+        "Response".into(),
+        vec![
+            // Go's client does not look at it; Go's server sends it, the client may log it.
+            ("ServiceMethod".into(), Value::Str(String::new())),
+            ("Seq".into(), Value::Uint(seq)),
+            ("Error".into(), Value::Str(error.to_owned())),
+        ],
+    )
+}
+
 impl GobReplies {
-    /// A `Response` header and its body, as one piece queued whole.
-    fn answer(&self, seq: u64, error: &str, body: &Value) -> Result<Bytes, GobError> {
-        let header = Value::Struct(
-            "Response".into(),
-            vec![
-                // Go's client does not look at it; Go's server sends it, the client may log it.
-                ("ServiceMethod".into(), Value::Str(String::new())),
-                ("Seq".into(), Value::Uint(seq)),
-                ("Error".into(), Value::Str(error.to_owned())),
-            ],
-        );
-        let mut encoder = self.encoder.lock().unwrap_or_else(PoisonError::into_inner);
-        let head = encoder.encode(&header)?;
-        let body = encoder.encode(body)?;
-        let size = head.bytes.len() + body.bytes.len();
+    fn too_large(&self, size: usize) -> Result<(), GobError> {
         if size > self.limit as usize {
             return Err(GobError(format!("answer of {size} bytes exceeds the limit of {} bytes", self.limit)));
         }
-        Ok(queued([head, body]))
+        Ok(())
+    }
+
+    /// A `Response` header and a handler's reply in the [`Codec::Gob`] form, put on this
+    /// connection's stream: large byte strings of the reply stay in their own buffers.
+    fn answer(&self, seq: u64, reply: Outgoing) -> Result<Outgoing, GobError> {
+        let parts = match reply {
+            Outgoing::Whole(bytes) => vec![bytes],
+            Outgoing::Owned(bytes) => vec![bytes.freeze()],
+            Outgoing::Parts(parts) => parts.into_vec(),
+        };
+        let mut encoder = self.encoder.lock().unwrap_or_else(PoisonError::into_inner);
+        let (mut head, body) = encoder.reencode(&response(seq, ""), parts)?;
+        drop(encoder);
+        self.too_large(head.bytes.len() + body.iter().map(Bytes::len).sum::<usize>())?;
+        if body.iter().all(|part| part.len() < ZERO_COPY_MIN) {
+            for part in &body {
+                head.bytes.extend_from_slice(part);
+            }
+            return Ok(queued([head]).into());
+        }
+        let mut whole = Vec::with_capacity(body.len() + 1);
+        whole.push(queued([head]));
+        whole.extend(body);
+        Ok(Outgoing::Parts(whole.into()))
     }
 
     fn error_answer(&self, seq: u64, code: ErrorCode, message: &str) -> Bytes {
-        let error = format!("{code}: {message}");
-        // An empty struct follows an error, as from Go's server (`invalidRequest`).
-        let empty = Value::Struct(String::new(), Vec::new());
-        self.answer(seq, &error, &empty).unwrap_or_else(|err| {
+        let answer = || {
+            let error = format!("{code}: {message}");
+            let mut encoder = self.encoder.lock().unwrap_or_else(PoisonError::into_inner);
+            let head = encoder.encode(&response(seq, &error))?;
+            // An empty struct follows an error, as from Go's server (`invalidRequest`).
+            let body = encoder.encode(&Value::Struct(String::new(), Vec::new()))?;
+            self.too_large(head.bytes.len() + body.bytes.len())?;
+            Ok::<_, GobError>(queued([head, body]))
+        };
+        answer().unwrap_or_else(|err| {
             // Only a broken encoder state gets here; the peer then sees the connection end.
             warn!("cannot encode a gob error answer: {err}");
             Bytes::new()
@@ -227,20 +233,9 @@ impl Replies for GobReplies {
         self.limit
     }
 
-    fn shape(&self, _: Option<&GobId>) -> Shape {
-        Shape::Payload
-    }
-
-    fn cancel_key(_: &GobId) -> Option<u32> {
-        None
-    }
-
     fn success(&self, id: &GobId, reply: Outgoing) -> Outgoing {
-        let reply = rmp_serde::from_slice::<Value>(&reply.into_bytes())
-            .map_err(|err| GobError(err.to_string()))
-            .and_then(|value| self.answer(id.seq, "", &value));
-        match reply {
-            Ok(answer) => answer.into(),
+        match self.answer(id.seq, reply) {
+            Ok(answer) => answer,
             Err(err) => {
                 self.error_answer(id.seq, ErrorCode::Internal, &format!("cannot encode the reply: {err}")).into()
             }

@@ -20,7 +20,6 @@ use tokio::io::AsyncRead;
 use tracing::{debug, warn};
 
 use super::context::{PeerInfo, Push};
-use super::registry::Shape;
 use super::stall::{StallGuard, Stalled};
 use super::wire::{Broken, Call, Inbound, Replies, Wire};
 use crate::codec::Codec;
@@ -124,19 +123,6 @@ impl<R: AsyncRead + Unpin + Send + 'static> Wire for JsonLines<R> {
     async fn discard(&mut self, limit: Duration) {
         let _ = tokio::time::timeout(limit, async { while let Ok(Some(_)) = self.lines.next().await {} }).await;
     }
-
-    fn shutting_down(&self) -> Option<Bytes> {
-        None
-    }
-
-    fn drained(&self) -> Option<Bytes> {
-        None
-    }
-
-    fn duplicate(&self) -> Broken {
-        // JSON-RPC calls have no cancel key, so no call is ever a duplicate.
-        Broken::Gone
-    }
 }
 
 /// A JSON-RPC call's id, and the dialect its answer is written in.
@@ -160,14 +146,6 @@ impl Replies for JsonReplies {
 
     fn limit(&self) -> u32 {
         self.limit
-    }
-
-    fn shape(&self, _: Option<&JsonId>) -> Shape {
-        Shape::Payload
-    }
-
-    fn cancel_key(_: &JsonId) -> Option<u32> {
-        None
     }
 
     fn success(&self, id: &JsonId, reply: Outgoing) -> Outgoing {

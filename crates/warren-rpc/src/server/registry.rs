@@ -84,7 +84,7 @@ where
             let value = reply.await?;
             let encoded = match call.shape {
                 Shape::Frame => message::response_frame(call.id, call.codec, &value, call.reply_limit),
-                Shape::Payload => message::payload(call.codec, &value, call.reply_limit).map(Outgoing::from),
+                Shape::Payload => message::payload_outgoing(call.codec, &value, call.reply_limit),
             };
             encoded.map_err(|err| match err {
                 EncodeError::TooLarge { size, limit } => HandlerError {

@@ -52,14 +52,21 @@ pub(crate) trait Wire: Send + 'static {
     fn discard(&mut self, limit: Duration) -> impl Future<Output = ()> + Send;
 
     /// Said to the peer when the server starts draining, if the wire can say it.
-    fn shutting_down(&self) -> Option<Bytes>;
+    fn shutting_down(&self) -> Option<Bytes> {
+        None
+    }
 
     /// Said to the peer last, once a drain is done.
-    fn drained(&self) -> Option<Bytes>;
+    fn drained(&self) -> Option<Bytes> {
+        None
+    }
 
     /// The peer started a call whose id is still in flight: an answer would be matched to the
-    /// first one, so the connection ends. The wire logs and returns its last words.
-    fn duplicate(&self) -> Broken;
+    /// first one, so the connection ends. The wire logs and returns its last words. A wire
+    /// without cancel keys never has a duplicate.
+    fn duplicate(&self) -> Broken {
+        Broken::Gone
+    }
 }
 
 /// The id a wire routes a call's answer with.
@@ -76,11 +83,16 @@ pub(crate) trait Replies: Clone + Send + Sync + 'static {
     /// Largest answer the peer accepts.
     fn limit(&self) -> u32;
 
-    /// How a handler of this wire encodes its success.
-    fn shape(&self, id: Option<&Self::Id>) -> Shape;
+    /// How a handler of this wire encodes its success: a bare payload unless the wire frames
+    /// it in place.
+    fn shape(&self, _id: Option<&Self::Id>) -> Shape {
+        Shape::Payload
+    }
 
     /// The key a CANCEL names the call by, if the wire has cancels.
-    fn cancel_key(id: &Self::Id) -> Option<u32>;
+    fn cancel_key(_id: &Self::Id) -> Option<u32> {
+        None
+    }
 
     /// A handler's success, encoded by it in [`shape`](Self::shape), as the answer to send.
     fn success(&self, id: &Self::Id, reply: Outgoing) -> Outgoing;
