@@ -472,3 +472,60 @@ restart = "never"
     assert_eq!(skipped + shown, lines, "every line shown or counted as skipped");
     down(&mut up);
 }
+
+#[test]
+fn with_stdout_on_dev_null_every_line_still_reaches_the_file_and_its_followers() {
+    // `up > /dev/null` makes no terminal lines at all: the files and `logs` must not notice.
+    let lines = 20_000u64;
+    let mut up = Up::start_with(
+        &format!(
+            r#"
+[programs.flood]
+command = "/bin/sh"
+args = ["-c", "sleep 1 && exec \"$0\" flood {lines}", @child@]
+restart = "never"
+{IDLE}"#
+        ),
+        |command, _| {
+            command.stdout(Stdio::from(std::fs::File::create("/dev/null").expect("/dev/null")));
+        },
+    );
+    let socket = up.socket();
+    wait_until("the control socket", BOUND, || socket.exists());
+    let mut follower = Command::new(common::WARREN)
+        .args(["logs", "-f", "flood"])
+        .env("WARREN_CONTROL", up.socket())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start warren logs -f");
+    let out = BufReader::new(follower.stdout.take().expect("stdout"));
+    let reader = std::thread::spawn(move || {
+        let mut next = 0;
+        for line in out.lines().map_while(Result::ok) {
+            assert_eq!(line[5..13].parse::<u64>().expect("a line number"), next, "{line}");
+            next += 1;
+            if next == lines {
+                break;
+            }
+        }
+        next
+    });
+    up.wait_status("flood", BOUND, |row| row["state"] == "exited");
+    let file = logs_dir(&up).join("flood.log");
+    wait_until("every record in the file", BOUND, || {
+        std::fs::read_to_string(&file).is_ok_and(|text| text.lines().count() as u64 == lines)
+    });
+    let text = std::fs::read_to_string(&file).expect("flood.log");
+    let seqs: Vec<u64> = text.lines().map(|l| l.split(' ').nth(3).expect("seq").parse().expect("a number")).collect();
+    assert_eq!(seqs, (1..=lines).collect::<Vec<_>>());
+    let deadline = Instant::now() + BOUND;
+    while !reader.is_finished() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Stopped first, so that a failed check leaves no follower behind.
+    let _ = follower.kill();
+    let _ = follower.wait();
+    assert_eq!(reader.join().expect("the follower's reader"), lines, "lines the follower got");
+    down(&mut up);
+}

@@ -41,15 +41,55 @@ struct Flood {
 }
 
 impl Runner<'_> {
-    /// Both floods, in an order that alternates from round to round.
+    /// The floods, in an order that rotates from round to round.
     pub(super) fn logs_files(&mut self, round: usize) {
         let supervisord = self.config.supervisord.clone();
-        for k in 0..2 {
-            match ((k + round) % 2, &supervisord) {
+        for k in 0..3 {
+            match ((k + round) % 3, &supervisord) {
                 (0, _) => self.logs_files_warren(round),
-                (_, Some(sv)) => self.logs_files_supervisord(round, sv),
+                (1, Some(sv)) => self.logs_files_supervisord(round, sv),
+                (2, _) => self.logs_files_direct(round),
                 _ => {}
             }
+        }
+    }
+
+    /// The ceiling of any supervisor: the same programs with none, each one's stdout a file of
+    /// its own, so the programs write their files themselves (no pipe, no second process).
+    fn logs_files_direct(&mut self, round: usize) {
+        let lines = lines_per_program(self.config.quick);
+        let dir = self.dir.join("directflood");
+        let result = (|| -> anyhow::Result<f64> {
+            std::fs::create_dir_all(&dir)?;
+            let start = Instant::now();
+            let mut children = Vec::new();
+            for i in 0..PROGRAMS {
+                let file = std::fs::File::create(dir.join(format!("c{i}.out")))?;
+                let child = Command::new(self.child())
+                    .args(["log", &lines.to_string()])
+                    .stdin(Stdio::null())
+                    .stdout(file)
+                    .stderr(Stdio::null())
+                    .spawn();
+                children.push(child);
+            }
+            // Every child spawned is waited for, whatever failed.
+            let statuses: Vec<_> = children.into_iter().map(|c| c.and_then(|mut c| c.wait())).collect();
+            let seconds = start.elapsed().as_secs_f64();
+            for status in statuses {
+                let status = status.context("a directly logging wb-child")?;
+                ensure!(status.success(), "a directly logging wb-child exited with {status}");
+            }
+            Ok(seconds)
+        })();
+        let _ = std::fs::remove_dir_all(&dir);
+        match result {
+            Ok(seconds) => {
+                let rate = (PROGRAMS as u64 * lines) as f64 / seconds;
+                self.store.put("logfiles/lines_s", "direct", round, rate);
+                eprintln!("wb-run: r{round} log files, no supervisor (stdout a file): {rate:.0} lines/s");
+            }
+            Err(err) => self.fail(format!("round {round} log files, no supervisor"), &err),
         }
     }
 

@@ -18,7 +18,9 @@ pub(super) fn render(config: &Config, s: &Store, w: &mut String) {
          lines as fast as it can), {} lines in all. **`warren up`**: each program's lines into its log file \
          (records with time, pid, stream and sequence number; default rotation, 10 MiB × 5), `up`'s own stdout to \
          `/dev/null`; done when every file's last record is its program's last line. **supervisord**: the same \
-         programs, each `stdout_logfile` a file (raw lines, no rotation); done likewise. lines/s from the start \
+         programs, each `stdout_logfile` a file (raw lines, no rotation); done likewise. **No supervisor**: the \
+         same programs started by the driver with their stdout opened on a file; done when all have exited. \
+         lines/s from the start \
          (`up` launched / `startAllProcesses`) to the last line on disk; CPU = the supervisor's user + system \
          time per line. `warren ×` is per round. RSS: `up`'s `VmRSS` every 20 ms after the first {}% of the lines.\n",
         PROGRAMS as u64 * lines,
@@ -39,6 +41,12 @@ pub(super) fn render(config: &Config, s: &Store, w: &mut String) {
         cell(&s.get("logfiles/lines_s", "supervisord"), 0),
         ratio_cell(&s.ratio("logfiles/lines_s", "warren", "supervisord")),
         cell(&s.get("logfiles/cpu_ns_line", "supervisord"), 0),
+    );
+    let _ = writeln!(
+        w,
+        "| no supervisor: each program's stdout is its file (the ceiling) | {} | {} | — | — |",
+        cell(&s.get("logfiles/lines_s", "direct"), 0),
+        ratio_cell(&s.ratio("logfiles/lines_s", "warren", "direct")),
     );
     let _ = writeln!(
         w,
