@@ -254,16 +254,22 @@ struct Follower {
     problem: Arc<Mutex<Option<String>>>,
 }
 
+/// `warren logs ARGS` against `up`, its output on a pipe.
+fn logs_command(up: &Up, args: &[&str]) -> std::process::Child {
+    Command::new(common::WARREN)
+        .arg("logs")
+        .args(args)
+        .env("WARREN_CONTROL", up.socket())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start warren logs")
+}
+
 impl Follower {
     fn start(up: &Up, program: &str) -> Follower {
-        let mut process = Command::new(common::WARREN)
-            .args(["logs", "-f", "-n", "100000000", program])
-            .env("WARREN_CONTROL", up.socket())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start warren logs -f");
+        let mut process = logs_command(up, &["-f", "-n", "100000000", program]);
         let received = Arc::new(AtomicU64::new(0));
         let problem = Arc::new(Mutex::new(None));
         let out = process.stdout.take().expect("stdout");
@@ -384,13 +390,7 @@ restart = "never"
 {IDLE}"#
     ));
     up.wait_line("control socket", BOUND);
-    let mut follower = Command::new(common::WARREN)
-        .args(["logs", "-f", "-n", "100000000", "--json"])
-        .env("WARREN_CONTROL", up.socket())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start warren logs -f");
+    let mut follower = logs_command(&up, &["-f", "-n", "100000000", "--json"]);
     let out = BufReader::new(follower.stdout.take().expect("stdout"));
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -433,13 +433,7 @@ restart = "never"
 {IDLE}"#
     ));
     up.wait_line("control socket", BOUND);
-    let mut follower = Command::new(common::WARREN)
-        .args(["logs", "-f", "flood"])
-        .env("WARREN_CONTROL", up.socket())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start warren logs -f");
+    let mut follower = logs_command(&up, &["-f", "flood"]);
     let out = BufReader::new(follower.stdout.take().expect("stdout"));
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -492,13 +486,7 @@ restart = "never"
     );
     let socket = up.socket();
     wait_until("the control socket", BOUND, || socket.exists());
-    let mut follower = Command::new(common::WARREN)
-        .args(["logs", "-f", "flood"])
-        .env("WARREN_CONTROL", up.socket())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start warren logs -f");
+    let mut follower = logs_command(&up, &["-f", "flood"]);
     let out = BufReader::new(follower.stdout.take().expect("stdout"));
     let reader = std::thread::spawn(move || {
         let mut next = 0;
