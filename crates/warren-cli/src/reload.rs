@@ -101,8 +101,8 @@ pub fn describe(answer: &ReloadAnswer) -> Vec<String> {
     let kept = answer.unchanged.len();
     lines.push(match (answer.added.len() + answer.changed.len() + answer.removed.len(), answer.applied) {
         (0, _) => format!("nothing to change ({kept} unchanged)"),
-        (_, true) => format!("reloaded; {kept} unchanged kept running"),
-        (_, false) => format!("dry run: nothing changed; {kept} unchanged would keep running"),
+        (_, true) => format!("reloaded; {kept} unchanged, left as they were"),
+        (_, false) => format!("dry run: nothing changed; {kept} unchanged would be left as they are"),
     });
     lines
 }

@@ -263,6 +263,8 @@ fn describe(supervisor: &Supervisor, name: &str, state: &State, pid: Option<u32>
     if let Some(reason) = reason {
         return match state {
             State::Backoff { .. } => format!("{name}: {reason}; {state}"),
+            // News about a program that stays ready (a rolling restart's steps): the news alone.
+            State::Ready => format!("{name}: {reason}"),
             _ => format!("{name}: {}: {reason}", state.as_change(true)),
         };
     }

@@ -252,7 +252,7 @@ fn a_plugin_serves_its_passed_socket_and_replicas_roll_one_at_a_time() {
     }
     // One at a time: the second member's new instance started only after the first's old one
     // had ended, so at no point were both old instances gone before a new one was ready.
-    let first_old_ended = format!("api.1: ready: rolling restart: the old instance (pid {}) exited", before[0]);
+    let first_old_ended = format!("api.1: rolling restart: the old instance (pid {}) exited", before[0]);
     let first_old_ended = up.wait_line(&first_old_ended, BOUND).at;
     // The new api.2 says where it serves: its runtime socket is named after its slot.
     let second_started = up.wait_line("api_2_", BOUND).at;
