@@ -33,8 +33,9 @@ impl Tail {
 }
 
 /// Pumps `pipe` into `sink` until end-of-file or a read error; returns the number of lines.
+#[cfg(test)]
 pub async fn pump<R: AsyncRead + Unpin>(
-    mut pipe: R,
+    pipe: R,
     child: Arc<str>,
     pid: u32,
     stream: Stream,
@@ -42,8 +43,56 @@ pub async fn pump<R: AsyncRead + Unpin>(
     sink: Arc<dyn LogSink>,
     tail: Option<Arc<Tail>>,
 ) -> u64 {
-    let mut lines = Lines { child, pid, stream, max_line: max_line.max(1), sink, tail, seq: 0, ends: Vec::new() };
-    let mut buf: Vec<u8> = Vec::with_capacity(READ_BYTES);
+    pump_held(pipe, PumpOf { child, pid, stream, max_line, sink, tail }, Carried::default(), None).await
+}
+
+/// Where a pump stands between two reads, for a hand-over across exec: how many lines it has
+/// numbered, and the start of a line whose end it has not read yet.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Carried {
+    pub seq: u64,
+    pub rest: Vec<u8>,
+}
+
+/// What a pump reports to a hand-over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum PumpAt {
+    Reading,
+    /// Holding between reads, nothing half-read: this is where it stands.
+    Held(Carried),
+    /// The pipe reached end-of-file.
+    Ended,
+}
+
+/// Lets a pump be held between reads while `held` is true, reporting where it stands on `at`.
+pub(crate) struct Hold {
+    pub held: tokio::sync::watch::Receiver<bool>,
+    pub at: tokio::sync::watch::Sender<PumpAt>,
+}
+
+/// Whose lines a pump reads, and where they go.
+pub(crate) struct PumpOf {
+    pub child: Arc<str>,
+    pub pid: u32,
+    pub stream: Stream,
+    pub max_line: usize,
+    pub sink: Arc<dyn LogSink>,
+    pub tail: Option<Arc<Tail>>,
+}
+
+/// [`pump`], going on from `from` (what an earlier image of the host had read), and holding
+/// between reads whenever `hold` says so.
+pub(crate) async fn pump_held<R: AsyncRead + Unpin>(
+    mut pipe: R,
+    of: PumpOf,
+    from: Carried,
+    mut hold: Option<Hold>,
+) -> u64 {
+    let PumpOf { child, pid, stream, max_line, sink, tail } = of;
+    let mut lines =
+        Lines { child, pid, stream, max_line: max_line.max(1), sink, tail, seq: from.seq, ends: Vec::new() };
+    let mut buf: Vec<u8> = Vec::with_capacity(READ_BYTES.max(from.rest.len()));
+    buf.extend_from_slice(&from.rest);
     loop {
         // What is left from the last read holds no newline, so the last newline in the buffer
         // ends the whole lines this read completed: they go on together.
@@ -58,16 +107,41 @@ pub async fn pump<R: AsyncRead + Unpin>(
         if buf.capacity() - buf.len() < READ_BYTES / 16 {
             buf.reserve(READ_BYTES);
         }
-        match pipe.read_buf(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {}
+        let step = match hold.as_mut() {
+            None => Step::Read(pipe.read_buf(&mut buf).await),
+            // `read_buf` is cancel-safe: when the hold wins, nothing was read.
+            Some(hold) => tokio::select! {
+                biased;
+                Ok(_) = hold.held.wait_for(|held| *held) => Step::Hold,
+                read = pipe.read_buf(&mut buf) => Step::Read(read),
+            },
+        };
+        match step {
+            Step::Read(Ok(0) | Err(_)) => break,
+            Step::Read(Ok(_)) => {}
+            Step::Hold => {
+                if let Some(hold) = hold.as_mut() {
+                    hold.at.send_replace(PumpAt::Held(Carried { seq: lines.seq, rest: buf.clone() }));
+                    let _ = hold.held.wait_for(|held| !*held).await;
+                    hold.at.send_replace(PumpAt::Reading);
+                }
+            }
         }
     }
     if !buf.is_empty() {
         lines.emit(&buf, false, true);
     }
     lines.sink.closed(&lines.child, stream);
+    if let Some(hold) = &hold {
+        hold.at.send_replace(PumpAt::Ended);
+    }
     lines.seq
+}
+
+/// What a pump does next: go on with what a read returned, or hold.
+enum Step {
+    Read(std::io::Result<usize>),
+    Hold,
 }
 
 /// How much one read asks for: a pipe's default capacity, so that a child printing as fast as it

@@ -27,7 +27,22 @@ use tokio::sync::oneshot;
 
 use crate::sys;
 
-type Job = (sys::Exec, oneshot::Sender<io::Result<u32>>);
+/// What the spawner thread is asked to do.
+enum Job {
+    Spawn(sys::Exec, oneshot::Sender<io::Result<u32>>),
+    /// Replace the process image from this thread (a hand-over, docs/UPGRADE.md): the
+    /// children's parent-death signal follows the thread that started them, and `execve`
+    /// from any other thread ends this one first, which would fire it. Answered only if the
+    /// exec failed.
+    Exec(ExecSelf, oneshot::Sender<io::Error>),
+}
+
+/// A program to replace this process with.
+pub(crate) struct ExecSelf {
+    pub program: CString,
+    pub argv: Vec<CString>,
+    pub envp: Vec<CString>,
+}
 
 #[derive(Debug)]
 pub struct Spawner {
@@ -35,6 +50,7 @@ pub struct Spawner {
     /// The host's pid as its children see it: 0 from inside a PID namespace, whose processes
     /// cannot see their parent outside it.
     parent_seen_by_children: u32,
+    pid_namespace: bool,
 }
 
 impl Spawner {
@@ -58,7 +74,14 @@ impl Spawner {
                     None
                 };
                 let _ = ready.send(Ok(()));
-                while let Ok((exec, reply)) = queue.recv() {
+                while let Ok(job) = queue.recv() {
+                    let (exec, reply) = match job {
+                        Job::Spawn(exec, reply) => (exec, reply),
+                        Job::Exec(program, reply) => {
+                            let _ = reply.send(sys::handover::exec(&program.program, &program.argv, &program.envp));
+                            continue;
+                        }
+                    };
                     let started = crate::reaper::register(|| sys::spawn(&exec), |pid| Some(*pid));
                     // Closes the child's ends of its pipes here, so the host sees end-of-file when
                     // the child closes them.
@@ -83,7 +106,7 @@ impl Spawner {
         match started.recv() {
             Ok(Ok(())) => {
                 let parent_seen_by_children = if pid_namespace { 0 } else { sys::current_pid() };
-                Ok(Spawner { jobs, parent_seen_by_children })
+                Ok(Spawner { jobs, parent_seen_by_children, pid_namespace })
             }
             Ok(Err(err)) => Err(crate::HostError::PidNamespace(err)),
             Err(_) => Err(crate::HostError::Spawner(io::Error::other("the spawner thread ended at its start"))),
@@ -99,9 +122,23 @@ impl Spawner {
         let stdout = pipe::Receiver::from_owned_fd(stdout)?;
         let stderr = pipe::Receiver::from_owned_fd(stderr)?;
         let (reply, answer) = oneshot::channel();
-        self.jobs.send((exec, reply)).map_err(|_| io::Error::other("the spawner thread has stopped"))?;
+        self.jobs.send(Job::Spawn(exec, reply)).map_err(|_| io::Error::other("the spawner thread has stopped"))?;
         let pid = answer.await.map_err(|_| io::Error::other("the spawner thread has stopped"))??;
         Ok(Process { pid, stdin: Some(stdin), stdout: Some(stdout), stderr: Some(stderr), exit: ExitWatch::new(pid) })
+    }
+
+    /// Whether children start in a PID namespace of this thread's.
+    pub fn uses_pid_namespace(&self) -> bool {
+        self.pid_namespace
+    }
+
+    /// Replaces the process image from the spawner thread; returns only if that failed.
+    pub async fn exec(&self, program: ExecSelf) -> io::Error {
+        let (reply, answer) = oneshot::channel();
+        if self.jobs.send(Job::Exec(program, reply)).is_err() {
+            return io::Error::other("the spawner thread has stopped");
+        }
+        answer.await.unwrap_or_else(|_| io::Error::other("the spawner thread has stopped"))
     }
 }
 
@@ -340,14 +377,27 @@ pub struct Process {
 }
 
 impl Process {
+    /// A child started by an earlier image of this process (a hand-over): still this
+    /// process's child, so its exit is watched and reaped as any other's.
+    pub fn adopt(pid: u32) -> Process {
+        let _ = crate::reaper::register(|| Ok(()), |()| Some(pid));
+        Process { pid, stdin: None, stdout: None, stderr: None, exit: ExitWatch::new(pid) }
+    }
+
     pub fn id(&self) -> u32 {
         self.pid
     }
 
-    /// Waits for the child to exit and reaps it.
-    pub async fn wait(mut self) -> io::Result<ExitStatus> {
-        // `self` is dropped (and the pid unregistered) only once the child is reaped.
-        match std::mem::replace(&mut self.exit, ExitWatch::Blocking) {
+    /// Whether its exit is watched through a pidfd, which [`exited`](Self::exited) can stop
+    /// watching at any await without losing it.
+    pub fn watched_by_pidfd(&self) -> bool {
+        matches!(self.exit, ExitWatch::PidFd(_))
+    }
+
+    /// Waits for the child to exit and reaps it. Cancel-safe with a pidfd: a wait dropped
+    /// before it returns has reaped nothing.
+    pub async fn exited(&mut self) -> io::Result<ExitStatus> {
+        match &self.exit {
             ExitWatch::PidFd(pidfd) => loop {
                 let mut ready = pidfd.readable().await?;
                 let options = rustix::process::WaitIdOptions::EXITED | rustix::process::WaitIdOptions::NOHANG;
@@ -363,6 +413,12 @@ impl Process {
                 tokio::task::spawn_blocking(move || sys::wait_for(pid)).await.map_err(io::Error::other)?
             }
         }
+    }
+
+    /// Waits for the child to exit and reaps it.
+    pub async fn wait(mut self) -> io::Result<ExitStatus> {
+        // `self` is dropped (and the pid unregistered) only once the child is reaped.
+        self.exited().await
     }
 }
 
