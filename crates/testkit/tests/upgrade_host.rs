@@ -99,6 +99,15 @@ fn five_hand_overs_keep_the_same_children_and_every_line_once() {
     assert_eq!(exits.len(), 3, "{lines:#?}");
     assert!(exits.iter().all(|exit| exit.ends_with("Exited { code: 0 }")), "a clean stop: {exits:#?}");
     assert!(!std::path::Path::new(dir).exists(), "runtime directory {dir} left behind");
+
+    // From `hand_over` called to the new image's host rebuilt, its clients connected.
+    let at = |prefix: &str| -> Vec<u128> {
+        field(&lines, prefix).iter().filter_map(|rest| rest.split_once(' ')?.1.parse().ok()).collect()
+    };
+    let (out, up) = (at("handing-over "), at("host-up "));
+    let pauses: Vec<u128> = out.iter().zip(&up[1..]).map(|(out, up)| up.saturating_sub(*out) / 1000).collect();
+    eprintln!("hand-over pauses (ms, debug build): {pauses:?}");
+    assert_eq!(pauses.len(), 5);
 }
 
 #[test]

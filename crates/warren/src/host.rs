@@ -200,6 +200,14 @@ impl Host {
             if running || !starting.insert(name.clone()) {
                 return Err(SpawnError::DuplicateName { name: spec.name.clone() });
             }
+            // Checked under the lock a hand-over sets its hold under: a child started now
+            // would be left out of the state, and its pipes closed by the exec.
+            if *self.shared.held.borrow() {
+                starting.remove(&name);
+                let source =
+                    std::io::Error::new(std::io::ErrorKind::ResourceBusy, "the host is handing over to a new image");
+                return Err(SpawnError::Setup { name: spec.name.clone(), what: "start", source });
+            }
         }
         let shared = &self.shared;
         let registry: std::sync::Weak<dyn Registry> = Arc::downgrade(shared) as std::sync::Weak<HostShared>;

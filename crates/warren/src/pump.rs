@@ -286,6 +286,45 @@ mod tests {
         assert_eq!(texts, [("one", 1, false), ("two", 2, false), ("", 3, false), ("last", 4, true)]);
     }
 
+    /// A pump held mid-line reports the partial line; a new pump on the same pipe going on
+    /// from it (as a new image does after exec) numbers on with nothing lost or doubled.
+    #[tokio::test]
+    async fn a_held_pump_hands_its_partial_line_to_the_next() {
+        use tokio::io::AsyncWriteExt;
+        let sink = Arc::new(Collect::default());
+        let (mut writer, reader) = tokio::io::duplex(1024);
+        let (held_tx, held) = tokio::sync::watch::channel(false);
+        let (at, mut seen) = tokio::sync::watch::channel(PumpAt::Reading);
+        let of = |sink: &Arc<Collect>| PumpOf {
+            child: Arc::from("c"),
+            pid: 1,
+            stream: Stream::Stdout,
+            max_line: 100,
+            sink: sink.clone(),
+            tail: None,
+        };
+        let first = tokio::spawn(pump_held(reader, of(&sink), Carried::default(), Some(Hold { held, at })));
+        writer.write_all(b"one\ntwo\npart").await.expect("write");
+        while sink.0.lock().unwrap_or_else(PoisonError::into_inner).len() < 2 {
+            tokio::task::yield_now().await;
+        }
+        held_tx.send_replace(true);
+        let carried = match &*seen.wait_for(|at| matches!(at, PumpAt::Held(_))).await.expect("held") {
+            PumpAt::Held(carried) => carried.clone(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(carried, Carried { seq: 2, rest: b"part".to_vec() });
+        first.abort();
+        let (mut writer, reader) = tokio::io::duplex(1024);
+        let second = tokio::spawn(pump_held(reader, of(&sink), carried, None));
+        writer.write_all(b"ial\nthree\n").await.expect("write");
+        drop(writer);
+        assert_eq!(second.await.expect("pump"), 4);
+        let lines = sink.0.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        let texts: Vec<(&str, u64)> = lines.iter().map(|line| (line.text.as_str(), line.seq)).collect();
+        assert_eq!(texts, [("one", 1), ("two", 2), ("partial", 3), ("three", 4)]);
+    }
+
     #[tokio::test]
     async fn long_lines_are_split_with_a_marker_not_dropped() {
         let mut input = vec![b'x'; 25];

@@ -49,6 +49,10 @@ impl LogSink for Check {
     }
 }
 
+fn unix_micros() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |since| since.as_micros())
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [child_bin, rounds, lines, end, rest @ ..] = args.as_slice() else {
@@ -82,6 +86,7 @@ async fn run(child_bin: &str, rounds: u32, lines: &str, end: &str, round: u32) -
         }
         host
     };
+    println!("host-up {round} {}", unix_micros());
     let mut children = host.children();
     children.sort_by(|a, b| a.name().cmp(b.name()));
     let pids: Vec<String> = children.iter().map(|child| format!("{}={}", child.name(), child.pid())).collect();
@@ -103,6 +108,7 @@ async fn run(child_bin: &str, rounds: u32, lines: &str, end: &str, round: u32) -
     if round < rounds {
         let next: Vec<OsString> =
             std::env::args_os().skip(1).take(4).chain([OsString::from((round + 1).to_string())]).collect();
+        println!("handing-over {round} {}", unix_micros());
         let err = host.hand_over("/proc/self/exe".as_ref(), &next).await;
         println!("hand-over failed: {err}");
         return ExitCode::FAILURE;

@@ -35,7 +35,15 @@ impl Host {
         if let Err(why) = self.refusal() {
             return HandoverError::Refused(why);
         }
-        shared.held.send_replace(true);
+        {
+            // Under the lock spawns reserve their name under: no start begins once the hold
+            // is set, and none is under way when it is.
+            let starting = shared.starting.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if !starting.is_empty() {
+                return HandoverError::Refused("a child is being started".into());
+            }
+            shared.held.send_replace(true);
+        }
         let mut kept: Vec<RawFd> = Vec::new();
         let failure = self.hand_over_held(program, args, &mut kept).await;
         // Still here: nothing crossed. Descriptors close at exec again, the memfd is closed,
@@ -55,9 +63,6 @@ impl Host {
         let shared = &self.shared;
         if shared.spawner.uses_pid_namespace() {
             return Err("the children run in a PID namespace, whose init ends with the spawner thread".into());
-        }
-        if !shared.starting.lock().unwrap_or_else(std::sync::PoisonError::into_inner).is_empty() {
-            return Err("a child is being started".into());
         }
         let children = self.children();
         if let Some(child) = children.iter().find(|child| child.running().is_stopping()) {
