@@ -17,8 +17,12 @@ const HOST: &str = env!("CARGO_BIN_EXE_upgrade-host");
 const CHILD: &str = env!("CARGO_BIN_EXE_test-child");
 const BOUND: Duration = Duration::from_secs(60);
 
-fn start(rounds: &str, lines: &str, end: &str) -> Child {
-    Command::new(HOST)
+fn start(rounds: &str, lines: &str, end: &str, main_thread: bool) -> Child {
+    let mut command = Command::new(HOST);
+    if main_thread {
+        command.env("UPGRADE_HOST_MAIN", "1");
+    }
+    command
         .args([CHILD, rounds, lines, end])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -70,7 +74,7 @@ fn pids_per_round(lines: &[String]) -> Vec<&str> {
 
 #[test]
 fn five_hand_overs_keep_the_same_children_and_every_line_once() {
-    let mut host = start("5", "300000", "stop");
+    let mut host = start("5", "300000", "stop", false);
     let lines = lines_of(&mut host);
     let status = host.wait().expect("wait");
     assert!(status.success(), "{status:?}: {lines:#?}");
@@ -90,11 +94,15 @@ fn five_hand_overs_keep_the_same_children_and_every_line_once() {
     assert_eq!(missing.len(), 1);
     assert!(missing[0].contains("/nonexistent/upgrade-host") && missing[0].contains("exec failed"), "{missing:?}");
     assert_eq!(field(&lines, "rpc-after-failure "), ["\"after\""], "the host works on after a failed exec");
+    let mixed = field(&lines, "mixed-refused ");
+    assert!(mixed.len() == 1 && mixed[0].contains("two different threads"), "{mixed:?}");
+    assert_eq!(field(&lines, "late-stopped ").len(), 1, "the late child stopped, so the next hand-over goes ahead");
 
     for checked in field(&lines, "lines ") {
         assert!(checked.ends_with(" bad 0"), "a flood line lost, doubled or out of order: {checked}");
     }
-    assert_eq!(field(&lines, "lines final "), ["300000 bad 0"], "every flood line arrived once");
+    assert_eq!(field(&lines, "flood-complete "), ["300000"], "the flood's last line arrived, once");
+    assert!(field(&lines, "lines final ").iter().all(|line| line.ends_with(" bad 0")));
     let exits = field(&lines, "exit ");
     assert_eq!(exits.len(), 3, "{lines:#?}");
     assert!(exits.iter().all(|exit| exit.ends_with("Exited { code: 0 }")), "a clean stop: {exits:#?}");
@@ -113,7 +121,7 @@ fn five_hand_overs_keep_the_same_children_and_every_line_once() {
 #[test]
 fn a_sigkilled_host_after_hand_overs_leaves_no_process_behind() {
     rustix::process::set_child_subreaper(Some(rustix::process::getpid())).expect("subreaper");
-    let mut host = start("2", "1000", "wait");
+    let mut host = start("2", "1000", "wait", false);
     let lines = lines_of(&mut host);
     assert_eq!(lines.last().map(String::as_str), Some("READY"), "{lines:#?}");
     let pids_line = *pids_per_round(&lines).last().expect("pids");
@@ -138,4 +146,28 @@ fn a_sigkilled_host_after_hand_overs_leaves_no_process_behind() {
     }
     reap_orphans();
     assert!(left.is_empty(), "survived the host's kill -9 after two hand-overs: {left:?}");
+}
+
+#[test]
+fn with_the_spawner_on_the_main_thread_new_and_taken_over_children_cross_together() {
+    let mut host = start("3", "100000", "stop", true);
+    let lines = lines_of(&mut host);
+    let status = host.wait().expect("wait");
+    assert!(status.success(), "{status:?}: {lines:#?}");
+    let pids = pids_per_round(&lines);
+    assert_eq!(pids.len(), 4, "{lines:#?}");
+    let late = field(&lines, "late ");
+    assert_eq!(late.len(), 1, "{lines:#?}");
+    let late = format!("late={}", late[0]);
+    assert!(pids[2].contains(&late) && pids[3].contains(&late), "the late child crossed two execs: {pids:#?}");
+    assert_eq!(pids[2], pids[3]);
+    let without_late = pids[2].replace(&format!("{late} "), "");
+    assert_eq!(without_late, pids[0], "the first children kept their pids: {pids:#?}");
+    for checked in field(&lines, "lines ") {
+        assert!(checked.ends_with(" bad 0"), "a flood line lost, doubled or out of order: {checked}");
+    }
+    assert_eq!(field(&lines, "flood-complete "), ["100000"], "the flood's last line arrived, once");
+    let exits = field(&lines, "exit ");
+    assert_eq!(exits.len(), 4, "{lines:#?}");
+    assert!(exits.iter().all(|exit| exit.ends_with("Exited { code: 0 }")), "a clean stop: {exits:#?}");
 }

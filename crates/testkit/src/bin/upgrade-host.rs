@@ -18,10 +18,13 @@ use warren::{Host, LineBatch, LogLine, LogSink, Readiness, Spec, Stream};
 
 /// Checks that the flood's line `i` always comes with sequence number `i + 1`: a line lost or
 /// doubled across a hand-over shifts every number after it.
-#[derive(Default)]
 struct Check {
+    /// How many lines the flood prints: its last one, wherever it arrives, is announced.
+    total: u64,
     last: AtomicU64,
     bad: AtomicU64,
+    /// When the last flood line arrived here.
+    quiet_since: std::sync::Mutex<std::time::Instant>,
 }
 
 impl Check {
@@ -33,7 +36,11 @@ impl Check {
         if number.map(|n| n + 1) != Some(seq) {
             self.bad.fetch_add(1, Ordering::Relaxed);
         }
+        if seq == self.total {
+            println!("flood-complete {seq}");
+        }
         self.last.store(seq, Ordering::Relaxed);
+        *self.quiet_since.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = std::time::Instant::now();
     }
 }
 
@@ -61,14 +68,29 @@ fn main() -> ExitCode {
     };
     let rounds: u32 = rounds.parse().unwrap_or(5);
     let round: u32 = rest.first().and_then(|r| r.parse().ok()).unwrap_or(0);
-    // On the main thread: after the first hand-over it is the children's parent, and the
-    // next hand-overs exec from it.
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-    runtime.block_on(run(child_bin, rounds, lines, end, round))
+    let (child_bin, lines, end) = (child_bin.clone(), lines.clone(), end.clone());
+    let body = move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        runtime.block_on(run(&child_bin, rounds, &lines, &end, round))
+    };
+    if std::env::var_os("UPGRADE_HOST_MAIN").is_some() {
+        // The main thread starts every child and makes every exec: children started before and
+        // after a hand-over cross the next one together.
+        warren::handover_main(body).expect("the main thread")
+    } else {
+        // The runtime on the main thread: after the first hand-over it is the taken-over
+        // children's parent, and the next hand-overs exec from it.
+        body()
+    }
 }
 
 async fn run(child_bin: &str, rounds: u32, lines: &str, end: &str, round: u32) -> ExitCode {
-    let check = Arc::new(Check::default());
+    let check = Arc::new(Check {
+        total: lines.parse().unwrap_or(0),
+        last: AtomicU64::new(0),
+        bad: AtomicU64::new(0),
+        quiet_since: std::sync::Mutex::new(std::time::Instant::now()),
+    });
     let builder = Host::builder().log_sink(check.clone());
     let host = if warren::handover_pending() {
         builder.resume().await.expect("resume the host")
@@ -105,6 +127,17 @@ async fn run(child_bin: &str, rounds: u32, lines: &str, end: &str, round: u32) -
         let answer: serde_json::Value = plugin.client().call("Task.Get", "after").await.expect("call after");
         println!("rpc-after-failure {}", answer["id"]);
     }
+    if round == 1 {
+        // A child of this image beside the taken-over ones.
+        let late = Spec::new(child_bin).name("late").args(["sleeper"]).rpc(false).readiness(Readiness::Started);
+        let late = host.spawn(late).await.expect("spawn late");
+        println!("late {}", late.pid());
+        if std::env::var_os("UPGRADE_HOST_MAIN").is_none() {
+            let err = host.hand_over("/proc/self/exe".as_ref(), &[]).await;
+            println!("mixed-refused {err}");
+            println!("late-stopped {:?}", late.stop(Duration::from_secs(5)).await.outcome);
+        }
+    }
     if round < rounds {
         let next: Vec<OsString> =
             std::env::args_os().skip(1).take(4).chain([OsString::from((round + 1).to_string())]).collect();
@@ -117,8 +150,11 @@ async fn run(child_bin: &str, rounds: u32, lines: &str, end: &str, round: u32) -
         println!("READY");
         std::future::pending::<()>().await;
     }
-    // Give the flood time to end, so the count is final.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Until the flood has ended (no line for 300 ms; its last may have come in an earlier image).
+    let quiet = || check.quiet_since.lock().unwrap_or_else(std::sync::PoisonError::into_inner).elapsed();
+    while quiet() < Duration::from_millis(300) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     for report in host.stop_all(Duration::from_secs(5)).await {
         println!("exit {} {:?}", report.name, report.outcome);
     }

@@ -21,6 +21,16 @@ pub fn pending() -> bool {
     std::env::var_os(STATE_VAR).is_some()
 }
 
+/// Runs `body` (the rest of `main`) on a thread of its own and gives the main thread to warren:
+/// every host of the process then starts its children there, and hands over from there. Call
+/// it first thing in `main`, in the first image and in every image a hand-over starts: the
+/// children's parent-death signal follows the thread that started them, and only the main
+/// thread survives every exec, so then a host can hand over any mix of children it started and
+/// children it took over (docs/UPGRADE.md). Fails if called from another thread, or twice.
+pub fn main<T: Send + 'static>(body: impl FnOnce() -> T + Send + 'static) -> std::io::Result<T> {
+    crate::spawner::main_thread::run(body)
+}
+
 /// What a hand-over needs of a running child beside what the stop needs.
 pub(crate) struct Carry {
     pub pipes: Vec<PumpLink>,

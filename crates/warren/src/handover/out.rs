@@ -71,15 +71,17 @@ impl Host {
         if let Some(child) = children.iter().find(|child| child.running().carry.v1_limits) {
             return Err(format!("child {} has cgroup v1 limits, which a hand-over does not carry yet", child.name()));
         }
+        // With the spawner on the main thread every child has that one parent thread.
         let adopted = children.iter().filter(|child| child.running().carry.adopted).count();
-        if adopted > 0 && adopted < children.len() {
+        if !shared.spawner.on_main_thread() && adopted > 0 && adopted < children.len() {
             return Err(format!(
                 "{adopted} children were taken over from an earlier image and {} started by this one: their \
-                 parent-death signals follow two different threads, and exec ends one of them",
+                 parent-death signals follow two different threads, and exec ends one of them (warren::handover_main \
+                 puts them on one)",
                 children.len() - adopted
             ));
         }
-        if adopted > 0 && !sys::is_main_thread() {
+        if !shared.spawner.on_main_thread() && adopted > 0 && !sys::is_main_thread() {
             return Err("the children were taken over from an earlier image, so their parent is the main thread: \
                         call hand_over from it"
                 .into());
@@ -153,7 +155,8 @@ impl Host {
             Ok(exec) => exec,
             Err(err) => return HandoverError::Exec { program: program.to_owned(), source: err },
         };
-        let source = if children.iter().any(|child| child.running().carry.adopted) {
+        let inline = !shared.spawner.on_main_thread() && children.iter().any(|child| child.running().carry.adopted);
+        let source = if inline {
             // Checked by `refusal`: this is the main thread, every child's parent.
             sys::exec(&exec.program, &exec.argv, &exec.envp)
         } else {

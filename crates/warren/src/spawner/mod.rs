@@ -35,6 +35,8 @@ enum Job {
     /// from any other thread ends this one first, which would fire it. Answered only if the
     /// exec failed.
     Exec(ExecSelf, oneshot::Sender<io::Error>),
+    /// The program's body has returned: the main thread's loop ends.
+    Quit,
 }
 
 /// A program to replace this process with.
@@ -51,12 +53,18 @@ pub struct Spawner {
     /// cannot see their parent outside it.
     parent_seen_by_children: u32,
     pid_namespace: bool,
+    /// Its jobs run on the process's main thread ([`main_thread::run`]).
+    on_main: bool,
 }
 
 impl Spawner {
     /// `pid_namespace`: start every child in a new PID namespace of this thread's
     /// (`sys::pid_namespace`), which ends when the thread does.
     pub fn start(pid_namespace: bool) -> Result<Spawner, crate::HostError> {
+        // A PID namespace is a spawner thread's own: its init ends with the thread.
+        if !pid_namespace && let Some(jobs) = main_thread::jobs() {
+            return Ok(Spawner { jobs, parent_seen_by_children: sys::current_pid(), pid_namespace, on_main: true });
+        }
         let (jobs, queue) = mpsc::channel::<Job>();
         let (ready, started) = mpsc::sync_channel::<io::Result<()>>(1);
         std::thread::Builder::new()
@@ -74,26 +82,7 @@ impl Spawner {
                     None
                 };
                 let _ = ready.send(Ok(()));
-                while let Ok(job) = queue.recv() {
-                    let (exec, reply) = match job {
-                        Job::Spawn(exec, reply) => (exec, reply),
-                        Job::Exec(program, reply) => {
-                            let _ = reply.send(sys::handover::exec(&program.program, &program.argv, &program.envp));
-                            continue;
-                        }
-                    };
-                    let started = crate::reaper::register(|| sys::spawn(&exec), |pid| Some(*pid));
-                    // Closes the child's ends of its pipes here, so the host sees end-of-file when
-                    // the child closes them.
-                    drop(exec);
-                    if let Err(Ok(pid)) = reply.send(started) {
-                        // Nobody waits for this child any more (the spawn was cancelled): it must
-                        // not run on unowned.
-                        let _ = sys::kill_group(pid, crate::Signal::KILL);
-                        let _ = sys::wait_for(pid);
-                        crate::reaper::unregister(pid);
-                    }
-                }
+                serve(&queue);
                 // Every owner of the children is gone: the anchor ends (at once if the namespace is
                 // empty, as it is after an orderly stop) and is reaped here.
                 if let Some(anchor) = anchor {
@@ -106,7 +95,7 @@ impl Spawner {
         match started.recv() {
             Ok(Ok(())) => {
                 let parent_seen_by_children = if pid_namespace { 0 } else { sys::current_pid() };
-                Ok(Spawner { jobs, parent_seen_by_children, pid_namespace })
+                Ok(Spawner { jobs, parent_seen_by_children, pid_namespace, on_main: false })
             }
             Ok(Err(err)) => Err(crate::HostError::PidNamespace(err)),
             Err(_) => Err(crate::HostError::Spawner(io::Error::other("the spawner thread ended at its start"))),
@@ -127,6 +116,11 @@ impl Spawner {
         Ok(Process { pid, stdin: Some(stdin), stdout: Some(stdout), stderr: Some(stderr), exit: ExitWatch::new(pid) })
     }
 
+    /// Whether its jobs run on the main thread, which survives every exec.
+    pub fn on_main_thread(&self) -> bool {
+        self.on_main
+    }
+
     /// Whether children start in a PID namespace of this thread's.
     pub fn uses_pid_namespace(&self) -> bool {
         self.pid_namespace
@@ -139,6 +133,31 @@ impl Spawner {
             return io::Error::other("the spawner thread has stopped");
         }
         answer.await.unwrap_or_else(|_| io::Error::other("the spawner thread has stopped"))
+    }
+}
+
+/// Runs jobs until every sender is gone (or [`Job::Quit`]).
+fn serve(queue: &mpsc::Receiver<Job>) {
+    while let Ok(job) = queue.recv() {
+        let (exec, reply) = match job {
+            Job::Spawn(exec, reply) => (exec, reply),
+            Job::Exec(program, reply) => {
+                let _ = reply.send(sys::handover::exec(&program.program, &program.argv, &program.envp));
+                continue;
+            }
+            Job::Quit => return,
+        };
+        let started = crate::reaper::register(|| sys::spawn(&exec), |pid| Some(*pid));
+        // Closes the child's ends of its pipes here, so the host sees end-of-file when the child
+        // closes them.
+        drop(exec);
+        if let Err(Ok(pid)) = reply.send(started) {
+            // Nobody waits for this child any more (the spawn was cancelled): it must not run on
+            // unowned.
+            let _ = sys::kill_group(pid, crate::Signal::KILL);
+            let _ = sys::wait_for(pid);
+            crate::reaper::unregister(pid);
+        }
     }
 }
 
@@ -457,5 +476,6 @@ fn exit_status(status: &rustix::process::WaitIdStatus) -> ExitStatus {
     ExitStatus::from_raw(raw)
 }
 
+pub(crate) mod main_thread;
 #[cfg(test)]
 mod tests;
