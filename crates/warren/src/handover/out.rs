@@ -44,18 +44,8 @@ impl Host {
             }
             shared.held.send_replace(true);
         }
-        let mut kept: Vec<RawFd> = Vec::new();
-        let failure = self.hand_over_held(program, args, &mut kept).await;
-        // Still here: nothing crossed. Descriptors close at exec again, the memfd is closed,
-        // and the pumps and reapers go on from where they stood.
-        for fd in kept {
-            let _ = sys::keep_number_across_exec(fd, false);
-        }
-        if let Some(watchdog) = &shared.watchdog {
-            let _ = watchdog.hand_over(false);
-        }
-        shared.held.send_replace(false);
-        failure
+        let mut undo = Undo { shared, kept: Vec::new() };
+        self.hand_over_held(program, args, &mut undo.kept).await
     }
 
     /// Why this host cannot hand over now, if it cannot.
@@ -160,10 +150,29 @@ impl Host {
             // Checked by `refusal`: this is the main thread, every child's parent.
             sys::exec(&exec.program, &exec.argv, &exec.envp)
         } else {
-            shared.spawner.exec(exec).await
+            shared.spawner.exec(exec)
         };
         drop(memfd);
         HandoverError::Exec { program: program.to_owned(), source }
+    }
+}
+
+/// Undoes a hand-over that did not happen, when it returns or its future is dropped: the
+/// descriptors close at exec again, and the pumps and reapers go on from where they stood.
+struct Undo<'a> {
+    shared: &'a crate::host::HostShared,
+    kept: Vec<RawFd>,
+}
+
+impl Drop for Undo<'_> {
+    fn drop(&mut self) {
+        for &fd in &self.kept {
+            let _ = sys::keep_number_across_exec(fd, false);
+        }
+        if let Some(watchdog) = &self.shared.watchdog {
+            let _ = watchdog.hand_over(false);
+        }
+        self.shared.held.send_replace(false);
     }
 }
 

@@ -34,7 +34,7 @@ enum Job {
     /// children's parent-death signal follows the thread that started them, and `execve`
     /// from any other thread ends this one first, which would fire it. Answered only if the
     /// exec failed.
-    Exec(ExecSelf, oneshot::Sender<io::Error>),
+    Exec(ExecSelf, mpsc::Sender<io::Error>),
     /// The program's body has returned: the main thread's loop ends.
     Quit,
 }
@@ -127,12 +127,14 @@ impl Spawner {
     }
 
     /// Replaces the process image from the spawner thread; returns only if that failed.
-    pub async fn exec(&self, program: ExecSelf) -> io::Error {
-        let (reply, answer) = oneshot::channel();
+    /// Blocks: with no await between asking and the answer, a caller's future cannot be
+    /// dropped while the exec may still happen (and undo what the exec needs).
+    pub fn exec(&self, program: ExecSelf) -> io::Error {
+        let (reply, answer) = mpsc::channel();
         if self.jobs.send(Job::Exec(program, reply)).is_err() {
             return io::Error::other("the spawner thread has stopped");
         }
-        answer.await.unwrap_or_else(|_| io::Error::other("the spawner thread has stopped"))
+        answer.recv().unwrap_or_else(|_| io::Error::other("the spawner thread has stopped"))
     }
 }
 
