@@ -26,9 +26,10 @@ impl Host {
     /// and has the same children, pipes and log sequence numbers (docs/UPGRADE.md). Returns
     /// only if the hand-over did not happen, with why; the host then runs on as before.
     ///
-    /// Children a resumed image took over have its main thread as their parent, so a host
-    /// holding such children must call this from the main thread (a current-thread runtime
-    /// there); a host with children of both kinds is refused.
+    /// Children a resumed image took over have its main thread as their parent. Under
+    /// [`handover_main`](crate::handover_main) every child has, and any mix hands over;
+    /// without it a host holding taken-over children must call this from the main thread (a
+    /// current-thread runtime there), and one holding children of both kinds is refused.
     pub async fn hand_over(&self, program: &Path, args: &[OsString]) -> HandoverError {
         let shared = &self.shared;
         let _one_at_a_time = shared.handing_over.lock().await;
