@@ -102,6 +102,21 @@ impl HostCgroup {
         Ok(())
     }
 
+    /// The cgroup an earlier image of this process made (a hand-over), with the number its
+    /// next child's cgroup takes.
+    pub fn adopt(dir: PathBuf, next: u64) -> io::Result<HostCgroup> {
+        if !dir.join("cgroup.kill").exists() {
+            return Err(io::Error::new(io::ErrorKind::NotFound, format!("{} is not a cgroup", dir.display())));
+        }
+        let own = dir.parent().map(Path::to_path_buf).unwrap_or_else(|| dir.clone());
+        Ok(HostCgroup { own, dir, next: AtomicU64::new(next), controllers: Mutex::default() })
+    }
+
+    /// Its directory and its next child's number, for a hand-over.
+    pub fn handed_over(&self) -> (PathBuf, u64) {
+        (self.dir.clone(), self.next.load(Ordering::Relaxed))
+    }
+
     /// A cgroup for one child of `name`.
     pub fn child(&self, name: &str) -> io::Result<ChildCgroup> {
         let clean: String = name
@@ -152,6 +167,19 @@ pub(crate) struct ChildCgroup {
 }
 
 impl ChildCgroup {
+    /// A child's cgroup an earlier image of this process made (a hand-over).
+    pub fn adopt(dir: PathBuf, memory_max: Option<u64>) -> io::Result<ChildCgroup> {
+        let flags = rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC;
+        let dir_fd = rustix::fs::open(&dir, flags, rustix::fs::Mode::empty())?;
+        let procs = std::fs::OpenOptions::new().write(true).open(dir.join("cgroup.procs"))?;
+        Ok(ChildCgroup { dir, dir_fd, procs: OwnedFd::from(procs), memory_max })
+    }
+
+    /// The memory limit written to it, for a hand-over.
+    pub fn memory_max(&self) -> Option<u64> {
+        self.memory_max
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }

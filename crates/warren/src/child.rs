@@ -78,6 +78,43 @@ impl Child {
         }
     }
 
+    /// A child an earlier image of this process started (a hand-over), running `started` ago.
+    pub(crate) fn resumed(
+        running: Arc<Running>,
+        slot: String,
+        program: PathBuf,
+        stdin: Option<pipe::Sender>,
+        socket_lost: watch::Receiver<Option<SocketLost>>,
+        registry: Weak<dyn Registry>,
+        started: Instant,
+    ) -> Child {
+        let endpoint = running.socket_path.as_ref().map(Endpoint::unix);
+        Child {
+            inner: Arc::new(ChildInner {
+                running,
+                slot,
+                program,
+                endpoint,
+                stdin: tokio::sync::Mutex::new(stdin),
+                stopping: tokio::sync::Mutex::new(None),
+                started,
+                socket_lost,
+                registry,
+            }),
+        }
+    }
+
+    /// What a hand-over needs of it beside its `Running`.
+    pub(crate) fn running(&self) -> &Arc<Running> {
+        &self.inner.running
+    }
+
+    /// Its stdin's descriptor, if open and not in use (a hand-over keeps it across exec).
+    pub(crate) fn stdin_fd(&self) -> Option<std::os::fd::RawFd> {
+        use std::os::fd::AsRawFd;
+        self.inner.stdin.try_lock().ok().and_then(|stdin| stdin.as_ref().map(AsRawFd::as_raw_fd))
+    }
+
     /// What its runtime files are named after: its name, unless started with [`Spec::slot`].
     pub(crate) fn slot(&self) -> &str {
         &self.inner.slot

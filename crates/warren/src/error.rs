@@ -111,6 +111,10 @@ pub enum HostError {
     /// [`Host::new`](crate::Host::new) was called outside a tokio runtime.
     #[error("warren::Host must be created inside a tokio runtime")]
     NoRuntime,
+    /// [`HostBuilder::resume`](crate::HostBuilder::resume) could not take over from the
+    /// previous image of the process.
+    #[error("cannot take over from the previous image of this process: {0}")]
+    Resume(String),
 }
 
 /// Why a plugin (a child program) could not serve.

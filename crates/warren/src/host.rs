@@ -19,27 +19,34 @@ use crate::spec::Spec;
 use crate::start::{self, Context};
 use crate::sys::{self, Leftovers, Watchdog};
 
-struct HostShared {
-    runtime_dir: RuntimeDir,
-    spawner: Spawner,
-    sink: Arc<dyn LogSink>,
+pub(crate) struct HostShared {
+    pub(crate) runtime_dir: RuntimeDir,
+    pub(crate) spawner: Spawner,
+    pub(crate) sink: Arc<dyn LogSink>,
     /// Declared before `cgroup`: the watchdog must stop watching before the cgroup goes.
-    watchdog: Option<Arc<Watchdog>>,
+    pub(crate) watchdog: Option<Arc<Watchdog>>,
     /// Where children's cgroups go, when the system lets us have them.
-    cgroup: Option<HostCgroup>,
+    pub(crate) cgroup: Option<HostCgroup>,
     /// Why there is no `cgroup`.
-    no_cgroup: Option<String>,
+    pub(crate) no_cgroup: Option<String>,
     /// Where limits go whose controllers cgroup2 does not have here.
-    v1: crate::cgroup_v1::V1Cgroups,
-    children: Mutex<Vec<Child>>,
+    pub(crate) v1: crate::cgroup_v1::V1Cgroups,
+    pub(crate) children: Mutex<Vec<Child>>,
     /// Names whose spawn is under way.
-    starting: Mutex<std::collections::HashSet<String>>,
+    pub(crate) starting: Mutex<std::collections::HashSet<String>>,
     /// Installed by [`HostBuilder::catch_signals`], taken by [`Host::stop_on_signal`].
-    signals: Mutex<Option<Shutdown>>,
+    pub(crate) signals: Mutex<Option<Shutdown>>,
     /// Started with the first RPC child, so hosts without any need no inotify instance.
-    socket_watch: std::sync::OnceLock<SocketWatch>,
+    pub(crate) socket_watch: std::sync::OnceLock<SocketWatch>,
     /// Descendants that had left their child's process group, killed at its stop.
-    escaped: Arc<std::sync::atomic::AtomicUsize>,
+    pub(crate) escaped: Arc<std::sync::atomic::AtomicUsize>,
+    /// True while a hand-over holds every pump and reaper (see `handover`).
+    pub(crate) held: tokio::sync::watch::Sender<bool>,
+    /// The caller's files the watchdog removes if this process dies, for a hand-over's next
+    /// image.
+    pub(crate) remove_on_death: Vec<std::path::PathBuf>,
+    /// Taken for the whole of a hand-over, so that two never overlap.
+    pub(crate) handing_over: tokio::sync::Mutex<()>,
 }
 
 impl Registry for HostShared {
@@ -56,7 +63,7 @@ impl Registry for HostShared {
 /// directory is removed. Call [`stop_all`](Self::stop_all) first for an orderly end.
 #[derive(Clone)]
 pub struct Host {
-    shared: Arc<HostShared>,
+    pub(crate) shared: Arc<HostShared>,
 }
 
 impl std::fmt::Debug for Host {
@@ -68,11 +75,11 @@ impl std::fmt::Debug for Host {
 /// Options for a [`Host`].
 #[must_use]
 pub struct HostBuilder {
-    sink: Arc<dyn LogSink>,
+    pub(crate) sink: Arc<dyn LogSink>,
     watchdog: bool,
-    catch_signals: bool,
+    pub(crate) catch_signals: bool,
     pid_namespace: bool,
-    remove_on_death: Vec<std::path::PathBuf>,
+    pub(crate) remove_on_death: Vec<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for HostBuilder {
@@ -142,6 +149,7 @@ impl HostBuilder {
         let watchdog =
             if self.watchdog { Some(Arc::new(Watchdog::start(leftovers).map_err(HostError::Watchdog)?)) } else { None };
         let spawner = Spawner::start(self.pid_namespace)?;
+        let remove_on_death = self.remove_on_death;
         Ok(Host {
             shared: Arc::new(HostShared {
                 runtime_dir,
@@ -156,6 +164,9 @@ impl HostBuilder {
                 signals: Mutex::new(signals),
                 socket_watch: std::sync::OnceLock::new(),
                 escaped: Arc::default(),
+                held: tokio::sync::watch::channel(false).0,
+                remove_on_death,
+                handing_over: tokio::sync::Mutex::new(()),
             }),
         })
     }
@@ -189,6 +200,14 @@ impl Host {
             if running || !starting.insert(name.clone()) {
                 return Err(SpawnError::DuplicateName { name: spec.name.clone() });
             }
+            // Checked under the lock a hand-over sets its hold under: a child started now
+            // would be left out of the state, and its pipes closed by the exec.
+            if *self.shared.held.borrow() {
+                starting.remove(&name);
+                let source =
+                    std::io::Error::new(std::io::ErrorKind::ResourceBusy, "the host is handing over to a new image");
+                return Err(SpawnError::Setup { name: spec.name.clone(), what: "start", source });
+            }
         }
         let shared = &self.shared;
         let registry: std::sync::Weak<dyn Registry> = Arc::downgrade(shared) as std::sync::Weak<HostShared>;
@@ -203,6 +222,7 @@ impl Host {
             socket_watch: &shared.socket_watch,
             registry,
             escaped: &shared.escaped,
+            held: &shared.held.subscribe(),
         };
         let spawned = start::spawn(ctx, spec).await;
         let mut starting = self.shared.starting.lock().unwrap_or_else(PoisonError::into_inner);

@@ -86,6 +86,22 @@ impl NotifyListener {
         Ok(NotifyListener { socket, path: path.to_owned(), inode: (meta.dev(), meta.ino()) })
     }
 
+    /// Listens again, in a new image of this process, on the socket an earlier image bound
+    /// (a hand-over); datagrams queued meanwhile are still there.
+    pub fn adopt(fd: std::os::fd::OwnedFd, path: &Path) -> io::Result<NotifyListener> {
+        let socket = std::os::unix::net::UnixDatagram::from(fd);
+        socket.set_nonblocking(true)?;
+        let socket = UnixDatagram::from_std(socket)?;
+        let meta = std::fs::symlink_metadata(path)?;
+        Ok(NotifyListener { socket, path: path.to_owned(), inode: (meta.dev(), meta.ino()) })
+    }
+
+    /// Its socket, for a hand-over.
+    pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        self.socket.as_fd()
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -33,8 +33,9 @@ impl Tail {
 }
 
 /// Pumps `pipe` into `sink` until end-of-file or a read error; returns the number of lines.
+#[cfg(test)]
 pub async fn pump<R: AsyncRead + Unpin>(
-    mut pipe: R,
+    pipe: R,
     child: Arc<str>,
     pid: u32,
     stream: Stream,
@@ -42,8 +43,56 @@ pub async fn pump<R: AsyncRead + Unpin>(
     sink: Arc<dyn LogSink>,
     tail: Option<Arc<Tail>>,
 ) -> u64 {
-    let mut lines = Lines { child, pid, stream, max_line: max_line.max(1), sink, tail, seq: 0, ends: Vec::new() };
-    let mut buf: Vec<u8> = Vec::with_capacity(READ_BYTES);
+    pump_held(pipe, PumpOf { child, pid, stream, max_line, sink, tail }, Carried::default(), None).await
+}
+
+/// Where a pump stands between two reads, for a hand-over across exec: how many lines it has
+/// numbered, and the start of a line whose end it has not read yet.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Carried {
+    pub seq: u64,
+    pub rest: Vec<u8>,
+}
+
+/// What a pump reports to a hand-over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum PumpAt {
+    Reading,
+    /// Holding between reads, nothing half-read: this is where it stands.
+    Held(Carried),
+    /// The pipe reached end-of-file.
+    Ended,
+}
+
+/// Lets a pump be held between reads while `held` is true, reporting where it stands on `at`.
+pub(crate) struct Hold {
+    pub held: tokio::sync::watch::Receiver<bool>,
+    pub at: tokio::sync::watch::Sender<PumpAt>,
+}
+
+/// Whose lines a pump reads, and where they go.
+pub(crate) struct PumpOf {
+    pub child: Arc<str>,
+    pub pid: u32,
+    pub stream: Stream,
+    pub max_line: usize,
+    pub sink: Arc<dyn LogSink>,
+    pub tail: Option<Arc<Tail>>,
+}
+
+/// [`pump`], going on from `from` (what an earlier image of the host had read), and holding
+/// between reads whenever `hold` says so.
+pub(crate) async fn pump_held<R: AsyncRead + Unpin>(
+    mut pipe: R,
+    of: PumpOf,
+    from: Carried,
+    mut hold: Option<Hold>,
+) -> u64 {
+    let PumpOf { child, pid, stream, max_line, sink, tail } = of;
+    let mut lines =
+        Lines { child, pid, stream, max_line: max_line.max(1), sink, tail, seq: from.seq, ends: Vec::new() };
+    let mut buf: Vec<u8> = Vec::with_capacity(READ_BYTES.max(from.rest.len()));
+    buf.extend_from_slice(&from.rest);
     loop {
         // What is left from the last read holds no newline, so the last newline in the buffer
         // ends the whole lines this read completed: they go on together.
@@ -58,16 +107,41 @@ pub async fn pump<R: AsyncRead + Unpin>(
         if buf.capacity() - buf.len() < READ_BYTES / 16 {
             buf.reserve(READ_BYTES);
         }
-        match pipe.read_buf(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {}
+        let step = match hold.as_mut() {
+            None => Step::Read(pipe.read_buf(&mut buf).await),
+            // `read_buf` is cancel-safe: when the hold wins, nothing was read.
+            Some(hold) => tokio::select! {
+                biased;
+                Ok(_) = hold.held.wait_for(|held| *held) => Step::Hold,
+                read = pipe.read_buf(&mut buf) => Step::Read(read),
+            },
+        };
+        match step {
+            Step::Read(Ok(0) | Err(_)) => break,
+            Step::Read(Ok(_)) => {}
+            Step::Hold => {
+                if let Some(hold) = hold.as_mut() {
+                    hold.at.send_replace(PumpAt::Held(Carried { seq: lines.seq, rest: buf.clone() }));
+                    let _ = hold.held.wait_for(|held| !*held).await;
+                    hold.at.send_replace(PumpAt::Reading);
+                }
+            }
         }
     }
     if !buf.is_empty() {
         lines.emit(&buf, false, true);
     }
     lines.sink.closed(&lines.child, stream);
+    if let Some(hold) = &hold {
+        hold.at.send_replace(PumpAt::Ended);
+    }
     lines.seq
+}
+
+/// What a pump does next: go on with what a read returned, or hold.
+enum Step {
+    Read(std::io::Result<usize>),
+    Hold,
 }
 
 /// How much one read asks for: a pipe's default capacity, so that a child printing as fast as it
@@ -210,6 +284,45 @@ mod tests {
         let lines = lines_of(b"one\r\ntwo\n\nlast", 100).await;
         let texts: Vec<(&str, u64, bool)> = lines.iter().map(|l| (l.text.as_str(), l.seq, l.unterminated)).collect();
         assert_eq!(texts, [("one", 1, false), ("two", 2, false), ("", 3, false), ("last", 4, true)]);
+    }
+
+    /// A pump held mid-line reports the partial line; a new pump on the same pipe going on
+    /// from it (as a new image does after exec) numbers on with nothing lost or doubled.
+    #[tokio::test]
+    async fn a_held_pump_hands_its_partial_line_to_the_next() {
+        use tokio::io::AsyncWriteExt;
+        let sink = Arc::new(Collect::default());
+        let (mut writer, reader) = tokio::io::duplex(1024);
+        let (held_tx, held) = tokio::sync::watch::channel(false);
+        let (at, mut seen) = tokio::sync::watch::channel(PumpAt::Reading);
+        let of = |sink: &Arc<Collect>| PumpOf {
+            child: Arc::from("c"),
+            pid: 1,
+            stream: Stream::Stdout,
+            max_line: 100,
+            sink: sink.clone(),
+            tail: None,
+        };
+        let first = tokio::spawn(pump_held(reader, of(&sink), Carried::default(), Some(Hold { held, at })));
+        writer.write_all(b"one\ntwo\npart").await.expect("write");
+        while sink.0.lock().unwrap_or_else(PoisonError::into_inner).len() < 2 {
+            tokio::task::yield_now().await;
+        }
+        held_tx.send_replace(true);
+        let carried = match &*seen.wait_for(|at| matches!(at, PumpAt::Held(_))).await.expect("held") {
+            PumpAt::Held(carried) => carried.clone(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(carried, Carried { seq: 2, rest: b"part".to_vec() });
+        first.abort();
+        let (mut writer, reader) = tokio::io::duplex(1024);
+        let second = tokio::spawn(pump_held(reader, of(&sink), carried, None));
+        writer.write_all(b"ial\nthree\n").await.expect("write");
+        drop(writer);
+        assert_eq!(second.await.expect("pump"), 4);
+        let lines = sink.0.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        let texts: Vec<(&str, u64)> = lines.iter().map(|line| (line.text.as_str(), line.seq)).collect();
+        assert_eq!(texts, [("one", 1), ("two", 2), ("partial", 3), ("three", 4)]);
     }
 
     #[tokio::test]

@@ -37,6 +37,8 @@ pub(crate) struct Running {
     pub pumps: Mutex<Vec<AbortHandle>>,
     /// Set when a stop begins: whatever the child does to its socket from then on is expected.
     pub stopping: AtomicBool,
+    /// What a hand-over across exec needs of it.
+    pub carry: crate::handover::Carry,
 }
 
 impl std::fmt::Debug for Running {

@@ -45,6 +45,13 @@ impl RuntimeDir {
         Err(io::Error::new(io::ErrorKind::AlreadyExists, "could not pick a unique runtime directory name"))
     }
 
+    /// The directory an earlier image of this process made (a hand-over).
+    pub fn adopt(path: PathBuf) -> io::Result<RuntimeDir> {
+        let dir = RuntimeDir { path };
+        dir.ensure()?;
+        Ok(dir)
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }

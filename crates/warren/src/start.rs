@@ -45,6 +45,8 @@ pub(crate) struct Context<'a> {
     pub registry: Weak<dyn Registry>,
     /// Counts the descendants that had left their child's process group and were killed.
     pub escaped: &'a Arc<std::sync::atomic::AtomicUsize>,
+    /// True while a hand-over holds every pump and reaper (see `handover`).
+    pub held: &'a watch::Receiver<bool>,
 }
 
 /// What is in place before the child starts.
@@ -72,14 +74,26 @@ pub(crate) async fn spawn(ctx: Context<'_>, spec: Spec) -> Result<Child, SpawnEr
     let pid = process.id();
     debug!(child = %name, pid, program = %spec.program.display(), "started");
 
-    let pumps = tasks::start_pumps(&mut process, &name, spec.max_line, &prepared.sink);
+    let of = tasks::PumpsOf { name: &name, pid, max_line: spec.max_line, sink: &prepared.sink, held: ctx.held };
+    let pumps = match tasks::start_pumps(&mut process, &of) {
+        Ok(pumps) => pumps,
+        Err(source) => {
+            let _ = sys::kill_group(pid, Signal::KILL);
+            let _ = process.wait().await;
+            return Err(SpawnError::Setup { name: spec.name.clone(), what: "output pipes", source });
+        }
+    };
     let stdin = process.stdin.take();
     let (exit_tx, exit) = watch::channel(None);
     let group = Arc::new(Group::new(pid));
     let watchdog = ctx.watchdog.map(Arc::downgrade);
     let cgroup_dir = cgroup.as_ref().map(|cgroup| cgroup.dir().to_path_buf());
     let claim = crate::escapees::Claim::new(&name);
-    let links = tasks::HostLinks { watchdog, escaped: Arc::clone(ctx.escaped), claim };
+    let (reap_at, reap_seen) = watch::channel(tasks::ReapAt::Watching);
+    let links =
+        tasks::HostLinks { watchdog, escaped: Arc::clone(ctx.escaped), claim, held: ctx.held.clone(), at: reap_at };
+    let v1_limits = v1.is_some();
+    let memory_max = cgroup.as_ref().and_then(ChildCgroup::memory_max);
     let cgroups = tasks::Cgroups { v2: cgroup, v1 };
     tokio::spawn(tasks::reap(process, pid, cgroups, Arc::clone(&group), links, Arc::clone(&name), exit_tx));
     let mut running = Running {
@@ -96,6 +110,15 @@ pub(crate) async fn spawn(ctx: Context<'_>, spec: Spec) -> Result<Child, SpawnEr
         pipes_closed: pumps.closed,
         pumps: pumps.handles,
         stopping: std::sync::atomic::AtomicBool::new(false),
+        carry: crate::handover::Carry {
+            pipes: pumps.links,
+            reap_at: reap_seen,
+            max_line: spec.max_line,
+            protocol: spec.protocol,
+            adopted: false,
+            v1_limits,
+            memory_max,
+        },
     };
     let deadline = Instant::now() + spec.ready_timeout;
     wait_ready(&running, prepared.notify.as_deref(), prepared.ready_line, spec.ready_timeout, &pumps.tail).await?;
@@ -188,6 +211,8 @@ fn command(spec: &Spec, prepared: &Prepared, cgroup: Option<&ChildCgroup>) -> sp
     command.envs(spec.env.iter().map(|(k, v)| (k, v)));
     command.env("WARREN_PROTOCOL", warren_rpc::PROTOCOL_VERSION.to_string()).env("WARREN_NAME", &spec.name);
     command.env("WARREN_HOST_PID", sys::current_pid().to_string());
+    // A hand-over's state is this process's, never a child's.
+    command.env_remove(crate::handover::STATE_VAR);
     if let Some(path) = &prepared.socket_path {
         command.env("WARREN_ENDPOINT", Endpoint::unix(path).to_string());
     }

@@ -1,10 +1,12 @@
 //! The tasks a child has from spawn to exit: its pipe pumps, the task that reaps it and settles
 //! its group, and the watches of its notify socket and of its socket file.
 
+use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
+use tokio::net::unix::pipe;
 use tokio::sync::watch;
 use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
@@ -17,7 +19,7 @@ use crate::exit::Exit;
 use crate::group::Group;
 use crate::log::{LogSink, Stream};
 use crate::notify::{NotifyListener, NotifyState};
-use crate::pump::{self, Tail};
+use crate::pump::{self, Carried, PumpAt, Tail};
 use crate::report::Leak;
 use crate::running::Running;
 use crate::signal::Signal;
@@ -33,27 +35,60 @@ pub(crate) struct Pumps {
     /// Cancelled once both pipes reached end-of-file.
     pub closed: CancellationToken,
     pub tail: Arc<Tail>,
+    /// What a hand-over needs of each pump.
+    pub links: Vec<PumpLink>,
+}
+
+/// One pump as a hand-over sees it: a copy of its pipe's read end (close-on-exec until a
+/// hand-over keeps it) and where the pump stands.
+pub(crate) struct PumpLink {
+    pub stream: Stream,
+    pub fd: OwnedFd,
+    pub at: watch::Receiver<PumpAt>,
+}
+
+/// Whose pumps these are.
+pub(crate) struct PumpsOf<'a> {
+    pub name: &'a Arc<str>,
+    pub pid: u32,
+    pub max_line: usize,
+    pub sink: &'a Arc<dyn LogSink>,
+    /// The host's hold (true while a hand-over is under way).
+    pub held: &'a watch::Receiver<bool>,
 }
 
 /// Starts pumping the child's stdout and stderr.
-pub(crate) fn start_pumps(
-    process: &mut spawner::Process,
-    name: &Arc<str>,
-    max_line: usize,
-    sink: &Arc<dyn LogSink>,
-) -> Pumps {
-    let tail = Arc::new(Tail::default());
-    let closed = CancellationToken::new();
-    let pid = process.id();
-    let start = |pipe: Box<dyn tokio::io::AsyncRead + Send + Unpin>, stream: Stream, tail: Option<Arc<Tail>>| {
-        tokio::spawn(pump::pump(pipe, Arc::clone(name), pid, stream, max_line, Arc::clone(sink), tail))
-    };
-    let mut tasks = Vec::new();
+pub(crate) fn start_pumps(process: &mut spawner::Process, of: &PumpsOf<'_>) -> std::io::Result<Pumps> {
+    let mut pipes = Vec::new();
     if let Some(stdout) = process.stdout.take() {
-        tasks.push(start(Box::new(stdout), Stream::Stdout, None));
+        pipes.push((Stream::Stdout, stdout, Carried::default()));
     }
     if let Some(stderr) = process.stderr.take() {
-        tasks.push(start(Box::new(stderr), Stream::Stderr, Some(Arc::clone(&tail))));
+        pipes.push((Stream::Stderr, stderr, Carried::default()));
+    }
+    pumps_from(pipes, of)
+}
+
+/// Pumps these pipes, each going on from where an earlier image of the host left it.
+pub(crate) fn pumps_from(pipes: Vec<(Stream, pipe::Receiver, Carried)>, of: &PumpsOf<'_>) -> std::io::Result<Pumps> {
+    let tail = Arc::new(Tail::default());
+    let closed = CancellationToken::new();
+    let mut tasks = Vec::new();
+    let mut links = Vec::new();
+    for (stream, pipe, from) in pipes {
+        let fd = rustix::io::fcntl_dupfd_cloexec(&pipe, 3)?;
+        let (at, watched) = watch::channel(pump::PumpAt::Reading);
+        links.push(PumpLink { stream, fd, at: watched });
+        let pump_of = pump::PumpOf {
+            child: Arc::clone(of.name),
+            pid: of.pid,
+            stream,
+            max_line: of.max_line,
+            sink: Arc::clone(of.sink),
+            tail: (stream == Stream::Stderr).then(|| Arc::clone(&tail)),
+        };
+        let hold = pump::Hold { held: of.held.clone(), at };
+        tasks.push(tokio::spawn(pump::pump_held(pipe, pump_of, from, Some(hold))));
     }
     let handles = tasks.iter().map(tokio::task::JoinHandle::abort_handle).collect();
     {
@@ -65,7 +100,19 @@ pub(crate) fn start_pumps(
             closed.cancel();
         });
     }
-    Pumps { handles: Mutex::new(handles), closed, tail }
+    Ok(Pumps { handles: Mutex::new(handles), closed, tail, links })
+}
+
+/// Where the reaper of a child stands, for a hand-over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ReapAt {
+    Watching,
+    /// Not watching, nothing reaped: the child (alive or a zombie) is still to be waited for.
+    Held,
+    /// Its exit cannot be left unwatched (no pidfd): no hand-over.
+    Unholdable,
+    /// Reaped, or settling its group: the child is not handed over.
+    Done,
 }
 
 /// What of its host the reaper of a child reports to.
@@ -74,6 +121,9 @@ pub(crate) struct HostLinks {
     /// The host's count of killed descendants that had left their child's group.
     pub escaped: Arc<AtomicUsize>,
     pub claim: escapees::Claim,
+    /// The host's hold (true while a hand-over is under way) and where this reaper stands.
+    pub held: watch::Receiver<bool>,
+    pub at: watch::Sender<ReapAt>,
 }
 
 /// A child's cgroups: its cgroup2 one, and those of its limits in cgroup v1 hierarchies.
@@ -108,7 +158,7 @@ async fn group_empties(pgid: u32) -> bool {
 /// the group is released before anyone can see the exit, so no later signal can reach a
 /// reused group id.
 pub(crate) async fn reap(
-    process: spawner::Process,
+    mut process: spawner::Process,
     pgid: u32,
     cgroups: Cgroups,
     group: Arc<Group>,
@@ -116,10 +166,30 @@ pub(crate) async fn reap(
     name: Arc<str>,
     exit_tx: watch::Sender<Option<Exit>>,
 ) {
-    let HostLinks { watchdog, escaped: escaped_total, claim } = host;
+    let HostLinks { watchdog, escaped: escaped_total, claim, mut held, at } = host;
     let Cgroups { v2: cgroup, v1 } = cgroups;
     let v1 = v1.filter(|v1| !v1.is_empty());
-    let status = process.wait().await;
+    let status = if process.watched_by_pidfd() {
+        loop {
+            // A wait by pidfd dropped at the hold has reaped nothing: the child stays to be
+            // waited for by whichever image of the host comes next.
+            let hold = tokio::select! {
+                biased;
+                Ok(_) = held.wait_for(|held| *held) => true,
+                status = process.exited() => break status,
+            };
+            if hold {
+                at.send_replace(ReapAt::Held);
+                let _ = held.wait_for(|held| !*held).await;
+                at.send_replace(ReapAt::Watching);
+            }
+        }
+    } else {
+        at.send_replace(ReapAt::Unholdable);
+        process.exited().await
+    };
+    at.send_replace(ReapAt::Done);
+    drop(process);
     if !group_empties(pgid).await {
         let _ = sys::kill_group(pgid, Signal::KILL);
         warn!(child = %name, pgid, "processes of the child's group outlived it; killed them");

@@ -146,6 +146,16 @@ async fn async_main(mode: &str, flags: Flags) -> ExitCode {
             }
         }
         "plugin" => plugin(grandchild, ignore_shutdown).await,
+        "flood-then-wait" => {
+            // Numbered lines as fast as the pipe takes them, then serve nothing until SIGTERM:
+            // a child that is still there however fast the flood went.
+            let mut term = signal(SignalKind::terminate()).expect("handler");
+            let lines = std::env::args().nth(2).and_then(|n| n.parse().ok()).unwrap_or(1000);
+            let flooded = tokio::task::spawn_blocking(move || flood(lines));
+            let _ = flooded.await;
+            term.recv().await;
+            ExitCode::SUCCESS
+        }
         other => {
             eprintln!("test-child: unknown mode {other:?}");
             ExitCode::from(64)

@@ -27,7 +27,24 @@ use tokio::sync::oneshot;
 
 use crate::sys;
 
-type Job = (sys::Exec, oneshot::Sender<io::Result<u32>>);
+/// What the spawner thread is asked to do.
+enum Job {
+    Spawn(sys::Exec, oneshot::Sender<io::Result<u32>>),
+    /// Replace the process image from this thread (a hand-over, docs/UPGRADE.md): the
+    /// children's parent-death signal follows the thread that started them, and `execve`
+    /// from any other thread ends this one first, which would fire it. Answered only if the
+    /// exec failed.
+    Exec(ExecSelf, mpsc::Sender<io::Error>),
+    /// The program's body has returned: the main thread's loop ends.
+    Quit,
+}
+
+/// A program to replace this process with.
+pub(crate) struct ExecSelf {
+    pub program: CString,
+    pub argv: Vec<CString>,
+    pub envp: Vec<CString>,
+}
 
 #[derive(Debug)]
 pub struct Spawner {
@@ -35,12 +52,19 @@ pub struct Spawner {
     /// The host's pid as its children see it: 0 from inside a PID namespace, whose processes
     /// cannot see their parent outside it.
     parent_seen_by_children: u32,
+    pid_namespace: bool,
+    /// Its jobs run on the process's main thread ([`main_thread::run`]).
+    on_main: bool,
 }
 
 impl Spawner {
     /// `pid_namespace`: start every child in a new PID namespace of this thread's
     /// (`sys::pid_namespace`), which ends when the thread does.
     pub fn start(pid_namespace: bool) -> Result<Spawner, crate::HostError> {
+        // A PID namespace is a spawner thread's own: its init ends with the thread.
+        if !pid_namespace && let Some(jobs) = main_thread::jobs() {
+            return Ok(Spawner { jobs, parent_seen_by_children: sys::current_pid(), pid_namespace, on_main: true });
+        }
         let (jobs, queue) = mpsc::channel::<Job>();
         let (ready, started) = mpsc::sync_channel::<io::Result<()>>(1);
         std::thread::Builder::new()
@@ -58,19 +82,7 @@ impl Spawner {
                     None
                 };
                 let _ = ready.send(Ok(()));
-                while let Ok((exec, reply)) = queue.recv() {
-                    let started = crate::reaper::register(|| sys::spawn(&exec), |pid| Some(*pid));
-                    // Closes the child's ends of its pipes here, so the host sees end-of-file when
-                    // the child closes them.
-                    drop(exec);
-                    if let Err(Ok(pid)) = reply.send(started) {
-                        // Nobody waits for this child any more (the spawn was cancelled): it must
-                        // not run on unowned.
-                        let _ = sys::kill_group(pid, crate::Signal::KILL);
-                        let _ = sys::wait_for(pid);
-                        crate::reaper::unregister(pid);
-                    }
-                }
+                serve(&queue);
                 // Every owner of the children is gone: the anchor ends (at once if the namespace is
                 // empty, as it is after an orderly stop) and is reaped here.
                 if let Some(anchor) = anchor {
@@ -83,7 +95,7 @@ impl Spawner {
         match started.recv() {
             Ok(Ok(())) => {
                 let parent_seen_by_children = if pid_namespace { 0 } else { sys::current_pid() };
-                Ok(Spawner { jobs, parent_seen_by_children })
+                Ok(Spawner { jobs, parent_seen_by_children, pid_namespace, on_main: false })
             }
             Ok(Err(err)) => Err(crate::HostError::PidNamespace(err)),
             Err(_) => Err(crate::HostError::Spawner(io::Error::other("the spawner thread ended at its start"))),
@@ -99,9 +111,55 @@ impl Spawner {
         let stdout = pipe::Receiver::from_owned_fd(stdout)?;
         let stderr = pipe::Receiver::from_owned_fd(stderr)?;
         let (reply, answer) = oneshot::channel();
-        self.jobs.send((exec, reply)).map_err(|_| io::Error::other("the spawner thread has stopped"))?;
+        self.jobs.send(Job::Spawn(exec, reply)).map_err(|_| io::Error::other("the spawner thread has stopped"))?;
         let pid = answer.await.map_err(|_| io::Error::other("the spawner thread has stopped"))??;
         Ok(Process { pid, stdin: Some(stdin), stdout: Some(stdout), stderr: Some(stderr), exit: ExitWatch::new(pid) })
+    }
+
+    /// Whether its jobs run on the main thread, which survives every exec.
+    pub fn on_main_thread(&self) -> bool {
+        self.on_main
+    }
+
+    /// Whether children start in a PID namespace of this thread's.
+    pub fn uses_pid_namespace(&self) -> bool {
+        self.pid_namespace
+    }
+
+    /// Replaces the process image from the spawner thread; returns only if that failed.
+    /// Blocks: with no await between asking and the answer, a caller's future cannot be
+    /// dropped while the exec may still happen (and undo what the exec needs).
+    pub fn exec(&self, program: ExecSelf) -> io::Error {
+        let (reply, answer) = mpsc::channel();
+        if self.jobs.send(Job::Exec(program, reply)).is_err() {
+            return io::Error::other("the spawner thread has stopped");
+        }
+        answer.recv().unwrap_or_else(|_| io::Error::other("the spawner thread has stopped"))
+    }
+}
+
+/// Runs jobs until every sender is gone (or [`Job::Quit`]).
+fn serve(queue: &mpsc::Receiver<Job>) {
+    while let Ok(job) = queue.recv() {
+        let (exec, reply) = match job {
+            Job::Spawn(exec, reply) => (exec, reply),
+            Job::Exec(program, reply) => {
+                let _ = reply.send(sys::handover::exec(&program.program, &program.argv, &program.envp));
+                continue;
+            }
+            Job::Quit => return,
+        };
+        let started = crate::reaper::register(|| sys::spawn(&exec), |pid| Some(*pid));
+        // Closes the child's ends of its pipes here, so the host sees end-of-file when the child
+        // closes them.
+        drop(exec);
+        if let Err(Ok(pid)) = reply.send(started) {
+            // Nobody waits for this child any more (the spawn was cancelled): it must not run on
+            // unowned.
+            let _ = sys::kill_group(pid, crate::Signal::KILL);
+            let _ = sys::wait_for(pid);
+            crate::reaper::unregister(pid);
+        }
     }
 }
 
@@ -340,14 +398,27 @@ pub struct Process {
 }
 
 impl Process {
+    /// A child started by an earlier image of this process (a hand-over): still this
+    /// process's child, so its exit is watched and reaped as any other's.
+    pub fn adopt(pid: u32) -> Process {
+        let _ = crate::reaper::register(|| Ok(()), |()| Some(pid));
+        Process { pid, stdin: None, stdout: None, stderr: None, exit: ExitWatch::new(pid) }
+    }
+
     pub fn id(&self) -> u32 {
         self.pid
     }
 
-    /// Waits for the child to exit and reaps it.
-    pub async fn wait(mut self) -> io::Result<ExitStatus> {
-        // `self` is dropped (and the pid unregistered) only once the child is reaped.
-        match std::mem::replace(&mut self.exit, ExitWatch::Blocking) {
+    /// Whether its exit is watched through a pidfd, which [`exited`](Self::exited) can stop
+    /// watching at any await without losing it.
+    pub fn watched_by_pidfd(&self) -> bool {
+        matches!(self.exit, ExitWatch::PidFd(_))
+    }
+
+    /// Waits for the child to exit and reaps it. Cancel-safe with a pidfd: a wait dropped
+    /// before it returns has reaped nothing.
+    pub async fn exited(&mut self) -> io::Result<ExitStatus> {
+        match &self.exit {
             ExitWatch::PidFd(pidfd) => loop {
                 let mut ready = pidfd.readable().await?;
                 let options = rustix::process::WaitIdOptions::EXITED | rustix::process::WaitIdOptions::NOHANG;
@@ -363,6 +434,12 @@ impl Process {
                 tokio::task::spawn_blocking(move || sys::wait_for(pid)).await.map_err(io::Error::other)?
             }
         }
+    }
+
+    /// Waits for the child to exit and reaps it.
+    pub async fn wait(mut self) -> io::Result<ExitStatus> {
+        // `self` is dropped (and the pid unregistered) only once the child is reaped.
+        self.exited().await
     }
 }
 
@@ -401,5 +478,6 @@ fn exit_status(status: &rustix::process::WaitIdStatus) -> ExitStatus {
     ExitStatus::from_raw(raw)
 }
 
+pub(crate) mod main_thread;
 #[cfg(test)]
 mod tests;

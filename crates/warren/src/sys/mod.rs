@@ -8,6 +8,7 @@
 #![expect(unsafe_code, reason = "the one module allowed to make raw syscalls")]
 
 mod async_fd;
+pub mod handover;
 mod passed;
 mod pid_namespace;
 mod process;

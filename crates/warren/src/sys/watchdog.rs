@@ -110,6 +110,28 @@ impl Watchdog {
         }
     }
 
+    /// Watches again, in a new image of this process, the watchdog an earlier image started
+    /// (a hand-over): `pipe` is its write end, `groups` what it was told.
+    pub fn adopt(pipe: OwnedFd, pid: u32, groups: Vec<u32>, leftovers: Leftovers) -> io::Result<Watchdog> {
+        let _ = crate::reaper::register(|| Ok(()), |()| Some(pid));
+        let state = State { pipe: Some(pipe), pid, groups: groups.into_iter().collect(), closing: false };
+        let shared = Arc::new(Shared { leftovers, state: Mutex::new(state) });
+        let watched = Arc::clone(&shared);
+        let monitor = std::thread::Builder::new().name("warren-watchdog-monitor".into()).spawn(move || {
+            monitor(&watched);
+        })?;
+        Ok(Watchdog { shared, monitor: Some(monitor) })
+    }
+
+    /// Its pipe's write end, its pid and the groups it watches, for a hand-over; the pipe is
+    /// left open across the next exec (or closed at it again, for `keep` false).
+    pub fn hand_over(&self, keep: bool) -> io::Result<(i32, u32, Vec<u32>)> {
+        let state = self.shared.lock();
+        let pipe = state.pipe.as_ref().ok_or_else(|| io::Error::other("the watchdog could not be restarted"))?;
+        super::handover::keep_across_exec(pipe, keep)?;
+        Ok((pipe.as_raw_fd(), state.pid, state.groups.iter().copied().collect()))
+    }
+
     /// The current watchdog's pid (another one after a replacement).
     pub fn pid(&self) -> u32 {
         self.shared.lock().pid

@@ -1,0 +1,78 @@
+//! Hand-over across `exec` (docs/UPGRADE.md): a host replaces its process image with a new
+//! one (the same binary, or a newer one) and the new image takes its children over — same
+//! pids, same pipes, nothing printed lost or doubled. `out.rs` holds and writes down the host,
+//! `resume.rs` rebuilds it in the new image, `state.rs` is what crosses between them.
+
+mod out;
+mod resume;
+mod state;
+
+use tokio::sync::watch;
+
+use crate::pump::PumpAt;
+use crate::tasks::{PumpLink, ReapAt};
+
+/// The variable that tells the new image which descriptor holds the state.
+pub(crate) const STATE_VAR: &str = "WARREN_HANDOVER_FD";
+
+/// Whether this process was started by a hand-over, with a state for
+/// [`HostBuilder::resume`](crate::HostBuilder::resume) to take over.
+pub fn pending() -> bool {
+    std::env::var_os(STATE_VAR).is_some()
+}
+
+/// Runs `body` (the rest of `main`) on a thread of its own and gives the main thread to warren:
+/// every host of the process then starts its children there, and hands over from there. Call
+/// it first thing in `main`, in the first image and in every image a hand-over starts: the
+/// children's parent-death signal follows the thread that started them, and only the main
+/// thread survives every exec, so then a host can hand over any mix of children it started and
+/// children it took over (docs/UPGRADE.md). Fails if called from another thread, or twice.
+pub fn main<T: Send + 'static>(body: impl FnOnce() -> T + Send + 'static) -> std::io::Result<T> {
+    crate::spawner::main_thread::run(body)
+}
+
+/// What a hand-over needs of a running child beside what the stop needs.
+pub(crate) struct Carry {
+    pub pipes: Vec<PumpLink>,
+    pub reap_at: watch::Receiver<ReapAt>,
+    pub max_line: usize,
+    pub protocol: warren_rpc::Protocol,
+    /// Started by an earlier image: its parent is the thread that image execed from, which is
+    /// this image's main thread.
+    pub adopted: bool,
+    /// It has limits in cgroup v1 hierarchies, which a hand-over does not carry yet.
+    pub v1_limits: bool,
+    /// The memory limit of its cgroup2 cgroup, to tell an OOM kill after a hand-over.
+    pub memory_max: Option<u64>,
+}
+
+impl Carry {
+    /// Whether every pump and the reaper have stopped between two steps.
+    fn settled(&self) -> bool {
+        let pumps = self.pipes.iter().all(|pipe| !matches!(*pipe.at.borrow(), PumpAt::Reading));
+        pumps && !matches!(*self.reap_at.borrow(), ReapAt::Watching)
+    }
+}
+
+/// Why a hand-over did not happen; the host runs on as before.
+#[derive(Debug, thiserror::Error)]
+pub enum HandoverError {
+    /// Something about the host rules a hand-over out.
+    #[error("cannot hand over: {0}")]
+    Refused(String),
+    /// A pump or a reaper did not come to a stop in time.
+    #[error("cannot hand over: {0} did not settle within {1:?}")]
+    NotSettled(String, std::time::Duration),
+    /// The state could not be written.
+    #[error("cannot hand over: writing the state failed")]
+    State(#[source] std::io::Error),
+    /// `execve` failed (the program is missing, not executable, …).
+    #[error("cannot hand over to {program}: exec failed")]
+    Exec {
+        /// What was to be executed.
+        program: std::path::PathBuf,
+        /// Why not.
+        #[source]
+        source: std::io::Error,
+    },
+}
