@@ -40,13 +40,13 @@ fn summary(file: &Path, plan: &Plan) -> String {
     let programs = plan.programs();
     let plural = if programs.len() == 1 { "" } else { "s" };
     let mut out = format!("{}: {} program{plural}, started in this order:\n", file.display(), programs.len());
-    let manual = |name: &String| plan.program(name).is_some_and(|p| !p.autostart);
+    let left = plan.manual();
     let waves = plan.start_order();
-    let waves = waves.iter().map(|wave| wave.iter().filter(|n| !manual(n)).map(String::as_str).collect::<Vec<_>>());
+    let waves =
+        waves.iter().map(|wave| wave.iter().map(String::as_str).filter(|n| !left.contains(n)).collect::<Vec<_>>());
     for (step, names) in waves.filter(|names| !names.is_empty()).enumerate() {
         let _ = writeln!(out, "  {}. {}", step + 1, names.join(", "));
     }
-    let left: Vec<&str> = programs.iter().filter(|p| !p.autostart).map(|p| p.name.as_str()).collect();
     if !left.is_empty() {
         let _ = writeln!(out, "  not started (autostart = false): {}", left.join(", "));
     }

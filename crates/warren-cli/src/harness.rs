@@ -73,7 +73,7 @@ pub fn all_ended(supervisor: &Supervisor) -> Option<&'static str> {
 }
 
 fn last_exit(supervisor: &Supervisor, name: &str) -> Option<Exit> {
-    supervisor.status().into_iter().find(|s| s.name == name).and_then(|s| s.last_exit)
+    supervisor.program_status(name).and_then(|s| s.last_exit)
 }
 
 /// An exit as a shell reports it: the code, or 128 + the signal's number.

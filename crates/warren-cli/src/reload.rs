@@ -58,7 +58,7 @@ pub async fn apply(
     let (plan, settings) =
         config::load_with_settings(file).map_err(|errors| HandlerError::new(INVALID_CONFIG, errors.to_string()))?;
     let mut diff = PlanDiff::between(&supervisor.plan(), &plan);
-    let manual: Vec<String> = plan.programs().iter().filter(|p| !p.autostart).map(|p| p.name.clone()).collect();
+    let manual: Vec<String> = plan.manual().into_iter().map(str::to_owned).collect();
     let mut outcomes = Vec::new();
     if !dry_run {
         let stopped: Vec<String> =

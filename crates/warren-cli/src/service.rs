@@ -154,7 +154,7 @@ pub fn control(
 fn no_client(supervisor: &Supervisor, program: &str) -> HandlerError {
     let plan = supervisor.plan();
     let serves = plan.program(program).is_some_and(|p| p.rpc || p.socket.is_some());
-    let status = supervisor.status().into_iter().find(|s| s.name == program);
+    let status = supervisor.program_status(program);
     let message = match status {
         _ if !serves => format!(
             "{program} does not serve RPC: give it `ready = \"warren\"`, `rpc = true` (or \"json\", \"go\") or `socket = \"PATH\"` in its settings"

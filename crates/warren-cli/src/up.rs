@@ -158,7 +158,7 @@ pub async fn run(
                 }
                 Ok(Update::AllReady) => {
                     let plan = supervisor.plan();
-                    let manual: Vec<&str> = plan.programs().iter().filter(|p| !p.autostart).map(|p| p.name.as_str()).collect();
+                    let manual = plan.manual();
                     match manual.as_slice() {
                         [] => output.say("all programs are up"),
                         names => output.say(&format!(
@@ -274,7 +274,7 @@ fn describe(supervisor: &Supervisor, name: &str, state: &State, pid: Option<u32>
         State::Waiting => format!("{name}: waiting for its dependencies"),
         State::Starting => format!("{name}: starting"),
         State::Backoff { .. } => {
-            let last = supervisor.status().into_iter().find(|s| s.name == name).and_then(|s| s.last_exit);
+            let last = supervisor.program_status(name).and_then(|s| s.last_exit);
             match last {
                 Some(exit) => format!("{name}: {exit}; {state}"),
                 None => format!("{name}: {state}"),

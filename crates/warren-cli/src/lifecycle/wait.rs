@@ -110,7 +110,7 @@ impl Watch {
             State::Exited { exit } if exit.success() => (OutcomeKind::Done, format!("ran and {exit}")),
             State::Exited { exit } => (OutcomeKind::Failed, format!("did not come back: {exit}")),
             State::Backoff { .. } => {
-                let last = self.supervisor.status().into_iter().find(|s| s.name == name).and_then(|s| s.last_end);
+                let last = self.supervisor.program_status(name).and_then(|s| s.last_end);
                 let last = last.map(|end| format!("{end}; ")).unwrap_or_default();
                 (OutcomeKind::Failed, format!("did not come back: {last}{state}"))
             }

@@ -197,6 +197,11 @@ impl Supervisor {
         Some(child.usage())
     }
 
+    /// One program's status, if the plan has it.
+    pub fn program_status(&self, name: &str) -> Option<ProgramStatus> {
+        self.status().into_iter().find(|s| s.name == name)
+    }
+
     /// Every program's status, in the order of the plan.
     pub fn status(&self) -> Vec<ProgramStatus> {
         let snapshot = self.snapshot.borrow();

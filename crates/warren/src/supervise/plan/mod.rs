@@ -41,6 +41,11 @@ impl Plan {
         self.programs.iter().find(|p| p.name == name)
     }
 
+    /// The names of the programs started only when asked (`autostart = false`), in plan order.
+    pub fn manual(&self) -> Vec<&str> {
+        self.programs.iter().filter(|p| !p.autostart).map(|p| p.name.as_str()).collect()
+    }
+
     /// The programs in start order, by levels: first those that depend on nothing, then those
     /// whose dependencies are all in earlier levels, and so on. The programs of one level can
     /// start in parallel; within a level they keep the order they were given in.
