@@ -150,9 +150,17 @@ async fn run(child_bin: &str, rounds: u32, lines: &str, end: &str, round: u32) -
         println!("READY");
         std::future::pending::<()>().await;
     }
-    // Until the flood has ended (no line for 300 ms; its last may have come in an earlier image).
+    // Until the flood has ended: its last line seen here, or, if this image has seen none of it,
+    // 2 s without one (its last came in an earlier image). Bounded: a flood that never ends
+    // shows as a missing `flood-complete` in the test.
     let quiet = || check.quiet_since.lock().unwrap_or_else(std::sync::PoisonError::into_inner).elapsed();
-    while quiet() < Duration::from_millis(300) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let last = check.last.load(Ordering::Relaxed);
+        let ended = last == check.total || (last == 0 && quiet() >= Duration::from_secs(2));
+        if ended || std::time::Instant::now() >= deadline {
+            break;
+        }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     for report in host.stop_all(Duration::from_secs(5)).await {
