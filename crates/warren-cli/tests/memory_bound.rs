@@ -197,13 +197,27 @@ fn measure(up: &mut Up, attack: &str, status: bool) -> Measured {
     Measured { samples, peak, slowest_status }
 }
 
-/// The sequence number of the last record of `program`'s current log file: how many records it
-/// has had in this instance.
+/// The sequence number of the last whole record on disk for `program`: how many records it has
+/// had in this instance. Read from the current file, or from `.log.1` when a rotation has just
+/// left the current one empty; a line still being written (no newline yet) does not count, so
+/// the figure never goes down between two reads.
 fn records(up: &Up, program: &str) -> u64 {
     let file = find(&up.dir().join("state"), &format!("{program}.log")).expect("the program's log file");
-    let text = std::fs::read(&file).expect("read the log file");
-    let text = String::from_utf8_lossy(&text);
-    text.lines().rev().find_map(|line| line.split(' ').nth(3)?.parse().ok()).unwrap_or(0)
+    let mut rotated = file.clone().into_os_string();
+    rotated.push(".1");
+    [file, PathBuf::from(rotated)].iter().map(last_whole_record).max().unwrap_or(0)
+}
+
+/// How many records flood has had since it had `before`.
+fn flooded_since(up: &Up, before: u64) -> u64 {
+    let now = records(up, "flood");
+    now.checked_sub(before).unwrap_or_else(|| panic!("flood's record count went back from {before} to {now}"))
+}
+
+fn last_whole_record(file: &PathBuf) -> u64 {
+    let text = std::fs::read(file).unwrap_or_default();
+    let whole = text.iter().rposition(|&byte| byte == b'\n').map_or(&text[..0], |end| &text[..end]);
+    String::from_utf8_lossy(whole).lines().rev().find_map(|line| line.split(' ').nth(3)?.parse().ok()).unwrap_or(0)
 }
 
 fn find(dir: &Path, name: &str) -> Option<PathBuf> {
@@ -268,7 +282,7 @@ fn a_stopped_follower_does_not_grow_up_while_a_program_floods() {
     let before = records(&up, "flood");
     let started = Instant::now();
     let measured = measure(&mut up, "a SIGSTOPped `warren logs -f` beside a flood", true);
-    let flooded = records(&up, "flood") - before;
+    let flooded = flooded_since(&up, before);
     let took = started.elapsed();
     eprintln!("flood: {} lines; follower had read {} lines when stopped", rate(flooded, took), drain.lines());
     eprintln!("figures: peak {} KiB, slowest status {:.0?}", measured.peak, measured.slowest_status);
@@ -387,7 +401,7 @@ fn one_mib_lines_are_bounded_by_the_terminal_queue_and_the_log_store() {
     let measured = measure(&mut up, "1 MiB lines, a stalled terminal and a follower", true);
     let took = started.elapsed();
     // Each 1 MiB line is recorded as 16 pieces of at most 64 KiB.
-    let pieces = records(&up, "flood") - before;
+    let pieces = flooded_since(&up, before);
     eprintln!(
         "1 MiB lines: {} pieces of 64 KiB ({:.0} MiB/s); follower read {} pieces; figures: peak {} KiB, slowest status {:.0?}",
         rate(pieces, took),
