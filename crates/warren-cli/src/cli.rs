@@ -150,6 +150,13 @@ pub enum Subcommand {
         #[command(flatten)]
         instance: Target,
     },
+    /// Replace the running `warren up` with warren's binary as it is on disk now (a newer one
+    /// after an update), keeping every program running: same pids, output, sockets, restart
+    /// counts (as SIGUSR2 does). The configuration stays as it was: `warren reload` re-reads it.
+    Upgrade {
+        #[command(flatten)]
+        instance: Target,
+    },
     /// Stop everything gracefully and end the running `warren up`.
     Down {
         #[command(flatten)]

@@ -10,6 +10,7 @@ pub mod codes {
     pub const NO_RPC: u32 = 1003;
     pub const CALL_FAILED: u32 = 1004;
     pub const BAD_REQUEST: u32 = 1005;
+    pub const REQUEST_REFUSED: u32 = 1006;
 }
 
 /// A row of `warren status`.

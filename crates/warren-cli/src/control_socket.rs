@@ -9,6 +9,9 @@
 //! server.
 
 use std::fs::File;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -16,7 +19,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tracing::warn;
 use warren::SocketWatch;
-use warren_rpc::{BindError, Endpoint, Running, Server};
+use warren_rpc::{BindError, Inherited, Running, Server};
 
 use crate::private_dir::{self, UnsafeDir};
 
@@ -48,6 +51,16 @@ pub struct ControlSocket {
     /// Held, not read: the lock lasts as long as the open file.
     lock: File,
     lock_path: PathBuf,
+    /// The socket served now, kept for a hand-over to a new image, and which file it made.
+    bound: Arc<Mutex<Bound>>,
+}
+
+/// warren binds the control socket itself (rather than the RPC server) to keep a descriptor
+/// of it that can cross an upgrade's exec.
+struct Bound {
+    listener: UnixListener,
+    path: PathBuf,
+    file: (u64, u64),
 }
 
 impl ControlSocket {
@@ -61,14 +74,49 @@ impl ControlSocket {
         let dir = path.parent().unwrap_or(Path::new("/"));
         private_dir::ensure(dir)?;
         let lock = lock(path)?;
-        let running = match serve().bind(&Endpoint::unix(path)).await {
-            Ok(running) => running,
-            Err(BindError::InUse { .. }) => return Err(OpenError::AlreadyRunning(lock_path(path))),
-            Err(err) => return Err(OpenError::Bind(err)),
+        let bound = match bind(path) {
+            Ok(bound) => bound,
+            Err(err) if err.kind() == std::io::ErrorKind::AddrInUse => {
+                return Err(OpenError::AlreadyRunning(lock_path(path)));
+            }
+            Err(err) => return Err(OpenError::Bind(BindError::Io { endpoint: path.display().to_string(), source: err })),
         };
+        Self::serve(bound, lock, serve, say).await
+    }
+
+    /// The control socket an earlier image served, from the descriptors [`carried`](Self::carried)
+    /// made: its socket and its lock.
+    pub async fn adopt(
+        path: &Path,
+        listener: OwnedFd,
+        lock: OwnedFd,
+        serve: impl Fn() -> Server + Send + Sync + 'static,
+        say: impl Fn(&str) + Send + Sync + 'static,
+    ) -> Result<Self, OpenError> {
+        let io = |source| OpenError::Bind(BindError::Io { endpoint: path.display().to_string(), source });
+        let file = std::fs::metadata(path).map(|m| (m.dev(), m.ino())).map_err(io)?;
+        let bound = Bound { listener: UnixListener::from(listener), path: path.to_owned(), file };
+        Self::serve(bound, File::from(lock), serve, say).await
+    }
+
+    async fn serve(
+        bound: Bound,
+        lock: File,
+        serve: impl Fn() -> Server + Send + Sync + 'static,
+        say: impl Fn(&str) + Send + Sync + 'static,
+    ) -> Result<Self, OpenError> {
+        let path = bound.path.clone();
+        let running = serve_on(&bound, &serve).await.map_err(OpenError::Bind)?;
         let servers = Arc::new(Mutex::new(vec![running]));
-        let healer = tokio::spawn(heal(path.to_owned(), Arc::clone(&servers), serve, say));
-        Ok(ControlSocket { servers, healer, lock, lock_path: lock_path(path) })
+        let bound = Arc::new(Mutex::new(bound));
+        let healer = tokio::spawn(heal(path.clone(), Arc::clone(&servers), Arc::clone(&bound), serve, say));
+        Ok(ControlSocket { servers, healer, lock, lock_path: lock_path(&path), bound })
+    }
+
+    /// Copies of the socket and of the lock, to cross an upgrade's exec ([`adopt`](Self::adopt)).
+    pub fn carried(&self) -> std::io::Result<(OwnedFd, OwnedFd)> {
+        let bound = self.bound.lock().unwrap_or_else(PoisonError::into_inner);
+        Ok((bound.listener.as_fd().try_clone_to_owned()?, self.lock.as_fd().try_clone_to_owned()?))
     }
 
     /// Stops binding again, then shuts every server down (letting calls finish for `drain`).
@@ -80,10 +128,44 @@ impl ControlSocket {
             stopping.spawn(async move { server.shutdown(drain).await });
         }
         while stopping.join_next().await.is_some() {}
+        {
+            let bound = self.bound.lock().unwrap_or_else(PoisonError::into_inner);
+            let ours = std::fs::symlink_metadata(&bound.path).is_ok_and(|m| (m.dev(), m.ino()) == bound.file);
+            if ours {
+                let _ = std::fs::remove_file(&bound.path);
+            }
+        }
         // Removed while still held, so that no other `up` can take it in between (see `lock`).
         let _ = std::fs::remove_file(&self.lock_path);
         drop(self.lock);
     }
+}
+
+/// Binds `path`, removing a file an earlier run left there (nobody accepts on it); one that
+/// answers is in use (`AddrInUse`).
+fn bind(path: &Path) -> std::io::Result<Bound> {
+    let listener = match UnixListener::bind(path) {
+        Ok(listener) => listener,
+        Err(err) if err.kind() == std::io::ErrorKind::AddrInUse => {
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                return Err(err);
+            }
+            std::fs::remove_file(path)?;
+            UnixListener::bind(path)?
+        }
+        Err(err) => return Err(err),
+    };
+    // Only the owner may drive the instance (the directory is private too).
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    let metadata = std::fs::metadata(path)?;
+    Ok(Bound { listener, path: path.to_owned(), file: (metadata.dev(), metadata.ino()) })
+}
+
+/// A server made by `serve`, accepting on `bound`'s socket.
+async fn serve_on(bound: &Bound, serve: &impl Fn() -> Server) -> Result<Running, BindError> {
+    let io = |source| BindError::Io { endpoint: bound.path.display().to_string(), source };
+    let listener = bound.listener.try_clone().map_err(io)?;
+    serve().bind_with(None, vec![Inherited::Unix(listener)]).await
 }
 
 fn lock_path(socket: &Path) -> PathBuf {
@@ -95,7 +177,6 @@ fn lock_path(socket: &Path) -> PathBuf {
 /// a lock on nothing: the lock counts only if the path still names the locked file, and is
 /// taken again otherwise.
 fn lock(socket: &Path) -> Result<File, OpenError> {
-    use std::os::unix::fs::MetadataExt;
     let path = lock_path(socket);
     let io = |source| OpenError::Lock { path: path.clone(), source };
     for _ in 0..LOCK_TRIES {
@@ -122,6 +203,7 @@ const LOCK_TRIES: usize = 10;
 async fn heal(
     path: PathBuf,
     servers: Arc<Mutex<Vec<Running>>>,
+    held: Arc<Mutex<Bound>>,
     serve: impl Fn() -> Server + Send + Sync + 'static,
     say: impl Fn(&str) + Send + Sync + 'static,
 ) {
@@ -134,12 +216,13 @@ async fn heal(
             Err(_) => return,
         }
         loop {
-            let bound = match private_dir::ensure(&dir) {
-                Ok(()) => serve().bind(&Endpoint::unix(&path)).await.map_err(|err| err.to_string()),
-                Err(err) => Err(err.to_string()),
+            let bound = match private_dir::ensure(&dir).map_err(|err| err.to_string()).and_then(|()| bind(&path).map_err(|err| err.to_string())) {
+                Ok(bound) => serve_on(&bound, &serve).await.map(|running| (bound, running)).map_err(|err| err.to_string()),
+                Err(err) => Err(err),
             };
             match bound {
-                Ok(running) => {
+                Ok((bound, running)) => {
+                    *held.lock().unwrap_or_else(PoisonError::into_inner) = bound;
                     say(&format!("control socket {} bound again", path.display()));
                     servers.lock().unwrap_or_else(PoisonError::into_inner).push(running);
                     break;

@@ -39,25 +39,43 @@ struct Shared {
 pub struct Endpoint {
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
+    /// A copy of the listening socket, for an upgrade's exec to carry across.
+    held: std::os::fd::OwnedFd,
 }
 
 impl Endpoint {
+    /// A copy of the listening socket, to cross an upgrade's exec.
+    pub fn carried(&self) -> std::io::Result<std::os::fd::OwnedFd> {
+        self.held.try_clone()
+    }
+
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         let _ = self.task.await;
     }
 }
 
-/// Binds `listen` and serves until [`Endpoint::shutdown`].
+/// Binds `listen` (or takes the socket an earlier image `handed_over`) and serves until
+/// [`Endpoint::shutdown`].
 pub async fn serve(
     listen: SocketAddr,
     supervisor: Arc<OnceLock<Supervisor>>,
     logs: Arc<Store>,
     call_counts: Arc<CallCounts>,
+    handed_over: Option<std::os::fd::OwnedFd>,
 ) -> std::io::Result<Endpoint> {
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .map_err(|err| std::io::Error::new(err.kind(), format!("cannot listen on {listen} ([http] listen): {err}")))?;
+    let listener = match handed_over {
+        // Bound by an earlier image, which handed it over with its exec.
+        Some(fd) => {
+            let listener = std::net::TcpListener::from(fd);
+            listener.set_nonblocking(true)?;
+            tokio::net::TcpListener::from_std(listener)?
+        }
+        None => tokio::net::TcpListener::bind(listen).await.map_err(|err| {
+            std::io::Error::new(err.kind(), format!("cannot listen on {listen} ([http] listen): {err}"))
+        })?,
+    };
+    let held = std::os::fd::AsFd::as_fd(&listener).try_clone_to_owned()?;
     let shared = Shared { supervisor, logs, sampler: Arc::new(Sampler::default()), call_counts };
     let app = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
@@ -74,7 +92,7 @@ pub async fn serve(
             eprintln!("warren: the HTTP endpoint on {listen} stopped: {err}");
         }
     });
-    Ok(Endpoint { stop, task })
+    Ok(Endpoint { stop, task, held })
 }
 
 /// The rows of `warren status --json`; `None` while warren is starting.

@@ -34,6 +34,7 @@ mod scale;
 mod service;
 mod terminal;
 mod up;
+mod upgrade;
 mod usage;
 
 use std::path::PathBuf;
@@ -97,7 +98,10 @@ fn up_terminal(run: &cli::UpOptions, file: Option<&std::path::Path>) -> std::io:
     if !run.detached_child {
         return Terminal::start(run.timestamps);
     }
-    detach::enter_session()?;
+    // An upgraded image is in the session its first image made.
+    if !warren::handover_pending() {
+        detach::enter_session()?;
+    }
     detach::terminal(&cli::config_dir(file))
 }
 
@@ -178,6 +182,7 @@ async fn run(cli: Cli, terminal: Option<Terminal>) -> Result<u8, Failure> {
         Subcommand::Scale { program, count, instance } => {
             Ok(scale::remote(&remote::connect(&instance.dir()).await?, &program, count).await?)
         }
+        Subcommand::Upgrade { instance } => Ok(upgrade::remote(&instance.dir()).await?),
         Subcommand::Down { instance } => {
             let escaped = remote::down(&remote::connect(&instance.dir()).await?).await?;
             Ok(if escaped > 0 { exit::PROGRAM_FAILED } else { exit::OK })
@@ -237,6 +242,13 @@ fn config_file(file: Option<PathBuf>) -> Option<PathBuf> {
 }
 
 async fn up(file: Option<PathBuf>, example: bool, run: cli::UpOptions, terminal: Terminal) -> Result<u8, Failure> {
+    if warren::handover_pending() {
+        // Started by an upgrade: the image before says what runs, whatever the file says now.
+        let carried = upgrade::Carried::peek().map_err(|why| anyhow::anyhow!("cannot take over from the image before: {why}"))?;
+        let dir = cli::config_dir(carried.file.as_deref());
+        let file = carried.file.clone();
+        return Ok(up::run(up::Origin::HandedOver(carried), file, &dir, run, terminal).await?);
+    }
     let file = if example { None } else { config_file(file) };
     let dir = cli::config_dir(file.as_deref());
     if run.detach && !run.detached_child {
@@ -251,5 +263,5 @@ async fn up(file: Option<PathBuf>, example: bool, run: cli::UpOptions, terminal:
     };
     // The path as given when `up` started, for `warren reload` to re-read.
     let file = file.map(|f| std::path::absolute(&f).unwrap_or(f));
-    Ok(up::run(plan, logs, file, &dir, run, terminal).await?)
+    Ok(up::run(up::Origin::Fresh(plan, logs), file, &dir, run, terminal).await?)
 }

@@ -43,6 +43,11 @@ impl Output {
         self.terminal.say(text);
     }
 
+    /// Waits (at most `bound`) until every line so far is on the terminal.
+    pub fn drain(&self, bound: std::time::Duration) {
+        self.terminal.drain(bound);
+    }
+
     /// From now on, programs' lines are not written (a detached instance's).
     pub fn own_lines_only(&self) {
         self.own_lines_only.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -74,4 +79,9 @@ impl LogSink for Output {
     }
 
     fn closed(&self, _child: &str, _stream: Stream) {}
+
+    fn flush(&self) {
+        // Bounded: a terminal nobody reads must not hold an upgrade; its lines are in the logs.
+        self.drain(std::time::Duration::from_secs(1));
+    }
 }

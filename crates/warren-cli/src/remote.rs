@@ -70,7 +70,7 @@ pub async fn connect_within(instance_dir: &Path, timeout: Option<Duration>) -> R
     }
 }
 
-fn refused(err: CallError) -> RemoteError {
+pub fn refused(err: CallError) -> RemoteError {
     match err {
         CallError::Application { message, .. } => RemoteError::Refused(message),
         other => RemoteError::Refused(other.to_string()),
@@ -78,7 +78,7 @@ fn refused(err: CallError) -> RemoteError {
 }
 
 /// Writes to stdout; a closed pipe (`warren status | head`) is not an error.
-fn emit(text: &str) -> Result<(), RemoteError> {
+pub fn emit(text: &str) -> Result<(), RemoteError> {
     let mut out = std::io::stdout().lock();
     match writeln!(out, "{text}") {
         Err(err) if err.kind() != std::io::ErrorKind::BrokenPipe => Err(RemoteError::Other(err.into())),

@@ -66,7 +66,9 @@ pub fn control(
     logs: Arc<Store>,
     file: Option<Arc<Path>>,
     call_counts: Arc<CallCounts>,
+    upgrades: (crate::upgrade::Requests, u32),
 ) -> Server {
+    let (upgrade_requests, upgrades) = upgrades;
     let get = move || slot.get().cloned().ok_or_else(|| HandlerError::new(codes::NOT_RUNNING, "warren is starting"));
     let (status, start, stop, restart, call, down, reload, scale, program) =
         (get.clone(), get.clone(), get.clone(), get.clone(), get.clone(), get.clone(), get.clone(), get.clone(), get);
@@ -135,6 +137,22 @@ pub fn control(
         .method("Scale", move |_ctx, request: crate::scale::ScaleRequest| {
             let (supervisor, logs) = (scale(), Arc::clone(&scale_logs));
             async move { crate::scale::apply(&supervisor?, &logs, request).await }
+        })
+        .method("Image", move |_ctx, (): ()| async move { Ok(crate::upgrade::Image::this(upgrades)) })
+        .method("Upgrade", move |_ctx, (): ()| {
+            let requests = upgrade_requests.clone();
+            async move {
+                let (reply, answer) = tokio::sync::oneshot::channel();
+                let refused = |why: String| Err::<(), _>(HandlerError::new(codes::REQUEST_REFUSED, why));
+                if requests.send(reply).is_err() {
+                    return refused("not upgraded: warren is stopping".to_owned());
+                }
+                // An answer means it did not happen; when it does, the exec closes this connection.
+                match answer.await {
+                    Ok(why) => refused(format!("not upgraded, running as before: {why}")),
+                    Err(_) => refused("not upgraded: warren is stopping".to_owned()),
+                }
+            }
         })
         .method("Down", move |_ctx, (): ()| {
             let supervisor = down();

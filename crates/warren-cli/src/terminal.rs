@@ -210,6 +210,20 @@ impl Terminal {
         }
     }
 
+    /// Waits at most `bound` until everything queued so far is written, and goes on taking
+    /// lines (before `up` hands over to a new image, which writes to the same terminal).
+    pub fn drain(&self, bound: Duration) {
+        let deadline = std::time::Instant::now() + bound;
+        while std::time::Instant::now() < deadline {
+            let queue = self.shared.lock();
+            if queue.entries.is_empty() && queue.bytes == 0 {
+                return;
+            }
+            drop(queue);
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
     /// Writes what is queued and ends the thread, waiting at most `bound` for a reader that
     /// does not read; lines sent after this are dropped.
     pub fn finish(&self, bound: Duration) {

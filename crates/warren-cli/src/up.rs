@@ -24,23 +24,32 @@ use crate::harness::{self, Harness};
 use crate::logs::store::Store;
 use crate::output::Output;
 use crate::terminal::Terminal;
-use crate::{reload, service};
+use crate::{reload, service, upgrade};
 
 /// How long the control server lets calls finish when `up` ends.
 const CONTROL_DRAIN: Duration = Duration::from_secs(2);
 
+/// Where an instance of `up` begins: from its configuration, or from the image before it
+/// (an upgrade: the programs run on).
+pub enum Origin {
+    Fresh(Plan, FileSettings),
+    HandedOver(upgrade::Carried),
+}
+
 pub async fn run(
-    plan: Plan,
-    settings: FileSettings,
+    origin: Origin,
     file: Option<PathBuf>,
     instance_dir: &Path,
     options: UpOptions,
     terminal: Terminal,
 ) -> anyhow::Result<u8> {
+    let (names, settings, upgrades): (Vec<String>, FileSettings, u32) = match &origin {
+        Origin::Fresh(plan, settings) => (plan.programs().iter().map(|p| p.name.clone()).collect(), settings.clone(), 0),
+        Origin::HandedOver(carried) => (carried.programs.clone(), carried.settings.clone(), carried.upgrades),
+    };
     if let Some(name) = &options.exit_code_from {
-        if !plan.programs().iter().any(|p| &p.name == name) {
-            let known: Vec<&str> = plan.programs().iter().map(|p| p.name.as_str()).collect();
-            anyhow::bail!("--exit-code-from {name}: no program named {name:?} (known: {})", known.join(", "));
+        if !names.contains(name) {
+            anyhow::bail!("--exit-code-from {name}: no program named {name:?} (known: {})", names.join(", "));
         }
     }
     if let Err(err) = crate::fd_limit::raise() {
@@ -50,18 +59,19 @@ pub async fn run(
     let mut harness = Harness::new(options);
     // First of all, so that a Ctrl-C while programs start is an orderly stop, not a crash.
     let mut shutdown = Shutdown::install().context("cannot install signal handlers")?;
+    shutdown = shutdown.upgrade_on(Signal::USR2).context("cannot install signal handlers")?;
     if detached {
         shutdown = shutdown.reload_on(Signal::HUP);
     }
-    let mut report = detached.then(detach::Report::default);
+    let fresh = matches!(origin, Origin::Fresh(..));
+    let mut report = (detached && fresh).then(detach::Report::default);
     let mut failed_to_start = false;
     let file: Option<Arc<Path>> = file.map(Arc::from);
-    let output = Arc::new(Output::new(plan.programs().iter().map(|p| p.name.as_str()), terminal));
+    let output = Arc::new(Output::new(names.iter().map(String::as_str), terminal));
     let http_listen = settings.http;
     let pid_namespace = settings.pid_namespace;
-    let logs_dir = settings.logs_dir.unwrap_or_else(|| crate::instance::state_dir(instance_dir).join("logs"));
-    let limits =
-        plan.programs().iter().map(|p| (p.name.clone(), settings.log_limits.get(&p.name).copied().unwrap_or_default()));
+    let logs_dir = settings.logs_dir.clone().unwrap_or_else(|| crate::instance::state_dir(instance_dir).join("logs"));
+    let limits = names.iter().map(|name| (name.clone(), settings.log_limits.get(name).copied().unwrap_or_default()));
     let say = Arc::clone(&output);
     let logs = Arc::new(Store::open(&logs_dir, limits, output.clone(), Arc::new(move |text: &str| say.say(text))));
     let flusher = logs.spawn_flusher();
@@ -71,61 +81,85 @@ pub async fn run(
     let supervisor_slot: Arc<OnceLock<Supervisor>> = Arc::new(OnceLock::new());
     let call_counts = Arc::new(crate::call_counts::CallCounts::default());
     let control_path = crate::instance::control_socket(instance_dir);
-    let control = {
+    let (upgrade_tx, mut upgrade_requests) = tokio::sync::mpsc::unbounded_channel();
+    let serve = {
         let (slot, logs) = (Arc::clone(&supervisor_slot), Arc::clone(&logs));
-        let say = Arc::clone(&output);
         let file = file.clone();
         let call_counts = Arc::clone(&call_counts);
-        let serve =
-            move || service::control(Arc::clone(&slot), Arc::clone(&logs), file.clone(), Arc::clone(&call_counts));
-        match ControlSocket::open(&control_path, serve, move |text| say.say(text)).await {
-            Ok(control) => control,
-            Err(OpenError::AlreadyRunning(lock)) => {
-                eprintln!(
-                    "warren: an instance is already running for {} (it holds {}); use `warren status` or `warren down`",
-                    instance_dir.display(),
-                    lock.display()
-                );
-                return Ok(exit::ALREADY_RUNNING);
-            }
-            Err(err) => return Err(err.into()),
+        move || {
+            let upgrades = (upgrade_tx.clone(), upgrades);
+            service::control(Arc::clone(&slot), Arc::clone(&logs), file.clone(), Arc::clone(&call_counts), upgrades)
         }
     };
     let builder = Host::builder().log_sink(logs.clone()).pid_namespace(pid_namespace);
-    // A killed `up` cannot remove its control socket; its watchdog can.
-    let host = match builder.remove_on_death(&control_path).build() {
-        Ok(host) => host,
-        Err(err) => {
-            // No stale control socket is left for the next `up` or `status` to stumble on.
-            control.shutdown(Duration::ZERO).await;
-            return Err(anyhow::Error::new(err).context("cannot set up the host"));
+    let (notices_tx, mut notices) = broadcast::channel(1024);
+    let started = match origin {
+        Origin::Fresh(plan, _) => {
+            let control = match ControlSocket::open(&control_path, serve, say_with(&output)).await {
+                Ok(control) => control,
+                Err(OpenError::AlreadyRunning(lock)) => {
+                    eprintln!(
+                        "warren: an instance is already running for {} (it holds {}); use `warren status` or `warren down`",
+                        instance_dir.display(),
+                        lock.display()
+                    );
+                    return Ok(exit::ALREADY_RUNNING);
+                }
+                Err(err) => return Err(err.into()),
+            };
+            // A killed `up` cannot remove its control socket; its watchdog can.
+            let host = match builder.remove_on_death(&control_path).build() {
+                Ok(host) => host,
+                Err(err) => {
+                    // No stale control socket is left for the next `up` or `status` to stumble on.
+                    control.shutdown(Duration::ZERO).await;
+                    return Err(anyhow::Error::new(err).context("cannot set up the host"));
+                }
+            };
+            let http = match http_listen {
+                Some(listen) => {
+                    let served =
+                        crate::http::serve(listen, Arc::clone(&supervisor_slot), Arc::clone(&logs), call_counts, None);
+                    match served.await {
+                        Ok(endpoint) => {
+                            output.say(&format!("HTTP endpoint on http://{listen} (/healthz /readyz /metrics /status)"));
+                            Some(endpoint)
+                        }
+                        Err(err) => {
+                            control.shutdown(Duration::ZERO).await;
+                            return Err(anyhow::Error::new(err));
+                        }
+                    }
+                }
+                None => None,
+            };
+            crate::limits::warn_at_start(&host, &plan, &output);
+            let supervisor = Supervisor::start(plan, host, notices_tx);
+            Started { control, http, supervisor }
+        }
+        Origin::HandedOver(_) => {
+            let http = http_listen.map(|listen| (listen, Arc::clone(&supervisor_slot), Arc::clone(&logs), call_counts));
+            resume(builder, notices_tx, &control_path, serve, say_with(&output), http).await?
         }
     };
+    let Started { control, http, supervisor } = started;
     // Every child of this process is started by warren, so orphans may be reaped (PID 1 in a
     // container, or any subreaper).
     let reaper = warren::reaper::reap_orphans()
         .inspect_err(|err| output.say(&format!("orphans will not be reaped: cannot watch SIGCHLD: {err}")))
         .ok();
-    let http = match http_listen {
-        Some(listen) => {
-            match crate::http::serve(listen, Arc::clone(&supervisor_slot), Arc::clone(&logs), call_counts).await {
-                Ok(endpoint) => {
-                    output.say(&format!("HTTP endpoint on http://{listen} (/healthz /readyz /metrics /status)"));
-                    Some(endpoint)
-                }
-                Err(err) => {
-                    control.shutdown(Duration::ZERO).await;
-                    return Err(anyhow::Error::new(err));
-                }
-            }
-        }
-        None => None,
-    };
-    let (notices_tx, mut notices) = broadcast::channel(1024);
-    crate::limits::warn_at_start(&host, &plan, &output);
-    let supervisor = Supervisor::start(plan, host, notices_tx);
     let _ = supervisor_slot.set(supervisor.clone());
-    output.say(&format!("control socket {}; logs in {}", control_path.display(), logs_dir.display()));
+    if fresh {
+        output.say(&format!("control socket {}; logs in {}", control_path.display(), logs_dir.display()));
+    } else {
+        let running = supervisor.status().iter().filter(|s| s.pid.is_some()).count();
+        output.say(&format!(
+            "upgraded in place: warren {} (upgrade {upgrades}, pid {}); {running} programs carried on, their pids unchanged",
+            env!("CARGO_PKG_VERSION"),
+            std::process::id()
+        ));
+    }
+    let upgrade = Upgrade { supervisor: &supervisor, control: &control, http: http.as_ref(), output: &output, file: file.as_deref(), settings: &settings, upgrades };
 
     // Once a stop is under way, exits are its doing, not reasons to stop.
     let mut stopping = false;
@@ -185,6 +219,12 @@ pub async fn run(
                 }
                 Err(broadcast::error::RecvError::Closed) => break,
             },
+            Some(reply) = upgrade_requests.recv() => {
+                output.say("upgrading warren in place, as asked (the programs run on)");
+                let why = upgrade.run(stopping).await;
+                output.say(&format!("not upgraded, running as before: {why}"));
+                let _ = reply.send(why);
+            }
             step = shutdown.next(|signal| supervisor.signal_all(signal)) => match step {
                 ShutdownStep::Stop(signal) => {
                     output.say(&format!("{signal}: stopping all programs, dependents first (again to kill them)"));
@@ -196,6 +236,11 @@ pub async fn run(
                     output.say(&format!("{signal} again: killing every process group now (again to exit at once)"));
                 }
                 ShutdownStep::Resumed => output.say("resumed every program"),
+                ShutdownStep::Upgrade(signal) => {
+                    output.say(&format!("{signal}: upgrading warren in place (the programs run on)"));
+                    let why = upgrade.run(stopping).await;
+                    output.say(&format!("not upgraded, running as before: {why}"));
+                }
                 ShutdownStep::Reload(signal) => {
                     output.say(&format!("{signal}: reloading the configuration file"));
                     // Apart, so that updates go on being read while the changes are made.
@@ -211,6 +256,7 @@ pub async fn run(
             }
         }
     }
+    drop(upgrade);
     let failed = supervisor.finished().await;
     if let Some(reaper) = reaper {
         reaper.abort();
@@ -236,6 +282,74 @@ pub async fn run(
     }
     output.say(&text);
     Ok(code)
+}
+
+/// What `up` has running once it has begun, whichever way it began.
+struct Started {
+    control: ControlSocket,
+    http: Option<crate::http::Endpoint>,
+    supervisor: Supervisor,
+}
+
+fn say_with(output: &Arc<Output>) -> impl Fn(&str) + Send + Sync + 'static {
+    let output = Arc::clone(output);
+    move |text| output.say(text)
+}
+
+type HttpParts = (std::net::SocketAddr, Arc<OnceLock<Supervisor>>, Arc<Store>, Arc<crate::call_counts::CallCounts>);
+
+/// Takes over what the image before this one handed over: the supervisor with its host and
+/// programs, then the control socket and HTTP endpoint on the sockets it held.
+async fn resume(
+    builder: warren::HostBuilder,
+    notices: broadcast::Sender<Update>,
+    control_path: &Path,
+    serve: impl Fn() -> warren_rpc::Server + Send + Sync + 'static,
+    say: impl Fn(&str) + Send + Sync + 'static,
+    http: Option<HttpParts>,
+) -> anyhow::Result<Started> {
+    let (supervisor, mut baggage) =
+        Supervisor::resume(builder, notices).await.map_err(|why| anyhow::anyhow!("cannot take over from the image before: {why}"))?;
+    let missing = |name: &str| anyhow::anyhow!("cannot take over from the image before: its {name} descriptor did not cross");
+    let listener = baggage.take_fd(upgrade::CONTROL_FD).ok_or_else(|| missing(upgrade::CONTROL_FD))?;
+    let lock = baggage.take_fd(upgrade::CONTROL_LOCK_FD).ok_or_else(|| missing(upgrade::CONTROL_LOCK_FD))?;
+    let control = ControlSocket::adopt(control_path, listener, lock, serve, say).await?;
+    let http = match http {
+        Some((listen, slot, logs, counts)) => {
+            let fd = baggage.take_fd(upgrade::HTTP_FD);
+            Some(crate::http::serve(listen, slot, logs, counts, fd).await?)
+        }
+        None => None,
+    };
+    Ok(Started { control, http, supervisor })
+}
+
+/// `up`'s part of an upgrade: what it carries, and the hand-over itself.
+struct Upgrade<'a> {
+    supervisor: &'a Supervisor,
+    control: &'a ControlSocket,
+    http: Option<&'a crate::http::Endpoint>,
+    output: &'a Output,
+    file: Option<&'a Path>,
+    settings: &'a FileSettings,
+    upgrades: u32,
+}
+
+impl Upgrade<'_> {
+    /// Hands over to a new image; returns only if that did not happen, with why.
+    async fn run(&self, stopping: bool) -> String {
+        if stopping {
+            return "warren is stopping".to_owned();
+        }
+        let carried = upgrade::Carried {
+            settings: self.settings.clone(),
+            programs: self.supervisor.plan().programs().iter().map(|p| p.name.clone()).collect(),
+            file: self.file.map(Path::to_path_buf),
+            upgrades: self.upgrades + 1,
+        };
+        let _ = &self.output;
+        upgrade::hand_over(self.supervisor, self.control, self.http, carried).await
+    }
 }
 
 /// Stops everything, once, if there is a reason to.

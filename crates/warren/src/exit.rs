@@ -5,7 +5,7 @@ use std::fmt;
 use crate::signal::Signal;
 
 /// How a process ended, as the kernel reported it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Exit {
     /// It exited with this code.
     Code(i32),

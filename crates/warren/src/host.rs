@@ -310,8 +310,8 @@ impl Host {
             match shutdown.next(signal_groups).await {
                 ShutdownStep::Stop(signal) | ShutdownStep::Killed(signal) => break signal,
                 ShutdownStep::Resumed => info!("resumed: continued every child's process group"),
-                // Not asked for here: `stop_on_signal` never calls `reload_on`.
-                ShutdownStep::Reload(_) => {}
+                // Not asked for here: `stop_on_signal` never calls `reload_on` or `upgrade_on`.
+                ShutdownStep::Reload(_) | ShutdownStep::Upgrade(_) => {}
             }
         };
         info!("received {first}: stopping {} children (grace {grace:?}); again to kill them", self.children().len());
@@ -324,7 +324,7 @@ impl Host {
                     ShutdownStep::Killed(signal) => info!(
                         "received {signal} again: killing every child's process group now; once more to exit at once"
                     ),
-                    ShutdownStep::Stop(_) | ShutdownStep::Resumed | ShutdownStep::Reload(_) => {}
+                    ShutdownStep::Stop(_) | ShutdownStep::Resumed | ShutdownStep::Reload(_) | ShutdownStep::Upgrade(_) => {}
                 },
             }
         }

@@ -62,7 +62,7 @@ mod usage;
 pub use child::Child;
 pub use error::{HostError, PluginError, SpawnError};
 pub use exit::Exit;
-pub use handover::{HandoverError, main as handover_main, pending as handover_pending};
+pub use handover::{Baggage, HandoverError, main as handover_main, peek as handover_peek, pending as handover_pending};
 pub use host::{Host, HostBuilder};
 pub use limits::{Identity, Limits};
 pub use log::{LineBatch, LogLine, LogSink, SPLIT_MARKER, Stream, TracingSink};

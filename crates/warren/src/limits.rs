@@ -5,7 +5,7 @@ use std::fmt;
 use std::path::Path;
 
 /// Resource limits of a child and everything it starts, enforced by its cgroup.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Limits {
     /// `memory.max`, in bytes: past it the kernel reclaims, then OOM-kills within the cgroup.
     pub memory_max: Option<u64>,
@@ -115,7 +115,7 @@ pub fn size(bytes: u64) -> String {
 }
 
 /// The user (and groups) a child runs as; only root may ask for one.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Identity {
     /// The user's name, as configured (for messages and exports).
     pub user: String,

@@ -150,6 +150,10 @@ pub trait LogSink: Send + Sync + 'static {
     fn closed(&self, child: &str, stream: Stream) {
         let _ = (child, stream);
     }
+
+    /// Everything taken so far must reach its destination now: the host is about to be
+    /// replaced by a hand-over (its pumps are held, nothing more comes until the next image).
+    fn flush(&self) {}
 }
 
 /// Sends every line to `tracing` at INFO under target `warren::child`, with the child's name,

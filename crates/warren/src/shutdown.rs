@@ -35,6 +35,9 @@ pub enum ShutdownStep {
     Resumed,
     /// A signal set aside with [`Shutdown::reload_on`]: the caller reloads its configuration.
     Reload(Signal),
+    /// A signal given to [`Shutdown::upgrade_on`]: the caller replaces itself with a new image
+    /// that takes its children over.
+    Upgrade(Signal),
 }
 
 /// Reads the signals that stop or suspend a host process and applies the policy (see the
@@ -46,6 +49,8 @@ pub struct Shutdown {
     stops: u32,
     /// Stop signals that mean "reload" here instead.
     reload: Vec<Signal>,
+    /// Signals that mean "upgrade".
+    upgrade: Vec<Signal>,
 }
 
 impl Shutdown {
@@ -59,7 +64,7 @@ impl Shutdown {
     pub fn install() -> std::io::Result<Shutdown> {
         let mut which = Shutdown::STOP_SIGNALS.to_vec();
         which.extend([Signal::TSTP, Signal::CONT]);
-        Ok(Shutdown { signals: Signals::install(&which)?, stops: 0, reload: Vec::new() })
+        Ok(Shutdown { signals: Signals::install(&which)?, stops: 0, reload: Vec::new(), upgrade: Vec::new() })
     }
 
     /// From now on `signal` (one of [`STOP_SIGNALS`](Self::STOP_SIGNALS)) asks for a reload
@@ -69,6 +74,16 @@ impl Shutdown {
             self.reload.push(signal);
         }
         self
+    }
+
+    /// From now on `signal` (SIGUSR2 for `warren up`, as for nginx) is caught and returned as
+    /// [`ShutdownStep::Upgrade`]; it does not count as a stop.
+    pub fn upgrade_on(mut self, signal: Signal) -> std::io::Result<Shutdown> {
+        self.signals.add(signal)?;
+        if !self.upgrade.contains(&signal) {
+            self.upgrade.push(signal);
+        }
+        Ok(self)
     }
 
     /// How many stop signals have been received.
@@ -99,6 +114,7 @@ impl Shutdown {
                     return ShutdownStep::Resumed;
                 }
                 reload if self.reload.contains(&reload) => return ShutdownStep::Reload(reload),
+                upgrade if self.upgrade.contains(&upgrade) => return ShutdownStep::Upgrade(upgrade),
                 stop => {
                     self.stops += 1;
                     match self.stops {

@@ -12,7 +12,7 @@ use std::fmt;
 /// assert_eq!(Signal::TERM.to_string(), "SIGTERM");
 /// assert_eq!(Signal::INT.exit_code(), 130);
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct Signal(i32);
 
 /// The signals warren knows by name.

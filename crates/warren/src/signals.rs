@@ -25,6 +25,14 @@ impl Signals {
         Ok(Signals { streams })
     }
 
+    /// Installs a handler for one more signal.
+    pub fn add(&mut self, wanted: Signal) -> std::io::Result<()> {
+        if !self.streams.iter().any(|(which, _)| *which == wanted) {
+            self.streams.push((wanted, signal(SignalKind::from_raw(wanted.number()))?));
+        }
+        Ok(())
+    }
+
     /// The next signal received. Cancel-safe: a signal is taken only when this returns it.
     pub async fn next(&mut self) -> Signal {
         std::future::poll_fn(|cx| {

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use super::LogLimits;
 
 /// A configuration's file-wide settings: what `warren up` needs besides the plan.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FileSettings {
     /// `logs_dir`, made absolute against the file's directory; the instance's state directory
     /// when `None`.

@@ -2,7 +2,7 @@
 //! program), and what they resolve to.
 
 /// When one program's log file is rotated, and how many rotated files are kept.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LogLimits {
     /// The size past which `<program>.log` is rotated (bytes).
     pub max_size: u64,

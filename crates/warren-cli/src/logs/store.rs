@@ -201,4 +201,9 @@ impl LogSink for Store {
         }
         self.echo.closed(child, stream);
     }
+
+    fn flush(&self) {
+        self.flush_all();
+        self.echo.flush();
+    }
 }

@@ -21,7 +21,7 @@ use crate::server::PeerPolicy;
 use crate::writer;
 
 /// Which protocol a client speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum Protocol {
     /// warren's binary protocol (`docs/PROTOCOL.md`): deadlines the server sees, cancellation,
     /// pings and notifications both ways.

@@ -7,6 +7,8 @@ mod out;
 mod resume;
 mod state;
 
+pub use resume::peek;
+
 use tokio::sync::watch;
 
 use crate::pump::PumpAt;
@@ -29,6 +31,27 @@ pub fn pending() -> bool {
 /// children it took over (docs/UPGRADE.md). Fails if called from another thread, or twice.
 pub fn main<T: Send + 'static>(body: impl FnOnce() -> T + Send + 'static) -> std::io::Result<T> {
     crate::spawner::main_thread::run(body)
+}
+
+/// What the program using a host carries across a hand-over beside the host itself: its own
+/// state (e.g. a supervisor's) and descriptors by name (e.g. a listening socket). Given to
+/// [`Host::hand_over_with`](crate::Host::hand_over_with), returned by
+/// [`HostBuilder::resume_with`](crate::HostBuilder::resume_with).
+#[derive(Debug, Default)]
+pub struct Baggage {
+    /// Anything serde can write as JSON.
+    pub state: serde_json::Value,
+    /// Descriptors kept open across `exec`, each under a name; close-on-exec again in the new
+    /// image.
+    pub fds: Vec<(String, std::os::fd::OwnedFd)>,
+}
+
+impl Baggage {
+    /// Takes the descriptor named `name` out of the baggage.
+    pub fn take_fd(&mut self, name: &str) -> Option<std::os::fd::OwnedFd> {
+        let index = self.fds.iter().position(|(n, _)| n == name)?;
+        Some(self.fds.swap_remove(index).1)
+    }
 }
 
 /// What a hand-over needs of a running child beside what the stop needs.

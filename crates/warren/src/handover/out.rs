@@ -3,7 +3,7 @@
 //! that is every child's parent. Any failure undoes all of it: the host runs on as before.
 
 use std::ffi::{CString, OsString};
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -31,6 +31,19 @@ impl Host {
     /// without it a host holding taken-over children must call this from the main thread (a
     /// current-thread runtime there), and one holding children of both kinds is refused.
     pub async fn hand_over(&self, program: &Path, args: &[OsString]) -> HandoverError {
+        self.hand_over_with(program, args, serde_json::Value::Null, &[]).await
+    }
+
+    /// [`hand_over`](Self::hand_over), carrying `state` and the descriptors `fds` (by name)
+    /// across for the new image's [`HostBuilder::resume_with`](crate::HostBuilder::resume_with).
+    /// The log sink is flushed once the pumps are held, before the exec.
+    pub async fn hand_over_with(
+        &self,
+        program: &Path,
+        args: &[OsString],
+        state: serde_json::Value,
+        fds: &[(&str, BorrowedFd<'_>)],
+    ) -> HandoverError {
         let shared = &self.shared;
         let _one_at_a_time = shared.handing_over.lock().await;
         if let Err(why) = self.refusal() {
@@ -46,7 +59,8 @@ impl Host {
             shared.held.send_replace(true);
         }
         let mut undo = Undo { shared, kept: Vec::new() };
-        self.hand_over_held(program, args, &mut undo.kept).await
+        let baggage = (state, fds);
+        self.hand_over_held(program, args, baggage, &mut undo.kept).await
     }
 
     /// Why this host cannot hand over now, if it cannot.
@@ -80,7 +94,13 @@ impl Host {
         Ok(())
     }
 
-    async fn hand_over_held(&self, program: &Path, args: &[OsString], kept: &mut Vec<RawFd>) -> HandoverError {
+    async fn hand_over_held(
+        &self,
+        program: &Path,
+        args: &[OsString],
+        (baggage, baggage_fds): (serde_json::Value, &[(&str, BorrowedFd<'_>)]),
+        kept: &mut Vec<RawFd>,
+    ) -> HandoverError {
         let shared = &self.shared;
         let children = self.children();
         let deadline = Instant::now() + SETTLE;
@@ -121,6 +141,13 @@ impl Host {
                 Err(err) => return HandoverError::State(err),
             }
         }
+        let mut kept_baggage = Vec::new();
+        for (name, fd) in baggage_fds {
+            match keep(fd.as_raw_fd()) {
+                Ok(fd) => kept_baggage.push(((*name).to_owned(), fd)),
+                Err(err) => return HandoverError::State(err),
+            }
+        }
         let watchdog = match shared.watchdog.as_ref().map(|watchdog| watchdog.hand_over(true)).transpose() {
             Ok(watchdog) => watchdog.map(|(fd, pid, groups)| WatchdogState { fd, pid, groups }),
             Err(err) => return HandoverError::State(err),
@@ -133,6 +160,8 @@ impl Host {
             remove_on_death: shared.remove_on_death.clone(),
             escaped: shared.escaped.load(std::sync::atomic::Ordering::Relaxed),
             children: states,
+            baggage,
+            baggage_fds: kept_baggage,
         };
         let memfd = match serde_json::to_vec(&state).map_err(std::io::Error::other).and_then(|bytes| {
             let memfd = sys::sealed_memfd(&bytes)?;
@@ -142,6 +171,8 @@ impl Host {
             Ok(memfd) => memfd,
             Err(err) => return HandoverError::State(err),
         };
+        // Every line the pumps gave before the hold is written down before the image goes.
+        shared.sink.flush();
         let exec = match exec_self(program, args, &memfd) {
             Ok(exec) => exec,
             Err(err) => return HandoverError::Exec { program: program.to_owned(), source: err },

@@ -39,7 +39,19 @@ impl HostBuilder {
     /// the same runtime directory, watchdog and children (see docs/UPGRADE.md). The log sink
     /// and `catch_signals` are this builder's; the other options are the earlier host's.
     pub async fn resume(self) -> Result<Host, HostError> {
-        let state = read_state()?;
+        Ok(self.resume_with().await?.0)
+    }
+
+    /// [`resume`](Self::resume), also returning what the earlier image carried across with
+    /// [`Host::hand_over_with`].
+    pub async fn resume_with(self) -> Result<(Host, super::Baggage), HostError> {
+        let mut state = read_state()?;
+        let mut fds = Vec::new();
+        for (name, fd) in std::mem::take(&mut state.baggage_fds) {
+            let fd = sys::handover::adopt_fd(fd).map_err(|err| resume_error(format!("descriptor {name}: {err}")))?;
+            fds.push((name, fd));
+        }
+        let baggage = super::Baggage { state: std::mem::take(&mut state.baggage), fds };
         tokio::runtime::Handle::try_current().map_err(|_| HostError::NoRuntime)?;
         let signals = if self.catch_signals {
             Some(crate::shutdown::Shutdown::install().map_err(HostError::Signals)?)
@@ -92,12 +104,34 @@ impl HostBuilder {
                 .push(resume_child(&shared, child).await.map_err(|err| resume_error(format!("child {name}: {err}")))?);
         }
         *shared.children.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = children;
-        Ok(Host { shared })
+        Ok((Host { shared }, baggage))
     }
 }
 
-/// The state the previous image left, read once.
+/// The state read from the memfd and not yet taken by a resume.
+static READ: Mutex<Option<HostState>> = Mutex::new(None);
+
+/// What the earlier image carried beside the host ([`Baggage::state`](super::Baggage)),
+/// without taking the hand-over: a program may need it to set up what the host needs (its
+/// log sink) before it resumes the host.
+pub fn peek() -> Result<serde_json::Value, HostError> {
+    let mut read = READ.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if read.is_none() {
+        *read = Some(read_memfd()?);
+    }
+    Ok(read.as_ref().map(|state| state.baggage.clone()).unwrap_or_default())
+}
+
+/// The state the previous image left, taken once.
 fn read_state() -> Result<HostState, HostError> {
+    let peeked = READ.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+    match peeked {
+        Some(state) => Ok(state),
+        None => read_memfd(),
+    }
+}
+
+fn read_memfd() -> Result<HostState, HostError> {
     if !sys::handover::take_handover() {
         return Err(resume_error("the hand-over has already been taken"));
     }

@@ -22,6 +22,12 @@ pub(super) struct HostState {
     pub remove_on_death: Vec<PathBuf>,
     pub escaped: usize,
     pub children: Vec<ChildState>,
+    /// What the program using the host carries across (see [`crate::Baggage`]).
+    #[serde(default)]
+    pub baggage: serde_json::Value,
+    /// Its descriptors, by name.
+    #[serde(default)]
+    pub baggage_fds: Vec<(String, i32)>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

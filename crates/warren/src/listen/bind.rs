@@ -56,6 +56,16 @@ impl Bound {
     pub fn fd(&self) -> Arc<OwnedFd> {
         Arc::clone(&self.fd)
     }
+
+    /// What a hand-over carries of it beside the descriptor: the file it removes at the end.
+    pub(super) fn file(&self) -> Option<(PathBuf, (u64, u64))> {
+        self.file.clone()
+    }
+
+    /// A socket an earlier image bound and handed over.
+    pub(super) fn adopt(fd: OwnedFd, file: Option<(PathBuf, (u64, u64))>) -> Bound {
+        Bound { fd: Arc::new(fd), file }
+    }
 }
 
 /// A file left at `path` by an earlier run is removed; a socket someone accepts on is not.

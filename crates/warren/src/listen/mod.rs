@@ -19,7 +19,7 @@ pub use bind::Bound;
 pub const MAX_NAME: usize = 255;
 
 /// One entry of a program's `listen`: where, under which name, with which file mode.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Listen {
     /// `tcp:HOST:PORT` or `unix:PATH` (a relative path is relative to the program's `cwd`).
     pub address: String,
@@ -30,7 +30,7 @@ pub struct Listen {
 }
 
 /// Where a socket listens.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Address {
     /// A TCP address, as written (resolved when bound).
     Tcp(String),
@@ -118,6 +118,27 @@ impl Sockets {
             passed.push((entry.name.clone(), socket.fd()));
         }
         Ok(passed)
+    }
+}
+
+/// One held socket as a hand-over carries it; its descriptor crosses by number beside it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) struct HeldSocket {
+    address: Address,
+    file: Option<(PathBuf, (u64, u64))>,
+}
+
+impl Sockets {
+    /// Every socket held, for a hand-over.
+    pub(crate) fn held(&self) -> Vec<(HeldSocket, Arc<OwnedFd>)> {
+        let bound = self.bound.lock().unwrap_or_else(PoisonError::into_inner);
+        bound.iter().map(|(address, socket)| (HeldSocket { address: address.clone(), file: socket.file() }, socket.fd())).collect()
+    }
+
+    /// The sockets an earlier image held, with their descriptors.
+    pub(crate) fn adopt(held: impl IntoIterator<Item = (HeldSocket, OwnedFd)>) -> Sockets {
+        let bound = held.into_iter().map(|(held, fd)| (held.address, Arc::new(Bound::adopt(fd, held.file)))).collect();
+        Sockets { bound: Mutex::new(bound) }
     }
 }
 

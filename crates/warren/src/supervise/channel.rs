@@ -17,6 +17,8 @@ pub(super) enum Input {
     Control(Event),
     /// A rolling restart of a program, answered once it is over.
     Roll { name: String, reply: tokio::sync::oneshot::Sender<Result<Rolled, String>> },
+    /// Replace this process with a new image that takes everything over.
+    HandOver(super::runner::HandOver),
 }
 
 /// How a rolling restart went.

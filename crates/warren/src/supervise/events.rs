@@ -11,7 +11,7 @@ use crate::SpawnError;
 use crate::exit::Exit;
 
 /// Where a program is in its life.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum State {
     /// Not started: waiting for its dependencies.
     Waiting,

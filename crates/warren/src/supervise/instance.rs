@@ -57,6 +57,15 @@ impl Instance {
             }
         };
         self.report(Report::Spawned(child.clone()));
+        self.supervise(&program, &child, stop, false).await;
+    }
+
+    /// Carries on with a ready child that an earlier image started and handed over.
+    pub(super) async fn adopt(self, program: Program, child: Child, stop: oneshot::Receiver<()>) {
+        self.supervise(&program, &child, stop, true).await;
+    }
+
+    async fn supervise(&self, program: &Program, child: &Child, stop: oneshot::Receiver<()>, ready: bool) {
         // The runner dropping its end means no stop will be asked for: only the exit ends this.
         let stop_requested = async {
             if stop.await.is_err() {
@@ -64,7 +73,7 @@ impl Instance {
             }
         };
         tokio::select! {
-            () = self.follow(&program, &child) => {}
+            () = self.follow(program, child, ready) => {}
             () = stop_requested => {}
         }
         // The one stop of this child: polite, then forceful at the grace; if it has exited
@@ -75,12 +84,13 @@ impl Instance {
         self.send(Event::Exited { name: self.name.clone(), exit });
     }
 
-    /// Reports readiness, health and a lost socket until the child exits.
-    async fn follow(&self, program: &Program, child: &Child) {
-        let exited = tokio::select! {
+    /// Reports readiness (unless it is `ready` already), health and a lost socket until the
+    /// child exits.
+    async fn follow(&self, program: &Program, child: &Child, ready: bool) {
+        let exited = !ready && tokio::select! {
             _ = child.wait() => true,
-            ready = probe::wait_ready(program) => {
-                match ready {
+            verdict = probe::wait_ready(program) => {
+                match verdict {
                     Ok(()) => self.send(Event::Ready { name: self.name.clone() }),
                     Err(error) => {
                         self.send(Event::StartFailed { name: self.name.clone(), error });

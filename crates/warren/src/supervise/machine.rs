@@ -5,6 +5,8 @@
 //! it happened, and returns the actions to take. The runner carries them out and feeds back
 //! what happened. Tests drive it with a paused clock and no processes.
 
+mod carried;
+
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 
@@ -12,6 +14,7 @@ use tokio::time::Instant;
 
 use super::backoff::{Jitter, delay};
 use super::events::humanize;
+pub(crate) use carried::MachineState;
 pub use super::events::{Action, Change, Event, HISTORY, HealthStatus, StartError, State, Status};
 use super::plan::{Plan, Program, Restart};
 use crate::exit::Exit;

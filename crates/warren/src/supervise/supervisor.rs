@@ -89,9 +89,52 @@ impl Supervisor {
         let (snapshot_tx, snapshot) = watch::channel(Snapshot::default());
         let (finished_tx, finished) = watch::channel(None);
         let runner = Runner::new(&plan, host.clone(), inputs.clone(), snapshot_tx, updates.clone());
-        tokio::spawn(runner.run(queue, finished_tx));
+        tokio::spawn(runner.run(Vec::new(), queue, finished_tx));
         let plan = Arc::new(RwLock::new(Arc::new(plan)));
         Supervisor { inputs, snapshot, updates, finished, plan, host }
+    }
+
+    /// In a process started by [`Supervisor::hand_over`], takes the supervisor of the image
+    /// before over: the host (see [`HostBuilder::resume_with`]), the same children in the same
+    /// states with their restart counts, history and backoff, the `listen` sockets; returns
+    /// it and what the caller carried across beside it. Updates go to `updates` from now on.
+    pub async fn resume(
+        builder: crate::HostBuilder,
+        updates: broadcast::Sender<Update>,
+    ) -> Result<(Supervisor, crate::Baggage), String> {
+        let (host, baggage) = builder.resume_with().await.map_err(|err| err.to_string())?;
+        let (inputs, queue) = mpsc::unbounded_channel();
+        let (snapshot_tx, snapshot) = watch::channel(Snapshot::default());
+        let (finished_tx, finished) = watch::channel(None);
+        let (runner, first, app) =
+            Runner::resumed(host.clone(), baggage, inputs.clone(), snapshot_tx, updates.clone())?;
+        let plan = Plan::new(runner.programs()).map_err(|err| format!("the carried plan: {err}"))?;
+        tokio::spawn(runner.run(first, queue, finished_tx));
+        let plan = Arc::new(RwLock::new(Arc::new(plan)));
+        Ok((Supervisor { inputs, snapshot, updates, finished, plan, host }, app))
+    }
+
+    /// In a process started by [`Supervisor::hand_over`], the state its caller carried across
+    /// (its baggage's `state`), read before anything is taken over: what it needs to set up
+    /// before [`resume`](Self::resume) (its log sink, say).
+    pub fn peek_baggage() -> Result<serde_json::Value, String> {
+        let state = crate::handover_peek().map_err(|err| err.to_string())?;
+        Ok(state.get("app").cloned().unwrap_or_default())
+    }
+
+    /// Replaces this process with `program` run with `args` (e.g. `/proc/self/exe`, the same
+    /// arguments), which calls [`Supervisor::resume`] and carries on with every program
+    /// running: same pids, pipes, sockets, restart counts. Waits for a moment when nothing is
+    /// starting, stopping or rolling, and decides nothing until the exec. `baggage` crosses
+    /// beside the supervisor (the caller's own state and descriptors). Returns only if the
+    /// hand-over did not happen, with why; everything then runs on as before.
+    pub async fn hand_over(&self, program: &std::path::Path, args: &[std::ffi::OsString], baggage: crate::Baggage) -> String {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let request = super::runner::HandOver { program: program.to_owned(), args: args.to_vec(), baggage, reply };
+        if self.inputs.send(Input::HandOver(request)).is_err() {
+            return "the supervisor has stopped".to_owned();
+        }
+        answer.await.unwrap_or_else(|_| "the supervisor stopped first".to_owned())
     }
 
     /// The plan it runs: each program's settings and dependencies (the new one as soon as

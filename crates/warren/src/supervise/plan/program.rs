@@ -9,7 +9,7 @@ use warren_rpc::Protocol;
 use crate::signal::Signal;
 
 /// One program and how to treat it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Program {
     /// Its name: unique in the plan, used in logs, notices and control requests.
     pub name: String,
@@ -72,7 +72,7 @@ pub struct Program {
 }
 
 /// How a restart asked for replaces a running instance.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum RestartMode {
     /// Stop the old instance, then start the new one.
     #[default]
@@ -83,7 +83,7 @@ pub enum RestartMode {
 }
 
 /// How to start it: an executable and its arguments, or a shell command line when asked.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Invocation {
     /// An executable (a bare name is looked up in `PATH`) and its arguments.
     Exec {
@@ -97,7 +97,7 @@ pub enum Invocation {
 }
 
 /// When a program counts as ready.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ReadyCheck {
     /// Ready once started.
     None,
@@ -131,7 +131,7 @@ pub enum ReadyCheck {
 }
 
 /// An HTTP GET (plain HTTP: probes are local) and the answer that passes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct HttpProbe {
     /// `http://HOST[:PORT]/PATH`.
     pub url: String,
@@ -141,7 +141,7 @@ pub struct HttpProbe {
 
 /// A program whose socket file is gone keeps serving the connections it has, the
 /// supervisor's among them, but nothing new can connect to it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum OnSocketLost {
     /// Log a warning and leave it running.
     Report,
@@ -151,7 +151,7 @@ pub enum OnSocketLost {
 }
 
 /// Whether a program that ended is started again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Restart {
     /// Never: it stays ended.
     Never,
@@ -164,7 +164,7 @@ pub enum Restart {
 /// Exponential backoff between restarts: `initial`, then × `factor` up to `max`, each delay
 /// spread by ± `jitter` (a fraction, 0 to 1) so that programs that failed together do not
 /// restart in lockstep.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Backoff {
     /// The first delay.
     pub initial: Duration,
@@ -178,7 +178,7 @@ pub struct Backoff {
 
 /// `max_starts` starts within `window` mean a crash loop: the program is marked failed and
 /// left alone.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CrashLoop {
     /// Starts allowed within `window`.
     pub max_starts: u32,
@@ -187,7 +187,7 @@ pub struct CrashLoop {
 }
 
 /// One entry of `depends_on`: another program of the plan, and what it must have reached.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Dependency {
     /// The program depended on.
     pub name: String,
@@ -196,7 +196,7 @@ pub struct Dependency {
 }
 
 /// What a dependency must have reached before the dependent starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Condition {
     /// Its process was spawned.
     Started,
@@ -209,7 +209,7 @@ pub enum Condition {
 }
 
 /// A health check and its timing.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Health {
     /// What is checked.
     pub check: HealthCheck,
@@ -222,7 +222,7 @@ pub struct Health {
 }
 
 /// What a health check does; passing is a success within the timeout.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum HealthCheck {
     /// A PING over the program's RPC connection.
     RpcPing,

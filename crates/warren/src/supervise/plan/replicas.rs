@@ -9,7 +9,7 @@ use super::{Plan, PlanError, Program};
 pub const MAX_REPLICAS: u32 = 1000;
 
 /// Which copy of a replicated program a program of the plan is.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Replica {
     /// The name the configuration gave, without the `.N`.
     pub group: String,

@@ -7,6 +7,7 @@
 //! channel, so decisions are taken one at a time, in order, without locks around them. A stop
 //! is a request to the instance's task, which alone ends its child.
 
+mod handover;
 mod rolling;
 
 use std::collections::HashMap;
@@ -23,6 +24,7 @@ use super::plan::Plan;
 use crate::child::Child;
 use crate::host::Host;
 use crate::listen::Sockets;
+pub(super) use handover::HandOver;
 use rolling::Extra;
 
 /// The runner's hold on a program's current instance.
@@ -72,17 +74,29 @@ impl Runner {
         }
     }
 
+    /// Runs until everything has stopped; `first` are actions to carry out before the
+    /// machine's own first ones (a resumed runner's timers).
     pub(super) async fn run(
         mut self,
+        first: Vec<Action>,
         mut queue: mpsc::UnboundedReceiver<Input>,
         finished: watch::Sender<Option<bool>>,
     ) {
-        let actions = self.machine.begin(Instant::now());
+        let mut actions = first;
+        actions.extend(self.machine.begin(Instant::now()));
         self.publish();
         // Everything stopped: over once no extra instance (an old one draining) runs either.
         let mut stopped = self.execute(actions);
         while !(stopped && self.extra.is_empty()) {
             let Some(input) = queue.recv().await else { break };
+            let input = match input {
+                // Awaited here: no other input is read until the exec, or until it failed.
+                Input::HandOver(request) => {
+                    self.hand_over(request).await;
+                    continue;
+                }
+                input => input,
+            };
             let Some(event) = self.accept(input) else { continue };
             let actions = self.machine.handle(Instant::now(), event);
             self.publish();
@@ -97,6 +111,7 @@ impl Runner {
         let (name, instance, report) = match input {
             Input::Control(event) => return Some(event),
             Input::Roll { name, reply } => return self.roll(&name, reply),
+            Input::HandOver(_) => return None,
             Input::Instance { name, instance, report } => (name, instance, report),
         };
         if self.extra.contains_key(&instance) {
