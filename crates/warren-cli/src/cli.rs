@@ -154,6 +154,12 @@ pub enum Subcommand {
     /// after an update), keeping every program running: same pids, output, sockets, restart
     /// counts (as SIGUSR2 does). The configuration stays as it was: `warren reload` re-reads it.
     Upgrade {
+        /// Run this binary instead (a new version installed at another path).
+        #[arg(long, value_name = "PATH")]
+        to: Option<PathBuf>,
+        /// Print the formats of the state this binary takes over, and exit.
+        #[arg(long, hide = true)]
+        formats: bool,
         #[command(flatten)]
         instance: Target,
     },

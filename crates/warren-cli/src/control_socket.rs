@@ -79,7 +79,9 @@ impl ControlSocket {
             Err(err) if err.kind() == std::io::ErrorKind::AddrInUse => {
                 return Err(OpenError::AlreadyRunning(lock_path(path)));
             }
-            Err(err) => return Err(OpenError::Bind(BindError::Io { endpoint: path.display().to_string(), source: err })),
+            Err(err) => {
+                return Err(OpenError::Bind(BindError::Io { endpoint: path.display().to_string(), source: err }));
+            }
         };
         Self::serve(bound, lock, serve, say).await
     }
@@ -216,8 +218,13 @@ async fn heal(
             Err(_) => return,
         }
         loop {
-            let bound = match private_dir::ensure(&dir).map_err(|err| err.to_string()).and_then(|()| bind(&path).map_err(|err| err.to_string())) {
-                Ok(bound) => serve_on(&bound, &serve).await.map(|running| (bound, running)).map_err(|err| err.to_string()),
+            let bound = match private_dir::ensure(&dir)
+                .map_err(|err| err.to_string())
+                .and_then(|()| bind(&path).map_err(|err| err.to_string()))
+            {
+                Ok(bound) => {
+                    serve_on(&bound, &serve).await.map(|running| (bound, running)).map_err(|err| err.to_string())
+                }
                 Err(err) => Err(err),
             };
             match bound {

@@ -168,7 +168,7 @@ async fn run(cli: Cli, terminal: Option<Terminal>) -> Result<u8, Failure> {
         }
         Subcommand::Logs { programs, follow, lines, since, grep, stream, timestamps, json, instance } => {
             let options = logs::client::Options { programs, lines, follow, since, grep, stream, timestamps, json };
-            logs::client::run(&remote::connect(&instance.dir()).await?, options).await?;
+            logs::client::run(&instance.dir(), options).await?;
             Ok(exit::OK)
         }
         Subcommand::Call { program, method, arg, timeout, instance } => {
@@ -182,7 +182,11 @@ async fn run(cli: Cli, terminal: Option<Terminal>) -> Result<u8, Failure> {
         Subcommand::Scale { program, count, instance } => {
             Ok(scale::remote(&remote::connect(&instance.dir()).await?, &program, count).await?)
         }
-        Subcommand::Upgrade { instance } => Ok(upgrade::remote(&instance.dir()).await?),
+        Subcommand::Upgrade { formats: true, .. } => {
+            println!("{}", upgrade::formats());
+            Ok(exit::OK)
+        }
+        Subcommand::Upgrade { instance, to, .. } => Ok(upgrade::remote(&instance.dir(), to).await?),
         Subcommand::Down { instance } => {
             let escaped = remote::down(&remote::connect(&instance.dir()).await?).await?;
             Ok(if escaped > 0 { exit::PROGRAM_FAILED } else { exit::OK })
@@ -244,7 +248,8 @@ fn config_file(file: Option<PathBuf>) -> Option<PathBuf> {
 async fn up(file: Option<PathBuf>, example: bool, run: cli::UpOptions, terminal: Terminal) -> Result<u8, Failure> {
     if warren::handover_pending() {
         // Started by an upgrade: the image before says what runs, whatever the file says now.
-        let carried = upgrade::Carried::peek().map_err(|why| anyhow::anyhow!("cannot take over from the image before: {why}"))?;
+        let carried =
+            upgrade::Carried::peek().map_err(|why| anyhow::anyhow!("cannot take over from the image before: {why}"))?;
         let dir = cli::config_dir(carried.file.as_deref());
         let file = carried.file.clone();
         return Ok(up::run(up::Origin::HandedOver(carried), file, &dir, run, terminal).await?);

@@ -59,20 +59,58 @@ pub async fn connect_within(instance_dir: &Path, timeout: Option<Duration>) -> R
     if let Some(timeout) = timeout {
         builder = builder.connect_timeout(timeout);
     }
-    match builder.connect(&socket).await {
-        Ok(client) => Ok(client),
-        Err(ConnectError::Io { source, .. })
-            if matches!(source.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused) =>
-        {
-            Err(not_running())
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        match builder.clone().connect(&socket).await {
+            Ok(client) => return Ok(client),
+            Err(ConnectError::Io { source, .. })
+                if matches!(source.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused) =>
+            {
+                return Err(not_running());
+            }
+            // Accepted by an image that was just replaced by an upgrade: nothing was asked
+            // yet, so the next image (which accepts on the same socket) is asked instead.
+            Err(err) if attempts < CONNECT_ATTEMPTS && cut_by_an_upgrade(&err) => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(err) => {
+                return Err(RemoteError::Other(anyhow::Error::new(err).context("cannot reach the control socket")));
+            }
         }
-        Err(err) => Err(RemoteError::Other(anyhow::Error::new(err).context("cannot reach the control socket"))),
     }
+}
+
+/// Connections tried when one is cut during its handshake.
+const CONNECT_ATTEMPTS: u32 = 3;
+
+/// Whether a failed handshake is the connection's end from the other side.
+fn cut_by_an_upgrade(err: &ConnectError) -> bool {
+    if let ConnectError::Handshake { source: warren_rpc::FrameError::Truncated { .. }, .. } = err {
+        return true;
+    }
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(err) = source {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::UnexpectedEof
+                    | std::io::ErrorKind::BrokenPipe
+            );
+        }
+        source = err.source();
+    }
+    false
 }
 
 pub fn refused(err: CallError) -> RemoteError {
     match err {
         CallError::Application { message, .. } => RemoteError::Refused(message),
+        CallError::ConnectionLost { method, .. } => RemoteError::Refused(format!(
+            "{method}: the instance closed the connection before answering (it was upgraded or stopped); \
+             the request may or may not have been carried out: retry it if that is safe"
+        )),
         other => RemoteError::Refused(other.to_string()),
     }
 }

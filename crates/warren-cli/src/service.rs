@@ -139,12 +139,12 @@ pub fn control(
             async move { crate::scale::apply(&supervisor?, &logs, request).await }
         })
         .method("Image", move |_ctx, (): ()| async move { Ok(crate::upgrade::Image::this(upgrades)) })
-        .method("Upgrade", move |_ctx, (): ()| {
+        .method("Upgrade", move |_ctx, request: crate::upgrade::UpgradeRequest| {
             let requests = upgrade_requests.clone();
             async move {
                 let (reply, answer) = tokio::sync::oneshot::channel();
                 let refused = |why: String| Err::<(), _>(HandlerError::new(codes::REQUEST_REFUSED, why));
-                if requests.send(reply).is_err() {
+                if requests.send((request.to, reply)).is_err() {
                     return refused("not upgraded: warren is stopping".to_owned());
                 }
                 // An answer means it did not happen; when it does, the exec closes this connection.

@@ -44,7 +44,9 @@ pub async fn run(
     terminal: Terminal,
 ) -> anyhow::Result<u8> {
     let (names, settings, upgrades): (Vec<String>, FileSettings, u32) = match &origin {
-        Origin::Fresh(plan, settings) => (plan.programs().iter().map(|p| p.name.clone()).collect(), settings.clone(), 0),
+        Origin::Fresh(plan, settings) => {
+            (plan.programs().iter().map(|p| p.name.clone()).collect(), settings.clone(), 0)
+        }
         Origin::HandedOver(carried) => (carried.programs.clone(), carried.settings.clone(), carried.upgrades),
     };
     if let Some(name) = &options.exit_code_from {
@@ -74,6 +76,9 @@ pub async fn run(
     let limits = names.iter().map(|name| (name.clone(), settings.log_limits.get(name).copied().unwrap_or_default()));
     let say = Arc::clone(&output);
     let logs = Arc::new(Store::open(&logs_dir, limits, output.clone(), Arc::new(move |text: &str| say.say(text))));
+    if let Origin::HandedOver(carried) = &origin {
+        logs.carry_on_from(&carried.log_generations);
+    }
     let flusher = logs.spawn_flusher();
     if detached {
         output.own_lines_only();
@@ -122,7 +127,8 @@ pub async fn run(
                         crate::http::serve(listen, Arc::clone(&supervisor_slot), Arc::clone(&logs), call_counts, None);
                     match served.await {
                         Ok(endpoint) => {
-                            output.say(&format!("HTTP endpoint on http://{listen} (/healthz /readyz /metrics /status)"));
+                            output
+                                .say(&format!("HTTP endpoint on http://{listen} (/healthz /readyz /metrics /status)"));
                             Some(endpoint)
                         }
                         Err(err) => {
@@ -139,7 +145,7 @@ pub async fn run(
         }
         Origin::HandedOver(_) => {
             let http = http_listen.map(|listen| (listen, Arc::clone(&supervisor_slot), Arc::clone(&logs), call_counts));
-            resume(builder, notices_tx, &control_path, serve, say_with(&output), http).await?
+            resume(builder, notices_tx, &control_path, serve, say_with(&output), http, &supervisor_slot).await?
         }
     };
     let Started { control, http, supervisor } = started;
@@ -159,7 +165,15 @@ pub async fn run(
             std::process::id()
         ));
     }
-    let upgrade = Upgrade { supervisor: &supervisor, control: &control, http: http.as_ref(), output: &output, file: file.as_deref(), settings: &settings, upgrades };
+    let upgrade = Upgrade {
+        supervisor: &supervisor,
+        control: &control,
+        http: http.as_ref(),
+        logs: &logs,
+        file: file.as_deref(),
+        settings: &settings,
+        upgrades,
+    };
 
     // Once a stop is under way, exits are its doing, not reasons to stop.
     let mut stopping = false;
@@ -219,9 +233,9 @@ pub async fn run(
                 }
                 Err(broadcast::error::RecvError::Closed) => break,
             },
-            Some(reply) = upgrade_requests.recv() => {
+            Some((to, reply)) = upgrade_requests.recv() => {
                 output.say("upgrading warren in place, as asked (the programs run on)");
-                let why = upgrade.run(stopping).await;
+                let why = upgrade.run(stopping, to).await;
                 output.say(&format!("not upgraded, running as before: {why}"));
                 let _ = reply.send(why);
             }
@@ -238,7 +252,7 @@ pub async fn run(
                 ShutdownStep::Resumed => output.say("resumed every program"),
                 ShutdownStep::Upgrade(signal) => {
                     output.say(&format!("{signal}: upgrading warren in place (the programs run on)"));
-                    let why = upgrade.run(stopping).await;
+                    let why = upgrade.run(stopping, None).await;
                     output.say(&format!("not upgraded, running as before: {why}"));
                 }
                 ShutdownStep::Reload(signal) => {
@@ -307,10 +321,16 @@ async fn resume(
     serve: impl Fn() -> warren_rpc::Server + Send + Sync + 'static,
     say: impl Fn(&str) + Send + Sync + 'static,
     http: Option<HttpParts>,
+    supervisor_slot: &OnceLock<Supervisor>,
 ) -> anyhow::Result<Started> {
-    let (supervisor, mut baggage) =
-        Supervisor::resume(builder, notices).await.map_err(|why| anyhow::anyhow!("cannot take over from the image before: {why}"))?;
-    let missing = |name: &str| anyhow::anyhow!("cannot take over from the image before: its {name} descriptor did not cross");
+    let (supervisor, mut baggage) = Supervisor::resume(builder, notices)
+        .await
+        .map_err(|why| anyhow::anyhow!("cannot take over from the image before: {why}"))?;
+    // Before the control socket is served again: connections waiting in its backlog are
+    // answered at once, not told that warren is starting.
+    let _ = supervisor_slot.set(supervisor.clone());
+    let missing =
+        |name: &str| anyhow::anyhow!("cannot take over from the image before: its {name} descriptor did not cross");
     let listener = baggage.take_fd(upgrade::CONTROL_FD).ok_or_else(|| missing(upgrade::CONTROL_FD))?;
     let lock = baggage.take_fd(upgrade::CONTROL_LOCK_FD).ok_or_else(|| missing(upgrade::CONTROL_LOCK_FD))?;
     let control = ControlSocket::adopt(control_path, listener, lock, serve, say).await?;
@@ -329,7 +349,7 @@ struct Upgrade<'a> {
     supervisor: &'a Supervisor,
     control: &'a ControlSocket,
     http: Option<&'a crate::http::Endpoint>,
-    output: &'a Output,
+    logs: &'a Store,
     file: Option<&'a Path>,
     settings: &'a FileSettings,
     upgrades: u32,
@@ -337,7 +357,7 @@ struct Upgrade<'a> {
 
 impl Upgrade<'_> {
     /// Hands over to a new image; returns only if that did not happen, with why.
-    async fn run(&self, stopping: bool) -> String {
+    async fn run(&self, stopping: bool, to: Option<PathBuf>) -> String {
         if stopping {
             return "warren is stopping".to_owned();
         }
@@ -346,9 +366,9 @@ impl Upgrade<'_> {
             programs: self.supervisor.plan().programs().iter().map(|p| p.name.clone()).collect(),
             file: self.file.map(Path::to_path_buf),
             upgrades: self.upgrades + 1,
+            log_generations: self.logs.generations(),
         };
-        let _ = &self.output;
-        upgrade::hand_over(self.supervisor, self.control, self.http, carried).await
+        upgrade::hand_over(self.supervisor, self.control, self.http, carried, to).await
     }
 }
 

@@ -36,6 +36,9 @@ pub struct Carried {
     pub file: Option<PathBuf>,
     /// How many upgrades this instance has been through, this one included.
     pub upgrades: u32,
+    /// Each program's log file generation, which readers' positions name.
+    #[serde(default)]
+    pub log_generations: std::collections::BTreeMap<String, u64>,
 }
 
 impl Carried {
@@ -44,6 +47,13 @@ impl Carried {
         let state = Supervisor::peek_baggage()?;
         serde_json::from_value(state).map_err(|err| format!("warren up's state does not parse: {err}"))
     }
+}
+
+/// What `Control.Upgrade` takes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UpgradeRequest {
+    /// The binary to run; the one `up` runs, as it is on disk now, when `None`.
+    pub to: Option<PathBuf>,
 }
 
 /// What `Control.Image` answers: which image of the instance runs.
@@ -60,9 +70,52 @@ impl Image {
     }
 }
 
-/// Upgrade requests from the control socket to `up`'s loop; each is answered only if the
-/// upgrade did not happen, with why.
-pub type Requests = mpsc::UnboundedSender<oneshot::Sender<String>>;
+/// Upgrade requests from the control socket to `up`'s loop (to the binary given, if one
+/// was); each is answered only if the upgrade did not happen, with why.
+pub type Requests = mpsc::UnboundedSender<(Option<PathBuf>, oneshot::Sender<String>)>;
+
+/// The format of `up`'s own part of the state ([`Carried`]).
+const UP_FORMAT: u32 = 1;
+
+/// How long the new binary has to say which formats it reads.
+const PREFLIGHT: Duration = Duration::from_secs(10);
+
+/// The formats of the state this binary writes and takes over.
+pub fn formats() -> String {
+    format!("{} up {UP_FORMAT}", Supervisor::handover_formats())
+}
+
+/// Whether `binary` can take this instance over: it runs, and reads the formats this one
+/// writes. Asked before anything is held, so a refusal costs nothing.
+async fn preflight(binary: &Path) -> Result<(), String> {
+    let mut command = tokio::process::Command::new(binary);
+    command
+        .args(["upgrade", "--formats"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let output = match tokio::time::timeout(PREFLIGHT, warren::reaper::output(command)).await {
+        Ok(Ok(output)) => output,
+        Ok(Err(err)) => return Err(format!("cannot run {}: {err}", binary.display())),
+        Err(_) => return Err(format!("{} upgrade --formats did not answer within {PREFLIGHT:?}", binary.display())),
+    };
+    let theirs = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    if !output.status.success() {
+        return Err(format!(
+            "{} cannot take a running warren over (`upgrade --formats` failed: {}): stop and start it instead",
+            binary.display(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        ));
+    }
+    let ours = formats();
+    if theirs != ours {
+        return Err(format!(
+            "{} reads state formats \"{theirs}\", this warren writes \"{ours}\": stop and start it instead",
+            binary.display()
+        ));
+    }
+    Ok(())
+}
 
 /// The binary to run: the file `/proc/self/exe` names, which is the one on disk now — a
 /// replaced binary shows as "PATH (deleted)", and PATH is then the new one.
@@ -82,11 +135,15 @@ pub async fn hand_over(
     control: &ControlSocket,
     http: Option<&crate::http::Endpoint>,
     carried: Carried,
+    to: Option<PathBuf>,
 ) -> String {
-    let program = match binary() {
+    let program = match to.map_or_else(binary, Ok) {
         Ok(program) => program,
         Err(err) => return format!("cannot tell which binary runs (/proc/self/exe): {err}"),
     };
+    if let Err(why) = preflight(&program).await {
+        return why;
+    }
     let mut fds = Vec::new();
     match control.carried() {
         Ok((listener, lock)) => fds.extend([(CONTROL_FD.to_owned(), listener), (CONTROL_LOCK_FD.to_owned(), lock)]),
@@ -107,13 +164,15 @@ pub async fn hand_over(
 }
 
 /// `warren upgrade`: asks the instance to upgrade, then waits for its new image to answer.
-pub async fn remote(instance_dir: &Path) -> Result<u8, RemoteError> {
+pub async fn remote(instance_dir: &Path, to: Option<PathBuf>) -> Result<u8, RemoteError> {
+    // The instance runs elsewhere: a relative path means one from here.
+    let to = to.map(|path| std::path::absolute(&path).unwrap_or(path));
     let client = remote::connect(instance_dir).await?;
     let before: Image = client.call("Control.Image", &()).await.map_err(remote::refused)?;
     let asked = Instant::now();
     // Answered only when the upgrade did not happen; otherwise the exec closes the connection.
     if let Err(warren_rpc::CallError::Application { message, .. }) =
-        client.call_with::<_, ()>("Control.Upgrade", &(), long_call()).await
+        client.call_with::<_, ()>("Control.Upgrade", &UpgradeRequest { to }, long_call()).await
     {
         return Err(RemoteError::Refused(message));
     }
@@ -134,7 +193,11 @@ pub async fn remote(instance_dir: &Path) -> Result<u8, RemoteError> {
         }
     };
     let took = asked.elapsed();
-    let pid = if after.pid == before.pid { format!("pid {} kept", after.pid) } else { format!("pid {} (was {})", after.pid, before.pid) };
+    let pid = if after.pid == before.pid {
+        format!("pid {} kept", after.pid)
+    } else {
+        format!("pid {} (was {})", after.pid, before.pid)
+    };
     remote::emit(&format!(
         "upgraded: warren {} → {} ({pid}); the control socket answered again after {} ms",
         before.version,

@@ -40,6 +40,26 @@ pub(crate) fn unregister(pid: u32) {
     registry().remove(&pid);
 }
 
+/// Runs `command` to its end and returns its output, registered so that [`reap_orphans`]
+/// leaves its exit to this: for a helper that a process reaping orphans runs itself (`warren
+/// up` asking a new binary which state it reads). Dropped early, the child is killed and
+/// left to tokio to reap.
+pub async fn output(mut command: tokio::process::Command) -> io::Result<std::process::Output> {
+    command.kill_on_drop(true);
+    let child = register(|| command.spawn(), tokio::process::Child::id)?;
+    /// Unregisters the pid however the wait ends.
+    struct Registered(Option<u32>);
+    impl Drop for Registered {
+        fn drop(&mut self) {
+            if let Some(pid) = self.0 {
+                unregister(pid);
+            }
+        }
+    }
+    let _registered = Registered(child.id());
+    child.wait_with_output().await
+}
+
 /// Reaps, on every SIGCHLD, the exited processes reparented to this one that warren did not
 /// start itself. Only for a process whose children are all started by warren (like `warren
 /// up`): a child started another way (`std::process::Command`) would be taken for an orphan.

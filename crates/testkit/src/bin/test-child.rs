@@ -156,6 +156,26 @@ async fn async_main(mode: &str, flags: Flags) -> ExitCode {
             term.recv().await;
             ExitCode::SUCCESS
         }
+        "trickle-then-wait" => {
+            // The flood's numbered lines, 20 every millisecond (a flood that lasts seconds, to
+            // span what a test does meanwhile), then nothing until SIGTERM.
+            let mut term = signal(SignalKind::terminate()).expect("handler");
+            let lines: u64 = std::env::args().nth(2).and_then(|n| n.parse().ok()).unwrap_or(1000);
+            let mut out = std::io::stdout();
+            for i in 0..lines {
+                let line = format!(
+                    "line {i:08} of the flood, padded to be about a hundred bytes long ..........................\n"
+                );
+                if out.write_all(line.as_bytes()).is_err() {
+                    return ExitCode::FAILURE;
+                }
+                if i % 20 == 19 {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+            term.recv().await;
+            ExitCode::SUCCESS
+        }
         other => {
             eprintln!("test-child: unknown mode {other:?}");
             ExitCode::from(64)

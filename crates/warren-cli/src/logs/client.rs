@@ -50,7 +50,11 @@ fn since_time(text: &str, now: SystemTime) -> Result<String, RemoteError> {
     })
 }
 
-pub async fn run(client: &Client, options: Options) -> Result<(), RemoteError> {
+/// How long a follower waits for an upgraded instance to answer again.
+const REJOIN: Duration = Duration::from_secs(10);
+
+pub async fn run(instance_dir: &std::path::Path, options: Options) -> Result<(), RemoteError> {
+    let mut client = crate::remote::connect(instance_dir).await?;
     let stream = match options.stream.as_deref() {
         None => None,
         Some(word) => Some(
@@ -100,19 +104,39 @@ pub async fn run(client: &Client, options: Options) -> Result<(), RemoteError> {
             wait_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
         };
         let timeout = Some(wait + Duration::from_secs(30));
-        let page: Page = match client.call_with("Control.ReadLogs", &request, CallOptions { timeout }).await {
-            Ok(page) => page,
-            // The instance ended: so does following it.
-            Err(CallError::ConnectionLost { .. } | CallError::ShuttingDown { .. } | CallError::Cancelled { .. })
-                if options.follow =>
-            {
-                return Ok(());
-            }
-            Err(err) => return Err(refused(err)),
-        };
+        let page: Page =
+            match client.call_with("Control.ReadLogs", &request, CallOptions { timeout }).await {
+                Ok(page) => page,
+                // The instance was upgraded (the new image answers on the same socket, the cursor
+                // still holds), or ended: then so does following it.
+                Err(
+                    CallError::ConnectionLost { .. } | CallError::ShuttingDown { .. } | CallError::Cancelled { .. },
+                ) if options.follow => match rejoin(instance_dir).await {
+                    Some(again) => {
+                        client = again;
+                        continue;
+                    }
+                    None => return Ok(()),
+                },
+                Err(err) => return Err(refused(err)),
+            };
         cursor.extend(page.cursor);
         merger.add(page.rows, &ask, &page.at_end);
     }
+}
+
+/// A connection to the instance again, if it answers within [`REJOIN`]: it was upgraded in
+/// place. `None` once it is gone.
+async fn rejoin(instance_dir: &std::path::Path) -> Option<Client> {
+    let deadline = std::time::Instant::now() + REJOIN;
+    while std::time::Instant::now() < deadline {
+        match crate::remote::connect(instance_dir).await {
+            Ok(client) => return Some(client),
+            Err(RemoteError::NotRunning { .. }) => return None,
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+    None
 }
 
 /// How rows look on stdout.

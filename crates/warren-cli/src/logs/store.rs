@@ -112,6 +112,20 @@ impl Store {
         }
     }
 
+    /// Each program's current file generation, for an upgrade to carry across.
+    pub fn generations(&self) -> std::collections::BTreeMap<String, u64> {
+        self.names().into_iter().enumerate().map(|(i, name)| (name, self.writer(i).end().0)).collect()
+    }
+
+    /// Takes up the generations the image before an upgrade had reached.
+    pub fn carry_on_from(&self, generations: &std::collections::BTreeMap<String, u64>) {
+        for (name, &generation) in generations {
+            if let Some(i) = self.find(name) {
+                self.writer(i).carry_on_from(generation);
+            }
+        }
+    }
+
     /// Lines of `name` that could not be written.
     pub fn lost(&self, name: &str) -> u64 {
         self.find(name).map_or(0, |i| self.writer(i).lost())

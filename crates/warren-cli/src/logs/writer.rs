@@ -256,6 +256,13 @@ impl Writer {
         self.open_current()
     }
 
+    /// Numbers the current file `generation`, as the image before an upgrade did, so that
+    /// readers' positions (which name files by generation) stay valid across it.
+    pub fn carry_on_from(&mut self, generation: u64) {
+        // Never below the files kept: `oldest` counts back from it.
+        self.generation = generation.max(u64::from(self.limits.keep));
+    }
+
     /// The generation of the current file and how much of it is readable.
     pub fn end(&self) -> (u64, u64) {
         (self.generation, self.size)

@@ -527,13 +527,19 @@ impl Background {
     /// Waits until `n` lines of stdout contain `needle`.
     pub fn wait_lines(&mut self, needle: &str, n: usize, bound: Duration) {
         let deadline = Instant::now() + bound;
+        let matches = |l: &Line| l.stream == Stream::Stdout && l.text.contains(needle);
+        // Counted as lines come: a follower of a flood gets tens of thousands.
+        let mut found = self.seen.iter().filter(|l| matches(l)).count();
         loop {
-            if self.seen.iter().filter(|l| l.stream == Stream::Stdout && l.text.contains(needle)).count() >= n {
+            if found >= n {
                 return;
             }
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
-                Ok(line) => self.seen.push(line),
+                Ok(line) => {
+                    found += usize::from(matches(&line));
+                    self.seen.push(line);
+                }
                 Err(_) => {
                     let text: Vec<&str> = self.seen.iter().map(|l| l.text.as_str()).collect();
                     panic!("no {n} lines with {needle:?} within {bound:?}; got:\n    {}", text.join("\n    "));
@@ -544,6 +550,11 @@ impl Background {
 }
 
 impl Background {
+    /// The lines of stdout received so far.
+    pub fn stdout(&self) -> Vec<&str> {
+        self.seen.iter().filter(|l| l.stream == Stream::Stdout).map(|l| l.text.as_str()).collect()
+    }
+
     /// Waits for the command to exit by itself, for at most `bound`.
     pub fn wait_exit(&mut self, bound: Duration) -> ExitStatus {
         let deadline = Instant::now() + bound;

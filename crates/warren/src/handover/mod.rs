@@ -9,6 +9,9 @@ mod state;
 
 pub use resume::peek;
 
+/// The format of the host's state that this build writes and reads.
+pub(crate) const FORMAT: u32 = state::VERSION;
+
 use tokio::sync::watch;
 
 use crate::pump::PumpAt;

@@ -132,7 +132,10 @@ impl Sockets {
     /// Every socket held, for a hand-over.
     pub(crate) fn held(&self) -> Vec<(HeldSocket, Arc<OwnedFd>)> {
         let bound = self.bound.lock().unwrap_or_else(PoisonError::into_inner);
-        bound.iter().map(|(address, socket)| (HeldSocket { address: address.clone(), file: socket.file() }, socket.fd())).collect()
+        bound
+            .iter()
+            .map(|(address, socket)| (HeldSocket { address: address.clone(), file: socket.file() }, socket.fd()))
+            .collect()
     }
 
     /// The sockets an earlier image held, with their descriptors.

@@ -87,19 +87,20 @@ impl Instance {
     /// Reports readiness (unless it is `ready` already), health and a lost socket until the
     /// child exits.
     async fn follow(&self, program: &Program, child: &Child, ready: bool) {
-        let exited = !ready && tokio::select! {
-            _ = child.wait() => true,
-            verdict = probe::wait_ready(program) => {
-                match verdict {
-                    Ok(()) => self.send(Event::Ready { name: self.name.clone() }),
-                    Err(error) => {
-                        self.send(Event::StartFailed { name: self.name.clone(), error });
-                        child.kill();
+        let exited = !ready
+            && tokio::select! {
+                _ = child.wait() => true,
+                verdict = probe::wait_ready(program) => {
+                    match verdict {
+                        Ok(()) => self.send(Event::Ready { name: self.name.clone() }),
+                        Err(error) => {
+                            self.send(Event::StartFailed { name: self.name.clone(), error });
+                            child.kill();
+                        }
                     }
+                    false
                 }
-                false
-            }
-        };
+            };
         if !exited {
             tokio::select! {
                 _ = child.wait() => {}

@@ -14,10 +14,10 @@ use tokio::time::Instant;
 
 use super::backoff::{Jitter, delay};
 use super::events::humanize;
-pub(crate) use carried::MachineState;
 pub use super::events::{Action, Change, Event, HISTORY, HealthStatus, StartError, State, Status};
 use super::plan::{Plan, Program, Restart};
 use crate::exit::Exit;
+pub(crate) use carried::MachineState;
 
 pub(super) struct Slot {
     pub(super) program: Program,

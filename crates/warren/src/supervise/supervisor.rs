@@ -114,6 +114,13 @@ impl Supervisor {
         Ok((Supervisor { inputs, snapshot, updates, finished, plan, host }, app))
     }
 
+    /// The formats of the state a hand-over carries that this build writes and reads, in
+    /// words ("host 1 supervisor 1"): a hand-over to a build that answers otherwise would not
+    /// be taken over, and is refused before anything is held.
+    pub fn handover_formats() -> String {
+        format!("host {} supervisor {}", crate::handover::FORMAT, super::runner::HANDOVER_FORMAT)
+    }
+
     /// In a process started by [`Supervisor::hand_over`], the state its caller carried across
     /// (its baggage's `state`), read before anything is taken over: what it needs to set up
     /// before [`resume`](Self::resume) (its log sink, say).
@@ -128,7 +135,12 @@ impl Supervisor {
     /// starting, stopping or rolling, and decides nothing until the exec. `baggage` crosses
     /// beside the supervisor (the caller's own state and descriptors). Returns only if the
     /// hand-over did not happen, with why; everything then runs on as before.
-    pub async fn hand_over(&self, program: &std::path::Path, args: &[std::ffi::OsString], baggage: crate::Baggage) -> String {
+    pub async fn hand_over(
+        &self,
+        program: &std::path::Path,
+        args: &[std::ffi::OsString],
+        baggage: crate::Baggage,
+    ) -> String {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let request = super::runner::HandOver { program: program.to_owned(), args: args.to_vec(), baggage, reply };
         if self.inputs.send(Input::HandOver(request)).is_err() {

@@ -23,7 +23,7 @@ use crate::supervise::instance::Instance;
 use crate::supervise::machine::{Action, Event, Machine, MachineState};
 
 /// The supervisor state's format; a new image refuses another.
-const VERSION: u32 = 1;
+pub(in crate::supervise) const VERSION: u32 = 1;
 
 /// The prefix of the held sockets' names among the descriptors that cross.
 const SOCKET_FD: &str = "warren.listen.";
@@ -58,7 +58,8 @@ impl Runner {
                 let mut fds: Vec<(&str, std::os::fd::BorrowedFd<'_>)> =
                     baggage.fds.iter().map(|(name, fd)| (name.as_str(), fd.as_fd())).collect();
                 fds.extend(names.iter().zip(&held).map(|(name, (_, fd))| (name.as_str(), fd.as_fd())));
-                let state = SupervisorState { sockets: held.iter().map(|(socket, _)| socket.clone()).collect(), ..state };
+                let state =
+                    SupervisorState { sockets: held.iter().map(|(socket, _)| socket.clone()).collect(), ..state };
                 match serde_json::to_value(&state) {
                     Ok(state) => self.host.hand_over_with(&program, &args, state, &fds).await.to_string(),
                     Err(err) => format!("cannot write the supervisor's state: {err}"),
@@ -96,7 +97,8 @@ impl Runner {
         }
         let mut sockets = Vec::new();
         for (i, socket) in state.sockets.into_iter().enumerate() {
-            let fd: OwnedFd = baggage.take_fd(&format!("{SOCKET_FD}{i}")).ok_or_else(|| format!("held socket {i} did not cross"))?;
+            let fd: OwnedFd =
+                baggage.take_fd(&format!("{SOCKET_FD}{i}")).ok_or_else(|| format!("held socket {i} did not cross"))?;
             sockets.push((socket, fd));
         }
         let now = Instant::now();
@@ -113,6 +115,8 @@ impl Runner {
             next_instance: state.next_instance,
         };
         actions.extend(runner.adopt_children(now));
+        // Seen at once by the caller's first `status`, not only once the runner's task runs.
+        runner.publish();
         let app = Baggage { state: state.app, fds: baggage.fds };
         Ok((runner, actions, app))
     }

@@ -24,7 +24,7 @@ use super::plan::Plan;
 use crate::child::Child;
 use crate::host::Host;
 use crate::listen::Sockets;
-pub(super) use handover::HandOver;
+pub(super) use handover::{HandOver, VERSION as HANDOVER_FORMAT};
 use rolling::Extra;
 
 /// The runner's hold on a program's current instance.
