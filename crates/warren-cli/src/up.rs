@@ -270,7 +270,6 @@ pub async fn run(
             }
         }
     }
-    drop(upgrade);
     let failed = supervisor.finished().await;
     if let Some(reaper) = reaper {
         reaper.abort();

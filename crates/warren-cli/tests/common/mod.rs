@@ -551,6 +551,7 @@ impl Background {
 
 impl Background {
     /// The lines of stdout received so far.
+    #[allow(dead_code, reason = "used by some of the test files that share this fixture")]
     pub fn stdout(&self) -> Vec<&str> {
         self.seen.iter().filter(|l| l.stream == Stream::Stdout).map(|l| l.text.as_str()).collect()
     }
