@@ -149,10 +149,7 @@ fn bind(path: &Path) -> std::io::Result<Bound> {
     let listener = match UnixListener::bind(path) {
         Ok(listener) => listener,
         Err(err) if err.kind() == std::io::ErrorKind::AddrInUse => {
-            if std::os::unix::net::UnixStream::connect(path).is_ok() {
-                return Err(err);
-            }
-            std::fs::remove_file(path)?;
+            warren::listen::remove_stale_socket(path)?;
             UnixListener::bind(path)?
         }
         Err(err) => return Err(err),

@@ -157,12 +157,9 @@ fn prepare(ctx: &Context<'_>, spec: &Spec) -> Result<Prepared, SpawnError> {
     });
     if let Some(path) = &own {
         // A program that binds its own socket fails on a file left there, but the file may be
-        // another process's live socket: only one nobody accepts on is removed.
-        if std::os::unix::net::UnixStream::connect(path)
-            .is_err_and(|err| err.kind() == std::io::ErrorKind::ConnectionRefused)
-        {
-            let _ = std::fs::remove_file(path);
-        }
+        // another process's live socket, or no socket at all: only a dead socket is removed.
+        // Whatever stays, the program meets it and says so.
+        let _ = crate::listen::remove_stale_socket(path);
     }
     let socket_path = spec.rpc.then(|| own.unwrap_or_else(|| ctx.runtime_dir.file_for(spec.slot_name(), ".sock")));
     if let Some(path) = socket_path.as_ref().filter(|_| spec.socket.is_none()) {

@@ -37,7 +37,7 @@ impl Bound {
                 Ok(Bound { fd: Arc::new(fd), file: None })
             }
             Address::Unix(path) => {
-                remove_stale(path)?;
+                remove_stale_socket(path)?;
                 let fd = rustix::net::socket_with(AddressFamily::UNIX, SocketType::STREAM, SocketFlags::CLOEXEC, None)?;
                 let addr = rustix::net::SocketAddrUnix::new(path.as_path())?;
                 rustix::net::bind(&fd, &addr)
@@ -68,14 +68,28 @@ impl Bound {
     }
 }
 
-/// A file left at `path` by an earlier run is removed; a socket someone accepts on is not.
-fn remove_stale(path: &std::path::Path) -> io::Result<()> {
+/// A socket file left at `path` by an earlier run is removed; a socket someone accepts on is
+/// not (`AddrInUse`), nor is anything that is not a socket (`AlreadyExists`: a path written by
+/// mistake must not cost a file). Returns whether a file was removed.
+pub fn remove_stale_socket(path: &std::path::Path) -> io::Result<bool> {
+    use std::os::unix::fs::FileTypeExt;
+    match std::fs::symlink_metadata(path) {
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(err) => return Err(err),
+        Ok(metadata) if !metadata.file_type().is_socket() => {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("{} exists and is not a socket; not removing it", path.display()),
+            ));
+        }
+        Ok(_) => {}
+    }
     match std::os::unix::net::UnixStream::connect(path) {
         Ok(_) => {
             Err(io::Error::new(io::ErrorKind::AddrInUse, format!("{} is in use by another process", path.display())))
         }
-        Err(err) if err.kind() == io::ErrorKind::ConnectionRefused => std::fs::remove_file(path),
-        Err(_) => Ok(()),
+        Err(err) if err.kind() == io::ErrorKind::ConnectionRefused => std::fs::remove_file(path).map(|()| true),
+        Err(_) => Ok(false),
     }
 }
 

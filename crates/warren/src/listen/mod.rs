@@ -13,7 +13,7 @@ use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
-pub use bind::Bound;
+pub use bind::{Bound, remove_stale_socket};
 
 /// The longest name `LISTEN_FDNAMES` allows for one socket (systemd's limit).
 pub const MAX_NAME: usize = 255;

@@ -55,3 +55,14 @@ fn a_tcp_socket_in_use_is_an_error_naming_the_entry() {
     let err = Sockets::default().get(&[entry], None).expect_err("in use");
     assert!(err.contains(&address), "{err}");
 }
+
+#[test]
+fn a_file_that_is_not_a_socket_is_never_removed() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join("notes.txt");
+    std::fs::write(&path, "keep me").expect("a regular file");
+    let entry = Listen { address: "unix:notes.txt".into(), name: "api".into(), mode: None };
+    let err = Sockets::default().get(std::slice::from_ref(&entry), Some(dir.path())).expect_err("refused");
+    assert!(err.contains("is not a socket; not removing it"), "{err}");
+    assert_eq!(std::fs::read_to_string(&path).expect("still there"), "keep me");
+}
