@@ -33,8 +33,10 @@ pub(super) struct Extra {
 enum Role {
     /// The new instance, not ready yet.
     Next,
-    /// An old instance (or a new one given up on) being stopped.
+    /// An old instance being stopped.
     Leaving,
+    /// A new instance given up on, being stopped: its end is no news for the machine.
+    GivenUp,
 }
 
 impl Runner {
@@ -97,6 +99,11 @@ impl Runner {
                     }
                     return None;
                 }
+                if extra.role == Role::GivenUp {
+                    let pid = extra.child.as_ref().map_or(0, Child::pid);
+                    info!("{name}: rolling restart: the new instance given up on (pid {pid}) ended: {exit}");
+                    return None;
+                }
                 let old_pid = extra.child.as_ref().map_or(0, Child::pid);
                 info!("{name}: rolling restart: the old instance (pid {old_pid}) ended: {exit}");
                 if let Some(reply) = extra.reply {
@@ -133,7 +140,7 @@ impl Runner {
         if let Some(reply) = extra.reply.take() {
             let _ = reply.send(Err(why));
         }
-        extra.role = Role::Leaving;
+        extra.role = Role::GivenUp;
         if let Some(stop) = extra.stop.take() {
             let _ = stop.send(());
         }
