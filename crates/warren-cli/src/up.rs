@@ -159,8 +159,12 @@ pub async fn run(
         output.say(&format!("control socket {}; logs in {}", control_path.display(), logs_dir.display()));
     } else {
         let running = supervisor.status().iter().filter(|s| s.pid.is_some()).count();
+        let carried = match running {
+            1 => "1 program carried on, its pid unchanged".to_owned(),
+            n => format!("{n} programs carried on, their pids unchanged"),
+        };
         output.say(&format!(
-            "upgraded in place: warren {} (upgrade {upgrades}, pid {}); {running} programs carried on, their pids unchanged",
+            "upgraded in place: warren {} (upgrade {upgrades}, pid {}); {carried}",
             env!("CARGO_PKG_VERSION"),
             std::process::id()
         ));
