@@ -181,6 +181,8 @@ pub async fn run(
 
     // Once a stop is under way, exits are its doing, not reasons to stop.
     let mut stopping = false;
+    // A stop signal that interrupted an upgrade, to be acted on as if it came now.
+    let mut interrupted: Option<ShutdownStep> = None;
     loop {
         tokio::select! {
             notice = notices.recv() => match notice {
@@ -239,11 +241,17 @@ pub async fn run(
             },
             Some((to, reply)) = upgrade_requests.recv() => {
                 output.say("upgrading warren in place, as asked (the programs run on)");
-                let why = upgrade.run(stopping, to).await;
+                let why = match upgrade.run_unless_stopped(stopping, to, &mut shutdown).await {
+                    Ok(why) => why,
+                    Err(stop) => {
+                        interrupted = Some(stop);
+                        "a stop signal came first".to_owned()
+                    }
+                };
                 output.say(&format!("not upgraded, running as before: {why}"));
                 let _ = reply.send(why);
             }
-            step = shutdown.next(|signal| supervisor.signal_all(signal)) => match step {
+            step = next_step(&mut shutdown, &mut interrupted, &supervisor) => match step {
                 ShutdownStep::Stop(signal) => {
                     output.say(&format!("{signal}: stopping all programs, dependents first (again to kill them)"));
                     let _ = warren::sd_notify("STOPPING=1");
@@ -256,7 +264,13 @@ pub async fn run(
                 ShutdownStep::Resumed => output.say("resumed every program"),
                 ShutdownStep::Upgrade(signal) => {
                     output.say(&format!("{signal}: upgrading warren in place (the programs run on)"));
-                    let why = upgrade.run(stopping, None).await;
+                    let why = match upgrade.run_unless_stopped(stopping, None, &mut shutdown).await {
+                        Ok(why) => why,
+                        Err(stop) => {
+                            interrupted = Some(stop);
+                            "a stop signal came first".to_owned()
+                        }
+                    };
                     output.say(&format!("not upgraded, running as before: {why}"));
                 }
                 ShutdownStep::Reload(signal) => {
@@ -358,7 +372,42 @@ struct Upgrade<'a> {
     upgrades: u32,
 }
 
+/// The next signal step: one that interrupted an upgrade first.
+async fn next_step(
+    shutdown: &mut Shutdown,
+    interrupted: &mut Option<ShutdownStep>,
+    supervisor: &Supervisor,
+) -> ShutdownStep {
+    match interrupted.take() {
+        Some(step) => step,
+        None => shutdown.next(|signal| supervisor.signal_all(signal)).await,
+    }
+}
+
 impl Upgrade<'_> {
+    /// [`run`](Self::run), unless a stop signal comes before the exec: the hand-over is then
+    /// undone (its future dropped, which releases the hold) and the stop returned, so that it is
+    /// not lost with this image. Other signals meanwhile are let go.
+    async fn run_unless_stopped(
+        &self,
+        stopping: bool,
+        to: Option<PathBuf>,
+        shutdown: &mut Shutdown,
+    ) -> Result<String, ShutdownStep> {
+        let upgrading = self.run(stopping, to);
+        tokio::pin!(upgrading);
+        loop {
+            tokio::select! {
+                why = &mut upgrading => return Ok(why),
+                step = shutdown.next(|signal| self.supervisor.signal_all(signal)) => {
+                    if let ShutdownStep::Stop(_) | ShutdownStep::Killed(_) = step {
+                        return Err(step);
+                    }
+                }
+            }
+        }
+    }
+
     /// Hands over to a new image; returns only if that did not happen, with why.
     async fn run(&self, stopping: bool, to: Option<PathBuf>) -> String {
         if stopping {

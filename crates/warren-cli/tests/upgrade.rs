@@ -183,3 +183,19 @@ fn a_binary_that_cannot_take_over_is_refused_and_warren_runs_on() {
     assert!(up.wait_exit(BOUND).success(), "{}", up.transcript());
     up.assert_no_leftovers(BOUND);
 }
+
+#[test]
+fn a_stop_signal_during_an_upgrade_is_a_graceful_stop_not_a_death() {
+    // Signals sent while the exec happens wait, blocked, for the new image's handlers.
+    for delay_ms in [0, 10, 25, 40] {
+        let mut up = Up::start("[programs.rpc]\ncommand = @child@\nargs = [\"plugin\"]\nready = \"warren\"\n");
+        up.wait_line("all programs are up", BOUND);
+        up.signal(Signal::USR2);
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        up.signal(Signal::TERM);
+        let status = up.wait_exit(BOUND);
+        assert!(status.success(), "{delay_ms} ms after SIGUSR2: {status}\n{}", up.transcript());
+        assert!(up.transcript().contains("rpc: stopped"), "{}", up.transcript());
+        up.assert_no_leftovers(BOUND);
+    }
+}

@@ -64,7 +64,11 @@ impl Shutdown {
     pub fn install() -> std::io::Result<Shutdown> {
         let mut which = Shutdown::STOP_SIGNALS.to_vec();
         which.extend([Signal::TSTP, Signal::CONT]);
-        Ok(Shutdown { signals: Signals::install(&which)?, stops: 0, reload: Vec::new(), upgrade: Vec::new() })
+        let signals = Signals::install(&which)?;
+        // In an image a hand-over started, they were blocked across the exec: now they are
+        // caught, any that came meanwhile arrive.
+        sys::handover::release_held_signals(which.iter().map(|signal| signal.number()));
+        Ok(Shutdown { signals, stops: 0, reload: Vec::new(), upgrade: Vec::new() })
     }
 
     /// From now on `signal` (one of [`STOP_SIGNALS`](Self::STOP_SIGNALS)) asks for a reload
@@ -80,6 +84,7 @@ impl Shutdown {
     /// [`ShutdownStep::Upgrade`]; it does not count as a stop.
     pub fn upgrade_on(mut self, signal: Signal) -> std::io::Result<Shutdown> {
         self.signals.add(signal)?;
+        sys::handover::release_held_signals([signal.number()]);
         if !self.upgrade.contains(&signal) {
             self.upgrade.push(signal);
         }

@@ -6,8 +6,9 @@
 //! what happened. Tests drive it with a paused clock and no processes.
 
 mod carried;
+mod slot;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::fmt;
 
 use tokio::time::Instant;
@@ -18,77 +19,7 @@ pub use super::events::{Action, Change, Event, HISTORY, HealthStatus, StartError
 use super::plan::{Plan, Program, Restart};
 use crate::exit::Exit;
 pub(crate) use carried::MachineState;
-
-pub(super) struct Slot {
-    pub(super) program: Program,
-    pub(super) state: State,
-    pub(super) since: Instant,
-    /// Start times within the crash-loop window.
-    starts: VecDeque<Instant>,
-    /// Restarts since the last reset, the backoff exponent.
-    attempt: u32,
-    pub(super) restarts: u32,
-    pub(super) last_exit: Option<Exit>,
-    /// How its last instance ended, in words: its exit, or why it never got going.
-    pub(super) last_end: Option<String>,
-    pub(super) ready_at: Option<Instant>,
-    pub(super) healthy: bool,
-    pub(super) health_failures: u32,
-    /// Why the last health check failed, while failures are counted.
-    health_reason: String,
-    /// Health checks failed since the current instance started.
-    pub(super) checks_failed: u64,
-    /// Why the current stop was issued, for the restart it leads to.
-    stop_cause: Option<String>,
-    pub(super) last_restart: Option<String>,
-    pub(super) history: VecDeque<Change>,
-    /// Restart once the current stop completes: after a backoff (health failure), or at once
-    /// (a restart request).
-    pub(super) restart_after_stop: Option<Relaunch>,
-    /// The stop was requested while the start was still in progress.
-    pub(super) stop_when_started: bool,
-    pub(super) timer_generation: u64,
-    /// Removed by a reload: stopped (dependents first), then dropped.
-    pub(super) retiring: bool,
-    /// Its settings from a reload, taken up when its current instance has stopped.
-    pub(super) pending: Option<Program>,
-}
-
-impl Slot {
-    pub(super) fn new(program: Program, now: Instant) -> Slot {
-        // One started only when asked begins as stopped on request: `up` keeps running for it,
-        // `warren start` starts it.
-        let (state, history) = if program.autostart {
-            (State::Waiting, VecDeque::new())
-        } else {
-            let change = Change { state: State::Stopped, reason: Some("autostart = false".to_owned()), at: now };
-            (State::Stopped, VecDeque::from([change]))
-        };
-        Slot {
-            program,
-            state,
-            since: now,
-            starts: VecDeque::new(),
-            attempt: 0,
-            restarts: 0,
-            last_exit: None,
-            last_end: None,
-            ready_at: None,
-            healthy: false,
-            health_failures: 0,
-            health_reason: String::new(),
-            checks_failed: 0,
-            stop_cause: None,
-            last_restart: None,
-            history,
-            restart_after_stop: None,
-            stop_when_started: false,
-            timer_generation: 0,
-            retiring: false,
-            pending: None,
-        }
-    }
-}
+pub(super) use slot::Slot;
 
 /// How a program stopped on purpose comes back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -480,22 +411,6 @@ impl Machine {
                 self.slots[i].timer_generation += 1;
                 self.set_state(now, i, State::Stopped, actions);
             }
-        }
-    }
-}
-
-impl Slot {
-    fn health(&self) -> Option<HealthStatus> {
-        self.program.health.as_ref()?;
-        if self.health_failures > 0 {
-            let reason = self.health_reason.clone();
-            Some(HealthStatus::Unhealthy { failures: self.health_failures, reason })
-        } else if self.healthy {
-            Some(HealthStatus::Healthy)
-        } else {
-            // Checks begin once it is ready; until then (and until the first verdict) it has
-            // a check that has not answered yet, which "-" (no check) would hide.
-            matches!(self.state, State::Starting | State::Running | State::Ready).then_some(HealthStatus::Pending)
         }
     }
 }

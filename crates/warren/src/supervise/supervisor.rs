@@ -134,7 +134,8 @@ impl Supervisor {
     /// running: same pids, pipes, sockets, restart counts. Waits for a moment when nothing is
     /// starting, stopping or rolling, and decides nothing until the exec. `baggage` crosses
     /// beside the supervisor (the caller's own state and descriptors). Returns only if the
-    /// hand-over did not happen, with why; everything then runs on as before.
+    /// hand-over did not happen, with why; everything then runs on as before. Dropping the
+    /// future gives the hand-over up, up to its exec.
     pub async fn hand_over(
         &self,
         program: &std::path::Path,
@@ -142,7 +143,10 @@ impl Supervisor {
         baggage: crate::Baggage,
     ) -> String {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        let request = super::runner::HandOver { program: program.to_owned(), args: args.to_vec(), baggage, reply };
+        // Dropped with this future: the runner then gives the hand-over up (until its exec).
+        let (_abandon, abandoned) = tokio::sync::oneshot::channel::<()>();
+        let request =
+            super::runner::HandOver { program: program.to_owned(), args: args.to_vec(), baggage, reply, abandoned };
         if self.inputs.send(Input::HandOver(request)).is_err() {
             return "the supervisor has stopped".to_owned();
         }

@@ -99,8 +99,61 @@ pub fn is_main_thread() -> bool {
     rustix::thread::gettid() == rustix::process::getpid()
 }
 
-/// Replaces the process image; returns only if that failed, with why.
+/// The signals whose default action ends the process and that a host catches: blocked across
+/// a hand-over's exec, they wait as pending until the new image has its handlers in place
+/// (the mask survives `execve`), instead of ending it in between.
+const HELD_ACROSS_EXEC: [libc::c_int; 6] =
+    [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT, libc::SIGUSR2, libc::SIGTSTP];
+
+fn held_set() -> libc::sigset_t {
+    // SAFETY: `sigemptyset` and `sigaddset` only write the set on this stack frame, with
+    // valid signal numbers.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for signal in HELD_ACROSS_EXEC {
+            libc::sigaddset(&mut set, signal);
+        }
+        set
+    }
+}
+
+/// Lets those of `signals` that an exec was made with blocked through to this thread (the new
+/// image's handlers for them are installed, or it wants their default action); pending ones
+/// arrive now.
+pub fn release_held_signals(signals: impl IntoIterator<Item = i32>) {
+    // SAFETY: `sigemptyset` and `sigaddset` write only this frame's set; the mask change is
+    // the calling thread's, from a valid set.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for signal in signals.into_iter().filter(|signal| HELD_ACROSS_EXEC.contains(signal)) {
+            libc::sigaddset(&mut set, signal);
+        }
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+    }
+}
+
+/// Every signal an exec holds (see [`HELD_ACROSS_EXEC`]).
+pub fn held_across_exec() -> [i32; 6] {
+    HELD_ACROSS_EXEC
+}
+
+/// Replaces the process image, with the stop signals blocked (see [`HELD_ACROSS_EXEC`]);
+/// returns only if that failed, with why, and the mask as it was.
 pub fn exec(program: &CStr, argv: &[CString], envp: &[CString]) -> io::Error {
+    let set = held_set();
+    let mut previous = held_set();
+    // SAFETY: changes only the calling thread's mask, from a valid set; `previous` receives
+    // the old one.
+    unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut previous) };
+    let error = exec_unmasked(program, argv, envp);
+    // SAFETY: as above: the exec failed, this thread's mask goes back to what it was.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &previous, std::ptr::null_mut()) };
+    error
+}
+
+fn exec_unmasked(program: &CStr, argv: &[CString], envp: &[CString]) -> io::Error {
     let argv_ptrs: Vec<*const libc::c_char> =
         argv.iter().map(|arg| arg.as_ptr()).chain(std::iter::once(std::ptr::null())).collect();
     let envp_ptrs: Vec<*const libc::c_char> =

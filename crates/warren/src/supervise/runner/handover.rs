@@ -36,6 +36,8 @@ pub(in crate::supervise) struct HandOver {
     pub baggage: Baggage,
     /// Why the hand-over did not happen; never answered when it did.
     pub reply: oneshot::Sender<String>,
+    /// Ends when the requester gives up: the hand-over is undone, unless its exec has begun.
+    pub abandoned: oneshot::Receiver<()>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -50,7 +52,7 @@ struct SupervisorState {
 impl Runner {
     /// Hands the host over with the supervisor's state; returns only if it did not happen.
     pub(super) async fn hand_over(&mut self, request: HandOver) {
-        let HandOver { program, args, baggage, reply } = request;
+        let HandOver { program, args, baggage, reply, abandoned } = request;
         let why = match self.carried(baggage.state) {
             Ok(state) => {
                 let held = self.sockets.held();
@@ -61,7 +63,10 @@ impl Runner {
                 let state =
                     SupervisorState { sockets: held.iter().map(|(socket, _)| socket.clone()).collect(), ..state };
                 match serde_json::to_value(&state) {
-                    Ok(state) => self.host.hand_over_with(&program, &args, state, &fds).await.to_string(),
+                    Ok(state) => tokio::select! {
+                        why = self.host.hand_over_with(&program, &args, state, &fds) => why.to_string(),
+                        _ = abandoned => "given up by the requester".to_owned(),
+                    },
                     Err(err) => format!("cannot write the supervisor's state: {err}"),
                 }
             }
