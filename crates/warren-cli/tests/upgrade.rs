@@ -187,7 +187,7 @@ fn a_binary_that_cannot_take_over_is_refused_and_warren_runs_on() {
 #[test]
 fn a_stop_signal_during_an_upgrade_is_a_graceful_stop_not_a_death() {
     // Signals sent while the exec happens wait, blocked, for the new image's handlers.
-    for delay_ms in [0, 10, 25, 40] {
+    for delay_ms in [0, 2, 5, 10, 25, 40] {
         let mut up = Up::start("[programs.rpc]\ncommand = @child@\nargs = [\"plugin\"]\nready = \"warren\"\n");
         up.wait_line("all programs are up", BOUND);
         up.signal(Signal::USR2);
@@ -196,6 +196,14 @@ fn a_stop_signal_during_an_upgrade_is_a_graceful_stop_not_a_death() {
         let status = up.wait_exit(BOUND);
         assert!(status.success(), "{delay_ms} ms after SIGUSR2: {status}\n{}", up.transcript());
         assert!(up.transcript().contains("rpc: stopped"), "{}", up.transcript());
+        eprintln!(
+            "{delay_ms} ms: {}",
+            up.transcript()
+                .lines()
+                .filter(|l| l.contains("upgrad") || l.contains("SIGTERM"))
+                .collect::<Vec<_>>()
+                .join(" / ")
+        );
         up.assert_no_leftovers(BOUND);
     }
 }

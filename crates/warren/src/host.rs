@@ -132,6 +132,9 @@ impl HostBuilder {
     /// allows, its cgroup. Must run inside a tokio runtime.
     pub fn build(self) -> Result<Host, HostError> {
         let signals = if self.catch_signals { Some(Shutdown::install().map_err(HostError::Signals)?) } else { None };
+        // Under `handover_main` they were blocked until now: the program has had its chance
+        // to catch them, and otherwise wants their default action.
+        crate::handover::signal_thread::release(&crate::sys::handover::held_across_exec());
         // The pipes and exit watches of children are registered with the caller's runtime.
         tokio::runtime::Handle::try_current().map_err(|_| HostError::NoRuntime)?;
         let runtime_dir = RuntimeDir::create().map_err(HostError::RuntimeDir)?;

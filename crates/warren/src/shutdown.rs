@@ -65,9 +65,12 @@ impl Shutdown {
         let mut which = Shutdown::STOP_SIGNALS.to_vec();
         which.extend([Signal::TSTP, Signal::CONT]);
         let signals = Signals::install(&which)?;
+        let stops: Vec<i32> = Shutdown::STOP_SIGNALS.iter().map(|signal| signal.number()).collect();
+        sys::handover::count_stop_signals(&stops)?;
         // In an image a hand-over started, they were blocked across the exec: now they are
         // caught, any that came meanwhile arrive.
-        sys::handover::release_held_signals(which.iter().map(|signal| signal.number()));
+        let numbers: Vec<i32> = which.iter().map(|signal| signal.number()).collect();
+        crate::handover::signal_thread::release(&numbers);
         Ok(Shutdown { signals, stops: 0, reload: Vec::new(), upgrade: Vec::new() })
     }
 
@@ -84,7 +87,7 @@ impl Shutdown {
     /// [`ShutdownStep::Upgrade`]; it does not count as a stop.
     pub fn upgrade_on(mut self, signal: Signal) -> std::io::Result<Shutdown> {
         self.signals.add(signal)?;
-        sys::handover::release_held_signals([signal.number()]);
+        crate::handover::signal_thread::release(&[signal.number()]);
         if !self.upgrade.contains(&signal) {
             self.upgrade.push(signal);
         }

@@ -5,6 +5,7 @@
 
 mod out;
 mod resume;
+pub(crate) mod signal_thread;
 mod state;
 
 pub use resume::peek;

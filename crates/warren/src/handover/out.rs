@@ -46,6 +46,7 @@ impl Host {
     ) -> HandoverError {
         let shared = &self.shared;
         let _one_at_a_time = shared.handing_over.lock().await;
+        let stops_before = sys::stop_signals_taken();
         if let Err(why) = self.refusal() {
             return HandoverError::Refused(why);
         }
@@ -58,9 +59,10 @@ impl Host {
             }
             shared.held.send_replace(true);
         }
-        let mut undo = Undo { shared, kept: Vec::new() };
+        let mut undo = Undo { shared, kept: Vec::new(), signals_held: false };
         let baggage = (state, fds);
-        self.hand_over_held(program, args, baggage, &mut undo.kept).await
+        let held = Held { kept: &mut undo.kept, signals: &mut undo.signals_held, stops_before };
+        self.hand_over_held(program, args, baggage, held).await
     }
 
     /// Why this host cannot hand over now, if it cannot.
@@ -99,8 +101,9 @@ impl Host {
         program: &Path,
         args: &[OsString],
         (baggage, baggage_fds): (serde_json::Value, &[(&str, BorrowedFd<'_>)]),
-        kept: &mut Vec<RawFd>,
+        held: Held<'_>,
     ) -> HandoverError {
+        let Held { kept, signals: signals_held, stops_before } = held;
         let shared = &self.shared;
         let children = self.children();
         let deadline = Instant::now() + SETTLE;
@@ -173,6 +176,13 @@ impl Host {
         };
         // Every line the pumps gave before the hold is written down before the image goes.
         shared.sink.flush();
+        // From here a stop signal waits, pending, for the next image's handlers.
+        super::signal_thread::hold_all();
+        *signals_held = true;
+        if sys::stop_signals_taken() != stops_before {
+            // Taken by this image's handlers, so its owner stops: it must not be lost here.
+            return HandoverError::Refused("a stop signal came during the hand-over".into());
+        }
         let exec = match exec_self(program, args, &memfd) {
             Ok(exec) => exec,
             Err(err) => return HandoverError::Exec { program: program.to_owned(), source: err },
@@ -189,11 +199,21 @@ impl Host {
     }
 }
 
+/// What a hand-over under way has changed (for [`Undo`]), and the stop signals taken when it
+/// began.
+struct Held<'a> {
+    kept: &'a mut Vec<RawFd>,
+    signals: &'a mut bool,
+    stops_before: u64,
+}
+
 /// Undoes a hand-over that did not happen, when it returns or its future is dropped: the
 /// descriptors close at exec again, and the pumps and reapers go on from where they stood.
 struct Undo<'a> {
     shared: &'a crate::host::HostShared,
     kept: Vec<RawFd>,
+    /// The stop signals were blocked for the exec.
+    signals_held: bool,
 }
 
 impl Drop for Undo<'_> {
@@ -203,6 +223,9 @@ impl Drop for Undo<'_> {
         }
         if let Some(watchdog) = &self.shared.watchdog {
             let _ = watchdog.hand_over(false);
+        }
+        if self.signals_held {
+            super::signal_thread::restore();
         }
         self.shared.held.send_replace(false);
     }

@@ -60,7 +60,7 @@ impl HostBuilder {
         };
         // The earlier image execed with the stop signals blocked; the program has had its
         // chance to catch them (`warren up` installs its handlers before it resumes).
-        sys::handover::release_held_signals(sys::handover::held_across_exec());
+        super::signal_thread::release(&sys::handover::held_across_exec());
         sys::become_subreaper().map_err(HostError::Subreaper)?;
         let runtime_dir = RuntimeDir::adopt(state.runtime_dir.clone()).map_err(HostError::RuntimeDir)?;
         let cgroup = match &state.cgroup {

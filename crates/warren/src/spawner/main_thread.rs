@@ -26,6 +26,10 @@ pub(crate) fn run<T: Send + 'static>(body: impl FnOnce() -> T + Send + 'static) 
     if JOBS.set(jobs.clone()).is_err() {
         return Err(std::io::Error::other("the main thread already serves warren's spawner"));
     }
+    // Every thread from here on starts with the stop signals blocked; one takes them once
+    // they have handlers (`handover/signal_thread.rs`).
+    crate::sys::handover::block_held_signals();
+    crate::handover::signal_thread::start()?;
     let body = std::thread::Builder::new().name("main-body".into()).spawn(move || {
         let result = body();
         let _ = jobs.send(Job::Quit);

@@ -134,6 +134,39 @@ pub fn release_held_signals(signals: impl IntoIterator<Item = i32>) {
     }
 }
 
+/// Blocks every signal of [`HELD_ACROSS_EXEC`] in the calling thread (threads it starts
+/// inherit the mask).
+pub fn block_held_signals() {
+    let set = held_set();
+    // SAFETY: changes only the calling thread's mask, from a valid set.
+    unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+}
+
+/// Stop signals whose handlers have run in this image (see [`count_stop_signals`]).
+static STOP_SIGNALS_TAKEN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Counts every delivery of `signals` (their handlers are installed beside this): a
+/// hand-over that sees the count move between its start and the moment it blocks them for
+/// its exec knows that a stop was taken by this image and gives up, so that the stop is not
+/// lost with the image.
+pub fn count_stop_signals(signals: &[i32]) -> io::Result<()> {
+    for &signal in signals {
+        // SAFETY: the action only increments an atomic, which is async-signal-safe; the
+        // signals are stop signals, none of those signal-hook-registry forbids.
+        unsafe {
+            signal_hook_registry::register(signal, || {
+                STOP_SIGNALS_TAKEN.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            })
+        }?;
+    }
+    Ok(())
+}
+
+/// How many stop signals this image's handlers have taken.
+pub fn stop_signals_taken() -> u64 {
+    STOP_SIGNALS_TAKEN.load(std::sync::atomic::Ordering::SeqCst)
+}
+
 /// Every signal an exec holds (see [`HELD_ACROSS_EXEC`]).
 pub fn held_across_exec() -> [i32; 6] {
     HELD_ACROSS_EXEC
