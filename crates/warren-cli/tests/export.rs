@@ -37,6 +37,12 @@ depends_on = [{ name = "api", condition = "healthy" }]
 command = @child@
 args = ["sleeper"]
 autostart = false
+
+[programs.web]
+command = @child@
+args = ["sleeper"]
+listen = ["tcp:127.0.0.1:8080", { address = "unix:admin.sock", name = "admin", mode = 0o660 }]
+restart_mode = "rolling"
 "#;
 
 #[test]
@@ -85,16 +91,28 @@ fn exported_units_verify_and_say_what_systemd_cannot_do() {
     assert!(api.contains("# warren: has a health check"), "{api}");
     assert!(job.contains(r#"ExecStart=/bin/sh -c "echo $$HOME && exit 0""#), "{job}");
     assert!(job.contains("# warren: waits until api is healthy"), "{job}");
-    assert!(target.contains("Wants=shop-db.service shop-api.service shop-job.service\n"), "not tool: {target}");
+    assert!(
+        target.contains("Wants=shop-db.service shop-api.service shop-job.service shop-web.service\n"),
+        "not tool: {target}"
+    );
     let tool = read("shop-tool.service");
     assert!(!tool.contains("[Install]"), "autostart = false: started by hand, never enabled: {tool}");
     assert!(target.contains("WantedBy=default.target"), "--user: {target}");
     assert!(stdout.contains("note: has a health check") && stdout.contains("enable --now shop.target"), "{stdout}");
 
-    let files: Vec<_> = ["shop-db.service", "shop-api.service", "shop-job.service", "shop-tool.service", "shop.target"]
-        .iter()
-        .map(|name| units.join(name))
-        .collect();
+    // `listen`: a socket unit per entry, which systemd holds and passes as warren does.
+    let (web, http, admin) = (read("shop-web.service"), read("shop-web-web.socket"), read("shop-web-admin.socket"));
+    assert!(web.contains("Requires=shop-web-web.socket\nAfter=shop-web-web.socket"), "{web}");
+    assert!(web.contains("Sockets=shop-web-web.socket shop-web-admin.socket\n"), "{web}");
+    assert!(web.contains("# warren: restarts rolling"), "{web}");
+    assert!(http.contains("ListenStream=127.0.0.1:8080\nFileDescriptorName=web\nService=shop-web.service"), "{http}");
+    let admin_path = project.join("admin.sock");
+    assert!(admin.contains(&format!("ListenStream={}\nSocketMode=0660\n", admin_path.display())), "{admin}");
+    assert!(admin.contains("FileDescriptorName=admin") && admin.contains("WantedBy=shop.target"), "{admin}");
+
+    let names = ["shop-db.service", "shop-api.service", "shop-job.service", "shop-tool.service", "shop-web.service"];
+    let sockets = ["shop-web-web.socket", "shop-web-admin.socket", "shop.target"];
+    let files: Vec<_> = names.iter().chain(&sockets).map(|name| units.join(name)).collect();
     let verify = Command::new("systemd-analyze").args(["verify", "--man=no"]).args(&files).output().expect("verify");
     let complaints = String::from_utf8_lossy(&verify.stderr);
     assert!(verify.status.success() && complaints.trim().is_empty(), "systemd-analyze verify: {complaints}");

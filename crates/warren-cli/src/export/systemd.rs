@@ -1,4 +1,5 @@
-//! `warren export systemd`: one service unit per program and a target for the whole file, for
+//! `warren export systemd`: one service unit per program (and a socket unit per `listen`
+//! entry) and a target for the whole file, for
 //! handing a stack to systemd (as `foreman export` and `pm2 startup` do). What systemd cannot
 //! express — readiness by a log line or a probe, health checks, exponential backoff — is
 //! written into the unit as a comment and returned as a note, never dropped silently.
@@ -7,7 +8,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use warren::supervise::plan::{Condition, Invocation, Plan, Program, ReadyCheck, Restart};
+use warren::supervise::plan::{Condition, Invocation, Plan, Program, ReadyCheck, Restart, RestartMode};
 
 /// One file to write.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,14 +31,19 @@ pub enum Scope {
 /// The units for `plan`, read from `config`; `project` prefixes every unit's name.
 pub fn units(plan: &Plan, config: &Path, project: &str, scope: Scope) -> Vec<Unit> {
     let project = unit_name_part(project);
-    let mut units: Vec<Unit> = plan.programs().iter().map(|program| service(program, config, &project)).collect();
+    let mut units = Vec::new();
     // `autostart = false`: started by hand (`systemctl start`), so not wanted by the target.
-    let wants: Vec<String> = units
-        .iter()
-        .zip(plan.programs())
-        .filter(|(_, program)| program.autostart)
-        .map(|(unit, _)| unit.file_name.clone())
-        .collect();
+    let mut wants = Vec::new();
+    for program in plan.programs() {
+        let sockets = sockets(program, config, &project);
+        let socket_names: Vec<String> = sockets.iter().map(|unit| unit.file_name.clone()).collect();
+        let service = service(program, config, &project, &socket_names);
+        if program.autostart {
+            wants.push(service.file_name.clone());
+        }
+        units.push(service);
+        units.extend(sockets);
+    }
     let wanted_by = match scope {
         Scope::User => "default.target",
         Scope::System => "multi-user.target",
@@ -60,12 +66,58 @@ fn header(config: &Path) -> String {
     format!("# Made by `warren export systemd` from {}: edit that file and export again.\n", config.display())
 }
 
-fn service(program: &Program, config: &Path, project: &str) -> Unit {
+/// A socket unit per `listen` entry: systemd holds the socket across the service's restarts
+/// and passes it as warren does (`LISTEN_FDS`, `LISTEN_FDNAMES` from `FileDescriptorName=`).
+fn sockets(program: &Program, config: &Path, project: &str) -> Vec<Unit> {
+    let service = format!("{project}-{}.service", unit_name_part(&program.name));
+    let base = program.cwd.clone().or_else(|| config.parent().map(Path::to_path_buf)).unwrap_or_default();
+    let mut units: Vec<Unit> = Vec::new();
+    for (i, entry) in program.listen.iter().enumerate() {
+        let mut file_name =
+            format!("{project}-{}-{}.socket", unit_name_part(&program.name), unit_name_part(&entry.name));
+        if units.iter().any(|unit| unit.file_name == file_name) {
+            file_name =
+                format!("{project}-{}-{}-{}.socket", unit_name_part(&program.name), unit_name_part(&entry.name), i + 1);
+        }
+        let mut text = header(config);
+        let _ = writeln!(text, "[Unit]\nDescription={}'s socket {} (warren: {project})", program.name, entry.address);
+        let _ = writeln!(text, "PartOf={project}.target\n\n[Socket]");
+        match (entry.address.strip_prefix("tcp:"), entry.address.strip_prefix("unix:")) {
+            (Some(host_port), _) => {
+                let _ = writeln!(text, "ListenStream={host_port}");
+            }
+            (_, Some(path)) => {
+                let path = base.join(path);
+                let _ = writeln!(text, "ListenStream={}", path.display());
+                let _ = writeln!(text, "SocketMode={:04o}", entry.mode.unwrap_or(0o600));
+            }
+            _ => {}
+        }
+        let _ = writeln!(text, "FileDescriptorName={}\nService={service}", entry.name);
+        if program.autostart {
+            let _ = write!(text, "\n[Install]\nWantedBy={project}.target\n");
+        }
+        units.push(Unit { file_name, text, notes: Vec::new() });
+    }
+    units
+}
+
+fn service(program: &Program, config: &Path, project: &str, sockets: &[String]) -> Unit {
     let name = |program: &str| format!("{project}-{}.service", unit_name_part(program));
     let mut notes = Vec::new();
     let mut unit = String::from("[Unit]\n");
     let _ = writeln!(unit, "Description={} (warren: {project})", program.name);
     let _ = writeln!(unit, "PartOf={project}.target");
+    for socket in sockets {
+        let _ = writeln!(unit, "Requires={socket}\nAfter={socket}");
+    }
+    if program.restart_mode == RestartMode::Rolling {
+        notes.push(
+            "restarts rolling (the new instance ready before the old one stops); systemd stops, then starts \
+             (connections wait in the socket's queue meanwhile)"
+                .to_owned(),
+        );
+    }
     for dependency in &program.depends_on {
         let other = name(&dependency.name);
         let _ = writeln!(unit, "Requires={other}\nAfter={other}");
@@ -108,6 +160,9 @@ fn service(program: &Program, config: &Path, project: &str) -> Unit {
     };
     let _ = writeln!(service, "Type={kind}");
     let _ = writeln!(service, "ExecStart={}", exec_start(&program.command));
+    if !sockets.is_empty() {
+        let _ = writeln!(service, "Sockets={}", sockets.join(" "));
+    }
     if let Some(cwd) = &program.cwd {
         let _ = writeln!(service, "WorkingDirectory={}", quote(&cwd.to_string_lossy()));
     }
