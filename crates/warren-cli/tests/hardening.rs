@@ -212,7 +212,17 @@ shell = "setsid sh -c 'sleep 3041 & exit 0' & setsid -f sleep 3042; exec sleep 3
 "#;
     let mut up = start_as(config, Some(user));
     up.wait_event("daemon", "started", BOUND);
-    let tree = up.wait_processes("sleep 304", 3);
+    // The three sleeps themselves: until the shells have exec'd, their command lines name
+    // the sleeps too.
+    let deadline = Instant::now() + BOUND;
+    let tree = loop {
+        let tree = up.wait_processes("sleep 304", 3);
+        if tree.len() == 3 && tree.iter().all(|&pid| cmdline(pid).starts_with("sleep 304")) {
+            break tree;
+        }
+        assert!(Instant::now() < deadline, "not just the three sleeps: {tree:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
     let escaped = tree.iter().filter(|&&pid| !cmdline(pid).contains("3043")).count();
     assert_eq!(escaped, 2, "{tree:?}");
     let cgroup = std::fs::read_to_string(format!("/proc/{}/cgroup", tree[0])).unwrap_or_default();
