@@ -95,7 +95,7 @@ impl Supervisor {
     }
 
     /// In a process started by [`Supervisor::hand_over`], takes the supervisor of the image
-    /// before over: the host (see [`HostBuilder::resume_with`]), the same children in the same
+    /// before over: the host (see [`HostBuilder::resume_with`](crate::HostBuilder::resume_with)), the same children in the same
     /// states with their restart counts, history and backoff, the `listen` sockets; returns
     /// it and what the caller carried across beside it. Updates go to `updates` from now on.
     pub async fn resume(
