@@ -267,3 +267,33 @@ fn a_watchdog_needs_a_notify_socket() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_connect_check_on_a_socket_warren_holds_is_refused() {
+    // warren's copy accepts before the program runs: such a check would pass at once.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("warren.toml");
+    let cases = [
+        ("[\"tcp:127.0.0.1:8080\"]", "127.0.0.1:8080", "tcp:127.0.0.1:8080"),
+        ("[\"unix:api.sock\"]", "unix:api.sock", "unix:"),
+    ];
+    for (listen, connect, said) in cases {
+        let toml =
+            format!("[programs.a]\ncommand = \"sleep\"\nlisten = {listen}\nready = {{ connect = \"{connect}\" }}\n");
+        std::fs::write(&file, toml).expect("write");
+        let output = std::process::Command::new(common::WARREN).args(["check", "-f"]).arg(&file).output().expect("run");
+        assert_eq!(output.status.code(), Some(2), "{output:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("warren.toml:4: program \"a\", field \"ready\": ready = { connect = \"")
+                && stderr.contains(said)
+                && stderr.contains("is one of its own `listen` sockets"),
+            "{stderr}"
+        );
+    }
+    // Another address is fine.
+    std::fs::write(&file, "[programs.a]\ncommand = \"sleep\"\nlisten = [\"tcp:127.0.0.1:8080\"]\nready = { connect = \"127.0.0.1:8081\" }\n")
+        .expect("write");
+    let output = std::process::Command::new(common::WARREN).args(["check", "-f"]).arg(&file).output().expect("run");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+}

@@ -183,6 +183,14 @@ pub enum ErrorKind {
     /// A watchdog on a program that has no notify socket to send its keep-alives on.
     #[error("watchdog needs ready = \"notify\" or \"warren\": the program sends WATCHDOG=1 on NOTIFY_SOCKET")]
     WatchdogWithoutNotify,
+    /// A `connect` readiness check on one of the program's own `listen` sockets: warren holds
+    /// it, so it accepts before the program runs.
+    #[error(
+        "ready = {{ connect = \"{0}\" }} is one of its own `listen` sockets, which warren holds and which accepts \
+         before the program runs: it would be ready at once; use ready = \"notify\", a log line, or an http probe \
+         the program itself answers"
+    )]
+    ReadyOnHeldSocket(String),
     /// A backoff factor below 1.
     #[error("must be at least 1 (got {0})")]
     FactorBelowOne(f64),

@@ -13,7 +13,8 @@ use std::path::Path;
 use toml::Spanned;
 use warren::Signal;
 use warren::supervise::plan::{
-    Backoff, Condition, Dependency, Health, HealthCheck, Invocation, OnSocketLost, Program, Protocol, Restart,
+    Backoff, Condition, Dependency, Health, HealthCheck, Invocation, OnSocketLost, Program, Protocol, ReadyCheck,
+    Restart,
 };
 
 use super::checker::Checker;
@@ -92,6 +93,7 @@ fn program(
         check.consistent(&settings);
         check.ping_needs_rpc(&settings);
         check.watchdog_needs_notify(&settings);
+        check.ready_not_on_held_socket(&settings, listen.as_deref().unwrap_or_default(), dir);
     }
     let ok = check.errors.count() == before && defaults_ok;
     let log_limits = settings.log_limits();
@@ -198,6 +200,20 @@ impl Checker<'_, '_> {
             && !notified
         {
             self.report(span.clone(), "watchdog", ErrorKind::WatchdogWithoutNotify);
+        }
+    }
+
+    fn ready_not_on_held_socket(&mut self, s: &Settings, listen: &[warren::listen::Listen], dir: &Path) {
+        let Some(Set { value: Ready::Plain(ReadyCheck::Connect { endpoint, .. }), span, .. }) = &s.ready else {
+            return;
+        };
+        // Both sides as the bind would see them: a relative Unix path from the program's directory.
+        let held = listen.iter().any(|entry| match entry.address.strip_prefix("unix:") {
+            Some(path) => endpoint.strip_prefix("unix:").is_some_and(|ready| Path::new(ready) == dir.join(path)),
+            None => *endpoint == entry.address,
+        });
+        if held {
+            self.report(span.clone(), "ready", ErrorKind::ReadyOnHeldSocket(endpoint.clone()));
         }
     }
 

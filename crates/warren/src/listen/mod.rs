@@ -121,6 +121,21 @@ impl Sockets {
     }
 }
 
+impl Sockets {
+    /// Lets go of every socket no entry of `listen` (each with its program's `cwd`) names any
+    /// more — after a reload took the address out: connections would otherwise queue there
+    /// with nobody to answer them. An instance still running keeps its own copy until it ends.
+    pub fn keep_only<'a>(&self, listen: impl IntoIterator<Item = (&'a [Listen], Option<&'a Path>)>) {
+        let wanted: std::collections::HashSet<Address> = listen
+            .into_iter()
+            .flat_map(|(entries, cwd)| {
+                entries.iter().filter_map(move |entry| Some(Address::parse(&entry.address).ok()?.resolved(cwd)))
+            })
+            .collect();
+        self.bound.lock().unwrap_or_else(PoisonError::into_inner).retain(|address, _| wanted.contains(address));
+    }
+}
+
 /// One held socket as a hand-over carries it; its descriptor crosses by number beside it.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct HeldSocket {

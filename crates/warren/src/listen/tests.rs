@@ -66,3 +66,18 @@ fn a_file_that_is_not_a_socket_is_never_removed() {
     assert!(err.contains("is not a socket; not removing it"), "{err}");
     assert_eq!(std::fs::read_to_string(&path).expect("still there"), "keep me");
 }
+
+#[test]
+fn sockets_no_entry_names_any_more_are_let_go() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let kept = Listen { address: "unix:kept.sock".into(), name: "a".into(), mode: None };
+    let dropped = Listen { address: "unix:dropped.sock".into(), name: "b".into(), mode: None };
+    let sockets = Sockets::default();
+    sockets.get(&[kept.clone(), dropped], Some(dir.path())).expect("bound");
+    assert!(dir.path().join("dropped.sock").exists());
+    sockets.keep_only([(std::slice::from_ref(&kept), Some(dir.path()))]);
+    assert!(!dir.path().join("dropped.sock").exists(), "its file is removed with it");
+    assert!(dir.path().join("kept.sock").exists());
+    // Bound again, the kept one is the same socket (not bound a second time).
+    sockets.get(std::slice::from_ref(&kept), Some(dir.path())).expect("still held");
+}
