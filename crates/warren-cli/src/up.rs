@@ -241,14 +241,7 @@ pub async fn run(
             },
             Some((to, reply)) = upgrade_requests.recv() => {
                 output.say("upgrading warren in place, as asked (the programs run on)");
-                let why = match upgrade.run_unless_stopped(stopping, to, &mut shutdown).await {
-                    Ok(why) => why,
-                    Err(stop) => {
-                        interrupted = Some(stop);
-                        "a stop signal came first".to_owned()
-                    }
-                };
-                output.say(&format!("not upgraded, running as before: {why}"));
+                let why = upgrade.attempt(stopping, to, &mut shutdown, &mut interrupted, &output).await;
                 let _ = reply.send(why);
             }
             step = next_step(&mut shutdown, &mut interrupted, &supervisor) => match step {
@@ -264,14 +257,7 @@ pub async fn run(
                 ShutdownStep::Resumed => output.say("resumed every program"),
                 ShutdownStep::Upgrade(signal) => {
                     output.say(&format!("{signal}: upgrading warren in place (the programs run on)"));
-                    let why = match upgrade.run_unless_stopped(stopping, None, &mut shutdown).await {
-                        Ok(why) => why,
-                        Err(stop) => {
-                            interrupted = Some(stop);
-                            "a stop signal came first".to_owned()
-                        }
-                    };
-                    output.say(&format!("not upgraded, running as before: {why}"));
+                    upgrade.attempt(stopping, None, &mut shutdown, &mut interrupted, &output).await;
                 }
                 ShutdownStep::Reload(signal) => {
                     output.say(&format!("{signal}: reloading the configuration file"));
@@ -385,6 +371,27 @@ async fn next_step(
 }
 
 impl Upgrade<'_> {
+    /// Upgrades unless a stop signal comes first (kept in `interrupted`, to be acted on next);
+    /// returns why it did not happen, which it has said. Returns only if it did not happen.
+    async fn attempt(
+        &self,
+        stopping: bool,
+        to: Option<PathBuf>,
+        shutdown: &mut Shutdown,
+        interrupted: &mut Option<ShutdownStep>,
+        output: &Output,
+    ) -> String {
+        let why = match self.run_unless_stopped(stopping, to, shutdown).await {
+            Ok(why) => why,
+            Err(stop) => {
+                *interrupted = Some(stop);
+                "a stop signal came first".to_owned()
+            }
+        };
+        output.say(&format!("not upgraded, running as before: {why}"));
+        why
+    }
+
     /// [`run`](Self::run), unless a stop signal comes before the exec: the hand-over is then
     /// undone (its future dropped, which releases the hold) and the stop returned, so that it is
     /// not lost with this image. Other signals meanwhile are let go.
