@@ -60,6 +60,23 @@ pub fn main() -> ExitCode {
             return ExitCode::from(if err.use_stderr() { exit::USAGE } else { exit::OK });
         }
     };
+    if !matches!(cli.command, Subcommand::Up { .. }) {
+        return run_cli(cli);
+    }
+    // `up` starts every program, and makes every upgrade's exec, from the main thread: a
+    // program's parent-death signal follows the thread that started it, and only the thread
+    // that execs survives an exec (docs/UPGRADE.md). Only `up`: under `handover_main` the stop
+    // signals wait for handlers, which the other commands leave to their default action.
+    match warren::handover_main(move || run_cli(cli)) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("warren: cannot start: {err}");
+            ExitCode::from(exit::ERROR)
+        }
+    }
+}
+
+fn run_cli(cli: Cli) -> ExitCode {
     let terminal = match &cli.command {
         Subcommand::Up { run, file, .. } => match up_terminal(run, file.as_deref()) {
             Ok(terminal) => Some(terminal),

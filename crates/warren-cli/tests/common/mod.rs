@@ -550,6 +550,11 @@ impl Background {
 }
 
 impl Background {
+    #[allow(dead_code, reason = "used by some of the test files that share this fixture")]
+    pub fn pid(&self) -> u32 {
+        self.process.id()
+    }
+
     /// The lines of stdout received so far.
     #[allow(dead_code, reason = "used by some of the test files that share this fixture")]
     pub fn stdout(&self) -> Vec<&str> {
