@@ -33,6 +33,11 @@ pub fn pending() -> bool {
 /// children's parent-death signal follows the thread that started them, and only the main
 /// thread survives every exec, so then a host can hand over any mix of children it started and
 /// children it took over (docs/UPGRADE.md). Fails if called from another thread, or twice.
+///
+/// Under it SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR2 and SIGTSTP wait, pending, until the
+/// program installs its handlers ([`Shutdown::install`](crate::Shutdown::install)) or builds
+/// or resumes a host (then they take their default action): a hand-over can then hold them
+/// across its exec. A program that does neither should not run under it.
 pub fn main<T: Send + 'static>(body: impl FnOnce() -> T + Send + 'static) -> std::io::Result<T> {
     crate::spawner::main_thread::run(body)
 }
