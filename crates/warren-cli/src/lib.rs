@@ -60,7 +60,9 @@ pub fn main() -> ExitCode {
             return ExitCode::from(if err.use_stderr() { exit::USAGE } else { exit::OK });
         }
     };
-    if !matches!(cli.command, Subcommand::Up { .. }) {
+    // `up -d` only starts the detached instance and waits for its word: Ctrl-C ends the wait.
+    let supervises = matches!(&cli.command, Subcommand::Up { run, .. } if !run.detach || run.detached_child);
+    if !supervises {
         return run_cli(cli);
     }
     // `up` starts every program, and makes every upgrade's exec, from the main thread: a
