@@ -331,6 +331,15 @@ grace = "60s"
     }
 
     /// Every line received so far, for failure messages.
+    /// [`transcript`](Self::transcript), once what was on its way has come in (for at most
+    /// `settle`): for a failure message that must show the latest lines.
+    #[allow(dead_code, reason = "used by some of the test files that share this fixture")]
+    pub fn transcript_after(&mut self, settle: Duration) -> String {
+        let until = Instant::now() + settle;
+        while Instant::now() < until && self.receive(until) {}
+        self.transcript()
+    }
+
     pub fn transcript(&self) -> String {
         let mut text = String::new();
         for line in &self.seen {
