@@ -45,6 +45,10 @@ def passed_socket():
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
+    # A connection that sends nothing must not hold the drain at stop (server_close joins
+    # every handler) past a few seconds, nor a thread forever.
+    timeout = 3
+
     def do_GET(self):
         body = f"hello from {os.getpid()}\n".encode()
         self.send_response(200)
