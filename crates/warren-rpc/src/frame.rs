@@ -264,6 +264,23 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         &self.buf
     }
 
+    /// Every byte read from the stream and not yet returned as a frame, as the stream had
+    /// them: a large frame begun gets its header back. What a reader that stops between two
+    /// frames leaves for whoever reads the stream next (a client carried across `exec`).
+    pub fn unread(&self) -> BytesMut {
+        let mut bytes = BytesMut::new();
+        if let Some(Large { kind, id, body_len, body }) = &self.large {
+            // `body_len` was checked against the frame limit, which is a u32.
+            let len = u32::try_from(*body_len).unwrap_or(u32::MAX);
+            bytes.extend_from_slice(&len.to_be_bytes());
+            bytes.extend_from_slice(&[*kind as u8, 0]);
+            bytes.extend_from_slice(&id.to_be_bytes());
+            bytes.extend_from_slice(body);
+        }
+        bytes.extend_from_slice(&self.buf);
+        bytes
+    }
+
     /// Whether a whole frame is buffered, so that the next `read_frame` returns without reading
     /// (a frame it would refuse counts too: it returns at once).
     pub fn has_frame(&self) -> bool {
@@ -471,5 +488,33 @@ mod tests {
         unknown[4] = 0x99;
         let err = decode_all(&unknown, 1024).await.expect_err("unknown kind");
         assert!(matches!(err, FrameError::UnknownKind { kind: 0x99 }), "{err}");
+    }
+
+    /// A reader stopped between two reads leaves exactly the bytes it has not returned as
+    /// frames, whether a small frame or a large one was cut: a reader of the same stream that
+    /// starts from them reads on as the first would have.
+    #[tokio::test]
+    async fn what_a_stopped_reader_leaves_reads_on_as_the_stream_would() {
+        for body_len in [40, 3 * READ_CHUNK] {
+            let body: Vec<u8> = (0..body_len).map(|i| (i % 251) as u8).collect();
+            let mut stream = encode(Kind::Response, 7, b"whole").to_vec();
+            stream.extend_from_slice(&encode(Kind::Response, 8, &body));
+            let cut = stream.len() - body_len / 2;
+            let (mut tx, rx) = tokio::io::duplex(8 * READ_CHUNK);
+            tokio::io::AsyncWriteExt::write_all(&mut tx, &stream[..cut]).await.expect("write");
+            let mut first = FrameReader::new(rx, u32::MAX);
+            let whole = first.read_frame().await.expect("read").expect("a frame");
+            assert_eq!((whole.id, &whole.body[..]), (7, &b"whole"[..]));
+            let stopped = tokio::time::timeout(std::time::Duration::from_millis(20), first.read_frame()).await;
+            assert!(stopped.is_err(), "the second frame is not all there");
+            let unread = first.unread();
+            assert_eq!(&unread[..], &stream[HEADER_LEN + 5..cut], "body of {body_len}");
+            let (rx, _) = first.into_parts();
+            let mut second = FrameReader::with_buffered(rx, u32::MAX, unread);
+            tokio::io::AsyncWriteExt::write_all(&mut tx, &stream[cut..]).await.expect("write");
+            let frame = second.read_frame().await.expect("read").expect("a frame");
+            assert_eq!((frame.id, frame.body.len()), (8, body_len));
+            assert_eq!(&frame.body[..], &body[..]);
+        }
     }
 }

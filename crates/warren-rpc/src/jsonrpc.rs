@@ -298,6 +298,17 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
         LineReader { io, buf: buffered, max, scanned: 0, skipping: false }
     }
 
+    /// The bytes read and not yet returned as lines, and whether they are the rest of a line
+    /// too long to keep, being dropped: what the next reader of the stream starts from.
+    pub fn unread(&self) -> (BytesMut, bool) {
+        (self.buf.clone(), self.skipping)
+    }
+
+    /// A reader going on from where [`unread`](Self::unread) left another.
+    pub fn resume(io: R, unread: BytesMut, skipping: bool, max: usize) -> Self {
+        LineReader { io, buf: unread, max, scanned: 0, skipping }
+    }
+
     /// Whether a whole line is already buffered.
     pub fn has_line(&self) -> bool {
         !self.skipping && self.buf[self.scanned..].contains(&b'\n')

@@ -59,7 +59,9 @@ mod unix_io;
 mod writer;
 
 pub use crate::bytes::Bytes;
-pub use client::{CallOptions, Client, ClientBuilder, Notification, Protocol, Subscription};
+pub use client::{
+    CallOptions, CarriedSession, CarryError, Client, ClientBuilder, HeldConnection, Notification, Protocol, Subscription,
+};
 pub use codec::{Codec, CodecError};
 pub use endpoint::{Endpoint, MAX_UNIX_PATH, ToEndpoint};
 pub use error::{

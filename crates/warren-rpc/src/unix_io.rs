@@ -11,7 +11,8 @@
 use std::io::{self, IoSlice};
 use std::os::fd::{AsFd, OwnedFd};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::task::{Context, Poll, ready};
 
 use rustix::net::{SendAncillaryBuffer, SendFlags, Shutdown};
@@ -20,19 +21,52 @@ use tokio::net::unix::pipe;
 
 /// Splits a connected tokio stream into halves that do not wake on writability.
 pub(crate) fn split(stream: tokio::net::UnixStream) -> io::Result<(ReadHalf, WriteHalf)> {
+    split_fd(OwnedFd::from(stream.into_std()?))
+}
+
+/// [`split`] of a connected socket's descriptor that is non-blocking, e.g. one another process
+/// handed over.
+pub(crate) fn split_fd(fd: OwnedFd) -> io::Result<(ReadHalf, WriteHalf)> {
     // tokio's pipe end is a readable-only registration of any descriptor: it reads with
     // read(2), which on a socket is recv(2).
-    let socket = pipe::Receiver::from_owned_fd_unchecked(OwnedFd::from(stream.into_std()?))?;
-    let socket = Arc::new(Mutex::new(socket));
+    let socket = pipe::Receiver::from_owned_fd_unchecked(fd)?;
+    let socket = Arc::new(Shared { fd: Mutex::new(socket), given_away: AtomicBool::new(false) });
     Ok((ReadHalf { socket: Arc::clone(&socket) }, WriteHalf { socket, writable: None }))
+}
+
+/// The socket of a connection's halves, without keeping it open.
+#[derive(Debug, Clone)]
+pub(crate) struct SocketRef(Weak<Shared>);
+
+impl SocketRef {
+    /// Another descriptor of the socket (close-on-exec), while either half is open.
+    pub fn dup(&self) -> io::Result<OwnedFd> {
+        let socket = self.0.upgrade().ok_or_else(|| io::Error::from(io::ErrorKind::NotConnected))?;
+        lock(&socket).as_fd().try_clone_to_owned()
+    }
+
+    /// The connection goes on in another process: closing the halves here must not shut it
+    /// down.
+    pub fn give_away(&self) {
+        if let Some(socket) = self.0.upgrade() {
+            socket.given_away.store(true, Ordering::SeqCst);
+        }
+    }
 }
 
 /// One descriptor for both halves (a connection costs one, as with tokio's own halves), held
 /// by each half while it uses it: a read or a `send`, never across an await.
-type Socket = Arc<Mutex<pipe::Receiver>>;
+type Socket = Arc<Shared>;
+
+#[derive(Debug)]
+pub(crate) struct Shared {
+    fd: Mutex<pipe::Receiver>,
+    /// Handed over to another process ([`SocketRef::give_away`]).
+    given_away: AtomicBool,
+}
 
 fn lock(socket: &Socket) -> MutexGuard<'_, pipe::Receiver> {
-    socket.lock().unwrap_or_else(PoisonError::into_inner)
+    socket.fd.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[derive(Debug)]
@@ -46,6 +80,12 @@ pub(crate) struct WriteHalf {
     /// Another descriptor of the socket, registered for writability while a write waits for
     /// room; dropped (deregistered, closed) once a write goes through whole.
     writable: Option<pipe::Sender>,
+}
+
+impl ReadHalf {
+    pub fn socket_ref(&self) -> SocketRef {
+        SocketRef(Arc::downgrade(&self.socket))
+    }
 }
 
 impl AsyncRead for ReadHalf {
@@ -128,6 +168,9 @@ impl Drop for WriteHalf {
     // As tokio's own write half does: the read half keeps the socket open, and the peer must
     // still see the end of what this side sends.
     fn drop(&mut self) {
+        if self.socket.given_away.load(Ordering::SeqCst) {
+            return;
+        }
         let _ = rustix::net::shutdown(&*lock(&self.socket), Shutdown::Write);
     }
 }

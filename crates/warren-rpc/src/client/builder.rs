@@ -6,8 +6,10 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::hold::HoldPort;
 use super::inflight::InFlight;
 use super::wire::{self, Reading, Wire};
 use super::{Client, Inner};
@@ -18,6 +20,7 @@ use crate::frame::{DEFAULT_MAX_FRAME, FrameReader};
 use crate::hello::{self, Answer as HelloAnswer, Negotiated};
 use crate::jsonrpc::LineReader;
 use crate::server::PeerPolicy;
+use crate::unix_io::SocketRef;
 use crate::writer;
 
 /// Which protocol a client speaks.
@@ -139,7 +142,8 @@ impl ClientBuilder {
                     let stream = tokio::net::UnixStream::connect(path).await.map_err(io_error)?;
                     self.check_server(&stream, &label)?;
                     let (read, write) = crate::unix_io::split(stream).map_err(io_error)?;
-                    self.clone().handshake(read, write, &label).await
+                    let socket = Some(read.socket_ref());
+                    self.clone().handshake(read, write, socket, &label).await
                 }
                 Endpoint::Tcp(addr) => {
                     let stream = tokio::net::TcpStream::connect(addr.as_str())
@@ -147,7 +151,7 @@ impl ClientBuilder {
                         .map_err(|source| ConnectError::Io { endpoint: label.clone(), source })?;
                     let _ = stream.set_nodelay(true);
                     let (read, write) = stream.into_split();
-                    self.clone().handshake(read, write, &label).await
+                    self.clone().handshake(read, write, None, &label).await
                 }
                 Endpoint::Stdio => Err(ConnectError::NotConnectable { endpoint: label.clone() }),
             }
@@ -174,12 +178,18 @@ impl ClientBuilder {
         W: AsyncWrite + Unpin + Send + 'static,
     {
         let timeout = self.connect_timeout;
-        tokio::time::timeout(timeout, self.handshake(read, write, label))
+        tokio::time::timeout(timeout, self.handshake(read, write, None, label))
             .await
             .unwrap_or_else(|_| Err(ConnectError::Timeout { endpoint: label.to_owned(), timeout }))
     }
 
-    async fn handshake<R, W>(self, read: R, write: W, label: &str) -> Result<Client, ConnectError>
+    async fn handshake<R, W>(
+        self,
+        read: R,
+        write: W,
+        socket: Option<SocketRef>,
+        label: &str,
+    ) -> Result<Client, ConnectError>
     where
         R: AsyncRead + Unpin + Send + 'static,
         W: AsyncWrite + Unpin + Send + 'static,
@@ -188,14 +198,16 @@ impl ClientBuilder {
             Protocol::Binary => {
                 let (reader, negotiated, write) = self.hello(read, write, label).await?;
                 let wire = Wire::Binary(wire::Binary { negotiated });
-                Ok(self.start(Reading::Frames(reader), wire, write, negotiated, label))
+                let opened = Opened { reading: Reading::Frames(reader), write, socket };
+                Ok(self.start(opened, wire, negotiated, InFlight::default(), label))
             }
             // JSON-RPC has no handshake: the connection is open as soon as it is connected.
             Protocol::JsonRpc => {
                 let negotiated = Negotiated { codec: Codec::Json, peer_max_frame: self.max_frame, features: 0 };
                 let lines = LineReader::new(read, BytesMut::new(), self.max_frame as usize);
                 let wire = Wire::JsonLines(wire::JsonLines { limit: self.max_frame });
-                Ok(self.start(Reading::Lines(lines), wire, write, negotiated, label))
+                let opened = Opened { reading: Reading::Lines(lines), write, socket };
+                Ok(self.start(opened, wire, negotiated, InFlight::default(), label))
             }
             Protocol::GoGob { http_connect } => {
                 let (mut read, mut write) = (read, write);
@@ -207,7 +219,8 @@ impl ClientBuilder {
                 let negotiated = Negotiated { codec: Codec::Gob, peer_max_frame: self.max_frame, features: 0 };
                 let max_frame = self.max_frame;
                 let wire = Wire::GoGob(super::gob::GoGob::new(max_frame));
-                Ok(self.start(Reading::Gob(read, max_frame), wire, write, negotiated, label))
+                let opened = Opened { reading: Reading::Gob(read, max_frame), write, socket };
+                Ok(self.start(opened, wire, negotiated, InFlight::default(), label))
             }
         }
     }
@@ -254,15 +267,28 @@ impl ClientBuilder {
         Ok((reader, negotiated, write))
     }
 
+    /// The options of a connection carried over from another process ([`Client::adopt`]).
+    pub(super) fn carried(protocol: Protocol, max_frame: u32, default_timeout: Option<Duration>) -> ClientBuilder {
+        ClientBuilder { protocol, max_frame, default_timeout, ..ClientBuilder::default() }
+    }
+
     /// Starts the writer and reader tasks of an open connection.
-    fn start<R, W>(self, reading: Reading<R>, wire: Wire, write: W, negotiated: Negotiated, label: &str) -> Client
+    pub(super) fn start<R, W>(
+        self,
+        opened: Opened<R, W>,
+        wire: Wire,
+        negotiated: Negotiated,
+        in_flight: InFlight,
+        label: &str,
+    ) -> Client
     where
         R: AsyncRead + Unpin + Send + 'static,
         W: AsyncWrite + Unpin + Send + 'static,
     {
+        let Opened { reading, write, socket } = opened;
         let (tx, queue) = writer::channel();
         let close = CancellationToken::new();
-        let in_flight = Arc::new(InFlight::default());
+        let in_flight = Arc::new(in_flight);
         let endpoint: Arc<str> = Arc::from(label);
         let more_coming = {
             let in_flight = Arc::clone(&in_flight);
@@ -279,15 +305,14 @@ impl ClientBuilder {
             })
         };
         let reader_done = CancellationToken::new();
+        // One request at a time: a hold makes the next wait until it is released.
+        let (requests, holds) = mpsc::channel(1);
         {
             let (in_flight, weak, endpoint, close, done) =
                 (Arc::clone(&in_flight), tx.downgrade(), Arc::clone(&endpoint), close.clone(), reader_done.clone());
+            let codec = negotiated.codec;
             tokio::spawn(async move {
-                let read = reading.run(Arc::clone(&in_flight), weak, negotiated.codec, endpoint);
-                tokio::select! {
-                    () = read => {}
-                    () = close.cancelled() => in_flight.lose(LostReason::ClosedLocally, None),
-                }
+                super::hold::read_task(reading, holds, in_flight, weak, codec, endpoint, close).await;
                 done.cancel();
             });
         }
@@ -303,7 +328,17 @@ impl ClientBuilder {
                 close,
                 writer: Mutex::new(Some(writer)),
                 reader_done,
+                hold: HoldPort { requests, socket },
+                max_frame: self.max_frame,
             }),
         }
     }
+}
+
+/// A connection open and ready for its tasks.
+pub(super) struct Opened<R, W> {
+    pub reading: Reading<R>,
+    pub write: W,
+    /// Its Unix socket, which a hold can carry to another process.
+    pub socket: Option<SocketRef>,
 }

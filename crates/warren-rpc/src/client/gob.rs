@@ -118,7 +118,7 @@ impl ClientWire for GoGob {
 }
 
 /// Routes a Go server's responses to their calls until the connection ends.
-pub(crate) async fn run<R: AsyncRead + Unpin>(mut read: R, max: u32, in_flight: Arc<InFlight>, endpoint: Arc<str>) {
+pub(crate) async fn run<R: AsyncRead + Unpin>(read: &mut R, max: u32, in_flight: &InFlight, endpoint: &str) {
     let mut buf = BytesMut::with_capacity(4096);
     let mut decoder = Decoder::default();
     let mut header: Option<(u64, String)> = None;

@@ -8,7 +8,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::task::{Poll, Waker};
 
 use bytes::Bytes;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 
 use crate::error::{ErrorCode, LostReason};
 use crate::frame::CallIdMap;
@@ -35,6 +35,9 @@ pub(crate) enum Closed {
     Lost(LostReason),
     /// The server said it is shutting down; calls already in flight still complete.
     ShuttingDown(String),
+    /// The connection is held for a hand-over: a call waits ([`InFlight::unheld`]) and then
+    /// goes on, here if the hand-over is undone, or never if the process is replaced.
+    Held,
 }
 
 /// Where a call's answer is left for it: in the table itself rather than in a channel of its
@@ -53,12 +56,25 @@ struct State {
     /// is given, since the reader may not have seen the end of the connection yet.
     write_failed: Option<LostReason>,
     subscribers: HashMap<String, Vec<mpsc::Sender<super::Notification>>>,
+    held: bool,
 }
 
 /// Shared by the client handles and the reader task.
 #[derive(Default)]
 pub(crate) struct InFlight {
     state: Mutex<State>,
+    /// Woken when a hold ends.
+    released: Notify,
+}
+
+/// What a held connection's calls are, for the image that carries it on.
+#[derive(Debug, Clone)]
+pub(crate) struct HeldCalls {
+    /// The last id given: the next image goes on after it, so that no late answer to a call
+    /// of this one is taken for an answer to a new call.
+    pub last_id: u32,
+    /// Calls whose answer has not come: their callers will be gone.
+    pub waiting: Vec<u32>,
 }
 
 impl InFlight {
@@ -79,6 +95,9 @@ impl InFlight {
         }
         if let Some(reason) = &state.write_failed {
             return Err(Closed::Lost(reason.clone()));
+        }
+        if state.held {
+            return Err(Closed::Held);
         }
         // Ids wrap after 4 billion calls; skip 0 (reserved) and any id still waiting.
         let id = loop {
@@ -208,9 +227,61 @@ impl InFlight {
         list.clone()
     }
 
+    /// Stops new calls from starting (they wait in [`unheld`](Self::unheld)), unless the
+    /// connection is closed; says what the calls are.
+    pub fn hold(&self) -> Result<HeldCalls, Closed> {
+        let mut state = self.lock();
+        if let Some(closed) = &state.closed {
+            return Err(closed.clone());
+        }
+        if state.held {
+            return Err(Closed::Held);
+        }
+        state.held = true;
+        Ok(state.calls())
+    }
+
+    /// The calls of a held connection, as they are now.
+    pub fn held_calls(&self) -> HeldCalls {
+        self.lock().calls()
+    }
+
+    /// Lets new calls start again.
+    pub fn release(&self) {
+        self.lock().held = false;
+        self.released.notify_waiters();
+    }
+
+    /// Waits until the connection is not held.
+    pub async fn unheld(&self) {
+        loop {
+            let released = self.released.notified();
+            tokio::pin!(released);
+            released.as_mut().enable();
+            if !self.lock().held {
+                return;
+            }
+            released.await;
+        }
+    }
+
+    /// Goes on from the calls of a connection carried over from another process.
+    pub fn carried_on(calls: &HeldCalls) -> InFlight {
+        let in_flight = InFlight::default();
+        in_flight.lock().next_id = calls.last_id;
+        in_flight
+    }
+
     /// Calls waiting for their answer.
     pub fn waiting(&self) -> usize {
         self.lock().waiting.values().filter(|slot| matches!(slot, Slot::Waiting(_))).count()
+    }
+}
+
+impl State {
+    fn calls(&self) -> HeldCalls {
+        let waiting = self.waiting.iter().filter(|(_, slot)| matches!(slot, Slot::Waiting(_))).map(|(id, _)| *id);
+        HeldCalls { last_id: self.next_id, waiting: waiting.collect() }
     }
 }
 

@@ -2,8 +2,6 @@
 //! reply lines to their calls by id, JSON-RPC 2.0 notifications to subscribers, and on any end
 //! of the connection fails every call in flight with the reason.
 
-use std::sync::Arc;
-
 use bytes::Bytes;
 use serde_json::Value;
 use tokio::io::AsyncRead;
@@ -16,7 +14,7 @@ use crate::codec::Codec;
 use crate::error::LostReason;
 use crate::jsonrpc::{self, Line, LineReader};
 
-pub(crate) async fn run<R: AsyncRead + Unpin>(mut lines: LineReader<R>, in_flight: Arc<InFlight>, endpoint: Arc<str>) {
+pub(crate) async fn run<R: AsyncRead + Unpin>(lines: &mut LineReader<R>, in_flight: &InFlight, endpoint: &str) {
     let reason = loop {
         let line = match lines.next().await {
             Ok(Some(Line::Text(line))) => line,
@@ -30,7 +28,7 @@ pub(crate) async fn run<R: AsyncRead + Unpin>(mut lines: LineReader<R>, in_fligh
             continue;
         }
         match serde_json::from_slice(&line) {
-            Ok(Value::Object(reply)) => route(&in_flight, reply, &endpoint),
+            Ok(Value::Object(reply)) => route(in_flight, reply, endpoint),
             Ok(_) => break LostReason::Protocol("the server sent a JSON line that is not an object".to_owned()),
             Err(err) => break LostReason::Protocol(format!("the server sent a line that is not JSON: {err}")),
         }

@@ -12,12 +12,14 @@
 
 mod builder;
 mod gob;
+mod hold;
 mod inflight;
 mod jsonline;
 mod reader;
 mod wire;
 
 pub use builder::{ClientBuilder, Protocol};
+pub use hold::{CarriedSession, CarryError, HeldConnection};
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -55,6 +57,9 @@ struct Inner {
     close: CancellationToken,
     writer: Mutex<Option<JoinHandle<std::io::Result<()>>>>,
     reader_done: CancellationToken,
+    hold: hold::HoldPort,
+    /// The largest frame this side accepts.
+    max_frame: u32,
 }
 
 impl std::fmt::Debug for Inner {
@@ -164,8 +169,12 @@ impl Client {
         R: DeserializeOwned,
     {
         let inner = &*self.inner;
-        let timeout = options.timeout.or(inner.default_timeout);
-        let (id, waiting) = inner.in_flight.register().map_err(|closed| self.closed_error(method, closed))?;
+        let mut timeout = options.timeout.or(inner.default_timeout);
+        let (id, waiting) = match inner.in_flight.register() {
+            Ok(registered) => registered,
+            Err(Closed::Held) => self.register_after_hold(method, &mut timeout).await?,
+            Err(closed) => return Err(self.closed_error(method, closed)),
+        };
         let mut guard = CallGuard { inner, id, sent: false, armed: true };
         // Alone, the call is written from this task at once; with others under way, the writer
         // task gathers them into one write.
@@ -193,6 +202,29 @@ impl Client {
             Answer::Untyped(message) => Err(self.untyped(method, message)),
             Answer::Lost(reason) => Err(self.lost(method, reason)),
             Answer::NotRun => Err(self.not_run(method)),
+        }
+    }
+
+    /// Registers a call once the hold on the connection ends, within the call's deadline
+    /// (what is left of it is the call's from then on).
+    async fn register_after_hold(&self, method: &str, timeout: &mut Option<Duration>) -> Result<(u32, usize), CallError> {
+        let in_flight = &self.inner.in_flight;
+        let start = Instant::now();
+        loop {
+            match *timeout {
+                Some(limit) => tokio::time::timeout(limit.saturating_sub(start.elapsed()), in_flight.unheld())
+                    .await
+                    .map_err(|_| CallError::DeadlineExceeded { method: method.to_owned(), timeout: limit })?,
+                None => in_flight.unheld().await,
+            }
+            match in_flight.register() {
+                Ok(registered) => {
+                    *timeout = timeout.map(|limit| limit.saturating_sub(start.elapsed()));
+                    return Ok(registered);
+                }
+                Err(Closed::Held) => {}
+                Err(closed) => return Err(self.closed_error(method, closed)),
+            }
         }
     }
 
@@ -232,7 +264,11 @@ impl Client {
     pub async fn ping(&self, timeout: Duration) -> Result<Duration, CallError> {
         const METHOD: &str = "(ping)";
         let inner = &*self.inner;
-        let (id, _) = inner.in_flight.register().map_err(|closed| self.closed_error(METHOD, closed))?;
+        let (id, _) = match inner.in_flight.register() {
+            Ok(registered) => registered,
+            Err(Closed::Held) => self.register_after_hold(METHOD, &mut Some(timeout)).await?,
+            Err(closed) => return Err(self.closed_error(METHOD, closed)),
+        };
         let mut guard = CallGuard { inner, id, sent: false, armed: true };
         let start = Instant::now();
         let frame = inner.wire.ping(id).map_err(|err| encode_error(METHOD, err))?;
@@ -305,6 +341,8 @@ impl Client {
                 endpoint: self.inner.endpoint.to_string(),
                 message,
             },
+            // Calls wait out a hold (`register_after_hold`); nothing else meets one.
+            Closed::Held => self.lost(method, LostReason::ClosedLocally),
         }
     }
 

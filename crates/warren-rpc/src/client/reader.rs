@@ -1,8 +1,6 @@
 //! The client's read loop: routes answers to their calls, notifications to subscribers, answers
 //! pings, and on any end of the connection fails every call in flight with the reason.
 
-use std::sync::Arc;
-
 use tokio::io::AsyncRead;
 use tracing::{debug, warn};
 
@@ -14,20 +12,28 @@ use crate::frame::{self, FrameReader, Kind};
 use crate::message;
 use crate::writer::WeakFrameSender;
 
+/// What the server said that matters once the connection ends; kept outside the read loop,
+/// which a hold stops between two frames and starts again.
+#[derive(Debug, Default)]
+pub(crate) struct Heard {
+    goodbye: Option<LostReason>,
+    last_read: Option<u32>,
+}
+
 pub(crate) async fn run<R: AsyncRead + Unpin>(
-    mut reader: FrameReader<R>,
-    in_flight: Arc<InFlight>,
-    tx: WeakFrameSender,
+    reader: &mut FrameReader<R>,
+    heard: &mut Heard,
+    in_flight: &InFlight,
+    tx: &WeakFrameSender,
     codec: Codec,
-    endpoint: Arc<str>,
+    endpoint: &str,
 ) {
-    let mut goodbye: Option<LostReason> = None;
-    let mut last_read: Option<u32> = None;
+    let Heard { goodbye, last_read } = heard;
     let reason = loop {
         let frame = match reader.read_frame().await {
             Ok(Some(frame)) => frame,
-            Ok(None) => break goodbye.unwrap_or(LostReason::ClosedByPeer),
-            Err(FrameError::Io(err)) => break goodbye.unwrap_or(LostReason::Io(err.to_string())),
+            Ok(None) => break goodbye.clone().unwrap_or(LostReason::ClosedByPeer),
+            Err(FrameError::Io(err)) => break goodbye.clone().unwrap_or(LostReason::Io(err.to_string())),
             Err(err) => break LostReason::Protocol(err.to_string()),
         };
         match frame.kind {
@@ -41,7 +47,7 @@ pub(crate) async fn run<R: AsyncRead + Unpin>(
             Kind::Notify => match message::parse_notify(frame.body) {
                 Ok(incoming) => {
                     let method = incoming.method.into();
-                    deliver(&in_flight, Notification { method, codec, payload: incoming.payload });
+                    deliver(in_flight, Notification { method, codec, payload: incoming.payload });
                 }
                 Err(err) => break LostReason::Protocol(err.to_string()),
             },
@@ -54,15 +60,15 @@ pub(crate) async fn run<R: AsyncRead + Unpin>(
                 Ok((ErrorCode::ShuttingDown, reason)) => {
                     debug!(%endpoint, "server is shutting down: {reason}");
                     in_flight.peer_shutting_down(reason);
-                    goodbye = Some(LostReason::PeerShutDown);
+                    *goodbye = Some(LostReason::PeerShutDown);
                 }
                 Ok((ErrorCode::Normal, _)) => {
-                    last_read = Some(frame.id);
-                    goodbye = Some(LostReason::PeerShutDown);
+                    *last_read = Some(frame.id);
+                    *goodbye = Some(LostReason::PeerShutDown);
                 }
                 Ok((code, reason)) => {
                     warn!(%endpoint, "server closed the connection with {code}: {reason}");
-                    goodbye = Some(LostReason::Goodbye { code, reason });
+                    *goodbye = Some(LostReason::Goodbye { code, reason });
                 }
                 Err(err) => break LostReason::Protocol(err.to_string()),
             },
@@ -70,7 +76,7 @@ pub(crate) async fn run<R: AsyncRead + Unpin>(
         }
     };
     debug!(%endpoint, calls = in_flight.waiting(), "connection lost: {reason}");
-    in_flight.lose(reason, last_read);
+    in_flight.lose(reason, *last_read);
 }
 
 pub(super) fn deliver(in_flight: &InFlight, notification: Notification) {

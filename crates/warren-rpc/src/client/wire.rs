@@ -2,7 +2,6 @@
 //! encoded, how replies decode, and the read loop that routes what the server sends. The
 //! [`Client`](super::Client) knows none of it; it holds one [`Wire`], picked at connect time.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -205,13 +204,33 @@ pub(crate) enum Reading<R> {
     Gob(R, u32),
 }
 
+/// Where the read loop sends what it reads.
+pub(crate) struct ReadTo<'a> {
+    pub in_flight: &'a InFlight,
+    pub tx: &'a WeakFrameSender,
+    pub codec: Codec,
+    pub endpoint: &'a str,
+}
+
 impl<R: AsyncRead + Unpin> Reading<R> {
     /// Routes what the server sends until the connection ends, then fails the calls in flight.
-    pub async fn run(self, in_flight: Arc<InFlight>, tx: WeakFrameSender, codec: Codec, endpoint: Arc<str>) {
+    /// Dropped at an await, it has stopped between two frames (or lines): it can be run again,
+    /// or its [`unread`](Self::unread) bytes carried on elsewhere.
+    pub async fn run(&mut self, heard: &mut reader::Heard, to: &ReadTo<'_>) {
         match self {
-            Reading::Frames(reader) => reader::run(reader, in_flight, tx, codec, endpoint).await,
-            Reading::Lines(lines) => jsonline::run(lines, in_flight, endpoint).await,
-            Reading::Gob(read, max) => gob::run(read, max, in_flight, endpoint).await,
+            Reading::Frames(reader) => reader::run(reader, heard, to.in_flight, to.tx, to.codec, to.endpoint).await,
+            Reading::Lines(lines) => jsonline::run(lines, to.in_flight, to.endpoint).await,
+            Reading::Gob(read, max) => gob::run(read, *max, to.in_flight, to.endpoint).await,
+        }
+    }
+
+    /// The bytes read and not yet routed, and whether they are the rest of an overlong line
+    /// being dropped. Gob is never carried (its type tables live on both sides), so none.
+    pub fn unread(&self) -> (bytes::BytesMut, bool) {
+        match self {
+            Reading::Frames(reader) => (reader.unread(), false),
+            Reading::Lines(lines) => lines.unread(),
+            Reading::Gob(..) => (bytes::BytesMut::new(), false),
         }
     }
 }

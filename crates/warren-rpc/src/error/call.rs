@@ -24,6 +24,8 @@ pub enum LostReason {
     Io(String),
     /// This side closed the client.
     ClosedLocally,
+    /// This side gave the connection to another process ([`HeldConnection::detach`](crate::HeldConnection::detach)).
+    HandedOver,
 }
 
 impl std::fmt::Display for LostReason {
@@ -35,6 +37,7 @@ impl std::fmt::Display for LostReason {
             LostReason::Protocol(detail) => write!(f, "protocol error: {detail}"),
             LostReason::Io(detail) => write!(f, "i/o error: {detail}"),
             LostReason::ClosedLocally => f.write_str("client closed"),
+            LostReason::HandedOver => f.write_str("connection handed over to another process"),
         }
     }
 }

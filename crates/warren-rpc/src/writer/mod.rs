@@ -69,6 +69,8 @@ struct Shared {
     /// Set by a task waiting in `wait_below`, so that writes wake it only when someone waits.
     room_wanted: AtomicBool,
     room: Notify,
+    /// Woken when the writer task gives the stream back while the connection is held.
+    idle: Notify,
 }
 
 impl std::fmt::Debug for Shared {
@@ -90,22 +92,45 @@ struct State {
     unflushed: bool,
     /// The writer task has ended: nothing queued from now on would be written.
     stopped: bool,
+    /// Nothing is written while a hand-over holds the connection: what is queued meanwhile is
+    /// carried to whoever takes the stream over, or written once the hold ends.
+    held: bool,
+    /// The stream now belongs to another process: it is neither written nor shut down here.
+    detached: bool,
 }
 
 impl State {
     fn has_work(&self) -> bool {
-        self.pending.len() > self.sent || self.unflushed
+        !self.paused() && (self.pending.len() > self.sent || self.unflushed)
+    }
+
+    fn paused(&self) -> bool {
+        self.held || self.detached
+    }
+
+    /// The stream is in place and no write is under way.
+    fn at_rest(&self) -> bool {
+        self.io.is_some() || self.stopped
     }
 }
 
 pub fn channel() -> (FrameSender, FrameQueue) {
     let shared = Arc::new(Shared {
-        state: Mutex::new(State { pending: FrameBuf::default(), sent: 0, io: None, unflushed: false, stopped: false }),
+        state: Mutex::new(State {
+            pending: FrameBuf::default(),
+            sent: 0,
+            io: None,
+            unflushed: false,
+            stopped: false,
+            held: false,
+            detached: false,
+        }),
         senders: AtomicUsize::new(1),
         writer: AtomicWaker::new(),
         unwritten: AtomicUsize::new(0),
         room_wanted: AtomicBool::new(false),
         room: Notify::new(),
+        idle: Notify::new(),
     });
     (FrameSender { shared: Arc::clone(&shared) }, FrameQueue { shared })
 }
@@ -113,6 +138,16 @@ pub fn channel() -> (FrameSender, FrameQueue) {
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The writer task is done with the stream for now.
+    fn give_back(&self, io: Io) {
+        let mut state = self.lock();
+        state.io = Some(io);
+        if state.held {
+            drop(state);
+            self.idle.notify_waiters();
+        }
     }
 
     /// `bytes` of what was queued have been written (or will never be: the writer stopped).
@@ -206,6 +241,9 @@ impl FrameSender {
 
     fn write_now(&self, mut guard: MutexGuard<'_, State>) {
         let state = &mut *guard;
+        if state.paused() {
+            return;
+        }
         if let Some(io) = state.io.as_mut() {
             // The writer task is not waiting on the stream (it does not have it), so the waker a
             // pending write leaves with the stream is no one's: the writer task registers its
@@ -252,6 +290,51 @@ impl FrameSender {
             }
             notified.await;
         }
+    }
+
+    /// Stops writing, once the write under way (if any) is through: false if the writer has
+    /// stopped (nothing more will be written anyway).
+    pub async fn hold(&self) -> bool {
+        let shared = &*self.shared;
+        loop {
+            let idle = shared.idle.notified();
+            tokio::pin!(idle);
+            idle.as_mut().enable();
+            {
+                let mut state = shared.lock();
+                state.held = true;
+                if state.at_rest() {
+                    return !state.stopped;
+                }
+            }
+            idle.await;
+        }
+    }
+
+    /// What a held connection has queued and not written, whole frames after a part of one
+    /// that a write cut short: the bytes the stream still owes the peer.
+    pub fn unwritten_bytes(&self) -> Vec<u8> {
+        let state = self.shared.lock();
+        let mut bytes = Vec::with_capacity(state.pending.len().saturating_sub(state.sent));
+        let mut skip = state.sent;
+        for part in state.pending.slices() {
+            let part: &[u8] = &part;
+            let from = skip.min(part.len());
+            skip -= from;
+            bytes.extend_from_slice(&part[from..]);
+        }
+        bytes
+    }
+
+    /// Ends a hold: what was queued meanwhile is written.
+    pub fn release(&self) {
+        self.shared.lock().held = false;
+        self.shared.writer.wake();
+    }
+
+    /// Gives the stream up to another process: nothing more is written or shut down here.
+    pub fn detach(&self) {
+        self.shared.lock().detached = true;
     }
 
     pub fn downgrade(&self) -> WeakFrameSender {
@@ -341,6 +424,7 @@ impl Drop for Stopped<'_> {
         drop(state);
         // Nothing more will be written: whoever waits for room must not wait for it.
         self.0.room.notify_waiters();
+        self.0.idle.notify_waiters();
     }
 }
 
@@ -354,7 +438,7 @@ pub async fn run<W: AsyncWrite + Unpin + Send + 'static>(
 ) -> std::io::Result<()> {
     let shared = &*queue.shared;
     let _stopped = Stopped(shared);
-    shared.lock().io = Some(Box::new(io));
+    shared.give_back(Box::new(io));
     let mut batch = FrameBuf::default();
     // Made once: a fresh `cancelled()` per batch registers and unregisters a waiter, under the
     // token's mutex, every time the queue runs dry.
@@ -380,7 +464,11 @@ pub async fn run<W: AsyncWrite + Unpin + Send + 'static>(
     while shared.lock().has_work() {
         write_pending(shared, &mut batch).await?;
     }
-    let Some(mut io) = shared.lock().io.take() else { return Ok(()) };
+    let (io, detached) = {
+        let mut state = shared.lock();
+        (state.io.take(), state.detached)
+    };
+    let Some(mut io) = io.filter(|_| !detached) else { return Ok(()) };
     io.flush().await?;
     io.shutdown().await
 }
@@ -416,7 +504,7 @@ async fn write_pending(shared: &Shared, batch: &mut FrameBuf) -> std::io::Result
     io.flush().await?;
     shared.written(batch.len());
     batch.clear();
-    shared.lock().io = Some(io);
+    shared.give_back(io);
     Ok(())
 }
 

@@ -22,7 +22,8 @@ pub struct Delayed {
 /// Events a handler reports to the test: which call saw its cancellation token fire.
 pub type Observed = mpsc::UnboundedSender<String>;
 
-/// The test service: `Task.Get`, `Task.Echo`, `Task.Delay`, `Task.Fail`, `Task.Panic`,
+/// The test service: `Task.Get`, `Task.Connection` (the server's number for the caller's
+/// connection), `Task.Echo`, `Task.Delay`, `Task.Fail`, `Task.Panic`,
 /// `Task.Hang` (never returns, reports its cancellation), `Events.Subscribe`, `Log.Write`.
 pub fn test_server(observed: Observed) -> Server {
     let on_cancel = observed.clone();
@@ -30,6 +31,7 @@ pub fn test_server(observed: Observed) -> Server {
     Server::new()
         .service("Task", move |s| {
             s.method("Get", |_ctx, id: String| async move { Ok(Todo { id }) })
+                .method("Connection", |ctx, (): ()| async move { Ok(ctx.peer().connection) })
                 .method("Echo", |_ctx, data: Bytes| async move { Ok(data) })
                 .method("Delay", |_ctx, d: Delayed| async move {
                     tokio::time::sleep(Duration::from_micros(d.delay_us)).await;
