@@ -1,7 +1,7 @@
 //! Upgrading `warren up` in place (issue #18 point 3): `warren upgrade` and SIGUSR2 re-execute
 //! the binary and every program runs on — same pids, no restart, no log line lost or doubled,
-//! RPC calls through the control socket answered across — and a binary that cannot take over
-//! is refused before anything is held.
+//! warren's RPC connection to each plugin carried across, calls through the control socket
+//! answered across — and a binary that cannot take over is refused before anything is held.
 
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -57,6 +57,17 @@ fn last_flood_line(up: &Up) -> usize {
     text.lines().filter_map(|l| l.strip_prefix("line ")?.get(..8)?.parse().ok()).next_back().unwrap_or(0)
 }
 
+/// Each plugin's number for warren's connection to it (its server counts connections).
+fn plugin_connections(up: &Up) -> Vec<u64> {
+    (1..=9)
+        .map(|i| {
+            let output = up.warren(["call", &format!("rpc{i}"), "Task.Connection"]).output().expect("warren call");
+            assert!(output.status.success(), "Task.Connection: {}", String::from_utf8_lossy(&output.stderr));
+            String::from_utf8_lossy(&output.stdout).trim().parse().expect("a connection number")
+        })
+        .collect()
+}
+
 /// `warren call` in a loop through the control socket, round the plugins, until stopped.
 struct CallLoop {
     stop: Arc<AtomicBool>,
@@ -105,6 +116,7 @@ fn twenty_programs_run_on_through_ten_upgrades_under_calls_and_a_flood() {
     let before = pids_and_restarts(&mut up);
     assert_eq!(before.len(), 20);
     assert!(before.iter().all(|(_, pid, restarts)| *pid > 0 && *restarts == 0), "{before:?}");
+    let connections = plugin_connections(&up);
     let calls = CallLoop::start(&up);
     // A follower across every upgrade: it carries on where it was.
     let mut follow = Command::new(WARREN);
@@ -132,6 +144,8 @@ fn twenty_programs_run_on_through_ten_upgrades_under_calls_and_a_flood() {
         assert_eq!(pids_and_restarts(&mut up), before, "after upgrade {upgrade}");
     }
     let (answered, failed) = calls.finish();
+    // warren's connection to each plugin crossed every exec: the plugin saw no new one.
+    assert_eq!(plugin_connections(&up), connections, "each plugin's connection from warren, as the plugin numbers it");
     eprintln!("calls: {answered} answered, {} failed: {failed:?}; upgrades took {pauses:?}", failed.len());
     assert!(answered > 0, "no call was answered");
     // A call cut by the exec is the only failure allowed, and says so.

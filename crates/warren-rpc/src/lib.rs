@@ -60,7 +60,8 @@ mod writer;
 
 pub use crate::bytes::Bytes;
 pub use client::{
-    CallOptions, CarriedSession, CarryError, Client, ClientBuilder, HeldConnection, Notification, Protocol, Subscription,
+    CallOptions, CarriedSession, CarryError, Client, ClientBuilder, HeldConnection, Notification, Protocol,
+    Subscription,
 };
 pub use codec::{Codec, CodecError};
 pub use endpoint::{Endpoint, MAX_UNIX_PATH, ToEndpoint};

@@ -10,7 +10,8 @@
 //! test-child never-ready      print, then wait forever without saying READY=1
 //! test-child ignore-term      say READY=1, then ignore SIGTERM (and SIGINT) forever
 //! test-child plugin [--grandchild] [--ignore-shutdown]
-//!                             a warren plugin serving Task.Get, Task.Pids and Task.Hang
+//!                             a warren plugin serving Task.Get, Task.Connection (its
+//!                             number for the caller's connection), Task.Pids and Task.Hang
 //! test-child grandchild-holder    say READY=1, start a grandchild that holds the pipes and
 //!                             ignores SIGTERM, exit 0 on SIGTERM leaving it behind
 //! test-child escapee          say READY=1, start a grandchild in a process group of its own
@@ -261,6 +262,7 @@ async fn plugin(grandchild: bool, ignore_shutdown: bool) -> ExitCode {
     let grandchild_pid = grandchild.then(|| spawn_sleeper(false));
     let server = Server::new().service("Task", move |s| {
         s.method("Get", |_ctx, id: String| async move { Ok(Todo { id }) })
+            .method("Connection", |ctx, (): ()| async move { Ok(ctx.peer().connection) })
             .method("Pids", move |_ctx, (): ()| async move {
                 Ok(Pids { pid: std::process::id(), grandchild: grandchild_pid })
             })

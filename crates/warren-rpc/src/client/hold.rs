@@ -127,8 +127,14 @@ impl Client {
         };
         let fd = socket.dup().map_err(|err| refuse(format!("its socket: {err}")))?;
         inner.in_flight.hold().map_err(|closed| refuse(format!("{closed:?}")))?;
-        let mut held =
-            HeldConnection { client: self.clone(), wire, fd, unread: BytesMut::new(), skipping_line: false, resume: None };
+        let mut held = HeldConnection {
+            client: self.clone(),
+            wire,
+            fd,
+            unread: BytesMut::new(),
+            skipping_line: false,
+            resume: None,
+        };
         let paused = tokio::time::timeout(timeout, async {
             if !inner.tx.hold().await {
                 return Err("its writer has stopped".to_owned());
@@ -232,10 +238,10 @@ impl HeldConnection {
     /// then released and goes on here.
     pub fn detach(mut self) -> Result<(OwnedFd, CarriedSession), CarryError> {
         let inner = &*self.client.inner;
-        let fd = self.fd.try_clone().map_err(|err| CarryError {
-            endpoint: inner.endpoint.to_string(),
-            why: format!("its socket: {err}"),
-        })?;
+        let fd = self
+            .fd
+            .try_clone()
+            .map_err(|err| CarryError { endpoint: inner.endpoint.to_string(), why: format!("its socket: {err}") })?;
         let session = self.session();
         if let Some(socket) = &inner.hold.socket {
             socket.give_away();

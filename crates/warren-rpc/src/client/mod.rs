@@ -207,7 +207,11 @@ impl Client {
 
     /// Registers a call once the hold on the connection ends, within the call's deadline
     /// (what is left of it is the call's from then on).
-    async fn register_after_hold(&self, method: &str, timeout: &mut Option<Duration>) -> Result<(u32, usize), CallError> {
+    async fn register_after_hold(
+        &self,
+        method: &str,
+        timeout: &mut Option<Duration>,
+    ) -> Result<(u32, usize), CallError> {
         let in_flight = &self.inner.in_flight;
         let start = Instant::now();
         loop {

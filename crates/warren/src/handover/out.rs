@@ -8,7 +8,7 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::state::{ChildState, HostState, Notices, NotifyState, PipeState, VERSION, WatchdogState};
+use super::state::{ChildState, HostState, Notices, NotifyState, PipeState, RpcState, VERSION, WatchdogState};
 use super::{HandoverError, STATE_VAR};
 use crate::host::Host;
 use crate::log::Stream;
@@ -19,6 +19,10 @@ use crate::tasks::ReapAt;
 
 /// How long every pump and reaper has to come to a stop between two steps.
 const SETTLE: Duration = Duration::from_secs(5);
+
+/// How long a child's RPC connection has to come to a stop between two frames (its write
+/// under way through): one whose peer does not read is made anew instead.
+const HOLD_RPC: Duration = Duration::from_secs(1);
 
 impl Host {
     /// Replaces this process with `program` (e.g. `/proc/self/exe`) run with `args`, handing
@@ -127,6 +131,17 @@ impl Host {
                 ));
             }
         }
+        // Held until the exec; released if this returns (the hand-over did not happen).
+        let mut connections = std::collections::HashMap::new();
+        for child in &children {
+            let Some(client) = &child.running().client else { continue };
+            match client.hold(HOLD_RPC).await {
+                Ok(held) => {
+                    connections.insert(child.name().to_owned(), held);
+                }
+                Err(err) => tracing::info!(child = %child.name(), "{err}; the next image connects anew"),
+            }
+        }
         let mut keep = |fd: RawFd| -> std::io::Result<i32> {
             sys::keep_number_across_exec(fd, true)?;
             kept.push(fd);
@@ -139,7 +154,7 @@ impl Host {
             if *running.carry.reap_at.borrow() != ReapAt::Held {
                 continue;
             }
-            match child_state(child, &mut keep) {
+            match child_state(child, connections.get(child.name()), &mut keep) {
                 Ok(state) => states.push(state),
                 Err(err) => return HandoverError::State(err),
             }
@@ -234,6 +249,7 @@ impl Drop for Undo<'_> {
 /// One child's state, keeping its descriptors across exec through `keep`.
 fn child_state(
     child: &crate::Child,
+    connection: Option<&warren_rpc::HeldConnection>,
     keep: &mut impl FnMut(RawFd) -> std::io::Result<i32>,
 ) -> std::io::Result<ChildState> {
     let running = child.running();
@@ -255,6 +271,10 @@ fn child_state(
         None => None,
     };
     let stdin = child.stdin_fd().map(&mut *keep).transpose()?;
+    let rpc = match connection {
+        Some(held) => Some(RpcState { fd: keep(held.fd().as_raw_fd())?, session: held.session() }),
+        None => None,
+    };
     let notices = running.notices.borrow().clone();
     Ok(ChildState {
         name: child.name().to_owned(),
@@ -266,6 +286,7 @@ fn child_state(
         memory_max: running.carry.memory_max,
         socket_path: running.socket_path.clone(),
         protocol: running.carry.protocol.into(),
+        rpc,
         notify,
         notices: Notices {
             status: notices.status,

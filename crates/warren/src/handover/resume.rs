@@ -1,6 +1,7 @@
 //! The new image's side: read the state, take over the descriptors it names, and rebuild the
 //! host around the same children — pumps going on from where they stood, exits watched again
-//! (still this process's children), notify sockets followed, RPC clients connected anew.
+//! (still this process's children), notify sockets followed, RPC connections carried on
+//! (or, where one could not cross, made anew).
 
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -10,7 +11,7 @@ use tokio::sync::watch;
 use tracing::warn;
 use warren_rpc::{Client, Endpoint};
 
-use super::state::{ChildState, HostState, MAX_BYTES, VERSION};
+use super::state::{ChildState, HostState, MAX_BYTES, VERSION, readable};
 use super::{Carry, STATE_VAR};
 use crate::cgroup::{ChildCgroup, HostCgroup};
 use crate::child::{Child, Registry};
@@ -144,7 +145,7 @@ fn read_memfd() -> Result<HostState, HostError> {
     let bytes = sys::handover::read_memfd(&memfd, MAX_BYTES).map_err(resume_error)?;
     let state: HostState =
         serde_json::from_slice(&bytes).map_err(|err| resume_error(format!("the state does not parse: {err}")))?;
-    if state.version != VERSION {
+    if !readable(state.version) {
         return Err(resume_error(format!("state version {} (this image reads {VERSION})", state.version)));
     }
     Ok(state)
@@ -214,12 +215,30 @@ async fn resume_child(shared: &Arc<HostShared>, state: ChildState) -> std::io::R
         tokio::spawn(tasks::follow_notices(listener, running.notices.clone(), running.exit.clone()));
     }
     let (lost_tx, socket_lost) = watch::channel(None);
-    if let Some(path) = &state.socket_path {
-        match reconnect(&Endpoint::unix(path), running.carry.protocol, &running).await {
-            Ok(client) => running.client = Some(client),
-            Err(err) => warn!(child = %name, pid, "not connected again after the hand-over: {err}"),
-        }
-    }
+    let carried = match state.rpc {
+        Some(rpc) => match sys::handover::adopt_fd(rpc.fd)
+            .map_err(|err| err.to_string())
+            .and_then(|fd| Client::adopt(fd, rpc.session).map_err(|err| err.to_string()))
+        {
+            Ok(client) => Some(client),
+            Err(err) => {
+                warn!(child = %name, pid, "its RPC connection did not cross, connecting anew: {err}");
+                None
+            }
+        },
+        None => None,
+    };
+    running.client = match (carried, &state.socket_path) {
+        (Some(client), _) => Some(client),
+        (None, Some(path)) => match reconnect(&Endpoint::unix(path), running.carry.protocol, &running).await {
+            Ok(client) => Some(client),
+            Err(err) => {
+                warn!(child = %name, pid, "not connected again after the hand-over: {err}");
+                None
+            }
+        },
+        (None, None) => None,
+    };
     let running = Arc::new(running);
     let watched = running.socket_path.as_ref().filter(|path| path.parent() == Some(shared.runtime_dir.path()));
     if let (Some(path), Some(client)) = (watched, &running.client) {

@@ -6,8 +6,15 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-/// The state's format; a new image refuses another.
-pub(super) const VERSION: u32 = 1;
+/// The state's format; a new image refuses another. 2 carries the RPC connections to the
+/// children, which an image reading 1 would leave open and unused.
+pub(super) const VERSION: u32 = 2;
+
+/// Whether this build reads a state of `version`: 1 is 2 with no RPC connection carried (the
+/// new image makes them anew).
+pub(super) fn readable(version: u32) -> bool {
+    version == 1 || version == VERSION
+}
 
 /// The most a state may be (a child's carried partial line is bounded by its line length).
 pub(super) const MAX_BYTES: u64 = 64 << 20;
@@ -51,6 +58,9 @@ pub(super) struct ChildState {
     pub memory_max: Option<u64>,
     pub socket_path: Option<PathBuf>,
     pub protocol: Protocol,
+    /// The host's RPC connection to it, carried as it stood.
+    #[serde(default)]
+    pub rpc: Option<RpcState>,
     pub notify: Option<NotifyState>,
     pub notices: Notices,
     pub stdin: Option<i32>,
@@ -84,6 +94,12 @@ impl From<Protocol> for warren_rpc::Protocol {
             Protocol::GoGob { http_connect } => warren_rpc::Protocol::GoGob { http_connect },
         }
     }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct RpcState {
+    pub fd: i32,
+    pub session: warren_rpc::CarriedSession,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
