@@ -115,7 +115,7 @@ impl Supervisor {
     }
 
     /// The formats of the state a hand-over carries that this build writes and reads, in
-    /// words ("host 1 supervisor 1"): a hand-over to a build that answers otherwise would not
+    /// words ("host 2 supervisor 1"): a hand-over to a build that answers otherwise would not
     /// be taken over, and is refused before anything is held.
     pub fn handover_formats() -> String {
         format!("host {} supervisor {}", crate::handover::FORMAT, super::runner::HANDOVER_FORMAT)
