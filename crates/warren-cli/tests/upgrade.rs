@@ -226,12 +226,13 @@ fn a_stop_signal_during_an_upgrade_is_a_graceful_stop_not_a_death() {
 fn commands_other_than_up_end_on_ctrl_c() {
     // Only `up` holds the stop signals for its handlers (see docs/UPGRADE.md): a follower
     // must still end on Ctrl-C.
-    let mut up = Up::start("[programs.idle]\ncommand = @child@\nargs = [\"sleeper\"]\n");
+    let mut up = Up::start("[programs.one]\ncommand = @child@\nargs = [\"flood-then-wait\", \"1\"]\n");
     up.wait_line("all programs are up", BOUND);
     let mut follow = Command::new(WARREN);
     follow.args(["logs", "-f"]).current_dir(up.dir()).env("WARREN_CONTROL", up.socket());
     let mut follower = Background::spawn(follow);
-    std::thread::sleep(Duration::from_millis(300));
+    // It has printed the program's line: it is up and following, its handlers (if any) set.
+    follower.wait_lines("line ", 1, BOUND);
     assert!(testkit::signal(follower.pid(), Signal::INT), "SIGINT the follower");
     // Bounded: it ends on the signal, or the wait fails the test.
     follower.wait_exit(BOUND);

@@ -6,10 +6,9 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::hold::HoldPort;
+use super::hold::{HoldPort, ReaderPort};
 use super::inflight::InFlight;
 use super::wire::{self, Reading, Wire};
 use super::{Client, Inner};
@@ -305,14 +304,19 @@ impl ClientBuilder {
             })
         };
         let reader_done = CancellationToken::new();
-        // One request at a time: a hold makes the next wait until it is released.
-        let (requests, holds) = mpsc::channel(1);
+        let port = Arc::new(ReaderPort::default());
         {
-            let (in_flight, weak, endpoint, close, done) =
-                (Arc::clone(&in_flight), tx.downgrade(), Arc::clone(&endpoint), close.clone(), reader_done.clone());
+            let (in_flight, weak, endpoint, close, done, port) = (
+                Arc::clone(&in_flight),
+                tx.downgrade(),
+                Arc::clone(&endpoint),
+                close.clone(),
+                reader_done.clone(),
+                Arc::clone(&port),
+            );
             let codec = negotiated.codec;
             tokio::spawn(async move {
-                super::hold::read_task(reading, holds, in_flight, weak, codec, endpoint, close).await;
+                super::hold::read_task(reading, port, in_flight, weak, codec, endpoint, close).await;
                 done.cancel();
             });
         }
@@ -328,7 +332,7 @@ impl ClientBuilder {
                 close,
                 writer: Mutex::new(Some(writer)),
                 reader_done,
-                hold: HoldPort { requests, socket },
+                hold: HoldPort { reader: port, socket },
                 max_frame: self.max_frame,
             }),
         }

@@ -7,13 +7,13 @@
 //! type tables on both sides that would have to cross too, so its connections cannot.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncRead;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::builder::{ClientBuilder, Opened};
@@ -101,8 +101,70 @@ pub(super) struct HoldRequest {
 /// How a client reaches its reader task for a hold, and the socket a hold hands over.
 #[derive(Debug)]
 pub(super) struct HoldPort {
-    pub requests: mpsc::Sender<HoldRequest>,
+    pub reader: Arc<ReaderPort>,
     pub socket: Option<SocketRef>,
+}
+
+/// How a client gets its reader task's attention between two reads: to close, or to stop for
+/// a hold. One wake-up source, which the reader polls beside its reads anyway (it is what
+/// `close` was before holds): a hold costs the read path nothing more.
+#[derive(Default)]
+pub(super) struct ReaderPort {
+    wake: Notify,
+    state: Mutex<PortState>,
+}
+
+#[derive(Default)]
+struct PortState {
+    hold: Option<HoldRequest>,
+    /// The reader task has ended: nobody will take a hold.
+    ended: bool,
+}
+
+impl std::fmt::Debug for ReaderPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReaderPort").finish_non_exhaustive()
+    }
+}
+
+impl ReaderPort {
+    fn lock(&self) -> std::sync::MutexGuard<'_, PortState> {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Wakes the reader to look at `close` (after it was cancelled).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Asks the reader to stop for a hold; false if it has ended.
+    fn request(&self, hold: HoldRequest) -> bool {
+        {
+            let mut state = self.lock();
+            if state.ended {
+                return false;
+            }
+            state.hold = Some(hold);
+        }
+        self.wake.notify_one();
+        true
+    }
+
+    fn take(&self) -> Option<HoldRequest> {
+        self.lock().hold.take()
+    }
+}
+
+/// Marks the reader ended however its task ends, dropping a hold request it will never take
+/// (its holder then hears so at once).
+struct Ended<'a>(&'a ReaderPort);
+
+impl Drop for Ended<'_> {
+    fn drop(&mut self) {
+        let mut state = self.0.lock();
+        state.ended = true;
+        state.hold = None;
+    }
 }
 
 impl Client {
@@ -142,7 +204,9 @@ impl Client {
             let (paused, paused_rx) = oneshot::channel();
             let (resume, resume_rx) = oneshot::channel();
             let request = HoldRequest { paused, resume: resume_rx };
-            inner.hold.requests.send(request).await.map_err(|_| "its reader has ended".to_owned())?;
+            if !inner.hold.reader.request(request) {
+                return Err("its reader has ended".to_owned());
+            }
             held.resume = Some(resume);
             paused_rx.await.map_err(|_| "its reader has ended".to_owned())
         })
@@ -252,6 +316,7 @@ impl HeldConnection {
         }
         inner.in_flight.lose(LostReason::HandedOver, None);
         inner.close.cancel();
+        inner.hold.reader.wake();
         Ok((fd, session))
     }
 }
@@ -270,30 +335,42 @@ impl Drop for HeldConnection {
 /// `close` fires, and stops between two frames whenever a hold asks.
 pub(super) async fn read_task<R: AsyncRead + Unpin>(
     mut reading: Reading<R>,
-    mut holds: mpsc::Receiver<HoldRequest>,
+    port: Arc<ReaderPort>,
     in_flight: Arc<InFlight>,
     tx: WeakFrameSender,
     codec: Codec,
     endpoint: Arc<str>,
     close: CancellationToken,
 ) {
+    let _ended = Ended(&port);
     let to = ReadTo { in_flight: &in_flight, tx: &tx, codec, endpoint: &endpoint };
     let mut heard = Heard::default();
-    loop {
-        let hold = tokio::select! {
+    'reading: loop {
+        tokio::select! {
+            biased;
             () = reading.run(&mut heard, &to) => return,
-            () = close.cancelled() => break,
-            Some(hold) = holds.recv() => hold,
-        };
+            () = port.wake.notified() => {}
+        }
+        if close.is_cancelled() {
+            break;
+        }
+        let Some(hold) = port.take() else { continue };
         // The holder gave up before the reader stopped: read on.
         if hold.paused.send(reading.unread()).is_err() {
             continue;
         }
-        tokio::select! {
-            after = hold.resume => if after.is_ok() {
-                return;
-            },
-            () = close.cancelled() => break,
+        let mut resume = hold.resume;
+        loop {
+            tokio::select! {
+                after = &mut resume => match after {
+                    Ok(Detached) => return,
+                    // Released: read on from where it stopped.
+                    Err(_) => continue 'reading,
+                },
+                () = port.wake.notified() => if close.is_cancelled() {
+                    break 'reading;
+                },
+            }
         }
     }
     in_flight.lose(LostReason::ClosedLocally, None);

@@ -71,6 +71,7 @@ impl std::fmt::Debug for Inner {
 impl Drop for Inner {
     fn drop(&mut self) {
         self.close.cancel();
+        self.hold.reader.wake();
     }
 }
 
@@ -297,6 +298,7 @@ impl Client {
     pub async fn close(&self) {
         self.inner.in_flight.lose(LostReason::ClosedLocally, None);
         self.inner.close.cancel();
+        self.inner.hold.reader.wake();
         let writer = self.inner.writer.lock().unwrap_or_else(PoisonError::into_inner).take();
         if let Some(writer) = writer {
             let _ = writer.await;
