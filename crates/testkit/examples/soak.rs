@@ -390,6 +390,8 @@ fn kind(err: &CallError) -> String {
                 LostReason::Protocol(_) => "protocol",
                 LostReason::Io(_) => "i/o",
                 LostReason::ClosedLocally => "closed locally",
+                LostReason::HandedOver => "handed over",
+                _ => "other",
             };
             format!("connection lost ({reason})")
         }

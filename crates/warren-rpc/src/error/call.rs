@@ -4,8 +4,10 @@ use std::time::Duration;
 
 use super::{ErrorCode, ErrorData};
 
-/// Why a client's connection is gone; every call in flight fails with it.
+/// Why a client's connection is gone; every call in flight fails with it. More reasons may
+/// come (as `HandedOver` did), so a match needs a catch-all arm.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum LostReason {
     /// The peer closed the stream without a goodbye (it crashed, or was killed).
     ClosedByPeer,
