@@ -292,51 +292,6 @@ impl FrameSender {
         }
     }
 
-    /// Stops writing, once the write under way (if any) is through: false if the writer has
-    /// stopped (nothing more will be written anyway).
-    pub async fn hold(&self) -> bool {
-        let shared = &*self.shared;
-        loop {
-            let idle = shared.idle.notified();
-            tokio::pin!(idle);
-            idle.as_mut().enable();
-            {
-                let mut state = shared.lock();
-                state.held = true;
-                if state.at_rest() {
-                    return !state.stopped;
-                }
-            }
-            idle.await;
-        }
-    }
-
-    /// What a held connection has queued and not written, whole frames after a part of one
-    /// that a write cut short: the bytes the stream still owes the peer.
-    pub fn unwritten_bytes(&self) -> Vec<u8> {
-        let state = self.shared.lock();
-        let mut bytes = Vec::with_capacity(state.pending.len().saturating_sub(state.sent));
-        let mut skip = state.sent;
-        for part in state.pending.slices() {
-            let part: &[u8] = &part;
-            let from = skip.min(part.len());
-            skip -= from;
-            bytes.extend_from_slice(&part[from..]);
-        }
-        bytes
-    }
-
-    /// Ends a hold: what was queued meanwhile is written.
-    pub fn release(&self) {
-        self.shared.lock().held = false;
-        self.shared.writer.wake();
-    }
-
-    /// Gives the stream up to another process: nothing more is written or shut down here.
-    pub fn detach(&self) {
-        self.shared.lock().detached = true;
-    }
-
     pub fn downgrade(&self) -> WeakFrameSender {
         WeakFrameSender { shared: Arc::downgrade(&self.shared) }
     }
@@ -508,5 +463,6 @@ async fn write_pending(shared: &Shared, batch: &mut FrameBuf) -> std::io::Result
     Ok(())
 }
 
+mod hold;
 #[cfg(test)]
 mod tests;
