@@ -55,6 +55,7 @@ mod kind;
 mod message;
 mod outgoing;
 mod server;
+mod shm;
 mod unix_io;
 mod writer;
 

@@ -1,0 +1,277 @@
+//! The segment's layout and its two single-producer, single-consumer byte rings (docs/SHM.md
+//! §3, §4): each side keeps its own index privately and only publishes it, and checks every
+//! index it reads from the peer, so a peer that scribbles over the segment can make this side
+//! read garbage bytes (which the frame layer refuses) or end the connection, nothing else.
+//! No I/O and no waiting here: the stream halves (next step) park and ring.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use super::sys::Segment;
+
+/// `"\xF7WSM"`: the protocol's first byte, then "warren shared memory".
+const MAGIC: u32 = u32::from_ne_bytes([0xF7, b'W', b'S', b'M']);
+const VERSION: u32 = 1;
+pub(crate) const HEADER_LEN: usize = 4096;
+/// The smallest and largest ring, each a power of two.
+pub(crate) const MIN_CAP: u64 = 4096;
+pub(crate) const MAX_CAP: u64 = 16 << 20;
+
+/// Header fields: offsets in the segment.
+mod at {
+    pub const MAGIC: usize = 0;
+    pub const VERSION: usize = 4;
+    pub const HEADER_LEN: usize = 8;
+    pub const FLAGS: usize = 12;
+    pub const SEGMENT_LEN: usize = 16;
+    pub const C2S_OFFSET: usize = 24;
+    pub const C2S_CAP: usize = 32;
+    pub const S2C_OFFSET: usize = 40;
+    pub const S2C_CAP: usize = 48;
+    /// The four lines of 128 bytes, one writer each: C→S producer and consumer, S→C producer
+    /// and consumer. A line's index (`tail` or `head`) is its first word.
+    pub const C2S_TAIL: usize = 128;
+    pub const C2S_HEAD: usize = 256;
+    pub const S2C_TAIL: usize = 384;
+    pub const S2C_HEAD: usize = 512;
+}
+
+/// Which way a ring carries bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Direction {
+    ClientToServer,
+    ServerToClient,
+}
+
+/// Where the two rings are in a segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Layout {
+    c2s_cap: u64,
+    s2c_cap: u64,
+}
+
+/// A ring's place: its bytes, its size, its two index words.
+#[derive(Debug, Clone, Copy)]
+struct Place {
+    data: usize,
+    cap: u64,
+    tail_at: usize,
+    head_at: usize,
+}
+
+impl Layout {
+    /// Rings of these sizes, if each is a power of two within bounds.
+    pub fn new(c2s_cap: u64, s2c_cap: u64) -> Option<Layout> {
+        let fits = |cap: u64| cap.is_power_of_two() && (MIN_CAP..=MAX_CAP).contains(&cap);
+        (fits(c2s_cap) && fits(s2c_cap)).then_some(Layout { c2s_cap, s2c_cap })
+    }
+
+    /// The segment's size: the header page and both rings.
+    pub fn segment_len(&self) -> usize {
+        // At most 4 KiB + 2 × 16 MiB: fits any usize warren runs on.
+        HEADER_LEN + (self.c2s_cap + self.s2c_cap) as usize
+    }
+
+    /// Writes the header into a new segment of [`segment_len`](Self::segment_len) bytes,
+    /// whose indices are still zero.
+    pub fn write_header(&self, segment: &Segment) -> bool {
+        let words32 = [(at::MAGIC, MAGIC), (at::VERSION, VERSION), (at::HEADER_LEN, HEADER_LEN as u32), (at::FLAGS, 0)];
+        let words64 = [
+            (at::SEGMENT_LEN, self.segment_len() as u64),
+            (at::C2S_OFFSET, HEADER_LEN as u64),
+            (at::C2S_CAP, self.c2s_cap),
+            (at::S2C_OFFSET, HEADER_LEN as u64 + self.c2s_cap),
+            (at::S2C_CAP, self.s2c_cap),
+        ];
+        if segment.len() != self.segment_len() {
+            return false;
+        }
+        let mut written = true;
+        for (offset, value) in words32 {
+            written &= segment.word32(offset).map(|word| word.store(value, Ordering::Relaxed)).is_some();
+        }
+        for (offset, value) in words64 {
+            written &= segment.word64(offset).map(|word| word.store(value, Ordering::Relaxed)).is_some();
+        }
+        written
+    }
+
+    /// Reads and checks a peer's header, once, before anything else of the segment is used.
+    pub fn read_header(segment: &Segment) -> Result<Layout, String> {
+        let word32 = |offset| segment.word32(offset).map(|word| word.load(Ordering::Acquire));
+        let word64 = |offset| segment.word64(offset).map(|word| word.load(Ordering::Acquire));
+        if segment.len() < HEADER_LEN {
+            return Err(format!("{} bytes is smaller than the header", segment.len()));
+        }
+        if word32(at::MAGIC) != Some(MAGIC) {
+            return Err("not a warren shared-memory segment (magic)".into());
+        }
+        let fixed = [(at::VERSION, VERSION, "version"), (at::HEADER_LEN, HEADER_LEN as u32, "header length")];
+        for (offset, expected, what) in fixed.into_iter().chain([(at::FLAGS, 0, "flags")]) {
+            let found = word32(offset).unwrap_or(u32::MAX);
+            if found != expected {
+                return Err(format!("{what} {found}, this side knows {expected}"));
+            }
+        }
+        let (c2s_cap, s2c_cap) = (word64(at::C2S_CAP).unwrap_or(0), word64(at::S2C_CAP).unwrap_or(0));
+        let layout = Layout::new(c2s_cap, s2c_cap)
+            .ok_or_else(|| format!("ring sizes {c2s_cap} and {s2c_cap} (powers of two from {MIN_CAP} to {MAX_CAP})"))?;
+        let expected = [
+            (at::SEGMENT_LEN, layout.segment_len() as u64, "segment length"),
+            (at::C2S_OFFSET, HEADER_LEN as u64, "first ring's offset"),
+            (at::S2C_OFFSET, HEADER_LEN as u64 + c2s_cap, "second ring's offset"),
+        ];
+        for (offset, expected, what) in expected {
+            let found = word64(offset).unwrap_or(u64::MAX);
+            if found != expected {
+                return Err(format!("{what} {found}, expected {expected}"));
+            }
+        }
+        if segment.len() != layout.segment_len() {
+            return Err(format!("the segment has {} bytes, its header says {}", segment.len(), layout.segment_len()));
+        }
+        Ok(layout)
+    }
+
+    fn place(&self, direction: Direction) -> Place {
+        match direction {
+            Direction::ClientToServer => {
+                Place { data: HEADER_LEN, cap: self.c2s_cap, tail_at: at::C2S_TAIL, head_at: at::C2S_HEAD }
+            }
+            Direction::ServerToClient => Place {
+                data: HEADER_LEN + self.c2s_cap as usize,
+                cap: self.s2c_cap,
+                tail_at: at::S2C_TAIL,
+                head_at: at::S2C_HEAD,
+            },
+        }
+    }
+}
+
+/// The peer broke a ring's invariant: the connection cannot go on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("shared-memory ring: {0}")]
+pub(crate) struct Poisoned(String);
+
+/// The writing end of one ring.
+#[derive(Debug)]
+pub(crate) struct Producer {
+    segment: Arc<Segment>,
+    place: Place,
+    /// Bytes published: ours alone, never read back from the segment.
+    tail: u64,
+    /// The consumer's index at its last load.
+    head_seen: u64,
+}
+
+/// The reading end of one ring.
+#[derive(Debug)]
+pub(crate) struct Consumer {
+    segment: Arc<Segment>,
+    place: Place,
+    /// Bytes consumed: ours alone.
+    head: u64,
+    /// The producer's index at its last load.
+    tail_seen: u64,
+}
+
+impl Producer {
+    pub fn new(segment: Arc<Segment>, layout: &Layout, direction: Direction) -> Producer {
+        Producer { segment, place: layout.place(direction), tail: 0, head_seen: 0 }
+    }
+
+    /// How many bytes can be written now.
+    pub fn room(&mut self) -> Result<usize, Poisoned> {
+        let head = load(&self.segment, self.place.head_at)?;
+        // The consumer is at most `cap` behind, and never goes back.
+        if self.tail.wrapping_sub(head) > self.place.cap || head.wrapping_sub(self.head_seen) > self.place.cap {
+            return Err(Poisoned(format!(
+                "the reader's index moved from {} to {head} with {} bytes written",
+                self.head_seen, self.tail
+            )));
+        }
+        self.head_seen = head;
+        Ok((self.place.cap - (self.tail - head)) as usize)
+    }
+
+    /// Copies as much of `bytes` as fits and publishes it; how much that was.
+    pub fn write(&mut self, bytes: &[u8]) -> Result<usize, Poisoned> {
+        let n = self.room()?.min(bytes.len());
+        if n == 0 {
+            return Ok(0);
+        }
+        for (offset, piece) in pieces(&self.place, self.tail, n) {
+            let from = &bytes[piece.clone()];
+            if !self.segment.copy_in(offset, from) {
+                return Err(Poisoned("a position outside the segment".into()));
+            }
+        }
+        self.tail += n as u64;
+        store(&self.segment, self.place.tail_at, self.tail)?;
+        Ok(n)
+    }
+
+    /// Bytes published so far.
+    pub fn published(&self) -> u64 {
+        self.tail
+    }
+}
+
+impl Consumer {
+    pub fn new(segment: Arc<Segment>, layout: &Layout, direction: Direction) -> Consumer {
+        Consumer { segment, place: layout.place(direction), head: 0, tail_seen: 0 }
+    }
+
+    /// How many bytes can be read now.
+    pub fn available(&mut self) -> Result<usize, Poisoned> {
+        let tail = load(&self.segment, self.place.tail_at)?;
+        // The producer is at most `cap` ahead, and never goes back.
+        if tail.wrapping_sub(self.head) > self.place.cap || tail.wrapping_sub(self.tail_seen) > self.place.cap {
+            return Err(Poisoned(format!(
+                "the writer's index moved from {} to {tail} with {} bytes read",
+                self.tail_seen, self.head
+            )));
+        }
+        self.tail_seen = tail;
+        Ok((tail - self.head) as usize)
+    }
+
+    /// Copies up to `into.len()` bytes out and frees their room; how many.
+    pub fn read(&mut self, into: &mut [u8]) -> Result<usize, Poisoned> {
+        let n = self.available()?.min(into.len());
+        if n == 0 {
+            return Ok(0);
+        }
+        for (offset, piece) in pieces(&self.place, self.head, n) {
+            if !self.segment.copy_out(offset, &mut into[piece]) {
+                return Err(Poisoned("a position outside the segment".into()));
+            }
+        }
+        self.head += n as u64;
+        store(&self.segment, self.place.head_at, self.head)?;
+        Ok(n)
+    }
+}
+
+/// Where `n` bytes from stream position `at` lie: one piece, or two where the ring wraps; each
+/// as (offset in the segment, range of the caller's buffer).
+fn pieces(place: &Place, at: u64, n: usize) -> impl Iterator<Item = (usize, std::ops::Range<usize>)> {
+    // `cap` is a power of two no larger than 16 MiB: the masked position fits any usize.
+    let start = (at & (place.cap - 1)) as usize;
+    let first = n.min(place.cap as usize - start);
+    [(place.data + start, 0..first), (place.data, first..n)].into_iter().filter(|(_, range)| !range.is_empty())
+}
+
+fn load(segment: &Segment, offset: usize) -> Result<u64, Poisoned> {
+    let word = segment.word64(offset).ok_or_else(|| Poisoned("an index outside the segment".into()))?;
+    Ok(word.load(Ordering::Acquire))
+}
+
+fn store(segment: &Segment, offset: usize, value: u64) -> Result<(), Poisoned> {
+    let word = segment.word64(offset).ok_or_else(|| Poisoned("an index outside the segment".into()))?;
+    word.store(value, Ordering::Release);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

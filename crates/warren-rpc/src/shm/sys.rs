@@ -1,0 +1,184 @@
+//! The memory of a shared-memory segment (docs/SHM.md §4): create or map a sealed memfd, and
+//! touch its words and bytes only through atomics and copies. The one module of warren-rpc
+//! with `unsafe` code.
+//!
+//! Another process writes this memory whenever it likes, so nothing here hands out a plain
+//! reference into it: the compiler would assume behind a `&u64` a value that cannot change,
+//! and keep it in a register, or load it twice (a length checked on one load, used from
+//! another). Words are atomics (lock-free and address-free on the targets warren runs on, so
+//! valid across processes); bytes move by one copy between the mapping and private memory,
+//! and everything is decided on the copy.
+
+#![expect(unsafe_code, reason = "mapping shared memory and reading words another process writes")]
+
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU32, AtomicU64};
+
+use rustix::fs::{FallocateFlags, MemfdFlags, SealFlags};
+use rustix::mm::{Advice, MapFlags, ProtFlags};
+
+/// The seals a segment must carry before its memory is trusted to stay: it can neither shrink
+/// (a peer truncating it would make our next touch a SIGBUS) nor grow, nor be unsealed.
+const SEALS: SealFlags = SealFlags::SHRINK.union(SealFlags::GROW).union(SealFlags::SEAL);
+
+/// A mapped segment; unmapped on drop. Never holds a reference into the mapping.
+#[derive(Debug)]
+pub(crate) struct Segment {
+    base: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: the mapping is plain shared memory, reached only through atomics and copies (see the
+// module's comment); nothing in it is tied to the thread that mapped it.
+unsafe impl Send for Segment {}
+// SAFETY: as for Send; concurrent use is what atomics and the ring's single-writer words are for.
+unsafe impl Sync for Segment {}
+
+impl Segment {
+    /// A new segment of `len` bytes, zeroed, its pages allocated now (no fault-time allocation
+    /// later, which could fail as a SIGBUS), sealed; with its descriptor, for the peer.
+    pub fn create(len: usize) -> io::Result<(Segment, OwnedFd)> {
+        if len == 0 {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "an empty segment"));
+        }
+        let fd = rustix::fs::memfd_create("warren-rpc-shm", MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)?;
+        rustix::fs::ftruncate(&fd, len as u64)?;
+        rustix::fs::fallocate(&fd, FallocateFlags::empty(), 0, len as u64)?;
+        rustix::fs::fcntl_add_seals(&fd, SEALS)?;
+        let segment = Segment::map(&fd)?;
+        Ok((segment, fd))
+    }
+
+    /// Maps a segment a peer created, once it has checked that the segment is sealed: its size
+    /// is then the size for good.
+    pub fn map(fd: impl AsFd) -> io::Result<Segment> {
+        let fd = fd.as_fd();
+        let seals = rustix::fs::fcntl_get_seals(fd)?;
+        if !seals.contains(SealFlags::SHRINK | SealFlags::GROW) {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "the segment is not sealed against resizing"));
+        }
+        let len = usize::try_from(rustix::fs::fstat(fd)?.st_size)
+            .ok()
+            .filter(|len| *len > 0)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "the segment is empty"))?;
+        // SAFETY: a new shared mapping chosen by the kernel (no address given), of a descriptor
+        // we hold; nothing else in this process refers to the range it returns.
+        let base = unsafe {
+            rustix::mm::mmap(std::ptr::null_mut(), len, ProtFlags::READ | ProtFlags::WRITE, MapFlags::SHARED, fd, 0)
+        }?;
+        let segment = Segment {
+            base: NonNull::new(base.cast()).ok_or_else(|| io::Error::other("mmap gave a null address"))?,
+            len,
+        };
+        // A fork without exec (the watchdog) must not keep every connection's pages alive.
+        // SAFETY: the range is exactly our own mapping, made just above.
+        unsafe { rustix::mm::madvise(base, len, Advice::LinuxDontFork) }?;
+        Ok(segment)
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The 8-byte word at `offset`, if the segment has one there (aligned, inside).
+    pub fn word64(&self, offset: usize) -> Option<&AtomicU64> {
+        if offset % 8 != 0 || offset.checked_add(8)? > self.len {
+            return None;
+        }
+        // SAFETY: inside the mapping (checked), 8-aligned (the mapping is page-aligned), and an
+        // atomic is the one kind of reference that allows another process to write the word
+        // meanwhile; it lives no longer than `self`, which keeps the mapping.
+        Some(unsafe { AtomicU64::from_ptr(self.base.as_ptr().add(offset).cast()) })
+    }
+
+    /// The 4-byte word at `offset`, if the segment has one there (aligned, inside).
+    pub fn word32(&self, offset: usize) -> Option<&AtomicU32> {
+        if offset % 4 != 0 || offset.checked_add(4)? > self.len {
+            return None;
+        }
+        // SAFETY: as in `word64`, for a 4-aligned word.
+        Some(unsafe { AtomicU32::from_ptr(self.base.as_ptr().add(offset).cast()) })
+    }
+
+    /// Copies the segment's bytes at `offset` into `into`; false (nothing copied) if they are
+    /// not all inside it.
+    pub fn copy_out(&self, offset: usize, into: &mut [u8]) -> bool {
+        if !self.inside(offset, into.len()) {
+            return false;
+        }
+        // SAFETY: the source range is inside the mapping (checked) and cannot overlap `into`,
+        // which is private memory. The peer may write those bytes meanwhile: whatever they hold
+        // is copied, and only the copy is looked at (docs/SHM.md §4, "copy, then check").
+        unsafe { std::ptr::copy_nonoverlapping(self.base.as_ptr().add(offset), into.as_mut_ptr(), into.len()) };
+        true
+    }
+
+    /// Copies `from` into the segment at `offset`; false (nothing copied) if it would not all
+    /// fit inside it.
+    pub fn copy_in(&self, offset: usize, from: &[u8]) -> bool {
+        if !self.inside(offset, from.len()) {
+            return false;
+        }
+        // SAFETY: the destination range is inside the mapping (checked) and cannot overlap
+        // `from`, which is private memory.
+        unsafe { std::ptr::copy_nonoverlapping(from.as_ptr(), self.base.as_ptr().add(offset), from.len()) };
+        true
+    }
+
+    fn inside(&self, offset: usize, len: usize) -> bool {
+        offset.checked_add(len).is_some_and(|end| end <= self.len)
+    }
+}
+
+impl Drop for Segment {
+    fn drop(&mut self) {
+        // SAFETY: our own mapping, unmapped once; no reference into it outlives `self` (words
+        // borrow `self`, copies hold none).
+        let _ = unsafe { rustix::mm::munmap(self.base.as_ptr().cast(), self.len) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+
+    use super::*;
+
+    #[test]
+    fn a_sealed_segment_cannot_be_resized_and_a_second_mapping_sees_the_same_memory() {
+        let (segment, fd) = Segment::create(64 * 1024).expect("create");
+        let err = rustix::fs::ftruncate(&fd, 4096).expect_err("shrinking a sealed segment");
+        assert_eq!(err, rustix::io::Errno::PERM);
+        let other = Segment::map(&fd).expect("map again");
+        assert_eq!(other.len(), 64 * 1024);
+        segment.word64(128).expect("a word").store(0xfeed, Ordering::Release);
+        assert_eq!(other.word64(128).expect("a word").load(Ordering::Acquire), 0xfeed);
+        assert!(segment.copy_in(65_000, b"end"));
+        let mut three = [0; 3];
+        assert!(other.copy_out(65_000, &mut three));
+        assert_eq!(&three, b"end");
+    }
+
+    #[test]
+    fn an_unsealed_memfd_is_refused() {
+        let fd = rustix::fs::memfd_create("unsealed", MemfdFlags::CLOEXEC).expect("memfd");
+        rustix::fs::ftruncate(&fd, 4096).expect("size");
+        let err = Segment::map(&fd).expect_err("not sealed");
+        assert!(err.to_string().contains("sealed"), "{err}");
+    }
+
+    #[test]
+    fn words_and_copies_outside_or_misaligned_are_refused() {
+        let (segment, _fd) = Segment::create(4096).expect("create");
+        assert!(segment.word64(4096 - 8).is_some());
+        assert!(segment.word64(4096).is_none());
+        assert!(segment.word64(4).is_none(), "misaligned");
+        assert!(segment.word32(4094).is_none());
+        assert!(segment.word64(usize::MAX - 3).is_none(), "overflow");
+        assert!(!segment.copy_in(4090, &[0; 7]));
+        assert!(!segment.copy_out(usize::MAX, &mut [0; 2]));
+        assert!(segment.copy_out(4090, &mut [0; 6]));
+    }
+}
