@@ -222,14 +222,24 @@ fn a_stop_signal_during_an_upgrade_is_a_graceful_stop_not_a_death() {
     }
 }
 
+/// `python3 -c THIS PROGRAM ARGS…`: PROGRAM with SIGINT at its default, in the same process.
+const DEFAULT_SIGINT_THEN_EXEC: &str =
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])";
+
 #[test]
 fn commands_other_than_up_end_on_ctrl_c() {
     // Only `up` holds the stop signals for its handlers (see docs/UPGRADE.md): a follower
     // must still end on Ctrl-C.
     let mut up = Up::start("[programs.one]\ncommand = @child@\nargs = [\"flood-then-wait\", \"1\"]\n");
     up.wait_line("all programs are up", BOUND);
-    let mut follow = Command::new(WARREN);
-    follow.args(["logs", "-f"]).current_dir(up.dir()).env("WARREN_CONTROL", up.socket());
+    // Through python, which puts SIGINT back to its default first: a test run in the background
+    // of a non-interactive shell inherits it ignored, and a follower started so is meant to
+    // ignore Ctrl-C.
+    let mut follow = Command::new("python3");
+    follow
+        .args(["-c", DEFAULT_SIGINT_THEN_EXEC, WARREN, "logs", "-f"])
+        .current_dir(up.dir())
+        .env("WARREN_CONTROL", up.socket());
     let mut follower = Background::spawn(follow);
     // It has printed the program's line: it is up and following, its handlers (if any) set.
     follower.wait_lines("line ", 1, BOUND);

@@ -71,7 +71,19 @@ pub async fn run(instance_dir: &std::path::Path, options: Options) -> Result<(),
         None => Start::Tail(options.lines.unwrap_or(100)),
     };
     let request = OpenRequest { programs: options.programs.clone(), filter: filter.clone(), start };
-    let opened: Opened = client.call("Control.OpenLogs", &request).await.map_err(refused)?;
+    let mut attempts = 0;
+    let opened: Opened = loop {
+        match client.call("Control.OpenLogs", &request).await {
+            Ok(opened) => break opened,
+            // Opening changes nothing, so a connection cut by an upgrade in place is asked again
+            // of the new image (a few times: each try is one more upgrade under way).
+            Err(err @ CallError::ConnectionLost { .. }) if attempts < OPEN_TRIES => {
+                attempts += 1;
+                client = rejoin(instance_dir).await.ok_or_else(|| refused(err))?;
+            }
+            Err(err) => return Err(refused(err)),
+        }
+    };
     let mut printer = Printer::new(&opened.programs, &options);
     let mut cursor = opened.cursor;
     let mut merger = Merger::new(cursor.keys().cloned());
@@ -124,6 +136,9 @@ pub async fn run(instance_dir: &std::path::Path, options: Options) -> Result<(),
         merger.add(page.rows, &ask, &page.at_end);
     }
 }
+
+/// How many times opening the logs is asked again of an instance being upgraded.
+const OPEN_TRIES: u32 = 5;
 
 /// A connection to the instance again, if it answers within [`REJOIN`]: it was upgraded in
 /// place. `None` once it is gone.

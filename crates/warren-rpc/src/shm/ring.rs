@@ -215,6 +215,11 @@ impl Producer {
     pub fn published(&self) -> u64 {
         self.tail
     }
+
+    /// The offsets of this end's `sleep` word (parked for room) and the consumer's.
+    pub fn sleep_words(&self) -> (usize, usize) {
+        (self.place.tail_at + SLEEP, self.place.head_at + SLEEP)
+    }
 }
 
 impl Consumer {
@@ -252,6 +257,16 @@ impl Consumer {
         Ok(n)
     }
 }
+
+impl Consumer {
+    /// The offsets of this end's `sleep` word (parked for data) and the producer's.
+    pub fn sleep_words(&self) -> (usize, usize) {
+        (self.place.head_at + SLEEP, self.place.tail_at + SLEEP)
+    }
+}
+
+/// A line's `sleep` word, after its index: odd while its owner is parked (docs/SHM.md §5).
+const SLEEP: usize = 8;
 
 /// Where `n` bytes from stream position `at` lie: one piece, or two where the ring wraps; each
 /// as (offset in the segment, range of the caller's buffer).

@@ -48,9 +48,21 @@ impl Host {
         state: serde_json::Value,
         fds: &[(&str, BorrowedFd<'_>)],
     ) -> HandoverError {
+        self.hand_over_counting_from(sys::stop_signals_taken(), program, args, state, fds).await
+    }
+
+    /// [`hand_over_with`](Self::hand_over_with), given up at its exec if a stop signal was
+    /// taken after the count `stops_before` (read when the hand-over was decided on).
+    pub(crate) async fn hand_over_counting_from(
+        &self,
+        stops_before: u64,
+        program: &Path,
+        args: &[OsString],
+        state: serde_json::Value,
+        fds: &[(&str, BorrowedFd<'_>)],
+    ) -> HandoverError {
         let shared = &self.shared;
         let _one_at_a_time = shared.handing_over.lock().await;
-        let stops_before = sys::stop_signals_taken();
         if let Err(why) = self.refusal() {
             return HandoverError::Refused(why);
         }

@@ -142,11 +142,21 @@ impl Supervisor {
         args: &[std::ffi::OsString],
         baggage: crate::Baggage,
     ) -> String {
+        // A stop signal from now on gives the hand-over up at its exec, even one that comes
+        // before the runner takes the request (the caller, seeing it, drops this future; but
+        // the runner may be past its last await by then).
+        let stops_before = crate::sys::handover::stop_signals_taken();
         let (reply, answer) = tokio::sync::oneshot::channel();
         // Dropped with this future: the runner then gives the hand-over up (until its exec).
         let (_abandon, abandoned) = tokio::sync::oneshot::channel::<()>();
-        let request =
-            super::runner::HandOver { program: program.to_owned(), args: args.to_vec(), baggage, reply, abandoned };
+        let request = super::runner::HandOver {
+            program: program.to_owned(),
+            args: args.to_vec(),
+            baggage,
+            reply,
+            abandoned,
+            stops_before,
+        };
         if self.inputs.send(Input::HandOver(request)).is_err() {
             return "the supervisor has stopped".to_owned();
         }

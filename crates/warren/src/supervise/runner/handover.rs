@@ -38,6 +38,8 @@ pub(in crate::supervise) struct HandOver {
     pub reply: oneshot::Sender<String>,
     /// Ends when the requester gives up: the hand-over is undone, unless its exec has begun.
     pub abandoned: oneshot::Receiver<()>,
+    /// The stop signals taken when it was asked: one more, and it is given up at its exec.
+    pub stops_before: u64,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -52,7 +54,7 @@ struct SupervisorState {
 impl Runner {
     /// Hands the host over with the supervisor's state; returns only if it did not happen.
     pub(super) async fn hand_over(&mut self, request: HandOver) {
-        let HandOver { program, args, baggage, reply, abandoned } = request;
+        let HandOver { program, args, baggage, reply, abandoned, stops_before } = request;
         let why = match self.carried(baggage.state) {
             Ok(state) => {
                 let held = self.sockets.held();
@@ -64,8 +66,12 @@ impl Runner {
                     SupervisorState { sockets: held.iter().map(|(socket, _)| socket.clone()).collect(), ..state };
                 match serde_json::to_value(&state) {
                     Ok(state) => tokio::select! {
-                        why = self.host.hand_over_with(&program, &args, state, &fds) => why.to_string(),
+                        // Whenever both are ready, giving up wins.
+                        biased;
                         _ = abandoned => "given up by the requester".to_owned(),
+                        why = self.host.hand_over_counting_from(stops_before, &program, &args, state, &fds) => {
+                            why.to_string()
+                        }
                     },
                     Err(err) => format!("cannot write the supervisor's state: {err}"),
                 }

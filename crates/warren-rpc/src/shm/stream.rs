@@ -1,0 +1,273 @@
+//! A connection's two rings as a byte stream (docs/SHM.md §5): [`ShmRead`] is an `AsyncRead`
+//! and [`ShmWrite`] an `AsyncWrite`, so the frame reader and the writer task run over them
+//! unchanged. A half that finds its ring empty (or full) parks and waits on its bell, an
+//! eventfd the peer rings; it also watches the connection's socket, which carries nothing
+//! after the upgrade but its end (the peer is gone) or a GOODBYE (the peer found the segment
+//! corrupt). No spinning yet: every wait parks.
+
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use rustix::net::{RecvFlags, Shutdown};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::unix::pipe;
+
+use super::park::{Parker, Ringer};
+use super::ring::{Consumer, Direction, Layout, Poisoned, Producer};
+use super::sys::Segment;
+
+/// Which end of the connection this side is: the client writes the client-to-server ring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    Client,
+    Server,
+}
+
+/// The bells of one side (eventfds): one per half, so that a ring is only ever for the half
+/// that waits on that bell. (With one bell per side, whichever half read the bell first took
+/// the other's ring: the halves' tasks wait apart, and a ring drained by the read half never
+/// woke a write half parked for room. `shm::stream::tests` caught it.)
+#[derive(Debug)]
+pub(crate) struct Bells {
+    /// Rung by the peer's writer when it has published: this side's read half waits on it.
+    pub data: OwnedFd,
+    /// Rung by the peer's reader when it has freed room: this side's write half waits on it.
+    pub room: OwnedFd,
+    /// The peer's: this side's write half rings its data bell, this side's read half its room bell.
+    pub peer_data: OwnedFd,
+    pub peer_room: OwnedFd,
+}
+
+impl Bells {
+    /// A new set, non-blocking: the creator keeps the first and gives the peer the second.
+    pub fn new() -> io::Result<(Bells, Bells)> {
+        let flags = rustix::event::EventfdFlags::CLOEXEC | rustix::event::EventfdFlags::NONBLOCK;
+        let bell = || rustix::event::eventfd(0, flags);
+        let (client_data, client_room, server_data, server_room) = (bell()?, bell()?, bell()?, bell()?);
+        let client = Bells {
+            data: client_data.try_clone()?,
+            room: client_room.try_clone()?,
+            peer_data: server_data.try_clone()?,
+            peer_room: server_room.try_clone()?,
+        };
+        let server = Bells { data: server_data, room: server_room, peer_data: client_data, peer_room: client_room };
+        Ok((client, server))
+    }
+}
+
+/// Reads what the peer writes into its ring.
+#[derive(Debug)]
+pub(crate) struct ShmRead {
+    consumer: Consumer,
+    wait: Wait,
+    /// The peer ended the connection: what is left in the ring is read, then end of stream.
+    ended: bool,
+}
+
+/// Writes into this side's ring.
+#[derive(Debug)]
+pub(crate) struct ShmWrite {
+    producer: Producer,
+    wait: Wait,
+    socket: OwnedFd,
+}
+
+/// What a half needs to park, be rung, ring, and notice the peer's end.
+#[derive(Debug)]
+struct Wait {
+    segment: Arc<Segment>,
+    /// This half's `sleep` word and the peer half's, as offsets.
+    own_sleep: usize,
+    peer_sleep: usize,
+    parker: Parker,
+    ringer: Ringer,
+    /// The bell this half waits on, registered for reading.
+    bell: pipe::Receiver,
+    /// The bell of the peer half this one rings.
+    peer_bell: OwnedFd,
+    /// The connection's socket, registered for reading: its end, or a GOODBYE.
+    socket: pipe::Receiver,
+}
+
+/// The stream halves of one side of a segment. Within a tokio runtime.
+pub(crate) fn halves(
+    segment: Arc<Segment>,
+    layout: &Layout,
+    role: Role,
+    bells: Bells,
+    socket: BorrowedFd<'_>,
+) -> io::Result<(ShmRead, ShmWrite)> {
+    let (reads, writes) = match role {
+        Role::Client => (Direction::ServerToClient, Direction::ClientToServer),
+        Role::Server => (Direction::ClientToServer, Direction::ServerToClient),
+    };
+    let consumer = Consumer::new(Arc::clone(&segment), layout, reads);
+    let producer = Producer::new(Arc::clone(&segment), layout, writes);
+    let registered = |fd: BorrowedFd<'_>| pipe::Receiver::from_owned_fd_unchecked(fd.try_clone_to_owned()?);
+    let wait = |(own_sleep, peer_sleep): (usize, usize), bell: OwnedFd, peer_bell: OwnedFd| -> io::Result<Wait> {
+        Ok(Wait {
+            segment: Arc::clone(&segment),
+            own_sleep,
+            peer_sleep,
+            parker: Parker::default(),
+            ringer: Ringer::default(),
+            bell: pipe::Receiver::from_owned_fd_unchecked(bell)?,
+            peer_bell,
+            socket: registered(socket)?,
+        })
+    };
+    let Bells { data, room, peer_data, peer_room } = bells;
+    let read = ShmRead { wait: wait(consumer.sleep_words(), data, peer_room)?, consumer, ended: false };
+    let write_wait = wait(producer.sleep_words(), room, peer_data)?;
+    let write = ShmWrite { wait: write_wait, producer, socket: socket.try_clone_to_owned()? };
+    Ok((read, write))
+}
+
+fn poisoned(err: Poisoned) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, err)
+}
+
+impl Wait {
+    fn own(&self) -> &std::sync::atomic::AtomicU32 {
+        word(&self.segment, self.own_sleep)
+    }
+
+    fn park(&mut self) {
+        self.parker.park(word(&self.segment, self.own_sleep));
+    }
+
+    fn unpark(&self) {
+        self.parker.unpark(self.own());
+    }
+
+    /// After a publish: rings the peer half if it is parked and not yet rung for it.
+    fn ring_if_parked(&mut self) {
+        if self.ringer.should_ring(word(&self.segment, self.peer_sleep)) {
+            // EAGAIN: its counter is already as high as it goes, so it is rung anyway.
+            let _ = rustix::io::write(&self.peer_bell, &1u64.to_ne_bytes());
+        }
+    }
+
+    /// Ready once the bell has rung since this half last looked (for this half, or for the
+    /// other: the caller looks at its ring again either way), or with an error.
+    ///
+    /// The bell is read here by hand, not with `poll_read`: when the other half has drained
+    /// the count first, the read finds nothing, and `poll_read` would then wait for the next
+    /// ring without returning, although the ring it missed may have been this half's. Here an
+    /// empty bell clears the readiness and still returns, so the caller re-checks its ring
+    /// before it parks again.
+    fn poll_rung(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.bell.poll_read_ready(cx))?;
+        let mut count = [0; 8];
+        match self.bell.try_read(&mut count) {
+            Ok(_) => Poll::Ready(Ok(())),
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => Poll::Ready(Ok(())),
+            Err(err) => Poll::Ready(Err(err)),
+        }
+    }
+
+    /// Ready once the peer has ended the connection: `Ok` for its end, an error for a GOODBYE
+    /// (or anything else) on the socket.
+    fn poll_peer_end(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        loop {
+            ready!(self.socket.poll_read_ready(cx))?;
+            let mut byte = [0; 1];
+            let socket = &self.socket;
+            let peeked = socket.try_io(|| {
+                let (n, _) = rustix::net::recv(socket.as_fd(), &mut byte, RecvFlags::PEEK | RecvFlags::DONTWAIT)?;
+                Ok(n)
+            });
+            return Poll::Ready(match peeked {
+                Ok(0) => Ok(()),
+                Ok(_) => Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "the peer wrote on the socket of a shared-memory connection (it found the segment corrupt)",
+                )),
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(err) => Err(err),
+            });
+        }
+    }
+}
+
+fn word(segment: &Segment, offset: usize) -> &std::sync::atomic::AtomicU32 {
+    // The offsets are the layout's own, inside the header page of a segment whose size was
+    // checked against the layout: a word is always there.
+    segment.word32(offset).unwrap_or_else(|| unreachable!("a sleep word at {offset} outside the header"))
+}
+
+impl AsyncRead for ShmRead {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        loop {
+            let available = this.consumer.available().map_err(poisoned)?;
+            let n = available.min(buf.remaining());
+            if n > 0 {
+                let read = this.consumer.read(buf.initialize_unfilled_to(n)).map_err(poisoned)?;
+                buf.advance(read);
+                this.wait.unpark();
+                this.wait.ring_if_parked();
+                return Poll::Ready(Ok(()));
+            }
+            if buf.remaining() == 0 || this.ended {
+                return Poll::Ready(Ok(()));
+            }
+            this.wait.park();
+            if this.consumer.available().map_err(poisoned)? > 0 {
+                continue;
+            }
+            if let Poll::Ready(end) = this.wait.poll_peer_end(cx) {
+                end?;
+                // What it published before it ended is still read.
+                this.ended = true;
+                continue;
+            }
+            ready!(this.wait.poll_rung(cx))?;
+        }
+    }
+}
+
+impl AsyncWrite for ShmWrite {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        loop {
+            let n = this.producer.write(buf).map_err(poisoned)?;
+            if n > 0 || buf.is_empty() {
+                this.wait.unpark();
+                this.wait.ring_if_parked();
+                return Poll::Ready(Ok(n));
+            }
+            this.wait.park();
+            if this.producer.room().map_err(poisoned)? > 0 {
+                continue;
+            }
+            if let Poll::Ready(end) = this.wait.poll_peer_end(cx) {
+                end?;
+                return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
+            }
+            ready!(this.wait.poll_rung(cx))?;
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // Every write is published at once.
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // What was written is in the ring; the socket's end tells the peer there is no more.
+        Poll::Ready(Ok(rustix::net::shutdown(&self.socket, Shutdown::Write)?))
+    }
+}
+
+impl Drop for ShmWrite {
+    fn drop(&mut self) {
+        let _ = rustix::net::shutdown(&self.socket, Shutdown::Write);
+    }
+}
+
+#[cfg(test)]
+mod tests;
