@@ -131,10 +131,16 @@ fn sigtstp_suspends_every_program_and_sigcont_resumes_them() {
 
     up.signal(Signal::CONT);
     wait_states(&everything, "running again", |s| s.is_some_and(|s| s != 'T'));
+    up.wait_line("resumed every program", BOUND);
+    // A SIGCONT to a warren that runs (`script` sends its child one when it is continued)
+    // resumes nothing, and says nothing. Given time to say it, if it would.
+    up.signal(Signal::CONT);
+    std::thread::sleep(Duration::from_millis(300));
 
     up.signal(Signal::TERM);
     let status = up.wait_exit(BOUND);
     assert_eq!(status.code(), Some(0), "{}", up.transcript());
+    assert_eq!(up.transcript().matches("resumed every program").count(), 1, "{}", up.transcript());
     for marker in &markers {
         wait_file(marker);
     }

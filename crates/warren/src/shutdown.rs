@@ -51,6 +51,8 @@ pub struct Shutdown {
     reload: Vec<Signal>,
     /// Signals that mean "upgrade".
     upgrade: Vec<Signal>,
+    /// SIGTSTP stopped the children and this process, and no SIGCONT has come since.
+    suspended: bool,
 }
 
 impl Shutdown {
@@ -71,7 +73,7 @@ impl Shutdown {
         // caught, any that came meanwhile arrive.
         let numbers: Vec<i32> = which.iter().map(|signal| signal.number()).collect();
         crate::handover::signal_thread::release(&numbers);
-        Ok(Shutdown { signals, stops: 0, reload: Vec::new(), upgrade: Vec::new() })
+        Ok(Shutdown { signals, stops: 0, reload: Vec::new(), upgrade: Vec::new(), suspended: false })
     }
 
     /// From now on `signal` (one of [`STOP_SIGNALS`](Self::STOP_SIGNALS)) asks for a reload
@@ -109,6 +111,7 @@ impl Shutdown {
                 Signal::TSTP => {
                     debug!("received SIGTSTP: stopping every child's process group, then this process");
                     signal_groups(Signal::STOP);
+                    self.suspended = true;
                     // Our own handler replaced the default action, so stop the way it would
                     // have; the kernel resumes us on SIGCONT and `next` then continues the
                     // children.
@@ -119,7 +122,11 @@ impl Shutdown {
                 Signal::CONT => {
                     debug!("received SIGCONT: continuing every child's process group");
                     signal_groups(Signal::CONT);
-                    return ShutdownStep::Resumed;
+                    // Only a resumption of a suspension is news: a SIGCONT to a process that
+                    // runs (`script`, once continued, sends its child one more) is not.
+                    if std::mem::take(&mut self.suspended) {
+                        return ShutdownStep::Resumed;
+                    }
                 }
                 reload if self.reload.contains(&reload) => return ShutdownStep::Reload(reload),
                 upgrade if self.upgrade.contains(&upgrade) => return ShutdownStep::Upgrade(upgrade),
