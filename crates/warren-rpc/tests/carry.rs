@@ -155,3 +155,50 @@ async fn a_descriptor_that_is_not_a_socket_is_refused() {
     let refused = Client::adopt(file.into(), session).expect_err("a file is no connection");
     assert!(refused.to_string().contains("descriptor"), "{refused}");
 }
+
+/// A peer that does not read: the hold cannot stop the writer within its bound, says so, and
+/// lets the connection go on; once the peer reads, calls made since are answered.
+#[tokio::test]
+async fn a_hold_that_cannot_stop_in_time_is_released() {
+    use std::io::{BufRead, Write};
+
+    let dir = common::socket_dir();
+    let path = socket_in(&dir, "slow.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&path).expect("bind");
+    let (go, gate) = std::sync::mpsc::channel::<()>();
+    // A JSON-RPC peer that reads nothing until told to, then answers every call with its id.
+    let peer = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().expect("accept");
+        let _ = gate.recv_timeout(Duration::from_secs(30));
+        let mut writer = stream.try_clone().expect("clone");
+        for line in std::io::BufReader::new(stream).lines() {
+            let Ok(line) = line else { break };
+            let request: serde_json::Value = serde_json::from_str(&line).expect("a JSON line");
+            let reply = serde_json::json!({ "id": request["id"], "result": { "id": "answered" }, "error": null });
+            if writeln!(writer, "{reply}").is_err() {
+                break;
+            }
+        }
+    });
+    let client =
+        within("connect", Client::builder().protocol(Protocol::JsonRpc).connect(&path)).await.expect("connect");
+    // More than the socket buffers take: the writer is left in the middle of a write.
+    let big = "x".repeat(8 << 20);
+    let stuck = {
+        let client = client.clone();
+        tokio::spawn(async move { client.call::<_, Todo>("Task.Get", &big).await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let refused = within("hold", client.hold(Duration::from_millis(200))).await.expect_err("the writer cannot stop");
+    assert!(refused.to_string().contains("did not come to a stop"), "{refused}");
+    let after = {
+        let client = client.clone();
+        tokio::spawn(async move { client.call::<_, Todo>("Task.Get", "after").await })
+    };
+    go.send(()).expect("let the peer read");
+    let answered = within("the call made after", after).await.expect("join").expect("answered");
+    assert_eq!(answered.id, "answered");
+    within("the big call", stuck).await.expect("join").expect("answered too");
+    client.close().await;
+    peer.join().expect("peer");
+}
