@@ -9,7 +9,8 @@
 //! Groups:
 //! - `c1`: one caller, one call at a time; `raw_std` is the physical limit (blocking
 //!   ping-pong of 24-byte length-prefixed frames against an echo thread), `raw_tokio` the same
-//!   over tokio, and `warren/*` a tiny `Task.Get("new_id") -> Todo` call in several runtime
+//!   over tokio, `shm_tokio` the same over the shared-memory rings (issue #19, docs/SHM.md; no
+//!   frame layer), and `warren/*` a tiny `Task.Get("new_id") -> Todo` call in several runtime
 //!   setups (see [`Setup`]).
 //! - `c64`: 64 callers; throughput as calls per second. `raw_std` is 64 client threads on 64
 //!   connections to 64 echo threads; `warren/*` is 64 tasks sharing one client connection.
@@ -20,6 +21,7 @@
 use std::future::Future;
 use std::hint::black_box;
 use std::io::{Read, Write};
+use std::os::fd::AsFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -36,6 +38,7 @@ use tokio::runtime::Runtime;
 use tokio::task::JoinSet;
 use warren_rpc::__wire::frame::{DEFAULT_MAX_FRAME, FrameReader};
 use warren_rpc::__wire::message;
+use warren_rpc::__wire::shm::{Bells, Layout, Role, Segment, ShmRead, ShmWrite, halves};
 use warren_rpc::{Client, Codec, Endpoint, Running, Server};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -166,6 +169,54 @@ fn tokio_echo_thread(path: &Path) -> (tokio::net::UnixStream, Runtime, JoinHandl
     let rt = runtime(Flavor::CurrentThread);
     let client = rt.block_on(tokio::net::UnixStream::connect(path)).expect("connect raw tokio socket");
     std::fs::remove_file(path).expect("remove raw tokio socket file");
+    (client, rt, echo)
+}
+
+/// The raw tokio echo over the shared-memory rings (issue #19) instead of a socket: the same
+/// frames, the same loop, on a thread and runtime of its own. Returns the client's halves, its
+/// runtime (where they are registered) and the echo thread.
+fn shm_echo_thread() -> ((ShmRead, ShmWrite), Runtime, JoinHandle<()>) {
+    let layout = Layout::new(64 * 1024, 64 * 1024).expect("ring sizes");
+    let (segment, fd) = Segment::create(layout.segment_len()).expect("shared-memory segment");
+    assert!(layout.write_header(&segment));
+    let (client_bells, server_bells) = Bells::new().expect("bells");
+    let (client_socket, server_socket) = UnixStream::pair().expect("socket pair");
+    for socket in [&client_socket, &server_socket] {
+        socket.set_nonblocking(true).expect("nonblocking");
+    }
+    let thread = std::thread::Builder::new().name("shm-echo".into());
+    let echo = thread
+        .spawn(move || {
+            let rt = runtime(Flavor::CurrentThread);
+            rt.block_on(async move {
+                let theirs = Arc::new(Segment::map(&fd).expect("map the segment"));
+                let layout = Layout::read_header(&theirs).expect("header");
+                let (mut read, mut write) =
+                    halves(theirs, &layout, Role::Server, server_bells, server_socket.as_fd()).expect("server halves");
+                let mut buf = vec![0u8; 64 * 1024];
+                let mut have = 0;
+                loop {
+                    match read.read(&mut buf[have..]).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => have += n,
+                    }
+                    let end = whole_frames(&buf[..have]);
+                    if end > 0 {
+                        if write.write_all(&buf[..end]).await.is_err() {
+                            return;
+                        }
+                        buf.copy_within(end..have, 0);
+                        have -= end;
+                    }
+                }
+            });
+        })
+        .expect("spawn shm echo thread");
+    let rt = runtime(Flavor::CurrentThread);
+    let client = {
+        let _in_rt = rt.enter();
+        halves(Arc::new(segment), &layout, Role::Client, client_bells, client_socket.as_fd()).expect("client halves")
+    };
     (client, rt, echo)
 }
 
@@ -343,6 +394,25 @@ fn c1(c: &mut Criterion, dir: &Path) {
     });
     drop(stream);
     echo.join().expect("tokio echo thread");
+    drop(rt);
+
+    // The transport alone, as `raw_tokio` is: no frame layer, no calls (issue #19's floor
+    // under tokio; the rings park on eventfds, no spin yet).
+    let ((mut shm_read, mut shm_write), rt, echo) = shm_echo_thread();
+    group.bench_function("shm_tokio", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    shm_write.write_all(&frame).await.expect("shm write");
+                    shm_read.read_exact(&mut reply).await.expect("shm read");
+                }
+                start.elapsed()
+            })
+        });
+    });
+    rt.block_on(async { drop((shm_read, shm_write)) });
+    echo.join().expect("shm echo thread");
     drop(rt);
 
     for setup in [

@@ -88,6 +88,13 @@ pub mod __wire {
     pub mod frame {
         pub use crate::frame::*;
     }
+    /// The shared-memory transport's parts (issue #19, docs/SHM.md), for the benches until
+    /// the hello negotiates it.
+    pub mod shm {
+        pub use crate::shm::ring::Layout;
+        pub use crate::shm::stream::{Bells, Role, ShmRead, ShmWrite, halves};
+        pub use crate::shm::sys::Segment;
+    }
     /// The preface and the HELLO/WELCOME exchange.
     pub mod hello {
         pub use crate::hello::*;

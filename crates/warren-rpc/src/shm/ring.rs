@@ -45,7 +45,7 @@ pub(crate) enum Direction {
 
 /// Where the two rings are in a segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Layout {
+pub struct Layout {
     c2s_cap: u64,
     s2c_cap: u64,
 }

@@ -21,8 +21,10 @@ use super::sys::Segment;
 
 /// Which end of the connection this side is: the client writes the client-to-server ring.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Role {
+pub enum Role {
+    /// Writes the client-to-server ring, reads the other.
     Client,
+    /// Writes the server-to-client ring, reads the other.
     Server,
 }
 
@@ -31,13 +33,14 @@ pub(crate) enum Role {
 /// the other's ring: the halves' tasks wait apart, and a ring drained by the read half never
 /// woke a write half parked for room. `shm::stream::tests` caught it.)
 #[derive(Debug)]
-pub(crate) struct Bells {
+pub struct Bells {
     /// Rung by the peer's writer when it has published: this side's read half waits on it.
     pub data: OwnedFd,
     /// Rung by the peer's reader when it has freed room: this side's write half waits on it.
     pub room: OwnedFd,
-    /// The peer's: this side's write half rings its data bell, this side's read half its room bell.
+    /// The peer's data bell: this side's write half rings it.
     pub peer_data: OwnedFd,
+    /// The peer's room bell: this side's read half rings it.
     pub peer_room: OwnedFd,
 }
 
@@ -60,7 +63,7 @@ impl Bells {
 
 /// Reads what the peer writes into its ring.
 #[derive(Debug)]
-pub(crate) struct ShmRead {
+pub struct ShmRead {
     consumer: Consumer,
     wait: Wait,
     /// The peer ended the connection: what is left in the ring is read, then end of stream.
@@ -69,7 +72,7 @@ pub(crate) struct ShmRead {
 
 /// Writes into this side's ring.
 #[derive(Debug)]
-pub(crate) struct ShmWrite {
+pub struct ShmWrite {
     producer: Producer,
     wait: Wait,
     socket: OwnedFd,
@@ -93,7 +96,7 @@ struct Wait {
 }
 
 /// The stream halves of one side of a segment. Within a tokio runtime.
-pub(crate) fn halves(
+pub fn halves(
     segment: Arc<Segment>,
     layout: &Layout,
     role: Role,

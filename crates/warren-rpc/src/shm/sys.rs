@@ -25,7 +25,7 @@ const SEALS: SealFlags = SealFlags::SHRINK.union(SealFlags::GROW).union(SealFlag
 
 /// A mapped segment; unmapped on drop. Never holds a reference into the mapping.
 #[derive(Debug)]
-pub(crate) struct Segment {
+pub struct Segment {
     base: NonNull<u8>,
     len: usize,
 }
@@ -78,6 +78,8 @@ impl Segment {
         Ok(segment)
     }
 
+    /// Its size in bytes, fixed by the seals.
+    #[expect(clippy::len_without_is_empty, reason = "a segment is never empty: `create` and `map` refuse one")]
     pub fn len(&self) -> usize {
         self.len
     }
