@@ -137,6 +137,9 @@ pub async fn hand_over(
     carried: Carried,
     to: Option<PathBuf>,
 ) -> String {
+    // Counted from before the question to the new binary: a SIGTERM while it answers gives
+    // the upgrade up (docs/HANDOFF.md §3, races).
+    let stops_before = warren::handover_stops_taken();
     let program = match to.map_or_else(binary, Ok) {
         Ok(program) => program,
         Err(err) => return format!("cannot tell which binary runs (/proc/self/exe): {err}"),
@@ -160,7 +163,7 @@ pub async fn hand_over(
         Err(err) => return format!("cannot write warren up's state: {err}"),
     };
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
-    supervisor.hand_over(&program, &args, Baggage { state, fds }).await
+    supervisor.hand_over_counting_from(stops_before, &program, &args, Baggage { state, fds }).await
 }
 
 /// `warren upgrade`: asks the instance to upgrade, then waits for its new image to answer.

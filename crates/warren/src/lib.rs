@@ -62,7 +62,10 @@ mod usage;
 pub use child::Child;
 pub use error::{HostError, PluginError, SpawnError};
 pub use exit::Exit;
-pub use handover::{Baggage, HandoverError, main as handover_main, peek as handover_peek, pending as handover_pending};
+pub use handover::{
+    Baggage, HandoverError, main as handover_main, peek as handover_peek, pending as handover_pending,
+    stops_taken as handover_stops_taken,
+};
 pub use host::{Host, HostBuilder};
 pub use limits::{Identity, Limits};
 pub use log::{LineBatch, LogLine, LogSink, SPLIT_MARKER, Stream, TracingSink};

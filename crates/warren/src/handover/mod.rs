@@ -21,6 +21,14 @@ use crate::tasks::{PumpLink, ReapAt};
 /// The variable that tells the new image which descriptor holds the state.
 pub(crate) const STATE_VAR: &str = "WARREN_HANDOVER_FD";
 
+/// How many stop signals (SIGINT, SIGTERM, SIGHUP, SIGQUIT) this image's handlers have taken
+/// since [`Shutdown::install`](crate::Shutdown::install). Read when a hand-over is decided on
+/// and given to [`Supervisor::hand_over_counting_from`](crate::supervise::Supervisor::hand_over_counting_from):
+/// one more by the exec, and the hand-over is given up, so that the stop is not lost.
+pub fn stops_taken() -> u64 {
+    crate::sys::handover::stop_signals_taken()
+}
+
 /// Whether this process was started by a hand-over, with a state for
 /// [`HostBuilder::resume`](crate::HostBuilder::resume) to take over.
 pub fn pending() -> bool {

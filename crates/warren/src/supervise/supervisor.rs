@@ -142,10 +142,21 @@ impl Supervisor {
         args: &[std::ffi::OsString],
         baggage: crate::Baggage,
     ) -> String {
-        // A stop signal from now on gives the hand-over up at its exec, even one that comes
-        // before the runner takes the request (the caller, seeing it, drops this future; but
-        // the runner may be past its last await by then).
-        let stops_before = crate::sys::handover::stop_signals_taken();
+        self.hand_over_counting_from(crate::handover_stops_taken(), program, args, baggage).await
+    }
+
+    /// [`hand_over`](Self::hand_over), given up at its exec if a stop signal was taken after
+    /// the count `stops_before` ([`handover_stops_taken`](crate::handover_stops_taken)),
+    /// read when the hand-over was decided on: a caller that sees the stop drops this future,
+    /// but the runner may be past its last await by then, and the stop must not be lost
+    /// with the image.
+    pub async fn hand_over_counting_from(
+        &self,
+        stops_before: u64,
+        program: &std::path::Path,
+        args: &[std::ffi::OsString],
+        baggage: crate::Baggage,
+    ) -> String {
         let (reply, answer) = tokio::sync::oneshot::channel();
         // Dropped with this future: the runner then gives the hand-over up (until its exec).
         let (_abandon, abandoned) = tokio::sync::oneshot::channel::<()>();
