@@ -137,6 +137,27 @@ fn raw_round_trip(stream: &mut UnixStream, frame: &[u8; RAW_FRAME_LEN], reply: &
 }
 
 /// A tokio echo server on a current-thread runtime of its own thread; stops at end of stream.
+/// Echoes whole length-prefixed frames back until the stream ends: the tokio echo, over a
+/// socket or over the shared-memory rings.
+async fn echo_frames(mut stream: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin) {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut have = 0;
+    loop {
+        match stream.read(&mut buf[have..]).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => have += n,
+        }
+        let end = whole_frames(&buf[..have]);
+        if end > 0 {
+            if stream.write_all(&buf[..end]).await.is_err() {
+                return;
+            }
+            buf.copy_within(end..have, 0);
+            have -= end;
+        }
+    }
+}
+
 fn tokio_echo_thread(path: &Path) -> (tokio::net::UnixStream, Runtime, JoinHandle<()>) {
     let listener = UnixListener::bind(path).expect("bind raw tokio socket");
     let thread = std::thread::Builder::new().name("tokio-echo".into());
@@ -146,23 +167,8 @@ fn tokio_echo_thread(path: &Path) -> (tokio::net::UnixStream, Runtime, JoinHandl
             rt.block_on(async move {
                 listener.set_nonblocking(true).expect("nonblocking listener");
                 let listener = tokio::net::UnixListener::from_std(listener).expect("tokio listener");
-                let (mut stream, _) = listener.accept().await.expect("accept");
-                let mut buf = vec![0u8; 64 * 1024];
-                let mut have = 0;
-                loop {
-                    match stream.read(&mut buf[have..]).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => have += n,
-                    }
-                    let end = whole_frames(&buf[..have]);
-                    if end > 0 {
-                        if stream.write_all(&buf[..end]).await.is_err() {
-                            return;
-                        }
-                        buf.copy_within(end..have, 0);
-                        have -= end;
-                    }
-                }
+                let (stream, _) = listener.accept().await.expect("accept");
+                echo_frames(stream).await;
             });
         })
         .expect("spawn tokio echo thread");
@@ -191,24 +197,9 @@ fn shm_echo_thread() -> ((ShmRead, ShmWrite), Runtime, JoinHandle<()>) {
             rt.block_on(async move {
                 let theirs = Arc::new(Segment::map(&fd).expect("map the segment"));
                 let layout = Layout::read_header(&theirs).expect("header");
-                let (mut read, mut write) =
+                let (read, write) =
                     halves(theirs, &layout, Role::Server, server_bells, server_socket.as_fd()).expect("server halves");
-                let mut buf = vec![0u8; 64 * 1024];
-                let mut have = 0;
-                loop {
-                    match read.read(&mut buf[have..]).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => have += n,
-                    }
-                    let end = whole_frames(&buf[..have]);
-                    if end > 0 {
-                        if write.write_all(&buf[..end]).await.is_err() {
-                            return;
-                        }
-                        buf.copy_within(end..have, 0);
-                        have -= end;
-                    }
-                }
+                echo_frames(tokio::io::join(read, write)).await;
             });
         })
         .expect("spawn shm echo thread");
