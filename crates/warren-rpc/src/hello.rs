@@ -30,7 +30,10 @@ pub mod features {
     pub const NOTIFY: u32 = 0x4;
     /// PING and PONG.
     pub const PING: u32 = 0x8;
-    /// Every feature this side has.
+    /// Frames travel through shared memory after the hello (`docs/PROTOCOL.md` §19). Offered
+    /// and granted per connection, never by default: not in [`ALL`].
+    pub const SHM: u32 = 0x10;
+    /// The features every binary connection of this side has.
     pub const ALL: u32 = DEADLINES | CANCEL | NOTIFY | PING;
 }
 
@@ -52,11 +55,16 @@ pub fn preface() -> [u8; PREFACE_LEN] {
 
 /// Preface followed by a HELLO offering `codecs` in order of preference.
 pub fn client_hello(codecs: &[Codec], max_frame: u32) -> Bytes {
+    client_hello_with(codecs, max_frame, features::ALL)
+}
+
+/// [`client_hello`] announcing `features`.
+pub fn client_hello_with(codecs: &[Codec], max_frame: u32, features: u32) -> Bytes {
     let mut buf = BytesMut::with_capacity(32);
     buf.extend_from_slice(&preface());
     let start = frame::begin(&mut buf, Kind::Hello, 0);
     buf.put_u32(max_frame);
-    buf.put_u32(features::ALL);
+    buf.put_u32(features);
     // More than 255 codecs cannot exist: ids are one byte.
     buf.put_u8(codecs.len().min(255) as u8);
     for codec in codecs.iter().take(255) {
@@ -81,7 +89,8 @@ where
 {
     let outcome = tokio::time::timeout(timeout, read_hello(reader, supported))
         .await
-        .unwrap_or(Err(FrameError::HelloTimeout(timeout)));
+        .unwrap_or(Err(FrameError::HelloTimeout(timeout)))
+        .map(|negotiated| Negotiated { features: negotiated.features & !features::SHM, ..negotiated });
     answer(writer, &outcome, max_frame).await;
     outcome
 }
@@ -89,7 +98,8 @@ where
 /// How a connection opened.
 #[derive(Debug)]
 pub enum Opening {
-    /// The binary handshake completed; WELCOME has been sent.
+    /// The client's HELLO was read and is acceptable; the caller sends the [`welcome`], which
+    /// may carry shared memory (its `features` have [`features::SHM`] if the client offered it).
     Binary(Negotiated),
     /// The first byte that is not whitespace was `{` or `[`: the peer speaks newline-delimited
     /// JSON-RPC (`docs/PROTOCOL.md` §17). Nothing was consumed but that whitespace, and nothing
@@ -145,8 +155,8 @@ async fn go_connect<R: AsyncRead + Unpin>(reader: &mut FrameReader<R>) -> Result
 }
 
 /// Server side of a connection's start: like [`accept`], but a peer whose first byte is `{` or
-/// `[` is recognised as a JSON-RPC peer instead of being refused with "bad magic". The hello
-/// timeout covers the wait for that first byte too.
+/// `[` is recognised as a JSON-RPC peer instead of being refused with "bad magic", and the
+/// WELCOME is left to the caller. The hello timeout covers the wait for that first byte too.
 pub async fn open<R, W>(
     reader: &mut FrameReader<R>,
     writer: &mut W,
@@ -173,7 +183,7 @@ where
     };
     let outcome =
         tokio::time::timeout(timeout, sniff_then_hello).await.unwrap_or(Err(FrameError::HelloTimeout(timeout)));
-    let outcome = match outcome {
+    let refused = match outcome {
         Ok(Sniffed::Json) => return Ok(Opening::JsonRpc),
         Ok(Sniffed::Gob) => return Ok(Opening::Gob),
         Ok(Sniffed::GoConnect) => {
@@ -181,26 +191,29 @@ where
             writer.write_all(b"HTTP/1.0 200 Connected to Go RPC\n\n").await.map_err(FrameError::Io)?;
             return Ok(Opening::Gob);
         }
-        Ok(Sniffed::Binary(negotiated)) => Ok(negotiated),
+        Ok(Sniffed::Binary(negotiated)) => return Ok(Opening::Binary(negotiated)),
         Err(err) => Err(err),
     };
-    answer(writer, &outcome, max_frame).await;
-    outcome.map(Opening::Binary)
+    answer(writer, &refused, max_frame).await;
+    refused.map(Opening::Binary)
+}
+
+/// Preface plus WELCOME: the server's yes to a hello.
+pub fn welcome(negotiated: &Negotiated, max_frame: u32) -> Bytes {
+    let mut buf = BytesMut::with_capacity(PREFACE_LEN + 19);
+    buf.extend_from_slice(&preface());
+    let start = frame::begin(&mut buf, Kind::Welcome, 0);
+    buf.put_u32(max_frame);
+    buf.put_u32(negotiated.features);
+    buf.put_u8(negotiated.codec.id());
+    frame::finish(&mut buf, start);
+    buf.freeze()
 }
 
 /// Writes the server's answer to a hello: PREFACE + WELCOME, or the refusal the peer can read.
 async fn answer<W: AsyncWrite + Unpin>(writer: &mut W, outcome: &Result<Negotiated, FrameError>, max_frame: u32) {
     let reply = match outcome {
-        Ok(negotiated) => {
-            let mut buf = BytesMut::with_capacity(PREFACE_LEN + 19);
-            buf.extend_from_slice(&preface());
-            let start = frame::begin(&mut buf, Kind::Welcome, 0);
-            buf.put_u32(max_frame);
-            buf.put_u32(negotiated.features);
-            buf.put_u8(negotiated.codec.id());
-            frame::finish(&mut buf, start);
-            buf.freeze()
-        }
+        Ok(negotiated) => welcome(negotiated, max_frame),
         Err(FrameError::BadMagic { looks_like: Foreign::Http, .. }) => Bytes::from_static(
             b"HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: 56\r\nConnection: close\r\n\r\n\
               this is a warren RPC socket (binary protocol), not HTTP\n",
@@ -256,7 +269,7 @@ async fn read_hello<R: AsyncRead + Unpin>(
         .filter_map(|&id| Codec::from_id(id))
         .find(|codec| supported.contains(codec))
         .ok_or_else(|| FrameError::NoCommonCodec { offered: offered.to_vec() })?;
-    Ok(Negotiated { codec, peer_max_frame, features: peer_features & features::ALL })
+    Ok(Negotiated { codec, peer_max_frame, features: peer_features & (features::ALL | features::SHM) })
 }
 
 /// What a client learns from the server's answer to its hello.
@@ -332,7 +345,7 @@ mod tests {
         let mut reader = FrameReader::new(&hello[..], 1024);
         let opening = open(&mut reader, &mut reply, &[Codec::Json], 4096, Duration::from_secs(1)).await;
         assert!(matches!(opening, Ok(Opening::Binary(Negotiated { codec: Codec::Json, .. }))), "{opening:?}");
-        assert!(reply.starts_with(&preface()), "WELCOME follows the preface");
+        assert!(reply.is_empty(), "the caller sends the WELCOME");
     }
 
     /// Opens a connection whose peer sent `first` and keeps its end open.

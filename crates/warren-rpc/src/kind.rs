@@ -9,6 +9,8 @@ pub enum Kind {
     Hello = 0x01,
     /// The server's answer to HELLO.
     Welcome = 0x02,
+    /// The client's answer to a WELCOME that offered shared memory (`docs/PROTOCOL.md` §19).
+    ShmAck = 0x03,
     /// A call.
     Request = 0x10,
     /// A call's reply.
@@ -33,6 +35,7 @@ impl Kind {
         Some(match byte {
             0x01 => Kind::Hello,
             0x02 => Kind::Welcome,
+            0x03 => Kind::ShmAck,
             0x10 => Kind::Request,
             0x11 => Kind::Response,
             0x12 => Kind::Error,

@@ -75,6 +75,7 @@ pub use server::{
     Cancellation, Context, Inherited, Notifier, NotifyError, PeerInfo, PeerPolicy, Running, Server, ServerHandle,
     ServiceBuilder, ShutdownReport,
 };
+pub use shm::negotiate::Transport;
 
 /// The version of the binary protocol this crate speaks (`docs/PROTOCOL.md`), announced in every
 /// connection's preface and to the children warren starts (`WARREN_PROTOCOL`).

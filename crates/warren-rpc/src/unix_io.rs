@@ -7,17 +7,26 @@
 //! instead of two, which is most of a small call's time. Here the socket is registered for
 //! reading only and written with plain non-blocking `send`s; only when one would block is a
 //! second descriptor of it registered for writability, until the write goes through.
+//!
+//! A connection upgraded to shared memory (docs/SHM.md) keeps these halves: each moves to its
+//! ring at its next poll, so the frame reader, the stall guard and the writer above it are the
+//! same code and the same instantiation on both transports.
 
 use std::io::{self, IoSlice};
 use std::os::fd::{AsFd, OwnedFd};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::task::{Context, Poll, ready};
 
-use rustix::net::{SendAncillaryBuffer, SendFlags, Shutdown};
+use rustix::net::{
+    RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags, SendAncillaryBuffer, SendAncillaryMessage,
+    SendFlags, Shutdown,
+};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::unix::pipe;
+
+use crate::shm::stream::{ShmRead, ShmWrite};
 
 /// Splits a connected tokio stream into halves that do not wake on writability.
 pub(crate) fn split(stream: tokio::net::UnixStream) -> io::Result<(ReadHalf, WriteHalf)> {
@@ -30,9 +39,36 @@ pub(crate) fn split_fd(fd: OwnedFd) -> io::Result<(ReadHalf, WriteHalf)> {
     // tokio's pipe end is a readable-only registration of any descriptor: it reads with
     // read(2), which on a socket is recv(2).
     let socket = pipe::Receiver::from_owned_fd_unchecked(fd)?;
-    let socket = Arc::new(Shared { fd: Mutex::new(socket), given_away: AtomicBool::new(false) });
-    Ok((ReadHalf { socket: Arc::clone(&socket) }, WriteHalf { socket, writable: None }))
+    let socket = Arc::new(Shared {
+        fd: Mutex::new(socket),
+        given_away: AtomicBool::new(false),
+        mode: AtomicU8::new(mode::PLAIN),
+        passed: Mutex::default(),
+        rings: Mutex::default(),
+    });
+    Ok((ReadHalf { socket: Arc::clone(&socket), ring: None }, WriteHalf { socket, writable: None, ring: None }))
 }
+
+/// What a connection's socket is used for now.
+mod mode {
+    /// Bytes, read with `read(2)`.
+    pub const PLAIN: u8 = 0;
+    /// Bytes and the descriptors passed with them (a client's hello that offered shared memory).
+    pub const COLLECTING: u8 = 1;
+    /// Frames go through the rings: each half takes its own at its next poll.
+    pub const UPGRADED: u8 = 2;
+}
+
+/// Descriptors that came with the bytes read while collecting.
+#[derive(Debug, Default)]
+pub(crate) struct Passed {
+    pub fds: Vec<OwnedFd>,
+    /// The kernel had more for us than fitted (or than this process may hold): it closed them.
+    pub truncated: bool,
+}
+
+/// The most descriptors one read takes: what a shared-memory WELCOME carries (docs/SHM.md §2.4).
+const MAX_PASSED: usize = 5;
 
 /// The socket of a connection's halves, without keeping it open.
 #[derive(Debug, Clone)]
@@ -52,6 +88,65 @@ impl SocketRef {
             socket.given_away.store(true, Ordering::SeqCst);
         }
     }
+
+    fn shared(&self) -> io::Result<Arc<Shared>> {
+        self.0.upgrade().ok_or_else(|| io::Error::from(io::ErrorKind::NotConnected))
+    }
+
+    /// The uid of the process at the other end (SO_PEERCRED).
+    pub fn peer_uid(&self) -> io::Result<u32> {
+        let socket = self.shared()?;
+        let cred = rustix::net::sockopt::socket_peercred(&*lock(&socket))?;
+        Ok(cred.uid.as_raw())
+    }
+
+    /// From now on, reads keep the descriptors passed with the bytes, until [`take_passed`].
+    ///
+    /// [`take_passed`]: SocketRef::take_passed
+    pub fn collect_passed(&self) -> io::Result<()> {
+        let socket = self.shared()?;
+        *lock_passed(&socket) = Passed::default();
+        socket.mode.store(mode::COLLECTING, Ordering::Release);
+        Ok(())
+    }
+
+    /// Back to plain reads; what was passed since [`collect_passed`](SocketRef::collect_passed).
+    pub fn take_passed(&self) -> Passed {
+        let Ok(socket) = self.shared() else { return Passed::default() };
+        let _ = socket.mode.compare_exchange(mode::COLLECTING, mode::PLAIN, Ordering::AcqRel, Ordering::Acquire);
+        std::mem::take(&mut *lock_passed(&socket))
+    }
+
+    /// Sends `bytes` with `fds` attached, without waiting: how many bytes went (the descriptors
+    /// went with the first), or `WouldBlock` if none did. Only before anything else is written.
+    pub fn send_with_fds(&self, bytes: &[u8], fds: &[std::os::fd::BorrowedFd<'_>]) -> io::Result<usize> {
+        let socket = self.shared()?;
+        let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_PASSED))];
+        let mut control = SendAncillaryBuffer::new(&mut space);
+        if !control.push(SendAncillaryMessage::ScmRights(fds)) {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "too many descriptors for one message"));
+        }
+        let sent = rustix::net::sendmsg(&*lock(&socket), &[IoSlice::new(bytes)], &mut control, SendFlags::NOSIGNAL);
+        Ok(sent?)
+    }
+
+    /// Moves both halves to the rings: each takes its own at its next poll. Nothing must be
+    /// left to read on the socket, nor half written to it.
+    pub fn upgrade(&self, read: ShmRead, write: ShmWrite) -> io::Result<()> {
+        let socket = self.shared()?;
+        *socket.rings.lock().unwrap_or_else(PoisonError::into_inner) = (Some(read), Some(write));
+        socket.mode.store(mode::UPGRADED, Ordering::Release);
+        Ok(())
+    }
+
+    /// Whether the connection's frames go through shared memory.
+    pub fn is_upgraded(&self) -> bool {
+        self.0.upgrade().is_some_and(|socket| socket.mode.load(Ordering::Acquire) == mode::UPGRADED)
+    }
+}
+
+fn lock_passed(socket: &Shared) -> MutexGuard<'_, Passed> {
+    socket.passed.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// One descriptor for both halves (a connection costs one, as with tokio's own halves), held
@@ -63,6 +158,21 @@ pub(crate) struct Shared {
     fd: Mutex<pipe::Receiver>,
     /// Handed over to another process ([`SocketRef::give_away`]).
     given_away: AtomicBool,
+    /// One of [`mode`]'s.
+    mode: AtomicU8,
+    passed: Mutex<Passed>,
+    /// The rings of an upgraded connection, until each half takes its own.
+    rings: Mutex<(Option<ShmRead>, Option<ShmWrite>)>,
+}
+
+impl Shared {
+    fn upgraded(&self) -> bool {
+        self.mode.load(Ordering::Acquire) == mode::UPGRADED
+    }
+
+    fn take_rings(&self) -> MutexGuard<'_, (Option<ShmRead>, Option<ShmWrite>)> {
+        self.rings.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 fn lock(socket: &Socket) -> MutexGuard<'_, pipe::Receiver> {
@@ -72,6 +182,8 @@ fn lock(socket: &Socket) -> MutexGuard<'_, pipe::Receiver> {
 #[derive(Debug)]
 pub(crate) struct ReadHalf {
     socket: Socket,
+    /// Its ring, once the connection is upgraded.
+    ring: Option<ShmRead>,
 }
 
 #[derive(Debug)]
@@ -80,6 +192,8 @@ pub(crate) struct WriteHalf {
     /// Another descriptor of the socket, registered for writability while a write waits for
     /// room; dropped (deregistered, closed) once a write goes through whole.
     writable: Option<pipe::Sender>,
+    /// Its ring, once the connection is upgraded.
+    ring: Option<ShmWrite>,
 }
 
 impl ReadHalf {
@@ -88,13 +202,62 @@ impl ReadHalf {
     }
 }
 
+impl ReadHalf {
+    /// A read that keeps the descriptors passed with the bytes (at most [`MAX_PASSED`]).
+    fn poll_recv_with_fds(&mut self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        loop {
+            let socket = lock(&self.socket);
+            ready!(socket.poll_read_ready(cx))?;
+            let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_PASSED))];
+            let mut control = RecvAncillaryBuffer::new(&mut space);
+            let unfilled = buf.initialize_unfilled();
+            let received = socket.try_io(|| {
+                let mut iov = [io::IoSliceMut::new(unfilled)];
+                Ok(rustix::net::recvmsg(&*socket, &mut iov, &mut control, RecvFlags::CMSG_CLOEXEC)?)
+            });
+            let received = match received {
+                Ok(received) => received,
+                Err(err) if matches!(err.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => continue,
+                Err(err) => return Poll::Ready(Err(err)),
+            };
+            let mut passed = lock_passed(&self.socket);
+            passed.truncated |= received.flags.contains(ReturnFlags::CTRUNC);
+            for message in control.drain() {
+                if let RecvAncillaryMessage::ScmRights(fds) = message {
+                    passed.fds.extend(fds);
+                }
+            }
+            buf.advance(received.bytes);
+            return Poll::Ready(Ok(()));
+        }
+    }
+}
+
 impl AsyncRead for ReadHalf {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut *lock(&self.socket)).poll_read(cx, buf)
+        let this = self.get_mut();
+        if this.ring.is_none() && this.socket.upgraded() {
+            this.ring = this.socket.take_rings().0.take();
+        }
+        if let Some(ring) = &mut this.ring {
+            return Pin::new(ring).poll_read(cx, buf);
+        }
+        if this.socket.mode.load(Ordering::Acquire) == mode::COLLECTING {
+            return this.poll_recv_with_fds(cx, buf);
+        }
+        Pin::new(&mut *lock(&this.socket)).poll_read(cx, buf)
     }
 }
 
 impl WriteHalf {
+    /// Its ring, if the connection is upgraded.
+    fn ring(&mut self) -> Option<Pin<&mut ShmWrite>> {
+        if self.ring.is_none() && self.socket.upgraded() {
+            self.ring = self.socket.take_rings().1.take();
+        }
+        self.ring.as_mut().map(Pin::new)
+    }
+
     fn poll_send(
         &mut self,
         cx: &mut Context<'_>,
@@ -135,8 +298,12 @@ impl WriteHalf {
 
 impl AsyncWrite for WriteHalf {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if let Some(ring) = this.ring() {
+            return ring.poll_write(cx, buf);
+        }
         // MSG_NOSIGNAL: a closed peer is EPIPE, not SIGPIPE.
-        self.get_mut().poll_send(cx, buf.len(), |socket| Ok(rustix::net::send(socket, buf, SendFlags::NOSIGNAL)?))
+        this.poll_send(cx, buf.len(), |socket| Ok(rustix::net::send(socket, buf, SendFlags::NOSIGNAL)?))
     }
 
     fn poll_write_vectored(
@@ -144,8 +311,12 @@ impl AsyncWrite for WriteHalf {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if let Some(ring) = this.ring() {
+            return ring.poll_write_vectored(cx, bufs);
+        }
         let len = bufs.iter().map(|buf| buf.len()).sum();
-        self.get_mut().poll_send(cx, len, |socket| {
+        this.poll_send(cx, len, |socket| {
             let mut no_control = SendAncillaryBuffer::default();
             Ok(rustix::net::sendmsg(socket, bufs, &mut no_control, SendFlags::NOSIGNAL)?)
         })
@@ -159,8 +330,12 @@ impl AsyncWrite for WriteHalf {
         Poll::Ready(Ok(()))
     }
 
-    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(rustix::net::shutdown(&*lock(&self.socket), Shutdown::Write)?))
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if let Some(ring) = this.ring() {
+            return ring.poll_shutdown(cx);
+        }
+        Poll::Ready(Ok(rustix::net::shutdown(&*lock(&this.socket), Shutdown::Write)?))
     }
 }
 

@@ -14,11 +14,13 @@ use super::wire::{self, Reading, Wire};
 use super::{Client, Inner};
 use crate::codec::Codec;
 use crate::endpoint::{Endpoint, ToEndpoint};
+use crate::error::FrameError;
 use crate::error::{ConnectError, LostReason};
-use crate::frame::{DEFAULT_MAX_FRAME, FrameReader};
-use crate::hello::{self, Answer as HelloAnswer, Negotiated};
+use crate::frame::{DEFAULT_MAX_FRAME, FrameReader, Kind};
+use crate::hello::{self, Answer as HelloAnswer, Negotiated, features};
 use crate::jsonrpc::LineReader;
 use crate::server::PeerPolicy;
+use crate::shm::negotiate::{self, Transport};
 use crate::unix_io::SocketRef;
 use crate::writer;
 
@@ -58,6 +60,7 @@ pub struct ClientBuilder {
     default_timeout: Option<Duration>,
     connect_timeout: Duration,
     server_policy: PeerPolicy,
+    transport: Transport,
 }
 
 impl Default for ClientBuilder {
@@ -69,6 +72,7 @@ impl Default for ClientBuilder {
             default_timeout: None,
             connect_timeout: Duration::from_secs(10),
             server_policy: PeerPolicy::AnyUser,
+            transport: Transport::Socket,
         }
     }
 }
@@ -121,6 +125,15 @@ impl ClientBuilder {
     /// not even the hello.
     pub fn server_users(mut self, policy: PeerPolicy) -> Self {
         self.server_policy = policy;
+        self
+    }
+
+    /// Whether to offer moving the connection to shared memory during the hello (default
+    /// [`Transport::Socket`]: never). Only the binary protocol over a Unix socket, to a server
+    /// of the same uid that grants it, moves; anything else stays on the socket and works as
+    /// before. [`Client::transport`] tells which it got. See `docs/PROTOCOL.md` §19.
+    pub fn transport(mut self, transport: Transport) -> Self {
+        self.transport = transport;
         self
     }
 
@@ -195,7 +208,7 @@ impl ClientBuilder {
     {
         match self.protocol {
             Protocol::Binary => {
-                let (reader, negotiated, write) = self.hello(read, write, label).await?;
+                let (reader, negotiated, write) = self.hello(read, write, socket.as_ref(), label).await?;
                 let wire = Wire::Binary(wire::Binary { negotiated });
                 let opened = Opened { reading: Reading::Frames(reader), write, socket };
                 Ok(self.start(opened, wire, negotiated, InFlight::default(), label))
@@ -228,6 +241,7 @@ impl ClientBuilder {
         &self,
         read: R,
         mut write: W,
+        socket: Option<&SocketRef>,
         label: &str,
     ) -> Result<(FrameReader<R>, Negotiated, W), ConnectError>
     where
@@ -235,8 +249,10 @@ impl ClientBuilder {
         W: AsyncWrite + Unpin + Send + 'static,
     {
         let io_error = |source| ConnectError::Io { endpoint: label.to_owned(), source };
+        let shm = socket.filter(|socket| negotiate::offer(self.transport, Some(socket), label));
+        let features = if shm.is_some() { features::ALL | features::SHM } else { features::ALL };
         let sent = async {
-            write.write_all(&hello::client_hello(&self.codecs, self.max_frame)).await?;
+            write.write_all(&hello::client_hello_with(&self.codecs, self.max_frame, features)).await?;
             write.flush().await
         }
         .await;
@@ -250,7 +266,7 @@ impl ClientBuilder {
             sent => sent,
         };
         let mut reader = FrameReader::new(read, self.max_frame);
-        let negotiated = match hello::read_answer(&mut reader).await {
+        let mut negotiated = match hello::read_answer(&mut reader).await {
             Ok(HelloAnswer::Refused { code, reason }) => {
                 return Err(ConnectError::Refused { endpoint: label.to_owned(), code, reason });
             }
@@ -263,6 +279,20 @@ impl ClientBuilder {
                 return Err(ConnectError::Handshake { endpoint: label.to_owned(), source });
             }
         };
+        match shm {
+            Some(socket) => {
+                let more_read = !reader.buffered().is_empty();
+                negotiate::take_up(more_read, &mut write, socket, &mut negotiated, self.transport, label)
+                    .await
+                    .map_err(io_error)?;
+            }
+            // A server that grants what was not offered breaks the protocol.
+            None if negotiated.features & features::SHM != 0 => {
+                let source = FrameError::Unexpected { kind: Kind::Welcome, when: "granting shared memory not offered" };
+                return Err(ConnectError::Handshake { endpoint: label.to_owned(), source });
+            }
+            None => {}
+        }
         Ok((reader, negotiated, write))
     }
 

@@ -187,6 +187,9 @@ impl Client {
         let Some(socket) = &inner.hold.socket else {
             return Err(refuse("only a connection over a Unix socket can be carried".into()));
         };
+        if socket.is_upgraded() {
+            return Err(refuse("a shared-memory connection's rings stay in this process".into()));
+        }
         let fd = socket.dup().map_err(|err| refuse(format!("its socket: {err}")))?;
         inner.in_flight.hold().map_err(|closed| refuse(format!("{closed:?}")))?;
         let mut held = HeldConnection {

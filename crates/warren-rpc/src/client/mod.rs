@@ -34,8 +34,9 @@ use tokio_util::sync::CancellationToken;
 use crate::codec::{Codec, CodecError};
 use crate::endpoint::ToEndpoint;
 use crate::error::{CallError, ConnectError, ErrorCode, ErrorData, LostReason};
-use crate::hello::Negotiated;
+use crate::hello::{Negotiated, features};
 use crate::message::EncodeError;
+use crate::shm::negotiate::Transport;
 use crate::writer::{Flush, FrameSender, Unsent};
 use inflight::{Answer, Closed, InFlight};
 use wire::{ClientWire, Wire};
@@ -328,6 +329,12 @@ impl Client {
     /// The protocol this client speaks.
     pub fn protocol(&self) -> Protocol {
         self.inner.protocol
+    }
+
+    /// How this connection's frames travel: [`Transport::Shm`] once it moved to shared memory
+    /// during the hello, [`Transport::Socket`] otherwise.
+    pub fn transport(&self) -> Transport {
+        if self.inner.negotiated.features & features::SHM != 0 { Transport::Shm } else { Transport::Socket }
     }
 
     fn lost(&self, method: &str, reason: LostReason) -> CallError {

@@ -21,6 +21,7 @@ use crate::endpoint::{Endpoint, MAX_UNIX_PATH};
 use crate::error::{BindError, ErrorCode};
 use crate::hello;
 use crate::server::context::PeerInfo;
+use crate::unix_io::SocketRef;
 
 /// How long a refused connection keeps reading (and dropping) the peer's hello, so that the
 /// peer reads our GOODBYE rather than a reset.
@@ -148,7 +149,8 @@ pub(crate) async fn accept_loop(core: Arc<Core>, listener: Listener) {
                         continue;
                     }
                 };
-                core.control.connections.spawn(serve_in(slot, Arc::clone(&core), read, write, peer));
+                let socket = Some(read.socket_ref());
+                core.control.connections.spawn(serve_in(slot, Arc::clone(&core), read, write, peer, socket));
             }
             Ok(Accepted::Tcp(stream, addr)) => {
                 let _ = stream.set_nodelay(true);
@@ -161,7 +163,7 @@ pub(crate) async fn accept_loop(core: Arc<Core>, listener: Listener) {
                 };
                 let Some((slot, stream)) = take_slot(&core, &peer, stream, &shutting_down) else { continue };
                 let (read, write) = stream.into_split();
-                core.control.connections.spawn(serve_in(slot, Arc::clone(&core), read, write, peer));
+                core.control.connections.spawn(serve_in(slot, Arc::clone(&core), read, write, peer, None));
             }
             Err(err) => {
                 // Out of fds or memory: keep the listener, give existing connections a moment to
@@ -240,12 +242,18 @@ fn full(core: &Core) -> String {
 }
 
 /// Serves a connection holding its slot, which frees up when the connection ends.
-async fn serve_in<R, W>(slot: OwnedSemaphorePermit, core: Arc<Core>, read: R, write: W, peer: PeerInfo)
-where
+async fn serve_in<R, W>(
+    slot: OwnedSemaphorePermit,
+    core: Arc<Core>,
+    read: R,
+    write: W,
+    peer: PeerInfo,
+    socket: Option<SocketRef>,
+) where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
-    connection::serve(core, read, write, peer).await;
+    connection::serve(core, read, write, peer, socket).await;
     drop(slot);
 }
 

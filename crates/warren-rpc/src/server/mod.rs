@@ -39,6 +39,8 @@ use crate::codec::Codec;
 use crate::endpoint::Endpoint;
 use crate::error::BindError;
 use crate::frame::DEFAULT_MAX_FRAME;
+use crate::shm::negotiate::{Budget, ServerShm, Transport};
+use crate::shm::ring::{MAX_CAP, MIN_CAP};
 use registry::Registry;
 use socket_file::SocketFile;
 
@@ -66,6 +68,7 @@ pub(crate) struct Options {
     pub max_connections: usize,
     pub peer_policy: PeerPolicy,
     pub socket_mode: u32,
+    pub shm: ServerShm,
 }
 
 /// Shutdown state shared by the server's tasks and every [`ServerHandle`].
@@ -137,6 +140,7 @@ impl Server {
                 max_connections: 1024,
                 peer_policy: PeerPolicy::Users(vec![rustix::process::geteuid().as_raw()]),
                 socket_mode: 0o600,
+                shm: ServerShm::default(),
             },
             control: Arc::new(Control::default()),
         }
@@ -204,6 +208,31 @@ impl Server {
     /// Mode of the socket file (default 0600).
     pub fn socket_mode(mut self, mode: u32) -> Server {
         self.options.socket_mode = mode;
+        self
+    }
+
+    /// Whether clients on this machine and uid may move a connection to shared memory
+    /// (default [`Transport::Socket`]: they may not). Only binary-protocol connections over a
+    /// Unix socket whose client offers it are moved; the rest stay on the socket. Each moved
+    /// connection costs its [rings](Self::shm_ring) in memory from the start, in both
+    /// processes. See `docs/PROTOCOL.md` §19.
+    pub fn transport(mut self, transport: Transport) -> Server {
+        self.options.shm.transport = transport;
+        self
+    }
+
+    /// Bytes of each of a shared-memory connection's two rings (default 256 KiB), rounded up
+    /// to a power of two between 4 KiB and 16 MiB. Frames larger than a ring stream through
+    /// it.
+    pub fn shm_ring(mut self, bytes: u64) -> Server {
+        self.options.shm.ring = bytes.clamp(MIN_CAP, MAX_CAP).next_power_of_two();
+        self
+    }
+
+    /// Shared memory all connections together may take (default 64 MiB); a connection that
+    /// would go over it stays on its socket.
+    pub fn max_shm_bytes(mut self, bytes: usize) -> Server {
+        self.options.shm.budget = Arc::new(Budget::new(bytes));
         self
     }
 
@@ -304,7 +333,7 @@ impl Server {
         let core = self.into_core();
         let peer = PeerInfo { address: "stdio:".to_owned(), uid: None, gid: None, pid: None, connection: 0 };
         let control = Arc::clone(&core.control);
-        control.connections.track_future(connection::serve(core, read, write, peer)).await;
+        control.connections.track_future(connection::serve(core, read, write, peer, None)).await;
     }
 }
 

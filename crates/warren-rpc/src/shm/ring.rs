@@ -4,6 +4,7 @@
 //! read garbage bytes (which the frame layer refuses) or end the connection, nothing else.
 //! No I/O and no waiting here: the stream halves (next step) park and ring.
 
+use std::io::IoSlice;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -196,24 +197,33 @@ impl Producer {
 
     /// Copies as much of `bytes` as fits and publishes it; how much that was.
     pub fn write(&mut self, bytes: &[u8]) -> Result<usize, Poisoned> {
-        let n = self.room()?.min(bytes.len());
-        if n == 0 {
-            return Ok(0);
-        }
-        for (offset, piece) in pieces(&self.place, self.tail, n) {
-            let from = &bytes[piece.clone()];
-            if !self.segment.copy_in(offset, from) {
-                return Err(Poisoned("a position outside the segment".into()));
-            }
-        }
-        self.tail += n as u64;
-        store(&self.segment, self.place.tail_at, self.tail)?;
-        Ok(n)
+        self.write_vectored(&[IoSlice::new(bytes)])
     }
 
-    /// Bytes published so far.
-    pub fn published(&self) -> u64 {
-        self.tail
+    /// Copies as much of `bufs`, in order, as fits and publishes it all at once (one index
+    /// store, hence at most one ring of the peer's bell for many frames); how much that was.
+    pub fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> Result<usize, Poisoned> {
+        let mut room = self.room()?;
+        let mut at = self.tail;
+        for bytes in bufs {
+            let n = room.min(bytes.len());
+            if n == 0 {
+                break;
+            }
+            for (offset, piece) in pieces(&self.place, at, n) {
+                if !self.segment.copy_in(offset, &bytes[piece]) {
+                    return Err(Poisoned("a position outside the segment".into()));
+                }
+            }
+            at += n as u64;
+            room -= n;
+        }
+        let written = (at - self.tail) as usize;
+        if written > 0 {
+            self.tail = at;
+            store(&self.segment, self.place.tail_at, self.tail)?;
+        }
+        Ok(written)
     }
 
     /// The offsets of this end's `sleep` word (parked for room) and the consumer's.

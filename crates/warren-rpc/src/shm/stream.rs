@@ -6,7 +6,7 @@
 //! corrupt). No spinning yet: every wait parks.
 
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
@@ -58,6 +58,25 @@ impl Bells {
         };
         let server = Bells { data: server_data, room: server_room, peer_data: client_data, peer_room: client_room };
         Ok((client, server))
+    }
+}
+
+impl Bells {
+    /// Checks that bells a peer passed are eventfds, and makes them non-blocking (the peer
+    /// made them so; a peer that did not would make this side's reads of them block).
+    pub fn check(&self) -> io::Result<()> {
+        for bell in [&self.data, &self.room, &self.peer_data, &self.peer_room] {
+            let what = std::fs::read_link(format!("/proc/self/fd/{}", bell.as_raw_fd()))?;
+            if what.as_os_str() != "anon_inode:[eventfd]" {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("{} is not an eventfd", what.display()),
+                ));
+            }
+            let flags = rustix::fs::fcntl_getfl(bell)?;
+            rustix::fs::fcntl_setfl(bell, flags | rustix::fs::OFlags::NONBLOCK)?;
+        }
+        Ok(())
     }
 }
 
@@ -243,16 +262,29 @@ impl AsyncWrite for ShmWrite {
                 this.wait.ring_if_parked();
                 return Poll::Ready(Ok(n));
             }
-            this.wait.park();
-            if this.producer.room().map_err(poisoned)? > 0 {
-                continue;
-            }
-            if let Poll::Ready(end) = this.wait.poll_peer_end(cx) {
-                end?;
-                return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
-            }
-            ready!(this.wait.poll_rung(cx))?;
+            ready!(this.wait_for_room(cx))?;
         }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        loop {
+            let n = this.producer.write_vectored(bufs).map_err(poisoned)?;
+            if n > 0 || bufs.iter().all(|buf| buf.is_empty()) {
+                this.wait.unpark();
+                this.wait.ring_if_parked();
+                return Poll::Ready(Ok(n));
+            }
+            ready!(this.wait_for_room(cx))?;
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
     }
 
     fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -263,6 +295,21 @@ impl AsyncWrite for ShmWrite {
     fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         // What was written is in the ring; the socket's end tells the peer there is no more.
         Poll::Ready(Ok(rustix::net::shutdown(&self.socket, Shutdown::Write)?))
+    }
+}
+
+impl ShmWrite {
+    /// Parks until the ring may have room: ready to look again, or an error if the peer is gone.
+    fn wait_for_room(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.wait.park();
+        if self.producer.room().map_err(poisoned)? > 0 {
+            return Poll::Ready(Ok(()));
+        }
+        if let Poll::Ready(end) = self.wait.poll_peer_end(cx) {
+            end?;
+            return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
+        }
+        self.wait.poll_rung(cx)
     }
 }
 

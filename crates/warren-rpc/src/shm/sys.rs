@@ -56,8 +56,11 @@ impl Segment {
     pub fn map(fd: impl AsFd) -> io::Result<Segment> {
         let fd = fd.as_fd();
         let seals = rustix::fs::fcntl_get_seals(fd)?;
-        if !seals.contains(SealFlags::SHRINK | SealFlags::GROW) {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "the segment is not sealed against resizing"));
+        if !seals.contains(SEALS) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the segment is not sealed against resizing and against new seals",
+            ));
         }
         let len = usize::try_from(rustix::fs::fstat(fd)?.st_size)
             .ok()
