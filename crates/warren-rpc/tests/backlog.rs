@@ -12,7 +12,7 @@ use common::{socket_dir, socket_in, within};
 use tokio::io::AsyncWriteExt;
 use warren_rpc::__wire::frame::{FrameReader, Kind};
 use warren_rpc::__wire::{hello, message};
-use warren_rpc::{Bytes, Codec, Endpoint, Server};
+use warren_rpc::{Bytes, Codec, Endpoint};
 
 const CALLS: usize = 5_000;
 const REPLY: usize = 16 * 1024;
@@ -24,7 +24,7 @@ async fn a_client_that_does_not_read_is_not_read_from_and_is_answered_once_it_re
     let counter = Arc::clone(&answered);
     let dir = socket_dir();
     let path = socket_in(&dir, "b.sock");
-    let server = Server::new().max_unwritten(MAX_UNWRITTEN).service("Task", move |s| {
+    let server = common::server().max_unwritten(MAX_UNWRITTEN).service("Task", move |s| {
         s.method("Big", move |_ctx, (): ()| {
             counter.fetch_add(1, Ordering::SeqCst);
             async move { Ok(Bytes::from(vec![7u8; REPLY])) }
@@ -80,7 +80,7 @@ async fn notifications_to_a_client_that_does_not_read_are_refused_not_queued() {
     let tx = std::sync::Mutex::new(Some(tx));
     let dir = socket_dir();
     let path = socket_in(&dir, "n.sock");
-    let server = Server::new().max_unwritten(MAX_UNWRITTEN).service("Feed", move |s| {
+    let server = common::server().max_unwritten(MAX_UNWRITTEN).service("Feed", move |s| {
         s.method("Flood", move |ctx, (): ()| {
             let notifier = ctx.notifier();
             let tx = tx.lock().expect("lock").take();
@@ -136,7 +136,7 @@ fn a_backlogged_connection_whose_client_leaves_does_not_hold_the_server() {
 async fn backlogged_then_gone() {
     let dir = socket_dir();
     let path = socket_in(&dir, "g.sock");
-    let server = Server::new()
+    let server = common::server()
         .max_unwritten(MAX_UNWRITTEN)
         .service("Task", |s| s.method("Big", |_ctx, (): ()| async move { Ok(Bytes::from(vec![7u8; REPLY])) }));
     let running = server.bind(&Endpoint::unix(&path)).await.expect("bind");
@@ -159,7 +159,7 @@ async fn backlogged_then_gone() {
     let _ = sending.await;
     drop(read);
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let client = warren_rpc::Client::connect(running.endpoint()).await.expect("a new client connects");
+    let client = common::connect(running.endpoint()).await.expect("a new client connects");
     let reply: Bytes = client.call("Task.Big", &()).await.expect("and is answered");
     assert_eq!(reply.len(), REPLY);
     running.shutdown(Duration::from_secs(1)).await;

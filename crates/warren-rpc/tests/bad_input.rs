@@ -620,7 +620,7 @@ impl Fixture {
         let path = socket_in(&dir, "t.sock");
         let (tx, events) = mpsc::unbounded_channel();
         let running = configure(test_server(tx)).bind(&Endpoint::unix(&path)).await.expect("bind");
-        let client = bounded("good client connect", Client::connect(running.endpoint())).await.expect("connect");
+        let client = bounded("good client connect", common::connect(running.endpoint())).await.expect("connect");
         let traffic = Traffic::start(client);
         traffic.progressed().await;
         Fixture { running, path, traffic, _events: events, _dir: dir }
@@ -630,7 +630,7 @@ impl Fixture {
     /// client can connect and call.
     async fn still_serving(&self) {
         self.traffic.progressed().await;
-        let client = bounded("fresh client connect", Client::connect(self.running.endpoint())).await.expect("connect");
+        let client = bounded("fresh client connect", common::connect(self.running.endpoint())).await.expect("connect");
         let todo: Todo = bounded("fresh client call", client.call("Task.Get", "fresh")).await.expect("fresh call");
         assert_eq!(todo.id, "fresh");
         client.close().await;
@@ -728,7 +728,7 @@ async fn a_peer_still_sending_when_refused_sees_the_goodbye_then_a_clean_close_t
     let tcp = Endpoint::parse("tcp:127.0.0.1:0").expect("endpoint");
     let running = test_server(tx).max_frame(SMALL_MAX).bind(&tcp).await.expect("bind");
     let Endpoint::Tcp(addr) = running.endpoint().clone() else { panic!("bound {}", running.endpoint()) };
-    let client = bounded("good client connect", Client::connect(running.endpoint())).await.expect("connect");
+    let client = bounded("good client connect", common::connect(running.endpoint())).await.expect("connect");
     let traffic = Traffic::start(client);
     traffic.progressed().await;
     let stream = bounded("connect", tokio::net::TcpStream::connect(addr.as_str())).await.expect("connect");
@@ -949,7 +949,7 @@ async fn fifty_concurrent_bad_connections_interleaved_with_good_calls() {
         Bad::Silent,
         Bad::SlowLoris,
     ];
-    let second = bounded("second client connect", Client::connect(fixture.running.endpoint())).await.expect("connect");
+    let second = bounded("second client connect", common::connect(fixture.running.endpoint())).await.expect("connect");
     let mut bad = Vec::new();
     let mut good = Vec::new();
     for n in 0..50u64 {
@@ -1163,7 +1163,7 @@ async fn over_max_connections_a_connection_is_refused_overloaded_and_room_frees_
     let bye = refused(&fixture.path, &preface_and_hello(1), false).await;
     bye.expect(OVERLOADED, &["4 connections", "max_connections"]);
     fixture.logged(&bye.reason).await;
-    match bounded("connect over the limit", Client::connect(fixture.running.endpoint())).await {
+    match bounded("connect over the limit", common::connect(fixture.running.endpoint())).await {
         Err(ConnectError::Refused { code: ErrorCode::Overloaded, reason, .. }) => {
             assert!(reason.contains("max_connections"), "{reason}");
         }
@@ -1202,7 +1202,7 @@ async fn over_max_connections_a_connection_is_refused_overloaded_and_room_frees_
     drop(newcomers);
     let fresh = within("a fresh client to get in", async {
         loop {
-            match Client::connect(fixture.running.endpoint()).await {
+            match common::connect(fixture.running.endpoint()).await {
                 Ok(client) => break client,
                 Err(ConnectError::Refused { code: ErrorCode::Overloaded, .. }) => {
                     tokio::time::sleep(Duration::from_millis(10)).await;

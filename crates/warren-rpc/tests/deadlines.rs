@@ -77,7 +77,7 @@ async fn the_server_enforces_the_deadline_even_if_the_client_does_not_cancel() {
 #[tokio::test]
 async fn dropping_an_in_flight_call_cancels_the_handler() {
     let (running, _dir, mut observed) = serve_unix().await;
-    let client = Client::connect(running.endpoint()).await.expect("connect");
+    let client = common::connect(running.endpoint()).await.expect("connect");
     let call = client.call::<_, ()>("Task.Hang", "dropped");
     // Poll the call long enough to send it, then drop it.
     let _ = tokio::time::timeout(Duration::from_millis(20), call).await;
@@ -91,7 +91,7 @@ async fn dropping_an_in_flight_call_cancels_the_handler() {
 #[tokio::test]
 async fn a_hung_handler_does_not_hold_up_other_calls() {
     let (running, _dir, _observed) = serve_unix().await;
-    let client = Client::connect(running.endpoint()).await.expect("connect");
+    let client = common::connect(running.endpoint()).await.expect("connect");
     let hung = tokio::spawn({
         let client = client.clone();
         async move { client.call_timeout::<_, ()>("Task.Hang", "h", Duration::from_secs(2)).await }

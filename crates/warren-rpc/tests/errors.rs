@@ -11,7 +11,7 @@ use warren_rpc::{CallError, Client, ErrorCode, LostReason};
 async fn every_failure_has_its_own_variant() {
     let (running, _dir, _events) = serve_unix().await;
     let endpoint = running.endpoint().to_string();
-    let client = Client::connect(running.endpoint()).await.expect("connect");
+    let client = common::connect(running.endpoint()).await.expect("connect");
 
     let err = client.call::<_, Todo>("Nope.Get", "x").await.expect_err("unknown service");
     assert!(matches!(&err, CallError::UnknownService { method, .. } if method == "Nope.Get"), "{err}");
@@ -47,7 +47,7 @@ async fn every_failure_has_its_own_variant() {
 #[tokio::test]
 async fn reserved_codes_cannot_be_impersonated_by_handlers() {
     let (running, _dir, _events) = serve_unix().await;
-    let client = Client::connect(running.endpoint()).await.expect("connect");
+    let client = common::connect(running.endpoint()).await.expect("connect");
     let err = client.call::<_, ()>("Task.Fail", &6u32).await.expect_err("fails");
     assert_eq!(err.code(), ErrorCode::Internal, "code 6 (SHUTTING_DOWN) is reserved: {err}");
     running.shutdown(Duration::from_secs(1)).await;
@@ -59,7 +59,7 @@ async fn frames_over_the_limit_fail_that_call_only() {
     let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
     let server = common::test_server(tx).max_frame(64 * 1024);
     let running = server.bind(&warren_rpc::Endpoint::unix(dir.path().join("t.sock"))).await.expect("bind");
-    let client = Client::builder().max_frame(32 * 1024).connect(running.endpoint()).await.expect("connect");
+    let client = common::client().max_frame(32 * 1024).connect(running.endpoint()).await.expect("connect");
 
     let big = warren_rpc::Bytes::from(vec![1u8; 100 * 1024]);
     let err = client.call::<_, warren_rpc::Bytes>("Task.Echo", &big).await.expect_err("request too large");
@@ -82,7 +82,7 @@ async fn frames_over_the_limit_fail_that_call_only() {
 #[tokio::test]
 async fn a_vanished_server_fails_every_call_in_flight_with_the_reason() {
     let (running, _dir, mut events) = serve_unix().await;
-    let client = Client::connect(running.endpoint()).await.expect("connect");
+    let client = common::connect(running.endpoint()).await.expect("connect");
     let calls: Vec<_> = (0..20)
         .map(|i| {
             let client = client.clone();

@@ -7,12 +7,11 @@ use std::time::Duration;
 
 use common::{Delayed, Todo, serve_unix, within};
 use rand::{Rng, SeedableRng};
-use warren_rpc::Client;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sixty_four_tasks_times_a_thousand_calls_on_one_connection() {
     let (running, _dir, _events) = serve_unix().await;
-    let client = Client::connect(running.endpoint()).await.expect("connect");
+    let client = common::connect(running.endpoint()).await.expect("connect");
     let mut tasks = Vec::new();
     for task in 0..64u64 {
         let client = client.clone();
@@ -41,7 +40,7 @@ async fn sixty_four_tasks_times_a_thousand_calls_on_one_connection() {
 #[tokio::test]
 async fn replies_come_back_out_of_order() {
     let (running, _dir, _events) = serve_unix().await;
-    let client = Client::connect(running.endpoint()).await.expect("connect");
+    let client = common::connect(running.endpoint()).await.expect("connect");
     let slow = client.call::<_, u64>("Task.Delay", &Delayed { value: 1, delay_us: 200_000 });
     let fast = client.call::<_, u64>("Task.Delay", &Delayed { value: 2, delay_us: 0 });
     tokio::pin!(slow);

@@ -6,12 +6,11 @@ mod common;
 use std::time::Duration;
 
 use common::{Todo, expect_event, serve_unix, within};
-use warren_rpc::Client;
 
 #[tokio::test]
 async fn a_client_notification_runs_the_handler_without_a_reply() {
     let (running, _dir, mut events) = serve_unix().await;
-    let client = Client::connect(running.endpoint()).await.expect("connect");
+    let client = common::connect(running.endpoint()).await.expect("connect");
     client.notify("Log.Write", "hello").expect("notify");
     expect_event(&mut events, "log:hello").await;
     // An unknown notification is dropped without disturbing the connection.
@@ -24,7 +23,7 @@ async fn a_client_notification_runs_the_handler_without_a_reply() {
 #[tokio::test]
 async fn a_server_pushes_events_to_a_subscribed_client() {
     let (running, _dir, _events) = serve_unix().await;
-    let client = Client::connect(running.endpoint()).await.expect("connect");
+    let client = common::connect(running.endpoint()).await.expect("connect");
     let mut ticks = client.subscribe("Events.Tick");
     let mut other = client.subscribe("Events.Other");
     client.call::<_, ()>("Events.Subscribe", &("Events.Tick", 100u32)).await.expect("subscribe");
@@ -47,7 +46,7 @@ async fn a_server_pushes_events_to_a_subscribed_client() {
 #[tokio::test]
 async fn ping_measures_a_round_trip() {
     let (running, _dir, _events) = serve_unix().await;
-    let client = Client::connect(running.endpoint()).await.expect("connect");
+    let client = common::connect(running.endpoint()).await.expect("connect");
     let rtt = client.ping(Duration::from_secs(5)).await.expect("pong");
     assert!(rtt < Duration::from_secs(5));
     running.shutdown(Duration::from_secs(1)).await;

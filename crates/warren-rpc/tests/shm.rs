@@ -78,16 +78,16 @@ async fn both_sides_allowing_it_move_to_shared_memory_and_every_call_works_there
 #[tokio::test]
 async fn a_side_that_does_not_allow_it_keeps_the_socket() {
     let (tx, _events) = mpsc::unbounded_channel();
-    let (running, dir) = serve(test_server(tx)).await;
+    let (running, dir) = serve(test_server(tx).transport(Transport::Socket)).await;
     let client = connect(&dir, Transport::Shm).await;
-    assert_eq!(client.transport(), Transport::Socket, "the server never offers by default");
+    assert_eq!(client.transport(), Transport::Socket, "a server on Transport::Socket never grants");
     let _: Todo = within("Task.Get", client.call("Task.Get", "x")).await.expect("Task.Get");
     stop(running).await;
 
     let (tx, _events) = mpsc::unbounded_channel();
     let (running, dir) = serve(test_server(tx).transport(Transport::Auto)).await;
     let client = connect(&dir, Transport::Socket).await;
-    assert_eq!(client.transport(), Transport::Socket, "the client never offers by default");
+    assert_eq!(client.transport(), Transport::Socket, "a client on Transport::Socket never offers");
     let _: Todo = within("Task.Get", client.call("Task.Get", "x")).await.expect("Task.Get");
     stop(running).await;
 }

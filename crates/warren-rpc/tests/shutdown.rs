@@ -12,7 +12,7 @@ use warren_rpc::{CallError, Client, LostReason};
 async fn in_flight_calls_finish_new_ones_are_refused_and_the_socket_goes_away() {
     let (running, dir, _events) = serve_unix().await;
     let path = dir.path().join("t.sock");
-    let client = Client::connect(running.endpoint()).await.expect("connect");
+    let client = common::connect(running.endpoint()).await.expect("connect");
     let slow = tokio::spawn({
         let client = client.clone();
         async move { client.call::<_, u64>("Task.Delay", &Delayed { value: 7, delay_us: 300_000 }).await }
@@ -35,14 +35,14 @@ async fn in_flight_calls_finish_new_ones_are_refused_and_the_socket_goes_away() 
     assert!(!report.drain_deadline_hit, "{report:?}");
     assert!(report.elapsed < Duration::from_secs(5), "returned as soon as drained: {report:?}");
     assert!(!path.exists(), "socket file removed");
-    assert!(Client::connect(&path).await.is_err(), "nothing accepts any more");
+    assert!(common::connect(&path).await.is_err(), "nothing accepts any more");
     within("client sees the end", client.closed()).await;
 }
 
 #[tokio::test]
 async fn calls_past_the_drain_deadline_are_cancelled_with_a_reason() {
     let (running, _dir, mut events) = serve_unix().await;
-    let client = Client::connect(running.endpoint()).await.expect("connect");
+    let client = common::connect(running.endpoint()).await.expect("connect");
     let hung = tokio::spawn({
         let client = client.clone();
         async move { client.call::<_, ()>("Task.Hang", "stuck").await }
@@ -67,7 +67,7 @@ async fn shutdown_is_idempotent_and_quick_when_idle() {
     let clients: Vec<Client> = {
         let mut clients = Vec::new();
         for _ in 0..10 {
-            clients.push(Client::connect(running.endpoint()).await.expect("connect"));
+            clients.push(common::connect(running.endpoint()).await.expect("connect"));
         }
         clients
     };

@@ -43,7 +43,7 @@ async fn exercise(client: &Client, transport: &str) {
 }
 
 fn client_for(codec: Codec) -> warren_rpc::ClientBuilder {
-    Client::builder().codecs(&[codec])
+    common::client().codecs(&[codec])
 }
 
 async fn stop(running: &Running) {

@@ -29,7 +29,7 @@ fn is_socket(path: &Path) -> bool {
 
 /// Connects afresh and checks `Task.Get` answers.
 async fn answers(path: &Path) {
-    let client = within("connect", Client::connect(path)).await.unwrap_or_else(|err| panic!("connect: {err}"));
+    let client = within("connect", common::connect(path)).await.unwrap_or_else(|err| panic!("connect: {err}"));
     let todo: Todo = within("Task.Get", client.call("Task.Get", "new_id")).await.expect("Task.Get");
     assert_eq!(todo.id, "new_id");
     client.close().await;
@@ -101,7 +101,7 @@ async fn a_path_over_the_limit_is_refused_naming_the_limit_and_the_path() {
     assert!(message.contains(&path.display().to_string()), "the message should name the path: {message}");
     assert!(!parent.exists(), "a refused bind created {}", parent.display());
 
-    let err = within("connect", Client::connect(&path)).await.expect_err("a 108-byte path cannot be connected to");
+    let err = within("connect", common::connect(&path)).await.expect_err("a 108-byte path cannot be connected to");
     let message = err.to_string();
     match err {
         ConnectError::PathTooLong { path: named, len, limit } => {
@@ -146,7 +146,7 @@ async fn a_live_socket_is_never_stolen() {
     let dir = socket_dir();
     let path = socket_in(&dir, "t.sock");
     let first = server().bind(&Endpoint::unix(&path)).await.expect("bind the first server");
-    let client = within("connect", Client::connect(&path)).await.expect("connect to the first server");
+    let client = within("connect", common::connect(&path)).await.expect("connect to the first server");
     let inode = std::fs::metadata(&path).expect("stat").ino();
 
     let err = server().bind(&Endpoint::unix(&path)).await.expect_err("the path belongs to a live server");
@@ -193,7 +193,7 @@ async fn the_socket_file_is_removed_on_shutdown() {
     answers(&path).await;
     stop(&running).await;
     assert!(!path.exists(), "socket file left behind after shutdown");
-    let err = within("connect", Client::connect(&path)).await.expect_err("nobody listens any more");
+    let err = within("connect", common::connect(&path)).await.expect_err("nobody listens any more");
     assert!(matches!(err, ConnectError::Io { .. }), "{err:?}");
 }
 
@@ -222,7 +222,7 @@ async fn shutdown_leaves_a_socket_file_that_another_server_put_there() {
 async fn handlers_see_the_peers_kernel_credentials() {
     let dir = socket_dir();
     let path = socket_in(&dir, "who.sock");
-    let running = Server::new()
+    let running = common::server()
         .service("Peer", |s| {
             s.method("Who", |ctx, (): ()| async move {
                 let peer = ctx.peer();
@@ -232,7 +232,7 @@ async fn handlers_see_the_peers_kernel_credentials() {
         .bind(&Endpoint::unix(&path))
         .await
         .expect("bind");
-    let client = within("connect", Client::connect(&path)).await.expect("connect");
+    let client = within("connect", common::connect(&path)).await.expect("connect");
     let (uid, gid, pid, address): (Option<u32>, Option<u32>, Option<i32>, String) =
         within("Peer.Who", client.call("Peer.Who", &())).await.expect("Peer.Who");
     let me = (
@@ -257,7 +257,7 @@ async fn a_refused_peer_is_told_why_every_time() {
     let running = server().peer_policy(PeerPolicy::Users(vec![])).bind(&Endpoint::unix(&path)).await.expect("bind");
     let uid = rustix::process::geteuid().as_raw().to_string();
     for attempt in 0..200 {
-        match within("connect", Client::connect(&path)).await {
+        match within("connect", common::connect(&path)).await {
             Err(ConnectError::Refused { code: ErrorCode::PermissionDenied, reason, .. }) => {
                 assert!(reason.contains(&uid), "attempt {attempt}: the refusal should name uid {uid}: {reason}");
             }

@@ -6,7 +6,48 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
-use warren_rpc::{Bytes, Endpoint, HandlerError, Running, Server};
+use warren_rpc::{
+    Bytes, Client, ClientBuilder, ConnectError, Endpoint, HandlerError, Protocol, Running, Server, ToEndpoint,
+    Transport,
+};
+
+/// The transport the suites run over: `WARREN_RPC_TEST_TRANSPORT=shm` moves every binary
+/// Unix-socket connection of these fixtures to shared memory (CI runs the suites both ways).
+pub fn transport() -> Transport {
+    match std::env::var("WARREN_RPC_TEST_TRANSPORT").as_deref() {
+        Ok("shm") => Transport::Shm,
+        Ok("socket") | Err(_) => Transport::Socket,
+        Ok(other) => panic!("WARREN_RPC_TEST_TRANSPORT={other}: expected socket or shm"),
+    }
+}
+
+/// A server of the suites' transport.
+pub fn server() -> Server {
+    Server::new().transport(transport())
+}
+
+/// A client builder of the suites' transport.
+pub fn client() -> ClientBuilder {
+    Client::builder().transport(transport())
+}
+
+/// Connects with the suites' transport, and checks that a connection that should have moved
+/// to shared memory did: a silent fallback would run the suite over the socket twice.
+pub async fn connect(endpoint: impl ToEndpoint) -> Result<Client, ConnectError> {
+    let client = client().connect(endpoint).await?;
+    assert_moved(&client);
+    Ok(client)
+}
+
+/// Panics if `client` should be on shared memory and is not.
+pub fn assert_moved(client: &Client) {
+    let should = transport() == Transport::Shm
+        && client.endpoint().starts_with("unix:")
+        && client.protocol() == Protocol::Binary;
+    if should {
+        assert_eq!(client.transport(), Transport::Shm, "{} stayed on the socket", client.endpoint());
+    }
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Todo {
@@ -28,7 +69,7 @@ pub type Observed = mpsc::UnboundedSender<String>;
 pub fn test_server(observed: Observed) -> Server {
     let on_cancel = observed.clone();
     let logged = observed;
-    Server::new()
+    server()
         .service("Task", move |s| {
             s.method("Get", |_ctx, id: String| async move { Ok(Todo { id }) })
                 .method("Connection", |ctx, (): ()| async move { Ok(ctx.peer().connection) })
