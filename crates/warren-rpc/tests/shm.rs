@@ -284,3 +284,19 @@ async fn a_client_declines_a_segment_or_bells_that_do_not_pass_its_checks() {
         assert!(ack.contains(why), "{setup}: the reason says {why:?}: {ack}");
     }
 }
+
+#[tokio::test]
+async fn nothing_of_a_shared_memory_connection_crosses_into_a_program_started_meanwhile() {
+    let (tx, _events) = mpsc::unbounded_channel();
+    let (running, dir) = serve(test_server(tx).transport(Transport::Auto)).await;
+    let client = connect(&dir, Transport::Shm).await;
+    assert_eq!(client.transport(), Transport::Shm);
+    let here = std::fs::read_to_string("/proc/self/maps").expect("maps");
+    assert!(here.contains("warren-rpc-shm"), "the segment is mapped here: the check below means something");
+    let child = tokio::process::Command::new("sh").args(["-c", "ls -l /proc/self/fd/; cat /proc/self/maps"]).output();
+    let child = within("sh", child).await.expect("sh");
+    let seen = String::from_utf8_lossy(&child.stdout);
+    assert!(!seen.contains("warren-rpc-shm") && !seen.contains("eventfd"), "inherited: {seen}");
+    let _: Todo = within("Task.Get", client.call("Task.Get", "x")).await.expect("Task.Get");
+    stop(running).await;
+}

@@ -1,0 +1,203 @@
+//! Shared memory against a bad peer (docs/SHM.md §4, §6): a client that scribbles over its
+//! segment, or dies halfway through a frame, ends its own connection and nothing else; the
+//! server never panics, and gives back the segment's mapping and descriptors.
+//!
+//! The bad peers are Python processes (it maps a memfd and receives descriptors with
+//! `socket.recv_fds`), so they write the memory from outside this process as a real child would.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::{Todo, socket_dir, socket_in, test_server, within};
+use tokio::io::AsyncBufReadExt;
+use tokio::sync::mpsc;
+use warren_rpc::{Client, Endpoint, Running, Transport};
+
+/// A client in Python that opens a shared-memory connection by hand (PROTOCOL.md §19), then:
+/// `scribble SECONDS SEED` writes random bytes at random places of its segment, sets its ring
+/// index to random values, writes well-formed PINGs now and then, rings random bells, and
+/// opens a new connection each time the server ends one; `half-frame` publishes half of a
+/// frame and waits to be killed.
+const BAD_PEER: &str = r#"
+import mmap, os, random, socket, struct, sys, time
+path, mode = sys.argv[1], sys.argv[2]
+
+def frame(kind, ident, body):
+    return struct.pack(">IBBI", len(body), kind, 0, ident) + body
+
+def open_shm():
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(path)
+    hello = struct.pack(">IIBB", 1 << 20, 0x1F, 1, 2)
+    s.sendall(b"\xf7WRP\x01" + frame(0x01, 0, hello))
+    data, fds = b"", []
+    while len(data) < 24:
+        more, passed, _, _ = socket.recv_fds(s, 4096, 5, socket.MSG_CMSG_CLOEXEC)
+        if not more:
+            sys.exit("closed during the hello")
+        data += more
+        fds += passed
+    assert len(fds) == 5 and struct.unpack(">I", data[19:23])[0] & 0x10, "granted"
+    size = os.fstat(fds[0]).st_size
+    segment = mmap.mmap(fds[0], size)
+    s.sendall(frame(0x03, 0, b"\x01"))
+    return s, segment, size, fds[1:]
+
+def ended(s):
+    s.setblocking(False)
+    try:
+        return s.recv(4096, socket.MSG_PEEK) is not None
+    except BlockingIOError:
+        return False
+    finally:
+        s.setblocking(True)
+
+if mode == "half-frame":
+    s, segment, size, bells = open_shm()
+    body = b"x" * 100
+    whole = frame(0x30, 1, body)
+    segment[4096:4096 + 60] = whole[:60]
+    segment[128:136] = struct.pack("=Q", 60)
+    os.write(bells[2], struct.pack("=Q", 1))
+    print("half", flush=True)
+    time.sleep(60)
+    sys.exit(0)
+
+seconds, seed = float(sys.argv[3]), int(sys.argv[4])
+rng = random.Random(seed)
+deadline = time.monotonic() + seconds
+connections, ends = 0, 0
+s, segment, size, bells = open_shm()
+connections += 1
+tail = 0
+while time.monotonic() < deadline:
+    choice = rng.random()
+    if choice < 0.4:
+        at = rng.randrange(size)
+        n = min(rng.randrange(1, 64), size - at)
+        segment[at:at + n] = bytes(rng.getrandbits(8) for _ in range(n))
+    elif choice < 0.6:
+        # The client's own index: small steps the server may take, or wild ones it must refuse.
+        tail = tail + rng.randrange(0, 64) if rng.random() < 0.8 else rng.getrandbits(64)
+        segment[128:136] = struct.pack("=Q", tail & 0xFFFFFFFFFFFFFFFF)
+    elif choice < 0.8:
+        ping = frame(0x30, rng.randrange(1, 1000), b"p")
+        at = 4096 + (tail % 4096)
+        if at + len(ping) <= 8192:
+            segment[at:at + len(ping)] = ping
+            tail += len(ping)
+            segment[128:136] = struct.pack("=Q", tail & 0xFFFFFFFFFFFFFFFF)
+    else:
+        os.write(rng.choice(bells), struct.pack("=Q", 1))
+    if rng.random() < 0.05 and ended(s):
+        ends += 1
+        s.close(); segment.close()
+        for bell in bells:
+            os.close(bell)
+        s, segment, size, bells = open_shm()
+        connections += 1
+        tail = 0
+print("connections %d ended %d" % (connections, ends), flush=True)
+"#;
+
+/// The lines of `/proc/self/maps` that are shared-memory segments, and this process's open
+/// descriptors: what a connection's end must give back.
+fn held_here() -> (usize, usize) {
+    let maps = std::fs::read_to_string("/proc/self/maps").expect("maps");
+    let segments = maps.lines().filter(|line| line.contains("warren-rpc-shm")).count();
+    let fds = std::fs::read_dir("/proc/self/fd").expect("fds").count();
+    (segments, fds)
+}
+
+async fn serve() -> (Running, tempfile::TempDir) {
+    // The runtime's first child process opens descriptors of its own for good (the SIGCHLD
+    // pipe, its registration): before any baseline is taken.
+    let warm_up = tokio::process::Command::new("true").status();
+    within("true", warm_up).await.expect("true");
+    let (tx, _events) = mpsc::unbounded_channel();
+    let dir = socket_dir();
+    // Small rings: the scribbler's index steps reach their bounds.
+    let server = test_server(tx).transport(Transport::Auto).shm_ring(4096);
+    let running = server.bind(&Endpoint::unix(socket_in(&dir, "t.sock"))).await.expect("bind");
+    (running, dir)
+}
+
+fn bad_peer(path: &Path, args: &[&str]) -> tokio::process::Child {
+    tokio::process::Command::new("python3")
+        .args(["-c", BAD_PEER])
+        .arg(path)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("python3 (the bad peer)")
+}
+
+async fn first_line(child: &mut tokio::process::Child) -> String {
+    let stdout = child.stdout.take().expect("stdout");
+    let line = within("the bad peer's report", tokio::io::BufReader::new(stdout).lines().next_line()).await;
+    line.expect("read").expect("a line from the bad peer")
+}
+
+/// Waits until this process holds what it held at `baseline` again.
+async fn given_back(baseline: (usize, usize)) {
+    let back = testkit::poll_until(Duration::from_secs(5), || held_here() == baseline).await;
+    assert!(back, "segments and descriptors: {:?} now, {baseline:?} before", held_here());
+}
+
+// Serialised with the other test of this file: both count this process's mappings and fds.
+static ALONE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scribbling_client_hurts_only_its_own_connection() {
+    let _alone = ALONE.lock().await;
+    let (running, dir) = serve().await;
+    let path = socket_in(&dir, "t.sock");
+    let good = Client::builder().transport(Transport::Shm).connect(&path);
+    let good = within("connect", good).await.expect("connect");
+    assert_eq!(good.transport(), Transport::Shm);
+    let _: Todo = within("Task.Get", good.call("Task.Get", "warm")).await.expect("Task.Get");
+    let baseline = held_here();
+
+    let mut scribbler = bad_peer(&path, &["scribble", "3", "19"]);
+    let calls = async {
+        let mut answered = 0u32;
+        while answered < 20_000 {
+            let id = format!("call-{answered}");
+            let todo: Todo = good.call("Task.Get", &id).await.expect("the good client's call");
+            assert_eq!(todo.id, id);
+            answered += 1;
+        }
+        answered
+    };
+    let answered = within("20,000 calls beside the scribbler", calls).await;
+    let report = first_line(&mut scribbler).await;
+    within("the scribbler", scribbler.wait()).await.expect("wait");
+    eprintln!("scribbler: {report}");
+    let ended: Vec<u32> = report.split(' ').filter_map(|word| word.parse().ok()).collect();
+    assert!(matches!(ended[..], [opened, ended] if opened >= 2 && ended >= 1), "{report}");
+    assert_eq!(answered, 20_000);
+    given_back(baseline).await;
+    let _: Todo = within("Task.Get", good.call("Task.Get", "after")).await.expect("Task.Get");
+    within("shutdown", running.shutdown(Duration::from_secs(2))).await;
+}
+
+#[tokio::test]
+async fn a_client_killed_halfway_through_a_frame_ends_its_connection_and_its_segment() {
+    let _alone = ALONE.lock().await;
+    let (running, dir) = serve().await;
+    let path = socket_in(&dir, "t.sock");
+    let baseline = held_here();
+    let mut peer = bad_peer(&path, &["half-frame"]);
+    assert_eq!(first_line(&mut peer).await, "half");
+    assert_eq!(held_here().0, baseline.0 + 1, "the server maps the half-written segment");
+    peer.start_kill().expect("kill");
+    within("the killed peer", peer.wait()).await.expect("wait");
+    given_back(baseline).await;
+    let good = Client::builder().transport(Transport::Shm).connect(&path);
+    let good = within("connect", good).await.expect("connect");
+    let _: Todo = within("Task.Get", good.call("Task.Get", "after")).await.expect("Task.Get");
+    within("shutdown", running.shutdown(Duration::from_secs(2))).await;
+}
