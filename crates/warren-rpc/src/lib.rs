@@ -93,6 +93,7 @@ pub mod __wire {
     /// the hello negotiates it.
     pub mod shm {
         pub use crate::shm::ring::Layout;
+        pub use crate::shm::spin::counts as spin_counts;
         pub use crate::shm::stream::{Bells, Role, ShmRead, ShmWrite, halves};
         pub use crate::shm::sys::Segment;
     }

@@ -144,15 +144,34 @@ async fn first_line(child: &mut tokio::process::Child) -> String {
 /// Waits until this process holds what it held at `baseline` again.
 async fn given_back(baseline: (usize, usize)) {
     let back = testkit::poll_until(Duration::from_secs(5), || held_here() == baseline).await;
-    assert!(back, "segments and descriptors: {:?} now, {baseline:?} before", held_here());
+    let open: Vec<String> = std::fs::read_dir("/proc/self/fd")
+        .expect("fds")
+        .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+        .map(|target| target.display().to_string())
+        .collect();
+    assert!(back, "segments and descriptors: {:?} now, {baseline:?} before; open: {open:?}", held_here());
 }
 
-// Serialised with the other test of this file: both count this process's mappings and fds.
-static ALONE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// Runs `test` alone: each test counts this process's mappings and descriptors, which another
+/// test's runtime, sockets and children would change. The runtime is made once the lock is held.
+fn alone(test: impl std::future::Future<Output = ()>) {
+    static ALONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _alone = ALONE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build();
+    runtime.expect("runtime").block_on(test);
+}
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_scribbling_client_hurts_only_its_own_connection() {
-    let _alone = ALONE.lock().await;
+#[test]
+fn a_scribbling_client_hurts_only_its_own_connection() {
+    alone(a_scribbling_client());
+}
+
+#[test]
+fn a_client_killed_halfway_through_a_frame_ends_its_connection_and_its_segment() {
+    alone(a_client_killed_halfway());
+}
+
+async fn a_scribbling_client() {
     let (running, dir) = serve().await;
     let path = socket_in(&dir, "t.sock");
     let good = Client::builder().transport(Transport::Shm).connect(&path);
@@ -184,9 +203,7 @@ async fn a_scribbling_client_hurts_only_its_own_connection() {
     within("shutdown", running.shutdown(Duration::from_secs(2))).await;
 }
 
-#[tokio::test]
-async fn a_client_killed_halfway_through_a_frame_ends_its_connection_and_its_segment() {
-    let _alone = ALONE.lock().await;
+async fn a_client_killed_halfway() {
     let (running, dir) = serve().await;
     let path = socket_in(&dir, "t.sock");
     let baseline = held_here();

@@ -8,6 +8,7 @@ use std::io::IoSlice;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use super::spin::UNKNOWN_CPU;
 use super::sys::Segment;
 
 /// `"\xF7WSM"`: the protocol's first byte, then "warren shared memory".
@@ -87,8 +88,10 @@ impl Layout {
         if segment.len() != self.segment_len() {
             return false;
         }
+        // Nobody has waited yet: no CPU to report (docs/SHM.md §5).
+        let cpus = [at::C2S_TAIL, at::C2S_HEAD, at::S2C_TAIL, at::S2C_HEAD].map(|line| (line + CPU, UNKNOWN_CPU));
         let mut written = true;
-        for (offset, value) in words32 {
+        for (offset, value) in words32.into_iter().chain(cpus) {
             written &= segment.word32(offset).map(|word| word.store(value, Ordering::Relaxed)).is_some();
         }
         for (offset, value) in words64 {
@@ -277,6 +280,8 @@ impl Consumer {
 
 /// A line's `sleep` word, after its index: odd while its owner is parked (docs/SHM.md §5).
 const SLEEP: usize = 8;
+/// A line's `cpu` word, after its `sleep` word: where its owner last began a wait.
+const CPU: usize = 12;
 
 /// Where `n` bytes from stream position `at` lie: one piece, or two where the ring wraps; each
 /// as (offset in the segment, range of the caller's buffer).

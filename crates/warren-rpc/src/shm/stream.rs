@@ -3,13 +3,16 @@
 //! unchanged. A half that finds its ring empty (or full) parks and waits on its bell, an
 //! eventfd the peer rings; it also watches the connection's socket, which carries nothing
 //! after the upgrade but its end (the peer is gone) or a GOODBYE (the peer found the segment
-//! corrupt). No spinning yet: every wait parks.
+//! corrupt). Before it parks, a half may look again for a few microseconds while the peer
+//! can be running on another CPU (`spin`).
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
+use std::time::Instant;
 
 use rustix::net::{RecvFlags, Shutdown};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -17,6 +20,7 @@ use tokio::net::unix::pipe;
 
 use super::park::{Parker, Ringer};
 use super::ring::{Consumer, Direction, Layout, Poisoned, Producer};
+use super::spin::{self, Moment, Spinner, Step};
 use super::sys::Segment;
 
 /// Which end of the connection this side is: the client writes the client-to-server ring.
@@ -87,6 +91,8 @@ pub struct ShmRead {
     wait: Wait,
     /// The peer ended the connection: what is left in the ring is read, then end of stream.
     ended: bool,
+    /// The write half's publishes when data last came: fewer than now means an answer is owed.
+    sent_seen: u64,
 }
 
 /// Writes into this side's ring.
@@ -97,13 +103,29 @@ pub struct ShmWrite {
     socket: OwnedFd,
 }
 
-/// What a half needs to park, be rung, ring, and notice the peer's end.
+/// A line's `cpu` word follows its `sleep` word (docs/SHM.md §3).
+const CPU_AFTER_SLEEP: usize = 4;
+
+/// What the two halves of one side tell each other, for the spin's rules (`spin`).
+#[derive(Debug, Default)]
+struct Side {
+    /// Publishes by the write half so far: the read half spins only while an answer is owed.
+    sent: AtomicU64,
+    /// The write half's last publish had to ring the peer, which was parked.
+    peer_was_parked: AtomicBool,
+}
+
+/// What a half needs to spin, park, be rung, ring, and notice the peer's end.
 #[derive(Debug)]
 struct Wait {
     segment: Arc<Segment>,
     /// This half's `sleep` word and the peer half's, as offsets.
     own_sleep: usize,
     peer_sleep: usize,
+    /// This side's two `cpu` words (one per line it owns), as offsets.
+    own_cpus: [usize; 2],
+    side: Arc<Side>,
+    spinner: Spinner,
     parker: Parker,
     ringer: Ringer,
     /// The bell this half waits on, registered for reading.
@@ -129,11 +151,17 @@ pub fn halves(
     let consumer = Consumer::new(Arc::clone(&segment), layout, reads);
     let producer = Producer::new(Arc::clone(&segment), layout, writes);
     let registered = |fd: BorrowedFd<'_>| pipe::Receiver::from_owned_fd_unchecked(fd.try_clone_to_owned()?);
+    let own_cpus = [consumer.sleep_words().0 + CPU_AFTER_SLEEP, producer.sleep_words().0 + CPU_AFTER_SLEEP];
+    let side = Arc::new(Side::default());
+    let peer_pid = rustix::net::sockopt::socket_peercred(socket).ok().map(|cred| cred.pid);
     let wait = |(own_sleep, peer_sleep): (usize, usize), bell: OwnedFd, peer_bell: OwnedFd| -> io::Result<Wait> {
         Ok(Wait {
             segment: Arc::clone(&segment),
             own_sleep,
             peer_sleep,
+            own_cpus,
+            side: Arc::clone(&side),
+            spinner: Spinner::new(peer_pid),
             parker: Parker::default(),
             ringer: Ringer::default(),
             bell: pipe::Receiver::from_owned_fd_unchecked(bell)?,
@@ -142,7 +170,7 @@ pub fn halves(
         })
     };
     let Bells { data, room, peer_data, peer_room } = bells;
-    let read = ShmRead { wait: wait(consumer.sleep_words(), data, peer_room)?, consumer, ended: false };
+    let read = ShmRead { wait: wait(consumer.sleep_words(), data, peer_room)?, consumer, ended: false, sent_seen: 0 };
     let write_wait = wait(producer.sleep_words(), room, peer_data)?;
     let write = ShmWrite { wait: write_wait, producer, socket: socket.try_clone_to_owned()? };
     Ok((read, write))
@@ -153,6 +181,29 @@ fn poisoned(err: Poisoned) -> io::Error {
 }
 
 impl Wait {
+    /// Found nothing: whether to look again (the task has yielded: `Pending`, woken) or to
+    /// park. The peer learns the CPU this side waits on, for its own spins.
+    fn spin(&mut self, cx: &mut Context<'_>, owed: bool) -> Poll<()> {
+        let our_cpu = spin::current_cpu();
+        for at in self.own_cpus {
+            word(&self.segment, at).store(our_cpu, Ordering::Relaxed);
+        }
+        let moment = Moment {
+            now: Instant::now(),
+            owed,
+            peer_was_parked: self.side.peer_was_parked.load(Ordering::Relaxed),
+            peer_cpu: word(&self.segment, self.peer_sleep + CPU_AFTER_SLEEP).load(Ordering::Relaxed),
+            our_cpu,
+        };
+        match self.spinner.step(moment) {
+            Step::Look => {
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+            Step::Park => Poll::Ready(()),
+        }
+    }
+
     fn own(&self) -> &std::sync::atomic::AtomicU32 {
         word(&self.segment, self.own_sleep)
     }
@@ -165,12 +216,15 @@ impl Wait {
         self.parker.unpark(self.own());
     }
 
-    /// After a publish: rings the peer half if it is parked and not yet rung for it.
-    fn ring_if_parked(&mut self) {
+    /// After a publish: rings the peer half if it is parked and not yet rung for it; whether
+    /// it was parked.
+    fn ring_if_parked(&mut self) -> bool {
         if self.ringer.should_ring(word(&self.segment, self.peer_sleep)) {
             // EAGAIN: its counter is already as high as it goes, so it is rung anyway.
             let _ = rustix::io::write(&self.peer_bell, &1u64.to_ne_bytes());
+            return true;
         }
+        false
     }
 
     /// Ready once the bell has rung since this half last looked (for this half, or for the
@@ -192,14 +246,22 @@ impl Wait {
     }
 
     /// Ready once the peer has ended the connection: `Ok` for its end, an error for a GOODBYE
-    /// (or anything else) on the socket.
-    fn poll_peer_end(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    /// (or anything else) on the socket. `End::Writing` is the end of what the peer writes
+    /// (its `shutdown(SHUT_WR)` or close): what the read half waits for. `End::Reading` is the
+    /// peer gone altogether (the socket hung up): what a write half waiting for room waits
+    /// for, since a peer that only stopped writing still reads.
+    fn poll_peer_end(&mut self, cx: &mut Context<'_>, end: End) -> Poll<io::Result<()>> {
         loop {
             ready!(self.socket.poll_read_ready(cx))?;
             let mut byte = [0; 1];
             let socket = &self.socket;
             let peeked = socket.try_io(|| {
                 let (n, _) = rustix::net::recv(socket.as_fd(), &mut byte, RecvFlags::PEEK | RecvFlags::DONTWAIT)?;
+                if n == 0 && end == End::Reading && !hung_up(socket.as_fd())? {
+                    // Not yet: forget this readiness (unless a newer event came meanwhile), so
+                    // that the hang-up, a change of the socket's state, wakes this half again.
+                    return Err(io::ErrorKind::WouldBlock.into());
+                }
                 Ok(n)
             });
             return Poll::Ready(match peeked {
@@ -213,6 +275,20 @@ impl Wait {
             });
         }
     }
+}
+
+/// Which end of the peer a half watches for (`Wait::poll_peer_end`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    Writing,
+    Reading,
+}
+
+/// Whether both directions of `socket` are shut: the peer closed it (or this side shut both).
+fn hung_up(socket: BorrowedFd<'_>) -> io::Result<bool> {
+    let mut fds = [rustix::event::PollFd::from_borrowed_fd(socket, rustix::event::PollFlags::empty())];
+    rustix::event::poll(&mut fds, Some(&rustix::event::Timespec { tv_sec: 0, tv_nsec: 0 }))?;
+    Ok(fds[0].revents().contains(rustix::event::PollFlags::HUP))
 }
 
 fn word(segment: &Segment, offset: usize) -> &std::sync::atomic::AtomicU32 {
@@ -230,6 +306,8 @@ impl AsyncRead for ShmRead {
             if n > 0 {
                 let read = this.consumer.read(buf.initialize_unfilled_to(n)).map_err(poisoned)?;
                 buf.advance(read);
+                this.wait.spinner.found();
+                this.sent_seen = this.wait.side.sent.load(Ordering::Relaxed);
                 this.wait.unpark();
                 this.wait.ring_if_parked();
                 return Poll::Ready(Ok(()));
@@ -237,11 +315,13 @@ impl AsyncRead for ShmRead {
             if buf.remaining() == 0 || this.ended {
                 return Poll::Ready(Ok(()));
             }
+            let owed = this.wait.side.sent.load(Ordering::Relaxed) != this.sent_seen;
+            ready!(this.wait.spin(cx, owed));
             this.wait.park();
             if this.consumer.available().map_err(poisoned)? > 0 {
                 continue;
             }
-            if let Poll::Ready(end) = this.wait.poll_peer_end(cx) {
+            if let Poll::Ready(end) = this.wait.poll_peer_end(cx, End::Writing) {
                 end?;
                 // What it published before it ended is still read.
                 this.ended = true;
@@ -258,8 +338,7 @@ impl AsyncWrite for ShmWrite {
         loop {
             let n = this.producer.write(buf).map_err(poisoned)?;
             if n > 0 || buf.is_empty() {
-                this.wait.unpark();
-                this.wait.ring_if_parked();
+                this.published();
                 return Poll::Ready(Ok(n));
             }
             ready!(this.wait_for_room(cx))?;
@@ -275,8 +354,7 @@ impl AsyncWrite for ShmWrite {
         loop {
             let n = this.producer.write_vectored(bufs).map_err(poisoned)?;
             if n > 0 || bufs.iter().all(|buf| buf.is_empty()) {
-                this.wait.unpark();
-                this.wait.ring_if_parked();
+                this.published();
                 return Poll::Ready(Ok(n));
             }
             ready!(this.wait_for_room(cx))?;
@@ -299,13 +377,23 @@ impl AsyncWrite for ShmWrite {
 }
 
 impl ShmWrite {
-    /// Parks until the ring may have room: ready to look again, or an error if the peer is gone.
+    fn published(&mut self) {
+        self.wait.spinner.found();
+        self.wait.unpark();
+        let rang = self.wait.ring_if_parked();
+        self.wait.side.peer_was_parked.store(rang, Ordering::Relaxed);
+        self.wait.side.sent.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Spins, then parks, until the ring may have room: ready to look again, or an error if
+    /// the peer is gone.
     fn wait_for_room(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.wait.spin(cx, true));
         self.wait.park();
         if self.producer.room().map_err(poisoned)? > 0 {
             return Poll::Ready(Ok(()));
         }
-        if let Poll::Ready(end) = self.wait.poll_peer_end(cx) {
+        if let Poll::Ready(end) = self.wait.poll_peer_end(cx, End::Reading) {
             end?;
             return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
         }
