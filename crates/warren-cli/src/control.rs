@@ -56,6 +56,10 @@ pub struct StatusRow {
     /// Where it serves RPC (`unix:/path`), while it runs.
     #[serde(default)]
     pub endpoint: Option<String>,
+    /// How warren's RPC connection to it travels, while connected: `socket`, or `shm` once it
+    /// moved to shared memory (`transport` in warren.toml).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transport: Option<String>,
     /// Why it was last restarted: "health check failed 3 times: no answer in 2s (…)", an exit.
     #[serde(default)]
     pub last_restart: Option<String>,

@@ -143,6 +143,9 @@ pub fn render(detail: &ProgramDetail) -> String {
     if let Some(endpoint) = &row.endpoint {
         line("endpoint", endpoint);
     }
+    if let Some(transport) = &row.transport {
+        line("transport", if transport == "shm" { "shm (shared memory)" } else { transport });
+    }
     if let Some(end) = &detail.last_end {
         line("last exit", end);
     }

@@ -155,7 +155,7 @@ pub async fn status(client: &Client, name: Option<&str>, json: bool) -> Result<(
     }
     let width = rows.iter().map(crate::grouping::shown_len).max().unwrap_or(4).max(4);
     let headers = crate::grouping::headers(&rows);
-    let ends = rows.iter().map(|r| r.endpoint.as_deref().map_or(1, str::len)).max().unwrap_or(8).max(8);
+    let ends = rows.iter().map(|r| endpoint_cell(r).len()).max().unwrap_or(8).max(8);
     emit(&format!(
         "{:<width$}  {:<9}  {:>7}  {:>11}  {:>8}  {:<15}  {:>6}  {:>6}  {:<ends$}  LAST EXIT / DETAIL",
         "NAME", "STATE", "PID", "FOR", "RESTARTS", "HEALTH", "CPU", "RSS", "ENDPOINT"
@@ -205,11 +205,21 @@ pub async fn status(client: &Client, name: Option<&str>, json: bool) -> Result<(
             detail::health(&row),
             cpu,
             rss,
-            row.endpoint.as_deref().unwrap_or("-"),
+            endpoint_cell(&row),
             detail
         ))?;
     }
     Ok(())
+}
+
+/// The endpoint column: where it serves RPC, and "(shm)" when warren's connection to it moved
+/// to shared memory.
+fn endpoint_cell(row: &StatusRow) -> String {
+    match (&row.endpoint, row.transport.as_deref()) {
+        (Some(endpoint), Some("shm")) => format!("{endpoint} (shm)"),
+        (Some(endpoint), _) => endpoint.clone(),
+        (None, _) => "-".to_owned(),
+    }
 }
 
 /// Whole seconds (`1m 30s`): the table is read at a glance.

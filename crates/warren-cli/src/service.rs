@@ -48,6 +48,7 @@ pub(crate) fn row(status: warren::supervise::ProgramStatus, logs: &Store) -> Sta
         cpu_percent: None,
         rss_bytes: None,
         endpoint: status.endpoint,
+        transport: status.transport.map(|transport| crate::config::transport_name(transport).to_owned()),
         last_restart: status.last_restart,
         replica_of: None,
         limits_not_applied: None,

@@ -410,6 +410,52 @@ rpc = false
 }
 
 #[test]
+fn transport_is_per_program_and_only_for_warrens_protocol() {
+    use warren_rpc::Transport;
+    let plan = ok(r#"
+[defaults]
+transport = "auto"
+[programs.rs]
+command = "rs"
+rpc = true
+[programs.fast]
+command = "fast"
+ready = "warren"
+transport = "shm"
+[programs.py]
+command = "python3"
+rpc = "json"
+[programs.idle]
+command = "sleep"
+[programs.slow]
+command = "slow"
+rpc = "warren"
+transport = "socket"
+"#);
+    // Inherited, it applies to the programs that speak warren's protocol and to no other.
+    let t: Vec<_> = plan.programs().iter().map(|p| (p.name.as_str(), p.transport)).collect();
+    assert_eq!(
+        t,
+        [
+            ("rs", Transport::Auto),
+            ("fast", Transport::Shm),
+            ("py", Transport::Socket),
+            ("idle", Transport::Socket),
+            ("slow", Transport::Socket),
+        ]
+    );
+    assert_eq!(only(&ok("[programs.a]\ncommand = 'a'\nrpc = true\n")).transport, Transport::Socket, "the default");
+    assert_eq!(
+        errors(
+            "[programs.a]\ncommand = 'a'\nrpc = 'json'\ntransport = 'shm'\n[programs.b]\ncommand = 'b'\ntransport = 'auto'\n[programs.c]\ncommand = 'c'\nrpc = 'go-plain'\ntransport = 'socket'\n[programs.d]\ncommand = 'd'\nrpc = true\ntransport = 'tcp'\n"
+        ),
+        r#"w.toml:4: program "a", field "transport": transport = "shm" needs warren's binary protocol (rpc = true or ready = "warren"); rpc = "json" never moves to shared memory
+w.toml:7: program "b", field "transport": transport = "auto" needs warren's binary protocol (rpc = true or ready = "warren"); the program serves no RPC
+w.toml:15: program "d", field "transport": unknown transport "tcp" (expected "socket", "auto" or "shm")"#
+    );
+}
+
+#[test]
 fn backoff_max_below_initial_is_reported_where_it_was_written() {
     // Only in [defaults]: reported once, there.
     let text = "[defaults]\nbackoff = { initial = '1m' }\n[programs.a]\ncommand = 'a'\n[programs.b]\ncommand = 'b'\n";

@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
-use warren_rpc::{Endpoint, Server};
+use warren_rpc::{Endpoint, Server, Transport};
 
 use crate::error::PluginError;
 use crate::notify;
@@ -41,12 +41,39 @@ use crate::sys;
 /// usually longer, so a plugin normally finishes on its own terms).
 pub const DEFAULT_DRAIN: Duration = Duration::from_secs(3);
 
+/// The variable that tells a child its server may move the host's connection to shared
+/// memory: `auto` or `shm` (the program's `transport`, [`Spec::transport`](crate::Spec::transport));
+/// unset for the socket.
+pub const TRANSPORT_VAR: &str = "WARREN_RPC_TRANSPORT";
+
+/// How `warren.toml` and [`TRANSPORT_VAR`] spell a transport.
+pub(crate) fn transport_name(transport: Transport) -> &'static str {
+    match transport {
+        Transport::Socket => "socket",
+        Transport::Auto => "auto",
+        Transport::Shm => "shm",
+    }
+}
+
+/// What [`TRANSPORT_VAR`] asks for, if it is set (a value it does not know is ignored, said).
+fn transport_from_env() -> Option<Transport> {
+    let value = std::env::var_os(TRANSPORT_VAR)?;
+    let known = [Transport::Socket, Transport::Auto, Transport::Shm];
+    let found = known.into_iter().find(|&transport| value.as_encoded_bytes() == transport_name(transport).as_bytes());
+    if found.is_none() {
+        warn!(target: "warren::plugin", "{TRANSPORT_VAR}={value:?} is not socket, auto or shm: ignored");
+    }
+    found
+}
+
 /// Binds the endpoint the host chose (`WARREN_ENDPOINT`) and accepts on the sockets passed to
 /// it, if any (`LISTEN_FDS` with its own `LISTEN_PID`, as warren's `listen` and systemd's
 /// socket activation pass them; either alone is enough), tells the host it is ready
 /// (`READY=1` on `NOTIFY_SOCKET`), and serves until SIGTERM, SIGINT, a `warren.Shutdown` call
 /// or the host's death; then stops accepting, finishes in-flight calls (for at most
-/// [`DEFAULT_DRAIN`]), deletes its socket file and returns, so `main` can exit 0.
+/// [`DEFAULT_DRAIN`]), deletes its socket file and returns, so `main` can exit 0. With
+/// [`TRANSPORT_VAR`] set, the server is given that [`Transport`] (`Server::transport`), so that
+/// the host's connection may move to shared memory.
 pub async fn serve(server: Server) -> Result<(), PluginError> {
     serve_with_drain(server, DEFAULT_DRAIN).await
 }
@@ -111,6 +138,10 @@ pub async fn serve_with_drain(server: Server, drain: Duration) -> Result<(), Plu
     let mut signals = Signals::install(&[crate::Signal::TERM, crate::Signal::INT]).map_err(PluginError::Signals)?;
     let host_gone = watch_host();
     let shutdown_requested = CancellationToken::new();
+    let server = match transport_from_env() {
+        Some(transport) => server.transport(transport),
+        None => server,
+    };
     let server = {
         let requested = shutdown_requested.clone();
         server.service("warren", move |s| {

@@ -4,7 +4,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use warren_rpc::Protocol;
+use warren_rpc::{Protocol, Transport};
 
 use crate::signal::Signal;
 
@@ -33,6 +33,7 @@ pub struct Spec {
     pub(crate) readiness: Readiness,
     pub(crate) rpc: bool,
     pub(crate) protocol: Protocol,
+    pub(crate) transport: Transport,
     pub(crate) socket: Option<PathBuf>,
     pub(crate) ready_timeout: Duration,
     pub(crate) stop_signal: Signal,
@@ -60,6 +61,7 @@ impl Spec {
             readiness: Readiness::Notify,
             rpc: true,
             protocol: Protocol::Binary,
+            transport: Transport::Socket,
             socket: None,
             ready_timeout: Duration::from_secs(10),
             stop_signal: Signal::TERM,
@@ -130,6 +132,15 @@ impl Spec {
         self
     }
 
+    /// Whether the host's connection to the child may move to shared memory (default
+    /// [`Transport::Socket`]: never). Used by the host's client, and passed to the child as
+    /// `WARREN_RPC_TRANSPORT` (`auto` or `shm`) for `warren::plugin::serve`'s server. Only the
+    /// binary protocol, with a child of the host's uid, ever moves; see `docs/PROTOCOL.md` §19.
+    pub fn transport(mut self, transport: Transport) -> Spec {
+        self.transport = transport;
+        self
+    }
+
     /// A socket the child binds itself, at a path of its own choosing (relative to its `cwd`),
     /// instead of the endpoint in `WARREN_ENDPOINT`: an unmodified Go `net/rpc` server that
     /// listens on `rpc.sock`. The host removes a stale file there before each start (never
@@ -187,6 +198,12 @@ impl Spec {
     pub fn slot(mut self, slot: impl Into<String>) -> Spec {
         self.slot = Some(slot.into());
         self
+    }
+
+    /// The transport its RPC connection asks for: [`Transport::Socket`] unless it serves the
+    /// binary protocol (JSON-RPC and gob never move).
+    pub(crate) fn rpc_transport(&self) -> Transport {
+        if self.rpc && matches!(self.protocol, Protocol::Binary) { self.transport } else { Transport::Socket }
     }
 
     /// What the child's runtime files are named after: its slot, else its name.

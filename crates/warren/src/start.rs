@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 use tracing::debug;
-use warren_rpc::{Client, Endpoint};
+use warren_rpc::{Client, Endpoint, Transport};
 
 use crate::cgroup::{ChildCgroup, HostCgroup};
 use crate::child::{Child, Registry};
@@ -18,6 +18,7 @@ use crate::exit::Exit;
 use crate::group::Group;
 use crate::log::{LogSink, Stream};
 use crate::notify::{NotifyListener, NotifyState};
+use crate::plugin::{TRANSPORT_VAR, transport_name};
 use crate::pump::Tail;
 use crate::running::Running;
 use crate::runtime_dir::RuntimeDir;
@@ -115,6 +116,7 @@ pub(crate) async fn spawn(ctx: Context<'_>, spec: Spec) -> Result<Child, SpawnEr
             reap_at: reap_seen,
             max_line: spec.max_line,
             protocol: spec.protocol,
+            transport: spec.rpc_transport(),
             adopted: false,
             v1_limits,
             memory_max,
@@ -213,6 +215,11 @@ fn command(spec: &Spec, prepared: &Prepared, cgroup: Option<&ChildCgroup>) -> sp
     if let Some(path) = &prepared.socket_path {
         command.env("WARREN_ENDPOINT", Endpoint::unix(path).to_string());
     }
+    // Only for a child asked to serve shared memory: none inherits the host's own.
+    match spec.rpc_transport() {
+        Transport::Socket => command.env_remove(TRANSPORT_VAR),
+        transport => command.env(TRANSPORT_VAR, transport_name(transport)),
+    };
     // Socket activation's variables are the host's own if it was socket-activated itself:
     // never passed on, only set for a child given sockets.
     for key in ["LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"] {
@@ -335,7 +342,7 @@ async fn connect(
 ) -> Result<Client, warren_rpc::ConnectError> {
     let mut pause = Duration::from_millis(1);
     loop {
-        match Client::builder().protocol(spec.protocol).connect(endpoint).await {
+        match Client::builder().protocol(spec.protocol).transport(spec.rpc_transport()).connect(endpoint).await {
             Ok(client) => return Ok(client),
             Err(warren_rpc::ConnectError::Io { source, .. })
                 if spec.readiness != Readiness::Notify

@@ -177,6 +177,18 @@ pub enum ErrorKind {
     /// `rpc = false` with `ready = "warren"`.
     #[error("rpc = false contradicts ready = \"warren\" (which means notify + rpc)")]
     RpcContradiction,
+    /// An unknown `transport`.
+    #[error("unknown transport {0:?} (expected \"socket\", \"auto\" or \"shm\")")]
+    UnknownTransport(String),
+    /// `transport` other than "socket" on a program that does not serve warren's binary protocol.
+    #[error("transport = {transport:?} needs warren's binary protocol (rpc = true or ready = \"warren\"); {}",
+        rpc.map_or_else(|| "the program serves no RPC".to_owned(), |rpc| format!("rpc = {rpc:?} never moves to shared memory")))]
+    TransportNeedsBinaryRpc {
+        /// The transport as written.
+        transport: String,
+        /// The `rpc` it serves instead (`json`, `go`, `go-plain`); `None` without RPC.
+        rpc: Option<&'static str>,
+    },
     /// An RPC ping on a program that serves no RPC.
     #[error("rpc_ping needs a program that serves RPC (rpc = true or ready = \"warren\")")]
     PingWithoutRpc,

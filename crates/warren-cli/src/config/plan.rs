@@ -92,6 +92,7 @@ fn program(
     if check.errors.count() == before && defaults_ok {
         check.consistent(&settings);
         check.ping_needs_rpc(&settings);
+        check.transport_needs_binary_rpc(&settings);
         check.watchdog_needs_notify(&settings);
         check.ready_not_on_held_socket(&settings, listen.as_deref().unwrap_or_default(), dir);
     }
@@ -131,6 +132,7 @@ impl Checker<'_, '_> {
             }),
             keep: self.count(&raw.keep, "keep"),
             restart_mode: raw.restart_mode.as_ref().and_then(|mode| self.restart_mode(mode)),
+            transport: raw.transport.as_ref().and_then(|transport| self.transport(transport)),
             ..Settings::default()
         };
         if let Some(backoff) = &raw.backoff {
@@ -188,6 +190,23 @@ impl Checker<'_, '_> {
         {
             self.report(span.clone(), "health", ErrorKind::PingWithoutRpc);
         }
+    }
+
+    /// Only warren's binary protocol moves to shared memory: a program's own `transport` on one
+    /// that does not serve it is a mistake (one from `[defaults]` is left to those that do).
+    fn transport_needs_binary_rpc(&mut self, s: &Settings) {
+        let Some(set @ Set { value, span, .. }) = &s.transport else { return };
+        if *value == warren_rpc::Transport::Socket || !set.own() || s.serves_binary_rpc() {
+            return;
+        }
+        let rpc = match &s.rpc {
+            Some(Set { value: Some(Protocol::JsonRpc), .. }) => Some("json"),
+            Some(Set { value: Some(Protocol::GoGob { http_connect: true }), .. }) => Some("go"),
+            Some(Set { value: Some(Protocol::GoGob { http_connect: false }), .. }) => Some("go-plain"),
+            _ => None,
+        };
+        let transport = super::values::transport_name(*value).to_owned();
+        self.report(span.clone(), "transport", ErrorKind::TransportNeedsBinaryRpc { transport, rpc });
     }
 
     /// The keep-alives come on the notify socket, which only `notify` and `warren` give it.
@@ -264,6 +283,16 @@ impl Checker<'_, '_> {
             },
         };
         Some(Set::new(raw, protocol))
+    }
+
+    fn transport(&mut self, raw: &Spanned<String>) -> Option<Set<warren_rpc::Transport>> {
+        let transport = match raw.get_ref().as_str() {
+            "socket" => warren_rpc::Transport::Socket,
+            "auto" => warren_rpc::Transport::Auto,
+            "shm" => warren_rpc::Transport::Shm,
+            other => return self.fail(raw, "transport", ErrorKind::UnknownTransport(other.to_owned())),
+        };
+        Some(Set::new(raw, transport))
     }
 
     fn restart(&mut self, raw: &Spanned<String>) -> Option<Set<Restart>> {

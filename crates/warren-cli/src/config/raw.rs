@@ -83,6 +83,7 @@ pub(crate) struct RawProgram {
     pub(crate) pids_max: Field<u64>,
     pub(crate) listen: Field<Vec<Spanned<StringOr<RawListen>>>>,
     pub(crate) restart_mode: Field<String>,
+    pub(crate) transport: Field<String>,
 }
 
 /// The table form of a `listen` entry (the string form is the address alone).
@@ -410,7 +411,7 @@ mod tests {
             "w.toml:2: [defaults]: unknown key \"zzz\" (expected one of command, shell, args, env, clear_env, cwd, \
              rpc, ready, ready_timeout, restart, autostart, backoff, crash_loop, stop_signal, grace, depends_on, health, \
              watchdog, on_socket_lost, reset_after, max_size, keep, env_file, dotenv, socket, replicas, user, group, \
-             memory_max, cpu_max, pids_max, listen, restart_mode)"
+             memory_max, cpu_max, pids_max, listen, restart_mode, transport)"
         );
         assert_eq!(read_err("[program.a]\n"), "w.toml:1: unknown key \"program\" (did you mean \"programs\"?)");
     }
@@ -451,7 +452,7 @@ mod tests {
             "w.toml:2: program \"a\": unknown key \"foo\" (expected one of command, shell, args, env, clear_env, cwd, \
              rpc, ready, ready_timeout, restart, autostart, backoff, crash_loop, stop_signal, grace, depends_on, health, \
              watchdog, on_socket_lost, reset_after, max_size, keep, env_file, dotenv, socket, replicas, user, group, \
-             memory_max, cpu_max, pids_max, listen, restart_mode)\n\
+             memory_max, cpu_max, pids_max, listen, restart_mode, transport)\n\
              w.toml:4: program \"b\", field \"rpc\": invalid type: integer `1`, expected true, false, \"warren\", \"json\", \"go\" or \"go-plain\""
         );
     }

@@ -71,6 +71,8 @@ pub(super) struct Settings {
     pub(super) cpu_max: Option<Set<u32>>,
     pub(super) pids_max: Option<Set<u64>>,
     pub(super) restart_mode: Option<Set<warren::supervise::plan::RestartMode>>,
+    /// `transport`: whether warren's connection to it may move to shared memory.
+    pub(super) transport: Option<Set<warren_rpc::Transport>>,
 }
 
 fn or_inherit<T: Clone>(own: Option<Set<T>>, defaults: &Option<Set<T>>) -> Option<Set<T>> {
@@ -118,6 +120,7 @@ impl Settings {
             cpu_max: or_inherit(self.cpu_max, &defaults.cpu_max),
             pids_max: or_inherit(self.pids_max, &defaults.pids_max),
             restart_mode: or_inherit(self.restart_mode, &defaults.restart_mode),
+            transport: or_inherit(self.transport, &defaults.transport),
         }
     }
 
@@ -135,12 +138,21 @@ impl Settings {
             || matches!(self.ready, Some(Set { value: Ready::Warren, .. }))
     }
 
+    /// Whether it serves warren's binary protocol, the only one that moves to shared memory.
+    pub(super) fn serves_binary_rpc(&self) -> bool {
+        self.serves_rpc() && !matches!(self.rpc, Some(Set { value: Some(p), .. }) if p != Protocol::Binary)
+    }
+
     pub(super) fn into_program(self, name: String, command: Invocation) -> Program {
         let mut p = Program::new(name, command);
         p.limits = self.resource_limits();
         p.identity = self.identity();
         let serves_rpc = self.serves_rpc();
         p.rpc = serves_rpc;
+        // Inherited from `[defaults]`, it applies to the programs that can use it.
+        if let Some(set) = self.transport.as_ref().filter(|_| self.serves_binary_rpc()) {
+            p.transport = set.value;
+        }
         if let Some(Set { value: Some(protocol), .. }) = self.rpc {
             p.protocol = protocol;
         }

@@ -77,6 +77,8 @@ pub(crate) struct Carry {
     pub reap_at: watch::Receiver<ReapAt>,
     pub max_line: usize,
     pub protocol: warren_rpc::Protocol,
+    /// The transport its RPC connection asks for, asked again when the next image reconnects.
+    pub transport: warren_rpc::Transport,
     /// Started by an earlier image: its parent is the thread that image execed from, which is
     /// this image's main thread.
     pub adopted: bool,

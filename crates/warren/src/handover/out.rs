@@ -298,6 +298,7 @@ fn child_state(
         memory_max: running.carry.memory_max,
         socket_path: running.socket_path.clone(),
         protocol: running.carry.protocol.into(),
+        transport: running.carry.transport,
         rpc,
         notify,
         notices: Notices {

@@ -206,6 +206,7 @@ async fn resume_child(shared: &Arc<HostShared>, state: ChildState) -> std::io::R
             reap_at: reap_seen,
             max_line: state.max_line,
             protocol: state.protocol.into(),
+            transport: state.transport,
             adopted: true,
             v1_limits: false,
             memory_max: state.memory_max,
@@ -230,7 +231,7 @@ async fn resume_child(shared: &Arc<HostShared>, state: ChildState) -> std::io::R
     };
     running.client = match (carried, &state.socket_path) {
         (Some(client), _) => Some(client),
-        (None, Some(path)) => match reconnect(&Endpoint::unix(path), running.carry.protocol, &running).await {
+        (None, Some(path)) => match reconnect(&Endpoint::unix(path), &running).await {
             Ok(client) => Some(client),
             Err(err) => {
                 warn!(child = %name, pid, "not connected again after the hand-over: {err}");
@@ -252,16 +253,15 @@ async fn resume_child(shared: &Arc<HostShared>, state: ChildState) -> std::io::R
 }
 
 /// Connects to a taken-over child's socket, retrying briefly while it is busy or the child
-/// has just exited (then there is nothing to connect to, and no client).
-async fn reconnect(
-    endpoint: &Endpoint,
-    protocol: warren_rpc::Protocol,
-    running: &Running,
-) -> Result<Client, warren_rpc::ConnectError> {
+/// has just exited (then there is nothing to connect to, and no client). It asks for the
+/// transport the image before asked for: a shared-memory connection is never carried
+/// (`Client::hold` refuses it), so this is where it moves to shared memory again.
+async fn reconnect(endpoint: &Endpoint, running: &Running) -> Result<Client, warren_rpc::ConnectError> {
     let deadline = Instant::now() + RECONNECT;
     let mut pause = Duration::from_millis(1);
+    let builder = Client::builder().protocol(running.carry.protocol).transport(running.carry.transport);
     loop {
-        match Client::builder().protocol(protocol).connect(endpoint).await {
+        match builder.clone().connect(endpoint).await {
             Ok(client) => return Ok(client),
             Err(err) if Instant::now() + pause >= deadline || running.exit_now().is_some() => return Err(err),
             Err(_) => {

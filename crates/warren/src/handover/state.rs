@@ -58,6 +58,10 @@ pub(super) struct ChildState {
     pub memory_max: Option<u64>,
     pub socket_path: Option<PathBuf>,
     pub protocol: Protocol,
+    /// The transport its RPC connection asks for (a shared-memory connection is not carried:
+    /// the next image connects anew, asking for it again).
+    #[serde(default)]
+    pub transport: warren_rpc::Transport,
     /// The host's RPC connection to it, carried as it stood.
     #[serde(default)]
     pub rpc: Option<RpcState>,

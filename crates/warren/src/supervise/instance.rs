@@ -187,6 +187,7 @@ fn spec_for(program: &Program) -> Spec {
         .name(&program.name)
         .rpc(program.rpc)
         .protocol(program.protocol)
+        .transport(program.transport)
         .ready_timeout(program.ready_timeout)
         .stop_signal(program.stop_signal)
         .readiness(match &program.readiness {

@@ -48,6 +48,9 @@ pub struct ProgramStatus {
     pub history: Vec<Change>,
     /// Where it serves RPC, while it runs.
     pub endpoint: Option<String>,
+    /// How warren's RPC connection to it travels ([`Client::transport`]: the socket, or shared
+    /// memory), while it runs and is connected.
+    pub transport: Option<warren_rpc::Transport>,
     /// The last `STATUS=` it sent on its notify socket, while it runs.
     pub notify_status: Option<String>,
 }
@@ -305,6 +308,7 @@ impl Supervisor {
                     last_restart: s.last_restart.clone(),
                     history: s.history.clone(),
                     endpoint: child.and_then(Child::endpoint).map(ToString::to_string),
+                    transport: child.and_then(Child::try_client).map(Client::transport),
                     notify_status: child.and_then(|c| c.notices().borrow().status.clone()),
                 }
             })

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use warren_rpc::Protocol;
+use warren_rpc::{Protocol, Transport};
 
 use crate::signal::Signal;
 
@@ -26,6 +26,10 @@ pub struct Program {
     pub rpc: bool,
     /// The protocol it serves RPC in: warren's binary protocol, or JSON-RPC lines.
     pub protocol: Protocol,
+    /// Whether warren's connection to it may move to shared memory (binary protocol only;
+    /// passed to it as `WARREN_RPC_TRANSPORT`).
+    #[serde(default)]
+    pub transport: Transport,
     /// A socket it binds itself (relative to `cwd`), used instead of `WARREN_ENDPOINT`.
     pub socket: Option<PathBuf>,
     /// When it counts as ready.
@@ -258,6 +262,7 @@ impl Program {
             socket: None,
             rpc: false,
             protocol: Protocol::Binary,
+            transport: Transport::Socket,
             readiness: ReadyCheck::None,
             ready_timeout: Duration::from_secs(30),
             restart: Restart::Never,
