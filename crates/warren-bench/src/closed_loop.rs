@@ -16,7 +16,8 @@ use crate::proc;
 use crate::workload::Workload;
 
 /// A client's command line, the same for the Rust and the Go client:
-/// `--impl NAME --socket PATH --workload W --callers C --warmup-ms MS --window-ms MS --server-pid PID`.
+/// `--impl NAME --socket PATH --workload W --callers C --warmup-ms MS --window-ms MS --server-pid PID`,
+/// and for `wb-client warren` only, `--transport shm` (never passed to the Go client).
 #[derive(Debug, Clone)]
 pub struct Args {
     pub implementation: String,
@@ -26,6 +27,8 @@ pub struct Args {
     pub warmup: Duration,
     pub window: Duration,
     pub server_pid: u32,
+    /// `shm`: the warren client asks for shared memory and fails unless it got it.
+    pub transport: Option<String>,
 }
 
 impl Args {
@@ -33,6 +36,7 @@ impl Args {
         let mut args = args.into_iter();
         let (mut implementation, mut socket, mut workload, mut callers) = (None, None, None, 1);
         let (mut warmup, mut window, mut server_pid) = (Duration::from_millis(300), Duration::from_secs(1), 0);
+        let mut transport = None;
         while let Some(flag) = args.next() {
             let value = args.next().with_context(|| format!("{flag} needs a value"))?;
             let ms = || value.parse::<u64>().map(Duration::from_millis).with_context(|| format!("{flag} {value}"));
@@ -44,6 +48,7 @@ impl Args {
                 "--warmup-ms" => warmup = ms()?,
                 "--window-ms" => window = ms()?,
                 "--server-pid" => server_pid = value.parse().with_context(|| format!("--server-pid {value}"))?,
+                "--transport" => transport = Some(value.clone()),
                 other => bail!("unknown flag {other}"),
             }
         }
@@ -55,11 +60,12 @@ impl Args {
             warmup,
             window,
             server_pid,
+            transport,
         })
     }
 
     pub fn to_argv(&self) -> Vec<String> {
-        vec![
+        let mut argv: Vec<String> = vec![
             "--impl".into(),
             self.implementation.clone(),
             "--socket".into(),
@@ -74,7 +80,11 @@ impl Args {
             self.window.as_millis().to_string(),
             "--server-pid".into(),
             self.server_pid.to_string(),
-        ]
+        ];
+        if let Some(transport) = &self.transport {
+            argv.extend(["--transport".into(), transport.clone()]);
+        }
+        argv
     }
 }
 
@@ -282,6 +292,7 @@ mod tests {
             warmup: Duration::from_millis(20),
             window: Duration::from_millis(300),
             server_pid: 42,
+            transport: Some("shm".into()),
         };
         let parsed = Args::parse(args.to_argv()).expect("parses");
         assert_eq!(parsed.to_argv(), args.to_argv());

@@ -14,8 +14,10 @@
 //! Binaries:
 //! - `wb-child`: the warren child — a warren plugin under a host, a standalone server
 //!   (`wb-child serve SOCKET`, also what supervisord runs), or a log writer (`wb-child log N`).
-//! - `wb-raw-server`, `wb-tarpc-server`: the peers' servers.
-//! - `wb-client`: the closed-loop client for raw, warren and tarpc.
+//! - `wb-raw-server`, `wb-tarpc-server`: the peers' servers (`wb-raw-server --shm`: the
+//!   shared-memory floor, [`shm_floor`]).
+//! - `wb-client`: the closed-loop client for raw, the shared-memory floor, warren (on its
+//!   socket or moved to shared memory) and tarpc.
 //! - `wb-host`: a warren host in a process of its own, for lifecycle, log and footprint figures.
 //! - `wb-run`: the driver.
 
@@ -24,6 +26,7 @@ pub mod driver;
 pub mod proc;
 pub mod raw;
 pub mod service;
+pub mod shm_floor;
 pub mod workload;
 
 /// Calls `f` once this process's standard input reaches end-of-file: servers started by the

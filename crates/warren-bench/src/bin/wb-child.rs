@@ -2,12 +2,13 @@
 //!
 //! - `wb-child` (under a warren host, `WARREN_ENDPOINT` set): `warren::plugin::main`, as
 //!   `task-rpc` does: a current-thread runtime.
-//! - `wb-child serve [--signals-only] [--current-thread] SOCKET`: a standalone server on
+//! - `wb-child serve [--signals-only] [--current-thread] [--transport shm] SOCKET`: a standalone server on
 //!   `SOCKET`; prints `ready` once bound; stops on SIGTERM or SIGINT and, unless
 //!   `--signals-only` (what supervisord runs), when its stdin closes; removes the socket on the
 //!   way out. A multi-thread runtime (`#[tokio::main]`'s, the closed-loop server), or with
 //!   `--current-thread` the runtime the child has under a host (the lifecycle baselines and
-//!   supervisord run it so, to start the same child).
+//!   supervisord run it so, to start the same child). `--transport shm` lets its clients move
+//!   to shared memory (`Server::transport`, issue #19; the `warren-shm` cells).
 //! - `wb-child log N`: writes N lines of 100 bytes (a 9-digit line number, a space, filler and
 //!   the newline) to stdout as fast as it can, then exits.
 
@@ -15,9 +16,9 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context as _;
+use anyhow::{Context as _, bail};
 use tokio::signal::unix::{SignalKind, signal};
-use warren_rpc::Endpoint;
+use warren_rpc::{Endpoint, Transport};
 
 fn log_lines(n: u64) -> std::io::Result<()> {
     let stdout = std::io::stdout().lock();
@@ -38,8 +39,9 @@ fn log_lines(n: u64) -> std::io::Result<()> {
     out.flush()
 }
 
-async fn standalone(path: &str, stdin_eof: bool) -> anyhow::Result<()> {
-    let running = warren_bench::service::warren_server().bind(&Endpoint::unix(path)).await?;
+async fn standalone(path: &str, stdin_eof: bool, transport: Transport) -> anyhow::Result<()> {
+    let server = warren_bench::service::warren_server().transport(transport);
+    let running = server.bind(&Endpoint::unix(path)).await?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let (closed_tx, closed) = tokio::sync::oneshot::channel::<()>();
@@ -62,14 +64,32 @@ async fn standalone(path: &str, stdin_eof: bool) -> anyhow::Result<()> {
 
 /// `serve`'s arguments: the socket, and flags before or after it.
 fn serve(args: &[String]) -> anyhow::Result<()> {
-    let flag = |name: &str| args.iter().any(|a| a == name);
-    let path = args.iter().find(|a| !a.starts_with("--")).context("serve: no SOCKET given")?;
-    let runtime = if flag("--current-thread") {
+    let (mut path, mut transport) = (None, Transport::Socket);
+    let (mut current_thread, mut signals_only) = (false, false);
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--current-thread" => current_thread = true,
+            "--signals-only" => signals_only = true,
+            "--transport" => {
+                transport = match args.next().map(String::as_str) {
+                    Some("socket") => Transport::Socket,
+                    Some("auto") => Transport::Auto,
+                    Some("shm") => Transport::Shm,
+                    other => bail!("serve: --transport socket|auto|shm, not {other:?}"),
+                }
+            }
+            flag if flag.starts_with("--") => bail!("serve: unknown flag {flag}"),
+            socket => path = Some(socket),
+        }
+    }
+    let path = path.context("serve: no SOCKET given")?;
+    let runtime = if current_thread {
         tokio::runtime::Builder::new_current_thread().enable_all().build()?
     } else {
         tokio::runtime::Builder::new_multi_thread().enable_all().build()?
     };
-    runtime.block_on(standalone(path, !flag("--signals-only")))
+    runtime.block_on(standalone(path, !signals_only, transport))
 }
 
 fn main() -> ExitCode {
@@ -82,7 +102,10 @@ fn main() -> ExitCode {
             Err(err) => Err(anyhow::anyhow!("log {}: {err}", args[1])),
         },
         _ => {
-            eprintln!("usage: wb-child | wb-child serve [--signals-only] [--current-thread] SOCKET | wb-child log N");
+            eprintln!(
+                "usage: wb-child | wb-child serve [--signals-only] [--current-thread] [--transport socket|auto|shm] \
+                 SOCKET | wb-child log N"
+            );
             return ExitCode::from(2);
         }
     };

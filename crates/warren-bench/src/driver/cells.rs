@@ -32,6 +32,7 @@ impl Runner<'_> {
             warmup: self.config.warmup,
             window: self.config.window,
             server_pid: server.pid(),
+            transport: imp.client_transport(),
         };
         let (program, _) = imp.client(self.config);
         let mut argv = vec![program.display().to_string()];
@@ -57,6 +58,9 @@ impl Runner<'_> {
         for workload in Workload::ALL {
             for &callers in &self.config.callers.clone() {
                 for imp in rotated(&self.imps, round) {
+                    if !imp.in_m1_cell(workload, callers) {
+                        continue;
+                    }
                     let what = format!("M1 {} c={callers} {}", workload.name(), imp.name());
                     match self.cell(imp, workload, callers, Pin::None) {
                         Ok((r, rss)) => {

@@ -65,7 +65,8 @@ pub(super) fn quantile_ms(values: &Value, p: f64) -> Option<f64> {
 pub fn run(config: &Config) -> anyhow::Result<usize> {
     let dir = std::env::temp_dir().join(format!("wb-run-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let mut imps = vec![Imp::Raw, Imp::Warren, Imp::Tarpc];
+    // The shared-memory pair beside raw and warren (docs/SHM.md §7); M1 runs it in its cells only.
+    let mut imps = vec![Imp::Raw, Imp::ShmFloor, Imp::Warren, Imp::WarrenShm, Imp::Tarpc];
     let mut notes = Vec::new();
     if config.go.join("netrpc-server").exists() && config.go.join("netrpc-client").exists() {
         imps.extend([Imp::GoGob, Imp::GoJson, Imp::WarrenGob]);

@@ -5,6 +5,7 @@ mod format;
 mod gob;
 mod logs_files;
 mod render;
+mod shm;
 mod splice;
 mod targets;
 

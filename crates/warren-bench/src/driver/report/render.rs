@@ -103,12 +103,17 @@ pub fn render(config: &Config, env: &Environment, s: &Store) -> String {
         }
     }
 
+    w.push_str(&super::shm::section(s));
+
     let imps: Vec<Imp> = Imp::ALL.into_iter().filter(|i| s.values.values().any(|m| m.contains_key(i.name()))).collect();
     let _ = writeln!(
         w,
         "\n### M1 + M2: closed loop, unpinned\n\nOne server process, one client process, `c` callers. warren, \
          tarpc and Go share **one connection** among the callers (tasks or goroutines); raw uses `c` threads \
-         on `c` connections. CPU per call = (client + server CPU time) ÷ calls completed in the window. \
+         on `c` connections, and so does the shm floor (each with a segment of its own). **warren**, shared \
+         memory: the same warren client and server, the connection moved to shared memory in the hello \
+         (`Transport::Shm`; the cell fails if it did not move); it and the shm floor run the cells of \
+         docs/SHM.md §7 only (tiny at every c, 4 KiB at c=64, 1 MiB at c=1). CPU per call = (client + server CPU time) ÷ calls completed in the window. \
          \"warren ×\" is warren's calls/s divided by that implementation's, per round."
     );
     for workload in Workload::ALL {

@@ -141,6 +141,7 @@ pub(super) fn targets(s: &Store) -> Vec<Target> {
         Want::AtLeast,
         0.6,
     ));
+    t.extend(shm_targets(s));
     t.push(ratio(
         "spawn → ready → first reply p50: warren ÷ raw spawn-and-connect".into(),
         s.ratio("m4/first_reply_p50_ms", "warren", "raw"),
@@ -231,5 +232,59 @@ pub(super) fn targets(s: &Store) -> Vec<Target> {
         20.0,
         "MB",
     ));
+    t
+}
+
+/// The shared-memory transport's targets (issue #19, docs/SHM.md §7).
+fn shm_targets(s: &Store) -> Vec<Target> {
+    let (shm, warren, raw) = (Imp::WarrenShm.name(), Imp::Warren.name(), Imp::Raw.name());
+    let ratio = |what: &str, values: Vec<f64>, want: Want, limit: f64| Target {
+        what: what.to_owned(),
+        values,
+        want,
+        limit,
+        ratio: true,
+        unit: "",
+        decimals: 2,
+    };
+    let same_p50 = m3_key(Pin::Same, "p50_us");
+    let mut t = vec![
+        ratio("tiny call p50, pinned to one CPU: warren-shm ÷ raw", s.ratio(&same_p50, shm, raw), Want::AtMost, 0.6),
+        ratio(
+            "tiny call p50, pinned to one CPU: warren-shm ÷ warren (must not get slower)",
+            s.ratio(&same_p50, shm, warren),
+            Want::AtMost,
+            1.0,
+        ),
+        Target {
+            what: "tiny call p50, split across two CPUs: warren-shm".into(),
+            values: s.get(&m3_key(Pin::Split, "p50_us"), shm),
+            want: Want::AtMost,
+            limit: 2.0,
+            ratio: false,
+            unit: "µs",
+            decimals: 1,
+        },
+        ratio(
+            "1 MiB echo MiB/s at c=1: warren-shm ÷ raw",
+            s.ratio(&m1_key(Workload::Echo1m, 1, "mib_s"), shm, raw),
+            Want::AtLeast,
+            2.0,
+        ),
+        ratio(
+            "tiny calls/s at c=64: warren-shm ÷ warren",
+            s.ratio(&m1_key(Workload::Tiny, 64, "calls_s"), shm, warren),
+            Want::AtLeast,
+            1.0,
+        ),
+    ];
+    for callers in [1, 64] {
+        t.push(ratio(
+            &format!("CPU per tiny call at c={callers}: warren-shm ÷ warren"),
+            s.ratio(&m1_key(Workload::Tiny, callers, "cpu_us"), shm, warren),
+            Want::AtMost,
+            1.0,
+        ));
+    }
     t
 }
