@@ -13,7 +13,7 @@ use std::time::Duration;
 use common::{Todo, socket_dir, socket_in, test_server, within};
 use tokio::io::AsyncBufReadExt;
 use tokio::sync::mpsc;
-use warren_rpc::{Client, Endpoint, Running, Transport};
+use warren_rpc::{Client, Endpoint, Running, Server, Transport};
 
 /// A client in Python that opens a shared-memory connection by hand (PROTOCOL.md §19), then:
 /// `scribble SECONDS SEED` writes random bytes at random places of its segment, sets its ring
@@ -62,7 +62,12 @@ if mode == "half-frame":
     segment[128:136] = struct.pack("=Q", 60)
     os.write(bells[2], struct.pack("=Q", 1))
     print("half", flush=True)
-    time.sleep(60)
+    if len(sys.argv) > 3 and sys.argv[3] == "wait-for-the-end":
+        # Alive, but never finishing the frame: the server's frame timeout ends the connection.
+        s.settimeout(10)
+        print("ended" if s.recv(1) == b"" else "wrote on the socket", flush=True)
+    else:
+        time.sleep(60)
     sys.exit(0)
 
 seconds, seed = float(sys.argv[3]), int(sys.argv[4])
@@ -112,6 +117,10 @@ fn held_here() -> (usize, usize) {
 }
 
 async fn serve() -> (Running, tempfile::TempDir) {
+    serve_with(|server| server).await
+}
+
+async fn serve_with(options: impl FnOnce(Server) -> Server) -> (Running, tempfile::TempDir) {
     // The runtime's first child process opens descriptors of its own for good (the SIGCHLD
     // pipe, its registration): before any baseline is taken.
     let warm_up = tokio::process::Command::new("true").status();
@@ -119,7 +128,7 @@ async fn serve() -> (Running, tempfile::TempDir) {
     let (tx, _events) = mpsc::unbounded_channel();
     let dir = socket_dir();
     // Small rings: the scribbler's index steps reach their bounds.
-    let server = test_server(tx).transport(Transport::Auto).shm_ring(4096);
+    let server = options(test_server(tx).transport(Transport::Auto).shm_ring(4096));
     let running = server.bind(&Endpoint::unix(socket_in(&dir, "t.sock"))).await.expect("bind");
     (running, dir)
 }
@@ -136,9 +145,17 @@ fn bad_peer(path: &Path, args: &[&str]) -> tokio::process::Child {
 }
 
 async fn first_line(child: &mut tokio::process::Child) -> String {
-    let stdout = child.stdout.take().expect("stdout");
-    let line = within("the bad peer's report", tokio::io::BufReader::new(stdout).lines().next_line()).await;
-    line.expect("read").expect("a line from the bad peer")
+    lines(child, 1).await.remove(0)
+}
+
+async fn lines(child: &mut tokio::process::Child, count: usize) -> Vec<String> {
+    let mut stdout = tokio::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut lines = Vec::new();
+    for _ in 0..count {
+        let line = within("the bad peer's report", stdout.next_line()).await;
+        lines.push(line.expect("read").expect("a line from the bad peer"));
+    }
+    lines
 }
 
 /// Waits until this process holds what it held at `baseline` again.
@@ -169,6 +186,11 @@ fn a_scribbling_client_hurts_only_its_own_connection() {
 #[test]
 fn a_client_killed_halfway_through_a_frame_ends_its_connection_and_its_segment() {
     alone(a_client_killed_halfway());
+}
+
+#[test]
+fn a_client_that_stops_halfway_through_a_frame_is_timed_out_and_its_segment_given_back() {
+    alone(a_client_stopped_halfway());
 }
 
 async fn a_scribbling_client() {
@@ -216,5 +238,16 @@ async fn a_client_killed_halfway() {
     let good = Client::builder().transport(Transport::Shm).connect(&path);
     let good = within("connect", good).await.expect("connect");
     let _: Todo = within("Task.Get", good.call("Task.Get", "after")).await.expect("Task.Get");
+    within("shutdown", running.shutdown(Duration::from_secs(2))).await;
+}
+
+async fn a_client_stopped_halfway() {
+    let (running, dir) = serve_with(|server| server.frame_timeout(Duration::from_millis(300))).await;
+    let baseline = held_here();
+    let mut peer = bad_peer(&socket_in(&dir, "t.sock"), &["half-frame", "wait-for-the-end"]);
+    let report = lines(&mut peer, 2).await;
+    assert_eq!(report, ["half", "ended"], "the server ended the stalled connection");
+    within("the stalled peer", peer.wait()).await.expect("wait");
+    given_back(baseline).await;
     within("shutdown", running.shutdown(Duration::from_secs(2))).await;
 }
