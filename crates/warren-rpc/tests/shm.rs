@@ -300,3 +300,47 @@ async fn nothing_of_a_shared_memory_connection_crosses_into_a_program_started_me
     let _: Todo = within("Task.Get", client.call("Task.Get", "x")).await.expect("Task.Get");
     stop(running).await;
 }
+
+/// A client of another user, as a Python process that drops to `nobody` before it connects:
+/// prints the features of the WELCOME and how many descriptors came with it.
+const OTHER_USER: &str = r#"
+import os, socket, struct, sys
+os.setgid(65534); os.setuid(65534)
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.connect(sys.argv[1])
+hello = struct.pack(">IIBB", 1 << 20, 0x1F, 1, 2)
+s.sendall(b"\xf7WRP\x01" + struct.pack(">IBBI", len(hello), 1, 0, 0) + hello)
+data, fds = b"", []
+while len(data) < 24:
+    more, passed, _, _ = socket.recv_fds(s, 4096, 5)
+    if not more:
+        sys.exit("closed")
+    data, fds = data + more, fds + passed
+print("features=%#x descriptors=%d" % (struct.unpack(">I", data[19:23])[0], len(fds)), flush=True)
+"#;
+
+#[tokio::test]
+async fn a_client_of_another_user_is_never_offered_shared_memory() {
+    if !rustix::process::geteuid().is_root() {
+        return testkit::unavailable("dropping to another user needs root");
+    }
+    let dir = socket_dir();
+    // Reachable by others (read and search only, as the server's directory check wants).
+    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+    let (tx, _events) = mpsc::unbounded_channel();
+    let server =
+        test_server(tx).transport(Transport::Auto).peer_policy(warren_rpc::PeerPolicy::AnyUser).socket_mode(0o666);
+    let running = server.bind(&Endpoint::unix(socket_in(&dir, "t.sock"))).await.expect("bind");
+    let other = tokio::process::Command::new("python3")
+        .args(["-c", OTHER_USER])
+        .arg(socket_in(&dir, "t.sock"))
+        .kill_on_drop(true)
+        .output();
+    let other = within("the other user's client", other).await.expect("python3");
+    let seen = String::from_utf8_lossy(&other.stdout);
+    assert_eq!(seen.trim(), "features=0xf descriptors=0", "{}", String::from_utf8_lossy(&other.stderr));
+    // The same server grants it to its own user.
+    let client = connect(&dir, Transport::Shm).await;
+    assert_eq!(client.transport(), Transport::Shm);
+    stop(running).await;
+}
