@@ -10,24 +10,27 @@ pub const GET: u8 = b'G';
 pub const ECHO: u8 = b'E';
 const MAX_FRAME: usize = 64 * 1024 * 1024;
 
-/// A buffered frame reader over one stream: small frames arrive in one `read`.
+/// The buffer and frame parsing of a raw reader, apart from how bytes arrive: the socket floor
+/// reads them blocking ([`Conn`]), the shared-memory floor awaiting (`shm_floor::Frames`).
 #[derive(Debug)]
-pub struct Conn {
-    pub stream: UnixStream,
+pub struct FrameBuf {
     buf: Vec<u8>,
     start: usize,
     end: usize,
 }
 
-impl Conn {
-    pub fn new(stream: UnixStream) -> Conn {
-        Conn { stream, buf: vec![0; 64 * 1024], start: 0, end: 0 }
+impl Default for FrameBuf {
+    fn default() -> Self {
+        FrameBuf { buf: vec![0; 64 * 1024], start: 0, end: 0 }
     }
+}
 
-    /// Ensures `need` bytes are buffered; false on end-of-file before any byte.
-    fn fill(&mut self, need: usize) -> io::Result<bool> {
+impl FrameBuf {
+    /// Where to read into while fewer than `need` bytes are buffered (made room for first);
+    /// `None` once they are.
+    pub fn room_for(&mut self, need: usize) -> Option<&mut [u8]> {
         if self.end - self.start >= need {
-            return Ok(true);
+            return None;
         }
         if self.buf.len() - self.start < need {
             self.buf.copy_within(self.start..self.end, 0);
@@ -37,12 +40,60 @@ impl Conn {
                 self.buf.resize(need, 0);
             }
         }
-        while self.end - self.start < need {
-            let n = self.stream.read(&mut self.buf[self.end..])?;
-            if n == 0 {
-                return if self.end == self.start { Ok(false) } else { Err(io::ErrorKind::UnexpectedEof.into()) };
+        Some(&mut self.buf[self.end..])
+    }
+
+    /// `n` bytes were read into the room; `n == 0` is the end of the stream: clean (`false`)
+    /// between frames, an error within one.
+    pub fn filled(&mut self, n: usize) -> io::Result<bool> {
+        if n == 0 {
+            return if self.end == self.start { Ok(false) } else { Err(io::ErrorKind::UnexpectedEof.into()) };
+        }
+        self.end += n;
+        Ok(true)
+    }
+
+    /// The body length the buffered header announces, checked.
+    pub fn body_len(&self) -> io::Result<usize> {
+        let mut header = [0u8; 4];
+        header.copy_from_slice(&self.buf[self.start..self.start + 4]);
+        let len = u32::from_le_bytes(header) as usize;
+        if len > MAX_FRAME {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, format!("frame of {len} bytes")));
+        }
+        Ok(len)
+    }
+
+    /// Takes the buffered frame of `len` body bytes; its body.
+    pub fn take(&mut self, len: usize) -> &[u8] {
+        let body = self.start + 4..self.start + 4 + len;
+        self.start += 4 + len;
+        if self.start == self.end {
+            (self.start, self.end) = (0, 0);
+        }
+        &self.buf[body]
+    }
+}
+
+/// A buffered frame reader over one stream: small frames arrive in one `read`.
+#[derive(Debug)]
+pub struct Conn {
+    pub stream: UnixStream,
+    frames: FrameBuf,
+}
+
+impl Conn {
+    pub fn new(stream: UnixStream) -> Conn {
+        Conn { stream, frames: FrameBuf::default() }
+    }
+
+    /// Ensures `need` bytes are buffered; false on end-of-file before any byte.
+    fn fill(&mut self, need: usize) -> io::Result<bool> {
+        while let Some(room) = self.frames.room_for(need) {
+            let n = self.stream.read(room)?;
+            if !self.frames.filled(n)? {
+                return Ok(false);
             }
-            self.end += n;
         }
         Ok(true)
     }
@@ -52,21 +103,11 @@ impl Conn {
         if !self.fill(4)? {
             return Ok(None);
         }
-        let mut header = [0u8; 4];
-        header.copy_from_slice(&self.buf[self.start..self.start + 4]);
-        let len = u32::from_le_bytes(header) as usize;
-        if len > MAX_FRAME {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, format!("frame of {len} bytes")));
-        }
+        let len = self.frames.body_len()?;
         if !self.fill(4 + len)? {
             return Err(io::ErrorKind::UnexpectedEof.into());
         }
-        let body = self.start + 4..self.start + 4 + len;
-        self.start += 4 + len;
-        if self.start == self.end {
-            (self.start, self.end) = (0, 0);
-        }
-        Ok(Some(&self.buf[body]))
+        Ok(Some(self.frames.take(len)))
     }
 }
 

@@ -17,6 +17,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 
+use crate::raw::FrameBuf;
 use rustix::net::{
     RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags, SendAncillaryBuffer, SendAncillaryMessage,
     SendFlags,
@@ -27,7 +28,6 @@ use warren_rpc::__wire::shm::{Bells, Layout, Role, Segment, ShmRead, ShmWrite, h
 /// Each ring's size: warren's default (`Server::shm_ring`), so that the floor and warren-shm
 /// move the same bytes through rings of the same size.
 pub const RING: u64 = 256 << 10;
-const MAX_FRAME: usize = 64 * 1024 * 1024;
 /// The memfd and four bells.
 const PASSED: usize = 5;
 
@@ -104,35 +104,21 @@ pub fn take(socket: &UnixStream) -> io::Result<Side> {
 #[derive(Debug)]
 pub struct Frames<R> {
     read: R,
-    buf: Vec<u8>,
-    start: usize,
-    end: usize,
+    frames: FrameBuf,
 }
 
 impl<R: AsyncRead + Unpin> Frames<R> {
     pub fn new(read: R) -> Frames<R> {
-        Frames { read, buf: vec![0; 64 * 1024], start: 0, end: 0 }
+        Frames { read, frames: FrameBuf::default() }
     }
 
     /// Ensures `need` bytes are buffered; false on end-of-stream before any byte.
     async fn fill(&mut self, need: usize) -> io::Result<bool> {
-        if self.end - self.start >= need {
-            return Ok(true);
-        }
-        if self.buf.len() - self.start < need {
-            self.buf.copy_within(self.start..self.end, 0);
-            self.end -= self.start;
-            self.start = 0;
-            if self.buf.len() < need {
-                self.buf.resize(need, 0);
+        while let Some(room) = self.frames.room_for(need) {
+            let n = self.read.read(room).await?;
+            if !self.frames.filled(n)? {
+                return Ok(false);
             }
-        }
-        while self.end - self.start < need {
-            let n = self.read.read(&mut self.buf[self.end..]).await?;
-            if n == 0 {
-                return if self.end == self.start { Ok(false) } else { Err(io::ErrorKind::UnexpectedEof.into()) };
-            }
-            self.end += n;
         }
         Ok(true)
     }
@@ -142,21 +128,11 @@ impl<R: AsyncRead + Unpin> Frames<R> {
         if !self.fill(4).await? {
             return Ok(None);
         }
-        let mut header = [0u8; 4];
-        header.copy_from_slice(&self.buf[self.start..self.start + 4]);
-        let len = u32::from_le_bytes(header) as usize;
-        if len > MAX_FRAME {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, format!("frame of {len} bytes")));
-        }
+        let len = self.frames.body_len()?;
         if !self.fill(4 + len).await? {
             return Err(io::ErrorKind::UnexpectedEof.into());
         }
-        let body = self.start + 4..self.start + 4 + len;
-        self.start += 4 + len;
-        if self.start == self.end {
-            (self.start, self.end) = (0, 0);
-        }
-        Ok(Some(&self.buf[body]))
+        Ok(Some(self.frames.take(len)))
     }
 }
 
