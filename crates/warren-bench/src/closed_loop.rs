@@ -212,6 +212,8 @@ impl Timer {
             server_cpu_ns: end.server.saturating_sub(start.server),
             machine_busy_ns: end.machine.saturating_sub(start.machine),
             bytes_per_call: self.args.workload.size() as u64,
+            client_spins: 0,
+            client_spin_hits: 0,
         }
     }
 }
@@ -245,6 +247,12 @@ pub struct LoopReport {
     /// Busy time of the whole machine (all CPUs) over the window, from `/proc/stat`.
     pub machine_busy_ns: u64,
     pub bytes_per_call: u64,
+    /// Shared memory: spins the client's connection began, and those that found what they
+    /// waited for (warm-up included), docs/SHM.md §5.
+    #[serde(default)]
+    pub client_spins: u64,
+    #[serde(default)]
+    pub client_spin_hits: u64,
 }
 
 impl LoopReport {

@@ -269,7 +269,8 @@ fn main() -> ExitCode {
         }
     };
     match run(&args) {
-        Ok(report) => {
+        Ok(mut report) => {
+            (report.client_spins, report.client_spin_hits) = warren_rpc::__wire::shm::spin_counts();
             println!("{}", serde_json::to_string(&report).unwrap_or_default());
             ExitCode::SUCCESS
         }

@@ -111,8 +111,11 @@ const CPU_AFTER_SLEEP: usize = 4;
 struct Side {
     /// Publishes by the write half so far: the read half spins only while an answer is owed.
     sent: AtomicU64,
-    /// The write half's last publish had to ring the peer, which was parked.
-    peer_was_parked: AtomicBool,
+    /// The read half parked with nothing owed, and would spin once something is: the write
+    /// half's next publish wakes it (`read_waker`) so that it waits for the answer spinning,
+    /// rather than parked since before the question.
+    reader_idle: AtomicBool,
+    read_waker: futures_util::task::AtomicWaker,
 }
 
 /// What a half needs to spin, park, be rung, ring, and notice the peer's end.
@@ -191,12 +194,13 @@ impl Wait {
         let moment = Moment {
             now: Instant::now(),
             owed,
-            peer_was_parked: self.side.peer_was_parked.load(Ordering::Relaxed),
             peer_cpu: word(&self.segment, self.peer_sleep + CPU_AFTER_SLEEP).load(Ordering::Relaxed),
             our_cpu,
         };
         match self.spinner.step(moment) {
             Step::Look => {
+                // Not parked while it looks: the peer need not ring.
+                self.unpark();
                 cx.waker().wake_by_ref();
                 Poll::Pending
             }
@@ -216,15 +220,12 @@ impl Wait {
         self.parker.unpark(self.own());
     }
 
-    /// After a publish: rings the peer half if it is parked and not yet rung for it; whether
-    /// it was parked.
-    fn ring_if_parked(&mut self) -> bool {
+    /// After a publish: rings the peer half if it is parked and not yet rung for it.
+    fn ring_if_parked(&mut self) {
         if self.ringer.should_ring(word(&self.segment, self.peer_sleep)) {
             // EAGAIN: its counter is already as high as it goes, so it is rung anyway.
             let _ = rustix::io::write(&self.peer_bell, &1u64.to_ne_bytes());
-            return true;
         }
-        false
     }
 
     /// Ready once the bell has rung since this half last looked (for this half, or for the
@@ -317,6 +318,10 @@ impl AsyncRead for ShmRead {
             }
             let owed = this.wait.side.sent.load(Ordering::Relaxed) != this.sent_seen;
             ready!(this.wait.spin(cx, owed));
+            if !owed && this.wait.spinner.may_spin_later(Instant::now()) {
+                this.wait.side.read_waker.register(cx.waker());
+                this.wait.side.reader_idle.store(true, Ordering::Release);
+            }
             this.wait.park();
             if this.consumer.available().map_err(poisoned)? > 0 {
                 continue;
@@ -380,9 +385,11 @@ impl ShmWrite {
     fn published(&mut self) {
         self.wait.spinner.found();
         self.wait.unpark();
-        let rang = self.wait.ring_if_parked();
-        self.wait.side.peer_was_parked.store(rang, Ordering::Relaxed);
+        self.wait.ring_if_parked();
         self.wait.side.sent.fetch_add(1, Ordering::Relaxed);
+        if self.wait.side.reader_idle.swap(false, Ordering::AcqRel) {
+            self.wait.side.read_waker.wake();
+        }
     }
 
     /// Spins, then parks, until the ring may have room: ready to look again, or an error if
