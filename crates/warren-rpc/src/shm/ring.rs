@@ -203,30 +203,47 @@ impl Producer {
         self.write_vectored(&[IoSlice::new(bytes)])
     }
 
-    /// Copies as much of `bufs`, in order, as fits and publishes it all at once (one index
-    /// store, hence at most one ring of the peer's bell for many frames); how much that was.
+    /// Copies as much of `bufs`, in order, as fits (room freed meanwhile included) and
+    /// publishes it: once for what fits in one [`STEP`] (many small frames, one index store,
+    /// at most one ring of the peer's bell), every [`STEP`] for more, so that a reader on
+    /// another CPU copies out one step while this side copies in the next; how much that was.
     pub fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> Result<usize, Poisoned> {
         let mut room = self.room()?;
-        let mut at = self.tail;
-        for bytes in bufs {
-            let n = room.min(bytes.len());
-            if n == 0 {
-                break;
-            }
-            for (offset, piece) in pieces(&self.place, at, n) {
-                if !self.segment.copy_in(offset, &bytes[piece]) {
-                    return Err(Poisoned("a position outside the segment".into()));
+        let start = self.tail;
+        let mut at = start;
+        'bufs: for bytes in bufs {
+            let mut from = 0;
+            while from < bytes.len() {
+                if room == 0 {
+                    self.publish(at)?;
+                    room = self.room()?;
+                    if room == 0 {
+                        break 'bufs;
+                    }
+                }
+                let n = room.min(bytes.len() - from).min(STEP);
+                for (offset, piece) in pieces(&self.place, at, n) {
+                    let piece = from + piece.start..from + piece.end;
+                    if !self.segment.copy_in(offset, &bytes[piece]) {
+                        return Err(Poisoned("a position outside the segment".into()));
+                    }
+                }
+                (at, room, from) = (at + n as u64, room - n, from + n);
+                if at - self.tail >= STEP as u64 {
+                    self.publish(at)?;
                 }
             }
-            at += n as u64;
-            room -= n;
         }
-        let written = (at - self.tail) as usize;
-        if written > 0 {
+        self.publish(at)?;
+        Ok((at - start) as usize)
+    }
+
+    fn publish(&mut self, at: u64) -> Result<(), Poisoned> {
+        if at != self.tail {
             self.tail = at;
             store(&self.segment, self.place.tail_at, self.tail)?;
         }
-        Ok(written)
+        Ok(())
     }
 
     /// The offsets of this end's `sleep` word (parked for room) and the consumer's.
@@ -254,20 +271,33 @@ impl Consumer {
         Ok((tail - self.head) as usize)
     }
 
-    /// Copies up to `into.len()` bytes out and frees their room; how many.
+    /// Copies up to `into.len()` bytes out (what is published meanwhile included) and frees
+    /// their room every [`STEP`], so that a writer on another CPU copies in the next step while
+    /// this side copies out this one; how many.
+    #[cfg(test)]
     pub fn read(&mut self, into: &mut [u8]) -> Result<usize, Poisoned> {
-        let n = self.available()?.min(into.len());
-        if n == 0 {
-            return Ok(0);
-        }
-        for (offset, piece) in pieces(&self.place, self.head, n) {
-            if !self.segment.copy_out(offset, &mut into[piece]) {
-                return Err(Poisoned("a position outside the segment".into()));
+        let mut filled = tokio::io::ReadBuf::new(into);
+        self.read_into(&mut filled)?;
+        Ok(filled.filled().len())
+    }
+
+    /// [`read`](Self::read) to the end of what `into` holds, into memory it need not have
+    /// initialised.
+    pub fn read_into(&mut self, into: &mut tokio::io::ReadBuf<'_>) -> Result<(), Poisoned> {
+        while into.remaining() > 0 {
+            let n = self.available()?.min(into.remaining()).min(STEP);
+            if n == 0 {
+                break;
             }
+            for (offset, piece) in pieces(&self.place, self.head, n) {
+                if !self.segment.copy_out_to(offset, piece.len(), into) {
+                    return Err(Poisoned("a position outside the segment".into()));
+                }
+            }
+            self.head += n as u64;
+            store(&self.segment, self.place.head_at, self.head)?;
         }
-        self.head += n as u64;
-        store(&self.segment, self.place.head_at, self.head)?;
-        Ok(n)
+        Ok(())
     }
 }
 
@@ -277,6 +307,11 @@ impl Consumer {
         (self.place.head_at + SLEEP, self.place.tail_at + SLEEP)
     }
 }
+
+/// How much is copied before the index is published (docs/SHM.md §3, "Frames bigger than the
+/// ring"): small enough that the two sides' copies of a large frame overlap, large enough that
+/// a step costs far more than its index store.
+pub(crate) const STEP: usize = 32 << 10;
 
 /// A line's `sleep` word, after its index: odd while its owner is parked (docs/SHM.md §5).
 const SLEEP: usize = 8;

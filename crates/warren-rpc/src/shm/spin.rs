@@ -18,9 +18,9 @@
 //! again (each rang the other, so each skipped its spin, so each parked), and a split tiny call
 //! stayed at 45 µs instead of 1.2 µs. The failures' pause bounds what the rule saved.
 //!
-//! A spin never holds the thread: each look is one poll, and between looks the task yields
-//! (it wakes itself and returns `Pending`), so the peer's own handler, on a current-thread
-//! runtime in the same process, still runs.
+//! A spin holds its thread for at most [`IN_ONE_POLL`] at a time, then yields (the task wakes
+//! itself and returns `Pending`), so the peer's own handler, on a current-thread runtime in the
+//! same process, still runs.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -28,8 +28,14 @@ use std::time::{Duration, Instant};
 use rustix::process::Pid;
 use rustix::thread::CpuSet;
 
+/// How long a spin looks within one poll before it yields to the runtime's other tasks: long
+/// enough that a yield (a trip through the scheduler, and past three in a row a wake-up of an
+/// idle worker thread to steal it) is rare, short enough not to hold back a handler on the same
+/// thread for long.
+pub(crate) const IN_ONE_POLL: Duration = Duration::from_micros(2);
+
 /// How long one spin looks before the half parks.
-pub(crate) const BUDGET: Duration = Duration::from_micros(5);
+pub(crate) const BUDGET: Duration = Duration::from_micros(20);
 const FAILURES_BEFORE_PAUSE: u32 = 8;
 const PAUSED_WAITS: u32 = 256;
 /// How often the CPUs the two processes may run on are looked at again.

@@ -103,6 +103,16 @@ pub struct ShmWrite {
     socket: OwnedFd,
 }
 
+/// What a half that found nothing does next (`Wait::spin`).
+enum Looking {
+    /// Look again now, within this poll.
+    Again,
+    /// Looked long enough in this poll: the task has yielded (woken itself), `Pending`.
+    Yielded,
+    /// The spin is over, or none began: park.
+    Over,
+}
+
 /// A line's `cpu` word follows its `sleep` word (docs/SHM.md §3).
 const CPU_AFTER_SLEEP: usize = 4;
 
@@ -129,6 +139,8 @@ struct Wait {
     own_cpus: [usize; 2],
     side: Arc<Side>,
     spinner: Spinner,
+    /// When this poll began looking, while it spins within one poll.
+    looking_since: Option<Instant>,
     parker: Parker,
     ringer: Ringer,
     /// The bell this half waits on, registered for reading.
@@ -165,6 +177,7 @@ pub fn halves(
             own_cpus,
             side: Arc::clone(&side),
             spinner: Spinner::new(peer_pid),
+            looking_since: None,
             parker: Parker::default(),
             ringer: Ringer::default(),
             bell: pipe::Receiver::from_owned_fd_unchecked(bell)?,
@@ -186,13 +199,14 @@ fn poisoned(err: Poisoned) -> io::Error {
 impl Wait {
     /// Found nothing: whether to look again (the task has yielded: `Pending`, woken) or to
     /// park. The peer learns the CPU this side waits on, for its own spins.
-    fn spin(&mut self, cx: &mut Context<'_>, owed: bool) -> Poll<()> {
+    fn spin(&mut self, cx: &mut Context<'_>, owed: bool) -> Looking {
         let our_cpu = spin::current_cpu();
         for at in self.own_cpus {
             word(&self.segment, at).store(our_cpu, Ordering::Relaxed);
         }
+        let now = Instant::now();
         let moment = Moment {
-            now: Instant::now(),
+            now,
             owed,
             peer_cpu: word(&self.segment, self.peer_sleep + CPU_AFTER_SLEEP).load(Ordering::Relaxed),
             our_cpu,
@@ -201,10 +215,19 @@ impl Wait {
             Step::Look => {
                 // Not parked while it looks: the peer need not ring.
                 self.unpark();
+                let since = *self.looking_since.get_or_insert(now);
+                if now.duration_since(since) < spin::IN_ONE_POLL {
+                    std::hint::spin_loop();
+                    return Looking::Again;
+                }
+                self.looking_since = None;
                 cx.waker().wake_by_ref();
-                Poll::Pending
+                Looking::Yielded
             }
-            Step::Park => Poll::Ready(()),
+            Step::Park => {
+                self.looking_since = None;
+                Looking::Over
+            }
         }
     }
 
@@ -302,11 +325,9 @@ impl AsyncRead for ShmRead {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         loop {
-            let available = this.consumer.available().map_err(poisoned)?;
-            let n = available.min(buf.remaining());
-            if n > 0 {
-                let read = this.consumer.read(buf.initialize_unfilled_to(n)).map_err(poisoned)?;
-                buf.advance(read);
+            let before = buf.filled().len();
+            this.consumer.read_into(buf).map_err(poisoned)?;
+            if buf.filled().len() > before {
                 this.wait.spinner.found();
                 this.sent_seen = this.wait.side.sent.load(Ordering::Relaxed);
                 this.wait.unpark();
@@ -317,7 +338,11 @@ impl AsyncRead for ShmRead {
                 return Poll::Ready(Ok(()));
             }
             let owed = this.wait.side.sent.load(Ordering::Relaxed) != this.sent_seen;
-            ready!(this.wait.spin(cx, owed));
+            match this.wait.spin(cx, owed) {
+                Looking::Again => continue,
+                Looking::Yielded => return Poll::Pending,
+                Looking::Over => {}
+            }
             if !owed && this.wait.spinner.may_spin_later(Instant::now()) {
                 this.wait.side.read_waker.register(cx.waker());
                 this.wait.side.reader_idle.store(true, Ordering::Release);
@@ -395,7 +420,11 @@ impl ShmWrite {
     /// Spins, then parks, until the ring may have room: ready to look again, or an error if
     /// the peer is gone.
     fn wait_for_room(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        ready!(self.wait.spin(cx, true));
+        match self.wait.spin(cx, true) {
+            Looking::Again => return Poll::Ready(Ok(())),
+            Looking::Yielded => return Poll::Pending,
+            Looking::Over => {}
+        }
         self.wait.park();
         if self.producer.room().map_err(poisoned)? > 0 {
             return Poll::Ready(Ok(()));

@@ -119,3 +119,23 @@ fn a_header_is_read_back_and_a_bad_one_is_refused_with_what_is_wrong() {
     assert!(Layout::new(4096, 1 << 30).is_none());
     assert!(Layout::new(3000, 4096).is_none());
 }
+
+#[test]
+fn frames_larger_than_a_step_cross_whole_and_a_full_ring_takes_what_fits() {
+    let (segment, layout) = rings(4096, 65536);
+    let mut producer = Producer::new(Arc::clone(&segment), &layout, Direction::ServerToClient);
+    let mut consumer = Consumer::new(Arc::clone(&segment), &layout, Direction::ServerToClient);
+    let bytes: Vec<u8> = (0..100_000u32).map(|i| (i % 253) as u8).collect();
+    // More than a step (published along the way), then more than the room left.
+    assert_eq!(producer.write(&bytes[..50_000]).expect("write"), 50_000);
+    assert_eq!(producer.write(&bytes[50_000..]).expect("write"), 65536 - 50_000, "what fits");
+    let mut out = vec![0; 100_000];
+    assert_eq!(consumer.read(&mut out).expect("read"), 65536);
+    assert!(out[..65536] == bytes[..65536]);
+    // Across the wrap, in two slices at once.
+    let rest = &bytes[65536..];
+    let n = producer.write_vectored(&[IoSlice::new(&rest[..10_000]), IoSlice::new(&rest[10_000..])]).expect("write");
+    assert_eq!(n, rest.len());
+    assert_eq!(consumer.read(&mut out[65536..]).expect("read"), rest.len());
+    assert!(out == bytes, "every byte in order");
+}
