@@ -168,7 +168,7 @@ where
         _ => None,
     };
     let Some((granted, socket)) = granted else {
-        write.write_all(&hello::welcome(negotiated, max_frame)).await.map_err(FrameError::Io)?;
+        send_plain_welcome(write, negotiated, max_frame).await?;
         return Ok(None);
     };
     let with_shm = Negotiated { features: negotiated.features | features::SHM, ..*negotiated };
@@ -185,7 +185,7 @@ where
         Err(why) => {
             // Nothing went: the plain WELCOME still can.
             settings.transport.stayed_on_socket("server", &format!("passing the descriptors: {why}"));
-            write.write_all(&hello::welcome(negotiated, max_frame)).await.map_err(FrameError::Io)?;
+            send_plain_welcome(write, negotiated, max_frame).await?;
             return Ok(None);
         }
     };
@@ -204,6 +204,17 @@ where
             Err(err)
         }
     }
+}
+
+/// The WELCOME of a connection that stays on its stream, flushed: a child's stdout holds what
+/// it is given until then.
+async fn send_plain_welcome<W: AsyncWrite + Unpin>(
+    write: &mut W,
+    negotiated: &Negotiated,
+    max_frame: u32,
+) -> Result<(), FrameError> {
+    write.write_all(&hello::welcome(negotiated, max_frame)).await.map_err(FrameError::Io)?;
+    write.flush().await.map_err(FrameError::Io)
 }
 
 /// Server side, after a WELCOME with the descriptors: reads the client's SHM_ACK and, if it
