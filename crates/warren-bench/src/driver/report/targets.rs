@@ -60,17 +60,14 @@ impl Target {
     }
 }
 
+/// A target that is a ratio of two implementations' figures.
+fn ratio_target(what: impl Into<String>, values: Vec<f64>, want: Want, limit: f64) -> Target {
+    Target { what: what.into(), values, want, limit, ratio: true, unit: "", decimals: 2 }
+}
+
 pub(super) fn targets(s: &Store) -> Vec<Target> {
     let mut t = Vec::new();
-    let ratio = |what: String, values: Vec<f64>, want: Want, limit: f64| Target {
-        what,
-        values,
-        want,
-        limit,
-        ratio: true,
-        unit: "",
-        decimals: 2,
-    };
+    let ratio = |what: String, values: Vec<f64>, want: Want, limit: f64| ratio_target(what, values, want, limit);
     let same_p50 = m3_key(Pin::Same, "p50_us");
     t.push(ratio(
         "tiny call p50, pinned to one CPU: warren ÷ raw".into(),
@@ -238,15 +235,7 @@ pub(super) fn targets(s: &Store) -> Vec<Target> {
 /// The shared-memory transport's targets (issue #19, docs/SHM.md §7).
 fn shm_targets(s: &Store) -> Vec<Target> {
     let (shm, warren, raw) = (Imp::WarrenShm.name(), Imp::Warren.name(), Imp::Raw.name());
-    let ratio = |what: &str, values: Vec<f64>, want: Want, limit: f64| Target {
-        what: what.to_owned(),
-        values,
-        want,
-        limit,
-        ratio: true,
-        unit: "",
-        decimals: 2,
-    };
+    let ratio = |what: &str, values: Vec<f64>, want: Want, limit: f64| ratio_target(what, values, want, limit);
     let same_p50 = m3_key(Pin::Same, "p50_us");
     let mut t = vec![
         ratio("tiny call p50, pinned to one CPU: warren-shm ÷ raw", s.ratio(&same_p50, shm, raw), Want::AtMost, 0.6),
