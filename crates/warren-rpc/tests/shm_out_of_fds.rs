@@ -43,7 +43,7 @@ fn short_of_descriptors_a_connection_stays_on_its_socket_and_works() {
             let limit = Rlimit { current: Some(base + spare), maximum: saved.maximum };
             rustix::process::setrlimit(Resource::Nofile, limit).expect("lower the limit");
             let client = connect().await;
-            rustix::process::setrlimit(Resource::Nofile, saved.clone()).expect("restore the limit");
+            rustix::process::setrlimit(Resource::Nofile, saved).expect("restore the limit");
             let Ok(client) = client else { continue };
             let id = format!("spare-{spare}");
             let todo: Todo = client.call("Task.Get", &id).await.expect("a call on whatever transport it got");
