@@ -236,16 +236,18 @@ impl ReadHalf {
 impl AsyncRead for ReadHalf {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if this.ring.is_none() && this.socket.upgraded() {
-            this.ring = this.socket.take_rings().0.take();
-        }
         if let Some(ring) = &mut this.ring {
             return Pin::new(ring).poll_read(cx, buf);
         }
-        if this.socket.mode.load(Ordering::Acquire) == mode::COLLECTING {
-            return this.poll_recv_with_fds(cx, buf);
+        // One load of the mode per read of the socket, the hot path of every other connection.
+        match this.socket.mode.load(Ordering::Acquire) {
+            mode::UPGRADED => match this.socket.take_rings().0.take() {
+                Some(ring) => Pin::new(this.ring.insert(ring)).poll_read(cx, buf),
+                None => Poll::Ready(Err(io::Error::other("the read half's ring was taken twice"))),
+            },
+            mode::COLLECTING => this.poll_recv_with_fds(cx, buf),
+            _ => Pin::new(&mut *lock(&this.socket)).poll_read(cx, buf),
         }
-        Pin::new(&mut *lock(&this.socket)).poll_read(cx, buf)
     }
 }
 
