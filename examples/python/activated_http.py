@@ -77,21 +77,28 @@ def notify(state):
 
 
 def main():
+    # The stop signals are blocked before any thread starts (every thread inherits the mask)
+    # and taken by sigwait below, in plain code. A Python signal handler would run wherever
+    # the main thread happened to be: inside threading's bookkeeping of a finished handler
+    # thread it holds a lock that a thread started from the handler needs, and the instance
+    # hangs, never seeing its stop (a rolling restart then ends in SIGKILL).
+    stops = {signal.SIGTERM, signal.SIGINT}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stops)
     sock = passed_socket()
     time.sleep(float(os.environ.get("START_DELAY", "0")))
     server = Server(sock.getsockname(), Handler, bind_and_activate=False)
     server.socket.close()
     server.socket = sock
 
-    def stop(signum, frame):
-        # shutdown() waits for serve_forever to return: not from the thread that runs it.
-        threading.Thread(target=server.shutdown).start()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    serving = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    serving.start()
     notify("READY=1")
-    server.serve_forever(poll_interval=0.05)
+    signal.sigwait(stops)
     notify("STOPPING=1")
+    # Stops accepting and waits for serve_forever to return; server_close then finishes the
+    # requests in progress.
+    server.shutdown()
+    serving.join()
     server.server_close()
     print("drained, exiting", flush=True)
 
