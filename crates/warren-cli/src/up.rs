@@ -463,7 +463,13 @@ fn describe(supervisor: &Supervisor, name: &str, state: &State, pid: Option<u32>
     }
     match state {
         State::Running => format!("{name}: started{pid}"),
-        State::Ready => format!("{name}: ready{pid}"),
+        State::Ready => {
+            // Said once, where a person watches: `transport = "shm"` that took hold (one that
+            // did not is a warning of its own).
+            let shm = supervisor.program_status(name).and_then(|s| s.transport) == Some(warren_rpc::Transport::Shm);
+            let rides = if shm { ", RPC over shared memory" } else { "" };
+            format!("{name}: ready{pid}{rides}")
+        }
         State::Waiting => format!("{name}: waiting for its dependencies"),
         State::Starting => format!("{name}: starting"),
         State::Backoff { .. } => {

@@ -83,6 +83,10 @@ fn assert_on_shared_memory(up: &mut Up, when: &str) -> u64 {
 fn an_shm_program_is_called_over_shared_memory_before_and_after_an_upgrade() {
     let mut up = Up::start(CONFIG);
     up.wait_line("all programs are up", BOUND);
+    let ready = up.wait_line("fast: ready (pid ", BOUND).text;
+    assert!(ready.ends_with("), RPC over shared memory"), "{ready}");
+    let ready = up.wait_line("plain: ready (pid ", BOUND).text;
+    assert!(!ready.contains("shared memory"), "{ready}");
     let pid = assert_on_shared_memory(&mut up, "after the start");
     // Told through its environment; the other is not.
     assert!(testkit::has_env(u32::try_from(pid).expect("pid"), "WARREN_RPC_TRANSPORT", "shm"));

@@ -174,6 +174,67 @@ mod tests {
         assert_eq!(&three, b"end");
     }
 
+    /// Whether this process's memory map names a shared-memory segment, read with nothing but
+    /// raw syscalls into a stack buffer: safe in the child of a fork from a threaded process.
+    /// `None` when the map cannot be read.
+    fn maps_name_a_segment() -> Option<bool> {
+        const NAME: &[u8] = b"warren-rpc-shm";
+        let mut buf = [0u8; 4096];
+        // A name may straddle two reads: the tail of the last one is kept in front.
+        let keep = NAME.len() - 1;
+        let mut held = 0;
+        // SAFETY: open/read/close of a path we name, into a buffer we own; no allocation, no
+        // lock, so the child of a fork may run it.
+        unsafe {
+            let fd = libc::open(c"/proc/self/maps".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+            if fd < 0 {
+                return None;
+            }
+            let found = loop {
+                let Some(room) = buf.get_mut(held..) else { break None };
+                let got = libc::read(fd, room.as_mut_ptr().cast(), room.len());
+                let Ok(got @ 1..) = usize::try_from(got) else { break if got == 0 { Some(false) } else { None } };
+                let end = held + got;
+                let seen = buf.get(..end).unwrap_or_default();
+                if seen.windows(NAME.len()).any(|window| window == NAME) {
+                    break Some(true);
+                }
+                let tail = end.saturating_sub(keep);
+                buf.copy_within(tail..end, 0);
+                held = end - tail;
+            };
+            libc::close(fd);
+            found
+        }
+    }
+
+    #[test]
+    fn a_fork_child_has_no_mapping() {
+        // A fork without exec (warren's watchdog) must not keep segments alive.
+        let (segment, _fd) = Segment::create(64 * 1024).expect("create");
+        assert_eq!(maps_name_a_segment(), Some(true), "this process maps its segment");
+        // SAFETY: the child runs only `maps_name_a_segment` (raw syscalls on its own stack)
+        // and `_exit`; it never returns into code that could touch a lock another thread of
+        // this test process held at the fork.
+        let child = unsafe { libc::fork() };
+        if child == 0 {
+            let code = match maps_name_a_segment() {
+                Some(false) => 0,
+                Some(true) => 1,
+                None => 2,
+            };
+            // SAFETY: ends the child at once, running no destructor or atexit handler.
+            unsafe { libc::_exit(code) };
+        }
+        assert!(child > 0, "fork: {}", io::Error::last_os_error());
+        let pid = rustix::process::Pid::from_raw(child).expect("a child's pid");
+        let (_, status) = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty())
+            .expect("wait for the child")
+            .expect("the child's status");
+        assert_eq!(status.exit_status(), Some(0), "1: the child maps the segment; 2: it could not read its map");
+        drop(segment);
+    }
+
     #[test]
     fn an_unsealed_memfd_is_refused() {
         let fd = rustix::fs::memfd_create("unsealed", MemfdFlags::CLOEXEC).expect("memfd");
