@@ -39,6 +39,10 @@ pub struct ReloadAnswer {
     pub manual: Vec<String>,
     /// Whether the changes were made (false on a dry run).
     pub applied: bool,
+    /// The changed programs rolled rather than restarted (`restart_mode = "rolling"`, ready):
+    /// a new instance with the new settings came up beside the old one.
+    #[serde(default)]
+    pub rolled: Vec<String>,
     /// How the programs started or restarted came up.
     pub outcomes: Vec<Outcome>,
 }
@@ -60,25 +64,36 @@ pub async fn apply(
     let mut diff = PlanDiff::between(&supervisor.plan(), &plan);
     let manual: Vec<String> = plan.manual().into_iter().map(str::to_owned).collect();
     let mut outcomes = Vec::new();
+    let status = supervisor.status();
+    let rolled: Vec<String> = diff
+        .changed
+        .iter()
+        .filter(|name| {
+            let state = status.iter().find(|s| &s.name == *name).map(|s| &s.state);
+            state.is_some_and(|state| lifecycle::rolls_on_reload(&plan, name, state))
+        })
+        .cloned()
+        .collect();
     if !dry_run {
         let stopped: Vec<String> =
-            supervisor.status().into_iter().filter(|s| s.state == State::Stopped).map(|s| s.name).collect();
+            status.iter().filter(|s| s.state == State::Stopped).map(|s| s.name.clone()).collect();
         // Before the programs start, so that their first lines are recorded.
         for name in &diff.added {
             logs.add(name, settings.log_limits.get(name).copied().unwrap_or_default());
         }
-        outcomes = lifecycle::until_up(supervisor, || {
-            diff = supervisor.reload(plan);
+        outcomes = lifecycle::until_up(supervisor, &rolled, || {
+            diff = supervisor.reload_rolling(plan, rolled.clone());
             // A program stopped on request stays so, with its new settings.
             // Nor does one added with `autostart = false`.
             let added = diff.added.iter().filter(|n| !manual.contains(n));
-            added.chain(diff.changed.iter().filter(|n| !stopped.contains(n))).cloned().collect()
+            let restarted = diff.changed.iter().filter(|n| !stopped.contains(n) && !rolled.contains(n));
+            added.chain(restarted).cloned().collect()
         })
         .await;
     }
     let PlanDiff { added, removed, changed, unchanged } = diff;
     let manual = added.iter().filter(|n| manual.contains(n)).cloned().collect();
-    Ok(ReloadAnswer { added, removed, changed, unchanged, manual, applied: !dry_run, outcomes })
+    Ok(ReloadAnswer { added, removed, changed, unchanged, manual, rolled, applied: !dry_run, outcomes })
 }
 
 /// The plan, one line per program that changes, then a summary.
@@ -93,7 +108,11 @@ pub fn describe(answer: &ReloadAnswer) -> Vec<String> {
         }
     }
     for name in &answer.changed {
-        lines.push(format!("{name}: {} (settings changed)", verb("restarted", "restart")));
+        let what = match answer.rolled.contains(name) {
+            true => verb("rolled", "roll"),
+            false => verb("restarted", "restart"),
+        };
+        lines.push(format!("{name}: {what} (settings changed)"));
     }
     for name in &answer.removed {
         lines.push(format!("{name}: {} (removed)", verb("stopped", "stop")));

@@ -50,7 +50,7 @@ pub async fn apply(supervisor: &Supervisor, logs: &Store, request: ScaleRequest)
         logs.add(name, limits);
     }
     let added = diff.added.clone();
-    let outcomes = lifecycle::until_up(supervisor, || {
+    let outcomes = lifecycle::until_up(supervisor, &[], || {
         supervisor.reload(plan);
         drop(turn);
         added

@@ -178,6 +178,49 @@ fn twenty_rolling_restarts_under_load_drop_nothing() {
 }
 
 #[test]
+fn a_reload_rolls_a_changed_rolling_program_and_nothing_is_refused() {
+    let port = free_port();
+    let config = |mark: u32| {
+        format!(
+            "[programs.web]\ncommand = \"python3\"\nargs = [{script:?}]\nlisten = [\"tcp:127.0.0.1:{port}\"]\n\
+             ready = \"notify\"\nrestart_mode = \"rolling\"\ngrace = \"15s\"\nenv = {{ MARK = \"{mark}\" }}\n",
+            script = script().display().to_string()
+        )
+    };
+    let mut up = Up::start_within(&config(0), Duration::from_secs(120), |_, _| {});
+    up.wait_line("all programs are up", BOUND);
+    let target = Target::Tcp(format!("127.0.0.1:{port}").parse().expect("address"));
+    let load = Load::start(&target, 4);
+    let mut pid = up.row("web")["pid"].as_u64().expect("a pid");
+    for mark in 1..=3 {
+        std::fs::write(up.config(), config(mark)).expect("rewrite warren.toml");
+        let output = up.warren(["reload"]).timeout(Duration::from_secs(60)).output().expect("run reload");
+        let text = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
+        let rolled = format!("the old instance (pid {pid}) exited with code 0");
+        assert!(output.status.success(), "reload {mark}: {text}\n{}", up.transcript_after(BOUND / 10));
+        assert!(text.contains("web: rolled (settings changed)") && text.contains(&rolled), "reload {mark}: {text}");
+        let new = up.row("web")["pid"].as_u64().expect("a pid");
+        assert_ne!(new, pid, "reload {mark}: a new instance");
+        let env = std::fs::read(format!("/proc/{new}/environ")).expect("the new instance's environment");
+        assert!(env.split(|b| *b == 0).any(|v| v == format!("MARK={mark}").as_bytes()), "reload {mark}: new settings");
+        pid = new;
+    }
+    let seen = load.finish();
+    let (ok, refused, failed) =
+        (count(&seen, Outcome::Ok), count(&seen, Outcome::Refused), count(&seen, Outcome::Failed));
+    assert!(ok > 10, "the load ran through the reloads: {ok} answered");
+    assert_eq!((refused, failed), (0, 0), "nothing refused or failed through 3 reloads");
+    // Without a change, nothing rolls.
+    let output = up.warren(["reload"]).output().expect("run reload");
+    assert!(String::from_utf8_lossy(&output.stdout).contains("nothing to change"), "{output:?}");
+    assert_eq!(up.row("web")["pid"].as_u64(), Some(pid));
+
+    up.warren(["down"]).assert().success();
+    assert_eq!(up.wait_exit(BOUND).code(), Some(0));
+    up.assert_no_leftovers(BOUND);
+}
+
+#[test]
 fn a_plain_restart_keeps_connections_waiting_in_the_backlog() {
     // A slow start: for a second after each start nothing accepts, yet connections wait.
     let config = format!(

@@ -184,13 +184,32 @@ pub async fn restart(supervisor: Supervisor, request: ProgramsRequest) -> Result
 }
 
 /// `warren reload`: `apply` starts or restarts programs and returns their names; waits, as
-/// bounded by their settings, until they are up.
-pub async fn until_up(supervisor: &Supervisor, apply: impl FnOnce() -> Vec<String>) -> Vec<Outcome> {
+/// bounded by their settings, until they are up. Then rolls `rolled`, one at a time, as
+/// `warren restart` rolls them.
+pub async fn until_up(supervisor: &Supervisor, rolled: &[String], apply: impl FnOnce() -> Vec<String>) -> Vec<Outcome> {
     // Before the changes, so that no state change of theirs is missed.
     let mut watch = Watch::new(supervisor);
     let names = apply();
     let limit = up_bound(&watch.plan(), &names);
-    in_order(&names, watch.until_up(&names, limit).await)
+    let mut outcomes = in_order(&names, watch.until_up(&names, limit).await);
+    let plan = supervisor.plan();
+    let request = ProgramsRequest {
+        names: rolled.to_vec(),
+        all: false,
+        wait: true,
+        only: false,
+        timeout_ms: None,
+        rolling: true,
+    };
+    outcomes.extend(rolling::roll(supervisor, &request, dependencies_first(&plan, rolled)).await);
+    outcomes
+}
+
+/// Whether a changed program is rolled by a reload rather than restarted: its new settings
+/// say `restart_mode = "rolling"`, and it is ready (something serves while the new instance
+/// comes up).
+pub fn rolls_on_reload(plan: &Plan, name: &str, state: &State) -> bool {
+    rolling::is_rolling(plan, name) && *state == State::Ready
 }
 
 /// Waits for `asked` to be up if the request says so; otherwise says what is under way.

@@ -227,6 +227,10 @@ pub enum Event {
     Reload {
         /// The new plan.
         plan: super::plan::Plan,
+        /// Changed programs the caller rolls itself (`restart_mode = "rolling"`): one that is
+        /// ready takes its new settings at once and is not restarted here; its next instance,
+        /// started beside the running one, runs with them.
+        rolled: Vec<String>,
     },
 }
 

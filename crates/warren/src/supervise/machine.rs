@@ -105,7 +105,7 @@ impl Machine {
         let mut actions = Vec::new();
         match event {
             Event::Shutdown => self.shutdown(now, &mut actions),
-            Event::Reload { plan } => self.replace(now, &plan, &mut actions),
+            Event::Reload { plan, rolled } => self.replace(now, &plan, &rolled, &mut actions),
             Event::Start { name } => self.with(&name, |m, i| m.request_start(now, i, &mut actions)),
             Event::Stop { name } => self.with(&name, |m, i| m.request_stop(now, i, None, &mut actions)),
             Event::Restart { name } => {

@@ -7,6 +7,10 @@
 //! environment variable, is a reason to restart, because the running process was started
 //! with the old value. Except `depends_on`: it decides when a program starts, not how it runs,
 //! so a change of it alone (a replicated dependency scaled, say) is taken up in place.
+//!
+//! A changed program the caller rolls (`restart_mode = "rolling"`, ready) is not restarted
+//! here either: it takes its new settings at once, and the caller starts a new instance with
+//! them beside the running one (`runner/rolling.rs`), as `warren restart` would.
 
 use std::collections::HashMap;
 
@@ -60,8 +64,10 @@ fn same_process(a: &Program, b: &Program) -> bool {
 }
 
 impl Machine {
-    /// Runs `plan` from now on. Ignored during a shutdown: everything is stopping anyway.
-    pub(super) fn replace(&mut self, now: Instant, plan: &Plan, actions: &mut Vec<Action>) {
+    /// Runs `plan` from now on; the changed programs in `rolled` that are ready take their new
+    /// settings in place, for the caller to roll. Ignored during a shutdown: everything is
+    /// stopping anyway.
+    pub(super) fn replace(&mut self, now: Instant, plan: &Plan, rolled: &[String], actions: &mut Vec<Action>) {
         if self.shutting_down {
             return;
         }
@@ -79,6 +85,8 @@ impl Machine {
                     let current = slot.pending.as_mut().unwrap_or(&mut slot.program);
                     if same_process(current, program) {
                         current.depends_on.clone_from(&program.depends_on);
+                    } else if slot.state == State::Ready && slot.pending.is_none() && rolled.contains(&program.name) {
+                        slot.program = program.clone();
                     } else {
                         slot.pending = Some(program.clone());
                         changed.push(program.name.clone());

@@ -188,11 +188,18 @@ impl Supervisor {
     /// Returns the difference at once; the changes happen as updates. During a shutdown the
     /// plan is recorded but nothing starts.
     pub fn reload(&self, plan: Plan) -> PlanDiff {
+        self.reload_rolling(plan, Vec::new())
+    }
+
+    /// As [`reload`](Self::reload), except for the changed programs in `rolled` that are
+    /// ready: they take their new settings without a restart, for the caller to roll each
+    /// ([`roll_program`](Self::roll_program)), so that their service does not stop.
+    pub fn reload_rolling(&self, plan: Plan, rolled: Vec<String>) -> PlanDiff {
         let mut current = self.plan.write().unwrap_or_else(PoisonError::into_inner);
         let diff = PlanDiff::between(&current, &plan);
         *current = Arc::new(plan.clone());
         // Sent under the lock, so that two reloads reach the runner in the order of their diffs.
-        self.control(Event::Reload { plan });
+        self.control(Event::Reload { plan, rolled });
         diff
     }
 

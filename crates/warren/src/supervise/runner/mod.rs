@@ -109,10 +109,10 @@ impl Runner {
     /// `None` for a stale instance's report.
     fn accept(&mut self, input: Input) -> Option<Event> {
         let (name, instance, report) = match input {
-            Input::Control(Event::Reload { plan }) => {
+            Input::Control(Event::Reload { plan, rolled }) => {
                 let listen = plan.programs().iter().map(|p| (p.listen.as_slice(), p.cwd.as_deref()));
                 self.sockets.keep_only(listen);
-                return Some(Event::Reload { plan });
+                return Some(Event::Reload { plan, rolled });
             }
             Input::Control(event) => return Some(event),
             Input::Roll { name, reply } => return self.roll(&name, reply),

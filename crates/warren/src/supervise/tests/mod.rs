@@ -435,7 +435,7 @@ async fn a_reload_stops_removed_programs_dependents_first_restarts_changed_ones_
     let mut web = program("web");
     web.env.push(("MARK".into(), "2".into()));
     let new = Plan::new(vec![web.clone(), depends(program("cron"), "web", Condition::Ready)]).expect("plan");
-    let actions = h.on(Event::Reload { plan: new });
+    let actions = h.on(Event::Reload { plan: new, rolled: Vec::new() });
     // api goes before db, which it depends on; web restarts; cron waits for the new web.
     assert_eq!(stopped(&actions), ["web", "api"]);
     assert!(spawned(&actions).is_empty(), "{actions:?}");
@@ -462,7 +462,7 @@ async fn an_unchanged_program_is_left_alone_and_a_removed_one_that_crashes_is_no
     for name in ["keep", "gone", "user"] {
         h.up(name);
     }
-    let actions = h.on(Event::Reload { plan: Plan::new(vec![keep]).expect("plan") });
+    let actions = h.on(Event::Reload { plan: Plan::new(vec![keep]).expect("plan"), rolled: Vec::new() });
     assert_eq!(stopped(&actions), ["user"], "gone waits for its dependent");
     assert!(!actions.iter().any(|a| matches!(a, Action::Changed { name, .. } if name == "keep")), "{actions:?}");
     // gone ends by itself while it waits: not restarted, despite `restart = always`.
@@ -474,6 +474,24 @@ async fn an_unchanged_program_is_left_alone_and_a_removed_one_that_crashes_is_no
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_rolled_program_takes_its_new_settings_without_a_restart_unless_it_is_not_ready() {
+    let (mut h, _) = Harness::new(vec![program("web"), program("api")]);
+    h.up("web");
+    h.on(Event::Started { name: "api".into() });
+    let (mut web, mut api) = (program("web"), program("api"));
+    web.env.push(("MARK".into(), "2".into()));
+    api.env.push(("MARK".into(), "2".into()));
+    let plan = Plan::new(vec![web.clone(), api.clone()]).expect("plan");
+    let actions = h.on(Event::Reload { plan, rolled: vec!["web".into(), "api".into()] });
+    // web is ready: its next instance, rolled in beside this one, runs with the new settings.
+    assert!(!stopped(&actions).contains(&"web"), "{actions:?}");
+    assert_eq!(h.state("web"), State::Ready);
+    assert_eq!(h.machine.program("web"), Some(&web));
+    // api is not ready yet: nothing to roll from, so it restarts the plain way.
+    assert_eq!(stopped(&actions), ["api"], "{actions:?}");
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_program_stopped_on_request_takes_its_new_settings_but_stays_stopped() {
     let (mut h, _) = Harness::new(vec![program("a")]);
     h.up("a");
@@ -481,7 +499,7 @@ async fn a_program_stopped_on_request_takes_its_new_settings_but_stays_stopped()
     stop_and_exit(&mut h, "a");
     let mut a = program("a");
     a.grace = Duration::from_secs(30);
-    let actions = h.on(Event::Reload { plan: Plan::new(vec![a.clone()]).expect("plan") });
+    let actions = h.on(Event::Reload { plan: Plan::new(vec![a.clone()]).expect("plan"), rolled: Vec::new() });
     assert!(spawned(&actions).is_empty());
     assert_eq!(h.state("a"), State::Stopped);
     assert_eq!(h.machine.program("a"), Some(&a));
@@ -493,9 +511,9 @@ async fn a_program_named_again_while_it_is_being_removed_comes_back() {
     h.up("a");
     h.up("b");
     let both = Plan::new(vec![program("a"), program("b")]).expect("plan");
-    let actions = h.on(Event::Reload { plan: Plan::new(vec![program("a")]).expect("plan") });
+    let actions = h.on(Event::Reload { plan: Plan::new(vec![program("a")]).expect("plan"), rolled: Vec::new() });
     assert_eq!(stopped(&actions), ["b"]);
-    let actions = h.on(Event::Reload { plan: both });
+    let actions = h.on(Event::Reload { plan: both, rolled: Vec::new() });
     assert!(stopped(&actions).is_empty());
     let actions = stop_and_exit(&mut h, "b");
     assert_eq!(spawned(&actions), ["b"]);
