@@ -318,6 +318,40 @@ fn a_plugin_serves_its_passed_socket_and_replicas_roll_one_at_a_time() {
     up.assert_no_leftovers(BOUND);
 }
 
+/// What `pid`'s environment says `name` is.
+fn env_of(pid: u64, name: &str) -> Option<String> {
+    let env = std::fs::read(format!("/proc/{pid}/environ")).expect("the environment");
+    let prefix = format!("{name}=");
+    env.split(|b| *b == 0)
+        .find_map(|v| v.strip_prefix(prefix.as_bytes()).map(|value| String::from_utf8_lossy(value).into_owned()))
+}
+
+#[test]
+fn a_dependent_reaches_a_rolled_program_through_its_listen_entry_named_rpc() {
+    let mut up = Up::start(
+        "[programs.api]\ncommand = @child@\nargs = [\"plugin\"]\nready = \"warren\"\n\
+         listen = [{ address = \"unix:api.sock\", name = \"rpc\" }]\nrestart_mode = \"rolling\"\n\
+         [programs.user]\ncommand = \"sleep\"\nargs = [\"300\"]\ndepends_on = [\"api\"]\n",
+    );
+    up.wait_line("all programs are up", BOUND);
+    let user = up.row("user")["pid"].as_u64().expect("user's pid");
+    let endpoint = env_of(user, "WARREN_ENDPOINT_API").expect("WARREN_ENDPOINT_API in user's environment");
+    assert_eq!(endpoint, format!("unix:{}", up.dir().join("api.sock").display()), "the socket warren holds");
+    let first = up.row("api")["pid"].as_u64().expect("api's pid");
+    assert_eq!(u64::from(pid_over(&endpoint)), first);
+
+    up.warren(["restart", "api"]).assert().success();
+    let second = up.row("api")["pid"].as_u64().expect("api's pid");
+    assert_ne!(second, first, "api rolled");
+    // The dependent, not restarted, still reaches api where it was told to: the new instance.
+    assert_eq!(up.row("user")["pid"].as_u64(), Some(user));
+    assert_eq!(u64::from(pid_over(&endpoint)), second, "the new instance answers at the dependent's endpoint");
+
+    up.warren(["down"]).assert().success();
+    assert_eq!(up.wait_exit(BOUND).code(), Some(0));
+    up.assert_no_leftovers(BOUND);
+}
+
 #[test]
 fn a_new_instance_that_fails_leaves_the_old_one_serving() {
     // Starts fail while the file `fail` exists in warren's directory.

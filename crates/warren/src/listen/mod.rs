@@ -80,6 +80,20 @@ impl Address {
     }
 }
 
+/// The name of a `listen` entry that is the program's RPC endpoint for its dependents.
+pub const RPC_NAME: &str = "rpc";
+
+/// Where the dependents of a program with `listen` entries reach its RPC: the entry named
+/// [`RPC_NAME`], a socket warren holds across the program's restarts and rolls (its own
+/// endpoint, by contrast, is each instance's and goes away with it).
+pub fn rpc_endpoint(listen: &[Listen], cwd: Option<&Path>) -> Option<warren_rpc::Endpoint> {
+    let entry = listen.iter().find(|entry| entry.name == RPC_NAME)?;
+    match Address::parse(&entry.address).ok()?.resolved(cwd) {
+        Address::Unix(path) => Some(warren_rpc::Endpoint::unix(path)),
+        Address::Tcp(host_port) => Some(warren_rpc::Endpoint::Tcp(host_port)),
+    }
+}
+
 /// Whether `name` can go into `LISTEN_FDNAMES`: printable ASCII without `:`, at most
 /// [`MAX_NAME`] bytes.
 pub fn valid_name(name: &str) -> bool {

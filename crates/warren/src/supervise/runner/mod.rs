@@ -23,7 +23,7 @@ use super::machine::{Action, Event, Machine};
 use super::plan::Plan;
 use crate::child::Child;
 use crate::host::Host;
-use crate::listen::Sockets;
+use crate::listen::{Sockets, rpc_endpoint};
 pub(super) use handover::{HandOver, VERSION as HANDOVER_FORMAT};
 use rolling::Extra;
 
@@ -192,8 +192,11 @@ impl Runner {
         // A dependent finds the RPC endpoints of what it depends on in its environment, so that
         // it calls the supervised program rather than starting a copy of its own.
         for dependency in &program.depends_on {
+            // A socket warren holds outlives the instance serving it now; the instance's own
+            // endpoint does not (a rolling restart gives the next one another path).
+            let held = self.machine.program(&dependency.name).and_then(|p| rpc_endpoint(&p.listen, p.cwd.as_deref()));
             let child = self.current.get(&dependency.name).and_then(|c| c.child.as_ref());
-            if let Some(endpoint) = child.and_then(Child::endpoint) {
+            if let Some(endpoint) = held.or_else(|| child.and_then(Child::endpoint).cloned()) {
                 // First, so that a value the program sets itself wins.
                 program.env.insert(0, (endpoint_variable(&dependency.name), endpoint.to_string()));
             }
