@@ -203,6 +203,7 @@ fn a_reload_rolls_a_changed_rolling_program_and_nothing_is_refused() {
         assert_ne!(new, pid, "reload {mark}: a new instance");
         let env = std::fs::read(format!("/proc/{new}/environ")).expect("the new instance's environment");
         assert!(env.split(|b| *b == 0).any(|v| v == format!("MARK={mark}").as_bytes()), "reload {mark}: new settings");
+        assert_eq!(up.row("web")["last_restart"], "its settings changed (rolling restart)");
         pid = new;
     }
     let seen = load.finish();

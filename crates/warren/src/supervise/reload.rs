@@ -63,6 +63,9 @@ fn same_process(a: &Program, b: &Program) -> bool {
     without(a) == without(b)
 }
 
+/// Why a reload restarts or rolls a program.
+const SETTINGS_CHANGED: &str = "its settings changed";
+
 impl Machine {
     /// Runs `plan` from now on; the changed programs in `rolled` that are ready take their new
     /// settings in place, for the caller to roll. Ignored during a shutdown: everything is
@@ -87,6 +90,7 @@ impl Machine {
                         current.depends_on.clone_from(&program.depends_on);
                     } else if slot.state == State::Ready && slot.pending.is_none() && rolled.contains(&program.name) {
                         slot.program = program.clone();
+                        slot.roll_cause = Some(SETTINGS_CHANGED.to_owned());
                     } else {
                         slot.pending = Some(program.clone());
                         changed.push(program.name.clone());
@@ -136,7 +140,7 @@ impl Machine {
                 return;
             }
         }
-        self.request_restart(now, i, "its settings changed", actions);
+        self.request_restart(now, i, SETTINGS_CHANGED, actions);
     }
 
     /// Stops each retiring program once nothing active depends on it, and drops the retiring

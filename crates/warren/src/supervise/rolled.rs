@@ -16,7 +16,10 @@ impl Machine {
             return;
         }
         slot.restarts = slot.restarts.saturating_add(1);
-        slot.last_restart = Some("rolling restart".to_owned());
+        slot.last_restart = Some(match slot.roll_cause.take() {
+            Some(cause) => format!("{cause} (rolling restart)"),
+            None => "rolling restart".to_owned(),
+        });
         slot.ready_at = Some(now);
         slot.since = now;
         slot.healthy = slot.program.health.is_none();

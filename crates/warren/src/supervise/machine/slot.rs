@@ -42,6 +42,9 @@ pub(in crate::supervise) struct Slot {
     pub(in crate::supervise) retiring: bool,
     /// Its settings from a reload, taken up when its current instance has stopped.
     pub(in crate::supervise) pending: Option<Program>,
+    /// Why its next rolling restart comes, when it is not a plain request: its settings
+    /// changed (a reload rolls it).
+    pub(in crate::supervise) roll_cause: Option<String>,
 }
 
 impl Slot {
@@ -76,6 +79,7 @@ impl Slot {
             timer_generation: 0,
             retiring: false,
             pending: None,
+            roll_cause: None,
         }
     }
 }

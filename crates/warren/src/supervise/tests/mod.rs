@@ -489,6 +489,10 @@ async fn a_rolled_program_takes_its_new_settings_without_a_restart_unless_it_is_
     assert_eq!(h.machine.program("web"), Some(&web));
     // api is not ready yet: nothing to roll from, so it restarts the plain way.
     assert_eq!(stopped(&actions), ["api"], "{actions:?}");
+    // The roll, once over, says why it came.
+    h.on(Event::Rolled { name: "web".into() });
+    let status = h.machine.status().into_iter().find(|s| s.name == "web").expect("web");
+    assert_eq!(status.last_restart.as_deref(), Some("its settings changed (rolling restart)"));
 }
 
 #[tokio::test(start_paused = true)]
