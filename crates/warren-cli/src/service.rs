@@ -48,7 +48,7 @@ pub(crate) fn row(status: warren::supervise::ProgramStatus, logs: &Store) -> Sta
         cpu_percent: None,
         rss_bytes: None,
         endpoint: status.endpoint,
-        transport: status.transport.map(|transport| crate::config::transport_name(transport).to_owned()),
+        transport: status.transport.map(|transport| transport.as_str().to_owned()),
         last_restart: status.last_restart,
         replica_of: None,
         limits_not_applied: None,

@@ -46,20 +46,10 @@ pub const DEFAULT_DRAIN: Duration = Duration::from_secs(3);
 /// unset for the socket.
 pub const TRANSPORT_VAR: &str = "WARREN_RPC_TRANSPORT";
 
-/// How `warren.toml` and [`TRANSPORT_VAR`] spell a transport.
-pub(crate) fn transport_name(transport: Transport) -> &'static str {
-    match transport {
-        Transport::Socket => "socket",
-        Transport::Auto => "auto",
-        Transport::Shm => "shm",
-    }
-}
-
 /// What [`TRANSPORT_VAR`] asks for, if it is set (a value it does not know is ignored, said).
 fn transport_from_env() -> Option<Transport> {
     let value = std::env::var_os(TRANSPORT_VAR)?;
-    let known = [Transport::Socket, Transport::Auto, Transport::Shm];
-    let found = known.into_iter().find(|&transport| value.as_encoded_bytes() == transport_name(transport).as_bytes());
+    let found = value.to_str().and_then(Transport::from_name);
     if found.is_none() {
         warn!(target: "warren::plugin", "{TRANSPORT_VAR}={value:?} is not socket, auto or shm: ignored");
     }

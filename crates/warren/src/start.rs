@@ -18,7 +18,7 @@ use crate::exit::Exit;
 use crate::group::Group;
 use crate::log::{LogSink, Stream};
 use crate::notify::{NotifyListener, NotifyState};
-use crate::plugin::{TRANSPORT_VAR, transport_name};
+use crate::plugin::TRANSPORT_VAR;
 use crate::pump::Tail;
 use crate::running::Running;
 use crate::runtime_dir::RuntimeDir;
@@ -218,7 +218,7 @@ fn command(spec: &Spec, prepared: &Prepared, cgroup: Option<&ChildCgroup>) -> sp
     // Only for a child asked to serve shared memory: none inherits the host's own.
     match spec.rpc_transport() {
         Transport::Socket => command.env_remove(TRANSPORT_VAR),
-        transport => command.env(TRANSPORT_VAR, transport_name(transport)),
+        transport => command.env(TRANSPORT_VAR, transport.as_str()),
     };
     // Socket activation's variables are the host's own if it was socket-activated itself:
     // never passed on, only set for a child given sockets.

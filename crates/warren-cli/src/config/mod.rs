@@ -34,4 +34,3 @@ pub use file_settings::FileSettings;
 pub use load::{load, load_with_settings, parse, parse_with_settings};
 pub use logs::LogLimits;
 pub use procfile::{find, import};
-pub(crate) use values::transport_name;

@@ -205,7 +205,7 @@ impl Checker<'_, '_> {
             Some(Set { value: Some(Protocol::GoGob { http_connect: false }), .. }) => Some("go-plain"),
             _ => None,
         };
-        let transport = super::values::transport_name(*value).to_owned();
+        let transport = value.as_str().to_owned();
         self.report(span.clone(), "transport", ErrorKind::TransportNeedsBinaryRpc { transport, rpc });
     }
 
@@ -286,11 +286,9 @@ impl Checker<'_, '_> {
     }
 
     fn transport(&mut self, raw: &Spanned<String>) -> Option<Set<warren_rpc::Transport>> {
-        let transport = match raw.get_ref().as_str() {
-            "socket" => warren_rpc::Transport::Socket,
-            "auto" => warren_rpc::Transport::Auto,
-            "shm" => warren_rpc::Transport::Shm,
-            other => return self.fail(raw, "transport", ErrorKind::UnknownTransport(other.to_owned())),
+        let Some(transport) = warren_rpc::Transport::from_name(raw.get_ref()) else {
+            let unknown = ErrorKind::UnknownTransport(raw.get_ref().clone());
+            return self.fail(raw, "transport", unknown);
         };
         Some(Set::new(raw, transport))
     }

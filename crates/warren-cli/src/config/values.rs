@@ -33,15 +33,6 @@ impl<'de> Deserialize<'de> for RawRpc {
     }
 }
 
-/// How `warren.toml` (and `status`) spell a transport.
-pub(crate) fn transport_name(transport: warren_rpc::Transport) -> &'static str {
-    match transport {
-        warren_rpc::Transport::Socket => "socket",
-        warren_rpc::Transport::Auto => "auto",
-        warren_rpc::Transport::Shm => "shm",
-    }
-}
-
 /// A duration as written (`"500ms"`, `"1m 30s"`); only a string is accepted, so that a bare
 /// number (seconds? milliseconds?) is an error rather than a guess.
 #[derive(Debug, Clone, PartialEq, Eq)]

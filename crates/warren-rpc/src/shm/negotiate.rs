@@ -35,6 +35,21 @@ pub enum Transport {
 }
 
 impl Transport {
+    /// How configuration and the environment spell it (`WARREN_RPC_TRANSPORT`, warren.toml's
+    /// `transport`), as serde does.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Socket => "socket",
+            Transport::Auto => "auto",
+            Transport::Shm => "shm",
+        }
+    }
+
+    /// The transport `name` spells ([`as_str`](Self::as_str)), if any.
+    pub fn from_name(name: &str) -> Option<Transport> {
+        [Transport::Socket, Transport::Auto, Transport::Shm].into_iter().find(|transport| transport.as_str() == name)
+    }
+
     fn offers(self) -> bool {
         self != Transport::Socket
     }
@@ -329,4 +344,20 @@ fn ack(accepted: bool, reason: &str) -> bytes::Bytes {
     body.put_u8(u8::from(accepted));
     body.put_slice(reason.as_bytes());
     frame::encode(Kind::ShmAck, 0, &body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Transport;
+
+    #[test]
+    fn a_transport_is_spelled_as_serde_spells_it_and_read_back() {
+        for transport in [Transport::Socket, Transport::Auto, Transport::Shm] {
+            let json = serde_json::to_string(&transport).expect("serialize");
+            assert_eq!(json, format!("\"{}\"", transport.as_str()));
+            assert_eq!(Transport::from_name(transport.as_str()), Some(transport));
+        }
+        assert_eq!(Transport::from_name("mmap"), None);
+        assert_eq!(Transport::from_name("SHM"), None, "as warren.toml writes it: lower case");
+    }
 }

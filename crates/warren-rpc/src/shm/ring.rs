@@ -317,6 +317,8 @@ pub(crate) const STEP: usize = 32 << 10;
 const SLEEP: usize = 8;
 /// A line's `cpu` word, after its `sleep` word: where its owner last began a wait.
 const CPU: usize = 12;
+/// How far a line's `cpu` word lies past its `sleep` word, for the halves' spin.
+pub(crate) const CPU_AFTER_SLEEP: usize = CPU - SLEEP;
 
 /// Where `n` bytes from stream position `at` lie: one piece, or two where the ring wraps; each
 /// as (offset in the segment, range of the caller's buffer).

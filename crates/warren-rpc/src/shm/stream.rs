@@ -19,7 +19,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::unix::pipe;
 
 use super::park::{Parker, Ringer};
-use super::ring::{Consumer, Direction, Layout, Poisoned, Producer};
+use super::ring::{CPU_AFTER_SLEEP, Consumer, Direction, Layout, Poisoned, Producer};
 use super::spin::{self, Moment, Spinner, Step};
 use super::sys::Segment;
 
@@ -112,9 +112,6 @@ enum Looking {
     /// The spin is over, or none began: park.
     Over,
 }
-
-/// A line's `cpu` word follows its `sleep` word (docs/SHM.md §3).
-const CPU_AFTER_SLEEP: usize = 4;
 
 /// What the two halves of one side tell each other, for the spin's rules (`spin`).
 #[derive(Debug, Default)]
